@@ -1,0 +1,83 @@
+"""Command line: `orchestrator run | schema export | dead-letters list|replay|purge`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from orchestrator import contract, deadletters, logs
+from orchestrator.config import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="consume site events and make the swarm match (the default)")
+
+    schema = commands.add_parser("schema", help="the published event contract").add_subparsers(dest="action")
+    export = schema.add_parser("export", help="write JSON Schemas and examples generated from the models")
+    export.add_argument("--dir", type=Path, default=Path("schemas"))
+
+    letters = commands.add_parser("dead-letters", help="inspect and replay dead-lettered events")
+    actions = letters.add_subparsers(dest="action", required=True)
+    list_ = actions.add_parser("list", help="show dead letters: id, routing key, site, reason, attempts, age")
+    list_.add_argument("--json", action="store_true")
+    replay = actions.add_parser("replay", help="republish dead letters to their original exchange")
+    replay.add_argument("ids", nargs="*", help="message ids to replay")
+    replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    replay.add_argument("--dry-run", action="store_true")
+    for sub in (list_, replay):
+        sub.add_argument("--site", type=int, help="only this site id")
+        sub.add_argument("--reason", help="only this error code, e.g. docker_unavailable")
+    purge = actions.add_parser("purge", help="delete every dead letter (asks first)")
+    purge.add_argument("--yes", action="store_true", help="do not ask")
+
+    args = parser.parse_args(argv)
+    settings = Settings()
+    logs.setup()
+    if args.command in (None, "run"):
+        from orchestrator.app import serve
+
+        asyncio.run(serve(settings))
+        return 0
+    if args.command == "schema":
+        if args.action != "export":
+            parser.error("schema needs an action: export")
+        for path in contract.export(args.dir):
+            print(path)
+        return 0
+    return _dead_letters(args, settings)
+
+
+def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "purge":
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print("refusing to purge without --yes (no terminal to ask)", file=sys.stderr)
+                return 2
+            answer = input(f"Delete every message in {settings.dead_letter_queue}? Type 'purge' to confirm: ")
+            if answer.strip() != "purge":
+                print("nothing purged")
+                return 1
+        print(f"purged {asyncio.run(deadletters.purge(settings))} dead letters")
+        return 0
+    ids = getattr(args, "ids", [])
+    keep = deadletters.make_filter(ids=ids, site=args.site, reason=args.reason)
+    if args.action == "list":
+        found = asyncio.run(deadletters.list_letters(settings, keep))
+        print(deadletters.as_json(found) if args.json else deadletters.as_table(found))
+        return 0
+    if not (ids or args.site is not None or args.reason or args.all):
+        print("say what to replay: message ids, --site, --reason or --all", file=sys.stderr)
+        return 2
+    done = asyncio.run(deadletters.replay(settings, keep, dry_run=args.dry_run))
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {len(done)} dead letters")
+    print(deadletters.as_table(done))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

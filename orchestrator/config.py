@@ -1,0 +1,125 @@
+"""Every setting of the orchestrator, read once from the environment (prefix ``ORCHESTRATOR_``).
+
+Defaults fit the local stack built by ``scripts/stack-up.sh``; production overrides them
+(see ``compose.yaml`` and the README's configuration table).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Keys the orchestrator sets in every dynamic site's environment; a site cannot override them.
+RESERVED_ENV_KEYS = frozenset({"PORT", "HOST", "PATH", "HOME", "SITE_ID", "SITE_DIR"})
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", frozen=True, extra="ignore")
+
+    # --- broker -------------------------------------------------------------------------------
+    amqp_url: str = "amqp://orchestrator:orchestrator@127.0.0.1:5672/"
+    # A Docker secret holding the broker password; replaces the password in amqp_url.
+    amqp_password_file: Path | None = None
+    amqp_ca_file: Path | None = None
+    amqp_cert_file: Path | None = None
+    amqp_key_file: Path | None = None
+    # Low enough that a dead broker is noticed within seconds.
+    heartbeat_seconds: int = Field(default=5, ge=1)
+    # Operators replay dead letters as a publisher Director trusts (the broker checks user_id).
+    replay_amqp_url: str = "amqp://director:director@127.0.0.1:5672/"
+    replay_password_file: Path | None = None
+
+    # --- topology -----------------------------------------------------------------------------
+    inbound_exchange: str = "director.sites"
+    binding_key: str = "site.*"
+    work_queue: str = "orchestrator.site-events"
+    results_exchange: str = "orchestrator.results"
+    # A durable queue of results for Director, so results survive while Director is away.
+    # Empty disables it; results are still published with `mandatory`.
+    results_queue: str = "orchestrator.site-results"
+    retry_exchange: str = "orchestrator.retry"
+    retry_queue: str = "orchestrator.site-events.retry"
+    dead_letter_exchange: str = "orchestrator.dead-letters"
+    dead_letter_queue: str = "orchestrator.site-events.dead"
+    # Redeliveries before the broker dead-letters a message that keeps crashing the process.
+    delivery_limit: int = Field(default=5, ge=1)
+
+    # --- processing ---------------------------------------------------------------------------
+    concurrency: int = Field(default=8, ge=1)
+    publish_timeout_seconds: float = Field(default=10.0, gt=0)
+    # In-process retry budget for transient errors; far below RabbitMQ's 30 min consumer timeout.
+    retry_budget_seconds: float = Field(default=30.0, ge=0)
+    retry_delay_seconds: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    allowed_publishers: Annotated[CsvList, Field(default_factory=lambda: ["director"])]
+
+    # --- docker / swarm -----------------------------------------------------------------------
+    docker_url: str = "unix:///var/run/docker.sock"
+    docker_timeout_seconds: float = Field(default=30.0, gt=0)
+    network: str = "director-sites"
+    converge_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Swarm update/restart timings, in seconds (converted to the Engine's nanoseconds in spec.py).
+    update_delay_seconds: float = Field(default=1.0, ge=0)
+    update_monitor_seconds: float = Field(default=2.0, ge=0)
+    restart_delay_seconds: float = Field(default=2.0, ge=0)
+    stop_grace_seconds: float = Field(default=10.0, ge=0)
+
+    # --- sites --------------------------------------------------------------------------------
+    sites_root: Path = Path("/srv/director/sites")
+    trash_dir_name: str = ".trash"
+    default_image: str = "director/base:latest"
+    allowed_default_images: Annotated[CsvList, Field(default_factory=lambda: ["director/base:latest"])]
+    registry: str = "registry.director.local/sites"
+    static_image: str = "nginx:latest"
+    site_port: int = Field(default=80, ge=1, le=65535)
+    traefik_entrypoint: str = "web"
+
+    # --- security -----------------------------------------------------------------------------
+    allowed_domain_suffixes: Annotated[CsvList, Field(default_factory=list)]
+    allow_ip_domains: bool = False
+    allow_wildcard_domains: bool = False
+    max_cpus: float = Field(default=2.0, gt=0)
+    max_memory: str = "2Gi"
+    cap_add: Annotated[
+        CsvList,
+        Field(default_factory=lambda: ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE", "DAC_OVERRIDE"]),
+    ]
+    log_max_size: str = "10m"
+    log_max_files: int = Field(default=3, ge=1)
+
+    _csv = field_validator(
+        "allowed_publishers", "allowed_default_images", "allowed_domain_suffixes", "cap_add", mode="before"
+    )(_split_csv)
+
+    def broker_url(self) -> str:
+        return _with_password(self.amqp_url, self.amqp_password_file)
+
+    def replay_broker_url(self) -> str:
+        return _with_password(self.replay_amqp_url, self.replay_password_file)
+
+
+def _with_password(url: str, password_file: Path | None) -> str:
+    if password_file is None:
+        return url
+    password = password_file.read_text().strip()
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,86 @@
+"""`schemas/`: JSON Schema of every event, generated from the models, with one example each."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from orchestrator.events import (
+    ErrorInfo,
+    InboundEvent,
+    ResultEvent,
+    ServiceRef,
+    SiteCreated,
+    SiteDeleted,
+    SiteUpdated,
+)
+
+_WHEN = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+_SITE = {
+    "id": 1,
+    "name": "hello",
+    "kind": "dynamic",
+    "domains": ["hi.example.com"],
+    "image": {"name": "director/base:latest", "custom": False},
+    "resources": {"cpus": 0.5, "memory": "256Mi"},
+    "serving": True,
+    "env": {"GREETING": "hello"},
+}
+_IN = uuid.UUID("00000000-0000-4000-8000-000000000001")
+_SERVICE = ServiceRef(name="site_0001", id="x7k2p9q4m1n8b3v6c5z0l2j4h", replicas=1)
+
+
+def _examples() -> dict[str, BaseModel]:
+    common = {"event_id": _IN, "occurred_at": _WHEN, "version": 1}
+    result = {
+        "event_id": uuid.UUID("00000000-0000-4000-8000-000000000002"),
+        "occurred_at": _WHEN,
+        "causation_id": _IN,
+        "site_id": 1,
+        "version": 1,
+    }
+    return {
+        "site.created": SiteCreated.model_validate({**common, "type": "site.created", "site": _SITE}),
+        "site.updated": SiteUpdated.model_validate(
+            {**common, "version": 2, "type": "site.updated", "site": {**_SITE, "domains": ["hello.example.com"]}}
+        ),
+        "site.deleted": SiteDeleted.model_validate({**common, "version": 3, "type": "site.deleted", "site": {"id": 1}}),
+        "site.deployed": ResultEvent(type="site.deployed", applied_version=1, service=_SERVICE, **result),
+        "site.removed": ResultEvent(type="site.removed", **result),
+        "site.stale": ResultEvent(type="site.stale", applied_version=4, service=_SERVICE, **result),
+        "site.failed": ResultEvent(
+            type="site.failed",
+            error=ErrorInfo(code="image_not_allowed", message="image 'evil:latest' is not allowed", retryable=False),
+            **result,
+        ),
+    }
+
+
+def documents() -> dict[str, Any]:
+    """File name -> JSON document, exactly as committed under schemas/."""
+    docs: dict[str, Any] = {
+        "inbound-event.schema.json": TypeAdapter(InboundEvent).json_schema(),
+        "result-event.schema.json": ResultEvent.model_json_schema(),
+    }
+    for name, example in _examples().items():
+        docs[f"examples/{name}.json"] = json.loads(example.model_dump_json())
+    return docs
+
+
+def render(document: Any) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def export(directory: Path) -> list[Path]:
+    written = []
+    for name, document in documents().items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(document))
+        written.append(path)
+    return written

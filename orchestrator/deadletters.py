@@ -1,0 +1,244 @@
+"""Operators' view of the dead-letter queue: list, replay, purge.
+
+Replay republishes each message to its original exchange and routing key with confirms, as the
+replay user (the broker stamps `user_id`, which the consumer authenticates), strips the broker's
+`x-death` headers, marks it replayed, and only then acks it off the dead-letter queue: a crash in
+the middle duplicates at worst, never loses.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from yarl import URL
+
+from orchestrator import bus
+from orchestrator import envelope as env
+from orchestrator.config import Settings
+
+_OUR_FAILURE_HEADERS = (env.ATTEMPTS, env.ERROR_CODE, env.ERROR_MESSAGE, env.FIRST_FAILURE, env.LAST_FAILURE)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: str
+    routing_key: str
+    exchange: str
+    site_id: int | None
+    reason: str
+    message: str
+    attempts: int
+    first_failure: str | None
+    last_failure: str | None
+    age_seconds: float | None
+
+    @classmethod
+    def of(cls, message: AbstractIncomingMessage, default_exchange: str) -> DeadLetter:
+        headers = dict(message.headers or {})
+        death = _first_death(headers)
+        try:
+            site_id = env.site_id_of(json.loads(message.body))
+        except ValueError:
+            site_id = None
+        last = _str(headers.get(env.LAST_FAILURE)) or _str(death.get("time"))
+        return cls(
+            id=message.message_id or f"tag-{message.delivery_tag}",
+            routing_key=_str(headers.get(env.ROUTING_KEY)) or _death_key(death) or message.routing_key or "",
+            exchange=_str(headers.get(env.EXCHANGE)) or _str(death.get("exchange")) or default_exchange,
+            site_id=site_id,
+            reason=_str(headers.get(env.ERROR_CODE)) or _str(death.get("reason")) or "unknown",
+            message=_str(headers.get(env.ERROR_MESSAGE)) or "",
+            attempts=_int(headers.get(env.ATTEMPTS) or death.get("count")),
+            first_failure=_str(headers.get(env.FIRST_FAILURE)) or last,
+            last_failure=last,
+            age_seconds=_age(last),
+        )
+
+
+Filter = Callable[[DeadLetter], bool]
+
+
+def make_filter(*, ids: Iterable[str] = (), site: int | None = None, reason: str | None = None) -> Filter:
+    wanted = set(ids)
+
+    def keep(letter: DeadLetter) -> bool:
+        return (
+            (not wanted or letter.id in wanted)
+            and (site is None or letter.site_id == site)
+            and (reason is None or letter.reason == reason)
+        )
+
+    return keep
+
+
+async def _fetch(channel: AbstractChannel, settings: Settings) -> list[tuple[AbstractIncomingMessage, DeadLetter]]:
+    """Take every dead letter unacked; closing the channel puts the untouched ones back."""
+    queue = await channel.declare_queue(settings.dead_letter_queue, passive=True)
+    count = queue.declaration_result.message_count or 0
+    fetched = []
+    for _ in range(count):
+        message = await queue.get(no_ack=False, fail=False, timeout=10)
+        if message is None:
+            break
+        fetched.append((message, DeadLetter.of(message, settings.inbound_exchange)))
+    return fetched
+
+
+async def list_letters(settings: Settings, keep: Filter) -> list[DeadLetter]:
+    connection = await bus.connect(settings.broker_url(), settings)
+    async with connection:
+        channel = await connection.channel()
+        return [letter for _, letter in await _fetch(channel, settings) if keep(letter)]
+
+
+async def replay(settings: Settings, keep: Filter, *, dry_run: bool, out: TextIO = sys.stderr) -> list[DeadLetter]:
+    source = await bus.connect(settings.broker_url(), settings)
+    target = await bus.connect(settings.replay_broker_url(), settings)
+    replay_user = URL(settings.replay_broker_url()).user or "guest"
+    replayed: list[DeadLetter] = []
+    async with source, target:
+        channel = await source.channel()
+        publisher = await target.channel(publisher_confirms=True, on_return_raises=True)
+        chosen = [(m, letter) for m, letter in await _fetch(channel, settings) if keep(letter)]
+        progress = _Progress(len(chosen), out)
+        for message, letter in chosen:
+            if not dry_run:
+                exchange = await publisher.get_exchange(letter.exchange, ensure=False)
+                await bus.publish(
+                    exchange,
+                    letter.routing_key,
+                    message.body,
+                    timeout=settings.publish_timeout_seconds,
+                    headers=_replay_headers(message),
+                    message_id=message.message_id,
+                    correlation_id=message.correlation_id,
+                    user_id=replay_user,
+                    content_type=message.content_type,
+                )
+                await message.ack()  # only after the broker confirmed the copy
+            replayed.append(letter)
+            progress.step()
+        progress.done()
+    return replayed
+
+
+async def purge(settings: Settings) -> int:
+    connection = await bus.connect(settings.broker_url(), settings)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(settings.dead_letter_queue, passive=True)
+        result = await queue.purge()
+        return int(result.message_count or 0)
+
+
+def _replay_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
+    headers = {
+        k: v
+        for k, v in (message.headers or {}).items()
+        if k not in env.BROKER_DEATH_HEADERS
+        and k not in _OUR_FAILURE_HEADERS
+        and k not in (env.ROUTING_KEY, env.EXCHANGE, env.PUBLISHER)
+    }
+    headers[env.REPLAYED] = _int(headers.get(env.REPLAYED)) + 1
+    return headers
+
+
+def as_json(letters: list[DeadLetter]) -> str:
+    return json.dumps([asdict(letter) for letter in letters], indent=2)
+
+
+def as_table(letters: list[DeadLetter]) -> str:
+    rows = [("ID", "ROUTING KEY", "SITE", "REASON", "ATTEMPTS", "AGE")]
+    for letter in letters:
+        rows.append(
+            (
+                letter.id,
+                letter.routing_key,
+                "-" if letter.site_id is None else str(letter.site_id),
+                letter.reason,
+                str(letter.attempts),
+                _human(letter.age_seconds),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+class _Progress:
+    """A one-line progress bar on stderr for replays of more than a handful of messages."""
+
+    def __init__(self, total: int, out: TextIO, width: int = 30) -> None:
+        self.total, self.out, self.width, self.done_count = total, out, width, 0
+        self.enabled = total >= 20
+        self.started = time.monotonic()
+
+    def step(self) -> None:
+        self.done_count += 1
+        if self.enabled and (self.done_count % 10 == 0 or self.done_count == self.total):
+            filled = self.width * self.done_count // self.total
+            rate = self.done_count / max(time.monotonic() - self.started, 1e-6)
+            self.out.write(
+                f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done_count}/{self.total} ({rate:.0f}/s)"
+            )
+            self.out.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.out.write("\n")
+
+
+def _first_death(headers: dict[str, Any]) -> dict[str, Any]:
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return deaths[0]
+    return {}
+
+
+def _death_key(death: dict[str, Any]) -> str | None:
+    keys = death.get("routing-keys")
+    return _str(keys[0]) if isinstance(keys, list) and keys else None
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _age(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round((datetime.now(UTC) - moment).total_seconds(), 1)
+
+
+def _human(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"

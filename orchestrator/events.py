@@ -1,0 +1,199 @@
+"""The published contract: inbound site events from Director and the result events we publish.
+
+These models are the single source of truth; ``schemas/`` is generated from them
+(``orchestrator schema export``) and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+
+from orchestrator.config import RESERVED_ENV_KEYS
+from orchestrator.hostnames import Hostname, parse_hostname
+from orchestrator.images import parse_reference
+
+SiteId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Version = Annotated[int, Field(ge=1)]
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+_MEMORY = re.compile(r"([1-9][0-9]{0,12})(Ki|Mi|Gi)", re.ASCII)
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def _env_key(key: str) -> str:
+    if not _ENV_KEY.fullmatch(key):
+        raise ValueError("env keys are shell identifiers: letters, digits and _, not starting with a digit")
+    if key in RESERVED_ENV_KEYS:
+        raise ValueError(f"env key is reserved for the orchestrator: {', '.join(sorted(RESERVED_ENV_KEYS))}")
+    return key
+
+
+def _env_value(value: str) -> str:
+    # Values may be secrets: messages here must never echo them.
+    if "\x00" in value:
+        raise ValueError("env values must not contain NUL bytes")
+    return value
+
+
+def _memory(value: str) -> str:
+    if not _MEMORY.fullmatch(value):
+        raise ValueError("memory is a positive integer with a unit Ki, Mi or Gi, e.g. 256Mi")
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def memory_bytes(value: str) -> int:
+    match = _MEMORY.fullmatch(value)
+    if match is None:
+        raise ValueError(f"bad memory quantity {value!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+Domain = Annotated[str, AfterValidator(parse_hostname), PlainSerializer(str, return_type=str)]
+EnvKey = Annotated[str, AfterValidator(_env_key)]
+EnvValue = Annotated[str, Field(max_length=32768), AfterValidator(_env_value)]
+ImageName = Annotated[str, AfterValidator(parse_reference)]
+
+
+class _Model(BaseModel):
+    # Tolerant reader: unknown fields are ignored so Director can add fields without breaking us.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class SiteKind(StrEnum):
+    DYNAMIC = "dynamic"
+    STATIC = "static"
+
+
+class Image(_Model):
+    name: ImageName
+    custom: bool = False
+
+
+class Resources(_Model):
+    cpus: Annotated[float, Field(gt=0), AfterValidator(_finite)] = 1.0
+    memory: Annotated[str, AfterValidator(_memory)] = "256Mi"
+
+    @property
+    def memory_bytes(self) -> int:
+        return memory_bytes(self.memory)
+
+
+class Site(_Model):
+    id: SiteId
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    kind: SiteKind
+    domains: Annotated[list[Domain], Field(min_length=1, max_length=100)]
+    image: Image
+    resources: Resources = Resources()
+    serving: bool = True
+    env: dict[EnvKey, EnvValue] = Field(default_factory=dict, max_length=500)
+
+    @property
+    def hostnames(self) -> tuple[Hostname, ...]:
+        # Deduplicated, order kept: the router rule is stable for the same domain set.
+        return tuple(dict.fromkeys(Hostname(d) for d in self.domains))
+
+
+class SiteRef(_Model):
+    id: SiteId
+
+
+class _Event(_Model):
+    event_id: uuid.UUID
+    occurred_at: AwareDatetime
+    version: Version
+
+
+class SiteCreated(_Event):
+    """The site exists in Director with this full desired state (upsert)."""
+
+    type: Literal["site.created"]
+    site: Site
+
+
+class SiteUpdated(_Event):
+    """The site changed in Director; carries the full desired state, never a delta (upsert)."""
+
+    type: Literal["site.updated"]
+    site: Site
+
+
+class SiteDeleted(_Event):
+    """The site was deleted in Director: remove its service, keep its files in the trash."""
+
+    type: Literal["site.deleted"]
+    site: SiteRef
+
+
+SiteUpserted = SiteCreated | SiteUpdated
+InboundEvent = Annotated[SiteCreated | SiteUpdated | SiteDeleted, Field(discriminator="type")]
+INBOUND_TYPES = ("site.created", "site.updated", "site.deleted")
+
+
+# --- results ------------------------------------------------------------------------------------
+
+
+class ServiceRef(_Model):
+    name: str
+    id: str
+    replicas: int
+
+
+class ErrorInfo(_Model):
+    code: str = Field(description="Machine-readable error code, e.g. invalid_event, image_not_allowed.")
+    message: str
+    retryable: bool
+
+
+ResultType = Literal["site.deployed", "site.removed", "site.failed", "site.stale"]
+
+
+class ResultEvent(_Model):
+    """What the orchestrator did with one inbound event (routing key = `type`).
+
+    `site.stale` means the event was older than what the swarm already holds and changed nothing.
+    Results are delivered at least once: deduplicate by `causation_id`.
+    """
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: ResultType
+    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    causation_id: uuid.UUID | None = Field(description="event_id of the inbound event; null if unreadable")
+    site_id: int | None
+    version: int | None
+    applied_version: int | None = Field(
+        default=None, description="The version the swarm holds after this event (null: nothing applied)."
+    )
+    service: ServiceRef | None = None
+    error: ErrorInfo | None = None
+
+
+def failed(
+    *,
+    causation_id: uuid.UUID | None,
+    site_id: int | None,
+    version: int | None,
+    code: str,
+    message: str,
+    retryable: bool,
+) -> ResultEvent:
+    return ResultEvent(
+        type="site.failed",
+        causation_id=causation_id,
+        site_id=site_id,
+        version=version,
+        error=ErrorInfo(code=code, message=message, retryable=retryable),
+    )

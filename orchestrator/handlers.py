@@ -1,0 +1,112 @@
+"""One small async function per event type: decide, then ask the swarm to make it so.
+
+Handlers know events and our two adapters (swarm, site directories), never the broker.
+They are idempotent: the same event applied twice leaves the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from orchestrator import retry
+from orchestrator.config import Settings
+from orchestrator.errors import DomainConflict
+from orchestrator.events import InboundEvent, ResultEvent, ResultType, ServiceRef, SiteCreated, SiteDeleted, SiteUpdated
+from orchestrator.sitedirs import SiteDirs
+from orchestrator.spec import DOMAINS, FINGERPRINT, ServiceSpec, desired_service, service_name
+from orchestrator.swarm import Deployed, Swarm
+
+
+@dataclass
+class Context:
+    settings: Settings
+    swarm: Swarm
+    sitedirs: SiteDirs
+    # Domain ownership is checked and claimed under one lock so two racing sites cannot share a host.
+    domains: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+async def upsert_site(event: SiteCreated | SiteUpdated, ctx: Context) -> ResultEvent:
+    """Make the site's service match the event's full desired state."""
+    site, swarm = event.site, ctx.swarm
+    name = service_name(site.id)
+    async for attempt in retry.on_conflict():
+        with attempt:
+            current = await swarm.get(name)
+            applied = current.site_version if current else await swarm.tombstone(site.id)
+            if applied is not None and applied > event.version:
+                return _result(event, "site.stale", current, applied)
+            site_dir = await ctx.sitedirs.ensure(name)
+            spec = desired_service(site, event.version, ctx.settings, site_dir)
+            since = time.time()
+            if current and current.fingerprint == spec.labels[FINGERPRINT] and current.site_version == event.version:
+                deployed = current  # a redelivery: nothing to change
+            else:
+                deployed = await _apply(spec, current, ctx)
+            if current is None:
+                await swarm.clear_tombstone(site.id)
+    await swarm.wait_converged(deployed, spec.replicas, since, ctx.settings.converge_timeout_seconds)
+    return _result(event, "site.deployed", deployed, event.version)
+
+
+async def delete_site(event: SiteDeleted, ctx: Context) -> ResultEvent:
+    """Remove the site's service and move its files to the trash. Deleting nothing succeeds."""
+    site_id, swarm = event.site.id, ctx.swarm
+    name = service_name(site_id)
+    async for attempt in retry.on_conflict():
+        with attempt:
+            current = await swarm.get(name)
+            if current is not None and current.site_version > event.version:
+                return _result(event, "site.stale", current, current.site_version)
+            deleted_at = await swarm.tombstone(site_id)
+            if current is None and deleted_at is not None and deleted_at > event.version:
+                return _result(event, "site.stale", None, None)
+            # The tombstone goes first: a late, older update must never resurrect the site.
+            await swarm.set_tombstone(site_id, event.version)
+            if current is not None:
+                await swarm.remove(current)
+                await swarm.wait_gone(current, ctx.settings.converge_timeout_seconds)
+    await ctx.sitedirs.trash(name, tag=event.event_id.hex[:8])
+    return _result(event, "site.removed", None, None)
+
+
+async def _apply(spec: ServiceSpec, current: Deployed | None, ctx: Context) -> Deployed:
+    async with ctx.domains:
+        claimed = set(spec.labels[DOMAINS].split(","))
+        for other in await ctx.swarm.managed():
+            taken = claimed.intersection(other.domains)
+            if other.name != spec.name and taken:
+                raise DomainConflict(f"{', '.join(sorted(taken))} already routed to {other.name}")
+        if current is None:
+            return await ctx.swarm.create(spec)
+        return await ctx.swarm.update(current, spec)
+
+
+def _result(
+    event: SiteCreated | SiteUpdated | SiteDeleted,
+    type_: ResultType,
+    service: Deployed | None,
+    applied_version: int | None,
+) -> ResultEvent:
+    return ResultEvent(
+        type=type_,
+        causation_id=event.event_id,
+        site_id=event.site.id,
+        version=event.version,
+        applied_version=applied_version,
+        service=ServiceRef(name=service.name, id=service.id, replicas=service.replicas) if service else None,
+    )
+
+
+HANDLERS: dict[type, Callable[..., Awaitable[ResultEvent]]] = {
+    SiteCreated: upsert_site,
+    SiteUpdated: upsert_site,
+    SiteDeleted: delete_site,
+}
+
+
+async def dispatch(event: InboundEvent, ctx: Context) -> ResultEvent:
+    return await HANDLERS[type(event)](event, ctx)

@@ -1,0 +1,26 @@
+"""Docker image references: syntax (part of the contract) and policy (which images may run)."""
+
+from __future__ import annotations
+
+import re
+
+# A Docker reference as the distribution spec defines it: [registry[:port]/]path[:tag][@digest].
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?",
+    re.ASCII,
+)
+MAX_LENGTH = 255
+
+
+def parse_reference(value: str) -> str:
+    """Return `value` if it is a well-formed image reference, else raise ValueError."""
+    if not value or len(value) > MAX_LENGTH or not _REFERENCE.fullmatch(value):
+        raise ValueError("not a valid Docker image reference")
+    return value
+
+
+def with_default_tag(reference: str) -> str:
+    last = reference.rsplit("/", 1)[-1]
+    return reference if (":" in last or "@" in reference) else f"{reference}:latest"

@@ -1,0 +1,58 @@
+"""What the operator allows: images, domains and resource ceilings. Pure checks over settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from orchestrator.config import Settings
+from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
+from orchestrator.events import Image, Resources, memory_bytes
+from orchestrator.hostnames import Hostname
+from orchestrator.images import parse_reference, with_default_tag
+
+
+def resolve_image(image: Image, settings: Settings) -> str:
+    """The reference a site may run, or ImageNotAllowed.
+
+    Default images must be on the allow-list. Custom images come from the configured registry:
+    a bare name gets the registry prefix; a name naming any other registry is refused.
+    """
+    if not image.custom:
+        allowed = {with_default_tag(name) for name in settings.allowed_default_images}
+        if with_default_tag(image.name) not in allowed:
+            raise ImageNotAllowed(f"image {image.name!r} is not an allowed default image")
+        return image.name
+    prefix = settings.registry.rstrip("/") + "/"
+    if image.name.startswith(prefix):
+        return image.name
+    first, _, rest = image.name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        raise ImageNotAllowed(f"custom images come only from {settings.registry}")
+    return parse_reference(prefix + image.name)
+
+
+def check_domains(hosts: Iterable[Hostname], settings: Settings) -> None:
+    suffixes = [s.lower().strip(".") for s in settings.allowed_domain_suffixes]
+    for host in hosts:
+        if host.is_wildcard and not settings.allow_wildcard_domains:
+            raise DomainNotAllowed(f"wildcard domain {host} is not allowed")
+        if host.is_ip and not settings.allow_ip_domains:
+            raise DomainNotAllowed(f"IP address {host} is not allowed as a domain")
+        if suffixes and not any(host == s or host.endswith("." + s) for s in suffixes):
+            raise DomainNotAllowed(f"domain {host} is outside the allowed suffixes {', '.join(suffixes)}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    nano_cpus: int
+    memory_bytes: int
+    clamped: bool
+
+
+def clamp_resources(resources: Resources, settings: Settings) -> Limits:
+    """Limits within the operator's ceilings. A request above a ceiling gets the ceiling (documented)."""
+    cpus = min(resources.cpus, settings.max_cpus)
+    memory = min(resources.memory_bytes, memory_bytes(settings.max_memory))
+    clamped = cpus != resources.cpus or memory != resources.memory_bytes
+    return Limits(nano_cpus=round(cpus * 1e9), memory_bytes=memory, clamped=clamped)

