@@ -176,7 +176,7 @@ class Consumer:
             publisher = env.authenticate(
                 envelope,
                 inbound_exchange=self.settings.inbound_exchange,
-                work_queue=self.settings.work_queue,
+                requeue_exchange=self.settings.requeue_exchange,
                 allowed=self.settings.allowed_publishers,
             )
             event = env.parse_event(envelope.body, envelope.original_routing_key)

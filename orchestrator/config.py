@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     results_queue: str = "orchestrator.site-results"
     retry_exchange: str = "orchestrator.retry"
     retry_queue: str = "orchestrator.site-events.retry"
+    # Where expired retries come back from; bound to the work queue. Only our user may write here.
+    requeue_exchange: str = "orchestrator.requeue"
     dead_letter_exchange: str = "orchestrator.dead-letters"
     dead_letter_queue: str = "orchestrator.site-events.dead"
     # Redeliveries before the broker dead-letters a message that keeps crashing the process.
@@ -96,7 +98,7 @@ class Settings(BaseSettings):
     max_memory: str = "2Gi"
     cap_add: Annotated[
         CsvList,
-        Field(default_factory=lambda: ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE", "DAC_OVERRIDE"]),
+        Field(default_factory=lambda: ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"]),
     ]
     log_max_size: str = "10m"
     log_max_files: int = Field(default=3, ge=1)

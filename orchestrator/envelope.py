@@ -64,17 +64,17 @@ class Envelope:
             return 0
 
 
-def authenticate(envelope: Envelope, *, inbound_exchange: str, work_queue: str, allowed: list[str]) -> str:
+def authenticate(envelope: Envelope, *, inbound_exchange: str, requeue_exchange: str, allowed: list[str]) -> str:
     """The broker user who published the event, if it may; else Unauthenticated.
 
     RabbitMQ checks `user_id` against the publishing connection's user, so on the inbound exchange
     it is proof of the publisher. A message back from our delayed-retry queue arrives through the
-    default exchange, where only the broker's dead-lettering can put it (no client user may write
-    there); it carries the publisher we authenticated on its first delivery.
+    requeue exchange, where only the orchestrator's own user may write; it carries the publisher
+    we authenticated on its first delivery.
     """
     if envelope.exchange == inbound_exchange:
         user = envelope.user_id
-    elif envelope.exchange == "" and envelope.routing_key == work_queue:
+    elif envelope.exchange == requeue_exchange:
         user = envelope.headers.get(PUBLISHER)
     else:
         raise Unauthenticated(f"message arrived through an unexpected exchange {envelope.exchange!r}")

@@ -133,11 +133,11 @@ class Swarm:
             await asyncio.sleep(self._poll)
 
     async def wait_gone(self, service: Deployed, timeout: float) -> None:
-        """Wait until no task of a removed service is still active (its mounts are released)."""
+        """Wait until no container of a removed service runs any more (its mounts are released)."""
         deadline = time.monotonic() + timeout
+        label = f"com.docker.swarm.service.id={service.id}"
         while time.monotonic() < deadline:
-            tasks = await self._run(lambda api: api.tasks(filters={"service": service.id}))
-            if not any(t["Status"]["State"] in _ACTIVE for t in tasks):
+            if not await self._run(lambda api: api.containers(filters={"label": label})):
                 return
             await asyncio.sleep(self._poll)
         raise TransientError(f"tasks of {service.name} still running {timeout:.0f}s after removal")

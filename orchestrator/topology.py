@@ -5,9 +5,9 @@ director.sites (topic) --site.*--> orchestrator.site-events (quorum, single acti
     v
 orchestrator.dead-letters (topic) --#--> orchestrator.site-events.dead (quorum)
 orchestrator.retry (topic) --#--> orchestrator.site-events.retry (quorum, TTL)
-    | TTL expired: dead-lettered through the default exchange
+    | TTL expired: dead-lettered, routing key kept
     v
-orchestrator.site-events
+orchestrator.requeue (fanout) --> orchestrator.site-events
 orchestrator.results (topic) --site.*--> orchestrator.site-results (quorum, for Director)
 """
 
@@ -51,8 +51,8 @@ def retry_queue_arguments(settings: Settings) -> FieldTable:
     return {
         "x-queue-type": "quorum",
         "x-message-ttl": int(settings.retry_delay_seconds * 1000),
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": settings.work_queue,
+        # Not the default exchange: writing there would let our user publish to any queue.
+        "x-dead-letter-exchange": settings.requeue_exchange,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
@@ -64,6 +64,7 @@ async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
     results = await channel.declare_exchange(settings.results_exchange, topic, durable=True)
     retry = await channel.declare_exchange(settings.retry_exchange, topic, durable=True)
     dead_letters = await channel.declare_exchange(settings.dead_letter_exchange, topic, durable=True)
+    requeue = await channel.declare_exchange(settings.requeue_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
 
     dead_letter_queue = await channel.declare_queue(
         settings.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
@@ -77,6 +78,7 @@ async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
         settings.work_queue, durable=True, arguments=work_queue_arguments(settings)
     )
     await work_queue.bind(inbound, settings.binding_key)
+    await work_queue.bind(requeue)
     if settings.results_queue:
         results_queue = await channel.declare_queue(
             settings.results_queue, durable=True, arguments={"x-queue-type": "quorum"}

@@ -49,9 +49,9 @@ for p in docker.io rabbitmq-server busybox-static nginx curl; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     log "apt: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
+    export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a
+    { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; } >/var/log/director-stack-apt.log 2>&1 || {
+        tail -n 20 /var/log/director-stack-apt.log >&2; die "apt-get install failed (log: /var/log/director-stack-apt.log)"; }
 else
     log "apt: packages present"
 fi
@@ -85,8 +85,9 @@ else
     log "rabbitmq: starting"
     # 'service' works with and without systemd (init script uses start-stop-daemon;
     # policy-rc.d only blocks invoke-rc.d, not 'service').
-    service rabbitmq-server start >/dev/null
-    rmq await_startup --timeout 90 >/dev/null 2>&1 ||
+    service rabbitmq-server start >/dev/null || rabbitmq-server -detached
+    # await_startup fails at once (rc 69) until the node has registered with epmd
+    wait_for 90 rabbitmq rmq await_startup --timeout 10 ||
         die "rabbitmq did not start within 90s (see /var/log/rabbitmq/)"
     log "rabbitmq: up"
 fi
@@ -188,9 +189,11 @@ EOF
     printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$root/etc/nsswitch.conf"
 }
 
+OLD_IMAGES=()   # replaced by FORCE_IMAGES=1; removed at the end if unused
 import_root() { # dir image change...
     local root=$1 image=$2; shift 2
-    local args=() c
+    local args=() c old
+    old=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null) && OLD_IMAGES+=("$old")
     for c in "$@"; do args+=(--change "$c"); done
     tar -C "$root" --numeric-owner -cf - . | docker import "${args[@]}" - "$image" >/dev/null
 }
@@ -330,6 +333,8 @@ wait_for 30 traefik traefik_404 || {
     docker logs --tail 20 "$TRAEFIK_NAME" >&2 2>&1 || true
     die "traefik not answering 404 on http://127.0.0.1:$HTTP_PORT/ within 30s"
 }
+
+for old in "${OLD_IMAGES[@]}"; do docker image rm "$old" >/dev/null 2>&1 || true; done
 
 # ---------------------------------------------------------------- 8. sites root
 mkdir -p "$SITES_ROOT"

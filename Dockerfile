@@ -1,0 +1,11 @@
+# The orchestrator's production image (see compose.yaml). It talks to the swarm through the
+# mounted docker socket and bind-mounts site directories by their host paths, so the sites root
+# must be mounted at the same path inside the container as on the host.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY orchestrator ./orchestrator
+RUN pip install --no-cache-dir . && useradd --system --no-create-home orchestrator
+ENV PYTHONUNBUFFERED=1
+ENTRYPOINT ["orchestrator"]
+CMD ["run"]

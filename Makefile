@@ -1,0 +1,45 @@
+# Two set-up commands on a fresh machine: `make demo` and `make test`. `make up` brings up the stack alone.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+
+.PHONY: up down demo demo-stop test unit lint schema bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+up:
+	bash scripts/stack-up.sh
+
+down: demo-stop
+	bash scripts/stack-down.sh
+
+demo: up $(VENV)/.installed
+	bash scripts/demo.sh
+
+demo-stop:
+	bash scripts/demo.sh stop
+
+# The whole suite on the real stack: lint, types, unit, integration and fault tests.
+test: up $(VENV)/.installed demo-stop lint
+	$(PY) -m pytest -ra
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit -q
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+schema: $(VENV)/.installed
+	$(VENV)/bin/orchestrator schema export --dir schemas
+
+bench: up $(VENV)/.installed
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""Publish one sample `site.created` as Director would and print the result event.
+
+Usage: python scripts/demo_publish.py SITE_ID DOMAIN [AMQP_URL_OF_DIRECTOR [ADMIN_URL]]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from datetime import UTC, datetime
+
+import aio_pika
+
+
+async def main(site_id: int, domain: str, director_url: str, admin_url: str) -> int:
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "type": "site.created",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "version": int(datetime.now(UTC).timestamp()),  # newer than any earlier demo run
+        "site": {
+            "id": site_id,
+            "name": "demo",
+            "kind": "dynamic",
+            "domains": [domain],
+            "image": {"name": "director/base:latest", "custom": False},
+            "resources": {"cpus": 0.5, "memory": "128Mi"},
+            "serving": True,
+            "env": {"GREETING": "hello"},
+        },
+    }
+    listener = await aio_pika.connect_robust(admin_url)
+    publisher = await aio_pika.connect_robust(director_url)
+    async with listener, publisher:
+        channel = await listener.channel()
+        results = await channel.declare_exchange("orchestrator.results", aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(results, "#")
+
+        out = await publisher.channel(publisher_confirms=True)
+        sites = await out.declare_exchange("director.sites", aio_pika.ExchangeType.TOPIC, durable=True)
+        await sites.publish(
+            aio_pika.Message(
+                json.dumps(event).encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=event["event_id"],
+                user_id="director",
+            ),
+            routing_key="site.created",
+        )
+        print(f"published site.created {event['event_id']} for site {site_id} ({domain})")
+        async with queue.iterator(timeout=120) as messages:
+            async for message in messages:
+                await message.ack()
+                result = json.loads(message.body)
+                if result.get("causation_id") == event["event_id"]:
+                    print(json.dumps(result, indent=2))
+                    return 0 if result["type"] == "site.deployed" else 1
+    return 1
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    director = args[2] if len(args) > 2 else "amqp://director:director@127.0.0.1:5672/"
+    admin = args[3] if len(args) > 3 else "amqp://guest:guest@127.0.0.1:5672/"
+    sys.exit(asyncio.run(main(int(args[0]), args[1], director, admin)))

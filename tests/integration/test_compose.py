@@ -1,0 +1,39 @@
+"""The production stack file is valid for a real swarm."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from support import ROOT
+
+
+def test_compose_file_passes_docker_stack_config() -> None:
+    rendered = subprocess.run(
+        ["docker", "stack", "config", "-c", str(ROOT / "compose.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert rendered.returncode == 0, rendered.stderr
+    text = rendered.stdout
+    for expected in (
+        "orchestrator:",
+        "traefik:",
+        "rabbitmq:",
+        "/var/run/docker.sock",
+        "source: /srv/director/sites\n        target: /srv/director/sites",
+        "ORCHESTRATOR_AMQP_PASSWORD_FILE: /run/secrets/orchestrator_amqp_password",
+        "--providers.swarm.network=director-sites",
+        "attachable: true",
+    ):
+        assert expected in text, f"{expected!r} missing from the rendered stack"
+
+
+def test_compose_file_with_an_error_is_refused(tmp_path: Path) -> None:
+    """The check above can fail: a broken file is refused by the same command."""
+    path = tmp_path / "compose.yaml"
+    path.write_text((ROOT / "compose.yaml").read_text().replace("services:", "servicez:", 1))
+    rendered = subprocess.run(["docker", "stack", "config", "-c", str(path)], capture_output=True, timeout=60)
+    assert rendered.returncode != 0

@@ -1,0 +1,281 @@
+"""Test support for the real stack: Director's publisher, a result listener, the orchestrator process."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import docker
+import httpx
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from orchestrator.events import ResultEvent
+
+ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:director@127.0.0.1:5672/")
+TRAEFIK = os.environ.get("TEST_TRAEFIK_URL", "http://127.0.0.1:8000")
+INBOUND = "director.sites"
+RESULTS = "orchestrator.results"
+ROOT = Path(__file__).resolve().parent.parent
+DEAD_LETTERS = "orchestrator.site-events.dead"
+_next_site = itertools.count(9000)
+
+
+def site_event(
+    type_: str,
+    site_id: int,
+    version: int,
+    *,
+    domains: list[str] | None = None,
+    kind: str = "dynamic",
+    serving: bool = True,
+    image: dict[str, Any] | None = None,
+    resources: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An event as Director publishes it."""
+    event: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "type": type_,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "version": version,
+    }
+    if type_ == "site.deleted":
+        event["site"] = {"id": site_id}
+        return event
+    event["site"] = {
+        "id": site_id,
+        "name": f"test site {site_id}",
+        "kind": kind,
+        "domains": domains if domains is not None else [f"site{site_id}.test.example.com"],
+        "image": image or {"name": "director/base:latest", "custom": False},
+        "resources": resources or {"cpus": 0.25, "memory": "64Mi"},
+        "serving": serving,
+        "env": env or {},
+    }
+    return event
+
+
+class Director:
+    """Publishes like Director: durable exchange, persistent JSON, message_id = event_id, user_id set."""
+
+    def __init__(self, connection: AbstractRobustConnection) -> None:
+        self.connection = connection
+        self.channel: Any = None
+
+    async def start(self) -> None:
+        self.channel = await self.connection.channel(publisher_confirms=True)
+        self.exchange = await self.channel.declare_exchange(INBOUND, aio_pika.ExchangeType.TOPIC, durable=True)
+
+    async def publish(
+        self,
+        event: dict[str, Any] | None = None,
+        *,
+        body: bytes | None = None,
+        routing_key: str | None = None,
+        user_id: str | None = "director",
+        message_id: str | None = None,
+    ) -> None:
+        if body is None:
+            assert event is not None
+            body = json.dumps(event).encode()
+        if routing_key is None:
+            assert event is not None
+            routing_key = event["type"]
+        await self.exchange.publish(
+            aio_pika.Message(
+                body,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=message_id or (event or {}).get("event_id") or str(uuid.uuid4()),
+                user_id=user_id,
+            ),
+            routing_key,
+        )
+
+
+class Results:
+    """Collects every result event the orchestrator publishes, keyed by the inbound event id."""
+
+    def __init__(self, connection: AbstractRobustConnection) -> None:
+        self.connection = connection
+        self.by_cause: dict[str, list[ResultEvent]] = {}
+        self.messages: list[AbstractIncomingMessage] = []
+        self._changed = asyncio.Condition()
+
+    async def start(self) -> None:
+        channel = await self.connection.channel()
+        exchange = await channel.declare_exchange(RESULTS, aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, "#")
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        result = ResultEvent.model_validate_json(message.body)
+        async with self._changed:
+            self.messages.append(message)
+            self.by_cause.setdefault(str(result.causation_id), []).append(result)
+            self._changed.notify_all()
+
+    async def wait_for(self, event_id: str, timeout: float = 90) -> ResultEvent:
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: event_id in self.by_cause)
+        return self.by_cause[event_id][0]
+
+    async def wait_for_site(self, site_id: int, timeout: float = 30) -> ResultEvent:
+        """The first result about `site_id` (for events whose id could not be read)."""
+
+        def found() -> ResultEvent | None:
+            return next((r for rs in self.by_cause.values() for r in rs if r.site_id == site_id), None)
+
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: found() is not None)
+        result = found()
+        assert result is not None
+        return result
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 30, interval: float = 0.5
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = check()
+        if asyncio.iscoroutine(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {getattr(check, '__name__', check)}")
+        await asyncio.sleep(interval)
+
+
+async def fetch(host: str, path: str = "/") -> httpx.Response:
+    """A request through Traefik's loopback entrypoint with the site's Host header."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        return await client.get(f"{TRAEFIK}{path}", headers={"Host": host})
+
+
+async def served(host: str, text: str, timeout: float = 30) -> str:
+    """Wait until Traefik routes `host` and the page contains `text`; return the page."""
+    last = ""
+
+    async def ok() -> bool:
+        nonlocal last
+        try:
+            response = await fetch(host)
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+            return False
+        last = f"{response.status_code} {response.text[:200]!r}"
+        return response.status_code == 200 and text in response.text
+
+    try:
+        await eventually(ok, timeout)
+    except AssertionError:
+        raise AssertionError(f"{host} not served with {text!r}; last answer: {last}") from None
+    return last
+
+
+def docker_api() -> docker.APIClient:
+    return docker.APIClient(version="auto")
+
+
+def service(api: docker.APIClient, name: str) -> dict[str, Any] | None:
+    try:
+        return api.inspect_service(name)  # type: ignore[no-any-return]
+    except docker.errors.NotFound:
+        return None
+
+
+class OrchestratorProcess:
+    """The real orchestrator, as a child process, with its JSON log captured to a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "run"], env=self.env, stdout=log, stderr=log, cwd=ROOT
+        )
+
+    async def wait_consuming(self, timeout: float = 60) -> None:
+        """Wait for the "consuming" log line of the current start."""
+
+        def consuming() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"orchestrator exited with {self.proc.returncode}: {self.tail()}")
+            return b'"msg": "consuming"' in self.log_path.read_bytes()[self._offset :]
+
+        await eventually(consuming, timeout)
+
+    def stop(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+
+def fresh_site_id() -> int:
+    return next(_next_site)
+
+
+def write_site(sites_root: Path, site_id: int, *, page: str, run_sh: bool = True) -> Path:
+    """Files a site owner would have uploaded: a page and a run.sh serving it with busybox httpd."""
+    site_dir = sites_root / f"site_{site_id:04d}"
+    (site_dir / "public").mkdir(parents=True, exist_ok=True)
+    (site_dir / "private").mkdir(exist_ok=True)
+    (site_dir / "public" / "index.html").write_text(page)
+    if run_sh:
+        (site_dir / "run.sh").write_text('#!/bin/sh\nexec httpd -f -p "$PORT" -h /site/public\n')
+    return site_dir
+
+
+async def drain_dead_letters(admin: AbstractRobustConnection) -> list[AbstractIncomingMessage]:
+    """Take (and ack) every message in the dead-letter queue."""
+    channel = await admin.channel()
+    queue = await channel.declare_queue(DEAD_LETTERS, passive=True)
+    taken = []
+    while (message := await queue.get(no_ack=True, fail=False)) is not None:
+        taken.append(message)
+    await channel.close()
+    return taken
