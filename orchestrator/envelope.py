@@ -99,7 +99,8 @@ def parse_event(body: bytes, routing_key: str) -> InboundEvent:
     if not isinstance(raw, dict) or raw.get("type") != routing_key:
         raise InvalidEvent(f"event type does not match the routing key {routing_key!r}", site_id=site_id)
     try:
-        return _EVENT.validate_python(raw)
+        # Strict: JSON types must be right ("5" is not a version), as the published schema says.
+        return _EVENT.validate_json(body, strict=True)
     except ValidationError as exc:
         raise InvalidEvent(f"event does not match the schema: {describe(exc)}", site_id=site_id) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -30,6 +31,8 @@ INBOUND = "director.sites"
 RESULTS = "orchestrator.results"
 ROOT = Path(__file__).resolve().parent.parent
 DEAD_LETTERS = "orchestrator.site-events.dead"
+SITE_RESULTS = "orchestrator.site-results"
+TEST_SITE_IDS = range(9000, 10000)
 _next_site = itertools.count(9000)
 
 
@@ -109,17 +112,22 @@ class Director:
 class Results:
     """Collects every result event the orchestrator publishes, keyed by the inbound event id."""
 
-    def __init__(self, connection: AbstractRobustConnection) -> None:
+    def __init__(self, connection: AbstractRobustConnection, queue: str | None = None) -> None:
+        """Listen on a private queue, or on a durable `queue` that survives broker restarts."""
         self.connection = connection
+        self.queue_name = queue
         self.by_cause: dict[str, list[ResultEvent]] = {}
         self.messages: list[AbstractIncomingMessage] = []
         self._changed = asyncio.Condition()
 
     async def start(self) -> None:
         channel = await self.connection.channel()
-        exchange = await channel.declare_exchange(RESULTS, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(exchange, "#")
+        if self.queue_name:
+            queue = await channel.declare_queue(self.queue_name, passive=True)
+        else:
+            exchange = await channel.declare_exchange(RESULTS, aio_pika.ExchangeType.TOPIC, durable=True)
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(exchange, "#")
         await queue.consume(self._on_message, no_ack=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -279,3 +287,53 @@ async def drain_dead_letters(admin: AbstractRobustConnection) -> list[AbstractIn
         taken.append(message)
     await channel.close()
     return taken
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+def make_vhost(name: str) -> None:
+    """A fresh vhost with the local stack's users and their least-privilege permissions."""
+    with contextlib.suppress(subprocess.CalledProcessError):
+        rabbitmqctl("delete_vhost", name)
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    rabbitmqctl("set_permissions", "-p", name, "director", r"^director\.sites$", r"^director\.sites$", "^$")
+    rabbitmqctl(
+        "set_permissions", "-p", name, "orchestrator",
+        r"^(orchestrator\..*|director\.sites)$", r"^orchestrator\..*$", r"^(orchestrator\..*|director\.sites)$",
+    )  # fmt: skip
+
+
+def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str, str]:
+    """Settings for a test orchestrator: short timings, its own vhost and sites root."""
+    env = {
+        "ORCHESTRATOR_AMQP_URL": f"amqp://orchestrator:orchestrator@127.0.0.1:5672/{vhost}",
+        "ORCHESTRATOR_REPLAY_AMQP_URL": f"amqp://director:director@127.0.0.1:5672/{vhost}",
+        "ORCHESTRATOR_SITES_ROOT": str(sites_root),
+        "ORCHESTRATOR_CONVERGE_TIMEOUT_SECONDS": "45",
+        "ORCHESTRATOR_RETRY_BUDGET_SECONDS": "4",
+        "ORCHESTRATOR_RETRY_DELAY_SECONDS": "3",
+        "ORCHESTRATOR_MAX_ATTEMPTS": "3",
+        "ORCHESTRATOR_UPDATE_DELAY_SECONDS": "0",
+        "ORCHESTRATOR_UPDATE_MONITOR_SECONDS": "1",
+        "ORCHESTRATOR_RESTART_DELAY_SECONDS": "1",
+        "ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS": "20",
+        "ORCHESTRATOR_HEARTBEAT_SECONDS": "2",
+    }
+    env.update({f"ORCHESTRATOR_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+def wipe_test_sites(api: docker.APIClient) -> None:
+    """Remove every service and tombstone of the tests' site ids."""
+    label = {"label": "com.director.managed-by=orchestrator"}
+    for svc in api.services(filters=label):
+        if int(svc["Spec"]["Labels"].get("com.director.site-id", "0")) in TEST_SITE_IDS:
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_service(svc["ID"])
+    for config in api.configs(filters=label):
+        if int(config["Spec"]["Labels"].get("com.director.site-id", "0")) in TEST_SITE_IDS:
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_config(config["ID"])

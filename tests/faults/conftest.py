@@ -1,0 +1,104 @@
+"""Fault tests get their own vhost, sites root and orchestrator, tuned to ride out a 20 s Docker outage,
+and print their loss counts at the end of the run."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aio_pika
+import docker
+import pytest
+from support import (
+    SITE_RESULTS,
+    Director,
+    OrchestratorProcess,
+    Results,
+    docker_api,
+    make_vhost,
+    orchestrator_env,
+    rabbitmqctl,
+    wipe_test_sites,
+)
+
+VHOST = "orchestrator-faults"
+LOSS_REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if LOSS_REPORT:
+        terminalreporter.section("fault tests: loss counts")
+        for line in LOSS_REPORT:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="module")
+def fault_vhost() -> Iterator[str]:
+    make_vhost(VHOST)
+    yield VHOST
+    rabbitmqctl("delete_vhost", VHOST)
+
+
+@pytest.fixture(scope="module")
+def fault_api() -> Iterator[docker.APIClient]:
+    client = docker_api()
+    yield client
+    wipe_test_sites(docker_api())  # a fresh client: the daemon may have restarted meanwhile
+
+
+@pytest.fixture(scope="module")
+def fault_root() -> Iterator[Path]:
+    root = Path(f"/tmp/orchestrator-faults-{uuid.uuid4().hex[:8]}/sites")
+    root.mkdir(parents=True)
+    yield root
+    shutil.rmtree(root.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+async def fault_orchestrator(
+    request: pytest.FixtureRequest,
+    fault_vhost: str,
+    fault_root: Path,
+    fault_api: docker.APIClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[OrchestratorProcess]:
+    # By default enough delayed retries to ride out a Docker outage of well over 20 s;
+    # a test module can set ORCHESTRATOR_SETTINGS to change that.
+    settings = {"max_attempts": "30", "retry_budget_seconds": "3", "retry_delay_seconds": "2",
+                "converge_timeout_seconds": "90"}  # fmt: skip
+    settings |= getattr(request.module, "ORCHESTRATOR_SETTINGS", {})
+    env = orchestrator_env(fault_vhost, fault_root, **settings)
+    process = OrchestratorProcess(env, tmp_path_factory.mktemp("logs") / "faults.log")
+    process.start()
+    await process.wait_consuming()
+    yield process
+    if process.alive:
+        assert process.stop() == 0, process.tail()
+
+
+@pytest.fixture(scope="module")
+async def fault_admin(fault_vhost: str) -> AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(f"amqp://guest:guest@127.0.0.1:5672/{fault_vhost}")
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture(scope="module")
+async def fault_results(
+    fault_admin: aio_pika.abc.AbstractRobustConnection, fault_orchestrator: OrchestratorProcess
+) -> Results:
+    # The durable results queue: results published while the broker restarts are not missed.
+    listener = Results(fault_admin, queue=SITE_RESULTS)
+    await listener.start()
+    return listener
+
+
+@pytest.fixture(scope="module")
+async def fault_director(fault_vhost: str, fault_orchestrator: OrchestratorProcess) -> AsyncIterator[Director]:
+    connection = await aio_pika.connect_robust(f"amqp://director:director@127.0.0.1:5672/{fault_vhost}")
+    publisher = Director(connection)
+    await publisher.start()
+    yield publisher
+    await connection.close()
