@@ -119,9 +119,6 @@ def _with_password(url: str, password_file: Path | None) -> str:
         return url
     password = password_file.read_text().strip()
     parts = urlsplit(url)
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    userinfo, at, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0] if at else ""  # kept as written (already percent-encoded)
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))

@@ -83,7 +83,8 @@ class Image(_Model):
 
 
 class Resources(_Model):
-    cpus: Annotated[float, Field(gt=0), AfterValidator(_finite)] = 1.0
+    # Docker's smallest limit; below it nano-CPUs round to 0, which Docker reads as "no limit".
+    cpus: Annotated[float, Field(ge=0.01), AfterValidator(_finite)] = 1.0
     memory: Annotated[str, AfterValidator(_memory)] = "256Mi"
 
     @property

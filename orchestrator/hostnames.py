@@ -25,10 +25,15 @@ class Hostname(str):
 
     @property
     def is_ip(self) -> bool:
+        """An IPv4 literal, including the short and hex forms resolvers accept (127.1, 0x7f.0.0.1).
+
+        No top-level domain is numeric (RFC 3696), so a numeric last label means an address.
+        """
         try:
             ipaddress.ip_address(self)
         except ValueError:
-            return False
+            last = self.rsplit(".", 1)[-1]
+            return last.isdigit() or last.startswith("0x")
         return True
 
 

@@ -49,6 +49,8 @@ class SiteDirs:
         return self.root / name
 
     def _trash(self, name: str, tag: str) -> Path | None:
+        if not self.root.is_dir():
+            return None
         root_fd = _open_dir(str(self.root))
         try:
             try:

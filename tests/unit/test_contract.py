@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import TypeAdapter
+
+from orchestrator import contract
+from orchestrator.events import InboundEvent, ResultEvent
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+INBOUND_EXAMPLES = ["site.created", "site.updated", "site.deleted"]
+RESULT_EXAMPLES = ["site.deployed", "site.removed", "site.failed", "site.stale"]
+
+
+def committed() -> dict[str, str]:
+    return {str(p.relative_to(SCHEMAS)): p.read_text() for p in sorted(SCHEMAS.rglob("*")) if p.is_file()}
+
+
+def test_committed_schema_files_are_exactly_the_generated_set() -> None:
+    assert set(committed()) == set(contract.documents())
+
+
+@pytest.mark.parametrize("name", sorted(contract.documents()))
+def test_committed_schema_file_equals_the_generated_document(name: str) -> None:
+    # On a mismatch: `orchestrator schema export` regenerates schemas/ from the models.
+    assert committed()[name] == contract.render(contract.documents()[name])
+
+
+def test_every_event_type_has_an_example() -> None:
+    names = {Path(name).stem for name in contract.documents() if name.startswith("examples/")}
+    assert names == set(INBOUND_EXAMPLES + RESULT_EXAMPLES)
+
+
+def test_export_writes_the_committed_files(tmp_path: Path) -> None:
+    written = contract.export(tmp_path)
+    assert {str(p.relative_to(tmp_path)) for p in written} == set(committed())
+    for name, text in committed().items():
+        assert (tmp_path / name).read_text() == text
+
+
+def test_render_is_stable_and_sorted() -> None:
+    assert contract.render({"b": 1, "a": [1, 2]}) == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
+
+
+@pytest.mark.parametrize("name", INBOUND_EXAMPLES)
+def test_inbound_example_validates(name: str) -> None:
+    data = json.loads((SCHEMAS / "examples" / f"{name}.json").read_text())
+    event = TypeAdapter(InboundEvent).validate_python(data)
+    assert event.type == name
+    assert json.loads(event.model_dump_json()) == data
+
+
+@pytest.mark.parametrize("name", RESULT_EXAMPLES)
+def test_result_example_validates(name: str) -> None:
+    data = json.loads((SCHEMAS / "examples" / f"{name}.json").read_text())
+    result = ResultEvent.model_validate(data)
+    assert result.type == name
+    assert json.loads(result.model_dump_json()) == data
+
+
+def test_inbound_schema_is_discriminated_by_type() -> None:
+    schema = json.loads((SCHEMAS / "inbound-event.schema.json").read_text())
+    assert schema["discriminator"]["propertyName"] == "type"
+    assert set(schema["discriminator"]["mapping"]) == set(INBOUND_EXAMPLES)

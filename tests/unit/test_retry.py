@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import pytest
+from tenacity import AsyncRetrying, stop_after_delay
+
+from orchestrator import retry
+from orchestrator.errors import (
+    ConvergeTimeout,
+    DockerConflict,
+    DockerRejected,
+    DockerUnavailable,
+    ImageNotAllowed,
+    InvalidEvent,
+    OrchestratorError,
+    PermanentError,
+    PublishFailed,
+    TransientError,
+)
+from orchestrator.retry import Step, after_failure
+
+
+class Recorder:
+    """Stands in for asyncio.sleep: records the waits instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def no_sleep(retrying: AsyncRetrying) -> tuple[AsyncRetrying, Recorder]:
+    recorder = Recorder()
+    return retrying.copy(sleep=recorder), recorder
+
+
+async def run(retrying: AsyncRetrying, outcomes: list[Exception | str]) -> tuple[str, int]:
+    """Run `retrying` over a function that raises or returns the next outcome; (result, calls)."""
+    calls = 0
+    async for attempt in retrying:
+        with attempt:
+            outcome = outcomes[calls]
+            calls += 1
+            if isinstance(outcome, Exception):
+                raise outcome
+            result = outcome
+    return result, calls
+
+
+# --- after_failure ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error", [TransientError("x"), DockerUnavailable("x"), DockerConflict("x"), PublishFailed("x")]
+)
+def test_transient_error_under_max_attempts_retries_later(error: OrchestratorError) -> None:
+    assert after_failure(error, attempts=1, max_attempts=5) is Step.RETRY_LATER
+    assert after_failure(error, attempts=4, max_attempts=5) is Step.RETRY_LATER
+
+
+def test_transient_error_at_max_attempts_is_dead_lettered() -> None:
+    assert after_failure(TransientError("x"), attempts=5, max_attempts=5) is Step.DEAD_LETTER
+    assert after_failure(TransientError("x"), attempts=6, max_attempts=5) is Step.DEAD_LETTER
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermanentError("x"),
+        InvalidEvent("x"),
+        ImageNotAllowed("x"),
+        DockerRejected("x"),
+        ConvergeTimeout("x"),
+        OrchestratorError("unexpected"),
+    ],
+)
+def test_permanent_error_is_dead_lettered_at_once(error: OrchestratorError) -> None:
+    assert after_failure(error, attempts=1, max_attempts=5) is Step.DEAD_LETTER
+    assert after_failure(error, attempts=0, max_attempts=100) is Step.DEAD_LETTER
+
+
+def test_one_max_attempt_means_no_retry_later() -> None:
+    assert after_failure(TransientError("x"), attempts=1, max_attempts=1) is Step.DEAD_LETTER
+
+
+# --- in_process ---------------------------------------------------------------------------------
+
+
+async def test_in_process_retries_a_transient_error_then_succeeds() -> None:
+    retrying, recorder = no_sleep(retry.in_process(5))
+    result, calls = await run(retrying, [TransientError("down"), DockerUnavailable("down"), "ok"])
+    assert (result, calls) == ("ok", 3)
+    assert len(recorder.waits) == 2
+
+
+async def test_in_process_does_not_retry_a_permanent_error() -> None:
+    retrying, recorder = no_sleep(retry.in_process(5))
+    with pytest.raises(ImageNotAllowed):
+        await run(retrying, [ImageNotAllowed("no"), "ok"])
+    assert recorder.waits == []
+
+
+async def test_in_process_does_not_retry_other_exceptions() -> None:
+    retrying, recorder = no_sleep(retry.in_process(5))
+    with pytest.raises(KeyError):
+        await run(retrying, [KeyError("bug"), "ok"])
+    assert recorder.waits == []
+
+
+async def test_in_process_reraises_the_error_itself_when_the_budget_is_spent() -> None:
+    retrying, recorder = no_sleep(retry.in_process(0))
+    with pytest.raises(DockerUnavailable, match="still down"):
+        await run(retrying, [DockerUnavailable("still down"), "ok"])
+    assert recorder.waits == []
+
+
+async def test_in_process_waits_grow_with_jitter_and_a_cap() -> None:
+    retrying, recorder = no_sleep(retry.in_process(3600))
+    result, calls = await run(retrying, [TransientError("x")] * 12 + ["ok"])
+    assert (result, calls) == ("ok", 13)
+    assert len(recorder.waits) == 12
+    assert all(0 <= wait <= 8 for wait in recorder.waits)
+    # Exponential bounds: the n-th wait is at most 0.5 * 2**(n-1) seconds.
+    assert all(wait <= 0.5 * 2**n for n, wait in enumerate(recorder.waits))
+
+
+def test_in_process_stops_after_the_budget() -> None:
+    retrying = retry.in_process(30)
+    assert isinstance(retrying.stop, stop_after_delay)
+    assert retrying.stop.max_delay == 30
+    assert retrying.reraise is True
+
+
+# --- on_conflict --------------------------------------------------------------------------------
+
+
+async def test_on_conflict_retries_conflicts_a_few_times() -> None:
+    retrying, _ = no_sleep(retry.on_conflict(attempts=3))
+    result, calls = await run(retrying, [DockerConflict("409"), DockerConflict("409"), "ok"])
+    assert (result, calls) == ("ok", 3)
+    retrying, _ = no_sleep(retry.on_conflict(attempts=3))
+    with pytest.raises(DockerConflict):
+        await run(retrying, [DockerConflict("409")] * 5)
+
+
+async def test_on_conflict_leaves_other_transient_errors_alone() -> None:
+    retrying, recorder = no_sleep(retry.on_conflict())
+    with pytest.raises(DockerUnavailable):
+        await run(retrying, [DockerUnavailable("down"), "ok"])
+    assert recorder.waits == []
