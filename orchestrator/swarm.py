@@ -206,7 +206,8 @@ class Swarm:
 def _map_api_error(exc: docker.errors.APIError) -> Exception:
     status = exc.status_code or 500
     text = str(exc.explanation or exc)
-    if "out of sequence" in text or status == 409:
+    if "out of sequence" in text or status in (404, 409):
+        # 404: the service vanished between our read and write (removed by someone else).
         return DockerConflict(f"the service changed concurrently: {text}")
     if status >= 500:
         return TransientError(f"docker error {status}: {text}", code="docker_error")

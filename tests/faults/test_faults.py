@@ -32,7 +32,7 @@ from scenario import (
     stop_dockerd,
     summary,
 )
-from support import Director, OrchestratorProcess, Results
+from support import Director, OrchestratorProcess, Results, site_event
 
 pytestmark = pytest.mark.faults
 
@@ -207,3 +207,52 @@ async def test_a_thousand_poison_messages_are_dead_lettered_and_nothing_else_is_
 
     await run("poison x1000", fault_director, fault_results, fault_admin, fault_api, stream.events, stream,
               extra=poison)  # fmt: skip
+
+
+async def test_sigterm_finishes_in_flight_work_and_exits_zero(
+    fault_orchestrator: OrchestratorProcess, fault_director: Director, fault_results: Results
+) -> None:
+    event = site_event("site.created", next(_site_ids), 1, serving=True)
+    await publish_reliably(fault_director, event)
+    await asyncio.sleep(0.5)  # received, still converging
+
+    code = await asyncio.to_thread(fault_orchestrator.stop)
+    try:
+        assert code == 0, fault_orchestrator.tail()
+        result = await fault_results.wait_for(event["event_id"], timeout=10)  # finished before exiting
+        assert result.type == "site.deployed", result
+    finally:
+        fault_orchestrator.start()
+        await fault_orchestrator.wait_consuming()
+
+
+async def test_a_second_replica_stands_by_and_takes_over(
+    fault_orchestrator: OrchestratorProcess,
+    fault_director: Director,
+    fault_results: Results,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    standby = OrchestratorProcess(fault_orchestrator.env, tmp_path_factory.mktemp("logs") / "standby.log")
+    standby.start()
+    try:
+        await standby.wait_consuming()
+        first = [site_event("site.created", next(_site_ids), 1, serving=False) for _ in range(5)]
+        for event in first:
+            await publish_reliably(fault_director, event)
+        for event in first:
+            assert (await fault_results.wait_for(event["event_id"])).type == "site.deployed"
+        assert not any(line.get("msg") == "event handled" for line in standby.log_lines())  # single active consumer
+
+        fault_orchestrator.kill()
+        second = [site_event("site.created", next(_site_ids), 1, serving=False) for _ in range(5)]
+        for event in second:
+            await publish_reliably(fault_director, event)
+        for event in second:
+            assert (await fault_results.wait_for(event["event_id"], timeout=60)).type == "site.deployed"
+        handled = {line.get("event_id") for line in standby.log_lines() if line.get("msg") == "event handled"}
+        assert {e["event_id"] for e in second} <= handled
+    finally:
+        if not fault_orchestrator.alive:
+            fault_orchestrator.start()
+            await fault_orchestrator.wait_consuming()
+        assert standby.stop() == 0, standby.tail()

@@ -1,0 +1,42 @@
+"""Docker's answers become our error types: what is retried, reloaded, or refused for good."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import docker.errors
+import pytest
+
+from orchestrator.errors import DockerConflict, DockerRejected, TransientError
+from orchestrator.swarm import _map_api_error, _timestamp
+
+
+def api_error(status: int, explanation: str) -> docker.errors.APIError:
+    return docker.errors.APIError("boom", response=SimpleNamespace(status_code=status), explanation=explanation)
+
+
+@pytest.mark.parametrize(
+    ("status", "explanation", "expected"),
+    [
+        (500, "rpc error: code = Unknown desc = update out of sequence", DockerConflict),
+        (409, "name conflicts with an existing object", DockerConflict),
+        (404, "service abc not found", DockerConflict),
+        (500, "internal error", TransientError),
+        (503, "this node is not a swarm manager", TransientError),
+        (400, "invalid mount config", DockerRejected),
+    ],
+)
+def test_api_errors_map_to_retry_reload_or_refusal(status: int, explanation: str, expected: type) -> None:
+    error = _map_api_error(api_error(status, explanation))
+    assert type(error) is expected
+    assert explanation in str(error)
+
+
+def test_conflicts_are_transient_and_rejections_are_not() -> None:
+    assert isinstance(_map_api_error(api_error(409, "x")), TransientError)
+    assert not isinstance(_map_api_error(api_error(400, "x")), TransientError)
+
+
+def test_docker_timestamps_with_nanoseconds_parse() -> None:
+    assert _timestamp("2026-01-01T00:00:01.123456789Z") == pytest.approx(1767225601.123456789)
+    assert _timestamp("") == 0.0
