@@ -97,7 +97,7 @@ class Site(_Model):
     name: Annotated[str, Field(min_length=1, max_length=255)]
     kind: SiteKind
     domains: Annotated[list[Domain], Field(min_length=1, max_length=100)]
-    image: Image
+    image: Image | None = Field(default=None, description="Absent: the operator's default base image.")
     resources: Resources = Resources()
     serving: bool = True
     env: dict[EnvKey, EnvValue] = Field(default_factory=dict, max_length=500)

@@ -12,12 +12,14 @@ from orchestrator.hostnames import Hostname
 from orchestrator.images import parse_reference, with_default_tag
 
 
-def resolve_image(image: Image, settings: Settings) -> str:
+def resolve_image(image: Image | None, settings: Settings) -> str:
     """The reference a site may run, or ImageNotAllowed.
 
-    Default images must be on the allow-list. Custom images come from the configured registry:
+    No image: the configured default. Default images must be on the allow-list. Custom images come from the configured registry:
     a bare name gets the registry prefix; a name naming any other registry is refused.
     """
+    if image is None:
+        return settings.default_image
     if not image.custom:
         allowed = {with_default_tag(name) for name in settings.allowed_default_images}
         if with_default_tag(image.name) not in allowed:

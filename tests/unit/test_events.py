@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from orchestrator.config import Settings
 from orchestrator.events import (
     InboundEvent,
     Resources,
@@ -21,6 +22,7 @@ from orchestrator.events import (
     failed,
     memory_bytes,
 )
+from orchestrator.policy import resolve_image
 
 SiteData = Callable[..., dict[str, Any]]
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
@@ -251,12 +253,20 @@ def test_refuses_missing_event_fields(missing: str) -> None:
         EVENT.validate_python(data)
 
 
-@pytest.mark.parametrize("missing", ["id", "name", "kind", "domains", "image"])
+@pytest.mark.parametrize("missing", ["id", "name", "kind", "domains"])
 def test_refuses_missing_site_fields(site_data: SiteData, missing: str) -> None:
     data = site_data()
     del data[missing]
     with pytest.raises(ValidationError):
         EVENT.validate_python(event_with_site(data))
+
+
+def test_a_site_without_an_image_gets_the_default_base_image(site_data: SiteData) -> None:
+    data = site_data()
+    del data["image"]
+    site = Site.model_validate(data)
+    assert site.image is None
+    assert resolve_image(site.image, Settings(default_image="director/base:2")) == "director/base:2"
 
 
 @pytest.mark.parametrize("cpus", [1e-10, 0.001, 0.0099])
