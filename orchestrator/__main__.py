@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("ids", nargs="*", help="message ids to replay")
     replay.add_argument("--all", action="store_true", help="replay every dead letter")
     replay.add_argument("--dry-run", action="store_true")
+    replay.add_argument(
+        "--include-unauthenticated",
+        action="store_true",
+        help="also replay letters refused as unauthenticated, as the replay user (only with explicit ids)",
+    )
     for sub in (list_, replay):
         sub.add_argument("--site", type=int, help="only this site id")
         sub.add_argument("--reason", help="only this error code, e.g. docker_unavailable")
@@ -72,10 +77,18 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     if not (ids or args.site is not None or args.reason or args.all):
         print("say what to replay: message ids, --site, --reason or --all", file=sys.stderr)
         return 2
-    done = asyncio.run(deadletters.replay(settings, keep, dry_run=args.dry_run))
+    if args.include_unauthenticated and not ids:
+        print("--include-unauthenticated needs explicit message ids", file=sys.stderr)
+        return 2
+    done, skipped = asyncio.run(
+        deadletters.replay(settings, keep, dry_run=args.dry_run, include_unauthenticated=args.include_unauthenticated)
+    )
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {len(done)} dead letters")
     print(deadletters.as_table(done))
+    if skipped:
+        print(f"skipped {len(skipped)} unauthenticated dead letters (replaying would make them trusted):")
+        print(deadletters.as_table(skipped))
     return 0
 
 

@@ -98,7 +98,22 @@ async def list_letters(settings: Settings, keep: Filter) -> list[DeadLetter]:
         return [letter for _, letter in await _fetch(channel, settings) if keep(letter)]
 
 
-async def replay(settings: Settings, keep: Filter, *, dry_run: bool, out: TextIO = sys.stderr) -> list[DeadLetter]:
+UNAUTHENTICATED = "unauthenticated"
+
+
+async def replay(
+    settings: Settings,
+    keep: Filter,
+    *,
+    dry_run: bool,
+    include_unauthenticated: bool = False,
+    out: TextIO = sys.stderr,
+) -> tuple[list[DeadLetter], list[DeadLetter]]:
+    """Replay the chosen letters; return (replayed, skipped).
+
+    A letter dead-lettered as `unauthenticated` came from a broker user Director does not trust;
+    replaying it as the replay user would launder it, so it is skipped unless asked for explicitly.
+    """
     source = await bus.connect(settings.broker_url(), settings)
     target = await bus.connect(settings.replay_broker_url(), settings)
     replay_user = URL(settings.replay_broker_url()).user or "guest"
@@ -107,6 +122,8 @@ async def replay(settings: Settings, keep: Filter, *, dry_run: bool, out: TextIO
         channel = await source.channel()
         publisher = await target.channel(publisher_confirms=True, on_return_raises=True)
         chosen = [(m, letter) for m, letter in await _fetch(channel, settings) if keep(letter)]
+        skipped = [letter for _, letter in chosen if letter.reason == UNAUTHENTICATED and not include_unauthenticated]
+        chosen = [(m, letter) for m, letter in chosen if letter not in skipped]
         progress = _Progress(len(chosen), out)
         for message, letter in chosen:
             if not dry_run:
@@ -126,7 +143,7 @@ async def replay(settings: Settings, keep: Filter, *, dry_run: bool, out: TextIO
             replayed.append(letter)
             progress.step()
         progress.done()
-    return replayed
+    return replayed, skipped
 
 
 async def purge(settings: Settings) -> int:

@@ -39,8 +39,8 @@ async def upsert_site(event: SiteCreated | SiteUpdated, ctx: Context) -> ResultE
             applied = current.site_version if current else await swarm.tombstone(site.id)
             if applied is not None and applied > event.version:
                 return _result(event, "site.stale", current, applied)
-            site_dir = await ctx.sitedirs.ensure(name)
-            spec = desired_service(site, event.version, ctx.settings, site_dir)
+            # Policy (image, domains) refuses before anything is created on disk or in the swarm.
+            spec = desired_service(site, event.version, ctx.settings, ctx.sitedirs.path(name))
             since = time.time()
             if current and current.fingerprint == spec.labels[FINGERPRINT] and current.site_version == event.version:
                 deployed = current  # a redelivery: nothing to change
@@ -64,6 +64,8 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> ResultEvent:
             deleted_at = await swarm.tombstone(site_id)
             if current is None and deleted_at is not None and deleted_at > event.version:
                 return _result(event, "site.stale", None, None)
+            # Refuse a planted link before removing anything, so a delete is never half done.
+            await ctx.sitedirs.check(name)
             # The tombstone goes first: a late, older update must never resurrect the site.
             await swarm.set_tombstone(site_id, event.version)
             if current is not None:
@@ -80,6 +82,7 @@ async def _apply(spec: ServiceSpec, current: Deployed | None, ctx: Context) -> D
             taken = claimed.intersection(other.domains)
             if other.name != spec.name and taken:
                 raise DomainConflict(f"{', '.join(sorted(taken))} already routed to {other.name}")
+        await ctx.sitedirs.ensure(spec.name)
         if current is None:
             return await ctx.swarm.create(spec)
         return await ctx.swarm.update(current, spec)

@@ -15,8 +15,9 @@ from orchestrator.images import parse_reference, with_default_tag
 def resolve_image(image: Image | None, settings: Settings) -> str:
     """The reference a site may run, or ImageNotAllowed.
 
-    No image: the configured default. Default images must be on the allow-list. Custom images come from the configured registry:
-    a bare name gets the registry prefix; a name naming any other registry is refused.
+    No image: the configured default. Default images must be on the allow-list. Custom images
+    come from the configured registry: a bare name gets the registry prefix; a name naming any
+    other registry is refused.
     """
     if image is None:
         return settings.default_image

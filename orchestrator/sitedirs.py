@@ -26,6 +26,14 @@ class SiteDirs:
         self.root = Path(os.path.realpath(root))
         self.trash_name = trash_name
 
+    def path(self, name: str) -> Path:
+        """Where the site's directory is (or will be); no I/O."""
+        return self.root / name
+
+    async def check(self, name: str) -> None:
+        """UnsafePath unless `<root>/<name>` is missing or a real directory."""
+        await asyncio.to_thread(self._check, name)
+
     async def ensure(self, name: str) -> Path:
         """Create `<root>/<name>/{public,private}` if missing; return the site directory."""
         return await asyncio.to_thread(self._ensure, name)
@@ -47,6 +55,14 @@ class SiteDirs:
         finally:
             os.close(root_fd)
         return self.root / name
+
+    def _check(self, name: str) -> None:
+        try:
+            mode = os.stat(self.root / name, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(mode):
+            raise UnsafePath(f"{name} is not a real directory under the sites root")
 
     def _trash(self, name: str, tag: str) -> Path | None:
         if not self.root.is_dir():

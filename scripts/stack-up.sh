@@ -10,6 +10,7 @@
 #   TRAEFIK_REFRESH_SECONDS  swarm provider refresh      (1)
 #   FORCE_IMAGES=1           rebuild the local images
 #   STACK_CACHE_DIR          download cache              (/var/cache/director-stack)
+#   RABBITMQ_TLS_DIR         broker CA/server/client certs (/etc/rabbitmq/tls)
 set -euo pipefail
 
 NETWORK=${ORCHESTRATOR_NETWORK:-director-sites}
@@ -23,6 +24,8 @@ BASE_IMAGE=director/base:latest
 NGINX_IMAGE=nginx:latest
 TRAEFIK_IMAGE=director/traefik:latest
 DOCKERD_LOG=/var/log/dockerd.log
+TLS_DIR=${RABBITMQ_TLS_DIR:-/etc/rabbitmq/tls}
+RABBITMQ_CONF=/etc/rabbitmq/rabbitmq.conf
 
 T0=$SECONDS
 log() { printf '[stack-up] %s\n' "$*"; }
@@ -77,10 +80,110 @@ else
     DOCKER_STARTED=1
 fi
 
-# ---------------------------------------------------------------- 2b. rabbitmq
+# ---------------------------------------------------------------- 2b. rabbitmq TLS + config
+# A local CA signs the broker's server cert (valid for localhost and 127.0.0.1) and a client
+# cert for tests (CN=orchestrator). Generated only when missing, expiring or not matching the CA.
+# The CA and client keys are readable by root only; the server key by the rabbitmq group.
+tls_ok() {
+    local f
+    for f in ca.pem ca.key server.pem server.key client.pem client.key; do [ -s "$TLS_DIR/$f" ] || return 1; done
+    openssl verify -CAfile "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" "$TLS_DIR/client.pem" >/dev/null 2>&1 || return 1
+    openssl x509 -noout -checkend 2592000 -in "$TLS_DIR/server.pem" >/dev/null 2>&1 || return 1
+    openssl x509 -noout -checkend 2592000 -in "$TLS_DIR/client.pem" >/dev/null 2>&1 || return 1
+    openssl x509 -noout -ext subjectAltName -in "$TLS_DIR/server.pem" 2>/dev/null |
+        grep -q 'DNS:localhost, IP Address:127.0.0.1' || return 1
+}
+make_tls() {
+    local tmp name cn
+    tmp=$(mktemp -d /tmp/stack-tls.XXXXXX)
+    cat >"$tmp/ext.cnf" <<'CNF'
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+CNF
+    if ! (
+        set -e
+        umask 077
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=director-stack local CA" \
+            -keyout "$tmp/ca.key" -out "$tmp/ca.pem" -config "$tmp/ext.cnf" -extensions ca
+        for name in server client; do
+            cn=localhost; [ "$name" = client ] && cn=orchestrator
+            openssl req -new -newkey rsa:2048 -nodes -sha256 -subj "/CN=$cn" -config "$tmp/ext.cnf" \
+                -keyout "$tmp/$name.key" -out "$tmp/$name.csr"
+            openssl x509 -req -sha256 -days 825 -in "$tmp/$name.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
+                -set_serial "0x$(openssl rand -hex 16)" -extfile "$tmp/ext.cnf" -extensions "$name" \
+                -out "$tmp/$name.pem"
+        done
+        openssl verify -CAfile "$tmp/ca.pem" "$tmp/server.pem" "$tmp/client.pem"
+    ) >"$tmp/openssl.log" 2>&1; then
+        cat "$tmp/openssl.log" >&2
+        rm -rf "$tmp"
+        die "could not generate the RabbitMQ TLS certificates"
+    fi
+    install -d -m 0750 -o root -g rabbitmq "$TLS_DIR"
+    install -m 0600 -o root -g root "$tmp/ca.key" "$TLS_DIR/ca.key"
+    install -m 0644 -o root -g root "$tmp/ca.pem" "$TLS_DIR/ca.pem"
+    install -m 0644 -o root -g root "$tmp/server.pem" "$TLS_DIR/server.pem"
+    install -m 0640 -o root -g rabbitmq "$tmp/server.key" "$TLS_DIR/server.key"
+    install -m 0644 -o root -g root "$tmp/client.pem" "$TLS_DIR/client.pem"
+    install -m 0600 -o root -g root "$tmp/client.key" "$TLS_DIR/client.key"
+    rm -rf "$tmp"
+}
+RMQ_CONFIG_CHANGED=0
+if tls_ok; then
+    log "rabbitmq: TLS certificates present in $TLS_DIR"
+else
+    log "rabbitmq: generating a local CA, server and client certificates in $TLS_DIR"
+    make_tls
+    tls_ok || die "the generated TLS certificates do not verify"
+    RMQ_CONFIG_CHANGED=1   # new files: the broker must load them
+fi
+RMQ_CONF_WANT="# Managed by scripts/stack-up.sh: AMQP on loopback only, AMQPS with the local CA.
+listeners.tcp.default = 127.0.0.1:5672
+listeners.ssl.default = 127.0.0.1:5671
+ssl_options.cacertfile = $TLS_DIR/ca.pem
+ssl_options.certfile = $TLS_DIR/server.pem
+ssl_options.keyfile = $TLS_DIR/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false"
+if [ "$(cat "$RABBITMQ_CONF" 2>/dev/null)" = "$RMQ_CONF_WANT" ]; then
+    log "rabbitmq: $RABBITMQ_CONF up to date"
+else
+    log "rabbitmq: writing $RABBITMQ_CONF"
+    printf '%s\n' "$RMQ_CONF_WANT" >"$RABBITMQ_CONF.tmp"
+    chown rabbitmq:rabbitmq "$RABBITMQ_CONF.tmp" 2>/dev/null || true
+    chmod 0644 "$RABBITMQ_CONF.tmp"
+    mv -f "$RABBITMQ_CONF.tmp" "$RABBITMQ_CONF"
+    RMQ_CONFIG_CHANGED=1
+fi
+
+# ---------------------------------------------------------------- 2c. rabbitmq
 rmq() { rabbitmqctl -q "$@"; }
 if rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
-    log "rabbitmq: running"
+    if [ "$RMQ_CONFIG_CHANGED" = 1 ]; then
+        # Only when the config or the certificates changed: a restart drops every client connection.
+        log "rabbitmq: config changed, restarting"
+        service rabbitmq-server restart >/dev/null
+        wait_for 90 rabbitmq rmq await_startup --timeout 10 ||
+            die "rabbitmq did not come back within 90s after a restart (see /var/log/rabbitmq/)"
+        log "rabbitmq: restarted at $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    else
+        log "rabbitmq: running"
+    fi
 else
     log "rabbitmq: starting"
     # 'service' works with and without systemd (init script uses start-stop-daemon;
@@ -91,9 +194,11 @@ else
         die "rabbitmq did not start within 90s (see /var/log/rabbitmq/)"
     log "rabbitmq: up"
 fi
-# listens on [::]:5672 by default, which includes 127.0.0.1:5672
+# rabbitmq.conf binds AMQP to 127.0.0.1:5672 and AMQPS to 127.0.0.1:5671
 wait_for 30 amqp bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672' ||
     die "rabbitmq is not listening on 127.0.0.1:5672"
+wait_for 30 amqps bash -c 'exec 3<>/dev/tcp/127.0.0.1/5671' ||
+    die "rabbitmq is not listening with TLS on 127.0.0.1:5671 (see /var/log/rabbitmq/)"
 
 # ---------------------------------------------------------------- 3. rabbitmq users
 # name password tags configure write read
@@ -352,4 +457,4 @@ if [ "$DOCKER_STARTED" = 1 ] && ! services_converged; then
     sleep $((REFRESH * 2 + 1))   # let Traefik's swarm poll pick up the new task IPs
 fi
 
-log "ready in $((SECONDS - T0))s: amqp://127.0.0.1:5672  http://127.0.0.1:$HTTP_PORT  network=$NETWORK  sites=$SITES_ROOT"
+log "ready in $((SECONDS - T0))s: amqp://127.0.0.1:5672  amqps://localhost:5671  http://127.0.0.1:$HTTP_PORT  network=$NETWORK  sites=$SITES_ROOT"
