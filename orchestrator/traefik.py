@@ -18,7 +18,12 @@ def router_rule(hosts: Sequence[Hostname]) -> str:
     for host in hosts:
         if not isinstance(host, Hostname) or parse_hostname(host) != host:
             raise TypeError("router rules are built from validated Hostname values only")
-        terms.append(f"Host(`{host}`)")
+        if host.is_wildcard:
+            # Traefik's Host() takes no wildcards; one label of letters, digits and hyphens instead.
+            suffix = host[2:].replace(".", r"\.")
+            terms.append(f"HostRegexp(`^[a-z0-9-]+\\.{suffix}$`)")
+        else:
+            terms.append(f"Host(`{host}`)")
     return " || ".join(terms)
 
 

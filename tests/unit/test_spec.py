@@ -331,7 +331,7 @@ def test_wildcard_domain_is_refused_by_default(site_data: SiteData) -> None:
 
 def test_wildcard_domain_is_allowed_by_the_setting(site_data: SiteData) -> None:
     spec = build(site_data(domains=["*.example.com"]), Settings(allow_wildcard_domains=True))
-    assert spec.labels[RULE] == "Host(`*.example.com`)"
+    assert spec.labels[RULE] == r"HostRegexp(`^[a-z0-9-]+\.example\.com$`)"
 
 
 def test_ip_domain_is_refused_by_default(site_data: SiteData) -> None:
@@ -362,6 +362,9 @@ def test_domains_within_the_allowed_suffixes_are_accepted(site_data: SiteData) -
 
 def test_wildcard_needs_both_the_setting_and_an_allowed_suffix(site_data: SiteData) -> None:
     settings = Settings(allow_wildcard_domains=True, allowed_domain_suffixes=["example.org"])
-    assert build(site_data(domains=["*.example.org"]), settings).labels[RULE] == "Host(`*.example.org`)"
+    assert (
+        build(site_data(domains=["*.example.org"]), settings).labels[RULE]
+        == r"HostRegexp(`^[a-z0-9-]+\.example\.org$`)"
+    )
     with pytest.raises(DomainNotAllowed):
         build(site_data(domains=["*.example.com"]), settings)

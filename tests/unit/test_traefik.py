@@ -14,7 +14,8 @@ from orchestrator.events import Site
 from orchestrator.hostnames import Hostname, parse_hostname
 from orchestrator.spec import desired_service
 
-RULE = re.compile(r"Host\(`[a-z0-9.*-]+`\)( \|\| Host\(`[a-z0-9.*-]+`\))*")
+_TERM = r"(Host\(`[a-z0-9.-]+`\)|HostRegexp\(`\^\[a-z0-9-\]\+\\\.[a-z0-9\\.-]+\$`\))"
+RULE = re.compile(rf"{_TERM}( \|\| {_TERM})*")
 
 # Text that is mostly host-name material plus the characters a rule injection needs.
 _HOSTISH = st.text(alphabet="abcXYZ019.-*`()|&! _\n\t/\\\"'$\u0430\uff0e", max_size=40)
@@ -99,7 +100,7 @@ def test_router_rules_hold_only_host_terms(values: list[str]) -> None:
         return
     rule = traefik.router_rule(hosts)
     assert RULE.fullmatch(rule), rule
-    assert rule.count("Host(") == len(hosts)
+    assert rule.count("Host(") + rule.count("HostRegexp(") == len(hosts)
 
 
 @settings(max_examples=1500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -114,3 +115,9 @@ def test_sites_with_arbitrary_domains_yield_only_host_rules(domains: list[str]) 
     # The production path too: policy permitting everything, the service's rule is still only Host terms.
     spec = desired_service(site, 1, PERMISSIVE, PurePath("/srv/director/sites/site_0001"))
     assert spec.labels["traefik.http.routers.site_0001.rule"] == rule
+
+
+def test_a_wildcard_becomes_a_one_label_host_regexp() -> None:
+    rule = traefik.router_rule([parse_hostname("*.example.com"), parse_hostname("example.com")])
+    assert rule == r"HostRegexp(`^[a-z0-9-]+\.example\.com$`) || Host(`example.com`)"
+    assert RULE.fullmatch(rule)
