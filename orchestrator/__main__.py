@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument(
         "--include-unauthenticated",
         action="store_true",
-        help="also replay letters refused as unauthenticated, as the replay user (only with explicit ids)",
+        help="also replay letters whose publisher is not proven trusted (only with explicit ids)",
     )
     for sub in (list_, replay):
         sub.add_argument("--site", type=int, help="only this site id")
@@ -87,7 +87,7 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{verb} {len(done)} dead letters")
     print(deadletters.as_table(done))
     if skipped:
-        print(f"skipped {len(skipped)} unauthenticated dead letters (replaying would make them trusted):")
+        print(f"skipped {len(skipped)} dead letters from an unproven publisher (a replay would make them trusted):")
         print(deadletters.as_table(skipped))
     return 0
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,8 @@ from orchestrator.handlers import Context, dispatch
 from orchestrator.logs import fields
 
 log = logging.getLogger("orchestrator.bus")
+# Pauses between attempts to publish a result or a copy before giving the message back.
+PUBLISH_RETRY_PAUSES = (1.0, 3.0, 9.0)
 
 PUBLISH_ERRORS = (
     aio_pika.exceptions.AMQPError,
@@ -135,6 +138,7 @@ class Consumer:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stopping = False
         self._topology: topology.Topology | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -144,12 +148,14 @@ class Consumer:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             await channel.set_qos(prefetch_count=self.settings.concurrency)
             self._topology = await topology.declare(channel, self.settings)
-            tag = await self._topology.work_queue.consume(self._on_message)
+            await self._topology.work_queue.consume(self._on_message)
             log.info("consuming", extra=fields(queue=self.settings.work_queue, concurrency=self.settings.concurrency))
             await stop.wait()
+            # The consumer stays registered until the connection closes: cancelling it now would
+            # hand the queue to a standby replica while our in-flight work on some site runs on.
+            # New deliveries are left unacked and go back to the queue on close.
+            self._stopping = True
             log.info("stopping: no new messages; finishing in-flight ones", extra=fields(inflight=self._inflight))
-            with contextlib.suppress(*PUBLISH_ERRORS):
-                await self._topology.work_queue.cancel(tag)
             try:
                 await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_grace_seconds)
             except TimeoutError:
@@ -160,10 +166,18 @@ class Consumer:
             await connection.close()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._stopping:
+            return
         self._inflight += 1
         self._idle.clear()
         try:
             await self._handle(message)
+        except Exception:
+            # A bug outside the handler's own error handling: never leave the message hanging
+            # (it would hold a prefetch slot); the broker dead-letters it with its x-death reason.
+            log.exception("message could not be settled; rejecting it to the dead letters")
+            with contextlib.suppress(*PUBLISH_ERRORS):
+                await message.nack(requeue=False)
         finally:
             self._inflight -= 1
             if not self._inflight:
@@ -206,7 +220,7 @@ class Consumer:
         result: ResultEvent,
         started: float,
     ) -> None:
-        if await self._publish_or_requeue(message, self._publish_result(result, envelope)):
+        if await self._publish_or_requeue(message, functools.partial(self._publish_result, result, envelope)):
             await _ack(message)
             _log_outcome(envelope, event.site.id, event, result.type, None, started)
 
@@ -224,7 +238,8 @@ class Consumer:
         site_id = event.site.id if event else error.site_id
         now = datetime.now(UTC).isoformat()
         headers = {
-            **{k: v for k, v in envelope.headers.items() if k not in env.BROKER_DEATH_HEADERS},
+            # A PUBLISHER header we did not write is a forgery: only an authenticated one is kept.
+            **{k: v for k, v in envelope.headers.items() if k not in (*env.BROKER_DEATH_HEADERS, env.PUBLISHER)},
             env.ATTEMPTS: attempts,
             env.ROUTING_KEY: envelope.original_routing_key,
             env.EXCHANGE: envelope.headers.get(env.EXCHANGE) or envelope.exchange or self.settings.inbound_exchange,
@@ -236,7 +251,7 @@ class Consumer:
         if publisher:
             headers[env.PUBLISHER] = publisher
         assert self._topology is not None
-        copy = dict(
+        copy: dict[str, Any] = dict(
             body=envelope.body,
             timeout=self.settings.publish_timeout_seconds,
             headers=headers,
@@ -244,11 +259,13 @@ class Consumer:
             correlation_id=envelope.correlation_id,
             content_type=message.content_type,
         )
+        publishing: Callable[[], Awaitable[None]]
         if step is retry.Step.RETRY_LATER:
-            publishing = publish(self._topology.retry, envelope.original_routing_key, **copy)  # type: ignore[arg-type]
+            retry_exchange = self._topology.retry
+            publishing = functools.partial(publish, retry_exchange, envelope.original_routing_key, **copy)
             outcome = "retry_later"
         else:
-            publishing = self._dead_letter(envelope, event, error, site_id, copy)
+            publishing = functools.partial(self._dead_letter, envelope, event, error, site_id, copy)
             outcome = "dead_lettered"
         if await self._publish_or_requeue(message, publishing):
             await _ack(message)
@@ -265,9 +282,9 @@ class Consumer:
         assert self._topology is not None
         if site_id is not None:
             result = failed(
-                causation_id=event.event_id if event else None,
+                causation_id=event.event_id if event else error.event_id,
                 site_id=site_id,
-                version=event.version if event else None,
+                version=event.version if event else error.version,
                 code=error.code,
                 message=error.message,
                 retryable=error.retryable,
@@ -286,17 +303,24 @@ class Consumer:
             correlation_id=envelope.correlation_id or envelope.message_id or _str(result.causation_id),
         )
 
-    async def _publish_or_requeue(self, message: AbstractIncomingMessage, publishing: Any) -> bool:
-        """Await a publish; on failure leave the message to the broker (requeue) and say so."""
-        try:
-            await publishing
-            return True
-        except PublishFailed as exc:
-            log.error("could not publish; message goes back to the queue", extra=fields(error=exc.message))
-            await asyncio.sleep(1)  # no hot loop while the broker refuses
-            with contextlib.suppress(*PUBLISH_ERRORS):
-                await message.nack(requeue=True)
-            return False
+    async def _publish_or_requeue(
+        self, message: AbstractIncomingMessage, publishing: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """Publish, retrying a few times: the swarm work is done, and each requeue counts toward the
+        delivery limit. If it still fails, the message goes back to the queue (or, with the
+        connection gone, the broker redelivers it) and the caller must not ack."""
+        for pause in PUBLISH_RETRY_PAUSES:
+            try:
+                await publishing()
+                return True
+            except PublishFailed as exc:
+                log.error("could not publish", extra=fields(error=exc.message, retry_in=pause))
+                if message.channel.is_closed:
+                    return False
+                await asyncio.sleep(pause)
+        with contextlib.suppress(*PUBLISH_ERRORS):
+            await message.nack(requeue=True)
+        return False
 
 
 def to_envelope(message: AbstractIncomingMessage) -> env.Envelope:

@@ -38,20 +38,21 @@ class DeadLetter:
     first_failure: str | None
     last_failure: str | None
     age_seconds: float | None
+    publisher: str | None  # the broker user who published it, as far as it is proven
 
     @classmethod
-    def of(cls, message: AbstractIncomingMessage, default_exchange: str) -> DeadLetter:
+    def of(cls, message: AbstractIncomingMessage, settings: Settings) -> DeadLetter:
         headers = dict(message.headers or {})
         death = _first_death(headers)
         try:
             site_id = env.site_id_of(json.loads(message.body))
-        except ValueError:
+        except (ValueError, RecursionError):
             site_id = None
         last = _str(headers.get(env.LAST_FAILURE)) or _str(death.get("time"))
         return cls(
             id=message.message_id or f"tag-{message.delivery_tag}",
             routing_key=_str(headers.get(env.ROUTING_KEY)) or _death_key(death) or message.routing_key or "",
-            exchange=_str(headers.get(env.EXCHANGE)) or _str(death.get("exchange")) or default_exchange,
+            exchange=_str(headers.get(env.EXCHANGE)) or _str(death.get("exchange")) or settings.inbound_exchange,
             site_id=site_id,
             reason=_str(headers.get(env.ERROR_CODE)) or _str(death.get("reason")) or "unknown",
             message=_str(headers.get(env.ERROR_MESSAGE)) or "",
@@ -59,6 +60,7 @@ class DeadLetter:
             first_failure=_str(headers.get(env.FIRST_FAILURE)) or last,
             last_failure=last,
             age_seconds=_age(last),
+            publisher=_publisher(message, headers, death, settings),
         )
 
 
@@ -87,7 +89,7 @@ async def _fetch(channel: AbstractChannel, settings: Settings) -> list[tuple[Abs
         message = await queue.get(no_ack=False, fail=False, timeout=10)
         if message is None:
             break
-        fetched.append((message, DeadLetter.of(message, settings.inbound_exchange)))
+        fetched.append((message, DeadLetter.of(message, settings)))
     return fetched
 
 
@@ -96,9 +98,6 @@ async def list_letters(settings: Settings, keep: Filter) -> list[DeadLetter]:
     async with connection:
         channel = await connection.channel()
         return [letter for _, letter in await _fetch(channel, settings) if keep(letter)]
-
-
-UNAUTHENTICATED = "unauthenticated"
 
 
 async def replay(
@@ -111,8 +110,9 @@ async def replay(
 ) -> tuple[list[DeadLetter], list[DeadLetter]]:
     """Replay the chosen letters; return (replayed, skipped).
 
-    A letter dead-lettered as `unauthenticated` came from a broker user Director does not trust;
-    replaying it as the replay user would launder it, so it is skipped unless asked for explicitly.
+    Replay republishes as the replay user, whom the consumer trusts. A letter whose original
+    publisher is not proven to be an allowed one (refused as unauthenticated, or dead-lettered by
+    the broker without proof) would be laundered that way, so it is skipped unless asked for.
     """
     source = await bus.connect(settings.broker_url(), settings)
     target = await bus.connect(settings.replay_broker_url(), settings)
@@ -122,7 +122,8 @@ async def replay(
         channel = await source.channel()
         publisher = await target.channel(publisher_confirms=True, on_return_raises=True)
         chosen = [(m, letter) for m, letter in await _fetch(channel, settings) if keep(letter)]
-        skipped = [letter for _, letter in chosen if letter.reason == UNAUTHENTICATED and not include_unauthenticated]
+        trusted = set(settings.allowed_publishers)
+        skipped = [dl for _, dl in chosen if dl.publisher not in trusted and not include_unauthenticated]
         chosen = [(m, letter) for m, letter in chosen if letter not in skipped]
         progress = _Progress(len(chosen), out)
         for message, letter in chosen:
@@ -209,6 +210,26 @@ class _Progress:
     def done(self) -> None:
         if self.enabled:
             self.out.write("\n")
+
+
+def _publisher(
+    message: AbstractIncomingMessage, headers: dict[str, Any], death: dict[str, Any], settings: Settings
+) -> str | None:
+    """Who published the letter, trusting only what the broker or the orchestrator vouches for.
+
+    Our own dead-letter copies carry `x-orchestrator-publisher` only after authenticating (a forged
+    one is dropped). A letter the broker dead-lettered keeps the original `user_id`, which the
+    broker checked when it came in through the inbound exchange; through the requeue exchange it
+    carries our header from its first delivery.
+    """
+    if not death:
+        return _str(headers.get(env.PUBLISHER))
+    origin = _str(death.get("exchange"))
+    if origin == settings.inbound_exchange:
+        return message.user_id
+    if origin == settings.requeue_exchange:
+        return _str(headers.get(env.PUBLISHER))
+    return None
 
 
 def _first_death(headers: dict[str, Any]) -> dict[str, Any]:

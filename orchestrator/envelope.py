@@ -7,6 +7,7 @@ unit-tested without a broker. Nothing past `parse_event` touches bytes or dicts.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,27 +87,44 @@ def authenticate(envelope: Envelope, *, inbound_exchange: str, requeue_exchange:
 
 
 def parse_event(body: bytes, routing_key: str) -> InboundEvent:
-    """Bytes to a typed event, or InvalidEvent saying why (with the site id when it is readable)."""
+    """Bytes to a typed event, or InvalidEvent saying why (carrying what is readable of it)."""
     if len(body) > MAX_BODY:
         raise InvalidEvent(f"message body is larger than {MAX_BODY} bytes")
     try:
         raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEvent(f"message body is not JSON: {exc}") from None
-    site_id = site_id_of(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidEvent(f"message body is not JSON: {exc!s:.200}") from None
+    known = readable_parts(raw)
     if routing_key not in INBOUND_TYPES:
-        raise InvalidEvent(f"unknown routing key {routing_key!r}", site_id=site_id)
+        raise InvalidEvent(f"unknown routing key {routing_key!r}", **known)
     if not isinstance(raw, dict) or raw.get("type") != routing_key:
-        raise InvalidEvent(f"event type does not match the routing key {routing_key!r}", site_id=site_id)
+        raise InvalidEvent(f"event type does not match the routing key {routing_key!r}", **known)
     try:
         # Strict: JSON types must be right ("5" is not a version), as the published schema says.
         return _EVENT.validate_json(body, strict=True)
     except ValidationError as exc:
-        raise InvalidEvent(f"event does not match the schema: {describe(exc)}", site_id=site_id) from None
+        raise InvalidEvent(f"event does not match the schema: {describe(exc)}", **known) from None
+
+
+def readable_parts(raw: object) -> dict[str, Any]:
+    """Event id, site id and version of a possibly invalid event, where they are well-formed,
+    so its `site.failed` still reaches the site's owner and correlates with Director's event."""
+    if not isinstance(raw, dict):
+        return {}
+    event_id, version = raw.get("event_id"), raw.get("version")
+    try:
+        parsed_id = uuid.UUID(event_id) if isinstance(event_id, str) else None
+    except ValueError:
+        parsed_id = None
+    return {
+        "site_id": site_id_of(raw),
+        "event_id": parsed_id,
+        "version": version if isinstance(version, int) and not isinstance(version, bool) and version >= 1 else None,
+    }
 
 
 def site_id_of(raw: object) -> int | None:
-    """The site id of a possibly invalid event, so a failure can still reach the site's owner."""
+    """The site id of a possibly invalid event."""
     if isinstance(raw, dict) and isinstance(raw.get("site"), dict):
         value = raw["site"].get("id")
         if isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**31:

@@ -5,17 +5,30 @@ Every error carries a machine-readable `code` that reaches the publisher in a `s
 
 from __future__ import annotations
 
+import uuid
+
 
 class OrchestratorError(Exception):
     code = "internal_error"
     retryable = False
 
-    def __init__(self, message: str, *, code: str | None = None, site_id: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        site_id: int | None = None,
+        event_id: uuid.UUID | None = None,
+        version: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        # What could be read of an event that failed to parse, so its failure still reaches Director.
         self.site_id = site_id
+        self.event_id = event_id
+        self.version = version
 
 
 class PermanentError(OrchestratorError):
@@ -40,10 +53,6 @@ class ImageNotAllowed(PermanentError):
 
 class DomainNotAllowed(PermanentError):
     code = "domain_not_allowed"
-
-
-class DomainConflict(PermanentError):
-    code = "domain_conflict"
 
 
 class UnsafePath(PermanentError):
@@ -74,6 +83,13 @@ class TransientError(OrchestratorError):
 
     code = "transient_error"
     retryable = True
+
+
+class DomainConflict(TransientError):
+    """Another site routes the domain. Usually a move in flight (the other site's update is on its
+    way), so it is retried like any transient error, then dead-lettered."""
+
+    code = "domain_conflict"
 
 
 class DockerUnavailable(TransientError):

@@ -36,9 +36,11 @@ async def upsert_site(event: SiteCreated | SiteUpdated, ctx: Context) -> ResultE
     async for attempt in retry.on_conflict():
         with attempt:
             current = await swarm.get(name)
-            applied = current.site_version if current else await swarm.tombstone(site.id)
-            if applied is not None and applied > event.version:
-                return _result(event, "site.stale", current, applied)
+            if current is not None and current.site_version > event.version:
+                return _result(event, "site.stale", current, current.site_version)
+            deleted_at = None if current else await swarm.tombstone(site.id)
+            if deleted_at is not None and deleted_at >= event.version:
+                return _result(event, "site.stale", None, deleted_at)
             # Policy (image, domains) refuses before anything is created on disk or in the swarm.
             spec = desired_service(site, event.version, ctx.settings, ctx.sitedirs.path(name))
             since = time.time()
@@ -46,7 +48,7 @@ async def upsert_site(event: SiteCreated | SiteUpdated, ctx: Context) -> ResultE
                 deployed = current  # a redelivery: nothing to change
             else:
                 deployed = await _apply(spec, current, ctx)
-            if current is None:
+            if deleted_at is not None:
                 await swarm.clear_tombstone(site.id)
     await swarm.wait_converged(deployed, spec.replicas, since, ctx.settings.converge_timeout_seconds)
     return _result(event, "site.deployed", deployed, event.version)

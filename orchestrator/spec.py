@@ -22,8 +22,38 @@ DOMAINS = "com.director.domains"
 FINGERPRINT = "com.director.spec"
 
 SITE_MOUNT = "/site"
-STATIC_ROOT = "/usr/share/nginx/html"
 NANOSECONDS = 1_000_000_000
+
+# Static sites: nginx serves /site/public from the site directory mounted read-only at /site.
+# Mounting `public/` itself would let Docker resolve a link the site planted there on the host
+# (at every task start, long after our check); inside the container it resolves harmlessly.
+# The configuration travels in the environment and is written to tmpfs at start, so any nginx
+# image with a shell works (the official one and the local stack's).
+NGINX_CONF = """\
+user www-data;
+worker_processes 1;
+pid /tmp/nginx.pid;
+error_log stderr;
+events { worker_connections 512; }
+http {
+  include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  access_log /dev/stdout;
+  server_tokens off;
+  client_body_temp_path /tmp/client_body;
+  proxy_temp_path /tmp/proxy;
+  fastcgi_temp_path /tmp/fastcgi;
+  uwsgi_temp_path /tmp/uwsgi;
+  scgi_temp_path /tmp/scgi;
+  server {
+    listen PORT default_server;
+    root /site/public;
+    index index.html;
+    location / { try_files $uri $uri/ =404; }
+  }
+}
+"""
+NGINX_START = 'printf "%s" "$NGINX_CONF" > /tmp/nginx.conf && exec nginx -c /tmp/nginx.conf -g "daemon off;"'
 
 # Finds and runs the site's run.sh the way Director 4 did; without one it says so and idles,
 # so a new, empty site deploys and starts serving as soon as its owner adds run.sh.
@@ -124,7 +154,9 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
     if site.kind is SiteKind.STATIC:
         spec = ServiceSpec(
             image=settings.static_image,
-            mounts=(Mount(source=str(site_dir / "public"), target=STATIC_ROOT, read_only=True), *tmpfs),
+            command=("/bin/sh", "-c", NGINX_START),
+            env={"NGINX_CONF": NGINX_CONF.replace("PORT", str(settings.site_port))},
+            mounts=(Mount(source=str(site_dir), target=SITE_MOUNT, read_only=True), *tmpfs),
             **common,  # type: ignore[arg-type]
         )
     else:

@@ -34,12 +34,12 @@ from orchestrator.spec import ServiceSpec
 
 T = TypeVar("T")
 
-_ACTIVE = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
 _FAILED = {"failed", "rejected"}
 _ROLLED_BACK = {"rollback_started", "rollback_paused", "rollback_completed", "paused"}
 # Failed tasks after an apply before we call the service broken instead of waiting longer.
 FAILURES_BEFORE_GIVING_UP = 2
 TOMBSTONE_PREFIX = "orchestrator-tombstone-"
+TOMBSTONE = "com.director.tombstone"
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Deployed:
 
     @property
     def site_version(self) -> int:
-        return int(self.labels.get(specs.VERSION, "0"))
+        return _version(self.labels)
 
     @property
     def fingerprint(self) -> str | None:
@@ -104,8 +104,12 @@ class Swarm:
 
     async def update(self, current: Deployed, spec: ServiceSpec) -> Deployed:
         def update(api: docker.APIClient) -> Deployed:
-            api.update_service(current.id, current.index, name=spec.name, **_service_args(spec))
-            return _deployed(api.inspect_service(current.id))
+            try:
+                api.update_service(current.id, current.index, name=spec.name, **_service_args(spec))
+                return _deployed(api.inspect_service(current.id))
+            except docker.errors.NotFound as exc:
+                # Removed between our read and this write: reload and decide again.
+                raise DockerConflict(f"{spec.name} vanished during the update") from exc
 
         return await self._run(update)
 
@@ -145,39 +149,33 @@ class Swarm:
     # --- tombstones: a deleted site's last version, kept in the swarm itself -----------------
 
     async def tombstone(self, site_id: int) -> int | None:
-        def read(api: docker.APIClient) -> int | None:
-            found = api.configs(filters={"name": TOMBSTONE_PREFIX + specs.service_name(site_id)})
-            versions = [
-                int(c["Spec"]["Labels"].get(specs.VERSION, "0"))
-                for c in found
-                if c["Spec"]["Name"] == TOMBSTONE_PREFIX + specs.service_name(site_id)
-            ]
-            return max(versions, default=None)
-
-        return await self._run(read)
+        """The version at which the site was last deleted, if it was."""
+        return await self._run(lambda api: max((v for v, _ in _tombstones(api, site_id)), default=None))
 
     async def set_tombstone(self, site_id: int, version: int) -> None:
-        name = TOMBSTONE_PREFIX + specs.service_name(site_id)
-        labels = {specs.MANAGED_BY: specs.MANAGER, specs.SITE_ID: str(site_id), specs.VERSION: str(version)}
+        """Record a delete at `version`: the new tombstone is written before older ones go."""
 
         def write(api: docker.APIClient) -> None:
-            for config in api.configs(filters={"name": name}):
-                if config["Spec"]["Name"] != name:
-                    continue
-                if int(config["Spec"]["Labels"].get(specs.VERSION, "0")) >= version:
-                    return
-                _ignore_missing(api.remove_config, config["ID"])
-            api.create_config(name, f"deleted at version {version}\n".encode(), labels=labels)
+            existing = _tombstones(api, site_id)
+            if any(v >= version for v, _ in existing):
+                return
+            labels = {specs.MANAGED_BY: specs.MANAGER, specs.SITE_ID: str(site_id), specs.VERSION: str(version),
+                      TOMBSTONE: "true"}  # fmt: skip
+            name = f"{TOMBSTONE_PREFIX}{specs.service_name(site_id)}-v{version}"
+            try:
+                api.create_config(name, f"deleted at version {version}\n".encode(), labels=labels)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: another writer recorded the same delete
+                    raise
+            for _, config_id in existing:
+                _ignore_missing(api.remove_config, config_id)
 
         await self._run(write)
 
     async def clear_tombstone(self, site_id: int) -> None:
-        name = TOMBSTONE_PREFIX + specs.service_name(site_id)
-
         def clear(api: docker.APIClient) -> None:
-            for config in api.configs(filters={"name": name}):
-                if config["Spec"]["Name"] == name:
-                    _ignore_missing(api.remove_config, config["ID"])
+            for _, config_id in _tombstones(api, site_id):
+                _ignore_missing(api.remove_config, config_id)
 
         await self._run(clear)
 
@@ -191,6 +189,8 @@ class Swarm:
             return call(self._api())
         except docker.errors.APIError as exc:
             raise _map_api_error(exc) from exc
+        except (docker.errors.InvalidArgument, docker.errors.InvalidVersion) as exc:
+            raise DockerRejected(f"the docker client refused the request: {exc}") from exc
         except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
             with self._lock:
                 self._client = None  # reconnect (and renegotiate the API version) next time
@@ -206,12 +206,21 @@ class Swarm:
 def _map_api_error(exc: docker.errors.APIError) -> Exception:
     status = exc.status_code or 500
     text = str(exc.explanation or exc)
-    if "out of sequence" in text or status in (404, 409):
-        # 404: the service vanished between our read and write (removed by someone else).
+    if "out of sequence" in text or status == 409:
         return DockerConflict(f"the service changed concurrently: {text}")
     if status >= 500:
         return TransientError(f"docker error {status}: {text}", code="docker_error")
     return DockerRejected(f"docker refused the request ({status}): {text}")
+
+
+def _tombstones(api: docker.APIClient, site_id: int) -> list[tuple[int, str]]:
+    """(version, config id) of every tombstone of the site."""
+    wanted = [f"{specs.MANAGED_BY}={specs.MANAGER}", f"{specs.SITE_ID}={site_id}", f"{TOMBSTONE}=true"]
+    return [(_version(c["Spec"].get("Labels")), c["ID"]) for c in api.configs(filters={"label": wanted})]
+
+
+def _version(labels: dict[str, str] | None) -> int:
+    return int((labels or {}).get(specs.VERSION, "0"))
 
 
 def _ignore_missing(remove: Callable[[str], Any], ident: str) -> None:
@@ -290,7 +299,10 @@ def _rollout(api: docker.APIClient, service_id: str, since: float) -> _Rollout:
     # A rollback from an earlier apply stays in UpdateStatus; only one that began after ours counts.
     if update.get("State") in _ROLLED_BACK and _timestamp(update.get("StartedAt", "")) >= since - 1:
         return _Rollout(0, False, f"update rolled back: {update.get('Message', '')}", None)
-    tasks = api.tasks(filters={"service": service_id})
+    # Only tasks of the spec now in force count: during a start-first update the old task still
+    # runs (no false success), and an old crash-looping task is not the new spec failing.
+    template = service["Spec"]["TaskTemplate"]
+    tasks = [t for t in api.tasks(filters={"service": service_id}) if _same_template(t["Spec"], template)]
     running = sum(1 for t in tasks if t["DesiredState"] == "running" and t["Status"]["State"] == "running")
     failures = [t for t in tasks if t["Status"]["State"] in _FAILED and _timestamp(t.get("CreatedAt", "")) >= since]
     failures.sort(key=lambda t: t.get("CreatedAt", ""))
@@ -300,6 +312,17 @@ def _rollout(api: docker.APIClient, service_id: str, since: float) -> _Rollout:
         problem = last_error or failures[-1]["Status"]["State"]
     settled = update.get("State") in (None, "completed")
     return _Rollout(running, settled, problem, last_error)
+
+
+# Fields the Engine fills in on one side only (the service's template or the task's copy).
+_FILLED_IN = ("Runtime", "ForceUpdate")
+
+
+def _same_template(task_spec: dict[str, Any], template: dict[str, Any]) -> bool:
+    def strip(spec: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in spec.items() if k not in _FILLED_IN}
+
+    return strip(task_spec) == strip(template)
 
 
 def _timestamp(value: str) -> float:

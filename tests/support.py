@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -289,6 +289,37 @@ async def drain_dead_letters(admin: AbstractRobustConnection) -> list[AbstractIn
     return taken
 
 
+@contextlib.asynccontextmanager
+async def connected(user: str, vhost: str) -> AsyncIterator[AbstractRobustConnection]:
+    """A robust connection as a local-stack broker user (their passwords are their names)."""
+    password = "guest" if user == "guest" else user
+    connection = await aio_pika.connect_robust(f"amqp://{user}:{password}@127.0.0.1:5672/{vhost}")
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def publishing_as_director(vhost: str) -> AsyncIterator[Director]:
+    async with connected("director", vhost) as connection:
+        publisher = Director(connection)
+        await publisher.start()
+        yield publisher
+
+
+@contextlib.asynccontextmanager
+async def orchestrator_running(env: dict[str, str], log_path: Path) -> AsyncIterator[OrchestratorProcess]:
+    """The orchestrator consuming; on exit SIGTERM must stop it with exit code 0."""
+    process = OrchestratorProcess(env, log_path)
+    process.start()
+    await process.wait_consuming()
+    yield process
+    if process.alive:
+        code = process.stop()
+        assert code == 0, f"orchestrator exited {code} on SIGTERM: {process.tail()}"
+
+
 def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
 
@@ -313,9 +344,9 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_REPLAY_AMQP_URL": f"amqp://director:director@127.0.0.1:5672/{vhost}",
         "ORCHESTRATOR_SITES_ROOT": str(sites_root),
         "ORCHESTRATOR_CONVERGE_TIMEOUT_SECONDS": "45",
-        "ORCHESTRATOR_RETRY_BUDGET_SECONDS": "4",
-        "ORCHESTRATOR_RETRY_DELAY_SECONDS": "3",
-        "ORCHESTRATOR_MAX_ATTEMPTS": "3",
+        "ORCHESTRATOR_RETRY_BUDGET_SECONDS": "2",
+        "ORCHESTRATOR_RETRY_DELAY_SECONDS": "2",
+        "ORCHESTRATOR_MAX_ATTEMPTS": "2",
         "ORCHESTRATOR_UPDATE_DELAY_SECONDS": "0",
         "ORCHESTRATOR_UPDATE_MONITOR_SECONDS": "1",
         "ORCHESTRATOR_RESTART_DELAY_SECONDS": "1",

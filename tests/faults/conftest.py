@@ -16,9 +16,12 @@ from support import (
     Director,
     OrchestratorProcess,
     Results,
+    connected,
     docker_api,
     make_vhost,
     orchestrator_env,
+    orchestrator_running,
+    publishing_as_director,
     rabbitmqctl,
     wipe_test_sites,
 )
@@ -70,19 +73,14 @@ async def fault_orchestrator(
                 "converge_timeout_seconds": "90"}  # fmt: skip
     settings |= getattr(request.module, "ORCHESTRATOR_SETTINGS", {})
     env = orchestrator_env(fault_vhost, fault_root, **settings)
-    process = OrchestratorProcess(env, tmp_path_factory.mktemp("logs") / "faults.log")
-    process.start()
-    await process.wait_consuming()
-    yield process
-    if process.alive:
-        assert process.stop() == 0, process.tail()
+    async with orchestrator_running(env, tmp_path_factory.mktemp("logs") / "faults.log") as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 async def fault_admin(fault_vhost: str) -> AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
-    connection = await aio_pika.connect_robust(f"amqp://guest:guest@127.0.0.1:5672/{fault_vhost}")
-    yield connection
-    await connection.close()
+    async with connected("guest", fault_vhost) as connection:
+        yield connection
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +95,5 @@ async def fault_results(
 
 @pytest.fixture(scope="module")
 async def fault_director(fault_vhost: str, fault_orchestrator: OrchestratorProcess) -> AsyncIterator[Director]:
-    connection = await aio_pika.connect_robust(f"amqp://director:director@127.0.0.1:5672/{fault_vhost}")
-    publisher = Director(connection)
-    await publisher.start()
-    yield publisher
-    await connection.close()
+    async with publishing_as_director(fault_vhost) as publisher:
+        yield publisher

@@ -32,7 +32,7 @@ from scenario import (
     stop_dockerd,
     summary,
 )
-from support import Director, OrchestratorProcess, Results, site_event
+from support import Director, OrchestratorProcess, Results, eventually, site_event
 
 pytestmark = pytest.mark.faults
 
@@ -249,8 +249,12 @@ async def test_a_second_replica_stands_by_and_takes_over(
             await publish_reliably(fault_director, event)
         for event in second:
             assert (await fault_results.wait_for(event["event_id"], timeout=60)).type == "site.deployed"
-        handled = {line.get("event_id") for line in standby.log_lines() if line.get("msg") == "event handled"}
-        assert {e["event_id"] for e in second} <= handled
+
+        def handled_by_standby() -> bool:  # its log line follows the ack, so it may trail the result
+            handled = {line.get("event_id") for line in standby.log_lines() if line.get("msg") == "event handled"}
+            return {e["event_id"] for e in second} <= handled
+
+        await eventually(handled_by_standby, 10)
     finally:
         if not fault_orchestrator.alive:
             fault_orchestrator.start()

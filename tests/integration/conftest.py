@@ -15,10 +15,13 @@ from support import (
     Director,
     OrchestratorProcess,
     Results,
+    connected,
     docker_api,
     fresh_site_id,
     make_vhost,
     orchestrator_env,
+    orchestrator_running,
+    publishing_as_director,
     rabbitmqctl,
     wipe_test_sites,
 )
@@ -53,20 +56,15 @@ def sites_root() -> Iterator[Path]:
 async def orchestrator(
     vhost: str, sites_root: Path, api: docker.APIClient, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[OrchestratorProcess]:
-    process = OrchestratorProcess(orchestrator_env(vhost, sites_root), tmp_path_factory.mktemp("logs") / "orch.log")
-    process.start()
-    await process.wait_consuming()
-    yield process
-    if process.alive:
-        code = process.stop()
-        assert code == 0, f"orchestrator exited {code} on SIGTERM: {process.tail()}"
+    log_path = tmp_path_factory.mktemp("logs") / "orch.log"
+    async with orchestrator_running(orchestrator_env(vhost, sites_root), log_path) as process:
+        yield process
 
 
 @pytest.fixture(scope="session")
 async def admin(vhost: str) -> AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
-    connection = await aio_pika.connect_robust(f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
-    yield connection
-    await connection.close()
+    async with connected("guest", vhost) as connection:
+        yield connection
 
 
 @pytest.fixture(scope="session")
@@ -78,11 +76,8 @@ async def results(admin: aio_pika.abc.AbstractRobustConnection, orchestrator: Or
 
 @pytest.fixture(scope="session")
 async def director(vhost: str, orchestrator: OrchestratorProcess) -> AsyncIterator[Director]:
-    connection = await aio_pika.connect_robust(f"amqp://director:director@127.0.0.1:5672/{vhost}")
-    publisher = Director(connection)
-    await publisher.start()
-    yield publisher
-    await connection.close()
+    async with publishing_as_director(vhost) as publisher:
+        yield publisher
 
 
 @pytest.fixture

@@ -246,7 +246,7 @@ async def test_a_domain_belongs_to_one_site_and_its_owner_may_republish_it(
         await director.publish(claim)
         result = await results.wait_for(claim["event_id"])
         assert result.type == "site.failed" and result.error is not None, result
-        assert result.error.code == "domain_conflict", result.error
+        assert result.error.code == "domain_conflict" and result.error.retryable, result.error
         assert service(api, name(other)) is None
     # The other site deploys on its own domain, then an update reaching for the shared one fails
     # and leaves it as it was.
@@ -268,6 +268,32 @@ async def test_a_domain_belongs_to_one_site_and_its_owner_may_republish_it(
     result = await results.wait_for(again["event_id"])
     assert result.type == "site.deployed" and result.applied_version == 2, result
     await served(shared, f"page of the owner {owner}")
+
+
+async def test_a_domain_moving_between_sites_arrives_in_either_order(
+    director: Director, results: Results, sites_root: Path, cleanup: Cleanup
+) -> None:
+    """Director moves a domain from A to B: B's claim may be processed before A lets go. The
+    conflict is retried, so B gets the domain once A's update is applied."""
+    old_owner, new_owner = 9526, 9527
+    cleanup.site(old_owner, new_owner)
+    moving = domain(old_owner, "moving")
+    write_site(sites_root, old_owner, page=f"old owner {old_owner}")
+    write_site(sites_root, new_owner, page=f"new owner {new_owner}")
+    first = site_event("site.created", old_owner, 1, domains=[moving])
+    await director.publish(first)
+    assert (await results.wait_for(first["event_id"])).type == "site.deployed"
+
+    claim = site_event("site.created", new_owner, 1, domains=[moving])
+    release = site_event("site.updated", old_owner, 2, domains=[domain(old_owner, "elsewhere")])
+    await director.publish(claim)
+    await asyncio.sleep(0.5)
+    await director.publish(release)
+
+    assert (await results.wait_for(release["event_id"])).type == "site.deployed"
+    result = await results.wait_for(claim["event_id"], timeout=60)
+    assert result.type == "site.deployed", result
+    await served(moving, f"new owner {new_owner}")
 
 
 async def test_two_sites_racing_for_one_domain_get_one_winner(

@@ -74,8 +74,8 @@ async def test_static_site_is_served_by_nginx(
     assert "nginx" in response.headers.get("server", "")
     container = service(api, f"site_{site_id:04d}")["Spec"]["TaskTemplate"]["ContainerSpec"]  # type: ignore[index]
     assert container["Image"] == "nginx:latest"
-    public = next(m for m in container["Mounts"] if m["Target"] == "/usr/share/nginx/html")
-    assert public["ReadOnly"] is True and public["Source"].endswith("/public")
+    site = next(m for m in container["Mounts"] if m["Target"] == "/site")
+    assert site["ReadOnly"] is True and site["Source"] == str(sites_root / f"site_{site_id:04d}")
 
 
 async def test_updated_domains_route_the_new_host_and_not_the_old(
@@ -168,6 +168,24 @@ async def test_an_image_that_cannot_run_fails_within_the_timeout(
     assert result.type == "site.failed" and result.error is not None
     assert result.error.code in ("service_failed", "converge_timeout"), result.error
     assert "no-such-image" in result.error.message
+
+
+async def test_an_update_to_an_image_that_cannot_run_fails_and_keeps_the_site_serving(
+    director: Director, results: Results, sites_root: Path, api: docker.APIClient, site_id: int
+) -> None:
+    host = f"keep{site_id}.example.com"
+    write_site(sites_root, site_id, page="still serving v1")
+    created = site_event("site.created", site_id, 1, domains=[host])
+    await director.publish(created)
+    assert (await results.wait_for(created["event_id"])).type == "site.deployed"
+
+    broken = site_event("site.updated", site_id, 2, domains=[host], image={"name": "no-such-image:2", "custom": True})
+    await director.publish(broken)
+    result = await results.wait_for(broken["event_id"], timeout=90)
+
+    assert result.type == "site.failed" and result.error is not None, result
+    assert result.error.code in ("service_failed", "converge_timeout"), result.error
+    await served(host, "still serving v1")  # start-first: the old task kept serving
 
 
 async def test_invalid_messages_are_dead_lettered_and_the_consumer_keeps_serving(

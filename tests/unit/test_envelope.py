@@ -15,6 +15,7 @@ from orchestrator.envelope import (
     Envelope,
     authenticate,
     parse_event,
+    readable_parts,
     site_id_of,
 )
 from orchestrator.errors import InvalidEvent, Unauthenticated
@@ -344,3 +345,26 @@ def test_original_routing_key_comes_from_the_header() -> None:
 def test_original_routing_key_defaults_to_the_routing_key() -> None:
     envelope = Envelope(body=b"", exchange=INBOUND, routing_key="site.created")
     assert envelope.original_routing_key == "site.created"
+
+
+def test_deeply_nested_json_is_an_invalid_event_not_a_crash() -> None:
+    with pytest.raises(InvalidEvent):
+        parse_event(b"[" * 100_000, "site.created")
+
+
+def test_an_invalid_event_carries_its_readable_id_site_and_version() -> None:
+    event_id = "6f1c1e8e-2f0d-4c1a-9f5e-0000000000aa"
+    body = json.dumps({"event_id": event_id, "type": "site.created", "version": 7, "site": {"id": 3}}).encode()
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(body, "site.created")
+    assert str(caught.value.event_id) == event_id
+    assert caught.value.site_id == 3 and caught.value.version == 7
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [{"event_id": "not-a-uuid", "version": "7"}, {"event_id": 5, "version": True}, {"version": 0}, [1], None],
+)
+def test_malformed_parts_of_an_invalid_event_are_not_reported(raw: object) -> None:
+    parts = readable_parts(raw)
+    assert parts.get("event_id") is None and parts.get("version") is None

@@ -91,18 +91,22 @@ def test_allow_list_is_a_setting(site_data: SiteData) -> None:
 # --- static sites -------------------------------------------------------------------------------
 
 
-def test_static_site_runs_nginx(site_data: SiteData) -> None:
-    spec = build(site_data(kind="static"))
+def test_static_site_runs_nginx_serving_the_public_dir(site_data: SiteData) -> None:
+    spec = build(site_data(kind="static", env={"SECRET": "x"}))
     assert spec.image == "nginx:latest"
-    assert spec.command is None
-    assert spec.env == {}
+    assert spec.command is not None and "exec nginx -c /tmp/nginx.conf" in spec.command[-1]
+    assert list(spec.env) == ["NGINX_CONF"]  # the site's env is for dynamic sites only
+    assert "root /site/public;" in spec.env["NGINX_CONF"]
+    assert "listen 80 default_server;" in spec.env["NGINX_CONF"]
 
 
-def test_static_site_mounts_public_dir_read_only(site_data: SiteData) -> None:
+def test_static_site_mounts_its_directory_read_only_never_public_itself(site_data: SiteData) -> None:
+    """Docker resolves a bind source on the host at every task start: a link planted as public/
+    must be resolved inside the container instead, so the mount is the site directory."""
     spec = build(site_data(kind="static"))
-    mount = _mount(spec, "/usr/share/nginx/html")
-    assert mount == Mount(source="/srv/director/sites/site_0001/public", target="/usr/share/nginx/html", read_only=True)
-    assert all(m.source != str(SITE_DIR) for m in spec.mounts), "a static site never sees private/"
+    mount = _mount(spec, "/site")
+    assert mount == Mount(source="/srv/director/sites/site_0001", target="/site", read_only=True)
+    assert all(not m.source.endswith("/public") for m in spec.mounts)
 
 
 def test_static_site_ignores_the_site_image(site_data: SiteData) -> None:

@@ -20,7 +20,7 @@ def api_error(status: int, explanation: str) -> docker.errors.APIError:
     [
         (500, "rpc error: code = Unknown desc = update out of sequence", DockerConflict),
         (409, "name conflicts with an existing object", DockerConflict),
-        (404, "service abc not found", DockerConflict),
+        (404, "network director-sites not found", DockerRejected),
         (500, "internal error", TransientError),
         (503, "this node is not a swarm manager", TransientError),
         (400, "invalid mount config", DockerRejected),
