@@ -186,6 +186,7 @@ class Consumer:
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         started = time.monotonic()
         envelope = to_envelope(message)
+        publisher: str | None = None
         try:
             publisher = env.authenticate(
                 envelope,
@@ -195,8 +196,9 @@ class Consumer:
             )
             event = env.parse_event(envelope.body, envelope.original_routing_key)
         except PermanentError as error:
+            # `publisher` stays None when authentication failed: such a letter is never replayed.
             async with self._locks.hold(error.site_id):
-                await self._settle_failure(message, envelope, None, error, started, publisher=None)
+                await self._settle_failure(message, envelope, None, error, started, publisher)
             return
         async with self._locks.hold(event.site.id):
             try:
