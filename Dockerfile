@@ -5,7 +5,8 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator
-RUN pip install --no-cache-dir . && useradd --system --no-create-home orchestrator
+# Runs as root: it needs the docker socket and must create directories under the sites root.
+RUN pip install --no-cache-dir .
 ENV PYTHONUNBUFFERED=1
 ENTRYPOINT ["orchestrator"]
 CMD ["run"]

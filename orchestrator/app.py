@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
+from orchestrator import retry
 from orchestrator.bus import Consumer
 from orchestrator.config import Settings
 from orchestrator.errors import DockerUnavailable
 from orchestrator.handlers import Context
-from orchestrator.logs import fields
 from orchestrator.sitedirs import SiteDirs
 from orchestrator.swarm import Swarm
 
@@ -32,14 +31,10 @@ async def serve(settings: Settings) -> None:
 
 
 async def _wait_for_docker(swarm: Swarm, stop: asyncio.Event) -> bool:
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            await swarm.ping()
-            return True
-        except DockerUnavailable as exc:
-            log.warning("waiting for docker", extra=fields(error=exc.message, retry_in=delay))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 10)
-    return False
+    try:
+        async for attempt in retry.until_ready("docker", (DockerUnavailable,), stop):
+            with attempt:
+                await swarm.ping()
+    except DockerUnavailable:
+        return False  # stopped while waiting
+    return True

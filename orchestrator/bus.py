@@ -47,25 +47,22 @@ PUBLISH_ERRORS = (
 )
 
 
-async def connect(url: str, settings: Settings, stop: asyncio.Event | None = None) -> AbstractRobustConnection:
-    """A robust connection, waiting (with backoff) for the broker instead of crashing at start."""
+async def connect(
+    url: str, settings: Settings, stop: asyncio.Event | None = None, *, patient: bool = True
+) -> AbstractRobustConnection:
+    """A robust connection. `patient`: wait for the broker (until `stop`) instead of failing at once."""
     target = URL(url)
     if "heartbeat" not in target.query:
         target = target.update_query(heartbeat=settings.heartbeat_seconds)
-    delay = 0.5
-    while True:
-        try:
+    errors = (TimeoutError, ConnectionError, OSError, aiormq.exceptions.AMQPError)
+    async for attempt in retry.until_ready("the broker", errors if patient else (), stop):
+        with attempt:
             return await aio_pika.connect_robust(
                 target,
                 ssl_context=_ssl_context(settings) if target.scheme == "amqps" else None,
                 client_properties={"connection_name": "orchestrator"},
             )
-        except (TimeoutError, ConnectionError, OSError, aiormq.exceptions.AMQPError) as exc:
-            if stop is not None and stop.is_set():
-                raise
-            log.warning("waiting for the broker", extra=fields(error=str(exc), retry_in=delay))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
+    raise AssertionError("unreachable: the retry loop returns or raises")
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext:

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     update_monitor_seconds: float = Field(default=2.0, ge=0)
     restart_delay_seconds: float = Field(default=2.0, ge=0)
     stop_grace_seconds: float = Field(default=10.0, ge=0)
+    # Site directories are local bind mounts: on a multi-node swarm, pin site tasks to the node(s)
+    # holding the sites root, e.g. "node.labels.director.sites==true".
+    placement_constraints: Annotated[CsvList, Field(default_factory=list)]
 
     # --- sites --------------------------------------------------------------------------------
     sites_root: Path = Path("/srv/director/sites")
@@ -104,7 +107,12 @@ class Settings(BaseSettings):
     log_max_files: int = Field(default=3, ge=1)
 
     _csv = field_validator(
-        "allowed_publishers", "allowed_default_images", "allowed_domain_suffixes", "cap_add", mode="before"
+        "allowed_publishers",
+        "allowed_default_images",
+        "allowed_domain_suffixes",
+        "cap_add",
+        "placement_constraints",
+        mode="before",
     )(_split_csv)
 
     def broker_url(self) -> str:

@@ -94,7 +94,7 @@ async def _fetch(channel: AbstractChannel, settings: Settings) -> list[tuple[Abs
 
 
 async def list_letters(settings: Settings, keep: Filter) -> list[DeadLetter]:
-    connection = await bus.connect(settings.broker_url(), settings)
+    connection = await bus.connect(settings.broker_url(), settings, patient=False)
     async with connection:
         channel = await connection.channel()
         return [letter for _, letter in await _fetch(channel, settings) if keep(letter)]
@@ -114,8 +114,8 @@ async def replay(
     publisher is not proven to be an allowed one (refused as unauthenticated, or dead-lettered by
     the broker without proof) would be laundered that way, so it is skipped unless asked for.
     """
-    source = await bus.connect(settings.broker_url(), settings)
-    target = await bus.connect(settings.replay_broker_url(), settings)
+    source = await bus.connect(settings.broker_url(), settings, patient=False)
+    target = await bus.connect(settings.replay_broker_url(), settings, patient=False)
     replay_user = URL(settings.replay_broker_url()).user or "guest"
     replayed: list[DeadLetter] = []
     async with source, target:
@@ -148,7 +148,7 @@ async def replay(
 
 
 async def purge(settings: Settings) -> int:
-    connection = await bus.connect(settings.broker_url(), settings)
+    connection = await bus.connect(settings.broker_url(), settings, patient=False)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(settings.dead_letter_queue, passive=True)

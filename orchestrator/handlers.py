@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from orchestrator import retry
 from orchestrator.config import Settings
 from orchestrator.errors import DomainConflict
-from orchestrator.events import InboundEvent, ResultEvent, ResultType, ServiceRef, SiteCreated, SiteDeleted, SiteUpdated
+from orchestrator.events import (
+    InboundEvent,
+    ResultEvent,
+    ResultType,
+    ServiceRef,
+    SiteCreated,
+    SiteDeleted,
+    SiteUpdated,
+    SiteUpserted,
+)
 from orchestrator.sitedirs import SiteDirs
 from orchestrator.spec import DOMAINS, FINGERPRINT, ServiceSpec, desired_service, service_name
 from orchestrator.swarm import Deployed, Swarm
@@ -29,7 +38,7 @@ class Context:
     domains: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-async def upsert_site(event: SiteCreated | SiteUpdated, ctx: Context) -> ResultEvent:
+async def upsert_site(event: SiteUpserted, ctx: Context) -> ResultEvent:
     """Make the site's service match the event's full desired state."""
     site, swarm = event.site, ctx.swarm
     name = service_name(site.id)
@@ -91,7 +100,7 @@ async def _apply(spec: ServiceSpec, current: Deployed | None, ctx: Context) -> D
 
 
 def _result(
-    event: SiteCreated | SiteUpdated | SiteDeleted,
+    event: SiteUpserted | SiteDeleted,
     type_: ResultType,
     service: Deployed | None,
     applied_version: int | None,

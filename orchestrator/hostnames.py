@@ -61,11 +61,3 @@ def parse_hostname(value: str) -> Hostname:
         if not _LABEL.fullmatch(label):
             raise ValueError("a host name label holds only letters, digits and inner hyphens")
     return Hostname(name)
-
-
-def is_valid_hostname(value: str) -> bool:
-    try:
-        parse_hostname(value)
-    except ValueError:
-        return False
-    return True

@@ -50,12 +50,10 @@ def check_domains(hosts: Iterable[Hostname], settings: Settings) -> None:
 class Limits:
     nano_cpus: int
     memory_bytes: int
-    clamped: bool
 
 
 def clamp_resources(resources: Resources, settings: Settings) -> Limits:
     """Limits within the operator's ceilings. A request above a ceiling gets the ceiling (documented)."""
     cpus = min(resources.cpus, settings.max_cpus)
     memory = min(resources.memory_bytes, memory_bytes(settings.max_memory))
-    clamped = cpus != resources.cpus or memory != resources.memory_bytes
-    return Limits(nano_cpus=round(cpus * 1e9), memory_bytes=memory, clamped=clamped)
+    return Limits(nano_cpus=round(cpus * 1e9), memory_bytes=memory)

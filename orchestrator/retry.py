@@ -10,18 +10,26 @@ Conflicts (the service changed under us) are retried at once after a reload, a f
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
+import logging
 
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
+    wait_exponential,
     wait_random,
     wait_random_exponential,
 )
 
 from orchestrator.errors import DockerConflict, OrchestratorError, TransientError
+from orchestrator.logs import fields
+
+log = logging.getLogger("orchestrator")
 
 
 def in_process(budget_seconds: float) -> AsyncRetrying:
@@ -38,6 +46,31 @@ def on_conflict(attempts: int = 5) -> AsyncRetrying:
         retry=retry_if_exception_type(DockerConflict),
         wait=wait_random(0, 0.2),
         stop=stop_after_attempt(attempts),
+        reraise=True,
+    )
+
+
+def until_ready(what: str, errors: tuple[type[BaseException], ...], stop: asyncio.Event | None) -> AsyncRetrying:
+    """At start-up: wait for a dependency (broker, Docker) with capped backoff instead of crashing;
+    give up (re-raising the last error) only once `stop` is set, which also cuts a pause short."""
+
+    async def pause(seconds: float) -> None:
+        if stop is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    def waiting(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(f"waiting for {what}", extra=fields(error=str(error), retry_in=state.upcoming_sleep))
+
+    return AsyncRetrying(
+        retry=retry_if_exception_type(errors),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        stop=lambda _: stop is not None and stop.is_set(),
+        sleep=pause,
+        before_sleep=waiting,
         reraise=True,
     )
 

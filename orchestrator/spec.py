@@ -102,6 +102,7 @@ class ServiceSpec:
     cap_drop: tuple[str, ...] = ("ALL",)
     cap_add: tuple[str, ...] = ()
     log_options: dict[str, str] = field(default_factory=dict)
+    constraints: tuple[str, ...] = ()
     update_delay_ns: int = 0
     update_monitor_ns: int = 0
     restart_delay_ns: int = 0
@@ -145,6 +146,7 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         nano_cpus=limits.nano_cpus,
         memory_bytes=limits.memory_bytes,
         cap_add=tuple(settings.cap_add),
+        constraints=tuple(settings.placement_constraints),
         log_options={"max-size": settings.log_max_size, "max-file": str(settings.log_max_files)},
         update_delay_ns=round(settings.update_delay_seconds * NANOSECONDS),
         update_monitor_ns=round(settings.update_monitor_seconds * NANOSECONDS),

@@ -264,6 +264,7 @@ def _service_args(spec: ServiceSpec) -> dict[str, Any]:
         restart_policy=types.RestartPolicy(condition="any", delay=spec.restart_delay_ns),
         log_driver=types.DriverConfig("json-file", options=dict(spec.log_options)),
         networks=[{"Target": spec.network}],
+        placement=types.Placement(constraints=list(spec.constraints)) if spec.constraints else None,
     )
     # Delays and monitor are nanoseconds on the wire (Director 4 sent delay=5 and got 5 ns).
     update = types.UpdateConfig(

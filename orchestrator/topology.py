@@ -28,7 +28,6 @@ class Topology:
     results: AbstractExchange
     retry: AbstractExchange
     dead_letters: AbstractExchange
-    dead_letter_queue: AbstractQueue
 
 
 def work_queue_arguments(settings: Settings) -> FieldTable:
@@ -84,4 +83,4 @@ async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
             settings.results_queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
         await results_queue.bind(results, "site.*")
-    return Topology(work_queue, results, retry, dead_letters, dead_letter_queue)
+    return Topology(work_queue, results, retry, dead_letters)

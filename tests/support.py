@@ -292,8 +292,7 @@ async def drain_dead_letters(admin: AbstractRobustConnection) -> list[AbstractIn
 @contextlib.asynccontextmanager
 async def connected(user: str, vhost: str) -> AsyncIterator[AbstractRobustConnection]:
     """A robust connection as a local-stack broker user (their passwords are their names)."""
-    password = "guest" if user == "guest" else user
-    connection = await aio_pika.connect_robust(f"amqp://{user}:{password}@127.0.0.1:5672/{vhost}")
+    connection = await aio_pika.connect_robust(f"amqp://{user}:{user}@127.0.0.1:5672/{vhost}")
     try:
         yield connection
     finally:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from tenacity import AsyncRetrying, stop_after_delay
 
@@ -148,3 +150,32 @@ async def test_on_conflict_leaves_other_transient_errors_alone() -> None:
     with pytest.raises(DockerUnavailable):
         await run(retrying, [DockerUnavailable("down"), "ok"])
     assert recorder.waits == []
+
+
+async def test_until_ready_waits_through_failures_then_returns() -> None:
+    calls = 0
+    async for attempt in retry.until_ready("a dependency", (ConnectionError,), asyncio.Event()):
+        with attempt:
+            calls += 1
+            if calls < 3:
+                raise ConnectionError("not yet")
+    assert calls == 3
+
+
+async def test_until_ready_gives_up_once_stopped() -> None:
+    stop = asyncio.Event()
+    stop.set()
+    with pytest.raises(ConnectionError):
+        async for attempt in retry.until_ready("a dependency", (ConnectionError,), stop):
+            with attempt:
+                raise ConnectionError("down")
+
+
+async def test_until_ready_without_patience_fails_at_once() -> None:
+    calls = 0
+    with pytest.raises(ConnectionError):
+        async for attempt in retry.until_ready("a dependency", (), None):
+            with attempt:
+                calls += 1
+                raise ConnectionError("down")
+    assert calls == 1

@@ -372,3 +372,9 @@ def test_wildcard_needs_both_the_setting_and_an_allowed_suffix(site_data: SiteDa
     )
     with pytest.raises(DomainNotAllowed):
         build(site_data(domains=["*.example.com"]), settings)
+
+
+def test_placement_constraints_pin_site_tasks_to_the_sites_node(site_data: SiteData) -> None:
+    settings = Settings(placement_constraints="node.labels.director.sites==true")  # type: ignore[arg-type]
+    assert build(site_data(), settings).constraints == ("node.labels.director.sites==true",)
+    assert build(site_data()).constraints == ()
