@@ -132,6 +132,8 @@ class Consumer:
         self.settings = settings
         self.ctx = ctx
         self._locks = SiteLocks()
+        # Taken inside a site's lock: only work that can run counts against the bound.
+        self._workers = asyncio.Semaphore(settings.concurrency)
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -143,7 +145,7 @@ class Consumer:
         connection = await connect(self.settings.broker_url(), self.settings, stop)
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            await channel.set_qos(prefetch_count=self.settings.concurrency)
+            await channel.set_qos(prefetch_count=max(self.settings.prefetch, self.settings.concurrency))
             self._topology = await topology.declare(channel, self.settings)
             await self._topology.work_queue.consume(self._on_message)
             log.info("consuming", extra=fields(queue=self.settings.work_queue, concurrency=self.settings.concurrency))
@@ -197,7 +199,7 @@ class Consumer:
             async with self._locks.hold(error.site_id):
                 await self._settle_failure(message, envelope, None, error, started, publisher)
             return
-        async with self._locks.hold(event.site.id):
+        async with self._locks.hold(event.site.id), self._workers:
             try:
                 async for attempt in retry.in_process(self.settings.retry_budget_seconds):
                     with attempt:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
 
     # --- processing ---------------------------------------------------------------------------
     concurrency: int = Field(default=8, ge=1)
+    # Messages held at once; more than `concurrency`, so events queued behind one busy site's lock
+    # do not take every slot from the other sites.
+    prefetch: int = Field(default=32, ge=1)
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
     # In-process retry budget for transient errors; far below RabbitMQ's 30 min consumer timeout.
     retry_budget_seconds: float = Field(default=30.0, ge=0)

@@ -251,3 +251,23 @@ async def test_every_handled_event_logs_one_structured_line(orchestrator: Orches
     handled = [line for line in lines if line.get("msg") == "event handled"]
     assert handled and all({"event_id", "site_id", "outcome", "duration_ms"} <= set(line) for line in handled)
     json.dumps(handled)  # one JSON object per line
+
+
+async def test_a_burst_of_events_for_one_site_does_not_hold_up_another_site(
+    director: Director, results: Results, site_id: int
+) -> None:
+    busy, other = site_id, fresh_site_id()
+    burst = [
+        site_event("site.created" if v == 1 else "site.updated", busy, v, resources={"cpus": 0.1 + v / 100})
+        for v in range(1, 13)  # each version changes the task: a rolling update to wait for
+    ]
+    for event in burst:
+        await director.publish(event)
+    quick = site_event("site.created", other, 1, serving=False)
+    await director.publish(quick)
+
+    assert (await results.wait_for(quick["event_id"])).type == "site.deployed"
+    done = sum(event["event_id"] in results.by_cause for event in burst)
+    assert done <= 3, f"the other site waited behind {done} of the busy site's events"
+    last = await results.wait_for(burst[-1]["event_id"], timeout=180)
+    assert last.type == "site.deployed" and last.applied_version == 12
