@@ -7,12 +7,13 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,29 @@ async def orchestrator_running(env: dict[str, str], log_path: Path) -> AsyncIter
     if process.alive:
         code = process.stop()
         assert code == 0, f"orchestrator exited {code} on SIGTERM: {process.tail()}"
+
+
+@contextlib.contextmanager
+def fresh_vhost(name: str) -> Iterator[str]:
+    make_vhost(name)
+    yield name
+    rabbitmqctl("delete_vhost", name)
+
+
+@contextlib.contextmanager
+def scratch_sites_root(prefix: str) -> Iterator[Path]:
+    root = Path(f"/tmp/{prefix}-{uuid.uuid4().hex[:8]}/sites")
+    root.mkdir(parents=True)
+    yield root
+    shutil.rmtree(root.parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def docker_without_test_sites() -> Iterator[docker.APIClient]:
+    """A Docker client; the tests' services and tombstones are wiped before and after."""
+    wipe_test_sites(docker_api())
+    yield docker_api()
+    wipe_test_sites(docker_api())  # a fresh client: the daemon may have restarted meanwhile
 
 
 def rabbitmqctl(*args: str) -> None:

@@ -3,8 +3,6 @@ and print their loss counts at the end of the run."""
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,13 +15,12 @@ from support import (
     OrchestratorProcess,
     Results,
     connected,
-    docker_api,
-    make_vhost,
+    docker_without_test_sites,
+    fresh_vhost,
     orchestrator_env,
     orchestrator_running,
     publishing_as_director,
-    rabbitmqctl,
-    wipe_test_sites,
+    scratch_sites_root,
 )
 
 VHOST = "orchestrator-faults"
@@ -39,24 +36,20 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="module")
 def fault_vhost() -> Iterator[str]:
-    make_vhost(VHOST)
-    yield VHOST
-    rabbitmqctl("delete_vhost", VHOST)
+    with fresh_vhost(VHOST) as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
 def fault_api() -> Iterator[docker.APIClient]:
-    client = docker_api()
-    yield client
-    wipe_test_sites(docker_api())  # a fresh client: the daemon may have restarted meanwhile
+    with docker_without_test_sites() as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
 def fault_root() -> Iterator[Path]:
-    root = Path(f"/tmp/orchestrator-faults-{uuid.uuid4().hex[:8]}/sites")
-    root.mkdir(parents=True)
-    yield root
-    shutil.rmtree(root.parent, ignore_errors=True)
+    with scratch_sites_root("orchestrator-faults") as root:
+        yield root
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ orchestrator process; site ids 9000-9999 belong to the tests and are wiped befor
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,14 +14,13 @@ from support import (
     OrchestratorProcess,
     Results,
     connected,
-    docker_api,
+    docker_without_test_sites,
     fresh_site_id,
-    make_vhost,
+    fresh_vhost,
     orchestrator_env,
     orchestrator_running,
     publishing_as_director,
-    rabbitmqctl,
-    wipe_test_sites,
+    scratch_sites_root,
 )
 
 VHOST = "orchestrator-test"
@@ -31,25 +28,20 @@ VHOST = "orchestrator-test"
 
 @pytest.fixture(scope="session")
 def vhost() -> Iterator[str]:
-    make_vhost(VHOST)
-    yield VHOST
-    rabbitmqctl("delete_vhost", VHOST)
+    with fresh_vhost(VHOST) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")
 def api() -> Iterator[docker.APIClient]:
-    client = docker_api()
-    wipe_test_sites(client)
-    yield client
-    wipe_test_sites(client)
+    with docker_without_test_sites() as client:
+        yield client
 
 
 @pytest.fixture(scope="session")
 def sites_root() -> Iterator[Path]:
-    root = Path(f"/tmp/orchestrator-test-{uuid.uuid4().hex[:8]}/sites")
-    root.mkdir(parents=True)
-    yield root
-    shutil.rmtree(root.parent, ignore_errors=True)
+    with scratch_sites_root("orchestrator-test") as root:
+        yield root
 
 
 @pytest.fixture(scope="session")
