@@ -57,24 +57,15 @@ class SiteDirs:
         return self.root / name
 
     def _check(self, name: str) -> None:
-        try:
-            mode = os.stat(self.root / name, follow_symlinks=False).st_mode
-        except FileNotFoundError:
-            return
-        if not stat.S_ISDIR(mode):
-            raise UnsafePath(f"{name} is not a real directory under the sites root")
+        _real_dir_exists(str(self.root / name))
 
     def _trash(self, name: str, tag: str) -> Path | None:
         if not self.root.is_dir():
             return None
         root_fd = _open_dir(str(self.root))
         try:
-            try:
-                mode = os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_mode
-            except FileNotFoundError:
+            if not _real_dir_exists(name, root_fd):
                 return None
-            if not stat.S_ISDIR(mode):
-                raise UnsafePath(f"{name} is not a real directory under the sites root; not moved")
             trash_fd = _make_dir(root_fd, self.trash_name)
             try:
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -86,6 +77,17 @@ class SiteDirs:
         finally:
             os.close(root_fd)
         return self.root / self.trash_name / target
+
+
+def _real_dir_exists(path: str, dir_fd: int | None = None) -> bool:
+    """False when missing; True for a real directory; UnsafePath for a link, file or anything else."""
+    try:
+        mode = os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(mode):
+        raise UnsafePath(f"{os.path.basename(path)} is not a real directory under the sites root; left alone")
+    return True
 
 
 def _open_dir(path: str, dir_fd: int | None = None) -> int:
