@@ -6,12 +6,15 @@ import asyncio
 import logging
 import signal
 
-from orchestrator import retry
-from orchestrator.bus import Consumer
+from orchestrator import broker, retry, topology
 from orchestrator.config import Settings
+from orchestrator.consumer import QueueConsumer
 from orchestrator.errors import DockerUnavailable
 from orchestrator.handlers import Context
+from orchestrator.logs import fields
+from orchestrator.settlement import QueuePolicy, Settler
 from orchestrator.sitedirs import SiteDirs
+from orchestrator.siteevents import SiteEvents
 from orchestrator.swarm import Swarm
 
 log = logging.getLogger("orchestrator")
@@ -26,7 +29,25 @@ async def serve(settings: Settings) -> None:
     if not await _wait_for_docker(swarm, stop):
         return
     ctx = Context(settings=settings, swarm=swarm, sitedirs=SiteDirs(settings.sites_root, settings.trash_dir_name))
-    await Consumer(settings, ctx).run(stop)
+    connection = await broker.connect(settings.broker_url(), settings, stop)
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        await channel.set_qos(prefetch_count=max(settings.prefetch, settings.concurrency))
+        declared = await topology.declare(channel, settings)
+        policy = QueuePolicy(settings.inbound_exchange, settings.max_attempts, declared.retry, declared.dead_letters)
+        settler = Settler(policy, settings.publish_timeout_seconds)
+        consumer = QueueConsumer(declared.work_queue, SiteEvents(settings, ctx, settler, declared.results))
+        await consumer.start()
+        log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
+        await stop.wait()
+        consumer.stop_taking()
+        log.info("stopping: no new messages; finishing in-flight ones", extra=fields(inflight=consumer.inflight))
+        if not await consumer.drain(settings.shutdown_grace_seconds):
+            log.warning(
+                "grace period over; unfinished messages go back to the queue", extra=fields(inflight=consumer.inflight)
+            )
+    finally:
+        await connection.close()
     log.info("stopped")
 
 

@@ -13,9 +13,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# Keys the orchestrator sets in every dynamic site's environment; a site cannot override them.
-RESERVED_ENV_KEYS = frozenset({"PORT", "HOST", "PATH", "HOME", "SITE_ID", "SITE_DIR"})
-
 
 def _split_csv(value: object) -> object:
     if isinstance(value, str):

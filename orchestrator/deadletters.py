@@ -19,11 +19,10 @@ from typing import Any, TextIO
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from yarl import URL
 
-from orchestrator import bus
+from orchestrator import broker
 from orchestrator import envelope as env
+from orchestrator import headers as hdr
 from orchestrator.config import Settings
-
-_OUR_FAILURE_HEADERS = (env.ATTEMPTS, env.ERROR_CODE, env.ERROR_MESSAGE, env.FIRST_FAILURE, env.LAST_FAILURE)
 
 
 @dataclass(frozen=True)
@@ -48,16 +47,16 @@ class DeadLetter:
             site_id = env.site_id_of(json.loads(message.body))
         except (ValueError, RecursionError):
             site_id = None
-        last = _str(headers.get(env.LAST_FAILURE)) or _str(death.get("time"))
+        last = _str(headers.get(hdr.LAST_FAILURE)) or _str(death.get("time"))
         return cls(
             id=message.message_id or f"tag-{message.delivery_tag}",
-            routing_key=_str(headers.get(env.ROUTING_KEY)) or _death_key(death) or message.routing_key or "",
-            exchange=_str(headers.get(env.EXCHANGE)) or _str(death.get("exchange")) or settings.inbound_exchange,
+            routing_key=_str(headers.get(hdr.ROUTING_KEY)) or _death_key(death) or message.routing_key or "",
+            exchange=_str(headers.get(hdr.EXCHANGE)) or _str(death.get("exchange")) or settings.inbound_exchange,
             site_id=site_id,
-            reason=_str(headers.get(env.ERROR_CODE)) or _str(death.get("reason")) or "unknown",
-            message=_str(headers.get(env.ERROR_MESSAGE)) or "",
-            attempts=_int(headers.get(env.ATTEMPTS) or death.get("count")),
-            first_failure=_str(headers.get(env.FIRST_FAILURE)) or last,
+            reason=_str(headers.get(hdr.ERROR_CODE)) or _str(death.get("reason")) or "unknown",
+            message=_str(headers.get(hdr.ERROR_MESSAGE)) or "",
+            attempts=_int(headers.get(hdr.ATTEMPTS) or death.get("count")),
+            first_failure=_str(headers.get(hdr.FIRST_FAILURE)) or last,
             last_failure=last,
             age_seconds=_age(last),
             publisher=_publisher(message, headers, death, settings),
@@ -94,7 +93,7 @@ async def _fetch(channel: AbstractChannel, settings: Settings) -> list[tuple[Abs
 
 
 async def list_letters(settings: Settings, keep: Filter) -> list[DeadLetter]:
-    connection = await bus.connect(settings.broker_url(), settings, patient=False)
+    connection = await broker.connect(settings.broker_url(), settings, patient=False)
     async with connection:
         channel = await connection.channel()
         return [letter for _, letter in await _fetch(channel, settings) if keep(letter)]
@@ -114,8 +113,8 @@ async def replay(
     publisher is not proven to be an allowed one (refused as unauthenticated, or dead-lettered by
     the broker without proof) would be laundered that way, so it is skipped unless asked for.
     """
-    source = await bus.connect(settings.broker_url(), settings, patient=False)
-    target = await bus.connect(settings.replay_broker_url(), settings, patient=False)
+    source = await broker.connect(settings.broker_url(), settings, patient=False)
+    target = await broker.connect(settings.replay_broker_url(), settings, patient=False)
     replay_user = URL(settings.replay_broker_url()).user or "guest"
     replayed: list[DeadLetter] = []
     async with source, target:
@@ -129,7 +128,7 @@ async def replay(
         for message, letter in chosen:
             if not dry_run:
                 exchange = await publisher.get_exchange(letter.exchange, ensure=False)
-                await bus.publish(
+                await broker.publish(
                     exchange,
                     letter.routing_key,
                     message.body,
@@ -148,7 +147,7 @@ async def replay(
 
 
 async def purge(settings: Settings) -> int:
-    connection = await bus.connect(settings.broker_url(), settings, patient=False)
+    connection = await broker.connect(settings.broker_url(), settings, patient=False)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(settings.dead_letter_queue, passive=True)
@@ -158,13 +157,9 @@ async def purge(settings: Settings) -> int:
 
 def _replay_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
     headers = {
-        k: v
-        for k, v in (message.headers or {}).items()
-        if k not in env.BROKER_DEATH_HEADERS
-        and k not in _OUR_FAILURE_HEADERS
-        and k not in (env.ROUTING_KEY, env.EXCHANGE, env.PUBLISHER)
+        k: v for k, v in (message.headers or {}).items() if k not in (*hdr.BROKER_DEATH, *hdr.FAILURE, *hdr.ORIGIN)
     }
-    headers[env.REPLAYED] = _int(headers.get(env.REPLAYED)) + 1
+    headers[hdr.REPLAYED] = _int(headers.get(hdr.REPLAYED)) + 1
     return headers
 
 
@@ -223,12 +218,12 @@ def _publisher(
     carries our header from its first delivery.
     """
     if not death:
-        return _str(headers.get(env.PUBLISHER))
+        return _str(headers.get(hdr.PUBLISHER))
     origin = _str(death.get("exchange"))
     if origin == settings.inbound_exchange:
         return message.user_id
     if origin == settings.requeue_exchange:
-        return _str(headers.get(env.PUBLISHER))
+        return _str(headers.get(hdr.PUBLISHER))
     return None
 
 

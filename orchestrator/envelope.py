@@ -16,27 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.errors import InvalidEvent, Unauthenticated
 from orchestrator.events import INBOUND_TYPES, InboundEvent
-
-# Headers the orchestrator writes on messages it re-publishes (retry queue, dead letters, replay).
-ATTEMPTS = "x-orchestrator-attempts"
-ROUTING_KEY = "x-orchestrator-routing-key"
-EXCHANGE = "x-orchestrator-exchange"
-PUBLISHER = "x-orchestrator-publisher"
-ERROR_CODE = "x-orchestrator-error-code"
-ERROR_MESSAGE = "x-orchestrator-error-message"
-FIRST_FAILURE = "x-orchestrator-first-failure"
-LAST_FAILURE = "x-orchestrator-last-failure"
-REPLAYED = "x-orchestrator-replayed"
-# The broker's own dead-letter bookkeeping; RabbitMQ < 4.0.1 drops re-published messages carrying them.
-BROKER_DEATH_HEADERS = (
-    "x-death",
-    "x-first-death-exchange",
-    "x-first-death-queue",
-    "x-first-death-reason",
-    "x-last-death-exchange",
-    "x-last-death-queue",
-    "x-last-death-reason",
-)
+from orchestrator.headers import ATTEMPTS, PUBLISHER, ROUTING_KEY
 
 MAX_BODY = 1024 * 1024
 _EVENT: TypeAdapter[InboundEvent] = TypeAdapter(InboundEvent)

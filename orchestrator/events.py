@@ -15,9 +15,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
-from orchestrator.config import RESERVED_ENV_KEYS
 from orchestrator.hostnames import Hostname, parse_hostname
 from orchestrator.images import parse_reference
+from orchestrator.siteenv import RESERVED_ENV_KEYS
 
 SiteId = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Version = Annotated[int, Field(ge=1)]

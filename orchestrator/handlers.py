@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from orchestrator import retry
 from orchestrator.config import Settings
@@ -24,16 +24,15 @@ from orchestrator.events import (
     SiteUpdated,
     SiteUpserted,
 )
-from orchestrator.sitedirs import SiteDirs
+from orchestrator.ports import Deployed, SiteDirsPort, SwarmPort
 from orchestrator.spec import DOMAINS, FINGERPRINT, ServiceSpec, desired_service, service_name
-from orchestrator.swarm import Deployed, Swarm
 
 
 @dataclass
 class Context:
     settings: Settings
-    swarm: Swarm
-    sitedirs: SiteDirs
+    swarm: SwarmPort
+    sitedirs: SiteDirsPort
     # Domain ownership is checked and claimed under one lock so two racing sites cannot share a host.
     domains: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -115,12 +114,12 @@ def _result(
     )
 
 
-HANDLERS: dict[type, Callable[..., Awaitable[ResultEvent]]] = {
-    SiteCreated: upsert_site,
-    SiteUpdated: upsert_site,
-    SiteDeleted: delete_site,
-}
-
-
 async def dispatch(event: InboundEvent, ctx: Context) -> ResultEvent:
-    return await HANDLERS[type(event)](event, ctx)
+    """The handler of each event type; mypy fails here when a new type has none."""
+    match event:
+        case SiteCreated() | SiteUpdated():
+            return await upsert_site(event, ctx)
+        case SiteDeleted():
+            return await delete_site(event, ctx)
+        case _:
+            assert_never(event)

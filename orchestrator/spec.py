@@ -12,6 +12,7 @@ from orchestrator import traefik
 from orchestrator.config import Settings
 from orchestrator.events import Site, SiteKind
 from orchestrator.policy import check_domains, clamp_resources, resolve_image
+from orchestrator.siteenv import SITE_MOUNT, site_env
 
 # Ownership labels: how the orchestrator recognises its services and what it applied.
 MANAGED_BY = "com.director.managed-by"
@@ -21,7 +22,6 @@ VERSION = "com.director.version"
 DOMAINS = "com.director.domains"
 FINGERPRINT = "com.director.spec"
 
-SITE_MOUNT = "/site"
 NANOSECONDS = 1_000_000_000
 
 # Static sites: nginx serves /site/public from the site directory mounted read-only at /site.
@@ -167,15 +167,7 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         spec = ServiceSpec(
             image=resolve_image(site.image, settings),
             command=("/bin/sh", "-c", RUN_SCRIPT),
-            env={
-                **site.env,
-                "PORT": str(settings.site_port),
-                "HOST": "0.0.0.0",
-                "HOME": SITE_MOUNT,
-                "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "SITE_ID": str(site.id),
-                "SITE_DIR": SITE_MOUNT,
-            },
+            env={**site.env, **site_env(site.id, settings.site_port)},
             workdir=f"{SITE_MOUNT}/public",
             mounts=(Mount(source=str(site_dir), target=SITE_MOUNT), *tmpfs),
             **common,  # type: ignore[arg-type]

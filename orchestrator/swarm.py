@@ -30,6 +30,7 @@ from orchestrator.errors import (
     ServiceFailed,
     TransientError,
 )
+from orchestrator.ports import Deployed, label_version
 from orchestrator.spec import ServiceSpec
 
 T = TypeVar("T")
@@ -40,30 +41,6 @@ _ROLLED_BACK = {"rollback_started", "rollback_paused", "rollback_completed", "pa
 FAILURES_BEFORE_GIVING_UP = 2
 TOMBSTONE_PREFIX = "orchestrator-tombstone-"
 TOMBSTONE = "com.director.tombstone"
-
-
-@dataclass(frozen=True)
-class Deployed:
-    """A site service as the swarm holds it."""
-
-    id: str
-    name: str
-    index: int  # Docker's version index, for optimistic concurrency
-    labels: dict[str, str]
-    replicas: int
-
-    @property
-    def site_version(self) -> int:
-        return _version(self.labels)
-
-    @property
-    def fingerprint(self) -> str | None:
-        return self.labels.get(specs.FINGERPRINT)
-
-    @property
-    def domains(self) -> tuple[str, ...]:
-        raw = self.labels.get(specs.DOMAINS, "")
-        return tuple(d for d in raw.split(",") if d)
 
 
 class Swarm:
@@ -216,11 +193,7 @@ def _map_api_error(exc: docker.errors.APIError) -> Exception:
 def _tombstones(api: docker.APIClient, site_id: int) -> list[tuple[int, str]]:
     """(version, config id) of every tombstone of the site."""
     wanted = [f"{specs.MANAGED_BY}={specs.MANAGER}", f"{specs.SITE_ID}={site_id}", f"{TOMBSTONE}=true"]
-    return [(_version(c["Spec"].get("Labels")), c["ID"]) for c in api.configs(filters={"label": wanted})]
-
-
-def _version(labels: dict[str, str] | None) -> int:
-    return int((labels or {}).get(specs.VERSION, "0"))
+    return [(label_version(c["Spec"].get("Labels")), c["ID"]) for c in api.configs(filters={"label": wanted})]
 
 
 def _ignore_missing(remove: Callable[[str], Any], ident: str) -> None:

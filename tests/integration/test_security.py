@@ -39,7 +39,7 @@ from support import (
     write_site,
 )
 
-from orchestrator import bus
+from orchestrator import broker
 from orchestrator.config import Settings
 from orchestrator.events import ResultEvent, memory_bytes
 
@@ -747,7 +747,7 @@ def rogue_ca(directory: Path) -> tuple[Path, Path]:
 async def _connect_once(url: str, settings: Settings) -> AbstractRobustConnection:
     stop = asyncio.Event()
     stop.set()  # connect() gives up after the first failure instead of waiting for the broker
-    return await asyncio.wait_for(bus.connect(url, settings, stop), 30)
+    return await asyncio.wait_for(broker.connect(url, settings, stop), 30)
 
 
 @pytest.mark.parametrize("url", [AMQPS_URL, AMQPS_URL.replace("localhost", "127.0.0.1")], ids=["localhost", "ip"])

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.config import RESERVED_ENV_KEYS, Settings
+from orchestrator.config import Settings
+from orchestrator.siteenv import RESERVED_ENV_KEYS
 
 
 def test_defaults_match_the_local_stack() -> None:

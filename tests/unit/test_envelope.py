@@ -8,10 +8,7 @@ import pytest
 
 from orchestrator.config import Settings
 from orchestrator.envelope import (
-    ATTEMPTS,
     MAX_BODY,
-    PUBLISHER,
-    ROUTING_KEY,
     Envelope,
     authenticate,
     parse_event,
@@ -20,6 +17,7 @@ from orchestrator.envelope import (
 )
 from orchestrator.errors import InvalidEvent, Unauthenticated
 from orchestrator.events import SiteCreated, SiteDeleted, SiteUpdated
+from orchestrator.headers import ATTEMPTS, PUBLISHER, ROUTING_KEY
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 # The documented defaults, read without the environment.

@@ -1,0 +1,113 @@
+"""The aio-pika edge: connect, publish with confirms, and read a delivery into an `Envelope`.
+
+The only module (with `settlement` and `consumer`) that knows aio-pika messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import aio_pika.exceptions
+import aiormq.exceptions
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from yarl import URL
+
+from orchestrator import retry
+from orchestrator.config import Settings
+from orchestrator.envelope import Envelope
+from orchestrator.errors import PublishFailed
+from orchestrator.logs import fields
+
+log = logging.getLogger("orchestrator.broker")
+
+PUBLISH_ERRORS = (
+    aio_pika.exceptions.AMQPError,
+    aiormq.exceptions.AMQPError,
+    asyncio.TimeoutError,
+    ConnectionError,
+    RuntimeError,  # aio-pika raises it for a channel that is closed mid-reconnect
+)
+
+
+async def connect(
+    url: str, settings: Settings, stop: asyncio.Event | None = None, *, patient: bool = True, name: str = "orchestrator"
+) -> AbstractRobustConnection:
+    """A robust connection. `patient`: wait for the broker (until `stop`) instead of failing at once."""
+    target = URL(url)
+    if "heartbeat" not in target.query:
+        target = target.update_query(heartbeat=settings.heartbeat_seconds)
+    errors = (TimeoutError, ConnectionError, OSError, aiormq.exceptions.AMQPError)
+    async for attempt in retry.until_ready("the broker", errors if patient else (), stop):
+        with attempt:
+            return await aio_pika.connect_robust(
+                target,
+                ssl_context=_ssl_context(settings) if target.scheme == "amqps" else None,
+                client_properties={"connection_name": name},
+            )
+    raise AssertionError("unreachable: the retry loop returns or raises")
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(settings.amqp_ca_file) if settings.amqp_ca_file else None)
+    if settings.amqp_cert_file:
+        context.load_cert_chain(
+            str(settings.amqp_cert_file), str(settings.amqp_key_file) if settings.amqp_key_file else None
+        )
+    return context
+
+
+async def publish(
+    exchange: AbstractExchange,
+    routing_key: str,
+    body: bytes,
+    *,
+    timeout: float,
+    headers: Mapping[str, Any] | None = None,
+    message_id: str | None = None,
+    correlation_id: str | None = None,
+    user_id: str | None = None,
+    content_type: str | None = "application/json",
+    persistent: bool = True,
+) -> None:
+    """Publish with `mandatory` and wait for the broker's confirm; PublishFailed if not."""
+    message = aio_pika.Message(
+        body,
+        headers=dict(headers or {}),
+        content_type=content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT,
+        message_id=message_id,
+        correlation_id=correlation_id,
+        user_id=user_id,
+        timestamp=datetime.now(UTC),
+        app_id="orchestrator",
+    )
+    try:
+        await exchange.publish(message, routing_key, mandatory=True, timeout=timeout)
+    except PUBLISH_ERRORS as exc:
+        raise PublishFailed(f"publish to {exchange.name!r} with key {routing_key!r} failed: {exc!r}") from exc
+
+
+def to_envelope(message: AbstractIncomingMessage) -> Envelope:
+    return Envelope(
+        body=message.body,
+        exchange=message.exchange or "",
+        routing_key=message.routing_key or "",
+        user_id=message.user_id,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        headers=dict(message.headers or {}),
+    )
+
+
+async def ack(message: AbstractIncomingMessage) -> None:
+    try:
+        await message.ack()
+    except PUBLISH_ERRORS as exc:
+        # The channel died after the confirm: the broker redelivers and the handler is idempotent.
+        log.warning("ack failed; the message will be redelivered", extra=fields(error=repr(exc)))

@@ -1,0 +1,68 @@
+"""Consuming one queue: hand each delivery to its processor, count what is in flight, stop cleanly.
+
+A processor settles every delivery it is given (see `settlement`); a bug that escapes it still
+never leaves a message hanging: it is rejected and the broker dead-letters it with `x-death`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from orchestrator import broker
+from orchestrator.logs import fields
+
+log = logging.getLogger("orchestrator.consumer")
+
+Processor = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+class QueueConsumer:
+    def __init__(self, queue: AbstractQueue, process: Processor) -> None:
+        self.queue = queue
+        self._process = process
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    async def start(self) -> None:
+        await self.queue.consume(self._on_message)
+
+    def stop_taking(self) -> None:
+        """Take no new deliveries. The consumer stays registered until the connection closes:
+        cancelling it would hand the queue to a standby replica while our in-flight work runs on.
+        Deliveries from now on are left unacked and go back to the queue on close."""
+        self._stopping = True
+
+    async def drain(self, grace: float) -> bool:
+        """Wait for in-flight deliveries; False when the grace period ran out first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._stopping:
+            return
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            await self._process(message)
+        except Exception:
+            log.exception("message could not be settled; rejecting it", extra=fields(queue=self.queue.name))
+            with contextlib.suppress(*broker.PUBLISH_ERRORS):
+                await message.nack(requeue=False)
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()

@@ -1,0 +1,204 @@
+"""Settlement of one delivery, the same for every queue, in one place.
+
+A processor turns a delivery into an `Outcome`; `Settler.settle` carries it out:
+
+- `Completed`: publish what it produced (results, terminal output) with confirms, then ack;
+- `Failed`: a transient error with deliveries left goes to the delayed-retry queue; anything else
+  gets its `failed` result (when somebody may be told) and a dead-letter copy carrying the reason
+  in our headers; then ack.
+
+Nothing is acked before the broker has confirmed what replaces it, so a crash at any point
+duplicates at worst and never loses. A copy that cannot be published is retried a few times, then
+the message goes back to its queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, assert_never
+
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from orchestrator import broker, retry
+from orchestrator import headers as hdr
+from orchestrator.envelope import Envelope
+from orchestrator.errors import OrchestratorError, PublishFailed
+from orchestrator.logs import fields
+
+log = logging.getLogger("orchestrator.settlement")
+# Pauses between attempts to publish a result or a copy before giving the message back.
+PUBLISH_RETRY_PAUSES = (1.0, 3.0, 9.0)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as received, read once into an envelope."""
+
+    message: AbstractIncomingMessage
+    envelope: Envelope
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to publish (with confirms) as part of settling a delivery."""
+
+    exchange: AbstractExchange
+    routing_key: str
+    body: bytes
+    message_id: str | None = None
+    correlation_id: str | None = None
+    persistent: bool = True
+
+
+@dataclass(frozen=True)
+class Completed:
+    """Handled: publish `outgoing`, then ack. `facts` go into the delivery's one log line."""
+
+    outgoing: Sequence[Outgoing] = ()
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    outcome: str = "completed"
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Not handled. `result` tells the publisher (None: nobody may be told, e.g. a stranger's
+    message); `publisher` is the proven publisher, kept on the copy so a replay may trust it."""
+
+    error: OrchestratorError
+    result: Outgoing | None = None
+    publisher: str | None = None
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+
+Outcome = Completed | Failed
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """How failures of one queue's messages are settled."""
+
+    inbound_exchange: str
+    # Deliveries before a transient failure is dead-lettered (1: never retried later).
+    max_attempts: int
+    retry: AbstractExchange | None
+    dead_letters: AbstractExchange
+
+
+class Settler:
+    def __init__(self, policy: QueuePolicy, publish_timeout: float) -> None:
+        self.policy = policy
+        self.timeout = publish_timeout
+
+    async def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        messages: list[Outgoing | _Copy]
+        match outcome:
+            case Completed(outgoing=outgoing):
+                messages, name, extra = list(outgoing), outcome.outcome, {}
+            case Failed(error=error, result=result):
+                attempts = delivery.envelope.attempts + 1
+                headers = self._failure_headers(delivery.envelope, error, attempts, outcome.publisher)
+                step = retry.after_failure(error, attempts, self.policy.max_attempts)
+                if step is retry.Step.RETRY_LATER and self.policy.retry is not None:
+                    messages, name = [_Copy(self.policy.retry, delivery, headers)], "retry_later"
+                else:
+                    dead = _Copy(self.policy.dead_letters, delivery, headers)
+                    messages, name = [result, dead] if result else [dead], "dead_lettered"
+                extra = {"code": error.code, "error": error.message, "attempts": attempts}
+            case _:
+                assert_never(outcome)
+        if await self._publish_or_requeue(delivery.message, functools.partial(self._publish_all, messages)):
+            await broker.ack(delivery.message)
+            _log(delivery, outcome.facts, name, extra)
+
+    def _failure_headers(
+        self, envelope: Envelope, error: OrchestratorError, attempts: int, publisher: str | None
+    ) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat()
+        headers = {
+            # A PUBLISHER header we did not write is a forgery: only an authenticated one is kept.
+            **{k: v for k, v in envelope.headers.items() if k not in (*hdr.BROKER_DEATH, hdr.PUBLISHER)},
+            hdr.ATTEMPTS: attempts,
+            hdr.ROUTING_KEY: envelope.original_routing_key,
+            hdr.EXCHANGE: envelope.headers.get(hdr.EXCHANGE) or envelope.exchange or self.policy.inbound_exchange,
+            hdr.ERROR_CODE: error.code,
+            hdr.ERROR_MESSAGE: error.message[:1000],
+            hdr.FIRST_FAILURE: envelope.headers.get(hdr.FIRST_FAILURE) or now,
+            hdr.LAST_FAILURE: now,
+        }
+        if publisher:
+            headers[hdr.PUBLISHER] = publisher
+        return headers
+
+    async def _publish_all(self, messages: Sequence[Outgoing | _Copy]) -> None:
+        for message in messages:
+            if isinstance(message, _Copy):
+                envelope = message.delivery.envelope
+                await broker.publish(
+                    message.exchange,
+                    envelope.original_routing_key,
+                    envelope.body,
+                    timeout=self.timeout,
+                    headers=message.headers,
+                    message_id=envelope.message_id,
+                    correlation_id=envelope.correlation_id,
+                    content_type=message.delivery.message.content_type,
+                )
+            else:
+                await broker.publish(
+                    message.exchange,
+                    message.routing_key,
+                    message.body,
+                    timeout=self.timeout,
+                    message_id=message.message_id,
+                    correlation_id=message.correlation_id,
+                    persistent=message.persistent,
+                )
+
+    async def _publish_or_requeue(
+        self, message: AbstractIncomingMessage, publishing: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """Publish, retrying a few times: the work is done, and each requeue counts toward the
+        delivery limit. If it still fails, the message goes back to the queue (or, with the
+        connection gone, the broker redelivers it) and the caller must not ack."""
+        for pause in PUBLISH_RETRY_PAUSES:
+            try:
+                await publishing()
+                return True
+            except PublishFailed as exc:
+                log.error("could not publish", extra=fields(error=exc.message, retry_in=pause))
+                if message.channel.is_closed:
+                    return False
+                await asyncio.sleep(pause)
+        with contextlib.suppress(*broker.PUBLISH_ERRORS):
+            await message.nack(requeue=True)
+        return False
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """The delivery's own body re-published (delayed retry, dead letter) with our headers."""
+
+    exchange: AbstractExchange
+    delivery: Delivery
+    headers: dict[str, Any]
+
+
+def _log(delivery: Delivery, facts: Mapping[str, Any], outcome: str, extra: Mapping[str, Any]) -> None:
+    envelope = delivery.envelope
+    values: dict[str, Any] = {
+        "event_id": envelope.message_id,
+        "type": envelope.original_routing_key,
+        **facts,
+        "outcome": outcome,
+        "duration_ms": round((time.monotonic() - delivery.started) * 1000),
+        **extra,
+    }
+    log.log(logging.WARNING if extra else logging.INFO, "event handled", extra=fields(**values))

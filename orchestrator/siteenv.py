@@ -1,0 +1,35 @@
+"""The environment the orchestrator gives every site container: the one definition of its keys.
+
+A site's own env may not set these (`events.Site.env` refuses them), so a site cannot move its
+port, its home or its idea of which site it is.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+SITE_MOUNT = "/site"
+SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class SiteEnv(NamedTuple):
+    PORT: str
+    HOST: str
+    HOME: str
+    PATH: str
+    SITE_ID: str
+    SITE_DIR: str
+
+
+RESERVED_ENV_KEYS = frozenset(SiteEnv._fields)
+
+
+def site_env(site_id: int, port: int) -> dict[str, str]:
+    return SiteEnv(
+        PORT=str(port),
+        HOST="0.0.0.0",
+        HOME=SITE_MOUNT,
+        PATH=SEARCH_PATH,
+        SITE_ID=str(site_id),
+        SITE_DIR=SITE_MOUNT,
+    )._asdict()
