@@ -1,92 +1,473 @@
-"""On-demand benchmark of the per-event pure path, as ratios against a baseline run in the same process.
+"""On-demand system benchmark on the local stack (`make bench`): the whole orchestrator, measured
+against baselines run in the same session, printed as ratios (a JSON document and a table).
 
-baseline: json.loads of the event body (the least any consumer does)
-measured: parse_event (JSON + strict contract validation) and parse_event + desired_service
-          (the whole pure core: validation, policy, Traefik labels, spec and its fingerprint)
-Prints medians over repeated rounds and the ratio to the baseline; these machines are noisy, so
-compare ratios, not absolute times. Also prints the peak memory of building 10,000 specs.
+burst     N site.created for healthy sites until every site.deployed, against
+          (a) the swarm's own limit: the same service specs created in parallel with the docker
+              SDK, waited until running and served through Traefik;
+          (b) a naive script: sequential `docker service create` (it waits for convergence).
+truth     how many site.deployed were already served when they arrived; the broken-site corpus
+          (exit at once, crash 4 s after start, wrong port, no run.sh, missing image): false
+          successes.
+no-op     redelivered same-version events per second, against a bare aio-pika consume ->
+          publish (confirm) -> ack loop at the same prefetch.
+redeploy  requests through Traefik during 10 updates of a serving site: failed requests.
+memory    peak RSS of the orchestrator during the burst; the cost of one apply with 1,000 other
+          managed services present, against none.
+pure      the pure path (parse + spec) against json.loads.
+
+The orchestrator runs with its production defaults (health every 2 s, 5 s stability window),
+except the concurrency and prefetch it is given. These machines are noisy: compare ratios.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-import tracemalloc
 import uuid
-from collections.abc import Callable
-from pathlib import PurePosixPath
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import docker
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import (
+    TRAEFIK,
+    Director,
+    OrchestratorProcess,
+    Results,
+    connected,
+    fresh_vhost,
+    site_event,
+    write_site,
+)
 
 from orchestrator.config import Settings
 from orchestrator.envelope import parse_event
 from orchestrator.events import SiteCreated
 from orchestrator.spec import desired_service
+from orchestrator.swarm import _service_args
 
-SETTINGS = Settings()
-EVENT = {
-    "event_id": str(uuid.uuid4()),
-    "type": "site.created",
-    "occurred_at": "2026-01-01T12:00:00+00:00",
-    "version": 3,
-    "site": {
-        "id": 42,
-        "name": "bench",
-        "kind": "dynamic",
-        "domains": [f"d{i}.example.com" for i in range(5)],
-        "image": {"name": "director/base:latest", "custom": False},
-        "resources": {"cpus": 0.5, "memory": "256Mi"},
-        "serving": True,
-        "env": {f"KEY_{i}": "value" * 4 for i in range(20)},
-    },
-}
-BODY = json.dumps(EVENT).encode()
-ROOT = PurePosixPath("/srv/director/sites/site_0042")
+VHOST = "orchestrator-bench"
+FIRST_SITE = 8000  # 8000-8999 belong to the benchmark
+FILLER = "bench_filler_"  # other managed services, for the apply cost
+API = docker.APIClient(version="auto")
 
 
-def baseline() -> None:
-    json.loads(BODY)
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def parse() -> None:
-    parse_event(BODY, "site.created")
+# --- the stack ---------------------------------------------------------------------------------
 
 
-def parse_and_spec() -> None:
-    event = parse_event(BODY, "site.created")
-    assert isinstance(event, SiteCreated)
-    desired_service(event.site, event.version, SETTINGS, ROOT)
+def wipe(site_ids: range = range(FIRST_SITE, FIRST_SITE + 1000)) -> None:
+    names = {f"site_{i:04d}" for i in site_ids}
+    doomed = [s["ID"] for s in API.services() if s["Spec"]["Name"] in names or s["Spec"]["Name"].startswith(FILLER)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(_remove_quietly, doomed))
+    for config in API.configs(filters={"label": "com.director.managed-by=orchestrator"}):
+        if int(config["Spec"]["Labels"].get("com.director.site-id", "0")) in site_ids:
+            API.remove_config(config["ID"])
 
 
-def per_call(fn: Callable[[], None], calls: int = 2000, rounds: int = 15) -> float:
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        samples.append((time.perf_counter() - start) / calls)
-    return statistics.median(samples)
+def _remove_quietly(service_id: str) -> None:
+    try:
+        API.remove_service(service_id)
+    except docker.errors.NotFound:
+        pass
 
 
-def main() -> None:
-    base = per_call(baseline)
-    print(f"{'case':<28}{'median/event':>14}{'x baseline':>12}")
-    for name, fn in (
-        ("json.loads (baseline)", baseline),
-        ("parse_event", parse),
-        ("parse + desired_service", parse_and_spec),
-    ):
-        value = base if fn is baseline else per_call(fn)
-        print(f"{name:<28}{value * 1e6:>11.1f} us{value / base:>11.1f}x")
-    tracemalloc.start()
+def orchestrator_env(root: Path, **overrides: str) -> dict[str, str]:
+    env = {
+        "ORCHESTRATOR_AMQP_URL": f"amqp://orchestrator:orchestrator@127.0.0.1:5672/{VHOST}",
+        "ORCHESTRATOR_SITES_ROOT": str(root),
+        "ORCHESTRATOR_TRAEFIK_URL": TRAEFIK,
+    }
+    env.update({f"ORCHESTRATOR_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def served_now(client: httpx.AsyncClient, host: str, text: str) -> bool:
+    try:
+        response = await client.get("/", headers={"Host": host})
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and text in response.text
+
+
+async def until_served(client: httpx.AsyncClient, host: str, text: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not await served_now(client, host, text):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{host} not served")
+        await asyncio.sleep(0.05)
+
+
+# --- burst ---------------------------------------------------------------------------------------
+
+
+async def burst_orchestrator(
+    director: Director, results: Results, root: Path, process: OrchestratorProcess, sites: list[int]
+) -> dict[str, Any]:
+    events = []
+    for site_id in sites:
+        write_site(root, site_id, page=f"bench page {site_id}")
+        events.append(site_event("site.created", site_id, 1, domains=[f"b{site_id}.bench.example.com"]))
+    served_at_result = 0
+    async with httpx.AsyncClient(base_url=TRAEFIK, timeout=5) as client:
+
+        async def one(event: dict[str, Any]) -> bool:
+            site_id = event["site"]["id"]
+            result = await results.wait_for(event["event_id"], timeout=300)
+            ok = await served_now(client, f"b{site_id}.bench.example.com", f"bench page {site_id}")
+            return result.type == "site.deployed" and ok
+
+        waiting = [asyncio.create_task(one(e)) for e in events]
+        started = time.monotonic()
+        for event in events:
+            await director.publish(event)
+        outcome = await asyncio.gather(*waiting)
+        elapsed = time.monotonic() - started
+    served_at_result = sum(outcome)
+    return {"seconds": round(elapsed, 2), "served_at_result": served_at_result, "sites": len(sites),
+            "peak_rss_mb": round(peak_rss_mb(process.proc.pid), 1)}  # type: ignore[union-attr]  # fmt: skip
+
+
+def bench_specs(sites: list[int], root: Path, settings: Settings) -> list[Any]:
     specs = []
-    for _ in range(10_000):
-        event = parse_event(BODY, "site.created")
+    for site_id in sites:
+        write_site(root, site_id, page=f"bench page {site_id}")
+        event = SiteCreated.model_validate(
+            site_event("site.created", site_id, 1, domains=[f"b{site_id}.bench.example.com"])
+        )
+        spec = desired_service(event.site, 1, settings, root / f"site_{site_id:04d}")
+        specs.append(spec)
+        os.chown(root / f"site_{site_id:04d}", settings.site_uid_base + site_id, settings.site_uid_base + site_id)
+    return specs
+
+
+async def burst_swarm_limit(sites: list[int], root: Path) -> dict[str, Any]:
+    """The same specs (health checks included), created at once with the SDK: the swarm's own pace."""
+    settings = Settings(sites_root=root)
+    specs = bench_specs(sites, root, settings)
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(specs)) as pool:
+        futures = [pool.submit(API.create_service, name=s.name, **_service_args(s)) for s in specs]
+        for future in futures:
+            future.result()
+    async with httpx.AsyncClient(base_url=TRAEFIK, timeout=5) as client:
+        await asyncio.gather(*(until_served(client, f"b{i}.bench.example.com", f"bench page {i}") for i in sites))
+    return {"seconds": round(time.monotonic() - started, 2), "sites": len(sites)}
+
+
+def burst_naive(sites: list[int], root: Path) -> dict[str, Any]:
+    """Sequential `docker service create`, which waits for convergence: the naive script."""
+    settings = Settings(sites_root=root)
+    specs = bench_specs(sites, root, settings)
+    times = []
+    for spec in specs:
+        health = spec.healthcheck
+        assert health is not None
+        command = ["docker", "service", "create", "--quiet", "--no-resolve-image", "--name", spec.name]
+        command += ["--network", spec.network, "--endpoint-mode", "dnsrr", "--user", spec.user or ""]
+        command += ["--mount", f"type=bind,source={spec.mounts[0].source},target=/site"]
+        command += ["--health-cmd", health.command, "--health-interval", f"{health.interval_ns}ns"]
+        command += ["--health-start-period", f"{health.start_period_ns}ns", "--health-retries", str(health.retries)]
+        for key, value in spec.labels.items():
+            command += ["--label", f"{key}={value}"]
+        for key, value in spec.env.items():
+            command += ["--env", f"{key}={value}"]
+        command += [spec.image, *(spec.command or ())]
+        started = time.monotonic()
+        subprocess.run(command, check=True, capture_output=True, timeout=300)
+        times.append(time.monotonic() - started)
+    return {"seconds_per_site": round(statistics.median(times), 2), "sites": len(sites)}
+
+
+# --- truth: the broken-site corpus ------------------------------------------------------------------
+
+CORPUS = {
+    "exits at once": ("run_script_failed", 'echo "cannot start" >&2\nexit 1\n', None),
+    "crashes 4 s after start": (
+        "run_script_failed", 'httpd -f -p "$PORT" -h /site/public &\nsleep 4\nkill $!\nexit 3\n', None),
+    "listens on 8080": ("not_listening", "exec httpd -f -p 8080 -h /site/public\n", None),
+    "no run.sh": ("no_run_script", None, None),
+    "missing image": ("image_not_found", 'exec httpd -f -p "$PORT"\n', {"name": "no-such-image:1", "custom": True}),
+}  # fmt: skip
+
+
+async def truth_corpus(director: Director, results: Results, root: Path, first: int) -> dict[str, Any]:
+    events = {}
+    for offset, (label, (_, script, image)) in enumerate(CORPUS.items()):
+        site_id = first + offset
+        site_dir = write_site(root, site_id, page="broken", run_sh=script is not None)
+        if script is not None:
+            (site_dir / "run.sh").write_text("#!/bin/sh\n" + script)
+        events[label] = site_event("site.created", site_id, 1, image=image)
+        await director.publish(events[label])
+    outcome = {}
+    false_successes = 0
+    for label, (code, _, _) in CORPUS.items():
+        result = await results.wait_for(events[label]["event_id"], timeout=300)
+        got = result.error.code if result.error else result.type
+        false_successes += result.type == "site.deployed"
+        outcome[label] = {"expected": code, "got": str(got)}
+    return {"false_successes": false_successes, "cases": outcome}
+
+
+# --- no-op throughput ------------------------------------------------------------------------------
+
+
+async def noop_orchestrator(director: Director, results: Results, sites: list[int], count: int) -> float:
+    """Redeliveries of each site's applied event: results per second."""
+    originals = [site_event("site.created", s, 1, domains=[f"b{s}.bench.example.com"]) for s in sites]
+    bodies = [json.dumps(e).encode() for e in originals]
+    before = len(results.messages)
+    started = time.monotonic()
+    for i in range(count):
+        event = originals[i % len(originals)]
+        await director.publish(body=bodies[i % len(bodies)], routing_key="site.created", message_id=event["event_id"])
+    await results.wait_total(before + count, timeout=600)
+    return count / (time.monotonic() - started)
+
+
+async def noop_bare(prefetch: int, count: int) -> float:
+    """The least any consumer does: consume, publish a result with confirms, ack."""
+    async with connected("guest", VHOST) as connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await channel.declare_queue(f"bench.bare.{uuid.uuid4().hex[:6]}", auto_delete=True)
+        out = await channel.declare_exchange("bench.bare.out", aio_pika.ExchangeType.FANOUT, auto_delete=True)
+        sink = await channel.declare_queue(exclusive=True)
+        await sink.bind(out)
+        done = asyncio.Event()
+        seen = 0
+
+        async def handle(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal seen
+            json.loads(message.body)
+            await out.publish(aio_pika.Message(b'{"type": "site.deployed"}'), "", mandatory=True)
+            await message.ack()
+            seen += 1
+            if seen == count:
+                done.set()
+
+        publisher = await connection.channel(publisher_confirms=True)
+        body = json.dumps(site_event("site.created", FIRST_SITE, 1)).encode()
+        for _ in range(count):
+            await publisher.default_exchange.publish(aio_pika.Message(body), queue.name)
+        started = time.monotonic()
+        await queue.consume(handle)
+        await done.wait()
+        return count / (time.monotonic() - started)
+
+
+# --- redeploy ---------------------------------------------------------------------------------------
+
+
+async def redeploys(director: Director, results: Results, root: Path, site_id: int, count: int = 10) -> dict[str, Any]:
+    host = f"redeploy{site_id}.bench.example.com"
+    write_site(root, site_id, page=f"always up {site_id}")
+    first = site_event("site.created", site_id, 1, domains=[host])
+    await director.publish(first)
+    assert (await results.wait_for(first["event_id"], timeout=180)).type == "site.deployed"
+    outcomes: dict[str, int] = {}
+    stop = asyncio.Event()
+
+    async def loop() -> None:
+        async with httpx.AsyncClient(base_url=TRAEFIK, timeout=5) as client:
+            while not stop.is_set():
+                try:
+                    response = await client.get("/", headers={"Host": host})
+                    key = "ok" if response.status_code == 200 and f"always up {site_id}" in response.text else str(
+                        response.status_code)  # fmt: skip
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                outcomes[key] = outcomes.get(key, 0) + 1
+                await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(loop())
+    durations = []
+    for version in range(2, count + 2):
+        event = site_event("site.updated", site_id, version, domains=[host], env={"RELEASE": str(version)})
+        started = time.monotonic()
+        await director.publish(event)
+        result = await results.wait_for(event["event_id"], timeout=180)
+        assert result.type == "site.deployed", result
+        durations.append(time.monotonic() - started)
+    await asyncio.sleep(2)
+    stop.set()
+    await task
+    failed = sum(n for k, n in outcomes.items() if k != "ok")
+    return {"requests": sum(outcomes.values()), "failed": failed, "outcomes": outcomes,
+            "median_redeploy_seconds": round(statistics.median(durations), 2)}  # fmt: skip
+
+
+# --- apply cost with many services -----------------------------------------------------------------
+
+
+async def apply_cost(director: Director, results: Results, site_id: int, rounds: int = 15) -> float:
+    """Median time of a not-serving site.updated (no container to wait for): the apply itself."""
+    times = []
+    for version in range(1, rounds + 1):
+        kind = "site.created" if version == 1 else "site.updated"
+        event = site_event(
+            kind, site_id, version, serving=False, domains=[f"cost{site_id}-{version}.bench.example.com"]
+        )
+        started = time.monotonic()
+        await director.publish(event)
+        await results.wait_for(event["event_id"], timeout=60)
+        times.append(time.monotonic() - started)
+    return statistics.median(times[1:])
+
+
+def many_services(count: int) -> None:
+    def create(i: int) -> None:
+        site_id = 20_000 + i
+        labels = {"com.director.managed-by": "orchestrator", "com.director.site-id": str(site_id),
+                  f"com.director.host.filler{site_id}.bench.example.com": "",
+                  "com.director.zone.bench.example.com": "", "com.director.zone.example.com": ""}  # fmt: skip
+        spec = docker.types.ContainerSpec(image="director/base:latest", command=["sleep", "1"])
+        API.create_service(docker.types.TaskTemplate(container_spec=spec), name=f"{FILLER}{i}",
+                           labels=labels, mode=docker.types.ServiceMode("replicated", replicas=0))  # fmt: skip
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(count)))
+
+
+# --- pure path ---------------------------------------------------------------------------------------
+
+
+def pure_ratios() -> dict[str, float]:
+    settings = Settings()
+    body = json.dumps(site_event("site.created", 42, 3, domains=[f"d{i}.example.com" for i in range(5)])).encode()
+    root = Path("/srv/director/sites/site_0042")
+
+    def per_call(fn: Any, calls: int = 2000, rounds: int = 11) -> float:
+        samples = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            samples.append((time.perf_counter() - started) / calls)
+        return statistics.median(samples)
+
+    def spec() -> None:
+        event = parse_event(body, "site.created")
         assert isinstance(event, SiteCreated)
-        specs.append(desired_service(event.site, event.version, SETTINGS, ROOT))
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    print(f"peak memory for 10,000 specs held at once: {peak / 2**20:.1f} MiB ({peak / 10_000 / 1024:.1f} KiB/spec)")
+        desired_service(event.site, event.version, settings, root)
+
+    base = per_call(lambda: json.loads(body))
+    return {
+        "json_loads_us": round(base * 1e6, 1),
+        "parse_event_x": round(per_call(lambda: parse_event(body, "site.created")) / base, 1),
+        "parse_and_spec_x": round(per_call(spec) / base, 1),
+    }
+
+
+# --- main ----------------------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {"pure": pure_ratios()}
+    sites = list(range(FIRST_SITE, FIRST_SITE + args.sites))
+    with fresh_vhost(VHOST), tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        root = Path(tmp) / "sites"
+        root.mkdir()
+        wipe()
+        log(f"burst, baseline (a): {args.sites} services created in parallel with the SDK")
+        swarm_limit = await burst_swarm_limit(sites, root)
+        wipe()
+        log("burst, baseline (b): sequential docker service create (3 sites)")
+        naive = burst_naive(sites[:3], root)
+        wipe()
+        env = orchestrator_env(root, concurrency=str(args.concurrency), prefetch=str(args.prefetch))
+        process = OrchestratorProcess(env, Path(tmp) / "orchestrator.log")
+        process.start()
+        try:
+            await process.wait_consuming()
+            async with connected("guest", VHOST) as admin, connected("director", VHOST) as director_connection:
+                results = Results(admin)
+                await results.start()
+                director = Director(director_connection)
+                await director.start()
+                log(f"burst through the orchestrator: {args.sites} site.created")
+                burst = await burst_orchestrator(director, results, root, process, sites)
+                log("truth: the broken-site corpus")
+                corpus = await truth_corpus(director, results, root, FIRST_SITE + 500)
+                log(f"no-op: {args.noop} redelivered events")
+                noop = await noop_orchestrator(director, results, sites, args.noop)
+                bare = await noop_bare(args.prefetch, args.noop)
+                log("redeploy: 10 updates under a request loop")
+                redeploy = await redeploys(director, results, root, FIRST_SITE + 600)
+                log("apply cost: with no other service, then with 1,000 more")
+                alone = await apply_cost(director, results, FIRST_SITE + 700)
+                many_services(1000)
+                crowded = await apply_cost(director, results, FIRST_SITE + 701)
+        finally:
+            process.stop()
+            wipe()
+    report |= {
+        "burst": burst | {"swarm_limit_seconds": swarm_limit["seconds"], "naive_seconds_per_site": naive[
+            "seconds_per_site"], "ratio_to_swarm_limit": round(burst["seconds"] / swarm_limit["seconds"], 2)},
+        "truth": {"served_at_result": f"{burst['served_at_result']}/{burst['sites']}"} | corpus,
+        "noop": {"orchestrator_per_second": round(noop), "bare_loop_per_second": round(bare),
+                 "ratio": round(noop / bare, 2)},
+        "redeploy": redeploy,
+        "memory": {"peak_rss_mb_during_burst": burst["peak_rss_mb"], "apply_ms_alone": round(alone * 1000, 1),
+                   "apply_ms_with_1000_services": round(crowded * 1000, 1),
+                   "ratio": round(crowded / alone, 2)},
+    }  # fmt: skip
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    burst, noop, memory = report["burst"], report["noop"], report["memory"]
+    rows = [
+        ("burst", f"{burst['sites']} sites in {burst['seconds']} s", f"{burst['ratio_to_swarm_limit']}x swarm limit "
+         f"({burst['swarm_limit_seconds']} s); naive {burst['naive_seconds_per_site']} s/site"),
+        ("truth", f"served at result {report['truth']['served_at_result']}",
+         f"false successes {report['truth']['false_successes']}/{len(CORPUS)}"),
+        ("no-op", f"{noop['orchestrator_per_second']}/s",
+         f"{noop['ratio']}x bare loop ({noop['bare_loop_per_second']}/s)"),
+        ("redeploy", f"{report['redeploy']['requests']} requests", f"{report['redeploy']['failed']} failed"),
+        ("memory", f"peak RSS {memory['peak_rss_mb_during_burst']} MB",
+         f"apply {memory['apply_ms_alone']} ms -> {memory['apply_ms_with_1000_services']} ms with 1,000 services "
+         f"({memory['ratio']}x)"),
+        ("pure", f"json.loads {report['pure']['json_loads_us']} us",
+         f"parse {report['pure']['parse_event_x']}x, parse+spec {report['pure']['parse_and_spec_x']}x"),
+    ]  # fmt: skip
+    width = max(len(r[1]) for r in rows)
+    return "\n".join(f"{name:<9} {left:<{width}}  {right}" for name, left, right in rows)
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sites", type=int, default=30)
+    parser.add_argument("--noop", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--prefetch", type=int, default=32)
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    arguments = parser.parse_args()
+    outcome = asyncio.run(main(arguments))
+    print(json.dumps(outcome, indent=2))
+    print(table(outcome))
+    if arguments.json:
+        arguments.json.write_text(json.dumps(outcome, indent=2))

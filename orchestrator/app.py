@@ -12,10 +12,12 @@ from orchestrator.consumer import QueueConsumer
 from orchestrator.errors import DockerUnavailable
 from orchestrator.handlers import Context
 from orchestrator.logs import fields
+from orchestrator.routes import TraefikRoutes
 from orchestrator.settlement import QueuePolicy, Settler
 from orchestrator.sitedirs import SiteDirs
 from orchestrator.siteevents import SiteEvents
 from orchestrator.swarm import Swarm
+from orchestrator.watcher import DockerEvents
 
 log = logging.getLogger("orchestrator")
 
@@ -25,10 +27,21 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    swarm = Swarm(settings.docker_url, settings.docker_timeout_seconds)
+    events = DockerEvents(settings.docker_url, settings.docker_timeout_seconds)
+    swarm = Swarm(
+        settings.docker_url,
+        settings.docker_timeout_seconds,
+        concurrency=settings.concurrency,
+        events=events,
+        network=settings.network,
+        port=settings.site_port,
+    )
+    routes = TraefikRoutes(settings.traefik_url, settings.traefik_api_url)
     if not await _wait_for_docker(swarm, stop):
         return
-    ctx = Context(settings=settings, swarm=swarm, sitedirs=SiteDirs(settings.sites_root, settings.trash_dir_name))
+    events.start()
+    sitedirs = SiteDirs(settings.sites_root, settings.trash_dir_name)
+    ctx = Context(settings=settings, swarm=swarm, sitedirs=sitedirs, routes=routes)
     connection = await broker.connect(settings.broker_url(), settings, stop)
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -48,6 +61,9 @@ async def serve(settings: Settings) -> None:
             )
     finally:
         await connection.close()
+        events.stop()
+        await routes.close()
+        swarm.close()
     log.info("stopped")
 
 

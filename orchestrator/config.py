@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     delivery_limit: int = Field(default=5, ge=1)
 
     # --- processing ---------------------------------------------------------------------------
+    # Docker API calls in flight at once: the only thing an event holds a worker for (waiting for
+    # a rollout or a route holds none).
     concurrency: int = Field(default=8, ge=1)
     # Messages held at once; more than `concurrency`, so events queued behind one busy site's lock
     # do not take every slot from the other sites.
@@ -73,15 +75,41 @@ class Settings(BaseSettings):
     docker_url: str = "unix:///var/run/docker.sock"
     docker_timeout_seconds: float = Field(default=30.0, gt=0)
     network: str = "director-sites"
-    converge_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Time for a service's tasks to become healthy and stable before `site.failed`; covers a server
+    # that never answers (health start period + retries) with room to spare.
+    converge_timeout_seconds: float = Field(default=90.0, gt=0)
     # Swarm update/restart timings, in seconds (converted to the Engine's nanoseconds in spec.py).
     update_delay_seconds: float = Field(default=1.0, ge=0)
     update_monitor_seconds: float = Field(default=2.0, ge=0)
     restart_delay_seconds: float = Field(default=2.0, ge=0)
     stop_grace_seconds: float = Field(default=10.0, ge=0)
+    # A stopping task keeps serving this long after SIGTERM, so Traefik (which drops a task once
+    # its desired state is shutdown, at its next refresh) stops sending it requests first.
+    drain_seconds: float = Field(default=3.0, ge=0)
+    # Every site task is probed from inside ($PORT answers HTTP). Swarm counts a task as running
+    # only once healthy, so a start-first update switches over only to a task that answers.
+    health_interval_seconds: float = Field(default=2.0, gt=0)
+    health_timeout_seconds: float = Field(default=3.0, gt=0)
+    health_start_period_seconds: float = Field(default=30.0, ge=0)
+    health_retries: int = Field(default=3, ge=1)
+    # A task is healthy only after answering for this long without a miss: a server that crashes
+    # a few seconds after start never takes traffic, and a failing update is rolled back while
+    # the old task still serves.
+    stable_seconds: float = Field(default=5.0, ge=0)
     # Site directories are local bind mounts: on a multi-node swarm, pin site tasks to the node(s)
     # holding the sites root, e.g. "node.labels.director.sites==true".
     placement_constraints: Annotated[CsvList, Field(default_factory=list)]
+
+    # --- traefik --------------------------------------------------------------------------------
+    # Where `site.deployed` is verified: a request with the site's Host header must be answered
+    # by the site through this entrypoint.
+    traefik_url: str = "http://127.0.0.1:8000"
+    # Traefik's API, to check that it routes to exactly the current tasks; empty: not checked.
+    traefik_api_url: str = ""
+    route_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Site routers get this fixed priority, so no site can outrank another router (the panel's)
+    # by the length of its rule.
+    router_priority: int = Field(default=1, ge=1)
 
     # --- sites --------------------------------------------------------------------------------
     sites_root: Path = Path("/srv/director/sites")
@@ -99,10 +127,18 @@ class Settings(BaseSettings):
     allow_wildcard_domains: bool = False
     max_cpus: float = Field(default=2.0, gt=0)
     max_memory: str = "2Gi"
-    cap_add: Annotated[
-        CsvList,
-        Field(default_factory=lambda: ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"]),
-    ]
+    # Host names (and everything under them) no site may claim, e.g. the panel's own.
+    reserved_domains: Annotated[CsvList, Field(default_factory=list)]
+    max_domains_per_site: int = Field(default=20, ge=1)
+    # A claim on a domain another site holds waits this long for a move in flight, then fails.
+    domain_wait_seconds: float = Field(default=5.0, ge=0)
+    # Site tasks run as uid = gid = base + site id and own their site directory: nothing a site
+    # leaves on the host (a setuid binary) belongs to root.
+    site_uid_base: int = Field(default=100_000, ge=1000, le=2**31)
+    # Capabilities a site keeps; none needed by a non-root site (Docker lets containers bind
+    # low ports without NET_BIND_SERVICE).
+    cap_add: Annotated[CsvList, Field(default_factory=list)]
+    pids_limit: int = Field(default=512, ge=16)
     log_max_size: str = "10m"
     log_max_files: int = Field(default=3, ge=1)
 
@@ -112,6 +148,7 @@ class Settings(BaseSettings):
         "allowed_domain_suffixes",
         "cap_add",
         "placement_constraints",
+        "reserved_domains",
         mode="before",
     )(_split_csv)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from orchestrator.errors import ErrorCode
 from orchestrator.events import (
     ErrorInfo,
     InboundEvent,
@@ -55,7 +56,9 @@ def _examples() -> dict[str, BaseModel]:
         "site.stale": ResultEvent(type="site.stale", applied_version=4, service=_SERVICE, **result),
         "site.failed": ResultEvent(
             type="site.failed",
-            error=ErrorInfo(code="image_not_allowed", message="image 'evil:latest' is not allowed", retryable=False),
+            error=ErrorInfo(
+                code=ErrorCode.IMAGE_NOT_ALLOWED, message="image 'evil:latest' is not allowed", retryable=False
+            ),
             **result,
         ),
     }

@@ -1,22 +1,58 @@
-"""Error types. Transient errors are retried; permanent ones go to the dead letters at once.
+"""Error types. Each carries a machine-readable `code` that reaches the publisher in a `site.failed`.
 
-Every error carries a machine-readable `code` that reaches the publisher in a `site.failed` result.
+Three paths, decided by the type:
+- transient: retried in process, then through the delayed-retry queue, then dead-lettered;
+- permanent: dead-lettered at once, for an operator to inspect and replay;
+- the site does not serve (`SiteNotServing`): the event was applied as asked, but the site's own
+  content keeps it from answering (its run.sh, its port, its image). The owner hears why; there
+  is nothing for an operator to replay, so nothing is dead-lettered.
 """
 
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Every code a `site.failed` result may carry (part of the published contract)."""
+
+    INTERNAL_ERROR = "internal_error"
+    PERMANENT_ERROR = "permanent_error"
+    INVALID_EVENT = "invalid_event"
+    UNAUTHENTICATED = "unauthenticated"
+    IMAGE_NOT_ALLOWED = "image_not_allowed"
+    DOMAIN_NOT_ALLOWED = "domain_not_allowed"
+    DOMAIN_CONFLICT = "domain_conflict"
+    UNSAFE_PATH = "unsafe_path"
+    NOT_FOUND = "not_found"
+    DOCKER_REJECTED = "docker_rejected"
+    SERVICE_FAILED = "service_failed"
+    RUN_SCRIPT_FAILED = "run_script_failed"
+    NOT_LISTENING = "not_listening"
+    IMAGE_NOT_FOUND = "image_not_found"
+    NO_RUN_SCRIPT = "no_run_script"
+    NOT_ROUTED = "not_routed"
+    CONVERGE_TIMEOUT = "converge_timeout"
+    TRANSIENT_ERROR = "transient_error"
+    DOCKER_UNAVAILABLE = "docker_unavailable"
+    DOCKER_ERROR = "docker_error"
+    DOCKER_CONFLICT = "docker_conflict"
+    PUBLISH_FAILED = "publish_failed"
 
 
 class OrchestratorError(Exception):
-    code = "internal_error"
+    code = ErrorCode.INTERNAL_ERROR
     retryable = False
+    dead_letter = True
+    rolled_back = False
+    applied_version: int | None = None
 
     def __init__(
         self,
         message: str,
         *,
-        code: str | None = None,
+        code: ErrorCode | None = None,
         site_id: int | None = None,
         event_id: uuid.UUID | None = None,
         version: int | None = None,
@@ -34,73 +70,109 @@ class OrchestratorError(Exception):
 class PermanentError(OrchestratorError):
     """Retrying cannot help: the event or the swarm's answer is wrong as it stands."""
 
-    code = "permanent_error"
+    code = ErrorCode.PERMANENT_ERROR
 
 
 class InvalidEvent(PermanentError):
-    """The message is not a valid site event (bytes, JSON, schema, routing key)."""
+    """The message is not a valid event (bytes, JSON, schema, routing key)."""
 
-    code = "invalid_event"
+    code = ErrorCode.INVALID_EVENT
 
 
 class Unauthenticated(PermanentError):
-    code = "unauthenticated"
+    code = ErrorCode.UNAUTHENTICATED
 
 
 class ImageNotAllowed(PermanentError):
-    code = "image_not_allowed"
+    code = ErrorCode.IMAGE_NOT_ALLOWED
 
 
 class DomainNotAllowed(PermanentError):
-    code = "domain_not_allowed"
+    code = ErrorCode.DOMAIN_NOT_ALLOWED
+
+
+class DomainConflict(PermanentError):
+    """Another site routes the domain. A move in flight (the other site's update on its way) is
+    waited for briefly; past that the claim fails at once. A replay may help once the other site
+    lets go, hence retryable."""
+
+    code = ErrorCode.DOMAIN_CONFLICT
+    retryable = True
 
 
 class UnsafePath(PermanentError):
-    code = "unsafe_path"
+    code = ErrorCode.UNSAFE_PATH
+
+
+class NotFound(PermanentError):
+    """The event names a site the swarm does not hold (e.g. a restart of a deleted site)."""
+
+    code = ErrorCode.NOT_FOUND
 
 
 class DockerRejected(PermanentError):
     """Docker answered 4xx: the spec is wrong, retrying sends the same wrong spec."""
 
-    code = "docker_rejected"
+    code = ErrorCode.DOCKER_REJECTED
 
 
 class ServiceFailed(PermanentError):
-    """The service did not converge: bad image, crash loop, rolled back."""
+    """The service did not converge for a reason that is not the site's own content."""
 
-    code = "service_failed"
+    code = ErrorCode.SERVICE_FAILED
 
 
 class ConvergeTimeout(PermanentError):
-    """The spec is in the swarm but no task ran in time; Docker keeps trying, a replay may help."""
+    """The spec is in the swarm but its tasks did not become healthy in time; a replay may help."""
 
-    code = "converge_timeout"
+    code = ErrorCode.CONVERGE_TIMEOUT
     retryable = True
+
+
+class NotRouted(PermanentError):
+    """The site's tasks are healthy but Traefik did not serve it in time."""
+
+    code = ErrorCode.NOT_ROUTED
+    retryable = True
+
+
+class SiteNotServing(PermanentError):
+    """Applied as asked, but the site's own content keeps it from answering. `rolled_back`: an
+    update failed and the swarm went back to the previous version, which keeps serving."""
+
+    code = ErrorCode.SERVICE_FAILED
+    dead_letter = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: ErrorCode | None = None,
+        rolled_back: bool = False,
+        applied_version: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.rolled_back = rolled_back
+        # The version the swarm holds now: the event's own, or the previous one after a rollback.
+        self.applied_version = applied_version
 
 
 class TransientError(OrchestratorError):
     """Worth retrying: the world may be different in a moment."""
 
-    code = "transient_error"
+    code = ErrorCode.TRANSIENT_ERROR
     retryable = True
 
 
-class DomainConflict(TransientError):
-    """Another site routes the domain. Usually a move in flight (the other site's update is on its
-    way), so it is retried like any transient error, then dead-lettered."""
-
-    code = "domain_conflict"
-
-
 class DockerUnavailable(TransientError):
-    code = "docker_unavailable"
+    code = ErrorCode.DOCKER_UNAVAILABLE
 
 
 class DockerConflict(TransientError):
     """The service changed under us (update out of sequence, 409): reload and try again."""
 
-    code = "docker_conflict"
+    code = ErrorCode.DOCKER_CONFLICT
 
 
 class PublishFailed(TransientError):
-    code = "publish_failed"
+    code = ErrorCode.PUBLISH_FAILED

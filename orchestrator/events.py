@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
+from orchestrator.errors import ErrorCode
 from orchestrator.hostnames import Hostname, parse_hostname
 from orchestrator.images import parse_reference
 from orchestrator.siteenv import RESERVED_ENV_KEYS
@@ -154,9 +155,18 @@ class ServiceRef(_Model):
 
 
 class ErrorInfo(_Model):
-    code: str = Field(description="Machine-readable error code, e.g. invalid_event, image_not_allowed.")
+    code: ErrorCode = Field(description="Machine-readable error code.")
     message: str
-    retryable: bool
+    retryable: bool = Field(description="Whether a replay of the same event may succeed.")
+
+
+class Probe(_Model):
+    """What was verified before `site.deployed`: a request through Traefik answered by the site."""
+
+    url: str = Field(description="The Traefik entrypoint the request went to.")
+    host: str = Field(description="The Host header sent (one of the site's domains).")
+    status: int = Field(description="The HTTP status the site answered with.")
+    duration_ms: float = Field(description="How long the answer took.")
 
 
 ResultType = Literal["site.deployed", "site.removed", "site.failed", "site.stale"]
@@ -165,6 +175,7 @@ ResultType = Literal["site.deployed", "site.removed", "site.failed", "site.stale
 class ResultEvent(_Model):
     """What the orchestrator did with one inbound event (routing key = `type`).
 
+    `site.deployed` of a serving site means it answered through Traefik (see `probe`).
     `site.stale` means the event was older than what the swarm already holds and changed nothing.
     Results are delivered at least once: deduplicate by `causation_id`.
     """
@@ -180,6 +191,11 @@ class ResultEvent(_Model):
     )
     service: ServiceRef | None = None
     error: ErrorInfo | None = None
+    rolled_back: bool = Field(
+        default=False, description="A failed update was rolled back: the previous version keeps serving."
+    )
+    probe: Probe | None = Field(default=None, description="For `site.deployed` of a serving site: what was verified.")
+    note: str | None = Field(default=None, description="Anything else the site's owner should know.")
 
 
 def failed(
@@ -187,14 +203,18 @@ def failed(
     causation_id: uuid.UUID | None,
     site_id: int | None,
     version: int | None,
-    code: str,
+    code: ErrorCode,
     message: str,
     retryable: bool,
+    rolled_back: bool = False,
+    applied_version: int | None = None,
 ) -> ResultEvent:
     return ResultEvent(
         type="site.failed",
         causation_id=causation_id,
         site_id=site_id,
         version=version,
+        applied_version=applied_version,
         error=ErrorInfo(code=code, message=message, retryable=retryable),
+        rolled_back=rolled_back,
     )

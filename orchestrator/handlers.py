@@ -1,31 +1,45 @@
 """One small async function per event type: decide, then ask the swarm to make it so.
 
-Handlers know events and our two adapters (swarm, site directories), never the broker.
-They are idempotent: the same event applied twice leaves the same state.
+Handlers know events and our adapters (swarm, site directories, routes), never the broker.
+They are idempotent: the same event applied twice leaves the same state. `site.deployed` of a
+serving site is published only once its tasks answer, steadily, and Traefik serves it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import assert_never
 
 from orchestrator import retry
 from orchestrator.config import Settings
-from orchestrator.errors import DomainConflict
+from orchestrator.domains import HOST_LABEL, lock_keys, lookup_labels, overlaps
+from orchestrator.errors import DomainConflict, ErrorCode, ServiceFailed, SiteNotServing
 from orchestrator.events import (
     InboundEvent,
+    Probe,
     ResultEvent,
     ResultType,
     ServiceRef,
+    Site,
     SiteCreated,
     SiteDeleted,
+    SiteKind,
     SiteUpdated,
     SiteUpserted,
 )
-from orchestrator.ports import Deployed, SiteDirsPort, SwarmPort
-from orchestrator.spec import DOMAINS, FINGERPRINT, ServiceSpec, desired_service, service_name
+from orchestrator.locks import Changes, KeyedLocks
+from orchestrator.ports import Deployed, Rollout, RoutesPort, SiteDirsPort, SwarmPort
+from orchestrator.rollout import Broken
+from orchestrator.spec import FINGERPRINT, ServiceSpec, desired_service, service_name, site_uid
+from orchestrator.traefik import probe_host
+
+LOG_LINES = 10
+NO_RUN_SCRIPT = (
+    "no run.sh in the site directory, private/ or public/: the service is kept, idle, and starts the site "
+    "as soon as its owner adds one"
+)
 
 
 @dataclass
@@ -33,12 +47,15 @@ class Context:
     settings: Settings
     swarm: SwarmPort
     sitedirs: SiteDirsPort
-    # Domain ownership is checked and claimed under one lock so two racing sites cannot share a host.
-    domains: asyncio.Lock = field(default_factory=asyncio.Lock)
+    routes: RoutesPort
+    # Domain claims are checked and recorded under these locks, so two racing sites cannot both win.
+    claims: KeyedLocks = field(default_factory=KeyedLocks)
+    # Notified when a site lets go of a domain, waking claims that wait for it.
+    released: Changes = field(default_factory=Changes)
 
 
 async def upsert_site(event: SiteUpserted, ctx: Context) -> ResultEvent:
-    """Make the site's service match the event's full desired state."""
+    """Make the site's service match the event's full desired state, and confirm it serves."""
     site, swarm = event.site, ctx.swarm
     name = service_name(site.id)
     async for attempt in retry.on_conflict():
@@ -51,15 +68,15 @@ async def upsert_site(event: SiteUpserted, ctx: Context) -> ResultEvent:
                 return _result(event, "site.stale", None, deleted_at)
             # Policy (image, domains) refuses before anything is created on disk or in the swarm.
             spec = desired_service(site, event.version, ctx.settings, ctx.sitedirs.path(name))
-            since = time.time()
             if current and current.fingerprint == spec.labels[FINGERPRINT] and current.site_version == event.version:
-                deployed = current  # a redelivery: nothing to change
+                deployed, since = current, current.updated_at  # a redelivery: nothing to change
             else:
-                deployed = await _apply(spec, current, ctx)
+                since = time.time()
+                deployed = await _apply(spec, site, current, ctx)
             if deleted_at is not None:
                 await swarm.clear_tombstone(site.id)
-    await swarm.wait_converged(deployed, spec.replicas, since, ctx.settings.converge_timeout_seconds)
-    return _result(event, "site.deployed", deployed, event.version)
+    probe = await _confirm(event, spec, deployed, since, current, ctx)
+    return _result(event, "site.deployed", deployed, event.version, probe)
 
 
 async def delete_site(event: SiteDeleted, ctx: Context) -> ResultEvent:
@@ -80,22 +97,91 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> ResultEvent:
             await swarm.set_tombstone(site_id, event.version)
             if current is not None:
                 await swarm.remove(current)
+                await ctx.released.notify()
                 await swarm.wait_gone(current, ctx.settings.converge_timeout_seconds)
     await ctx.sitedirs.trash(name, tag=event.event_id.hex[:8])
     return _result(event, "site.removed", None, None)
 
 
-async def _apply(spec: ServiceSpec, current: Deployed | None, ctx: Context) -> Deployed:
-    async with ctx.domains:
-        claimed = set(spec.labels[DOMAINS].split(","))
-        for other in await ctx.swarm.managed():
-            taken = claimed.intersection(other.domains)
-            if other.name != spec.name and taken:
-                raise DomainConflict(f"{', '.join(sorted(taken))} already routed to {other.name}")
-        await ctx.sitedirs.ensure(spec.name)
-        if current is None:
-            return await ctx.swarm.create(spec)
-        return await ctx.swarm.update(current, spec)
+async def _apply(spec: ServiceSpec, site: Site, current: Deployed | None, ctx: Context) -> Deployed:
+    """Create or update the service once no other site claims its domains. A domain another site
+    holds is waited for briefly (it is usually moving between two sites, the other's update on
+    its way), without holding a Docker worker; then the claim fails."""
+    exclusive, shared = lock_keys(site.hostnames)
+    deadline = time.monotonic() + ctx.settings.domain_wait_seconds
+    while True:
+        async with ctx.claims.hold(exclusive, shared):
+            taken = await _taken(spec.name, site, ctx)
+            if not taken:
+                await ctx.sitedirs.ensure(spec.name, site_uid(site.id, ctx.settings))
+                deployed = await (ctx.swarm.update(current, spec) if current else ctx.swarm.create(spec))
+                break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DomainConflict(f"{'; '.join(taken)} (still after {ctx.settings.domain_wait_seconds:.0f}s)")
+        # Woken by a release here; the 1 s bound covers a release by another orchestrator process.
+        await ctx.released.wait(min(remaining, 1.0))
+    if current and set(current.domains) - set(site.hostnames):
+        await ctx.released.notify()
+    return deployed
+
+
+async def _taken(name: str, site: Site, ctx: Context) -> list[str]:
+    """ "<domain> is routed to <service>" for every claim of another site overlapping ours."""
+    keys = list(dict.fromkeys(key for host in site.hostnames for key in lookup_labels(host)))
+    taken = []
+    for other in await ctx.swarm.claimants(keys):
+        if other.name == name:
+            continue
+        theirs = [key[len(HOST_LABEL) :] for key in other.labels if key.startswith(HOST_LABEL)]
+        clashes = sorted({mine for mine in site.hostnames for claim in theirs if overlaps(mine, claim)})
+        if clashes:
+            taken.append(f"{', '.join(clashes)} already routed to {other.name}")
+    return sorted(taken)
+
+
+async def _confirm(
+    event: SiteUpserted, spec: ServiceSpec, deployed: Deployed, since: float, before: Deployed | None, ctx: Context
+) -> Probe | None:
+    """Wait until the site answers through Traefik (or, not serving, until it is scaled down);
+    raise why it does not."""
+    site, settings = event.site, ctx.settings
+    runs_script = site.kind is SiteKind.DYNAMIC
+    idle = runs_script and spec.replicas > 0 and not await ctx.sitedirs.has_run_script(spec.name)
+    servers = None
+    if not deployed.settled:
+        rollout = Rollout(since, spec.replicas, runs_script and not idle, settings.converge_timeout_seconds)
+        outcome = await ctx.swarm.converge(deployed, rollout)
+        if isinstance(outcome, Broken):
+            raise await _broken(outcome, site, event.version, before, ctx)
+        servers = outcome.servers
+    if spec.replicas == 0:
+        return None
+    if idle:
+        raise SiteNotServing(NO_RUN_SCRIPT, code=ErrorCode.NO_RUN_SCRIPT, applied_version=event.version)
+    return await ctx.routes.verify(spec.name, probe_host(site.hostnames), servers, settings.route_timeout_seconds)
+
+
+async def _broken(
+    broken: Broken, site: Site, version: int, before: Deployed | None, ctx: Context
+) -> ServiceFailed | SiteNotServing:
+    """The error for a rollout that failed, with the task's last log lines (env values masked)."""
+    message = broken.message
+    if broken.container_id:
+        logs = await ctx.swarm.last_logs(broken.container_id, LOG_LINES)
+        if logs.strip():
+            message += "; last log lines:\n" + mask(logs, site.env.values())[-2000:]
+    if broken.code is ErrorCode.SERVICE_FAILED and not broken.rolled_back:
+        return ServiceFailed(message)
+    applied = before.site_version if broken.rolled_back and before else version
+    return SiteNotServing(message, code=broken.code, rolled_back=broken.rolled_back, applied_version=applied)
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every env value replaced by ***, longest first (values are often secrets)."""
+    for value in sorted({v for v in secrets if v}, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
 
 
 def _result(
@@ -103,6 +189,7 @@ def _result(
     type_: ResultType,
     service: Deployed | None,
     applied_version: int | None,
+    probe: Probe | None = None,
 ) -> ResultEvent:
     return ResultEvent(
         type=type_,
@@ -111,6 +198,7 @@ def _result(
         version=event.version,
         applied_version=applied_version,
         service=ServiceRef(name=service.name, id=service.id, replicas=service.replicas) if service else None,
+        probe=probe,
     )
 
 

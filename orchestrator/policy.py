@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
+from orchestrator.domains import reserved_by
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
 from orchestrator.events import Image, Resources, memory_bytes
 from orchestrator.hostnames import Hostname
@@ -35,9 +36,14 @@ def resolve_image(image: Image | None, settings: Settings) -> str:
     return parse_reference(prefix + image.name)
 
 
-def check_domains(hosts: Iterable[Hostname], settings: Settings) -> None:
+def check_domains(hosts: Sequence[Hostname], settings: Settings) -> None:
+    if len(hosts) > settings.max_domains_per_site:
+        raise DomainNotAllowed(f"a site has at most {settings.max_domains_per_site} domains, not {len(hosts)}")
     suffixes = [s.lower().strip(".") for s in settings.allowed_domain_suffixes]
+    reserved = [r.lower().strip(".") for r in settings.reserved_domains]
     for host in hosts:
+        if (name := reserved_by(host, reserved)) is not None:
+            raise DomainNotAllowed(f"domain {host} touches {name}, which is reserved")
         if host.is_wildcard and not settings.allow_wildcard_domains:
             raise DomainNotAllowed(f"wildcard domain {host} is not allowed")
         if host.is_ip and not settings.allow_ip_domains:

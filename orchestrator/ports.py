@@ -6,11 +6,14 @@ tests give handlers in-memory fakes, so their decisions are tested without I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from orchestrator import spec as specs
+from orchestrator.events import Probe
+from orchestrator.rollout import Broken, Ready
 from orchestrator.spec import ServiceSpec
 
 
@@ -23,6 +26,16 @@ class Deployed:
     index: int  # Docker's version index, for optimistic concurrency
     labels: dict[str, str]
     replicas: int
+    # From a status listing: tasks running (answering: site tasks are health-gated) and the
+    # rollout's state; None when the swarm was not asked.
+    running: int | None = None
+    update_state: str | None = None
+    updated_at: float = 0.0  # epoch seconds of the last change to the service
+
+    @property
+    def settled(self) -> bool:
+        """Every task of the spec in force answers and no rollout is under way."""
+        return self.running == self.replicas and self.update_state in (None, "completed", "rollback_completed")
 
     @property
     def site_version(self) -> int:
@@ -43,17 +56,26 @@ def label_version(labels: dict[str, str] | None) -> int:
 
 
 class SwarmPort(Protocol):
-    async def get(self, name: str) -> Deployed | None: ...
+    async def get(self, name: str) -> Deployed | None:
+        """The service with its status (one call), or None."""
 
-    async def managed(self) -> list[Deployed]: ...
+    async def claimants(self, label_keys: Sequence[str]) -> list[Deployed]:
+        """Services carrying any of these labels (see `domains.lookup_labels`)."""
 
     async def create(self, spec: ServiceSpec) -> Deployed: ...
 
     async def update(self, current: Deployed, spec: ServiceSpec) -> Deployed: ...
 
+    async def restart(self, current: Deployed) -> Deployed:
+        """Replace the service's tasks with fresh ones of the same spec (a forced rolling update)."""
+
     async def remove(self, service: Deployed) -> None: ...
 
-    async def wait_converged(self, service: Deployed, replicas: int, since: float, timeout: float) -> None: ...
+    async def converge(self, service: Deployed, rollout: Rollout) -> Ready | Broken:
+        """Wait until the rollout is ready or broken; ConvergeTimeout past its deadline."""
+
+    async def last_logs(self, container_id: str, lines: int) -> str:
+        """The last lines a task's container wrote ("" when Docker no longer has them)."""
 
     async def wait_gone(self, service: Deployed, timeout: float) -> None: ...
 
@@ -64,11 +86,31 @@ class SwarmPort(Protocol):
     async def clear_tombstone(self, site_id: int) -> None: ...
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """What to wait for after an apply (or for a redelivery, to confirm)."""
+
+    since: float  # epoch seconds of the apply: tasks and rollback states before it are not ours
+    replicas: int
+    runs_site_script: bool
+    timeout: float
+
+
 class SiteDirsPort(Protocol):
     def path(self, name: str) -> Path: ...
 
     async def check(self, name: str) -> None: ...
 
-    async def ensure(self, name: str) -> Path: ...
+    async def ensure(self, name: str, owner: int) -> Path:
+        """Create the site's directories (owned by `owner`) if missing; return the site directory."""
+
+    async def has_run_script(self, name: str) -> bool:
+        """Whether the site holds a run.sh where the site's entry program looks for one."""
 
     async def trash(self, name: str, tag: str) -> Path | None: ...
+
+
+class RoutesPort(Protocol):
+    async def verify(self, name: str, host: str, servers: Sequence[str] | None, timeout: float) -> Probe:
+        """Wait until Traefik sends the site's requests to exactly `servers` (None: not checked)
+        and a request for `host` is answered by the site; NotRouted past `timeout`."""

@@ -4,8 +4,9 @@ A processor turns a delivery into an `Outcome`; `Settler.settle` carries it out:
 
 - `Completed`: publish what it produced (results, terminal output) with confirms, then ack;
 - `Failed`: a transient error with deliveries left goes to the delayed-retry queue; anything else
-  gets its `failed` result (when somebody may be told) and a dead-letter copy carrying the reason
-  in our headers; then ack.
+  gets its `failed` result (when somebody may be told) and, unless the error says there is nothing
+  for an operator to replay (`dead_letter`), a dead-letter copy carrying the reason in our
+  headers; then ack.
 
 Nothing is acked before the broker has confirmed what replaces it, so a crash at any point
 duplicates at worst and never loses. A copy that cannot be published is retried a few times, then
@@ -108,6 +109,8 @@ class Settler:
                 step = retry.after_failure(error, attempts, self.policy.max_attempts)
                 if step is retry.Step.RETRY_LATER and self.policy.retry is not None:
                     messages, name = [_Copy(self.policy.retry, delivery, headers)], "retry_later"
+                elif not error.dead_letter:
+                    messages, name = [result] if result else [], "failed"
                 else:
                     dead = _Copy(self.policy.dead_letters, delivery, headers)
                     messages, name = [result, dead] if result else [dead], "dead_lettered"

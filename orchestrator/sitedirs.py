@@ -18,6 +18,7 @@ from pathlib import Path
 from orchestrator.errors import UnsafePath
 
 SUBDIRS = ("public", "private")
+RUN_SCRIPT = "run.sh"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -34,15 +35,22 @@ class SiteDirs:
         """UnsafePath unless `<root>/<name>` is missing or a real directory."""
         await asyncio.to_thread(self._check, name)
 
-    async def ensure(self, name: str) -> Path:
-        """Create `<root>/<name>/{public,private}` if missing; return the site directory."""
-        return await asyncio.to_thread(self._ensure, name)
+    async def ensure(self, name: str, owner: int) -> Path:
+        """Create `<root>/<name>/{public,private}` if missing, owned by uid = gid = `owner`; return
+        the site directory. A directory owned by someone else (made before sites had their own
+        users) is handed over whole, links included but never followed."""
+        return await asyncio.to_thread(self._ensure, name, owner)
+
+    async def has_run_script(self, name: str) -> bool:
+        """Whether `run.sh` is in the site directory, `private/` or `public/` (links count: they
+        resolve inside the container)."""
+        return await asyncio.to_thread(self._has_run_script, name)
 
     async def trash(self, name: str, tag: str) -> Path | None:
         """Move `<root>/<name>` into the trash; None when there is no such directory."""
         return await asyncio.to_thread(self._trash, name, tag)
 
-    def _ensure(self, name: str) -> Path:
+    def _ensure(self, name: str, owner: int) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         root_fd = _open_dir(str(self.root))
         try:
@@ -50,11 +58,42 @@ class SiteDirs:
             try:
                 for sub in SUBDIRS:
                     os.close(_make_dir(site_fd, sub))
+                if os.fstat(site_fd).st_uid != owner:
+                    _hand_over(site_fd, owner)
             finally:
                 os.close(site_fd)
         finally:
             os.close(root_fd)
         return self.root / name
+
+    def _has_run_script(self, name: str) -> bool:
+        try:
+            root_fd = _open_dir(str(self.root))
+        except OSError:
+            return False
+        try:
+            site_fd = _open_dir(name, dir_fd=root_fd)
+        except OSError:
+            return False
+        finally:
+            os.close(root_fd)
+        try:
+            for where in ("", *SUBDIRS):
+                try:
+                    folder = _open_dir(where, dir_fd=site_fd) if where else os.dup(site_fd)
+                except OSError:
+                    continue
+                try:
+                    mode = os.stat(RUN_SCRIPT, dir_fd=folder, follow_symlinks=False).st_mode
+                    if not stat.S_ISDIR(mode):
+                        return True
+                except FileNotFoundError:
+                    pass
+                finally:
+                    os.close(folder)
+            return False
+        finally:
+            os.close(site_fd)
 
     def _check(self, name: str) -> None:
         _real_dir_exists(str(self.root / name))
@@ -88,6 +127,14 @@ def _real_dir_exists(path: str, dir_fd: int | None = None) -> bool:
     if not stat.S_ISDIR(mode):
         raise UnsafePath(f"{os.path.basename(path)} is not a real directory under the sites root; left alone")
     return True
+
+
+def _hand_over(site_fd: int, owner: int) -> None:
+    """chown the whole tree under `site_fd` to `owner`, never following a link (lchown)."""
+    os.fchown(site_fd, owner, owner)
+    for _, dirs, files, folder_fd in os.fwalk(".", dir_fd=site_fd, follow_symlinks=False):
+        for entry in (*dirs, *files):
+            os.chown(entry, owner, owner, dir_fd=folder_fd, follow_symlinks=False)
 
 
 def _open_dir(path: str, dir_fd: int | None = None) -> int:

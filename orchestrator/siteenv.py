@@ -19,12 +19,15 @@ class SiteEnv(NamedTuple):
     PATH: str
     SITE_ID: str
     SITE_DIR: str
+    # Read by the programs in `sitescripts` (drain on stop, stability before healthy).
+    DRAIN_SECONDS: str
+    STABLE_SECONDS: str
 
 
 RESERVED_ENV_KEYS = frozenset(SiteEnv._fields)
 
 
-def site_env(site_id: int, port: int) -> dict[str, str]:
+def site_env(site_id: int, port: int, *, drain_seconds: float, stable_seconds: float) -> dict[str, str]:
     return SiteEnv(
         PORT=str(port),
         HOST="0.0.0.0",
@@ -32,4 +35,6 @@ def site_env(site_id: int, port: int) -> dict[str, str]:
         PATH=SEARCH_PATH,
         SITE_ID=str(site_id),
         SITE_DIR=SITE_MOUNT,
+        DRAIN_SECONDS=str(round(drain_seconds)),
+        STABLE_SECONDS=str(round(stable_seconds)),
     )._asdict()

@@ -3,7 +3,6 @@ in-process retries, and say what came of it as an `Outcome` for the settler."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -29,8 +28,6 @@ class SiteEvents:
         self.settler = settler
         self.results = results
         self._locks = SiteLocks()
-        # Taken inside a site's lock: only work that can run counts against the bound.
-        self._workers = asyncio.Semaphore(settings.concurrency)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         delivery = Delivery(message, broker.to_envelope(message))
@@ -50,7 +47,7 @@ class SiteEvents:
             async with self._locks.hold(error.site_id):
                 await self.settler.settle(delivery, self._failure(delivery, None, error, publisher))
             return
-        async with self._locks.hold(event.site.id), self._workers:
+        async with self._locks.hold(event.site.id):
             outcome = await self._dispatch(delivery, event, publisher)
             await self.settler.settle(delivery, outcome)
 
@@ -80,6 +77,8 @@ class SiteEvents:
                     code=error.code,
                     message=error.message,
                     retryable=error.retryable,
+                    rolled_back=error.rolled_back,
+                    applied_version=error.applied_version,
                 ),
                 delivery,
             )

@@ -10,9 +10,11 @@ from typing import Any, Literal
 
 from orchestrator import traefik
 from orchestrator.config import Settings
+from orchestrator.domains import claim_labels
 from orchestrator.events import Site, SiteKind
 from orchestrator.policy import check_domains, clamp_resources, resolve_image
 from orchestrator.siteenv import SITE_MOUNT, site_env
+from orchestrator.sitescripts import HEALTH_PROBE, NGINX_START, RUN_SCRIPT
 
 # Ownership labels: how the orchestrator recognises its services and what it applied.
 MANAGED_BY = "com.director.managed-by"
@@ -28,9 +30,9 @@ NANOSECONDS = 1_000_000_000
 # Mounting `public/` itself would let Docker resolve a link the site planted there on the host
 # (at every task start, long after our check); inside the container it resolves harmlessly.
 # The configuration travels in the environment and is written to tmpfs at start, so any nginx
-# image with a shell works (the official one and the local stack's).
+# image with a shell works (the official one and the local stack's). nginx runs as the site's
+# user, so there is no `user` directive and everything it writes is under /tmp.
 NGINX_CONF = """\
-user www-data;
 worker_processes 1;
 pid /tmp/nginx.pid;
 error_log stderr;
@@ -53,21 +55,6 @@ http {
   }
 }
 """
-NGINX_START = 'printf "%s" "$NGINX_CONF" > /tmp/nginx.conf && exec nginx -c /tmp/nginx.conf -g "daemon off;"'
-
-# Finds and runs the site's run.sh the way Director 4 did; without one it says so and idles,
-# so a new, empty site deploys and starts serving as soon as its owner adds run.sh.
-RUN_SCRIPT = """\
-for f in /site/run.sh /site/private/run.sh /site/public/run.sh; do
-  if [ -f "$f" ]; then
-    echo "orchestrator: starting $f"
-    cd /site/public
-    if [ -x "$f" ]; then exec "$f"; else exec /bin/sh "$f"; fi
-  fi
-done
-echo "orchestrator: no run.sh in /site, /site/private or /site/public: nothing to start" >&2
-exec sleep 2147483647
-"""
 
 
 def service_name(site_id: int) -> str:
@@ -83,6 +70,22 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """Docker's health check of a task (times in nanoseconds, as the Engine takes them)."""
+
+    command: str
+    interval_ns: int
+    timeout_ns: int
+    start_period_ns: int
+    retries: int
+
+
+def site_uid(site_id: int, settings: Settings) -> int:
+    """The uid (and gid) a site's tasks run as and its directory belongs to."""
+    return settings.site_uid_base + site_id
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """Everything the swarm adapter needs to create or update one site service."""
 
@@ -94,6 +97,7 @@ class ServiceSpec:
     nano_cpus: int
     memory_bytes: int
     command: tuple[str, ...] | None = None
+    user: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
     mounts: tuple[Mount, ...] = ()
@@ -101,6 +105,8 @@ class ServiceSpec:
     init: bool = True
     cap_drop: tuple[str, ...] = ("ALL",)
     cap_add: tuple[str, ...] = ()
+    pids_limit: int = 0
+    healthcheck: HealthCheck | None = None
     log_options: dict[str, str] = field(default_factory=dict)
     constraints: tuple[str, ...] = ()
     update_delay_ns: int = 0
@@ -113,6 +119,7 @@ class ServiceSpec:
         # Shallow and explicit: dataclasses.asdict deep-copies and cost two thirds of a spec's build.
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         data["mounts"] = [vars(m) for m in self.mounts]
+        data["healthcheck"] = vars(self.healthcheck) if self.healthcheck else None
         data["labels"] = {k: v for k, v in self.labels.items() if k not in (VERSION, FINGERPRINT)}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -132,13 +139,18 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         network=settings.network,
         port=settings.site_port,
         entrypoint=settings.traefik_entrypoint,
+        priority=settings.router_priority,
     )
-    labels |= {
+    labels |= claim_labels(hosts) | {
         MANAGED_BY: MANAGER,
         SITE_ID: str(site.id),
         VERSION: str(version),
         DOMAINS: ",".join(hosts),
     }
+    env = site_env(
+        site.id, settings.site_port, drain_seconds=settings.drain_seconds, stable_seconds=settings.stable_seconds
+    )
+    uid = site_uid(site.id, settings)
     tmpfs = (Mount(target="/tmp", type="tmpfs"), Mount(target="/run", type="tmpfs"))
     common = dict(
         name=name,
@@ -147,19 +159,29 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         replicas=1 if site.serving else 0,
         nano_cpus=limits.nano_cpus,
         memory_bytes=limits.memory_bytes,
+        user=f"{uid}:{uid}",
         cap_add=tuple(settings.cap_add),
+        pids_limit=settings.pids_limit,
+        healthcheck=HealthCheck(
+            command=HEALTH_PROBE,
+            interval_ns=round(settings.health_interval_seconds * NANOSECONDS),
+            timeout_ns=round(settings.health_timeout_seconds * NANOSECONDS),
+            start_period_ns=round(settings.health_start_period_seconds * NANOSECONDS),
+            retries=settings.health_retries,
+        ),
         constraints=tuple(settings.placement_constraints),
         log_options={"max-size": settings.log_max_size, "max-file": str(settings.log_max_files)},
         update_delay_ns=round(settings.update_delay_seconds * NANOSECONDS),
         update_monitor_ns=round(settings.update_monitor_seconds * NANOSECONDS),
         restart_delay_ns=round(settings.restart_delay_seconds * NANOSECONDS),
-        stop_grace_ns=round(settings.stop_grace_seconds * NANOSECONDS),
+        # The drain comes out of the grace period: the server still gets the rest to shut down.
+        stop_grace_ns=round((settings.stop_grace_seconds + settings.drain_seconds) * NANOSECONDS),
     )
     if site.kind is SiteKind.STATIC:
         spec = ServiceSpec(
             image=settings.static_image,
             command=("/bin/sh", "-c", NGINX_START),
-            env={"NGINX_CONF": NGINX_CONF.replace("PORT", str(settings.site_port))},
+            env={"NGINX_CONF": NGINX_CONF.replace("PORT", str(settings.site_port)), **env},
             mounts=(Mount(source=str(site_dir), target=SITE_MOUNT, read_only=True), *tmpfs),
             **common,  # type: ignore[arg-type]
         )
@@ -167,7 +189,7 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         spec = ServiceSpec(
             image=resolve_image(site.image, settings),
             command=("/bin/sh", "-c", RUN_SCRIPT),
-            env={**site.env, **site_env(site.id, settings.site_port)},
+            env={**site.env, **env},
             workdir=f"{SITE_MOUNT}/public",
             mounts=(Mount(source=str(site_dir), target=SITE_MOUNT), *tmpfs),
             **common,  # type: ignore[arg-type]

@@ -1,8 +1,10 @@
-"""The Docker adapter: site services, their convergence, and delete tombstones.
+"""The Docker adapter: site services, their rollouts, and delete tombstones.
 
-The docker SDK is synchronous, so every call runs in a worker thread. SDK exceptions become
-our error types here and nowhere else: connection errors and 5xx are transient, "update out of
-sequence" and 409 are conflicts (reload and retry), other 4xx are permanent.
+The docker SDK is synchronous, so every call runs on a small thread pool whose size bounds the
+Docker calls in flight (the only thing an event holds a worker for). SDK exceptions become our
+error types here and nowhere else: connection errors and 5xx are transient, "update out of
+sequence" and 409 are conflicts (reload and retry), other 4xx are permanent. Rollouts are
+followed by waking on Docker's events (see `watcher`), with a slow poll as a safety net.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import docker
@@ -21,35 +22,53 @@ import docker.errors
 import requests.exceptions
 from docker import types
 
+from orchestrator import rollout as rollouts
 from orchestrator import spec as specs
 from orchestrator.errors import (
     ConvergeTimeout,
     DockerConflict,
     DockerRejected,
     DockerUnavailable,
-    ServiceFailed,
+    ErrorCode,
     TransientError,
 )
-from orchestrator.ports import Deployed, label_version
+from orchestrator.ports import Deployed, Rollout, label_version
+from orchestrator.rollout import Broken, Ready
 from orchestrator.spec import ServiceSpec
+from orchestrator.watcher import DockerEvents
 
 T = TypeVar("T")
 
-_FAILED = {"failed", "rejected"}
-_ROLLED_BACK = {"rollback_started", "rollback_paused", "rollback_completed", "paused"}
-# Failed tasks after an apply before we call the service broken instead of waiting longer.
-FAILURES_BEFORE_GIVING_UP = 2
 TOMBSTONE_PREFIX = "orchestrator-tombstone-"
 TOMBSTONE = "com.director.tombstone"
+# Between Docker events, look anyway this often (an event may be missed, or not exist: a task
+# reaching "running" after its container turned healthy has none of its own).
+POLL_SECONDS = 1.0
+RECHECK_SECONDS = 0.2
 
 
 class Swarm:
-    def __init__(self, base_url: str, timeout: float, poll_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float,
+        *,
+        concurrency: int = 8,
+        events: DockerEvents | None = None,
+        network: str = "director-sites",
+        port: int = 80,
+    ) -> None:
         self._base_url = base_url
         self._timeout = timeout
-        self._poll = poll_interval
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="docker")
+        self._events = events
+        self._network = network
+        self._port = port
         self._client: docker.APIClient | None = None
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- services -------------------------------------------------------------------------
 
@@ -57,20 +76,29 @@ class Swarm:
         await self._run(lambda api: api.ping())
 
     async def get(self, name: str) -> Deployed | None:
-        def inspect(api: docker.APIClient) -> Deployed | None:
-            try:
-                return _deployed(api.inspect_service(name))
-            except docker.errors.NotFound:
-                return None
+        def find(api: docker.APIClient) -> Deployed | None:
+            # The name filter matches prefixes; the status listing says what runs, in one call.
+            found = [s for s in api.services(filters={"name": name}, status=True) if s["Spec"]["Name"] == name]
+            return _deployed(found[0]) if found else None
 
-        return await self._run(inspect)
+        return await self._run(find)
 
     async def managed(self) -> list[Deployed]:
         def list_(api: docker.APIClient) -> list[Deployed]:
-            found = api.services(filters={"label": f"{specs.MANAGED_BY}={specs.MANAGER}"})
+            found = api.services(filters={"label": f"{specs.MANAGED_BY}={specs.MANAGER}"}, status=True)
             return [_deployed(s) for s in found]
 
         return await self._run(list_)
+
+    async def claimants(self, label_keys: Sequence[str]) -> list[Deployed]:
+        def lookup(api: docker.APIClient) -> list[Deployed]:
+            found: dict[str, Deployed] = {}
+            for key in label_keys:  # label filters are ANDed: one lookup per key
+                for raw in api.services(filters={"label": key}):
+                    found.setdefault(raw["ID"], _deployed(raw))
+            return list(found.values())
+
+        return await self._run(lookup)
 
     async def create(self, spec: ServiceSpec) -> Deployed:
         def create(api: docker.APIClient) -> Deployed:
@@ -90,6 +118,19 @@ class Swarm:
 
         return await self._run(update)
 
+    async def restart(self, current: Deployed) -> Deployed:
+        def restart(api: docker.APIClient) -> Deployed:
+            try:
+                raw = api.inspect_service(current.id)
+                template = dict(raw["Spec"]["TaskTemplate"])
+                template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
+                api.update_service(current.id, raw["Version"]["Index"], task_template=template, fetch_current_spec=True)
+                return _deployed(api.inspect_service(current.id))
+            except docker.errors.NotFound as exc:
+                raise DockerConflict(f"{current.name} vanished during the restart") from exc
+
+        return await self._run(restart)
+
     async def remove(self, service: Deployed) -> None:
         def remove(api: docker.APIClient) -> None:
             with contextlib.suppress(docker.errors.NotFound):
@@ -97,21 +138,42 @@ class Swarm:
 
         await self._run(remove)
 
-    async def wait_converged(self, service: Deployed, replicas: int, since: float, timeout: float) -> None:
-        """Return once `replicas` tasks of the current spec run; raise when the service is broken."""
-        deadline = time.monotonic() + timeout
+    async def converge(self, service: Deployed, rollout: Rollout) -> Ready | Broken:
+        deadline = time.monotonic() + rollout.timeout
+        woken = False
         while True:
-            state = await self._run(lambda api: _rollout(api, service.id, since))
-            if state.problem:
-                raise ServiceFailed(f"{service.name} did not start: {state.problem}")
-            if state.settled and state.running == replicas:
-                return
+            assessment = await self._run(lambda api: self._assess(api, service.id, rollout))
+            if not isinstance(assessment, rollouts.Waiting):
+                return assessment
             if time.monotonic() > deadline:
-                detail = f"; last task error: {state.last_error}" if state.last_error else ""
                 raise ConvergeTimeout(
-                    f"{service.name}: {state.running}/{replicas} tasks running after {timeout:.0f}s{detail}"
+                    f"{service.name}: not answering after {rollout.timeout:.0f}s: {assessment.detail}"
                 )
-            await asyncio.sleep(self._poll)
+            # Right after an event, look again soon: the task's own state follows its container's.
+            woken = await self._wait_for_change(service.id, RECHECK_SECONDS if woken else POLL_SECONDS)
+
+    def _assess(self, api: docker.APIClient, service_id: str, rollout: Rollout) -> rollouts.Assessment:
+        raw = api.inspect_service(service_id)
+        tasks = api.tasks(filters={"service": service_id})
+        return rollouts.assess(
+            raw,
+            tasks,
+            since=rollout.since,
+            replicas=rollout.replicas,
+            network=self._network,
+            port=self._port,
+            runs_site_script=rollout.runs_site_script,
+        )
+
+    async def last_logs(self, container_id: str, lines: int) -> str:
+        def logs(api: docker.APIClient) -> str:
+            try:
+                raw = api.logs(container_id, stdout=True, stderr=True, tail=lines)
+            except docker.errors.NotFound:
+                return ""
+            return bytes(raw).decode(errors="replace")
+
+        return await self._run(logs)
 
     async def wait_gone(self, service: Deployed, timeout: float) -> None:
         """Wait until no container of a removed service runs any more (its mounts are released)."""
@@ -120,8 +182,14 @@ class Swarm:
         while time.monotonic() < deadline:
             if not await self._run(lambda api: api.containers(filters={"label": label})):
                 return
-            await asyncio.sleep(self._poll)
+            await self._wait_for_change(service.id, POLL_SECONDS)
         raise TransientError(f"tasks of {service.name} still running {timeout:.0f}s after removal")
+
+    async def _wait_for_change(self, service_id: str, timeout: float) -> bool:
+        if self._events is None or not self._events.connected.is_set():
+            await asyncio.sleep(min(timeout, 0.5))
+            return False
+        return await self._events.changed(service_id, timeout)
 
     # --- tombstones: a deleted site's last version, kept in the swarm itself -----------------
 
@@ -159,7 +227,7 @@ class Swarm:
     # --- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, call: Callable[[docker.APIClient], T]) -> T:
-        return await asyncio.to_thread(self._call, call)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._call, call)
 
     def _call(self, call: Callable[[docker.APIClient], T]) -> T:
         try:
@@ -176,7 +244,12 @@ class Swarm:
     def _api(self) -> docker.APIClient:
         with self._lock:
             if self._client is None:
-                self._client = docker.APIClient(base_url=self._base_url, version="auto", timeout=self._timeout)
+                self._client = docker.APIClient(
+                    base_url=self._base_url,
+                    version="auto",
+                    timeout=self._timeout,
+                    max_pool_size=self._pool._max_workers,
+                )
             return self._client
 
 
@@ -186,7 +259,7 @@ def _map_api_error(exc: docker.errors.APIError) -> Exception:
     if "out of sequence" in text or status == 409:
         return DockerConflict(f"the service changed concurrently: {text}")
     if status >= 500:
-        return TransientError(f"docker error {status}: {text}", code="docker_error")
+        return TransientError(f"docker error {status}: {text}", code=ErrorCode.DOCKER_ERROR)
     return DockerRejected(f"docker refused the request ({status}): {text}")
 
 
@@ -203,12 +276,16 @@ def _ignore_missing(remove: Callable[[str], Any], ident: str) -> None:
 
 def _deployed(raw: dict[str, Any]) -> Deployed:
     spec = raw["Spec"]
+    status = raw.get("ServiceStatus")
     return Deployed(
         id=raw["ID"],
         name=spec["Name"],
         index=raw["Version"]["Index"],
         labels=dict(spec.get("Labels") or {}),
         replicas=spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 0),
+        running=status.get("RunningTasks") if status else None,
+        update_state=(raw.get("UpdateStatus") or {}).get("State"),
+        updated_at=rollouts.timestamp(raw.get("UpdatedAt", "")),
     )
 
 
@@ -219,27 +296,42 @@ def _service_args(spec: ServiceSpec) -> dict[str, Any]:
         else types.Mount(target=m.target, source=None, type="tmpfs")
         for m in spec.mounts
     ]
+    health = spec.healthcheck
     container = types.ContainerSpec(
         image=spec.image,
         command=list(spec.command) if spec.command else None,
+        user=spec.user,
         env=dict(spec.env) or None,
         workdir=spec.workdir,
         mounts=mounts,
         read_only=spec.read_only,
         init=spec.init,
         cap_drop=list(spec.cap_drop),
-        cap_add=list(spec.cap_add),
+        cap_add=list(spec.cap_add) or None,
         stop_grace_period=spec.stop_grace_ns,
+        healthcheck=types.Healthcheck(
+            test=["CMD-SHELL", health.command],
+            interval=health.interval_ns,
+            timeout=health.timeout_ns,
+            start_period=health.start_period_ns,
+            retries=health.retries,
+        )
+        if health
+        else None,
     )
+    resources = types.Resources(cpu_limit=spec.nano_cpus, mem_limit=spec.memory_bytes)
+    if spec.pids_limit:
+        resources["Limits"]["Pids"] = spec.pids_limit  # API 1.41; the SDK has no argument for it
     task = types.TaskTemplate(
         container_spec=container,
-        resources=types.Resources(cpu_limit=spec.nano_cpus, mem_limit=spec.memory_bytes),
+        resources=resources,
         restart_policy=types.RestartPolicy(condition="any", delay=spec.restart_delay_ns),
         log_driver=types.DriverConfig("json-file", options=dict(spec.log_options)),
         networks=[{"Target": spec.network}],
         placement=types.Placement(constraints=list(spec.constraints)) if spec.constraints else None,
     )
     # Delays and monitor are nanoseconds on the wire (Director 4 sent delay=5 and got 5 ns).
+    # Start-first both ways: the task in service stops only once its replacement answers.
     update = types.UpdateConfig(
         parallelism=1,
         delay=spec.update_delay_ns,
@@ -247,7 +339,9 @@ def _service_args(spec: ServiceSpec) -> dict[str, Any]:
         monitor=spec.update_monitor_ns,
         order="start-first",
     )
-    rollback = types.RollbackConfig(parallelism=1, delay=spec.update_delay_ns, monitor=spec.update_monitor_ns)
+    rollback = types.RollbackConfig(
+        parallelism=1, delay=spec.update_delay_ns, monitor=spec.update_monitor_ns, order="start-first"
+    )
     return {
         "task_template": task,
         "labels": dict(spec.labels),
@@ -257,52 +351,3 @@ def _service_args(spec: ServiceSpec) -> dict[str, Any]:
         # No IPVS here, and Traefik routes to task IPs anyway: DNS round-robin needs no VIP.
         "endpoint_spec": types.EndpointSpec(mode="dnsrr"),
     }
-
-
-@dataclass(frozen=True)
-class _Rollout:
-    running: int
-    settled: bool
-    problem: str | None
-    last_error: str | None
-
-
-def _rollout(api: docker.APIClient, service_id: str, since: float) -> _Rollout:
-    service = api.inspect_service(service_id)
-    update = service.get("UpdateStatus") or {}
-    # A rollback from an earlier apply stays in UpdateStatus; only one that began after ours counts.
-    if update.get("State") in _ROLLED_BACK and _timestamp(update.get("StartedAt", "")) >= since - 1:
-        return _Rollout(0, False, f"update rolled back: {update.get('Message', '')}", None)
-    # Only tasks of the spec now in force count: during a start-first update the old task still
-    # runs (no false success), and an old crash-looping task is not the new spec failing.
-    template = service["Spec"]["TaskTemplate"]
-    tasks = [t for t in api.tasks(filters={"service": service_id}) if _same_template(t["Spec"], template)]
-    running = sum(1 for t in tasks if t["DesiredState"] == "running" and t["Status"]["State"] == "running")
-    failures = [t for t in tasks if t["Status"]["State"] in _FAILED and _timestamp(t.get("CreatedAt", "")) >= since]
-    failures.sort(key=lambda t: t.get("CreatedAt", ""))
-    last_error = failures[-1]["Status"].get("Err") if failures else None
-    problem = None
-    if len(failures) >= FAILURES_BEFORE_GIVING_UP and running == 0:
-        problem = last_error or failures[-1]["Status"]["State"]
-    settled = update.get("State") in (None, "completed")
-    return _Rollout(running, settled, problem, last_error)
-
-
-# Fields the Engine fills in on one side only (the service's template or the task's copy).
-_FILLED_IN = ("Runtime", "ForceUpdate")
-
-
-def _same_template(task_spec: dict[str, Any], template: dict[str, Any]) -> bool:
-    def strip(spec: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in spec.items() if k not in _FILLED_IN}
-
-    return strip(task_spec) == strip(template)
-
-
-def _timestamp(value: str) -> float:
-    """Docker's RFC 3339 timestamps carry nanoseconds; Python parses microseconds."""
-    if not value:
-        return 0.0
-    head, _, frac = value.rstrip("Z").partition(".")
-    moment = datetime.fromisoformat(head).replace(tzinfo=UTC)
-    return moment.timestamp() + (float(f"0.{frac}") if frac else 0.0)

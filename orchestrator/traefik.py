@@ -10,6 +10,11 @@ from collections.abc import Sequence
 
 from orchestrator.hostnames import Hostname, parse_hostname
 
+# Set on every answer a site's router passes on, so the orchestrator can tell the site's own
+# answer from Traefik's "no router" 404 (Traefik also sets it on its 502 for the router).
+SERVED_BY = "X-Served-By"
+RETRY_ATTEMPTS = 3
+
 
 def router_rule(hosts: Sequence[Hostname]) -> str:
     if not hosts:
@@ -27,13 +32,32 @@ def router_rule(hosts: Sequence[Hostname]) -> str:
     return " || ".join(terms)
 
 
-def labels(*, router: str, hosts: Sequence[Hostname], network: str, port: int, entrypoint: str) -> dict[str, str]:
-    """Labels that make Traefik route `hosts` on `entrypoint` to port `port` of the service's tasks."""
+def labels(
+    *, router: str, hosts: Sequence[Hostname], network: str, port: int, entrypoint: str, priority: int
+) -> dict[str, str]:
+    """Labels that make Traefik route `hosts` on `entrypoint` to port `port` of the service's tasks.
+
+    The priority is fixed (Traefik's default is the rule's length, which a site could grow with
+    domains to outrank another router). Retries carry a request over to another task when the
+    one it picked is gone (a connection refused during a switch-over).
+    """
+    mark, retry = f"{router}-mark", f"{router}-retry"
     return {
         "traefik.enable": "true",
         f"traefik.http.routers.{router}.rule": router_rule(hosts),
         f"traefik.http.routers.{router}.entrypoints": entrypoint,
+        f"traefik.http.routers.{router}.priority": str(priority),
         f"traefik.http.routers.{router}.service": router,
+        f"traefik.http.routers.{router}.middlewares": f"{mark},{retry}",
+        f"traefik.http.middlewares.{mark}.headers.customresponseheaders.{SERVED_BY}": router,
+        f"traefik.http.middlewares.{retry}.retry.attempts": str(RETRY_ATTEMPTS),
+        f"traefik.http.middlewares.{retry}.retry.initialinterval": "50ms",
         f"traefik.http.services.{router}.loadbalancer.server.port": str(port),
         "traefik.swarm.network": network,
     }
+
+
+def probe_host(hosts: Sequence[Hostname]) -> str:
+    """A host name that the site's rule matches, to request through Traefik."""
+    host = next((h for h in hosts if not h.is_wildcard), hosts[0])
+    return f"orchestrator-probe.{host[2:]}" if host.is_wildcard else str(host)

@@ -28,6 +28,7 @@ from orchestrator.events import ResultEvent
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:director@127.0.0.1:5672/")
 TRAEFIK = os.environ.get("TEST_TRAEFIK_URL", "http://127.0.0.1:8000")
+TRAEFIK_API = os.environ.get("TEST_TRAEFIK_API_URL", "")
 INBOUND = "director.sites"
 RESULTS = "orchestrator.results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +144,12 @@ class Results:
             async with self._changed:
                 await self._changed.wait_for(lambda: event_id in self.by_cause)
         return self.by_cause[event_id][0]
+
+    async def wait_total(self, count: int, timeout: float) -> None:
+        """Until `count` results arrived in all."""
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.messages) >= count)
 
     async def wait_for_site(self, site_id: int, timeout: float = 30) -> ResultEvent:
         """The first result about `site_id` (for events whose id could not be read)."""
@@ -367,6 +374,15 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_REPLAY_AMQP_URL": f"amqp://director:director@127.0.0.1:5672/{vhost}",
         "ORCHESTRATOR_SITES_ROOT": str(sites_root),
         "ORCHESTRATOR_CONVERGE_TIMEOUT_SECONDS": "45",
+        # Fast health checks: a task answers within ~3 s, a silent one is found out within ~12 s.
+        "ORCHESTRATOR_HEALTH_INTERVAL_SECONDS": "1",
+        "ORCHESTRATOR_HEALTH_START_PERIOD_SECONDS": "10",
+        "ORCHESTRATOR_HEALTH_RETRIES": "2",
+        "ORCHESTRATOR_STABLE_SECONDS": "2",
+        "ORCHESTRATOR_DRAIN_SECONDS": "2",
+        "ORCHESTRATOR_DOMAIN_WAIT_SECONDS": "3",
+        "ORCHESTRATOR_TRAEFIK_URL": TRAEFIK,
+        "ORCHESTRATOR_TRAEFIK_API_URL": TRAEFIK_API,
         "ORCHESTRATOR_RETRY_BUDGET_SECONDS": "2",
         "ORCHESTRATOR_RETRY_DELAY_SECONDS": "2",
         "ORCHESTRATOR_MAX_ATTEMPTS": "2",

@@ -13,6 +13,7 @@ import json
 import random
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -32,7 +33,7 @@ from scenario import (
     stop_dockerd,
     summary,
 )
-from support import Director, OrchestratorProcess, Results, eventually, site_event
+from support import Director, OrchestratorProcess, Results, eventually, site_event, write_site
 
 pytestmark = pytest.mark.faults
 
@@ -210,9 +211,11 @@ async def test_a_thousand_poison_messages_are_dead_lettered_and_nothing_else_is_
 
 
 async def test_sigterm_finishes_in_flight_work_and_exits_zero(
-    fault_orchestrator: OrchestratorProcess, fault_director: Director, fault_results: Results
+    fault_orchestrator: OrchestratorProcess, fault_director: Director, fault_results: Results, fault_root: Path
 ) -> None:
-    event = site_event("site.created", next(_site_ids), 1, serving=True)
+    site_id = next(_site_ids)
+    write_site(fault_root, site_id, page="finished before exiting")
+    event = site_event("site.created", site_id, 1, serving=True)
     await publish_reliably(fault_director, event)
     await asyncio.sleep(0.5)  # received, still converging
 

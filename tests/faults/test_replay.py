@@ -6,12 +6,22 @@ import asyncio
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 from scenario import publish_reliably, start_stack, stop_dockerd
-from support import ROOT, Director, OrchestratorProcess, Results, eventually, fresh_site_id, site_event
+from support import (
+    ROOT,
+    Director,
+    OrchestratorProcess,
+    Results,
+    eventually,
+    fresh_site_id,
+    site_event,
+    write_site,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -41,8 +51,11 @@ async def test_events_dead_lettered_during_a_docker_outage_replay_exactly_once(
     fault_director: Director,
     fault_results: Results,
     fault_api: docker.APIClient,
+    fault_root: Path,
 ) -> None:
     site_ids = [fresh_site_id() + 800 for _ in range(5)]  # 98xx: clear of the other fault tests
+    for site_id in site_ids:
+        write_site(fault_root, site_id, page=f"replayed {site_id}")
     events = [site_event("site.created", s, 1, serving=True) for s in site_ids]
     await asyncio.to_thread(stop_dockerd)
     try:

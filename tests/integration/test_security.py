@@ -182,6 +182,7 @@ async def test_hostile_domains_are_refused_and_the_consumer_keeps_deploying(
     results: Results,
     admin: AbstractRobustConnection,
     api: docker.APIClient,
+    sites_root: Path,
     cleanup: Cleanup,
 ) -> None:
     """Every domain that could smuggle a Traefik rule (or is refused by policy) fails the event
@@ -194,6 +195,7 @@ async def test_hostile_domains_are_refused_and_the_consumer_keeps_deploying(
         event = site_event("site.created", site_id, 1, domains=domains)
         published[site_id] = event["event_id"]
         await director.publish(event)
+    write_site(sites_root, GOOD_AFTER_CORPUS, page="good after the corpus")
     good = site_event("site.created", GOOD_AFTER_CORPUS, 1, domains=[domain(GOOD_AFTER_CORPUS)])
     await director.publish(good)
 
@@ -557,7 +559,11 @@ async def test_a_dynamic_site_runs_hardened(
     assert container["ReadOnly"] is True
     assert container["Init"] is True
     assert container["CapabilityDrop"] == ["ALL"]
-    assert container["CapabilityAdd"] == list(settings.cap_add)
+    assert container.get("CapabilityAdd") is None and settings.cap_add == []
+    uid = settings.site_uid_base + site_id
+    assert container["User"] == f"{uid}:{uid}"
+    assert task["Resources"]["Limits"]["Pids"] == settings.pids_limit
+    assert container["Healthcheck"]["Test"][0] == "CMD-SHELL"
     assert not container.get("Privileges"), container.get("Privileges")
     assert not container.get("Sysctls"), container.get("Sysctls")
     mounts = container["Mounts"]
@@ -583,23 +589,32 @@ async def test_a_dynamic_site_runs_hardened(
     assert host["CapDrop"] == ["ALL"]
     assert host["NetworkMode"] != "host" and host["PidMode"] != "host" and host.get("IpcMode") != "host"
     assert host["NanoCpus"] == limits["NanoCPUs"] and host["Memory"] == limits["MemoryBytes"]
+    assert host["PidsLimit"] == settings.pids_limit
+    top = api.top(running[0]["Id"], ps_args="-o pid,uid,comm")
+    uids = {int(process[top["Titles"].index("UID")]) for process in top["Processes"]}
+    assert uids == {uid}, top  # no process of the site runs as root
 
 
 async def test_resource_requests_above_the_ceilings_are_clamped(
-    director: Director, results: Results, api: docker.APIClient, cleanup: Cleanup
+    director: Director, results: Results, api: docker.APIClient, sites_root: Path, cleanup: Cleanup
 ) -> None:
     """Documented behaviour (policy.clamp_resources): a request above the operator's ceilings
     (ORCHESTRATOR_MAX_CPUS, ORCHESTRATOR_MAX_MEMORY) is deployed with the ceilings, not refused."""
     site_id = 9541
     cleanup.site(site_id)
     settings = Settings()
+    write_site(sites_root, site_id, page="clamped")
     event = site_event("site.created", site_id, 1, resources={"cpus": 64, "memory": "100Gi"})
     await director.publish(event)
     result = await results.wait_for(event["event_id"])
 
     assert result.type == "site.deployed", result
     limits = service(api, name(site_id))["Spec"]["TaskTemplate"]["Resources"]["Limits"]  # type: ignore[index]
-    assert limits == {"NanoCPUs": round(settings.max_cpus * 1e9), "MemoryBytes": memory_bytes(settings.max_memory)}
+    assert limits == {
+        "NanoCPUs": round(settings.max_cpus * 1e9),
+        "MemoryBytes": memory_bytes(settings.max_memory),
+        "Pids": settings.pids_limit,
+    }
 
 
 # --- 6. env safety ---------------------------------------------------------------------------
@@ -660,10 +675,12 @@ async def test_secret_env_value_of_a_valid_site_stays_out_of_results_and_logs(
     results: Results,
     orchestrator: OrchestratorProcess,
     api: docker.APIClient,
+    sites_root: Path,
     cleanup: Cleanup,
 ) -> None:
     site_id = 9543
     cleanup.site(site_id)
+    write_site(sites_root, site_id, page="secret keeper")
     event = site_event("site.created", site_id, 1, env={"API_TOKEN": SECRET})
     await director.publish(event)
     result = await results.wait_for(event["event_id"])

@@ -46,17 +46,25 @@ async def test_created_dynamic_site_is_served_through_traefik(
     assert {"PORT=80", "HOST=0.0.0.0"} <= set(container["Env"])
 
 
-async def test_new_site_gets_its_directories_and_runs_without_run_sh(
-    director: Director, results: Results, sites_root: Path, site_id: int
+async def test_a_new_site_without_run_sh_is_kept_idle_says_so_and_starts_once_run_sh_is_added(
+    director: Director, results: Results, sites_root: Path, api: docker.APIClient, site_id: int
 ) -> None:
-    event = site_event("site.created", site_id, 1)
+    host = f"idle{site_id}.example.com"
+    event = site_event("site.created", site_id, 1, domains=[host])
 
     await director.publish(event)
     result = await results.wait_for(event["event_id"])
 
-    assert result.type == "site.deployed", result
+    assert result.type == "site.failed" and result.error is not None, result
+    assert (result.error.code, result.error.retryable) == ("no_run_script", False)
+    assert "idle" in result.error.message and result.applied_version == 1
     site_dir = sites_root / f"site_{site_id:04d}"
     assert (site_dir / "public").is_dir() and (site_dir / "private").is_dir()
+    assert site_dir.stat().st_uid == 100_000 + site_id  # the site's own user
+    assert service(api, f"site_{site_id:04d}")["Spec"]["Mode"]["Replicated"]["Replicas"] == 1  # type: ignore[index]
+
+    write_site(sites_root, site_id, page=f"started later {site_id}")
+    await served(host, f"started later {site_id}", timeout=30)
 
 
 async def test_static_site_is_served_by_nginx(
@@ -112,8 +120,9 @@ async def test_not_serving_scales_to_zero_and_still_reports_deployed(
 
 
 async def test_resources_change_shows_in_the_service_limits(
-    director: Director, results: Results, api: docker.APIClient, site_id: int
+    director: Director, results: Results, sites_root: Path, api: docker.APIClient, site_id: int
 ) -> None:
+    write_site(sites_root, site_id, page="resources")
     first = site_event("site.created", site_id, 1, resources={"cpus": 0.25, "memory": "64Mi"})
     await director.publish(first)
     assert (await results.wait_for(first["event_id"])).type == "site.deployed"
@@ -123,7 +132,7 @@ async def test_resources_change_shows_in_the_service_limits(
     assert (await results.wait_for(second["event_id"])).type == "site.deployed"
 
     limits = service(api, f"site_{site_id:04d}")["Spec"]["TaskTemplate"]["Resources"]["Limits"]  # type: ignore[index]
-    assert limits == {"NanoCPUs": 500_000_000, "MemoryBytes": 128 * 2**20}
+    assert limits == {"NanoCPUs": 500_000_000, "MemoryBytes": 128 * 2**20, "Pids": 512}
 
 
 async def test_deleted_site_is_gone_and_its_files_are_in_the_trash(
@@ -157,39 +166,12 @@ async def test_deleting_a_site_that_never_existed_succeeds(director: Director, r
     assert (await results.wait_for(event["event_id"])).type == "site.removed"
 
 
-async def test_an_image_that_cannot_run_fails_within_the_timeout(
-    director: Director, results: Results, site_id: int
-) -> None:
-    event = site_event("site.created", site_id, 1, image={"name": "no-such-image:1.0", "custom": True})
-
-    await director.publish(event)
-    result = await results.wait_for(event["event_id"], timeout=60)
-
-    assert result.type == "site.failed" and result.error is not None
-    assert result.error.code in ("service_failed", "converge_timeout"), result.error
-    assert "no-such-image" in result.error.message
-
-
-async def test_an_update_to_an_image_that_cannot_run_fails_and_keeps_the_site_serving(
-    director: Director, results: Results, sites_root: Path, api: docker.APIClient, site_id: int
-) -> None:
-    host = f"keep{site_id}.example.com"
-    write_site(sites_root, site_id, page="still serving v1")
-    created = site_event("site.created", site_id, 1, domains=[host])
-    await director.publish(created)
-    assert (await results.wait_for(created["event_id"])).type == "site.deployed"
-
-    broken = site_event("site.updated", site_id, 2, domains=[host], image={"name": "no-such-image:2", "custom": True})
-    await director.publish(broken)
-    result = await results.wait_for(broken["event_id"], timeout=90)
-
-    assert result.type == "site.failed" and result.error is not None, result
-    assert result.error.code in ("service_failed", "converge_timeout"), result.error
-    await served(host, "still serving v1")  # start-first: the old task kept serving
-
-
 async def test_invalid_messages_are_dead_lettered_and_the_consumer_keeps_serving(
-    director: Director, results: Results, admin: aio_pika.abc.AbstractRobustConnection, site_id: int
+    director: Director,
+    results: Results,
+    admin: aio_pika.abc.AbstractRobustConnection,
+    sites_root: Path,
+    site_id: int,
 ) -> None:
     await drain_dead_letters(admin)
     bad_host = fresh_site_id()
@@ -203,6 +185,7 @@ async def test_invalid_messages_are_dead_lettered_and_the_consumer_keeps_serving
     await director.publish(site_event("site.created", spaced_host, 1, domains=["two words.example.com"]))
     mismatch = site_event("site.created", fresh_site_id(), 1)
     await director.publish(mismatch, routing_key="site.updated")
+    write_site(sites_root, site_id, page="good")
     good = site_event("site.created", site_id, 1)
     await director.publish(good)
 
@@ -221,8 +204,9 @@ async def test_invalid_messages_are_dead_lettered_and_the_consumer_keeps_serving
 
 
 async def test_the_same_event_twice_leaves_one_service_with_the_same_spec(
-    director: Director, results: Results, api: docker.APIClient, site_id: int
+    director: Director, results: Results, sites_root: Path, api: docker.APIClient, site_id: int
 ) -> None:
+    write_site(sites_root, site_id, page="twice")
     event = site_event("site.created", site_id, 1)
     await director.publish(event)
     assert (await results.wait_for(event["event_id"])).type == "site.deployed"
@@ -254,9 +238,10 @@ async def test_every_handled_event_logs_one_structured_line(orchestrator: Orches
 
 
 async def test_a_burst_of_events_for_one_site_does_not_hold_up_another_site(
-    director: Director, results: Results, site_id: int
+    director: Director, results: Results, sites_root: Path, site_id: int
 ) -> None:
     busy, other = site_id, fresh_site_id()
+    write_site(sites_root, busy, page="busy")
     burst = [
         site_event("site.created" if v == 1 else "site.updated", busy, v, resources={"cpus": 0.1 + v / 100})
         for v in range(1, 13)  # each version changes the task: a rolling update to wait for

@@ -1,15 +1,21 @@
-"""In-memory stand-ins for our own adapters (the swarm, the site directories), so the handlers'
-decisions get fast unit tests. They keep a journal of calls to check order and counts."""
+"""In-memory stand-ins for our own adapters (the swarm, the site directories, Traefik's routes),
+so the handlers' decisions get fast unit tests. They keep a journal of calls to check order and
+counts."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from orchestrator.errors import DockerConflict, OrchestratorError, UnsafePath
-from orchestrator.ports import Deployed
-from orchestrator.spec import MANAGED_BY, MANAGER, ServiceSpec
+from orchestrator.errors import DockerConflict, NotRouted, OrchestratorError, UnsafePath
+from orchestrator.events import Probe
+from orchestrator.ports import Deployed, Rollout
+from orchestrator.rollout import Broken, Ready
+from orchestrator.spec import ServiceSpec
+
+SERVER = "http://10.0.1.2:80"
 
 
 @dataclass
@@ -18,24 +24,34 @@ class FakeSwarm:
     specs: dict[str, ServiceSpec] = field(default_factory=dict)
     tombstones: dict[int, int] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
-    # What the next wait_converged raises (a broken site), once.
+    rollouts: list[Rollout] = field(default_factory=list)
+    # Names whose tasks answer (a converge succeeded since the last change).
+    answering: set[str] = field(default_factory=set)
+    # What the next converge reports instead of Ready (a broken site), once.
+    broken: Broken | None = None
     converge_error: OrchestratorError | None = None
+    logs: str = ""
     # Conflicts to raise from the next updates ("update out of sequence").
     conflicts: int = 0
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     async def get(self, name: str) -> Deployed | None:
         self.calls.append(f"get {name}")
-        return self.services.get(name)
+        found = self.services.get(name)
+        if found is None:
+            return None
+        running = found.replicas if name in self.answering else 0
+        return replace(found, running=running, update_state="completed")
 
-    async def managed(self) -> list[Deployed]:
-        self.calls.append("managed")
-        return [s for s in self.services.values() if s.labels.get(MANAGED_BY) == MANAGER]
+    async def claimants(self, label_keys: Sequence[str]) -> list[Deployed]:
+        self.calls.append("claimants")
+        return [s for s in self.services.values() if set(label_keys) & set(s.labels)]
 
     async def create(self, spec: ServiceSpec) -> Deployed:
         self.calls.append(f"create {spec.name}")
         deployed = Deployed(f"id{next(self._ids)}", spec.name, 1, dict(spec.labels), spec.replicas)
         self.services[spec.name], self.specs[spec.name] = deployed, spec
+        self.answering.discard(spec.name)
         return deployed
 
     async def update(self, current: Deployed, spec: ServiceSpec) -> Deployed:
@@ -44,18 +60,35 @@ class FakeSwarm:
             self.conflicts -= 1
             raise DockerConflict("update out of sequence")
         deployed = replace(current, index=current.index + 1, labels=dict(spec.labels), replicas=spec.replicas)
+        deployed = replace(deployed, running=None, update_state=None)
         self.services[spec.name], self.specs[spec.name] = deployed, spec
+        self.answering.discard(spec.name)
         return deployed
+
+    async def restart(self, current: Deployed) -> Deployed:
+        self.calls.append(f"restart {current.name}")
+        self.answering.discard(current.name)
+        return replace(self.services[current.name], running=None, update_state=None)
 
     async def remove(self, service: Deployed) -> None:
         self.calls.append(f"remove {service.name}")
         self.services.pop(service.name, None)
 
-    async def wait_converged(self, service: Deployed, replicas: int, since: float, timeout: float) -> None:
-        self.calls.append(f"wait_converged {service.name}")
+    async def converge(self, service: Deployed, rollout: Rollout) -> Ready | Broken:
+        self.calls.append(f"converge {service.name}")
+        self.rollouts.append(rollout)
         error, self.converge_error = self.converge_error, None
         if error is not None:
             raise error
+        broken, self.broken = self.broken, None
+        if broken is not None:
+            return broken
+        self.answering.add(service.name)
+        return Ready((SERVER,) if rollout.replicas else ())
+
+    async def last_logs(self, container_id: str, lines: int) -> str:
+        self.calls.append(f"last_logs {container_id}")
+        return self.logs
 
     async def wait_gone(self, service: Deployed, timeout: float) -> None:
         self.calls.append(f"wait_gone {service.name}")
@@ -75,7 +108,8 @@ class FakeSwarm:
 @dataclass
 class FakeSiteDirs:
     root: PurePosixPath = field(default_factory=lambda: PurePosixPath("/srv/director/sites"))
-    existing: set[str] = field(default_factory=set)
+    existing: dict[str, int] = field(default_factory=dict)  # name -> owner
+    with_run_script: set[str] = field(default_factory=set)
     trashed: list[str] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     # A site whose directory was replaced by a link: every operation on it is refused.
@@ -88,21 +122,37 @@ class FakeSiteDirs:
         self.calls.append(f"check {name}")
         self._refuse_unsafe(name)
 
-    async def ensure(self, name: str) -> Path:
+    async def ensure(self, name: str, owner: int) -> Path:
         self.calls.append(f"ensure {name}")
         self._refuse_unsafe(name)
-        self.existing.add(name)
+        self.existing[name] = owner
         return self.path(name)
+
+    async def has_run_script(self, name: str) -> bool:
+        return name in self.with_run_script
 
     async def trash(self, name: str, tag: str) -> Path | None:
         self.calls.append(f"trash {name}")
         self._refuse_unsafe(name)
-        if name not in self.existing:
+        if self.existing.pop(name, None) is None:
             return None
-        self.existing.discard(name)
         self.trashed.append(name)
         return Path(self.root / ".trash" / f"{name}-{tag}")
 
     def _refuse_unsafe(self, name: str) -> None:
         if name in self.unsafe:
             raise UnsafePath(f"{name} is not a real directory")
+
+
+@dataclass
+class FakeRoutes:
+    """Traefik that serves every site at once, unless told it does not serve some."""
+
+    unrouted: set[str] = field(default_factory=set)
+    verified: list[tuple[str, str, tuple[str, ...] | None]] = field(default_factory=list)
+
+    async def verify(self, name: str, host: str, servers: Sequence[str] | None, timeout: float) -> Probe:
+        self.verified.append((name, host, tuple(servers) if servers is not None else None))
+        if name in self.unrouted:
+            raise NotRouted(f"{host} was not served by {name}")
+        return Probe(url="http://traefik", host=host, status=200, duration_ms=1.0)

@@ -3,18 +3,30 @@ policy refusals and the order of a delete. No broker, no Docker."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fakes import FakeSiteDirs, FakeSwarm
+from fakes import SERVER, FakeRoutes, FakeSiteDirs, FakeSwarm
 
 from orchestrator.config import Settings
-from orchestrator.errors import DomainConflict, ImageNotAllowed, ServiceFailed, UnsafePath
+from orchestrator.errors import (
+    DomainConflict,
+    ErrorCode,
+    ImageNotAllowed,
+    NotRouted,
+    ServiceFailed,
+    SiteNotServing,
+    UnsafePath,
+)
 from orchestrator.events import InboundEvent, SiteCreated, SiteDeleted, SiteUpdated
 from orchestrator.handlers import Context, dispatch
+from orchestrator.rollout import Broken
 
 NAME = "site_0001"
 
@@ -26,12 +38,22 @@ def swarm() -> FakeSwarm:
 
 @pytest.fixture
 def dirs() -> FakeSiteDirs:
-    return FakeSiteDirs()
+    return FakeSiteDirs(with_run_script={NAME, "site_0002", "site_0003"})
 
 
 @pytest.fixture
-def ctx(settings: Settings, swarm: FakeSwarm, dirs: FakeSiteDirs) -> Context:
-    return Context(settings=settings, swarm=swarm, sitedirs=dirs)
+def routes() -> FakeRoutes:
+    return FakeRoutes()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(domain_wait_seconds=0.3, allow_wildcard_domains=True)
+
+
+@pytest.fixture
+def ctx(settings: Settings, swarm: FakeSwarm, dirs: FakeSiteDirs, routes: FakeRoutes) -> Context:
+    return Context(settings=settings, swarm=swarm, sitedirs=dirs, routes=routes)
 
 
 @pytest.fixture
@@ -61,12 +83,12 @@ async def test_a_created_site_gets_its_directory_and_a_service(
 
     assert result.type == "site.deployed" and result.applied_version == 1
     assert result.service is not None and result.service.name == NAME
-    assert NAME in swarm.services and NAME in dirs.existing
-    assert swarm.calls.index(f"create {NAME}") < swarm.calls.index(f"wait_converged {NAME}")
+    assert NAME in swarm.services and dirs.existing[NAME] == 100_001  # owned by the site's own uid
+    assert swarm.calls.index(f"create {NAME}") < swarm.calls.index(f"converge {NAME}")
 
 
-async def test_a_redelivered_event_changes_nothing(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+async def test_a_redelivered_event_of_an_answering_site_costs_one_docker_call(
+    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
 ) -> None:
     event = upsert(1, "site.created")
     await dispatch(event, ctx)
@@ -74,8 +96,9 @@ async def test_a_redelivered_event_changes_nothing(
 
     result = await dispatch(event, ctx)
 
-    assert result.type == "site.deployed"
-    assert not [c for c in swarm.calls if c.startswith(("create", "update"))], swarm.calls
+    assert result.type == "site.deployed" and result.probe is not None
+    assert swarm.calls == [f"get {NAME}"]
+    assert routes.verified[-1] == (NAME, "a.example.com", None)  # still answered through Traefik
 
 
 async def test_an_update_with_a_new_spec_updates_the_service(
@@ -154,10 +177,79 @@ async def test_a_domain_routed_to_another_site_is_a_conflict_and_nothing_is_crea
 ) -> None:
     await dispatch(upsert(1, "site.created", id=2, domains=["taken.example.com"]), ctx)
 
-    with pytest.raises(DomainConflict, match=r"taken\.example\.com"):
+    started = time.monotonic()
+    with pytest.raises(DomainConflict, match=r"taken\.example\.com already routed to site_0002") as info:
         await dispatch(upsert(1, "site.created", domains=["TAKEN.example.com"]), ctx)
 
+    assert time.monotonic() - started < ctx.settings.domain_wait_seconds + 1  # seconds, not minutes
+    assert info.value.retryable and info.value.dead_letter
     assert NAME not in swarm.services and NAME not in dirs.existing
+
+
+@pytest.mark.parametrize(
+    ("held", "claimed"),
+    [
+        (["alice.school.example"], ["*.school.example"]),
+        (["*.school.example"], ["alice.school.example"]),
+        (["alice.school.example"], ["*.alice.school.example"]),
+        (["*.alice.school.example"], ["*.school.example"]),
+        (["school.example"], ["*.school.example"]),
+        (["deep.alice.school.example"], ["*.school.example"]),
+    ],
+)
+async def test_a_wildcard_overlapping_another_sites_domain_is_a_conflict(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent], held: list[str], claimed: list[str]
+) -> None:
+    await dispatch(upsert(1, "site.created", id=2, domains=held), ctx)
+
+    with pytest.raises(DomainConflict, match="site_0002"):
+        await dispatch(upsert(1, "site.created", domains=claimed), ctx)
+
+    assert NAME not in swarm.services
+
+
+async def test_siblings_of_a_wildcard_zone_elsewhere_are_no_conflict(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+) -> None:
+    await dispatch(upsert(1, "site.created", id=2, domains=["*.alice.school.example"]), ctx)
+
+    result = await dispatch(upsert(1, "site.created", domains=["bob.school.example", "*.carol.school.example"]), ctx)
+
+    assert result.type == "site.deployed"
+
+
+async def test_a_domain_let_go_while_the_claim_waits_is_taken_over(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+) -> None:
+    """Director moves a domain from site 2 to site 1; the claim arrives first and waits briefly."""
+    ctx = replace(ctx, settings=ctx.settings.model_copy(update={"domain_wait_seconds": 5.0}))
+    await dispatch(upsert(1, "site.created", id=2, domains=["moving.example.com"]), ctx)
+
+    claim = asyncio.create_task(dispatch(upsert(1, "site.created", domains=["moving.example.com"]), ctx))
+    await asyncio.sleep(0.1)
+    assert not claim.done()
+    started = time.monotonic()
+    await dispatch(upsert(2, id=2, domains=["elsewhere.example.com"]), ctx)
+    result = await claim
+
+    assert result.type == "site.deployed"
+    assert time.monotonic() - started < 0.5  # woken by the release, not by the timeout
+    assert swarm.services[NAME].domains == ("moving.example.com",)
+
+
+async def test_a_waiting_claim_does_not_hold_up_other_sites(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+) -> None:
+    ctx = replace(ctx, settings=ctx.settings.model_copy(update={"domain_wait_seconds": 2.0}))
+    await dispatch(upsert(1, "site.created", id=2, domains=["taken.example.com"]), ctx)
+    claim = asyncio.create_task(dispatch(upsert(1, "site.created", domains=["taken.example.com"]), ctx))
+    await asyncio.sleep(0.05)
+
+    other = await asyncio.wait_for(dispatch(upsert(1, "site.created", id=3, domains=["free.example.com"]), ctx), 1)
+
+    assert other.type == "site.deployed" and not claim.done()
+    with pytest.raises(DomainConflict):
+        await claim
 
 
 async def test_policy_refuses_before_anything_is_created(
@@ -193,10 +285,94 @@ async def test_an_update_out_of_sequence_is_reloaded_and_retried(
     assert swarm.calls.count(f"update {NAME}") == 3
 
 
-async def test_a_service_that_does_not_converge_fails_the_event(
+async def test_a_service_that_fails_for_no_reason_of_the_site_is_dead_lettered(
     ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
 ) -> None:
-    swarm.converge_error = ServiceFailed("site_0001 did not start: no such image")
+    swarm.broken = Broken(ErrorCode.SERVICE_FAILED, "the task failed: invalid mount config")
 
-    with pytest.raises(ServiceFailed, match="no such image"):
+    with pytest.raises(ServiceFailed, match="invalid mount config") as info:
         await dispatch(upsert(1, "site.created"), ctx)
+
+    assert info.value.dead_letter
+
+
+async def test_a_deployed_site_was_verified_through_traefik_at_its_current_tasks(
+    ctx: Context, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+) -> None:
+    result = await dispatch(upsert(1, "site.created", domains=["*.wild.example.com", "b.example.com"]), ctx)
+
+    assert result.probe is not None and result.probe.status == 200
+    assert routes.verified == [(NAME, "b.example.com", (SERVER,))]
+
+
+async def test_a_site_traefik_does_not_serve_fails_as_not_routed(
+    ctx: Context, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+) -> None:
+    routes.unrouted.add(NAME)
+
+    with pytest.raises(NotRouted) as info:
+        await dispatch(upsert(1, "site.created"), ctx)
+
+    assert info.value.code is ErrorCode.NOT_ROUTED
+
+
+async def test_a_site_that_is_not_serving_needs_no_probe(
+    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+) -> None:
+    result = await dispatch(upsert(1, "site.created", serving=False), ctx)
+
+    assert result.type == "site.deployed" and result.probe is None and result.service is not None
+    assert result.service.replicas == 0 and swarm.rollouts[-1].replicas == 0
+    assert routes.verified == []
+
+
+async def test_a_dynamic_site_without_run_sh_is_kept_idle_and_says_so(
+    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+) -> None:
+    dirs.with_run_script.clear()
+
+    with pytest.raises(SiteNotServing) as info:
+        await dispatch(upsert(3, "site.created"), ctx)
+
+    error = info.value
+    assert error.code is ErrorCode.NO_RUN_SCRIPT and "idle" in error.message
+    assert not error.dead_letter and error.applied_version == 3
+    assert NAME in swarm.services  # kept, so the site starts once its owner adds run.sh
+    assert swarm.rollouts[-1].runs_site_script is False  # an idle task is healthy, not failing
+    assert routes.verified == []
+
+
+async def test_a_static_site_needs_no_run_sh(
+    ctx: Context, dirs: FakeSiteDirs, upsert: Callable[..., InboundEvent]
+) -> None:
+    dirs.with_run_script.clear()
+
+    assert (await dispatch(upsert(1, "site.created", kind="static"), ctx)).type == "site.deployed"
+
+
+async def test_a_crashing_run_sh_fails_with_its_last_log_lines_and_no_env_value(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+) -> None:
+    swarm.broken = Broken(ErrorCode.RUN_SCRIPT_FAILED, "run.sh exited with status 1", container_id="c1")
+    swarm.logs = "connecting with s3cr3t-token\nTraceback: boom\n"
+
+    with pytest.raises(SiteNotServing) as info:
+        await dispatch(upsert(1, "site.created", env={"API_TOKEN": "s3cr3t-token"}), ctx)
+
+    error = info.value
+    assert error.code is ErrorCode.RUN_SCRIPT_FAILED and not error.dead_letter
+    assert "Traceback: boom" in error.message and "connecting with ***" in error.message
+    assert "s3cr3t-token" not in error.message
+
+
+async def test_a_failed_update_that_was_rolled_back_reports_the_version_still_serving(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+) -> None:
+    await dispatch(upsert(1, "site.created"), ctx)
+    swarm.broken = Broken(ErrorCode.NOT_LISTENING, "rolled back: nothing answered", rolled_back=True)
+
+    with pytest.raises(SiteNotServing) as info:
+        await dispatch(upsert(2, domains=["a.example.com"], env={"X": "y"}), ctx)
+
+    error = info.value
+    assert error.rolled_back and error.applied_version == 1 and error.code is ErrorCode.NOT_LISTENING

@@ -94,8 +94,9 @@ def test_allow_list_is_a_setting(site_data: SiteData) -> None:
 def test_static_site_runs_nginx_serving_the_public_dir(site_data: SiteData) -> None:
     spec = build(site_data(kind="static", env={"SECRET": "x"}))
     assert spec.image == "nginx:latest"
-    assert spec.command is not None and "exec nginx -c /tmp/nginx.conf" in spec.command[-1]
-    assert list(spec.env) == ["NGINX_CONF"]  # the site's env is for dynamic sites only
+    assert spec.command is not None and "supervise nginx -e stderr -c /tmp/nginx.conf" in spec.command[-1]
+    assert "SECRET" not in spec.env  # the site's env is for dynamic sites only
+    assert spec.env["PORT"] == "80"  # for the health probe
     assert "root /site/public;" in spec.env["NGINX_CONF"]
     assert "listen 80 default_server;" in spec.env["NGINX_CONF"]
 
@@ -135,8 +136,9 @@ def test_dynamic_site_command_searches_run_sh_in_order(site_data: SiteData) -> N
 def test_dynamic_site_command_says_so_when_there_is_no_run_sh(site_data: SiteData) -> None:
     script = build(site_data()).command[2]  # type: ignore[index]
     assert "no run.sh in /site, /site/private or /site/public" in script
-    # It keeps the task alive instead of crash-looping, so an empty new site still deploys.
-    assert "exec sleep" in script
+    # It keeps the task alive (and healthy) instead of crash-looping, so an empty new site still
+    # deploys, and starts the site once run.sh appears.
+    assert "idle until one is added" in script and "while" in script
 
 
 def test_dynamic_site_environment(site_data: SiteData) -> None:
@@ -207,7 +209,8 @@ def test_delays_are_in_nanoseconds(site_data: SiteData) -> None:
     assert spec.update_delay_ns == 1_500_000_000
     assert spec.update_monitor_ns == 2_000_000_000
     assert spec.restart_delay_ns == 3_000_000_000
-    assert spec.stop_grace_ns == 10_000_000_000
+    # The drain comes on top of the grace period.
+    assert spec.stop_grace_ns == 10_000_000_000 + round(settings.drain_seconds * 1e9)
 
 
 def test_default_delays_are_whole_seconds_not_nanoseconds(site_data: SiteData, settings: Settings) -> None:
@@ -215,7 +218,7 @@ def test_default_delays_are_whole_seconds_not_nanoseconds(site_data: SiteData, s
     assert spec.update_delay_ns == settings.update_delay_seconds * 1e9
     assert spec.restart_delay_ns == settings.restart_delay_seconds * 1e9
     assert spec.update_monitor_ns == settings.update_monitor_seconds * 1e9
-    assert spec.stop_grace_ns == settings.stop_grace_seconds * 1e9
+    assert spec.stop_grace_ns == (settings.stop_grace_seconds + settings.drain_seconds) * 1e9
     # Swarm reads these as nanoseconds: a value like 1 or 2 would mean "no delay at all".
     assert spec.update_delay_ns >= 1_000_000
     assert spec.restart_delay_ns >= 1_000_000

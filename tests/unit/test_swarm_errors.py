@@ -8,7 +8,8 @@ import docker.errors
 import pytest
 
 from orchestrator.errors import DockerConflict, DockerRejected, TransientError
-from orchestrator.swarm import _map_api_error, _timestamp
+from orchestrator.rollout import timestamp
+from orchestrator.swarm import _map_api_error
 
 
 def api_error(status: int, explanation: str) -> docker.errors.APIError:
@@ -38,5 +39,5 @@ def test_conflicts_are_transient_and_rejections_are_not() -> None:
 
 
 def test_docker_timestamps_with_nanoseconds_parse() -> None:
-    assert _timestamp("2026-01-01T00:00:01.123456789Z") == pytest.approx(1767225601.123456789)
-    assert _timestamp("") == 0.0
+    assert timestamp("2026-01-01T00:00:01.123456789Z") == pytest.approx(1767225601.123456789)
+    assert timestamp("") == 0.0

@@ -43,7 +43,9 @@ _SITE = {
 
 
 def _labels(hosts: list[Hostname]) -> dict[str, str]:
-    return traefik.labels(router="site_0001", hosts=hosts, network="director-sites", port=80, entrypoint="web")
+    return traefik.labels(
+        router="site_0001", hosts=hosts, network="director-sites", port=80, entrypoint="web", priority=1
+    )
 
 
 def test_label_set_for_a_site() -> None:
@@ -52,7 +54,12 @@ def test_label_set_for_a_site() -> None:
         "traefik.enable": "true",
         "traefik.http.routers.site_0001.rule": "Host(`a.example.com`) || Host(`b.example.com`)",
         "traefik.http.routers.site_0001.entrypoints": "web",
+        "traefik.http.routers.site_0001.priority": "1",
         "traefik.http.routers.site_0001.service": "site_0001",
+        "traefik.http.routers.site_0001.middlewares": "site_0001-mark,site_0001-retry",
+        "traefik.http.middlewares.site_0001-mark.headers.customresponseheaders.X-Served-By": "site_0001",
+        "traefik.http.middlewares.site_0001-retry.retry.attempts": "3",
+        "traefik.http.middlewares.site_0001-retry.retry.initialinterval": "50ms",
         "traefik.http.services.site_0001.loadbalancer.server.port": "80",
         "traefik.swarm.network": "director-sites",
     }

@@ -1,0 +1,87 @@
+"""Who may route which host names, in one place (pure).
+
+A claim is a site's host name. A plain name owns itself; a wildcard ``*.S`` owns ``S`` and every
+name under it (Traefik's rule for it matches one label, but what lives under a site's zone is
+that site's). Two claims overlap when they own a name in common; overlapping claims of two sites
+are a conflict, whatever Traefik would rank first.
+
+A claim is recorded on the service as labels, so the swarm itself answers "who holds what"
+with a few label-filtered lookups whose cost does not grow with the number of sites:
+``com.director.host.<claim>`` for each claim, ``com.director.zone.<P>`` for each strict ancestor
+``P`` (of two labels or more) of the claim's base name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+HOST_LABEL = "com.director.host."
+ZONE_LABEL = "com.director.zone."
+
+
+def base(claim: str) -> str:
+    """The name a claim is about: ``S`` for ``*.S``, the name itself otherwise."""
+    return claim[2:] if claim.startswith("*.") else claim
+
+
+def under(name: str, zone: str) -> bool:
+    """`name` lies strictly under `zone` (``a.b.example.com`` under ``example.com``)."""
+    return name.endswith("." + zone)
+
+
+def ancestors(name: str) -> list[str]:
+    """Strict ancestors of two labels or more, nearest first: a.b.example.com -> b.example.com, example.com."""
+    labels = name.split(".")
+    return [".".join(labels[i:]) for i in range(1, len(labels) - 1)]
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Whether claims `a` and `b` own a name in common."""
+    wild_a, wild_b = a.startswith("*."), b.startswith("*.")
+    if not wild_a and not wild_b:
+        return a == b
+    if wild_a and wild_b:
+        s, t = base(a), base(b)
+        return s == t or under(s, t) or under(t, s)
+    zone, name = (base(a), b) if wild_a else (base(b), a)
+    return name == zone or under(name, zone)
+
+
+def claim_labels(claims: Iterable[str]) -> dict[str, str]:
+    """The labels recording `claims` on their service."""
+    labels: dict[str, str] = {}
+    for claim in claims:
+        labels[HOST_LABEL + claim] = ""
+        for zone in ancestors(base(claim)):
+            labels[ZONE_LABEL + zone] = ""
+    return labels
+
+
+def lookup_labels(claim: str) -> list[str]:
+    """Label keys whose holders are every service with a claim overlapping `claim` (a superset:
+    check each holder's claims with `overlaps`)."""
+    name = base(claim)
+    covering = [HOST_LABEL + "*." + zone for zone in (name, *ancestors(name))]
+    if claim.startswith("*."):
+        return [*covering, HOST_LABEL + name, ZONE_LABEL + name]
+    return [HOST_LABEL + name, *covering]
+
+
+def lock_keys(claims: Iterable[str]) -> tuple[set[str], set[str]]:
+    """(exclusive, shared) lock keys for checking and recording `claims` at once.
+
+    Two overlapping claims always meet on a key that one of them takes exclusively (the base
+    name of the wider one), while siblings (a.example.com, b.example.com) only share their
+    ancestors, so unrelated sites are checked concurrently.
+    """
+    exclusive = {base(claim) for claim in claims}
+    shared = {zone for claim in claims for zone in ancestors(base(claim))} - exclusive
+    return exclusive, shared
+
+
+def reserved_by(claim: str, reserved: Iterable[str]) -> str | None:
+    """The reserved name (reserving itself and everything under it) that `claim` touches, if any."""
+    for name in reserved:
+        if overlaps(claim, "*." + name):
+            return name
+    return None

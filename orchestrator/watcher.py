@@ -1,0 +1,138 @@
+"""One reader of Docker's event stream for the whole process.
+
+It wakes handlers waiting for a service to change (instead of each polling on its own) and feeds
+listeners such as the health monitor. The stream is read in a thread (the SDK blocks); after a
+lost connection (Docker restarting) it reconnects with backoff and resumes from the last event's
+time, so nothing is skipped, and wakes every waiter, since anything may have changed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from orchestrator.logs import fields
+
+log = logging.getLogger("orchestrator.watcher")
+SERVICE_LABEL = "com.docker.swarm.service.id"
+
+
+@dataclass(frozen=True)
+class DockerEvent:
+    type: str  # "service" or "container"
+    action: str  # e.g. "update", "die", "health_status: unhealthy"
+    service_id: str
+    time_ns: int
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+Listener = Callable[[DockerEvent | None], None]  # None: the stream was lost; resynchronise
+
+
+class DockerEvents:
+    def __init__(self, base_url: str, timeout: float) -> None:
+        self._base_url = base_url
+        self._timeout = timeout
+        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._listeners: list[Listener] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stream: Any = None
+        self._stopped = threading.Event()
+        self.connected = threading.Event()
+
+    def listen(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._read, name="docker-events", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with contextlib.suppress(Exception):
+            if self._stream is not None:
+                self._stream.close()
+
+    async def changed(self, service_id: str, timeout: float) -> bool:
+        """Wait until something happens to the service (True) or `timeout` passes (False)."""
+        woken = asyncio.Event()
+        self._waiters[service_id].add(woken)
+        try:
+            async with asyncio.timeout(timeout):
+                await woken.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiting = self._waiters[service_id]
+            waiting.discard(woken)
+            if not waiting:
+                del self._waiters[service_id]
+
+    # --- the reader thread ----------------------------------------------------------------------
+
+    def _read(self) -> None:
+        since: float | None = None
+        pause = 0.5
+        while not self._stopped.is_set():
+            try:
+                api = docker.APIClient(base_url=self._base_url, version="auto", timeout=self._timeout)
+                self._stream = api.events(decode=True, since=since, filters={"type": ["service", "container"]})
+                if since is not None:
+                    self._deliver(None)  # events may have been missed while we were away
+                self.connected.set()
+                pause = 0.5
+                for raw in self._stream:
+                    event = _parse(raw)
+                    if event is not None:
+                        since = event.time_ns / 1e9
+                        self._deliver(event)
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+                if self._stopped.is_set():
+                    return
+                log.warning("docker event stream lost; reconnecting", extra=fields(error=str(exc), retry_in=pause))
+            finally:
+                self.connected.clear()
+            if since is None:
+                since = time.time()
+            self._stopped.wait(pause)
+            pause = min(pause * 2, 5.0)
+
+    def _deliver(self, event: DockerEvent | None) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._dispatch, event)
+
+    def _dispatch(self, event: DockerEvent | None) -> None:
+        woken = self._waiters.values() if event is None else [self._waiters.get(event.service_id, set())]
+        for waiters in woken:
+            for waiter in waiters:
+                waiter.set()
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("docker event listener failed")
+
+
+def _parse(raw: dict[str, Any]) -> DockerEvent | None:
+    actor = raw.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    kind = raw.get("Type", "")
+    service_id = actor.get("ID", "") if kind == "service" else attributes.get(SERVICE_LABEL, "")
+    if not service_id:
+        return None  # a container that is not a swarm task
+    return DockerEvent(kind, raw.get("Action", ""), service_id, int(raw.get("timeNano", 0)), dict(attributes))

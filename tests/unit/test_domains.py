@@ -1,0 +1,90 @@
+"""Who may route which host names: overlaps (wildcards included), the labels and lookups that
+find an overlapping claim in the swarm, the lock keys, reserved names and the per-site cap."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orchestrator import domains
+from orchestrator.config import Settings
+from orchestrator.errors import DomainNotAllowed
+from orchestrator.hostnames import parse_hostname
+from orchestrator.policy import check_domains
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("a.example.com", "a.example.com", True),
+        ("a.example.com", "b.example.com", False),
+        ("*.school.example", "alice.school.example", True),
+        ("*.school.example", "deep.alice.school.example", True),
+        ("*.school.example", "school.example", True),
+        ("*.alice.school.example", "alice.school.example", True),
+        ("*.alice.school.example", "bob.school.example", False),
+        ("*.school.example", "*.alice.school.example", True),
+        ("*.alice.school.example", "*.bob.school.example", False),
+        ("*.school.example", "school.example.org", False),
+        ("*.ample.com", "example.com", False),
+    ],
+)
+def test_overlaps(a: str, b: str, expected: bool) -> None:
+    assert domains.overlaps(a, b) is expected
+    assert domains.overlaps(b, a) is expected
+
+
+LABEL = st.from_regex(r"[a-c]{1,2}", fullmatch=True)
+NAME = st.lists(LABEL, min_size=2, max_size=4).map(".".join)
+CLAIM = st.one_of(NAME, NAME.map(lambda n: "*." + n))
+
+
+@given(CLAIM, CLAIM)
+def test_every_overlap_is_found_by_the_lookups_and_meets_on_a_lock(mine: str, theirs: str) -> None:
+    """The swarm lookups for a claim find every service holding an overlapping claim, and two
+    overlapping claims always meet on a key that one of them holds exclusively."""
+    if not domains.overlaps(mine, theirs):
+        return
+    assert set(domains.lookup_labels(mine)) & set(domains.claim_labels([theirs]))
+    mine_exclusive, mine_shared = domains.lock_keys([mine])
+    theirs_exclusive, theirs_shared = domains.lock_keys([theirs])
+    assert mine_exclusive & (theirs_exclusive | theirs_shared) or theirs_exclusive & mine_shared
+
+
+def test_siblings_only_share_their_ancestors() -> None:
+    assert domains.lock_keys(["a.example.com"]) == ({"a.example.com"}, {"example.com"})
+    assert domains.lock_keys(["*.b.example.com"]) == ({"b.example.com"}, {"example.com"})
+
+
+def test_claim_labels_record_hosts_and_their_zones() -> None:
+    assert domains.claim_labels(["a.b.example.com", "*.w.example.org"]) == {
+        "com.director.host.a.b.example.com": "",
+        "com.director.zone.b.example.com": "",
+        "com.director.zone.example.com": "",
+        "com.director.host.*.w.example.org": "",
+        "com.director.zone.example.org": "",
+    }
+
+
+@pytest.mark.parametrize(
+    "claim",
+    ["panel.school.example", "x.panel.school.example", "*.panel.school.example", "*.school.example"],
+)
+def test_reserved_names_and_everything_under_them_are_refused(claim: str) -> None:
+    settings = Settings(reserved_domains=["panel.school.example"], allow_wildcard_domains=True)
+    with pytest.raises(DomainNotAllowed, match="reserved"):
+        check_domains([parse_hostname(claim)], settings)
+
+
+def test_names_beside_a_reserved_one_are_allowed() -> None:
+    settings = Settings(reserved_domains=["panel.school.example"], allow_wildcard_domains=True)
+    check_domains([parse_hostname("alice.school.example"), parse_hostname("*.alice.school.example")], settings)
+
+
+def test_a_site_has_at_most_the_configured_number_of_domains() -> None:
+    settings = Settings(max_domains_per_site=3)
+    hosts = [parse_hostname(f"d{i}.example.com") for i in range(4)]
+    check_domains(hosts[:3], settings)
+    with pytest.raises(DomainNotAllowed, match="at most 3"):
+        check_domains(hosts, settings)
