@@ -235,48 +235,63 @@ async def truth_corpus(director: Director, results: Results, root: Path, first: 
 # --- no-op throughput ------------------------------------------------------------------------------
 
 
+async def publish_all(exchange: aio_pika.abc.AbstractExchange, messages: list[tuple[bytes, str, str]]) -> None:
+    """Publish with confirms pipelined (in flight together), as a busy Director would."""
+    await asyncio.gather(
+        *(
+            exchange.publish(aio_pika.Message(body, message_id=message_id, user_id=user), routing_key)
+            for body, routing_key, message_id, user in ((*m, "director") for m in messages)
+        )
+    )
+
+
 async def noop_orchestrator(director: Director, results: Results, sites: list[int], count: int) -> float:
-    """Redeliveries of each site's applied event: results per second."""
+    """Redeliveries of each site's applied event, published at once: results per second."""
     originals = [site_event("site.created", s, 1, domains=[f"b{s}.bench.example.com"]) for s in sites]
-    bodies = [json.dumps(e).encode() for e in originals]
+    messages = [(json.dumps(e).encode(), "site.created", e["event_id"]) for e in originals]
     before = len(results.messages)
     started = time.monotonic()
-    for i in range(count):
-        event = originals[i % len(originals)]
-        await director.publish(body=bodies[i % len(bodies)], routing_key="site.created", message_id=event["event_id"])
+    await publish_all(director.exchange, [messages[i % len(messages)] for i in range(count)])
     await results.wait_total(before + count, timeout=600)
     return count / (time.monotonic() - started)
 
 
 async def noop_bare(prefetch: int, count: int) -> float:
-    """The least any consumer does: consume, publish a result with confirms, ack."""
+    """The least any consumer does: consume, publish a result with confirms, ack; the same
+    queue types (quorum work queue, durable results queue) and the same way of publishing."""
     async with connected("guest", VHOST) as connection:
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=prefetch)
-        queue = await channel.declare_queue(f"bench.bare.{uuid.uuid4().hex[:6]}", auto_delete=True)
-        out = await channel.declare_exchange("bench.bare.out", aio_pika.ExchangeType.FANOUT, auto_delete=True)
-        sink = await channel.declare_queue(exclusive=True)
-        await sink.bind(out)
+        tag = uuid.uuid4().hex[:6]
+        inbound = await channel.declare_exchange(f"bench.bare.in.{tag}", aio_pika.ExchangeType.TOPIC, auto_delete=True)
+        queue = await channel.declare_queue(f"bench.bare.{tag}", durable=True, arguments={"x-queue-type": "quorum"})
+        await queue.bind(inbound, "#")
+        out = await channel.declare_exchange(f"bench.bare.out.{tag}", aio_pika.ExchangeType.TOPIC, auto_delete=True)
+        sink = await channel.declare_queue(
+            f"bench.bare.results.{tag}", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await sink.bind(out, "#")
         done = asyncio.Event()
         seen = 0
 
         async def handle(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             nonlocal seen
             json.loads(message.body)
-            await out.publish(aio_pika.Message(b'{"type": "site.deployed"}'), "", mandatory=True)
+            result = aio_pika.Message(b'{"type": "site.deployed"}', delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+            await out.publish(result, "site.deployed", mandatory=True)
             await message.ack()
             seen += 1
             if seen == count:
                 done.set()
 
-        publisher = await connection.channel(publisher_confirms=True)
-        body = json.dumps(site_event("site.created", FIRST_SITE, 1)).encode()
-        for _ in range(count):
-            await publisher.default_exchange.publish(aio_pika.Message(body), queue.name)
-        started = time.monotonic()
         await queue.consume(handle)
+        body = json.dumps(site_event("site.created", FIRST_SITE, 1)).encode()
+        publisher = await connection.channel(publisher_confirms=True)
+        exchange = await publisher.get_exchange(inbound.name)
+        started = time.monotonic()
+        await asyncio.gather(*(exchange.publish(aio_pika.Message(body), "site.created") for _ in range(count)))
         await done.wait()
-        return count / (time.monotonic() - started)
+        return count / (time.monotonic() - started)  # the queues go with the bench's vhost
 
 
 # --- redeploy ---------------------------------------------------------------------------------------

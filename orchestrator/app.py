@@ -17,6 +17,7 @@ from orchestrator.settlement import QueuePolicy, Settler
 from orchestrator.sitedirs import SiteDirs
 from orchestrator.siteevents import SiteEvents
 from orchestrator.swarm import Swarm
+from orchestrator.verified import Verified
 from orchestrator.watcher import DockerEvents
 
 log = logging.getLogger("orchestrator")
@@ -41,7 +42,9 @@ async def serve(settings: Settings) -> None:
         return
     events.start()
     sitedirs = SiteDirs(settings.sites_root, settings.trash_dir_name)
-    ctx = Context(settings=settings, swarm=swarm, sitedirs=sitedirs, routes=routes)
+    verified = Verified(settings.reverify_seconds, events.connected)
+    events.listen(verified.on_event)
+    ctx = Context(settings=settings, swarm=swarm, sitedirs=sitedirs, routes=routes, verified=verified)
     connection = await broker.connect(settings.broker_url(), settings, stop)
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)

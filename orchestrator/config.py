@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     # Traefik's API, to check that it routes to exactly the current tasks; empty: not checked.
     traefik_api_url: str = ""
     route_timeout_seconds: float = Field(default=20.0, gt=0)
+    # A redelivered event of a site verified this recently, with nothing happened to its tasks
+    # since (Docker's events say), reuses that check instead of asking Traefik again.
+    reverify_seconds: float = Field(default=30.0, ge=0)
     # Site routers get this fixed priority, so no site can outrank another router (the panel's)
     # by the length of its rule.
     router_priority: int = Field(default=1, ge=1)

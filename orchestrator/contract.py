@@ -18,6 +18,7 @@ from orchestrator.events import (
     ServiceRef,
     SiteCreated,
     SiteDeleted,
+    SiteRestartRequested,
     SiteUpdated,
 )
 
@@ -51,6 +52,9 @@ def _examples() -> dict[str, BaseModel]:
             {**common, "version": 2, "type": "site.updated", "site": {**_SITE, "domains": ["hello.example.com"]}}
         ),
         "site.deleted": SiteDeleted.model_validate({**common, "version": 3, "type": "site.deleted", "site": {"id": 1}}),
+        "site.restart_requested": SiteRestartRequested.model_validate(
+            {**common, "version": 2, "type": "site.restart_requested", "site": {"id": 1}}
+        ),
         "site.deployed": ResultEvent(type="site.deployed", applied_version=1, service=_SERVICE, **result),
         "site.removed": ResultEvent(type="site.removed", **result),
         "site.stale": ResultEvent(type="site.stale", applied_version=4, service=_SERVICE, **result),

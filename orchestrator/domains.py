@@ -85,3 +85,44 @@ def reserved_by(claim: str, reserved: Iterable[str]) -> str | None:
         if overlaps(claim, "*." + name):
             return name
     return None
+
+
+class ClaimIndex:
+    """The swarm's claims in memory: service name -> its claim labels, and label -> holders.
+
+    Answers `lookup_labels` queries without asking Docker, so a conflict check costs the same
+    with ten sites or ten thousand. Filled from the services' own labels (the truth); the owner
+    keeps it current.
+    """
+
+    def __init__(self) -> None:
+        self._by_service: dict[str, frozenset[str]] = {}
+        self._holders: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_service)
+
+    def replace(self, service: str, labels: Iterable[str]) -> None:
+        """Record `service`'s claims from its labels (non-claim labels are ignored)."""
+        self.remove(service)
+        keys = frozenset(k for k in labels if k.startswith((HOST_LABEL, ZONE_LABEL)))
+        if keys:
+            self._by_service[service] = keys
+            for key in keys:
+                self._holders.setdefault(key, set()).add(service)
+
+    def remove(self, service: str) -> None:
+        for key in self._by_service.pop(service, ()):
+            holders = self._holders[key]
+            holders.discard(service)
+            if not holders:
+                del self._holders[key]
+
+    def clear(self) -> None:
+        self._by_service.clear()
+        self._holders.clear()
+
+    def holders(self, label_keys: Iterable[str]) -> dict[str, frozenset[str]]:
+        """Every service holding one of `label_keys`, with all its claim labels."""
+        names = {name for key in label_keys for name in self._holders.get(key, ())}
+        return {name: self._by_service[name] for name in sorted(names)}

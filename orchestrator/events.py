@@ -140,9 +140,17 @@ class SiteDeleted(_Event):
     site: SiteRef
 
 
+class SiteRestartRequested(_Event):
+    """The site's owner asked for a restart: fresh tasks of the same spec, health-gated as a deploy.
+    `version` is the site's current version in Director; the applied version does not change."""
+
+    type: Literal["site.restart_requested"]
+    site: SiteRef
+
+
 SiteUpserted = SiteCreated | SiteUpdated
-InboundEvent = Annotated[SiteCreated | SiteUpdated | SiteDeleted, Field(discriminator="type")]
-INBOUND_TYPES = ("site.created", "site.updated", "site.deleted")
+InboundEvent = Annotated[SiteCreated | SiteUpdated | SiteDeleted | SiteRestartRequested, Field(discriminator="type")]
+INBOUND_TYPES = ("site.created", "site.updated", "site.deleted", "site.restart_requested")
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -167,6 +175,10 @@ class Probe(_Model):
     host: str = Field(description="The Host header sent (one of the site's domains).")
     status: int = Field(description="The HTTP status the site answered with.")
     duration_ms: float = Field(description="How long the answer took.")
+    checked_at: AwareDatetime = Field(
+        default_factory=lambda: datetime.now(UTC),
+        description="When it was checked (a redelivered event may report an earlier check of the same tasks).",
+    )
 
 
 ResultType = Literal["site.deployed", "site.removed", "site.failed", "site.stale"]

@@ -7,15 +7,16 @@ serving site is published only once its tasks answer, steadily, and Traefik serv
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
 
 from orchestrator import retry
 from orchestrator.config import Settings
 from orchestrator.domains import HOST_LABEL, lock_keys, lookup_labels, overlaps
-from orchestrator.errors import DomainConflict, ErrorCode, ServiceFailed, SiteNotServing
+from orchestrator.errors import DomainConflict, ErrorCode, NotFound, ServiceFailed, SiteNotServing
 from orchestrator.events import (
     InboundEvent,
     Probe,
@@ -26,14 +27,17 @@ from orchestrator.events import (
     SiteCreated,
     SiteDeleted,
     SiteKind,
+    SiteRestartRequested,
     SiteUpdated,
     SiteUpserted,
 )
+from orchestrator.hostnames import Hostname, parse_hostname
 from orchestrator.locks import Changes, KeyedLocks
 from orchestrator.ports import Deployed, Rollout, RoutesPort, SiteDirsPort, SwarmPort
 from orchestrator.rollout import Broken
-from orchestrator.spec import FINGERPRINT, ServiceSpec, desired_service, service_name, site_uid
+from orchestrator.spec import FINGERPRINT, RESTARTED_BY, ServiceSpec, desired_service, service_name, site_uid
 from orchestrator.traefik import probe_host
+from orchestrator.verified import Verified
 
 LOG_LINES = 10
 NO_RUN_SCRIPT = (
@@ -52,6 +56,8 @@ class Context:
     claims: KeyedLocks = field(default_factory=KeyedLocks)
     # Notified when a site lets go of a domain, waking claims that wait for it.
     released: Changes = field(default_factory=Changes)
+    # Sites recently seen answering; without an event stream, nothing is remembered.
+    verified: Verified = field(default_factory=lambda: Verified(0, threading.Event()))
 
 
 async def upsert_site(event: SiteUpserted, ctx: Context) -> ResultEvent:
@@ -75,8 +81,36 @@ async def upsert_site(event: SiteUpserted, ctx: Context) -> ResultEvent:
                 deployed = await _apply(spec, site, current, ctx)
             if deleted_at is not None:
                 await swarm.clear_tombstone(site.id)
-    probe = await _confirm(event, spec, deployed, since, current, ctx)
+    probe = await _confirm(deployed, since, site.hostnames, event.version, current, ctx)
     return _result(event, "site.deployed", deployed, event.version, probe)
+
+
+async def restart_site(event: SiteRestartRequested, ctx: Context) -> ResultEvent:
+    """Fresh tasks of the same spec (start-first, health-gated like a deploy); the applied version
+    stays. A redelivered request restarts nothing again."""
+    site_id, swarm = event.site.id, ctx.swarm
+    name = service_name(site_id)
+    async for attempt in retry.on_conflict():
+        with attempt:
+            current = await swarm.get(name)
+            if current is None:
+                deleted_at = await swarm.tombstone(site_id)
+                gone = f" (deleted at version {deleted_at})" if deleted_at is not None else ""
+                raise NotFound(f"{name} does not exist{gone}: nothing to restart")
+            if current.site_version > event.version:
+                return _result(event, "site.stale", current, current.site_version)
+            if current.replicas == 0:
+                note = "the site is not serving (no tasks): nothing to restart"
+                return _result(event, "site.deployed", current, current.site_version, note=note)
+            before, applied = current, current.site_version
+            if current.labels.get(RESTARTED_BY) == str(event.event_id):
+                deployed, since = current, current.updated_at
+            else:
+                since = time.time()
+                deployed = await swarm.restart(current, str(event.event_id))
+    hosts = [parse_hostname(domain) for domain in deployed.domains]
+    probe = await _confirm(deployed, since, hosts, applied, before, ctx)
+    return _result(event, "site.deployed", deployed, applied, probe)
 
 
 async def delete_site(event: SiteDeleted, ctx: Context) -> ResultEvent:
@@ -130,66 +164,64 @@ async def _taken(name: str, site: Site, ctx: Context) -> list[str]:
     """ "<domain> is routed to <service>" for every claim of another site overlapping ours."""
     keys = list(dict.fromkeys(key for host in site.hostnames for key in lookup_labels(host)))
     taken = []
-    for other in await ctx.swarm.claimants(keys):
-        if other.name == name:
+    for other, labels in (await ctx.swarm.claims(keys)).items():
+        if other == name:
             continue
-        theirs = [key[len(HOST_LABEL) :] for key in other.labels if key.startswith(HOST_LABEL)]
+        theirs = [key[len(HOST_LABEL) :] for key in labels if key.startswith(HOST_LABEL)]
         clashes = sorted({mine for mine in site.hostnames for claim in theirs if overlaps(mine, claim)})
         if clashes:
-            taken.append(f"{', '.join(clashes)} already routed to {other.name}")
-    return sorted(taken)
+            taken.append(f"{', '.join(clashes)} already routed to {other}")
+    return taken
 
 
 async def _confirm(
-    event: SiteUpserted, spec: ServiceSpec, deployed: Deployed, since: float, before: Deployed | None, ctx: Context
+    deployed: Deployed, since: float, hosts: Sequence[Hostname], version: int, before: Deployed | None, ctx: Context
 ) -> Probe | None:
     """Wait until the site answers through Traefik (or, not serving, until it is scaled down);
-    raise why it does not."""
-    site, settings = event.site, ctx.settings
-    runs_script = site.kind is SiteKind.DYNAMIC
-    idle = runs_script and spec.replicas > 0 and not await ctx.sitedirs.has_run_script(spec.name)
+    raise why it does not. `before`: the service as it was, which a rollback goes back to."""
+    settings, name = ctx.settings, deployed.name
+    if deployed.settled and (seen := ctx.verified.get(deployed)) is not None:
+        return seen  # nothing happened to its tasks since they were seen answering
+    runs_script = deployed.kind == SiteKind.DYNAMIC
+    idle = runs_script and deployed.replicas > 0 and not await ctx.sitedirs.has_run_script(name)
     servers = None
     if not deployed.settled:
-        rollout = Rollout(since, spec.replicas, runs_script and not idle, settings.converge_timeout_seconds)
+        rollout = Rollout(since, deployed.replicas, runs_script and not idle, settings.converge_timeout_seconds)
         outcome = await ctx.swarm.converge(deployed, rollout)
         if isinstance(outcome, Broken):
-            raise await _broken(outcome, site, event.version, before, ctx)
+            raise await _broken(outcome, version, before, ctx)
         servers = outcome.servers
-    if spec.replicas == 0:
+    if deployed.replicas == 0:
         return None
     if idle:
-        raise SiteNotServing(NO_RUN_SCRIPT, code=ErrorCode.NO_RUN_SCRIPT, applied_version=event.version)
-    return await ctx.routes.verify(spec.name, probe_host(site.hostnames), servers, settings.route_timeout_seconds)
+        raise SiteNotServing(NO_RUN_SCRIPT, code=ErrorCode.NO_RUN_SCRIPT, applied_version=version)
+    probe = await ctx.routes.verify(name, probe_host(hosts), servers, settings.route_timeout_seconds)
+    ctx.verified.put(deployed, probe)
+    return probe
 
 
 async def _broken(
-    broken: Broken, site: Site, version: int, before: Deployed | None, ctx: Context
+    broken: Broken, version: int, before: Deployed | None, ctx: Context
 ) -> ServiceFailed | SiteNotServing:
     """The error for a rollout that failed, with the task's last log lines (env values masked)."""
     message = broken.message
     if broken.container_id:
         logs = await ctx.swarm.last_logs(broken.container_id, LOG_LINES)
         if logs.strip():
-            message += "; last log lines:\n" + mask(logs, site.env.values())[-2000:]
+            message += "; last log lines:\n" + logs[-2000:]
     if broken.code is ErrorCode.SERVICE_FAILED and not broken.rolled_back:
         return ServiceFailed(message)
     applied = before.site_version if broken.rolled_back and before else version
     return SiteNotServing(message, code=broken.code, rolled_back=broken.rolled_back, applied_version=applied)
 
 
-def mask(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every env value replaced by ***, longest first (values are often secrets)."""
-    for value in sorted({v for v in secrets if v}, key=len, reverse=True):
-        text = text.replace(value, "***")
-    return text
-
-
 def _result(
-    event: SiteUpserted | SiteDeleted,
+    event: SiteUpserted | SiteDeleted | SiteRestartRequested,
     type_: ResultType,
     service: Deployed | None,
     applied_version: int | None,
     probe: Probe | None = None,
+    note: str | None = None,
 ) -> ResultEvent:
     return ResultEvent(
         type=type_,
@@ -199,6 +231,7 @@ def _result(
         applied_version=applied_version,
         service=ServiceRef(name=service.name, id=service.id, replicas=service.replicas) if service else None,
         probe=probe,
+        note=note,
     )
 
 
@@ -209,5 +242,7 @@ async def dispatch(event: InboundEvent, ctx: Context) -> ResultEvent:
             return await upsert_site(event, ctx)
         case SiteDeleted():
             return await delete_site(event, ctx)
+        case SiteRestartRequested():
+            return await restart_site(event, ctx)
         case _:
             assert_never(event)

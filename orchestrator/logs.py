@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,13 @@ def setup(level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("aio_pika", "aiormq", "urllib3", "docker"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every one of `secrets` replaced by ***, longest first (env values are often secrets)."""
+    for value in sorted({v for v in secrets if v}, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
 
 
 def fields(**values: Any) -> dict[str, Any]:

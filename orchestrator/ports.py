@@ -46,6 +46,10 @@ class Deployed:
         return self.labels.get(specs.FINGERPRINT)
 
     @property
+    def kind(self) -> str:
+        return self.labels.get(specs.KIND, "dynamic")
+
+    @property
     def domains(self) -> tuple[str, ...]:
         raw = self.labels.get(specs.DOMAINS, "")
         return tuple(d for d in raw.split(",") if d)
@@ -59,15 +63,17 @@ class SwarmPort(Protocol):
     async def get(self, name: str) -> Deployed | None:
         """The service with its status (one call), or None."""
 
-    async def claimants(self, label_keys: Sequence[str]) -> list[Deployed]:
-        """Services carrying any of these labels (see `domains.lookup_labels`)."""
+    async def claims(self, label_keys: Sequence[str]) -> dict[str, frozenset[str]]:
+        """Services holding any of these claim labels (see `domains.lookup_labels`), each with
+        all its claim labels."""
 
     async def create(self, spec: ServiceSpec) -> Deployed: ...
 
     async def update(self, current: Deployed, spec: ServiceSpec) -> Deployed: ...
 
-    async def restart(self, current: Deployed) -> Deployed:
-        """Replace the service's tasks with fresh ones of the same spec (a forced rolling update)."""
+    async def restart(self, current: Deployed, marker: str) -> Deployed:
+        """Replace the service's tasks with fresh ones of the same spec (a forced rolling update),
+        recording `marker` (the request) on the service."""
 
     async def remove(self, service: Deployed) -> None: ...
 
@@ -75,7 +81,8 @@ class SwarmPort(Protocol):
         """Wait until the rollout is ready or broken; ConvergeTimeout past its deadline."""
 
     async def last_logs(self, container_id: str, lines: int) -> str:
-        """The last lines a task's container wrote ("" when Docker no longer has them)."""
+        """The last lines a task's container wrote, the site's env values masked ("" when Docker
+        no longer has them)."""
 
     async def wait_gone(self, service: Deployed, timeout: float) -> None: ...
 

@@ -23,6 +23,9 @@ SITE_ID = "com.director.site-id"
 VERSION = "com.director.version"
 DOMAINS = "com.director.domains"
 FINGERPRINT = "com.director.spec"
+KIND = "com.director.kind"
+# The restart request a service's current tasks answer (a redelivered request restarts nothing).
+RESTARTED_BY = "com.director.restarted-by"
 
 NANOSECONDS = 1_000_000_000
 
@@ -146,6 +149,7 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         SITE_ID: str(site.id),
         VERSION: str(version),
         DOMAINS: ",".join(hosts),
+        KIND: site.kind.value,
     }
     env = site_env(
         site.id, settings.site_port, drain_seconds=settings.drain_seconds, stable_seconds=settings.stable_seconds

@@ -24,21 +24,27 @@ from docker import types
 
 from orchestrator import rollout as rollouts
 from orchestrator import spec as specs
+from orchestrator.domains import ClaimIndex
 from orchestrator.errors import (
     ConvergeTimeout,
     DockerConflict,
     DockerRejected,
     DockerUnavailable,
     ErrorCode,
+    OrchestratorError,
     TransientError,
 )
+from orchestrator.logs import mask
 from orchestrator.ports import Deployed, Rollout, label_version
 from orchestrator.rollout import Broken, Ready
+from orchestrator.siteenv import RESERVED_ENV_KEYS
 from orchestrator.spec import ServiceSpec
-from orchestrator.watcher import DockerEvents
+from orchestrator.watcher import DockerEvent, DockerEvents
 
 T = TypeVar("T")
 
+# Env keys the orchestrator sets (not the site's), whose values are no secret.
+OWN_ENV_KEYS = RESERVED_ENV_KEYS | {"NGINX_CONF"}
 TOMBSTONE_PREFIX = "orchestrator-tombstone-"
 TOMBSTONE = "com.director.tombstone"
 # Between Docker events, look anyway this often (an event may be missed, or not exist: a task
@@ -66,6 +72,17 @@ class Swarm:
         self._port = port
         self._client: docker.APIClient | None = None
         self._lock = threading.Lock()
+        # Who claims which domains, kept current by Docker's service events (see `claims`).
+        self._claims = ClaimIndex()
+        self._claims_current = False
+        self._claims_built: asyncio.Task[None] | None = None
+        self._generations: dict[str, int] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        # Services as last listed, while no event says they changed (see `get`).
+        self._seen: dict[str, Deployed] = {}
+        self._reading: dict[str, bool] = {}  # name -> changed while being read
+        if events is not None:
+            events.listen(self._on_event)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -76,12 +93,25 @@ class Swarm:
         await self._run(lambda api: api.ping())
 
     async def get(self, name: str) -> Deployed | None:
+        """The service with its status: one call, or none while Docker's events say that nothing
+        happened to it (no update, no task started, died or changed health) since the last."""
+        if (seen := self._seen.get(name)) is not None and self._events is not None and self._events.connected.is_set():
+            return seen
+
         def find(api: docker.APIClient) -> Deployed | None:
             # The name filter matches prefixes; the status listing says what runs, in one call.
             found = [s for s in api.services(filters={"name": name}, status=True) if s["Spec"]["Name"] == name]
             return _deployed(found[0]) if found else None
 
-        return await self._run(find)
+        stream_up = self._events is not None and self._events.connected.is_set()
+        self._reading[name] = False
+        try:
+            deployed = await self._run(find)
+        finally:
+            changed = self._reading.pop(name, True)
+        if deployed is not None and stream_up and not changed:
+            self._seen[name] = deployed
+        return deployed
 
     async def managed(self) -> list[Deployed]:
         def list_(api: docker.APIClient) -> list[Deployed]:
@@ -90,22 +120,73 @@ class Swarm:
 
         return await self._run(list_)
 
-    async def claimants(self, label_keys: Sequence[str]) -> list[Deployed]:
-        def lookup(api: docker.APIClient) -> list[Deployed]:
-            found: dict[str, Deployed] = {}
-            for key in label_keys:  # label filters are ANDed: one lookup per key
-                for raw in api.services(filters={"label": key}):
-                    found.setdefault(raw["ID"], _deployed(raw))
-            return list(found.values())
+    async def claims(self, label_keys: Sequence[str]) -> dict[str, frozenset[str]]:
+        """From memory: Docker's label filters scan every service, so a lookup would grow with the
+        number of sites. The index is rebuilt from the services' labels whenever the event stream
+        may have missed something, and updated by each service event and each of our writes."""
+        if self._events is None or not self._events.connected.is_set():
+            self._claims_current = False
+        if not self._claims_current:
+            if self._claims_built is None or self._claims_built.done():
+                self._claims_built = asyncio.create_task(self._rebuild_claims())
+            await asyncio.shield(self._claims_built)
+        return self._claims.holders(label_keys)
 
-        return await self._run(lookup)
+    def _forget(self, name: str) -> None:
+        self._seen.pop(name, None)
+        if name in self._reading:
+            self._reading[name] = True
+
+    async def _rebuild_claims(self) -> None:
+        managed = await self.managed()
+        self._claims.clear()
+        for service in managed:
+            self._claims.replace(service.name, service.labels)
+        # Only an unbroken event stream keeps it current from here on.
+        self._claims_current = self._events is not None and self._events.connected.is_set()
+
+    def _on_event(self, event: DockerEvent | None) -> None:
+        if event is None:
+            self._claims_current = False  # the stream was lost: events may be missing
+            self._seen.clear()
+            return
+        self._forget(event.service_name)
+        if event.type == "service":
+            name = event.service_name
+            self._generations[name] = generation = self._generations.get(name, 0) + 1
+            task = asyncio.create_task(self._refresh_claims(event.service_id, name, generation))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _refresh_claims(self, service_id: str, name: str, generation: int) -> None:
+        def labels(api: docker.APIClient) -> dict[str, str] | None:
+            try:
+                return dict(api.inspect_service(service_id)["Spec"].get("Labels") or {})
+            except docker.errors.NotFound:
+                return None
+
+        try:
+            found = await self._run(labels)
+        except OrchestratorError:
+            self._claims_current = False  # could not look: rebuild at the next check
+            return
+        if self._generations.get(name) != generation:
+            return  # a later event's read is on its way
+        del self._generations[name]
+        if found is None:
+            self._claims.remove(name)
+        elif found.get(specs.MANAGED_BY) == specs.MANAGER:
+            self._claims.replace(name, found)
 
     async def create(self, spec: ServiceSpec) -> Deployed:
         def create(api: docker.APIClient) -> Deployed:
             created = api.create_service(name=spec.name, **_service_args(spec))
             return _deployed(api.inspect_service(created["ID"]))
 
-        return await self._run(create)
+        self._forget(spec.name)
+        deployed = await self._run(create)
+        self._claims.replace(spec.name, spec.labels)  # before its event: the next check must see it
+        return deployed
 
     async def update(self, current: Deployed, spec: ServiceSpec) -> Deployed:
         def update(api: docker.APIClient) -> Deployed:
@@ -116,19 +197,26 @@ class Swarm:
                 # Removed between our read and this write: reload and decide again.
                 raise DockerConflict(f"{spec.name} vanished during the update") from exc
 
-        return await self._run(update)
+        self._forget(spec.name)
+        deployed = await self._run(update)
+        self._claims.replace(spec.name, spec.labels)
+        return deployed
 
-    async def restart(self, current: Deployed) -> Deployed:
+    async def restart(self, current: Deployed, marker: str) -> Deployed:
         def restart(api: docker.APIClient) -> Deployed:
             try:
                 raw = api.inspect_service(current.id)
                 template = dict(raw["Spec"]["TaskTemplate"])
                 template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
-                api.update_service(current.id, raw["Version"]["Index"], task_template=template, fetch_current_spec=True)
+                labels = {**raw["Spec"].get("Labels", {}), specs.RESTARTED_BY: marker}
+                api.update_service(
+                    current.id, raw["Version"]["Index"], task_template=template, labels=labels, fetch_current_spec=True
+                )
                 return _deployed(api.inspect_service(current.id))
             except docker.errors.NotFound as exc:
                 raise DockerConflict(f"{current.name} vanished during the restart") from exc
 
+        self._forget(current.name)
         return await self._run(restart)
 
     async def remove(self, service: Deployed) -> None:
@@ -136,7 +224,9 @@ class Swarm:
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_service(service.id)
 
+        self._forget(service.name)
         await self._run(remove)
+        self._claims.remove(service.name)
 
     async def converge(self, service: Deployed, rollout: Rollout) -> Ready | Broken:
         deadline = time.monotonic() + rollout.timeout
@@ -168,10 +258,13 @@ class Swarm:
     async def last_logs(self, container_id: str, lines: int) -> str:
         def logs(api: docker.APIClient) -> str:
             try:
+                env = api.inspect_container(container_id)["Config"].get("Env") or []
                 raw = api.logs(container_id, stdout=True, stderr=True, tail=lines)
             except docker.errors.NotFound:
                 return ""
-            return bytes(raw).decode(errors="replace")
+            # The site's env values may be secrets; ours (PORT=80, HOME=/site) are not.
+            secrets = [value for key, _, value in (v.partition("=") for v in env) if key not in OWN_ENV_KEYS]
+            return mask(bytes(raw).decode(errors="replace"), secrets)
 
         return await self._run(logs)
 

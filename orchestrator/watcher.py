@@ -26,6 +26,7 @@ from orchestrator.logs import fields
 
 log = logging.getLogger("orchestrator.watcher")
 SERVICE_LABEL = "com.docker.swarm.service.id"
+SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class DockerEvent:
     service_id: str
     time_ns: int
     attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def service_name(self) -> str:
+        return self.attributes.get("name" if self.type == "service" else SERVICE_NAME_LABEL, "")
 
 
 Listener = Callable[[DockerEvent | None], None]  # None: the stream was lost; resynchronise
@@ -135,4 +140,6 @@ def _parse(raw: dict[str, Any]) -> DockerEvent | None:
     service_id = actor.get("ID", "") if kind == "service" else attributes.get(SERVICE_LABEL, "")
     if not service_id:
         return None  # a container that is not a swarm task
+    if raw.get("Action", "").startswith("exec_"):
+        return None  # every health probe is an exec: no change of state
     return DockerEvent(kind, raw.get("Action", ""), service_id, int(raw.get("timeNano", 0)), dict(attributes))

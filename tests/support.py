@@ -57,7 +57,7 @@ def site_event(
         "occurred_at": datetime.now(UTC).isoformat(),
         "version": version,
     }
-    if type_ == "site.deleted":
+    if type_ in ("site.deleted", "site.restart_requested"):
         event["site"] = {"id": site_id}
         return event
     event["site"] = {

@@ -224,3 +224,32 @@ async def test_a_domain_conflict_is_answered_within_seconds(
     assert result.type == "site.failed" and result.error is not None and result.error.code == "domain_conflict"
     assert time.monotonic() - started < 10, "a conflict is answered within seconds"
     await served(host, "owner")
+
+
+async def test_a_restart_of_a_serving_site_replaces_its_task_and_fails_no_request(
+    director: Director, results: Results, sites_root: Path, api: docker.APIClient, site_id: int
+) -> None:
+    host = f"restart{site_id}.example.com"
+    run_sh(sites_root, site_id, BREAKABLE, page=f"restarted {site_id}")
+    created = await deploy(director, results, site_event("site.created", site_id, 3, domains=[host]))
+    assert created.type == "site.deployed", created
+    name = f"site_{site_id:04d}"
+    before = {t["ID"] for t in api.tasks(filters={"service": name, "desired-state": "running"})}
+
+    async with request_loop(host, f"restarted {site_id}") as outcomes:
+        request = site_event("site.restart_requested", site_id, 3)
+        result = await deploy(director, results, request)
+        await asyncio.sleep(1)
+
+    assert result.type == "site.deployed" and result.applied_version == 3 and result.probe is not None, result
+    after = {t["ID"] for t in api.tasks(filters={"service": name, "desired-state": "running"})}
+    assert after and not after & before, "a new task serves"
+    assert set(outcomes) == {"ok"} and outcomes["ok"] > 20, outcomes
+    assert service(api, name)["Spec"]["Labels"]["com.director.version"] == "3"  # type: ignore[index]
+
+
+async def test_a_restart_of_a_site_that_does_not_exist_is_not_found(director: Director, results: Results) -> None:
+    result = await deploy(director, results, site_event("site.restart_requested", fresh_site_id(), 1))
+
+    assert result.type == "site.failed" and result.error is not None
+    assert result.error.code == "not_found" and result.error.retryable is False

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
+from orchestrator.domains import ClaimIndex
 from orchestrator.errors import DockerConflict, NotRouted, OrchestratorError, UnsafePath
 from orchestrator.events import Probe
 from orchestrator.ports import Deployed, Rollout
 from orchestrator.rollout import Broken, Ready
-from orchestrator.spec import ServiceSpec
+from orchestrator.spec import RESTARTED_BY, ServiceSpec
 
 SERVER = "http://10.0.1.2:80"
 
@@ -43,9 +44,12 @@ class FakeSwarm:
         running = found.replicas if name in self.answering else 0
         return replace(found, running=running, update_state="completed")
 
-    async def claimants(self, label_keys: Sequence[str]) -> list[Deployed]:
-        self.calls.append("claimants")
-        return [s for s in self.services.values() if set(label_keys) & set(s.labels)]
+    async def claims(self, label_keys: Sequence[str]) -> dict[str, frozenset[str]]:
+        self.calls.append("claims")
+        index = ClaimIndex()
+        for service in self.services.values():
+            index.replace(service.name, service.labels)
+        return index.holders(label_keys)
 
     async def create(self, spec: ServiceSpec) -> Deployed:
         self.calls.append(f"create {spec.name}")
@@ -65,10 +69,13 @@ class FakeSwarm:
         self.answering.discard(spec.name)
         return deployed
 
-    async def restart(self, current: Deployed) -> Deployed:
+    async def restart(self, current: Deployed, marker: str) -> Deployed:
         self.calls.append(f"restart {current.name}")
         self.answering.discard(current.name)
-        return replace(self.services[current.name], running=None, update_state=None)
+        stored = self.services[current.name]
+        restarted = replace(stored, index=stored.index + 1, labels={**stored.labels, RESTARTED_BY: marker})
+        self.services[current.name] = restarted
+        return replace(restarted, running=None, update_state=None)
 
     async def remove(self, service: Deployed) -> None:
         self.calls.append(f"remove {service.name}")

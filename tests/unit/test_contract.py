@@ -10,7 +10,7 @@ from orchestrator import contract
 from orchestrator.events import InboundEvent, ResultEvent
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-INBOUND_EXAMPLES = ["site.created", "site.updated", "site.deleted"]
+INBOUND_EXAMPLES = ["site.created", "site.updated", "site.deleted", "site.restart_requested"]
 RESULT_EXAMPLES = ["site.deployed", "site.removed", "site.failed", "site.stale"]
 
 

@@ -88,3 +88,25 @@ def test_a_site_has_at_most_the_configured_number_of_domains() -> None:
     check_domains(hosts[:3], settings)
     with pytest.raises(DomainNotAllowed, match="at most 3"):
         check_domains(hosts, settings)
+
+
+def test_the_claim_index_answers_lookups_like_the_labels_would() -> None:
+    index = domains.ClaimIndex()
+    index.replace("site_0002", {**domains.claim_labels(["alice.school.example"]), "traefik.enable": "true"})
+    index.replace("site_0003", domains.claim_labels(["*.other.example"]))
+
+    found = index.holders(domains.lookup_labels("*.school.example"))
+
+    assert list(found) == ["site_0002"]
+    assert "com.director.host.alice.school.example" in found["site_0002"]
+    assert "traefik.enable" not in found["site_0002"]
+
+
+def test_the_claim_index_forgets_a_removed_or_changed_service() -> None:
+    index = domains.ClaimIndex()
+    index.replace("site_0002", domains.claim_labels(["a.example.com"]))
+    index.replace("site_0002", domains.claim_labels(["b.example.com"]))
+    assert index.holders(domains.lookup_labels("a.example.com")) == {}
+    assert list(index.holders(domains.lookup_labels("b.example.com"))) == ["site_0002"]
+    index.remove("site_0002")
+    assert index.holders(domains.lookup_labels("b.example.com")) == {} and len(index) == 0

@@ -4,6 +4,7 @@ policy refusals and the order of a delete. No broker, no Docker."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -19,14 +20,16 @@ from orchestrator.errors import (
     DomainConflict,
     ErrorCode,
     ImageNotAllowed,
+    NotFound,
     NotRouted,
     ServiceFailed,
     SiteNotServing,
     UnsafePath,
 )
-from orchestrator.events import InboundEvent, SiteCreated, SiteDeleted, SiteUpdated
+from orchestrator.events import InboundEvent, SiteCreated, SiteDeleted, SiteRestartRequested, SiteUpdated
 from orchestrator.handlers import Context, dispatch
 from orchestrator.rollout import Broken
+from orchestrator.verified import Verified
 
 NAME = "site_0001"
 
@@ -66,6 +69,16 @@ def upsert(site_data: Callable[..., dict[str, Any]]) -> Callable[..., InboundEve
     return make
 
 
+def restart(version: int, site_id: int = 1) -> SiteRestartRequested:
+    return SiteRestartRequested(
+        event_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+        version=version,
+        type="site.restart_requested",
+        site={"id": site_id},  # type: ignore[arg-type]
+    )
+
+
 def delete(version: int, site_id: int = 1) -> SiteDeleted:
     return SiteDeleted(
         event_id=uuid.uuid4(),
@@ -99,6 +112,24 @@ async def test_a_redelivered_event_of_an_answering_site_costs_one_docker_call(
     assert result.type == "site.deployed" and result.probe is not None
     assert swarm.calls == [f"get {NAME}"]
     assert routes.verified[-1] == (NAME, "a.example.com", None)  # still answered through Traefik
+
+
+async def test_a_redelivery_soon_after_reuses_the_verification_while_nothing_happened(
+    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+) -> None:
+    stream = threading.Event()
+    stream.set()
+    ctx = replace(ctx, verified=Verified(30, stream))
+    event = upsert(1, "site.created")
+    await dispatch(event, ctx)
+    await dispatch(event, ctx)  # the first look at the settled service verifies it once more
+    swarm.calls.clear()
+    checks = len(routes.verified)
+
+    result = await dispatch(event, ctx)
+
+    assert result.type == "site.deployed" and result.probe is not None
+    assert swarm.calls == [f"get {NAME}"] and len(routes.verified) == checks
 
 
 async def test_an_update_with_a_new_spec_updates_the_service(
@@ -350,19 +381,19 @@ async def test_a_static_site_needs_no_run_sh(
     assert (await dispatch(upsert(1, "site.created", kind="static"), ctx)).type == "site.deployed"
 
 
-async def test_a_crashing_run_sh_fails_with_its_last_log_lines_and_no_env_value(
+async def test_a_crashing_run_sh_fails_with_its_last_log_lines(
     ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
 ) -> None:
     swarm.broken = Broken(ErrorCode.RUN_SCRIPT_FAILED, "run.sh exited with status 1", container_id="c1")
-    swarm.logs = "connecting with s3cr3t-token\nTraceback: boom\n"
+    swarm.logs = "connecting with ***\nTraceback: boom\n"  # the adapter masks env values
 
     with pytest.raises(SiteNotServing) as info:
         await dispatch(upsert(1, "site.created", env={"API_TOKEN": "s3cr3t-token"}), ctx)
 
     error = info.value
     assert error.code is ErrorCode.RUN_SCRIPT_FAILED and not error.dead_letter
-    assert "Traceback: boom" in error.message and "connecting with ***" in error.message
-    assert "s3cr3t-token" not in error.message
+    assert "status 1; last log lines:\nconnecting with ***\nTraceback: boom" in error.message
+    assert "last_logs c1" in swarm.calls
 
 
 async def test_a_failed_update_that_was_rolled_back_reports_the_version_still_serving(
@@ -376,3 +407,81 @@ async def test_a_failed_update_that_was_rolled_back_reports_the_version_still_se
 
     error = info.value
     assert error.rolled_back and error.applied_version == 1 and error.code is ErrorCode.NOT_LISTENING
+
+
+# --- restarts -------------------------------------------------------------------------------------
+
+
+async def test_a_restart_replaces_the_tasks_and_keeps_the_applied_version(
+    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+) -> None:
+    await dispatch(upsert(4, "site.created"), ctx)
+    swarm.calls.clear()
+
+    result = await dispatch(restart(4), ctx)
+
+    assert result.type == "site.deployed" and result.applied_version == 4 and result.probe is not None
+    assert swarm.calls.index(f"restart {NAME}") < swarm.calls.index(f"converge {NAME}")
+    assert swarm.services[NAME].site_version == 4
+    assert routes.verified[-1] == (NAME, "a.example.com", (SERVER,))
+
+
+async def test_a_redelivered_restart_restarts_nothing_again(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+) -> None:
+    await dispatch(upsert(1, "site.created"), ctx)
+    request = restart(1)
+    await dispatch(request, ctx)
+
+    result = await dispatch(request, ctx)
+
+    assert result.type == "site.deployed"
+    assert swarm.calls.count(f"restart {NAME}") == 1
+
+
+@pytest.mark.parametrize("deleted", [False, True])
+async def test_a_restart_of_a_missing_site_is_not_found(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent], deleted: bool
+) -> None:
+    if deleted:
+        await dispatch(upsert(1, "site.created"), ctx)
+        await dispatch(delete(2), ctx)
+
+    with pytest.raises(NotFound, match="deleted at version 2" if deleted else "does not exist") as info:
+        await dispatch(restart(2), ctx)
+
+    assert info.value.code is ErrorCode.NOT_FOUND and not info.value.retryable
+
+
+async def test_a_restart_of_a_site_that_is_not_serving_does_nothing_and_says_so(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+) -> None:
+    await dispatch(upsert(1, "site.created", serving=False), ctx)
+
+    result = await dispatch(restart(1), ctx)
+
+    assert result.type == "site.deployed" and result.note is not None and "not serving" in result.note
+    assert f"restart {NAME}" not in swarm.calls
+
+
+async def test_a_restart_for_an_older_version_is_stale(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+) -> None:
+    await dispatch(upsert(3, "site.created"), ctx)
+
+    result = await dispatch(restart(2), ctx)
+
+    assert result.type == "site.stale" and result.applied_version == 3
+    assert f"restart {NAME}" not in swarm.calls
+
+
+async def test_a_restart_whose_new_tasks_fail_is_rolled_back_and_says_why(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+) -> None:
+    await dispatch(upsert(2, "site.created"), ctx)
+    swarm.broken = Broken(ErrorCode.RUN_SCRIPT_FAILED, "rolled back: run.sh exited", rolled_back=True)
+
+    with pytest.raises(SiteNotServing) as info:
+        await dispatch(restart(2), ctx)
+
+    assert info.value.rolled_back and info.value.applied_version == 2
