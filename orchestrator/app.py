@@ -6,10 +6,14 @@ import asyncio
 import logging
 import signal
 
+from aio_pika.abc import AbstractRobustConnection
+
 from orchestrator import broker, retry, topology
 from orchestrator.config import Settings
 from orchestrator.consumer import QueueConsumer
+from orchestrator.dockerclient import DockerClient
 from orchestrator.errors import DockerUnavailable
+from orchestrator.events import TerminalEvent
 from orchestrator.handlers import Context
 from orchestrator.logs import fields
 from orchestrator.routes import TraefikRoutes
@@ -17,6 +21,8 @@ from orchestrator.settlement import QueuePolicy, Settler
 from orchestrator.sitedirs import SiteDirs
 from orchestrator.siteevents import SiteEvents
 from orchestrator.swarm import Swarm
+from orchestrator.terminalcommands import TerminalCommands
+from orchestrator.terminals import TerminalHost, TerminalSessions
 from orchestrator.verified import Verified
 from orchestrator.watcher import DockerEvents
 
@@ -37,6 +43,9 @@ async def serve(settings: Settings) -> None:
         network=settings.network,
         port=settings.site_port,
     )
+    # Terminal sessions get their own Docker calls: a keystroke's resize never waits behind deploys.
+    terminal_docker = DockerClient(settings.docker_url, settings.docker_timeout_seconds, concurrency=4)
+    terminal_host = TerminalHost(terminal_docker, settings.terminal_network)
     routes = TraefikRoutes(settings.traefik_url, settings.traefik_api_url)
     if not await _wait_for_docker(swarm, stop):
         return
@@ -44,7 +53,9 @@ async def serve(settings: Settings) -> None:
     sitedirs = SiteDirs(settings.sites_root, settings.trash_dir_name)
     verified = Verified(settings.reverify_seconds, events.connected)
     events.listen(verified.on_event)
-    ctx = Context(settings=settings, swarm=swarm, sitedirs=sitedirs, routes=routes, verified=verified)
+    ctx = Context(
+        settings=settings, swarm=swarm, sitedirs=sitedirs, routes=routes, verified=verified, terminals=terminal_host
+    )
     connection = await broker.connect(settings.broker_url(), settings, stop)
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -53,21 +64,47 @@ async def serve(settings: Settings) -> None:
         policy = QueuePolicy(settings.inbound_exchange, settings.max_attempts, declared.retry, declared.dead_letters)
         settler = Settler(policy, settings.publish_timeout_seconds)
         consumer = QueueConsumer(declared.work_queue, SiteEvents(settings, ctx, settler, declared.results))
+        sessions, terminal_consumer = await _terminals(connection, settings, terminal_host, sitedirs)
         await consumer.start()
+        await terminal_consumer.start()
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
         await stop.wait()
         consumer.stop_taking()
+        terminal_consumer.stop_taking()
         log.info("stopping: no new messages; finishing in-flight ones", extra=fields(inflight=consumer.inflight))
         if not await consumer.drain(settings.shutdown_grace_seconds):
             log.warning(
                 "grace period over; unfinished messages go back to the queue", extra=fields(inflight=consumer.inflight)
             )
+        await sessions.stop()
     finally:
         await connection.close()
         events.stop()
         await routes.close()
         swarm.close()
+        terminal_docker.close()
     log.info("stopped")
+
+
+async def _terminals(
+    connection: AbstractRobustConnection, settings: Settings, host: TerminalHost, sitedirs: SiteDirs
+) -> tuple[TerminalSessions, QueueConsumer]:
+    """Terminal commands on their own channel; session output on one without confirms."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    await channel.set_qos(prefetch_count=256)
+    declared = await topology.declare_terminals(channel, settings)
+    output = await connection.channel(publisher_confirms=False)
+    events = await output.get_exchange(settings.terminal_events_exchange, ensure=False)
+
+    async def emit(event: TerminalEvent) -> None:
+        await broker.send(events, event.routing_key, event.model_dump_json().encode())
+
+    sessions = TerminalSessions(settings, host, sitedirs, emit)
+    await sessions.start()
+    policy = QueuePolicy(settings.terminal_exchange, 1, None, declared.dead_letters)
+    settler = Settler(policy, settings.publish_timeout_seconds)
+    commands = TerminalCommands(settings, sessions, settler, declared.events)
+    return sessions, QueueConsumer(declared.commands, commands)
 
 
 async def _wait_for_docker(swarm: Swarm, stop: asyncio.Event) -> bool:

@@ -20,7 +20,7 @@ from yarl import URL
 
 from orchestrator import retry
 from orchestrator.config import Settings
-from orchestrator.envelope import Envelope
+from orchestrator.envelope import Envelope, believed_headers
 from orchestrator.errors import PublishFailed
 from orchestrator.logs import fields
 
@@ -74,8 +74,10 @@ async def publish(
     user_id: str | None = None,
     content_type: str | None = "application/json",
     persistent: bool = True,
+    mandatory: bool = True,
 ) -> None:
-    """Publish with `mandatory` and wait for the broker's confirm; PublishFailed if not."""
+    """Publish and wait for the broker's confirm (`mandatory`: a message no queue takes is an
+    error, not dropped); PublishFailed if not."""
     message = aio_pika.Message(
         body,
         headers=dict(headers or {}),
@@ -88,20 +90,36 @@ async def publish(
         app_id="orchestrator",
     )
     try:
-        await exchange.publish(message, routing_key, mandatory=True, timeout=timeout)
+        await exchange.publish(message, routing_key, mandatory=mandatory, timeout=timeout)
     except PUBLISH_ERRORS as exc:
         raise PublishFailed(f"publish to {exchange.name!r} with key {routing_key!r} failed: {exc!r}") from exc
 
 
-def to_envelope(message: AbstractIncomingMessage) -> Envelope:
+async def send(exchange: AbstractExchange, routing_key: str, body: bytes) -> bool:
+    """Publish at once, without waiting for a confirm, to whoever listens (terminal output: a
+    keystroke's echo must not wait for a disk write, and a lost one is not worth a retry).
+    False when the broker is unreachable."""
+    message = aio_pika.Message(
+        body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT
+    )
+    try:
+        await exchange.publish(message, routing_key, mandatory=False)
+    except PUBLISH_ERRORS as exc:
+        log.warning("could not publish", extra=fields(exchange=exchange.name, error=repr(exc)))
+        return False
+    return True
+
+
+def to_envelope(message: AbstractIncomingMessage, requeue_exchange: str | None) -> Envelope:
+    exchange = message.exchange or ""
     return Envelope(
         body=message.body,
-        exchange=message.exchange or "",
+        exchange=exchange,
         routing_key=message.routing_key or "",
         user_id=message.user_id,
         message_id=message.message_id,
         correlation_id=message.correlation_id,
-        headers=dict(message.headers or {}),
+        headers=believed_headers(message.headers or {}, exchange, requeue_exchange),
     )
 
 

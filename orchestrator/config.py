@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     dead_letter_queue: str = "orchestrator.site-events.dead"
     # Redeliveries before the broker dead-letters a message that keeps crashing the process.
     delivery_limit: int = Field(default=5, ge=1)
+    # Terminal sessions: Director's commands (their own queue, so a keystroke never waits behind a
+    # deploy) and the sessions' events, routing key `terminal.<session_id>`.
+    terminal_exchange: str = "director.terminals"
+    terminal_binding_key: str = "terminal.*"
+    terminal_queue: str = "orchestrator.terminal-commands"
+    terminal_events_exchange: str = "orchestrator.terminals"
 
     # --- processing ---------------------------------------------------------------------------
     # Docker API calls in flight at once: the only thing an event holds a worker for (waiting for
@@ -123,6 +129,17 @@ class Settings(BaseSettings):
     static_image: str = "nginx:latest"
     site_port: int = Field(default=80, ge=1, le=65535)
     traefik_entrypoint: str = "web"
+
+    # --- terminals ------------------------------------------------------------------------------
+    terminal_max_per_site: int = Field(default=3, ge=1)
+    # A session without input for this long is closed; none lives longer than the lifetime.
+    terminal_idle_seconds: float = Field(default=900.0, gt=0)
+    terminal_max_lifetime_seconds: float = Field(default=8 * 3600.0, gt=0)
+    # Output is gathered this long (or up to `terminal_batch_bytes`) into one message.
+    terminal_batch_seconds: float = Field(default=0.003, ge=0)
+    terminal_batch_bytes: int = Field(default=16 * 1024, ge=1024)
+    # Network of session containers ("none": no network at all).
+    terminal_network: str = "bridge"
 
     # --- security -----------------------------------------------------------------------------
     allowed_domain_suffixes: Annotated[CsvList, Field(default_factory=list)]

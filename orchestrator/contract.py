@@ -20,6 +20,12 @@ from orchestrator.events import (
     SiteDeleted,
     SiteRestartRequested,
     SiteUpdated,
+    TerminalClose,
+    TerminalCommand,
+    TerminalEvent,
+    TerminalInput,
+    TerminalOpen,
+    TerminalResize,
 )
 
 _WHEN = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -34,6 +40,7 @@ _SITE = {
     "env": {"GREETING": "hello"},
 }
 _IN = uuid.UUID("00000000-0000-4000-8000-000000000001")
+_SESSION = uuid.UUID("00000000-0000-4000-8000-000000000003")
 _SERVICE = ServiceRef(name="site_0001", id="x7k2p9q4m1n8b3v6c5z0l2j4h", replicas=1)
 
 
@@ -65,6 +72,25 @@ def _examples() -> dict[str, BaseModel]:
             ),
             **result,
         ),
+        "terminal.open": TerminalOpen(session_id=_SESSION, site_id=1, cols=120, rows=32),
+        "terminal.input": TerminalInput(session_id=_SESSION, data="ZWNobyBoaQo="),
+        "terminal.resize": TerminalResize(session_id=_SESSION, cols=100, rows=40),
+        "terminal.close": TerminalClose(session_id=_SESSION),
+        "terminal.opened": TerminalEvent(session_id=_SESSION, type="opened", seq=0, occurred_at=_WHEN),
+        "terminal.output": TerminalEvent(
+            session_id=_SESSION, type="output", seq=1, occurred_at=_WHEN, data="ZWNobyBoaQ0KaGkNCg=="
+        ),
+        "terminal.closed": TerminalEvent(
+            session_id=_SESSION, type="closed", seq=2, occurred_at=_WHEN, reason="closed by the user"
+        ),
+        "terminal.failed": TerminalEvent(
+            session_id=_SESSION,
+            type="failed",
+            seq=0,
+            occurred_at=_WHEN,
+            reason="no open terminal session 00000000-0000-4000-8000-000000000003",
+            code=ErrorCode.UNKNOWN_SESSION,
+        ),
     }
 
 
@@ -73,6 +99,8 @@ def documents() -> dict[str, Any]:
     docs: dict[str, Any] = {
         "inbound-event.schema.json": TypeAdapter(InboundEvent).json_schema(),
         "result-event.schema.json": ResultEvent.model_json_schema(),
+        "terminal-command.schema.json": TypeAdapter(TerminalCommand).json_schema(),
+        "terminal-event.schema.json": TerminalEvent.model_json_schema(),
     }
     for name, example in _examples().items():
         docs[f"examples/{name}.json"] = json.loads(example.model_dump_json())

@@ -51,7 +51,7 @@ class DeadLetter:
         return cls(
             id=message.message_id or f"tag-{message.delivery_tag}",
             routing_key=_str(headers.get(hdr.ROUTING_KEY)) or _death_key(death) or message.routing_key or "",
-            exchange=_str(headers.get(hdr.EXCHANGE)) or _str(death.get("exchange")) or settings.inbound_exchange,
+            exchange=_replay_target(_str(headers.get(hdr.EXCHANGE)) or _str(death.get("exchange")), settings),
             site_id=site_id,
             reason=_str(headers.get(hdr.ERROR_CODE)) or _str(death.get("reason")) or "unknown",
             message=_str(headers.get(hdr.ERROR_MESSAGE)) or "",
@@ -155,6 +155,13 @@ async def purge(settings: Settings) -> int:
         return int(result.message_count or 0)
 
 
+def _replay_target(exchange: str | None, settings: Settings) -> str:
+    """Replay publishes only to an exchange Director publishes to, whatever a header says."""
+    return (
+        exchange if exchange in (settings.inbound_exchange, settings.terminal_exchange) else settings.inbound_exchange
+    )
+
+
 def _replay_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
     headers = {
         k: v for k, v in (message.headers or {}).items() if k not in (*hdr.BROKER_DEATH, *hdr.FAILURE, *hdr.ORIGIN)
@@ -172,16 +179,22 @@ def as_table(letters: list[DeadLetter]) -> str:
     for letter in letters:
         rows.append(
             (
-                letter.id,
-                letter.routing_key,
+                _escaped(letter.id),
+                _escaped(letter.routing_key),
                 "-" if letter.site_id is None else str(letter.site_id),
-                letter.reason,
+                _escaped(letter.reason),
                 str(letter.attempts),
                 _human(letter.age_seconds),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _escaped(text: str) -> str:
+    """Control and format characters shown as escapes: a publisher's message id or routing key must
+    not move the cursor or forge rows on an operator's terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class _Progress:

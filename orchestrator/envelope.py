@@ -7,6 +7,7 @@ unit-tested without a broker. Nothing past `parse_event` touches bytes or dicts.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,10 +16,17 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.errors import InvalidEvent, Unauthenticated
-from orchestrator.events import INBOUND_TYPES, InboundEvent
-from orchestrator.headers import ATTEMPTS, PUBLISHER, ROUTING_KEY
+from orchestrator.events import INBOUND_TYPES, MAX_VERSION, TERMINAL_COMMANDS, InboundEvent, TerminalCommand
+from orchestrator.headers import ATTEMPTS, PREFIX, PUBLISHER, ROUTING_KEY
 
 MAX_BODY = 1024 * 1024
+# Typical events are a few KiB; larger ones are parsed off the event loop.
+PARSE_ON_LOOP_BYTES = 64 * 1024
+# No object in a well-formed event has more members (env: at most 500); refusing larger ones before
+# validation keeps a hostile body from costing a validator call per member.
+MAX_MEMBERS = 1000
+# A retry count can only grow to the configured attempts; anything beyond is not ours.
+MAX_ATTEMPTS_SEEN = 1000
 _EVENT: TypeAdapter[InboundEvent] = TypeAdapter(InboundEvent)
 
 
@@ -40,12 +48,22 @@ class Envelope:
     def attempts(self) -> int:
         """Failed deliveries so far (through the delayed-retry queue)."""
         try:
-            return int(self.headers.get(ATTEMPTS, 0))
+            value = int(self.headers.get(ATTEMPTS, 0))
         except (TypeError, ValueError):
             return 0
+        return max(0, min(value, MAX_ATTEMPTS_SEEN))
 
 
-def authenticate(envelope: Envelope, *, inbound_exchange: str, requeue_exchange: str, allowed: list[str]) -> str:
+def believed_headers(headers: Mapping[str, Any], exchange: str, requeue_exchange: str | None) -> dict[str, Any]:
+    """The headers we may act on. Ours (attempts, original routing key and exchange, publisher)
+    are believed only on messages back through our requeue exchange, where only the orchestrator
+    may publish; on any other exchange they are a publisher's forgery and are dropped."""
+    if exchange == requeue_exchange:
+        return dict(headers)
+    return {k: v for k, v in headers.items() if not k.lower().startswith(PREFIX)}
+
+
+def authenticate(envelope: Envelope, *, inbound_exchange: str, requeue_exchange: str | None, allowed: list[str]) -> str:
     """The broker user who published the event, if it may; else Unauthenticated.
 
     RabbitMQ checks `user_id` against the publishing connection's user, so on the inbound exchange
@@ -55,14 +73,14 @@ def authenticate(envelope: Envelope, *, inbound_exchange: str, requeue_exchange:
     """
     if envelope.exchange == inbound_exchange:
         user = envelope.user_id
-    elif envelope.exchange == requeue_exchange:
+    elif requeue_exchange is not None and envelope.exchange == requeue_exchange:
         user = envelope.headers.get(PUBLISHER)
     else:
         raise Unauthenticated(f"message arrived through an unexpected exchange {envelope.exchange!r}")
     if not user:
         raise Unauthenticated("message carries no user_id; Director must set it to its broker user")
     if user not in allowed:
-        raise Unauthenticated(f"broker user {user!r} may not publish site events")
+        raise Unauthenticated(f"broker user {user!r} may not publish to {inbound_exchange}")
     return str(user)
 
 
@@ -70,11 +88,15 @@ def parse_event(body: bytes, routing_key: str) -> InboundEvent:
     """Bytes to a typed event, or InvalidEvent saying why (carrying what is readable of it)."""
     if len(body) > MAX_BODY:
         raise InvalidEvent(f"message body is larger than {MAX_BODY} bytes")
+    shape = _Shape()
     try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raw = json.loads(body, object_pairs_hook=shape.members)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and integers past Python's digit limit.
         raise InvalidEvent(f"message body is not JSON: {exc!s:.200}") from None
     known = readable_parts(raw)
+    if shape.problem:
+        raise InvalidEvent(shape.problem, **known)
     if routing_key not in INBOUND_TYPES:
         raise InvalidEvent(f"unknown routing key {routing_key!r}", **known)
     if not isinstance(raw, dict) or raw.get("type") != routing_key:
@@ -84,6 +106,58 @@ def parse_event(body: bytes, routing_key: str) -> InboundEvent:
         return _EVENT.validate_json(body, strict=True)
     except ValidationError as exc:
         raise InvalidEvent(f"event does not match the schema: {describe(exc)}", **known) from None
+    except ValueError as exc:  # pydantic's own int limits; never a bare exception past this edge
+        raise InvalidEvent(f"event does not match the schema: {exc!s:.200}", **known) from None
+
+
+# A terminal command is a few hundred bytes; input is at most 16 KiB, base64.
+MAX_COMMAND_BODY = 64 * 1024
+
+
+def parse_command(body: bytes, routing_key: str) -> TerminalCommand:
+    """Bytes to a typed terminal command (the routing key names it), or InvalidEvent."""
+    if len(body) > MAX_COMMAND_BODY:
+        raise InvalidEvent(f"terminal command is larger than {MAX_COMMAND_BODY} bytes")
+    model = TERMINAL_COMMANDS.get(routing_key)
+    if model is None:
+        raise InvalidEvent(f"unknown routing key {routing_key!r}")
+    try:
+        return model.model_validate_json(body, strict=True)
+    except ValidationError as exc:
+        raise InvalidEvent(f"terminal command does not match the schema: {describe(exc)}") from None
+    except ValueError as exc:
+        raise InvalidEvent(f"terminal command does not match the schema: {exc!s:.200}") from None
+
+
+def session_id_of(body: bytes) -> uuid.UUID | None:
+    """The session id of a possibly invalid terminal command."""
+    try:
+        raw = json.loads(body) if len(body) <= MAX_COMMAND_BODY else None
+    except (ValueError, RecursionError):
+        return None
+    value = raw.get("session_id") if isinstance(raw, dict) else None
+    try:
+        return uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+class _Shape:
+    """Watches objects as the JSON parser builds them: a duplicate member would silently replace
+    an earlier one (which one Director meant is unknowable), and a huge object is refused before
+    any validation work."""
+
+    def __init__(self) -> None:
+        self.problem = ""
+
+    def members(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len(pairs) > MAX_MEMBERS:
+            self.problem = self.problem or f"an object in the event has more than {MAX_MEMBERS} members"
+            return {}
+        built = dict(pairs)
+        if len(built) != len(pairs):
+            self.problem = self.problem or "an object in the event has a duplicate member name"
+        return built
 
 
 def readable_parts(raw: object) -> dict[str, Any]:
@@ -92,6 +166,8 @@ def readable_parts(raw: object) -> dict[str, Any]:
     if not isinstance(raw, dict):
         return {}
     event_id, version = raw.get("event_id"), raw.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+        version = None
     try:
         parsed_id = uuid.UUID(event_id) if isinstance(event_id, str) else None
     except ValueError:
@@ -99,7 +175,9 @@ def readable_parts(raw: object) -> dict[str, Any]:
     return {
         "site_id": site_id_of(raw),
         "event_id": parsed_id,
-        "version": version if isinstance(version, int) and not isinstance(version, bool) and version >= 1 else None,
+        "version": version
+        if isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= MAX_VERSION
+        else None,
     }
 
 
@@ -113,9 +191,26 @@ def site_id_of(raw: object) -> int | None:
 
 
 def describe(exc: ValidationError, limit: int = 1000) -> str:
-    """Field paths and reasons, never input values: env values may be secrets."""
-    parts = []
+    """Field paths and reasons, never input values: env values may be secrets, and so may a
+    rejected env key (`DB_PASSWORD=hunter2`), which pydantic puts in the path."""
+    parts: list[str] = []
+    size = 0
     for error in exc.errors(include_input=False, include_url=False, include_context=False):
-        where = ".".join(str(p) for p in error["loc"]) or "event"
+        where = ".".join(_path_part(p) for p in error["loc"]) or "event"
         parts.append(f"{where}: {error['msg']}")
+        size += len(parts[-1]) + 2
+        if size > limit:
+            break
     return "; ".join(parts)[:limit]
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_]{0,16}", re.ASCII)
+
+
+def _path_part(part: str | int) -> str:
+    """A path element as far as it is harmless: its leading identifier characters, at most 16."""
+    if isinstance(part, int) or part == "[key]":
+        return str(part)
+    shown = _IDENTIFIER.match(part)
+    head = shown.group(0) if shown else ""
+    return head if head == part else f"{head}…"

@@ -39,6 +39,8 @@ class ErrorCode(StrEnum):
     DOCKER_ERROR = "docker_error"
     DOCKER_CONFLICT = "docker_conflict"
     PUBLISH_FAILED = "publish_failed"
+    UNKNOWN_SESSION = "unknown_session"
+    TERMINAL_LIMIT = "terminal_limit"
 
 
 class OrchestratorError(Exception):
@@ -108,6 +110,15 @@ class NotFound(PermanentError):
     """The event names a site the swarm does not hold (e.g. a restart of a deleted site)."""
 
     code = ErrorCode.NOT_FOUND
+
+
+class TerminalRefused(PermanentError):
+    """A terminal command that cannot be carried out (unknown session, no such site, the per-site
+    limit, Docker unavailable): the session's owner hears why at once. A replay minutes later
+    would open a terminal nobody watches, so it is never dead-lettered."""
+
+    code = ErrorCode.INTERNAL_ERROR
+    dead_letter = False
 
 
 class DockerRejected(PermanentError):

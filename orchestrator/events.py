@@ -6,6 +6,8 @@ These models are the single source of truth; ``schemas/`` is generated from them
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 import uuid
@@ -21,7 +23,9 @@ from orchestrator.images import parse_reference
 from orchestrator.siteenv import RESERVED_ENV_KEYS
 
 SiteId = Annotated[int, Field(ge=1, le=2**31 - 1)]
-Version = Annotated[int, Field(ge=1)]
+# Bounded so every version fits Docker's int64 labels and our 64-character config names.
+MAX_VERSION = 2**63 - 1
+Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _MEMORY = re.compile(r"([1-9][0-9]{0,12})(Ki|Mi|Gi)", re.ASCII)
@@ -63,7 +67,7 @@ def memory_bytes(value: str) -> int:
 
 
 Domain = Annotated[str, AfterValidator(parse_hostname), PlainSerializer(str, return_type=str)]
-EnvKey = Annotated[str, AfterValidator(_env_key)]
+EnvKey = Annotated[str, Field(max_length=128), AfterValidator(_env_key)]
 EnvValue = Annotated[str, Field(max_length=32768), AfterValidator(_env_value)]
 ImageName = Annotated[str, AfterValidator(parse_reference)]
 
@@ -179,6 +183,97 @@ class Probe(_Model):
         default_factory=lambda: datetime.now(UTC),
         description="When it was checked (a redelivered event may report an earlier check of the same tasks).",
     )
+
+
+# --- terminals ------------------------------------------------------------------------------------
+# Director bridges a browser's websocket to the bus: commands on `director.terminals` (routing key
+# = command type), events back on `orchestrator.terminals` with routing key `terminal.<session_id>`.
+
+# Bytes typed in one `terminal.input`; Director splits a larger paste.
+MAX_TERMINAL_INPUT = 16 * 1024
+Dimension = Annotated[int, Field(ge=1, le=1000)]
+
+
+def _base64(value: str) -> str:
+    try:
+        base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError("data is standard base64") from None
+    return value
+
+
+def _input_size(value: str) -> str:
+    if len(base64.b64decode(value)) > MAX_TERMINAL_INPUT:
+        raise ValueError(f"at most {MAX_TERMINAL_INPUT} bytes of input per message")
+    return value
+
+
+Base64Data = Annotated[str, AfterValidator(_base64), Field(json_schema_extra={"contentEncoding": "base64"})]
+
+
+class _Command(_Model):
+    session_id: uuid.UUID = Field(description="Chosen by Director for the session (a UUID).")
+
+
+class TerminalOpen(_Command):
+    """Open a shell in the site's image with the site directory at /site."""
+
+    type: Literal["terminal.open"] = "terminal.open"
+    site_id: SiteId
+    cols: Dimension = 80
+    rows: Dimension = 24
+
+
+class TerminalInput(_Command):
+    """Bytes typed by the user (base64), delivered to the shell in order."""
+
+    type: Literal["terminal.input"] = "terminal.input"
+    data: Annotated[Base64Data, Field(max_length=4 * ((MAX_TERMINAL_INPUT + 2) // 3)), AfterValidator(_input_size)]
+
+    @property
+    def raw(self) -> bytes:
+        return base64.b64decode(self.data)
+
+
+class TerminalResize(_Command):
+    type: Literal["terminal.resize"] = "terminal.resize"
+    cols: Dimension
+    rows: Dimension
+
+
+class TerminalClose(_Command):
+    type: Literal["terminal.close"] = "terminal.close"
+
+
+TerminalCommand = TerminalOpen | TerminalInput | TerminalResize | TerminalClose
+TERMINAL_COMMANDS: dict[str, type[TerminalCommand]] = {
+    "terminal.open": TerminalOpen,
+    "terminal.input": TerminalInput,
+    "terminal.resize": TerminalResize,
+    "terminal.close": TerminalClose,
+}
+
+TerminalEventType = Literal["opened", "output", "closed", "failed"]
+
+
+class TerminalEvent(_Model):
+    """What happened in a session, published with routing key `terminal.<session_id>`.
+
+    `seq` counts a session's events from 0 in publish order: output is delivered in order, and a
+    gap means a message was lost (terminal events are not persistent).
+    """
+
+    session_id: uuid.UUID
+    type: TerminalEventType
+    seq: int = Field(ge=0)
+    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    data: Base64Data | None = Field(default=None, description="`output`: bytes from the terminal, base64.")
+    reason: str | None = Field(default=None, description="`closed` and `failed`: why.")
+    code: ErrorCode | None = Field(default=None, description="`failed`: machine-readable code.")
+
+    @property
+    def routing_key(self) -> str:
+        return f"terminal.{self.session_id}"
 
 
 ResultType = Literal["site.deployed", "site.removed", "site.failed", "site.stale"]

@@ -33,7 +33,7 @@ from orchestrator.events import (
 )
 from orchestrator.hostnames import Hostname, parse_hostname
 from orchestrator.locks import Changes, KeyedLocks
-from orchestrator.ports import Deployed, Rollout, RoutesPort, SiteDirsPort, SwarmPort
+from orchestrator.ports import Deployed, Rollout, RoutesPort, SiteDirsPort, SwarmPort, TerminalsPort
 from orchestrator.rollout import Broken
 from orchestrator.spec import FINGERPRINT, RESTARTED_BY, ServiceSpec, desired_service, service_name, site_uid
 from orchestrator.traefik import probe_host
@@ -58,6 +58,7 @@ class Context:
     released: Changes = field(default_factory=Changes)
     # Sites recently seen answering; without an event stream, nothing is remembered.
     verified: Verified = field(default_factory=lambda: Verified(0, threading.Event()))
+    terminals: TerminalsPort | None = None
 
 
 async def upsert_site(event: SiteUpserted, ctx: Context) -> ResultEvent:
@@ -133,6 +134,8 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> ResultEvent:
                 await swarm.remove(current)
                 await ctx.released.notify()
                 await swarm.wait_gone(current, ctx.settings.converge_timeout_seconds)
+    if ctx.terminals is not None:
+        await ctx.terminals.close_site(site_id)  # before the files move: nobody edits the trash
     await ctx.sitedirs.trash(name, tag=event.event_id.hex[:8])
     return _result(event, "site.removed", None, None)
 

@@ -33,7 +33,10 @@ def resolve_image(image: Image | None, settings: Settings) -> str:
     first, _, rest = image.name.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost"):
         raise ImageNotAllowed(f"custom images come only from {settings.registry}")
-    return parse_reference(prefix + image.name)
+    try:
+        return parse_reference(prefix + image.name)
+    except ValueError:
+        raise ImageNotAllowed(f"custom image {image.name[:64]!r} is not a valid name in {settings.registry}") from None
 
 
 def check_domains(hosts: Sequence[Hostname], settings: Settings) -> None:

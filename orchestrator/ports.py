@@ -121,3 +121,8 @@ class RoutesPort(Protocol):
     async def verify(self, name: str, host: str, servers: Sequence[str] | None, timeout: float) -> Probe:
         """Wait until Traefik sends the site's requests to exactly `servers` (None: not checked)
         and a request for `host` is answered by the site; NotRouted past `timeout`."""
+
+
+class TerminalsPort(Protocol):
+    async def close_site(self, site_id: int) -> int:
+        """End every terminal session of the site (their owners hear `closed`); how many."""

@@ -57,6 +57,7 @@ class Outgoing:
     message_id: str | None = None
     correlation_id: str | None = None
     persistent: bool = True
+    mandatory: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Completed:
     outgoing: Sequence[Outgoing] = ()
     facts: Mapping[str, Any] = field(default_factory=dict)
     outcome: str = "completed"
+    quiet: bool = False  # not logged (a terminal's keystrokes)
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ class Settler:
                 assert_never(outcome)
         if await self._publish_or_requeue(delivery.message, functools.partial(self._publish_all, messages)):
             await broker.ack(delivery.message)
-            _log(delivery, outcome.facts, name, extra)
+            if not (isinstance(outcome, Completed) and outcome.quiet):
+                _log(delivery, outcome.facts, name, extra)
 
     def _failure_headers(
         self, envelope: Envelope, error: OrchestratorError, attempts: int, publisher: str | None
@@ -163,6 +166,7 @@ class Settler:
                     message_id=message.message_id,
                     correlation_id=message.correlation_id,
                     persistent=message.persistent,
+                    mandatory=message.mandatory,
                 )
 
     async def _publish_or_requeue(

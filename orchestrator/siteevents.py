@@ -3,6 +3,7 @@ in-process retries, and say what came of it as an `Outcome` for the settler."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -30,7 +31,7 @@ class SiteEvents:
         self._locks = SiteLocks()
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
-        delivery = Delivery(message, broker.to_envelope(message))
+        delivery = Delivery(message, broker.to_envelope(message, self.settings.requeue_exchange))
         envelope = delivery.envelope
         publisher: str | None = None
         try:
@@ -40,7 +41,11 @@ class SiteEvents:
                 requeue_exchange=self.settings.requeue_exchange,
                 allowed=self.settings.allowed_publishers,
             )
-            event = env.parse_event(envelope.body, envelope.original_routing_key)
+            if len(envelope.body) > env.PARSE_ON_LOOP_BYTES:
+                # Big bodies parse in a thread: the loop keeps serving other sites meanwhile.
+                event = await asyncio.to_thread(env.parse_event, envelope.body, envelope.original_routing_key)
+            else:
+                event = env.parse_event(envelope.body, envelope.original_routing_key)
         except PermanentError as error:
             # `publisher` stays None when authentication failed: such a letter is never replayed,
             # and a stranger's message gets no result at all.

@@ -11,26 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
-import requests.exceptions
 from docker import types
 
 from orchestrator import rollout as rollouts
 from orchestrator import spec as specs
+from orchestrator.dockerclient import DockerClient
 from orchestrator.domains import ClaimIndex
 from orchestrator.errors import (
     ConvergeTimeout,
     DockerConflict,
-    DockerRejected,
-    DockerUnavailable,
-    ErrorCode,
     OrchestratorError,
     TransientError,
 )
@@ -64,14 +59,10 @@ class Swarm:
         network: str = "director-sites",
         port: int = 80,
     ) -> None:
-        self._base_url = base_url
-        self._timeout = timeout
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="docker")
+        self._docker = DockerClient(base_url, timeout, concurrency)
         self._events = events
         self._network = network
         self._port = port
-        self._client: docker.APIClient | None = None
-        self._lock = threading.Lock()
         # Who claims which domains, kept current by Docker's service events (see `claims`).
         self._claims = ClaimIndex()
         self._claims_current = False
@@ -85,7 +76,7 @@ class Swarm:
             events.listen(self._on_event)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._docker.close()
 
     # --- services -------------------------------------------------------------------------
 
@@ -299,7 +290,7 @@ class Swarm:
                 return
             labels = {specs.MANAGED_BY: specs.MANAGER, specs.SITE_ID: str(site_id), specs.VERSION: str(version),
                       TOMBSTONE: "true"}  # fmt: skip
-            name = f"{TOMBSTONE_PREFIX}{specs.service_name(site_id)}-v{version}"
+            name = tombstone_name(site_id, version)
             try:
                 api.create_config(name, f"deleted at version {version}\n".encode(), labels=labels)
             except docker.errors.APIError as exc:
@@ -320,40 +311,13 @@ class Swarm:
     # --- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, call: Callable[[docker.APIClient], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._call, call)
-
-    def _call(self, call: Callable[[docker.APIClient], T]) -> T:
-        try:
-            return call(self._api())
-        except docker.errors.APIError as exc:
-            raise _map_api_error(exc) from exc
-        except (docker.errors.InvalidArgument, docker.errors.InvalidVersion) as exc:
-            raise DockerRejected(f"the docker client refused the request: {exc}") from exc
-        except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
-            with self._lock:
-                self._client = None  # reconnect (and renegotiate the API version) next time
-            raise DockerUnavailable(f"docker is unreachable: {exc}") from exc
-
-    def _api(self) -> docker.APIClient:
-        with self._lock:
-            if self._client is None:
-                self._client = docker.APIClient(
-                    base_url=self._base_url,
-                    version="auto",
-                    timeout=self._timeout,
-                    max_pool_size=self._pool._max_workers,
-                )
-            return self._client
+        return await self._docker.run(call)
 
 
-def _map_api_error(exc: docker.errors.APIError) -> Exception:
-    status = exc.status_code or 500
-    text = str(exc.explanation or exc)
-    if "out of sequence" in text or status == 409:
-        return DockerConflict(f"the service changed concurrently: {text}")
-    if status >= 500:
-        return TransientError(f"docker error {status}: {text}", code=ErrorCode.DOCKER_ERROR)
-    return DockerRejected(f"docker refused the request ({status}): {text}")
+def tombstone_name(site_id: int, version: int) -> str:
+    """The config recording a delete. Docker allows 64 characters: the longest site id and the
+    largest version the contract accepts fit (59)."""
+    return f"{TOMBSTONE_PREFIX}{specs.service_name(site_id)}-v{version}"
 
 
 def _tombstones(api: docker.APIClient, site_id: int) -> list[tuple[int, str]]:

@@ -9,6 +9,11 @@ orchestrator.retry (topic) --#--> orchestrator.site-events.retry (quorum, TTL)
     v
 orchestrator.requeue (fanout) --> orchestrator.site-events
 orchestrator.results (topic) --site.*--> orchestrator.site-results (quorum, for Director)
+
+director.terminals (topic) --terminal.*--> orchestrator.terminal-commands (classic, single active
+    consumer, TTL: a keystroke nobody read in a minute is stale; rejects go to the dead letters)
+orchestrator.terminals (topic): session events, routing key terminal.<session_id>; Director binds
+    its own queue per session
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ class Topology:
     work_queue: AbstractQueue
     results: AbstractExchange
     retry: AbstractExchange
+    dead_letters: AbstractExchange
+
+
+@dataclass(frozen=True)
+class TerminalTopology:
+    commands: AbstractQueue
+    events: AbstractExchange
     dead_letters: AbstractExchange
 
 
@@ -57,6 +69,17 @@ def retry_queue_arguments(settings: Settings) -> FieldTable:
     }
 
 
+def terminal_queue_arguments(settings: Settings) -> FieldTable:
+    return {
+        # Classic: a keystroke should not wait for a quorum write. Sessions live in one process,
+        # so only one consumer (the active replica) takes commands.
+        "x-queue-type": "classic",
+        "x-single-active-consumer": True,
+        "x-message-ttl": 60_000,
+        "x-dead-letter-exchange": settings.dead_letter_exchange,
+    }
+
+
 async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
     topic = aio_pika.ExchangeType.TOPIC
     inbound = await channel.declare_exchange(settings.inbound_exchange, topic, durable=True)
@@ -84,3 +107,16 @@ async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
         )
         await results_queue.bind(results, "site.*")
     return Topology(work_queue, results, retry, dead_letters)
+
+
+async def declare_terminals(channel: AbstractChannel, settings: Settings) -> TerminalTopology:
+    """On its own channel, after `declare` (which creates the dead letters)."""
+    topic = aio_pika.ExchangeType.TOPIC
+    commands = await channel.declare_exchange(settings.terminal_exchange, topic, durable=True)
+    events = await channel.declare_exchange(settings.terminal_events_exchange, topic, durable=True)
+    dead_letters = await channel.declare_exchange(settings.dead_letter_exchange, topic, durable=True)
+    queue = await channel.declare_queue(
+        settings.terminal_queue, durable=True, arguments=terminal_queue_arguments(settings)
+    )
+    await queue.bind(commands, settings.terminal_binding_key)
+    return TerminalTopology(queue, events, dead_letters)

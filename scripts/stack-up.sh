@@ -204,8 +204,8 @@ wait_for 30 amqps bash -c 'exec 3<>/dev/tcp/127.0.0.1/5671' ||
 # name password tags configure write read
 RMQ_USERS=(
     "guest guest administrator .* .* .*"
-    'director director - ^director\.sites$ ^director\.sites$ ^$'
-    'orchestrator orchestrator - ^(orchestrator\..*|director\.sites)$ ^orchestrator\..*$ ^(orchestrator\..*|director\.sites)$'
+    'director director - ^director\.(sites|terminals)$ ^director\.(sites|terminals)$ ^$'
+    'orchestrator orchestrator - ^(orchestrator\..*|director\.(sites|terminals))$ ^orchestrator\..*$ ^(orchestrator\..*|director\.(sites|terminals))$'
 )
 rmq_state_ok() {
     local users perms u pw tags c w r want_tags

@@ -360,10 +360,12 @@ def make_vhost(name: str) -> None:
         rabbitmqctl("delete_vhost", name)
     rabbitmqctl("add_vhost", name)
     rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    rabbitmqctl("set_permissions", "-p", name, "director", r"^director\.sites$", r"^director\.sites$", "^$")
+    director = r"^director\.(sites|terminals)$"
+    rabbitmqctl("set_permissions", "-p", name, "director", director, director, "^$")
     rabbitmqctl(
         "set_permissions", "-p", name, "orchestrator",
-        r"^(orchestrator\..*|director\.sites)$", r"^orchestrator\..*$", r"^(orchestrator\..*|director\.sites)$",
+        r"^(orchestrator\..*|director\.(sites|terminals))$", r"^orchestrator\..*$",
+        r"^(orchestrator\..*|director\.(sites|terminals))$",
     )  # fmt: skip
 
 
@@ -391,6 +393,8 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_RESTART_DELAY_SECONDS": "1",
         "ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS": "20",
         "ORCHESTRATOR_HEARTBEAT_SECONDS": "2",
+        # Long enough for a test to use its session, short enough to see one closed for idling.
+        "ORCHESTRATOR_TERMINAL_IDLE_SECONDS": "20",
     }
     env.update({f"ORCHESTRATOR_{k.upper()}": v for k, v in overrides.items()})
     return env
@@ -407,3 +411,7 @@ def wipe_test_sites(api: docker.APIClient) -> None:
         if int(config["Spec"]["Labels"].get("com.director.site-id", "0")) in TEST_SITE_IDS:
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_config(config["ID"])
+    for container in api.containers(all=True, filters=label):
+        if int(container["Labels"].get("com.director.site-id", "0")) in TEST_SITE_IDS:
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_container(container["Id"], force=True)

@@ -7,11 +7,14 @@ import pytest
 from pydantic import TypeAdapter
 
 from orchestrator import contract
-from orchestrator.events import InboundEvent, ResultEvent
+from orchestrator.envelope import parse_command
+from orchestrator.events import InboundEvent, ResultEvent, TerminalEvent
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 INBOUND_EXAMPLES = ["site.created", "site.updated", "site.deleted", "site.restart_requested"]
 RESULT_EXAMPLES = ["site.deployed", "site.removed", "site.failed", "site.stale"]
+COMMAND_EXAMPLES = ["terminal.open", "terminal.input", "terminal.resize", "terminal.close"]
+SESSION_EXAMPLES = ["terminal.opened", "terminal.output", "terminal.closed", "terminal.failed"]
 
 
 def committed() -> dict[str, str]:
@@ -30,7 +33,7 @@ def test_committed_schema_file_equals_the_generated_document(name: str) -> None:
 
 def test_every_event_type_has_an_example() -> None:
     names = {Path(name).stem for name in contract.documents() if name.startswith("examples/")}
-    assert names == set(INBOUND_EXAMPLES + RESULT_EXAMPLES)
+    assert names == set(INBOUND_EXAMPLES + RESULT_EXAMPLES + COMMAND_EXAMPLES + SESSION_EXAMPLES)
 
 
 def test_export_writes_the_committed_files(tmp_path: Path) -> None:
@@ -64,3 +67,15 @@ def test_inbound_schema_is_discriminated_by_type() -> None:
     schema = json.loads((SCHEMAS / "inbound-event.schema.json").read_text())
     assert schema["discriminator"]["propertyName"] == "type"
     assert set(schema["discriminator"]["mapping"]) == set(INBOUND_EXAMPLES)
+
+
+@pytest.mark.parametrize("name", COMMAND_EXAMPLES)
+def test_terminal_command_example_parses_as_its_routing_key_says(name: str) -> None:
+    command = parse_command((SCHEMAS / "examples" / f"{name}.json").read_bytes(), name)
+    assert command.type == name
+
+
+@pytest.mark.parametrize("name", SESSION_EXAMPLES)
+def test_terminal_event_example_validates(name: str) -> None:
+    event = TerminalEvent.model_validate_json((SCHEMAS / "examples" / f"{name}.json").read_text(), strict=True)
+    assert f"terminal.{event.type}" == name

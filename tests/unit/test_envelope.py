@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,14 @@ from orchestrator.envelope import (
     MAX_BODY,
     Envelope,
     authenticate,
+    believed_headers,
     parse_event,
     readable_parts,
     site_id_of,
 )
 from orchestrator.errors import InvalidEvent, Unauthenticated
 from orchestrator.events import SiteCreated, SiteDeleted, SiteUpdated
-from orchestrator.headers import ATTEMPTS, PUBLISHER, ROUTING_KEY
+from orchestrator.headers import ATTEMPTS, EXCHANGE, PUBLISHER, ROUTING_KEY
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 # The documented defaults, read without the environment.
@@ -366,3 +368,109 @@ def test_an_invalid_event_carries_its_readable_id_site_and_version() -> None:
 def test_malformed_parts_of_an_invalid_event_are_not_reported(raw: object) -> None:
     parts = readable_parts(raw)
     assert parts.get("event_id") is None and parts.get("version") is None
+
+
+# --- hostile inputs (security review, second round) ---------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [(-5, 0), (-(2**40), 0), (10**12, 1000)])
+def test_attempts_are_clamped(value: int, expected: int) -> None:
+    # A negative count would make failures retry forever.
+    envelope = Envelope(body=b"", exchange=REQUEUE, routing_key="site.created", headers={ATTEMPTS: value})
+    assert envelope.attempts == expected
+
+
+@pytest.mark.parametrize("exchange", [INBOUND, "", "amq.topic"])
+def test_our_headers_are_not_believed_off_the_requeue_exchange(exchange: str) -> None:
+    sent = {
+        ROUTING_KEY: "site.deleted",
+        ATTEMPTS: -1,
+        EXCHANGE: "evil",
+        PUBLISHER: "director",
+        "X-Orchestrator-Attempts": 9,
+    }
+    kept = believed_headers({**sent, "traceparent": "00-abc"}, exchange, REQUEUE)
+    assert kept == {"traceparent": "00-abc"}
+    envelope = Envelope(body=b"", exchange=exchange, routing_key="site.created", headers=kept)
+    assert envelope.original_routing_key == "site.created"
+    assert envelope.attempts == 0
+
+
+def test_our_headers_are_believed_on_the_requeue_exchange() -> None:
+    sent = {ROUTING_KEY: "site.deleted", ATTEMPTS: 2, PUBLISHER: "director"}
+    assert believed_headers(sent, REQUEUE, REQUEUE) == sent
+
+
+def test_a_forged_routing_key_header_does_not_pass_the_type_check() -> None:
+    # Director's message says site.deleted in our header but site.created on the wire.
+    headers = believed_headers({ROUTING_KEY: "site.deleted"}, INBOUND, REQUEUE)
+    envelope = Envelope(body=b"", exchange=INBOUND, routing_key="site.created", headers=headers)
+    with pytest.raises(InvalidEvent, match="does not match the routing key"):
+        parse_event(body(example("site.deleted")), envelope.original_routing_key)
+
+
+def test_versions_are_bounded_to_int64() -> None:
+    data = example("site.created")
+    assert parse_event(body({**data, "version": 2**63 - 1}), "site.created").version == 2**63 - 1
+    with pytest.raises(InvalidEvent, match="version") as caught:
+        parse_event(body({**data, "version": 10**30}), "site.created")
+    assert caught.value.version is None  # not echoed as a version we could act on
+    assert caught.value.site_id == data["site"]["id"]
+
+
+@pytest.mark.parametrize("where", ["version", "site.resources.cpus", "extra"])
+def test_a_number_past_pythons_digit_limit_is_an_invalid_event(where: str) -> None:
+    data = example("site.created")
+    text = json.dumps(data)
+    huge = "9" * 5000
+    if where == "version":
+        text = text.replace(f'"version": {data["version"]}', f'"version": {huge}')
+    elif where == "site.resources.cpus":
+        text = text.replace('"site": {', f'"site": {{"resources": {{"cpus": {huge}}}, ', 1)
+    else:
+        text = text[:-1] + f', "extra": {huge}}}'
+    with pytest.raises(InvalidEvent):
+        parse_event(text.encode(), "site.created")
+
+
+def test_duplicate_members_are_refused_before_validation() -> None:
+    data = example("site.created")
+    text = json.dumps(data).replace('"env": {', '"env": {"A": "1", "A": "2", ', 1)
+    with pytest.raises(InvalidEvent, match="duplicate") as caught:
+        parse_event(text.encode(), "site.created")
+    assert caught.value.site_id == data["site"]["id"]
+
+
+def test_a_huge_object_is_refused_early_and_cheaply() -> None:
+    data = example("site.created")
+    members = ", ".join(f'"K{i}": "v"' for i in range(60_000))
+    text = json.dumps(data).replace('"env": {', f'"env": {{{members}, ', 1)
+    started = time.perf_counter()
+    with pytest.raises(InvalidEvent, match="more than 1000 members") as caught:
+        parse_event(text.encode(), "site.created")
+    assert len(caught.value.message) < 200
+    assert caught.value.site_id == data["site"]["id"]
+    # Not a timing assertion on speed, only that no validator ran per member: a loose bound.
+    assert time.perf_counter() - started < 5
+
+
+REJECTED_KEYS = ["DB_PASSWORD=hunter2", "PASSWORD hunter2", "0123456789ABCDEFhunter2", "1" + "x" * 20 + "hunter2"]
+
+
+@pytest.mark.parametrize("key", [*REJECTED_KEYS, "X" * 129])
+def test_a_rejected_env_key_is_not_echoed(key: str) -> None:
+    data = example("site.created")
+    data["site"]["env"] = {key: "value"}
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(body(data), "site.created")
+    assert "hunter2" not in caught.value.message
+    assert key not in caught.value.message
+    assert "site.env." in caught.value.message
+
+
+def test_the_path_of_a_rejected_key_keeps_only_its_identifier_prefix() -> None:
+    data = example("site.created")
+    data["site"]["env"] = {"DB_PASSWORD=hunter2": "v"}
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(body(data), "site.created")
+    assert "site.env.DB_PASSWORD…" in caught.value.message

@@ -83,6 +83,15 @@ def test_custom_image_naming_another_registry_is_refused(site_data: SiteData, na
         build(site_data(image={"name": name, "custom": True}))
 
 
+@pytest.mark.parametrize("name", ["Evil/x", "a" * 250, "x/" + "b" * 240])
+def test_custom_image_that_is_no_valid_name_under_the_registry_is_refused(site_data: SiteData, name: str) -> None:
+    # Well-formed on its own, but not once prefixed: an error type, never a bare ValueError.
+    with pytest.raises(ImageNotAllowed) as caught:
+        build(site_data(image={"name": name, "custom": True}))
+    assert caught.value.code == "image_not_allowed"
+    assert len(caught.value.message) < 200
+
+
 def test_allow_list_is_a_setting(site_data: SiteData) -> None:
     settings = Settings(allowed_default_images=["director/base:latest", "director/php:8"])
     assert build(site_data(image={"name": "director/php:8"}), settings).image == "director/php:8"

@@ -7,9 +7,11 @@ from types import SimpleNamespace
 import docker.errors
 import pytest
 
+from orchestrator.dockerclient import map_api_error as _map_api_error
 from orchestrator.errors import DockerConflict, DockerRejected, TransientError
+from orchestrator.events import MAX_VERSION
 from orchestrator.rollout import timestamp
-from orchestrator.swarm import _map_api_error
+from orchestrator.swarm import tombstone_name
 
 
 def api_error(status: int, explanation: str) -> docker.errors.APIError:
@@ -41,3 +43,10 @@ def test_conflicts_are_transient_and_rejections_are_not() -> None:
 def test_docker_timestamps_with_nanoseconds_parse() -> None:
     assert timestamp("2026-01-01T00:00:01.123456789Z") == pytest.approx(1767225601.123456789)
     assert timestamp("") == 0.0
+
+
+def test_tombstone_names_fit_dockers_64_characters_for_any_accepted_version() -> None:
+    # A name past 64 characters would make the site undeletable: every delete would fail.
+    longest = tombstone_name(2**31 - 1, MAX_VERSION)
+    assert len(longest) <= 64
+    assert tombstone_name(1, 1) == "orchestrator-tombstone-site_0001-v1"

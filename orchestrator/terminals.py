@@ -1,0 +1,296 @@
+"""Terminal sessions: a shell container per session, its TTY bridged to the bus.
+
+`TerminalHost` is the Docker edge (session containers, attach, resize, removal by label);
+`TerminalSessions` keeps the open sessions of this process: it writes input to a session's TTY,
+and one pump per session publishes the TTY's output in order, gathered into messages of a few
+milliseconds or KiB, then `closed` once the container is gone. A session's events come only from
+its pump (after `opened`), so `closed` always follows the last output.
+
+Terminal data is never logged: the containers have no log driver and our logs name sessions only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+
+from orchestrator import spec as specs
+from orchestrator import terminalspec
+from orchestrator.config import Settings
+from orchestrator.dockerclient import DockerClient
+from orchestrator.errors import ErrorCode, NotFound, OrchestratorError, TerminalRefused
+from orchestrator.events import TerminalEvent, TerminalEventType
+from orchestrator.logs import fields
+from orchestrator.ports import SiteDirsPort
+from orchestrator.terminalspec import SessionContainer
+
+log = logging.getLogger("orchestrator.terminals")
+
+Emit = Callable[[TerminalEvent], Awaitable[None]]
+REMOVE_TRIES = 100
+
+
+class TerminalHost:
+    """Session containers on the Docker host that holds the sites root."""
+
+    def __init__(self, docker_client: DockerClient, network: str) -> None:
+        self._docker = docker_client
+        self._network = network
+
+    async def site_service(self, site_id: int) -> dict[str, Any] | None:
+        """The `Spec` of the site's service, or None when the site has none (or was deleted)."""
+
+        def read(api: docker.APIClient) -> dict[str, Any] | None:
+            try:
+                service = api.inspect_service(specs.service_name(site_id))
+            except docker.errors.NotFound:
+                return None
+            spec: dict[str, Any] = service["Spec"]
+            return spec if spec.get("Labels", {}).get(specs.MANAGED_BY) == specs.MANAGER else None
+
+        return await self._docker.run(read)
+
+    async def start(self, container: SessionContainer, cols: int, rows: int) -> tuple[str, socket.socket]:
+        """Create, attach (before start, so no output is missed) and start; the TTY's socket."""
+
+        def start(api: docker.APIClient) -> tuple[str, socket.socket]:
+            host_config = api.create_host_config(
+                binds={container.site_dir: {"bind": container.workdir, "mode": "rw"}},
+                cap_drop=["ALL"],
+                cap_add=list(container.cap_add) or None,
+                security_opt=["no-new-privileges"],
+                read_only=True,
+                tmpfs={"/tmp": "", "/run": ""},
+                init=True,
+                nano_cpus=container.nano_cpus,
+                mem_limit=container.memory_bytes,
+                pids_limit=container.pids_limit,
+                network_mode=self._network,
+                log_config={"Type": "none"},
+            )
+            created = api.create_container(
+                container.image,
+                command=list(container.command),
+                user=container.user or "",
+                environment=container.env,
+                working_dir=container.workdir,
+                labels=container.labels,
+                tty=True,
+                stdin_open=True,
+                host_config=host_config,
+                name=container.name,
+            )
+            ident: str = created["Id"]
+            try:
+                attached = api.attach_socket(ident, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+                # Our own descriptor of the connection: the client's objects may close theirs.
+                tty = attached._sock.dup()
+                attached.close()
+                api.start(ident)
+                api.resize(ident, height=rows, width=cols)
+            except BaseException:
+                with contextlib.suppress(docker.errors.APIError):
+                    api.remove_container(ident, force=True)
+                raise
+            return ident, tty
+
+        return await self._docker.run(start)
+
+    async def resize(self, container_id: str, cols: int, rows: int) -> None:
+        await self._docker.run(lambda api: api.resize(container_id, height=rows, width=cols))
+
+    async def remove(self, container_id: str) -> None:
+        """Returns once the container is gone, also when another caller is removing it."""
+
+        def remove(api: docker.APIClient) -> None:
+            for _ in range(REMOVE_TRIES):
+                try:
+                    api.remove_container(container_id, force=True)
+                except docker.errors.NotFound:
+                    return
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:  # 409: a removal already under way
+                        raise
+                    time.sleep(0.1)
+                else:
+                    return
+
+        await self._docker.run(remove)
+
+    async def sessions(self, site_id: int | None = None) -> list[tuple[str, str]]:
+        """(container id, session id) of every session container, or of one site's."""
+        wanted = [f"{specs.MANAGED_BY}={specs.MANAGER}", terminalspec.SESSION]
+        if site_id is not None:
+            wanted.append(f"{specs.SITE_ID}={site_id}")
+
+        def listing(api: docker.APIClient) -> list[tuple[str, str]]:
+            found = api.containers(all=True, filters={"label": wanted})
+            return [(c["Id"], c["Labels"].get(terminalspec.SESSION, "")) for c in found]
+
+        return await self._docker.run(listing)
+
+    async def close_site(self, site_id: int) -> int:
+        """Remove the site's session containers; the process holding a session sees its TTY end
+        and tells the owner `closed`."""
+        found = await self.sessions(site_id)
+        for container_id, _ in found:
+            await self.remove(container_id)
+        return len(found)
+
+
+@dataclass
+class Session:
+    id: uuid.UUID
+    site_id: int
+    container_id: str
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    opened: float = field(default_factory=time.monotonic)
+    last_input: float = field(default_factory=time.monotonic)
+    seq: int = 0
+    reason: str | None = None  # why we closed it; None: the shell ended by itself
+    pump: asyncio.Task[None] | None = None
+
+    def event(self, type_: TerminalEventType, **values: Any) -> TerminalEvent:
+        event = TerminalEvent(session_id=self.id, type=type_, seq=self.seq, **values)
+        self.seq += 1
+        return event
+
+
+class TerminalSessions:
+    def __init__(self, settings: Settings, host: TerminalHost, sitedirs: SiteDirsPort, emit: Emit) -> None:
+        self.settings = settings
+        self.host = host
+        self.sitedirs = sitedirs
+        self.emit = emit
+        self._sessions: dict[uuid.UUID, Session] = {}
+        self._opening: dict[int, int] = {}  # site id -> opens under way (counted against the limit)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def __contains__(self, session_id: uuid.UUID) -> bool:
+        return session_id in self._sessions
+
+    async def start(self) -> None:
+        """Close what a previous process left behind, then watch for idle sessions."""
+        for container_id, session_id in await self.host.sessions():
+            await self.host.remove(container_id)
+            with contextlib.suppress(ValueError):
+                orphan = uuid.UUID(session_id)
+                await self.emit(TerminalEvent(session_id=orphan, type="closed", seq=0, reason="orchestrator restarted"))
+            log.info("removed an orphaned terminal", extra=fields(session_id=session_id))
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        await asyncio.gather(*(self.close(s, "orchestrator stopped") for s in list(self._sessions)))
+
+    async def open(self, session_id: uuid.UUID, site_id: int, cols: int, rows: int) -> None:
+        if session_id in self._sessions:
+            return  # a redelivered open: the session is already there
+        if self._count(site_id) >= self.settings.terminal_max_per_site:
+            raise TerminalRefused(
+                f"site {site_id} has {self.settings.terminal_max_per_site} open terminals already",
+                code=ErrorCode.TERMINAL_LIMIT,
+            )
+        self._opening[site_id] = self._opening.get(site_id, 0) + 1
+        try:
+            service = await self.host.site_service(site_id)
+            if service is None:
+                raise NotFound(f"site {site_id} has no service (it was never deployed, or was deleted)")
+            name = specs.service_name(site_id)
+            await self.sitedirs.check(name)
+            container = terminalspec.session_container(
+                service, site_id, session_id, self.sitedirs.path(name), self.settings
+            )
+            container_id, tty = await self.host.start(container, cols, rows)
+        finally:
+            self._opening[site_id] -= 1
+        reader, writer = await asyncio.open_connection(sock=tty)
+        session = Session(session_id, site_id, container_id, reader, writer)
+        self._sessions[session_id] = session
+        await self.emit(session.event("opened"))
+        session.pump = asyncio.create_task(self._pump(session))
+        log.info("terminal opened", extra=fields(session_id=str(session_id), site_id=site_id, image=container.image))
+
+    def input(self, session_id: uuid.UUID, data: bytes) -> None:
+        """Write at once, before any await: inputs are written in the order they were delivered."""
+        session = self._get(session_id)
+        session.last_input = time.monotonic()
+        session.writer.write(data)
+
+    async def resize(self, session_id: uuid.UUID, cols: int, rows: int) -> None:
+        await self.host.resize(self._get(session_id).container_id, cols, rows)
+
+    async def close(self, session_id: uuid.UUID, reason: str = "closed by the user") -> None:
+        session = self._get(session_id)
+        session.reason = session.reason or reason
+        await self.host.remove(session.container_id)  # the pump then sees the end and says `closed`
+        if session.pump is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(session.pump), 10)
+
+    def _get(self, session_id: uuid.UUID) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise TerminalRefused(f"no open terminal session {session_id}", code=ErrorCode.UNKNOWN_SESSION)
+        return session
+
+    def _count(self, site_id: int) -> int:
+        return self._opening.get(site_id, 0) + sum(1 for s in self._sessions.values() if s.site_id == site_id)
+
+    async def _pump(self, session: Session) -> None:
+        loop = asyncio.get_running_loop()
+        limit = self.settings.terminal_batch_bytes
+        try:
+            while chunk := await session.reader.read(limit):
+                batch = bytearray(chunk)
+                deadline = loop.time() + self.settings.terminal_batch_seconds
+                ended = False
+                while len(batch) < limit and (left := deadline - loop.time()) > 0:
+                    try:
+                        more = await asyncio.wait_for(session.reader.read(limit - len(batch)), left)
+                    except TimeoutError:
+                        break
+                    if not more:
+                        ended = True
+                        break
+                    batch += more
+                await self.emit(session.event("output", data=base64.b64encode(batch).decode("ascii")))
+                if ended:
+                    break
+        except (ConnectionError, OSError) as exc:
+            log.warning("terminal connection lost", extra=fields(session_id=str(session.id), error=repr(exc)))
+        finally:
+            self._sessions.pop(session.id, None)
+            session.writer.close()
+            with contextlib.suppress(OrchestratorError):
+                await self.host.remove(session.container_id)
+            await self.emit(session.event("closed", reason=session.reason or "the shell ended"))
+            log.info("terminal closed", extra=fields(session_id=str(session.id), reason=session.reason or "ended"))
+
+    async def _sweep(self) -> None:
+        idle, lifetime = self.settings.terminal_idle_seconds, self.settings.terminal_max_lifetime_seconds
+        while True:
+            await asyncio.sleep(min(1.0, idle / 4))
+            now = time.monotonic()
+            for session in list(self._sessions.values()):
+                if now - session.last_input > idle:
+                    reason = f"idle for {idle:g} s"
+                elif now - session.opened > lifetime:
+                    reason = f"open for {lifetime:g} s, the longest a session lives"
+                else:
+                    continue
+                with contextlib.suppress(OrchestratorError):
+                    await self.close(session.id, reason)

@@ -1,0 +1,79 @@
+"""Pure: the container a terminal session runs in, derived from the site's live service.
+
+A session gets what the site's tasks get (image, user, env, limits, capabilities, read-only root)
+except the server: a login shell with a TTY in /site, the site directory read-write (also for a
+static site, whose files are edited here), the operator's base image for a static site (nginx is
+not a shell), no published ports, and no container log (terminal data is never logged).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+from orchestrator.config import Settings
+from orchestrator.events import SiteKind, memory_bytes
+from orchestrator.siteenv import SITE_MOUNT
+from orchestrator.spec import KIND, MANAGED_BY, MANAGER, SITE_ID
+
+SESSION = "com.director.terminal-session"
+# Env of a site's service that is about its server, not about the site.
+_SERVER_ONLY_ENV = ("NGINX_CONF",)
+
+
+@dataclass(frozen=True)
+class SessionContainer:
+    name: str
+    image: str
+    command: tuple[str, ...]
+    user: str | None
+    env: dict[str, str]
+    workdir: str
+    site_dir: str
+    labels: dict[str, str]
+    nano_cpus: int
+    memory_bytes: int
+    pids_limit: int
+    cap_add: tuple[str, ...]
+
+
+def container_name(site_id: int, session_id: uuid.UUID) -> str:
+    return f"terminal_{site_id:04d}_{session_id.hex}"
+
+
+def session_container(
+    service: Mapping[str, Any], site_id: int, session_id: uuid.UUID, site_dir: PurePath, settings: Settings
+) -> SessionContainer:
+    """The session container for a site whose service spec (Docker's `Spec`) is `service`."""
+    task = service.get("TaskTemplate", {})
+    container = task.get("ContainerSpec", {})
+    limits = task.get("Resources", {}).get("Limits", {})
+    labels = service.get("Labels", {})
+    static = labels.get(KIND) == SiteKind.STATIC.value
+    env = dict(_pair(item) for item in container.get("Env", []) if "=" in item)
+    for key in _SERVER_ONLY_ENV:
+        env.pop(key, None)
+    env["TERM"] = "xterm-256color"
+    return SessionContainer(
+        name=container_name(site_id, session_id),
+        # The image the site runs now (pinned digest included), or a shell image for nginx sites.
+        image=settings.default_image if static else str(container.get("Image", settings.default_image)),
+        command=("/bin/sh", "-l"),
+        user=container.get("User"),
+        env=env,
+        workdir=SITE_MOUNT,
+        site_dir=str(site_dir),
+        labels={MANAGED_BY: MANAGER, SITE_ID: str(site_id), SESSION: str(session_id)},
+        nano_cpus=int(limits.get("NanoCPUs", 0)) or round(settings.max_cpus * 1e9),
+        memory_bytes=int(limits.get("MemoryBytes", 0)) or memory_bytes(settings.max_memory),
+        pids_limit=int(limits.get("Pids", 0)) or settings.pids_limit,
+        cap_add=tuple(container.get("CapabilityAdd") or ()),
+    )
+
+
+def _pair(item: str) -> tuple[str, str]:
+    key, _, value = item.partition("=")
+    return key, value

@@ -1,0 +1,305 @@
+"""Web terminals over the bus, as Director's web layer would drive them: commands on
+`director.terminals` as the `director` user, session events read from `orchestrator.terminals`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import docker
+import pytest
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from support import (
+    Director,
+    OrchestratorProcess,
+    Results,
+    connected,
+    eventually,
+    site_event,
+    write_site,
+)
+
+from orchestrator.events import TerminalEvent
+
+COMMANDS = "director.terminals"
+EVENTS = "orchestrator.terminals"
+SESSION_LABEL = "com.director.terminal-session"
+
+
+class Terminal:
+    """One session as Director sees it: send commands, read the events in `seq` order."""
+
+    def __init__(self, channel: Any, exchange: Any, session_id: uuid.UUID) -> None:
+        self.channel = channel
+        self.exchange = exchange
+        self.session_id = session_id
+        self.events: list[TerminalEvent] = []
+        self._changed = asyncio.Condition()
+
+    async def listen(self, events_exchange: Any) -> None:
+        queue = await self.channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(events_exchange, f"terminal.{self.session_id}")
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        async with self._changed:
+            self.events.append(TerminalEvent.model_validate_json(message.body))
+            self._changed.notify_all()
+
+    async def send(self, command: str, user_id: str = "director", **body: Any) -> None:
+        payload = json.dumps({"session_id": str(self.session_id), **body}).encode()
+        await self.exchange.publish(
+            aio_pika.Message(payload, content_type="application/json", user_id=user_id), f"terminal.{command}"
+        )
+
+    async def type(self, text: str) -> None:
+        await self.send("input", data=base64.b64encode(text.encode()).decode())
+
+    @property
+    def output(self) -> bytes:
+        return b"".join(base64.b64decode(e.data or "") for e in self.events if e.type == "output")
+
+    async def wait(self, predicate: Any, timeout: float = 30) -> None:
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+    async def wait_type(self, type_: str, timeout: float = 30) -> TerminalEvent:
+        await self.wait(lambda: any(e.type == type_ for e in self.events), timeout)
+        return next(e for e in self.events if e.type == type_)
+
+    async def wait_output(self, text: bytes, timeout: float = 30) -> None:
+        await self.wait(lambda: text in self.output, timeout)
+
+
+@pytest.fixture(scope="module")
+async def bus(vhost: str, orchestrator: object) -> AsyncIterator[tuple[AbstractRobustConnection, Any, Any]]:
+    """Director's publisher on director.terminals and an admin listener on orchestrator.terminals."""
+    async with connected("director", vhost) as director, connected("guest", vhost) as admin:
+        publisher = await director.channel(publisher_confirms=True)
+        commands = await publisher.get_exchange(COMMANDS, ensure=False)
+        listener = await admin.channel()
+        events = await listener.get_exchange(EVENTS, ensure=False)
+        yield listener, commands, events
+
+
+async def terminal(bus: tuple[AbstractRobustConnection, Any, Any]) -> Terminal:
+    channel, commands, events = bus
+    session = Terminal(channel, commands, uuid.uuid4())
+    await session.listen(events)
+    return session
+
+
+async def deployed_site(director: Director, results: Results, sites_root: Path, site_id: int, **site: Any) -> str:
+    host = f"term{site_id}.example.com"
+    write_site(sites_root, site_id, page=f"terminal page {site_id}")
+    event = site_event("site.created", site_id, 1, domains=[host], **site)
+    await director.publish(event)
+    result = await results.wait_for(str(event["event_id"]), timeout=90)
+    assert result.type == "site.deployed", result
+    return host
+
+
+def session_container(api: docker.APIClient, session_id: uuid.UUID) -> dict[str, Any] | None:
+    found = api.containers(all=True, filters={"label": f"{SESSION_LABEL}={session_id}"})
+    return api.inspect_container(found[0]["Id"]) if found else None
+
+
+async def test_a_terminal_runs_a_shell_in_the_sites_own_image_with_its_files(
+    bus: Any,
+    director: Director,
+    results: Results,
+    sites_root: Path,
+    site_id: int,
+    api: docker.APIClient,
+    orchestrator: OrchestratorProcess,
+) -> None:
+    await deployed_site(director, results, sites_root, site_id, env={"GREETING": "hello-from-env"})
+    session = await terminal(bus)
+
+    await session.send("open", site_id=site_id, cols=100, rows=30)
+    opened = await session.wait_type("opened")
+    await session.type("echo $((6*7)); cat /site/public/index.html; echo $GREETING; id -u; stty size\n")
+    await session.wait_output(b"100", timeout=20)
+
+    assert opened.seq == 0
+    output = session.output
+    assert b"42" in output and f"terminal page {site_id}".encode() in output
+    assert b"hello-from-env" in output
+    assert f"{100000 + site_id}".encode() in output  # the site's own uid, not root
+    assert b"30 100" in output
+    assert b"hello-from-env" not in orchestrator.log_path.read_bytes()  # terminal data is never logged
+    seqs = [e.seq for e in session.events]
+    assert seqs == list(range(len(seqs)))  # in order, no gap
+    container = session_container(api, session.session_id)
+    assert container is not None
+    site_image = api.inspect_service(f"site_{site_id:04d}")["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    assert container["Config"]["Image"] == site_image
+    assert container["HostConfig"]["LogConfig"]["Type"] == "none"  # terminal data is never logged
+    assert container["HostConfig"]["PortBindings"] in ({}, None)
+
+    await session.send("resize", cols=120, rows=40)
+    await asyncio.sleep(0.5)
+    await session.type("stty size\n")
+    await session.wait_output(b"40 120", timeout=20)
+
+    await session.send("close")
+    closed = await session.wait_type("closed")
+    assert closed.seq == max(e.seq for e in session.events)  # closed comes last
+    await eventually(lambda: session_container(api, session.session_id) is None, timeout=15)
+
+
+async def test_a_static_sites_terminal_runs_the_base_image_never_nginx(
+    bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+) -> None:
+    await deployed_site(director, results, sites_root, site_id, kind="static")
+    session = await terminal(bus)
+
+    await session.send("open", site_id=site_id, cols=80, rows=24)
+    await session.wait_type("opened")
+    await session.type("echo edit > /site/public/new.html; ls /site/public; ps -o comm\n")
+    await session.wait_output(b"new.html", timeout=20)
+    await asyncio.sleep(0.3)
+
+    container = session_container(api, session.session_id)
+    assert container is not None
+    assert container["Config"]["Image"] == "director/base:latest"
+    assert b"nginx" not in session.output
+    assert (sites_root / f"site_{site_id:04d}" / "public" / "new.html").read_text() == "edit\n"
+    await session.send("close")
+    await session.wait_type("closed")
+
+
+async def test_the_shell_ending_closes_the_session_and_removes_its_container(
+    bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+) -> None:
+    await deployed_site(director, results, sites_root, site_id)
+    session = await terminal(bus)
+    await session.send("open", site_id=site_id, cols=80, rows=24)
+    await session.wait_type("opened")
+
+    await session.type("exit\n")
+    closed = await session.wait_type("closed")
+
+    assert closed.reason == "the shell ended"
+    await eventually(lambda: session_container(api, session.session_id) is None, timeout=15)
+    await session.type("echo too late\n")
+    failed = await session.wait_type("failed")
+    assert failed.code == "unknown_session"
+
+
+async def test_unknown_sessions_and_missing_sites_are_answered_with_a_code(bus: Any, site_id: int) -> None:
+    unknown = await terminal(bus)
+    await unknown.type("ls\n")
+    failed = await unknown.wait_type("failed")
+    assert failed.code == "unknown_session"
+
+    missing = await terminal(bus)
+    await missing.send("open", site_id=site_id, cols=80, rows=24)
+    failed = await missing.wait_type("failed")
+    assert failed.code == "not_found"
+    assert not any(e.type == "opened" for e in missing.events)
+
+
+async def test_at_most_three_sessions_per_site(
+    bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+) -> None:
+    await deployed_site(director, results, sites_root, site_id)
+    sessions = [await terminal(bus) for _ in range(4)]
+    for session in sessions[:3]:
+        await session.send("open", site_id=site_id, cols=80, rows=24)
+        await session.wait_type("opened")
+
+    await sessions[3].send("open", site_id=site_id, cols=80, rows=24)
+    failed = await sessions[3].wait_type("failed")
+
+    assert failed.code == "terminal_limit"
+    assert session_container(api, sessions[3].session_id) is None
+    await sessions[0].send("close")
+    await sessions[0].wait_type("closed")
+    await sessions[3].send("open", site_id=site_id, cols=80, rows=24)
+    await sessions[3].wait_type("opened")  # a freed slot can be used again
+    for session in sessions[1:]:
+        await session.send("close")
+        await session.wait_type("closed")
+
+
+async def test_deleting_a_site_closes_its_terminals(
+    bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+) -> None:
+    await deployed_site(director, results, sites_root, site_id)
+    session = await terminal(bus)
+    await session.send("open", site_id=site_id, cols=80, rows=24)
+    await session.wait_type("opened")
+
+    event = site_event("site.deleted", site_id, 2)
+    await director.publish(event)
+    assert (await results.wait_for(str(event["event_id"]))).type == "site.removed"
+
+    await session.wait_type("closed")
+    assert session_container(api, session.session_id) is None
+
+
+async def test_malformed_commands_are_dead_lettered_and_strangers_get_no_answer(
+    bus: Any, admin: AbstractRobustConnection, vhost: str
+) -> None:
+    session = await terminal(bus)
+    await session.send("resize", cols="wide", rows=24)  # wrong type
+    failed = await session.wait_type("failed")
+    assert failed.code == "invalid_event"
+
+    async with connected("guest", vhost) as stranger:
+        channel = await stranger.channel()
+        exchange = await channel.get_exchange(COMMANDS, ensure=False)
+        body = json.dumps({"session_id": str(session.session_id), "data": "bHM="}).encode()
+        await exchange.publish(aio_pika.Message(body, user_id="guest"), "terminal.input")
+
+    async def dead_letters() -> list[tuple[str, str]]:
+        channel = await admin.channel()
+        queue = await channel.declare_queue("orchestrator.site-events.dead", passive=True)
+        held = []
+        while (message := await queue.get(no_ack=False, fail=False)) is not None:
+            held.append(message)
+        found = []
+        for message in held:
+            if json.loads(message.body).get("session_id") == str(session.session_id):
+                found.append((str(message.headers.get("x-orchestrator-error-code")), message.routing_key or ""))
+                await message.ack()
+            else:
+                await message.nack(requeue=True)
+        await channel.close()
+        return found
+
+    found: list[tuple[str, str]] = []
+
+    async def both() -> bool:
+        found.extend(await dead_letters())
+        return len(found) >= 2
+
+    await eventually(both, timeout=20)
+    assert sorted(code for code, _ in found) == ["invalid_event", "unauthenticated"]
+    assert [e.type for e in session.events] == ["failed"]  # nothing said for the stranger
+
+
+async def test_an_idle_session_is_closed(
+    bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+) -> None:
+    """The tests' orchestrator closes sessions after 20 s without input (900 s by default)."""
+    await deployed_site(director, results, sites_root, site_id)
+    session = await terminal(bus)
+    await session.send("open", site_id=site_id, cols=80, rows=24)
+    await session.wait_type("opened")
+    started = time.monotonic()
+
+    closed = await session.wait_type("closed", timeout=45)
+
+    assert closed.reason is not None and "idle" in closed.reason
+    assert time.monotonic() - started >= 15
+    assert session_container(api, session.session_id) is None
