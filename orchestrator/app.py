@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
 from orchestrator import broker, retry, topology
 from orchestrator.config import Settings
 from orchestrator.consumer import QueueConsumer
 from orchestrator.dockerclient import DockerClient
-from orchestrator.errors import DockerUnavailable
-from orchestrator.events import TerminalEvent
+from orchestrator.errors import DockerUnavailable, PublishFailed
+from orchestrator.events import SiteHealth, TerminalEvent
 from orchestrator.handlers import Context
+from orchestrator.health import HealthMonitor
 from orchestrator.logs import fields
 from orchestrator.routes import TraefikRoutes
 from orchestrator.settlement import QueuePolicy, Settler
@@ -64,6 +66,12 @@ async def serve(settings: Settings) -> None:
         policy = QueuePolicy(settings.inbound_exchange, settings.max_attempts, declared.retry, declared.dead_letters)
         settler = Settler(policy, settings.publish_timeout_seconds)
         consumer = QueueConsumer(declared.work_queue, SiteEvents(settings, ctx, settler, declared.results))
+        # A standby says nothing about health until it has taken over.
+        monitor = HealthMonitor(
+            swarm, functools.partial(_publish_health, declared.results, settings), active=consumer.active
+        )
+        events.listen(monitor.on_event)
+        await monitor.start(await swarm.managed())
         sessions, terminal_consumer = await _terminals(connection, settings, terminal_host, sitedirs)
         await consumer.start()
         await terminal_consumer.start()
@@ -77,6 +85,7 @@ async def serve(settings: Settings) -> None:
                 "grace period over; unfinished messages go back to the queue", extra=fields(inflight=consumer.inflight)
             )
         await sessions.stop()
+        monitor.stop()
     finally:
         await connection.close()
         events.stop()
@@ -84,6 +93,20 @@ async def serve(settings: Settings) -> None:
         swarm.close()
         terminal_docker.close()
     log.info("stopped")
+
+
+async def _publish_health(results: AbstractExchange, settings: Settings, event: SiteHealth) -> bool:
+    try:
+        await broker.publish(
+            results,
+            event.type,
+            event.model_dump_json().encode(),
+            timeout=settings.publish_timeout_seconds,
+            message_id=str(event.event_id),
+        )
+    except PublishFailed:
+        return False
+    return True
 
 
 async def _terminals(
@@ -100,11 +123,11 @@ async def _terminals(
         await broker.send(events, event.routing_key, event.model_dump_json().encode())
 
     sessions = TerminalSessions(settings, host, sitedirs, emit)
-    await sessions.start()
     policy = QueuePolicy(settings.terminal_exchange, 1, None, declared.dead_letters)
     settler = Settler(policy, settings.publish_timeout_seconds)
-    commands = TerminalCommands(settings, sessions, settler, declared.events)
-    return sessions, QueueConsumer(declared.commands, commands)
+    consumer = QueueConsumer(declared.commands, TerminalCommands(settings, sessions, settler, declared.events))
+    await sessions.start(consumer.active)
+    return sessions, consumer
 
 
 async def _wait_for_docker(swarm: Swarm, stop: asyncio.Event) -> bool:

@@ -29,6 +29,12 @@ class QueueConsumer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        # Set once this process is the queue's single active consumer: nobody else consumed it
+        # when we declared it, or a delivery reached us (the broker only delivers to the active one).
+        self.active = asyncio.Event()
+        declared = getattr(queue, "declaration_result", None)
+        if declared is not None and declared.consumer_count == 0:
+            self.active.set()
 
     @property
     def inflight(self) -> int:
@@ -54,6 +60,7 @@ class QueueConsumer:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         if self._stopping:
             return
+        self.active.set()
         self._inflight += 1
         self._idle.clear()
         try:

@@ -185,6 +185,27 @@ class Probe(_Model):
     )
 
 
+# --- health after deploy -------------------------------------------------------------------------
+
+HealthStatus = Literal["healthy", "unhealthy", "down"]
+
+
+class SiteHealth(_Model):
+    """A deployed site's health changed (routing key `site.health`): published once per change.
+
+    `down`: no task answers; `unhealthy`: fewer tasks answer than should, or a health check is
+    failing; `healthy`: every task answers again. Sites not serving (replicas 0) are not watched.
+    """
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: Literal["site.health"] = "site.health"
+    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    site_id: SiteId
+    status: HealthStatus
+    since: AwareDatetime = Field(description="When the site entered this status (as first noticed).")
+    detail: str
+
+
 # --- terminals ------------------------------------------------------------------------------------
 # Director bridges a browser's websocket to the bus: commands on `director.terminals` (routing key
 # = command type), events back on `orchestrator.terminals` with routing key `terminal.<session_id>`.

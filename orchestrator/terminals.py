@@ -128,15 +128,16 @@ class TerminalHost:
 
         await self._docker.run(remove)
 
-    async def sessions(self, site_id: int | None = None) -> list[tuple[str, str]]:
-        """(container id, session id) of every session container, or of one site's."""
+    async def sessions(self, site_id: int | None = None) -> list[tuple[str, str, str]]:
+        """(container id, session id, owner) of every session container, or of one site's."""
         wanted = [f"{specs.MANAGED_BY}={specs.MANAGER}", terminalspec.SESSION]
         if site_id is not None:
             wanted.append(f"{specs.SITE_ID}={site_id}")
 
-        def listing(api: docker.APIClient) -> list[tuple[str, str]]:
+        def listing(api: docker.APIClient) -> list[tuple[str, str, str]]:
             found = api.containers(all=True, filters={"label": wanted})
-            return [(c["Id"], c["Labels"].get(terminalspec.SESSION, "")) for c in found]
+            labels = [(c["Id"], c["Labels"]) for c in found]
+            return [(i, ls.get(terminalspec.SESSION, ""), ls.get(terminalspec.OWNER, "")) for i, ls in labels]
 
         return await self._docker.run(listing)
 
@@ -144,7 +145,7 @@ class TerminalHost:
         """Remove the site's session containers; the process holding a session sees its TTY end
         and tells the owner `closed`."""
         found = await self.sessions(site_id)
-        for container_id, _ in found:
+        for container_id, _, _ in found:
             await self.remove(container_id)
         return len(found)
 
@@ -174,26 +175,42 @@ class TerminalSessions:
         self.host = host
         self.sitedirs = sitedirs
         self.emit = emit
+        self.owner = uuid.uuid4().hex  # this process
         self._sessions: dict[uuid.UUID, Session] = {}
         self._opening: dict[int, int] = {}  # site id -> opens under way (counted against the limit)
         self._sweeper: asyncio.Task[None] | None = None
+        self._orphans: asyncio.Task[None] | None = None
 
     def __contains__(self, session_id: uuid.UUID) -> bool:
         return session_id in self._sessions
 
-    async def start(self) -> None:
-        """Close what a previous process left behind, then watch for idle sessions."""
-        for container_id, session_id in await self.host.sessions():
-            await self.host.remove(container_id)
+    async def start(self, active: asyncio.Event) -> None:
+        """Watch for idle sessions; once this process takes commands (`active`), close what a
+        previous one left behind. A standby must not: the active process holds those sessions."""
+        self._sweeper = asyncio.create_task(self._sweep())
+        self._orphans = asyncio.create_task(self._close_orphans(active))
+
+    async def _close_orphans(self, active: asyncio.Event) -> None:
+        await active.wait()
+        try:
+            found = await self.host.sessions()
+        except OrchestratorError as exc:
+            log.warning("could not look for orphaned terminals", extra=fields(error=exc.message))
+            return
+        for container_id, session_id, owner in found:
+            if owner == self.owner:
+                continue
+            with contextlib.suppress(OrchestratorError):
+                await self.host.remove(container_id)
             with contextlib.suppress(ValueError):
                 orphan = uuid.UUID(session_id)
                 await self.emit(TerminalEvent(session_id=orphan, type="closed", seq=0, reason="orchestrator restarted"))
             log.info("removed an orphaned terminal", extra=fields(session_id=session_id))
-        self._sweeper = asyncio.create_task(self._sweep())
 
     async def stop(self) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._orphans):
+            if task is not None:
+                task.cancel()
         await asyncio.gather(*(self.close(s, "orchestrator stopped") for s in list(self._sessions)))
 
     async def open(self, session_id: uuid.UUID, site_id: int, cols: int, rows: int) -> None:
@@ -212,7 +229,7 @@ class TerminalSessions:
             name = specs.service_name(site_id)
             await self.sitedirs.check(name)
             container = terminalspec.session_container(
-                service, site_id, session_id, self.sitedirs.path(name), self.settings
+                service, site_id, session_id, self.sitedirs.path(name), self.settings, self.owner
             )
             container_id, tty = await self.host.start(container, cols, rows)
         finally:

@@ -20,6 +20,9 @@ from orchestrator.siteenv import SITE_MOUNT
 from orchestrator.spec import KIND, MANAGED_BY, MANAGER, SITE_ID
 
 SESSION = "com.director.terminal-session"
+# The orchestrator process holding the session's TTY; another one's sessions are orphans once
+# this process takes commands (only one process takes them at a time).
+OWNER = "com.director.terminal-owner"
 # Env of a site's service that is about its server, not about the site.
 _SERVER_ONLY_ENV = ("NGINX_CONF",)
 
@@ -45,7 +48,12 @@ def container_name(site_id: int, session_id: uuid.UUID) -> str:
 
 
 def session_container(
-    service: Mapping[str, Any], site_id: int, session_id: uuid.UUID, site_dir: PurePath, settings: Settings
+    service: Mapping[str, Any],
+    site_id: int,
+    session_id: uuid.UUID,
+    site_dir: PurePath,
+    settings: Settings,
+    owner: str = "",
 ) -> SessionContainer:
     """The session container for a site whose service spec (Docker's `Spec`) is `service`."""
     task = service.get("TaskTemplate", {})
@@ -66,7 +74,7 @@ def session_container(
         env=env,
         workdir=SITE_MOUNT,
         site_dir=str(site_dir),
-        labels={MANAGED_BY: MANAGER, SITE_ID: str(site_id), SESSION: str(session_id)},
+        labels={MANAGED_BY: MANAGER, SITE_ID: str(site_id), SESSION: str(session_id), OWNER: owner},
         nano_cpus=int(limits.get("NanoCPUs", 0)) or round(settings.max_cpus * 1e9),
         memory_bytes=int(limits.get("MemoryBytes", 0)) or memory_bytes(settings.max_memory),
         pids_limit=int(limits.get("Pids", 0)) or settings.pids_limit,

@@ -23,7 +23,7 @@ import docker
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from orchestrator.events import ResultEvent
+from orchestrator.events import ResultEvent, SiteHealth
 
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:director@127.0.0.1:5672/")
@@ -120,6 +120,7 @@ class Results:
         self.queue_name = queue
         self.by_cause: dict[str, list[ResultEvent]] = {}
         self.messages: list[AbstractIncomingMessage] = []
+        self.health: list[SiteHealth] = []
         self._changed = asyncio.Condition()
 
     async def start(self) -> None:
@@ -133,6 +134,12 @@ class Results:
         await queue.consume(self._on_message, no_ack=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if message.routing_key == "site.health":
+            health = SiteHealth.model_validate_json(message.body)
+            async with self._changed:
+                self.health.append(health)
+                self._changed.notify_all()
+            return
         result = ResultEvent.model_validate_json(message.body)
         async with self._changed:
             self.messages.append(message)
@@ -144,6 +151,17 @@ class Results:
             async with self._changed:
                 await self._changed.wait_for(lambda: event_id in self.by_cause)
         return self.by_cause[event_id][0]
+
+    async def wait_health(self, site_id: int, count: int, timeout: float = 60) -> list[SiteHealth]:
+        """Until `count` site.health events arrived for the site; all of them."""
+
+        def of_site() -> list[SiteHealth]:
+            return [h for h in self.health if h.site_id == site_id]
+
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(of_site()) >= count)
+        return of_site()
 
     async def wait_total(self, count: int, timeout: float) -> None:
         """Until `count` results arrived in all."""

@@ -1,0 +1,150 @@
+"""site.health: once per change, from events, on the fake swarm."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fakes import FakeSwarm
+
+from orchestrator.events import SiteHealth
+from orchestrator.health import HEALTHY, UNHEALTHY, HealthMonitor, classify
+from orchestrator.ports import Deployed
+from orchestrator.spec import SITE_ID
+from orchestrator.watcher import DockerEvent
+
+NAME = "site_0007"
+
+
+def deployed(replicas: int = 1, running: int | None = 1) -> Deployed:
+    return Deployed("id7", NAME, 1, {SITE_ID: "7"}, replicas, running=running)
+
+
+def test_classify() -> None:
+    assert classify(deployed(1, 1), 0).status == "healthy"
+    assert classify(deployed(1, 0), 0).status == "down"
+    assert classify(deployed(2, 1), 0).status == "unhealthy"
+    assert classify(deployed(1, 1), 1).status == "unhealthy"
+    assert "0 of 1 tasks answering" in classify(deployed(1, 0), 0).detail
+
+
+def task(action: str, container: str = "site_0007.1.abc") -> DockerEvent:
+    attributes = {"com.docker.swarm.service.name": NAME, "name": container}
+    return DockerEvent("container", action, "id7", 0, attributes)
+
+
+class Monitor:
+    def __init__(self, *, active: bool = True, publishing: bool = True) -> None:
+        self.swarm = FakeSwarm()
+        self.swarm.services[NAME] = deployed()
+        self.swarm.answering.add(NAME)
+        self.published: list[SiteHealth] = []
+        self.publishing = publishing
+        self.active = asyncio.Event()
+        if active:
+            self.active.set()
+        self.monitor = HealthMonitor(
+            self.swarm, self.publish, active=self.active, settle_seconds=0.01, retry_seconds=0.02
+        )
+
+    async def publish(self, event: SiteHealth) -> bool:
+        if self.publishing:
+            self.published.append(event)
+        return self.publishing
+
+    async def event(self, action: str, container: str = "site_0007.1.abc") -> None:
+        self.monitor.on_event(task(action, container))
+        await asyncio.sleep(0.05)
+
+    @property
+    def statuses(self) -> list[str]:
+        return [e.status for e in self.published]
+
+
+async def test_a_crash_loop_is_one_down_then_one_healthy() -> None:
+    m = Monitor()
+    await m.monitor.start([deployed()])
+    await asyncio.sleep(0.05)
+    assert m.statuses == []  # healthy at start: nothing to say
+
+    m.swarm.answering.discard(NAME)
+    for i in range(5):  # the loop: tasks die, start, die again
+        await m.event("die", f"site_0007.1.{i}")
+        await m.event("start", f"site_0007.1.{i + 1}")
+    m.swarm.answering.add(NAME)
+    await m.event(HEALTHY, "site_0007.1.9")
+
+    assert m.statuses == ["down", "healthy"]
+    assert m.published[0].site_id == 7 and "0 of 1" in m.published[0].detail
+
+
+async def test_a_failing_health_check_is_unhealthy_until_it_passes() -> None:
+    m = Monitor()
+    await m.monitor.start([deployed()])
+    await m.event(UNHEALTHY)
+    await m.event(UNHEALTHY)
+    await m.event(HEALTHY)
+    assert m.statuses == ["unhealthy", "healthy"]
+
+
+async def test_a_new_site_is_watched_only_once_it_was_healthy() -> None:
+    m = Monitor()
+    await m.monitor.start([])
+    m.swarm.answering.discard(NAME)
+    await m.event("start")  # on its way up: its deploy result speaks for it
+    m.swarm.answering.add(NAME)
+    await m.event(HEALTHY)
+    assert m.statuses == []
+    m.swarm.answering.discard(NAME)
+    await m.event("die")
+    assert m.statuses == ["down"]
+
+
+async def test_a_site_down_at_start_is_reported() -> None:
+    m = Monitor()
+    m.swarm.answering.discard(NAME)
+    await m.monitor.start([deployed(running=0)])
+    await asyncio.sleep(0.05)
+    assert m.statuses == ["down"]
+
+
+async def test_a_removed_or_idle_site_is_not_watched() -> None:
+    m = Monitor()
+    await m.monitor.start([deployed()])
+    del m.swarm.services[NAME]
+    await m.event("die")
+    m.swarm.services[NAME] = deployed()
+    m.swarm.answering.discard(NAME)
+    await m.event("start")
+    assert m.statuses == []
+
+
+async def test_a_standby_keeps_track_without_speaking() -> None:
+    m = Monitor(active=False)
+    await m.monitor.start([deployed()])
+    m.swarm.answering.discard(NAME)
+    await m.event("die")
+    assert m.statuses == []
+    m.active.set()  # it took over
+    m.swarm.answering.add(NAME)
+    await m.event(HEALTHY)
+    assert m.statuses == ["healthy"]
+
+
+async def test_a_change_the_broker_did_not_take_is_said_again_later() -> None:
+    m = Monitor(publishing=False)
+    await m.monitor.start([deployed()])
+    m.swarm.answering.discard(NAME)
+    await m.event("die")
+    assert m.statuses == []
+    m.publishing = True
+    await asyncio.sleep(0.1)  # a look again shortly after says it
+    assert m.statuses == ["down"]
+
+
+async def test_a_lost_event_stream_means_a_fresh_look() -> None:
+    m = Monitor()
+    await m.monitor.start([deployed()])
+    m.swarm.answering.discard(NAME)
+    m.monitor.on_event(None)
+    await asyncio.sleep(0.05)
+    assert m.statuses == ["down"]
