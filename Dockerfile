@@ -8,5 +8,8 @@ COPY orchestrator ./orchestrator
 # Runs as root: it needs the docker socket and must create directories under the sites root.
 RUN pip install --no-cache-dir .
 ENV PYTHONUNBUFFERED=1
+# No inbound HTTP: the process writes a heartbeat (broker connected, consuming, Docker answering)
+# and this reads it.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["orchestrator", "healthcheck"]
 ENTRYPOINT ["orchestrator"]
 CMD ["run"]

@@ -1,4 +1,7 @@
-"""Command line: `orchestrator run | schema export | dead-letters list|replay|purge`."""
+"""Command line: `orchestrator run | healthcheck | schema export | dead-letters list|replay|purge`.
+
+Heavy imports (aio-pika, the docker SDK) happen inside the commands that need them, so
+`healthcheck` starts fast."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from orchestrator import contract, deadletters, logs
+from orchestrator import heartbeat, logs
 from orchestrator.config import Settings
 
 
@@ -15,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="consume site events and make the swarm match (the default)")
+    commands.add_parser(
+        "healthcheck", help="exit 0 if the running orchestrator is connected, consuming and sees Docker"
+    )
 
     schema = commands.add_parser("schema", help="the published event contract").add_subparsers(dest="action")
     export = schema.add_parser("export", help="write JSON Schemas and examples generated from the models")
@@ -47,7 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(serve(settings))
         return 0
+    if args.command == "healthcheck":
+        healthy, why = heartbeat.check(settings.heartbeat_file, max_age=3 * settings.heartbeat_interval_seconds)
+        print(why, file=sys.stdout if healthy else sys.stderr)
+        return 0 if healthy else 1
     if args.command == "schema":
+        from orchestrator import contract
+
         if args.action != "export":
             parser.error("schema needs an action: export")
         for path in contract.export(args.dir):
@@ -57,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestrator import deadletters
+
     if args.action == "purge":
         if not args.yes:
             if not sys.stdin.isatty():

@@ -6,14 +6,15 @@ import asyncio
 import functools
 import logging
 import signal
+import time
 
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
-from orchestrator import broker, retry, topology
+from orchestrator import broker, heartbeat, retry, topology
 from orchestrator.config import Settings
 from orchestrator.consumer import QueueConsumer
 from orchestrator.dockerclient import DockerClient
-from orchestrator.errors import DockerUnavailable, PublishFailed
+from orchestrator.errors import DockerUnavailable, OrchestratorError, PublishFailed
 from orchestrator.events import SiteHealth, TerminalEvent
 from orchestrator.handlers import Context
 from orchestrator.health import HealthMonitor
@@ -76,7 +77,10 @@ async def serve(settings: Settings) -> None:
         await consumer.start()
         await terminal_consumer.start()
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
+        beating = asyncio.create_task(_beat(settings, connection, (consumer, terminal_consumer), swarm))
         await stop.wait()
+        beating.cancel()
+        settings.heartbeat_file.unlink(missing_ok=True)
         consumer.stop_taking()
         terminal_consumer.stop_taking()
         log.info("stopping: no new messages; finishing in-flight ones", extra=fields(inflight=consumer.inflight))
@@ -93,6 +97,26 @@ async def serve(settings: Settings) -> None:
         swarm.close()
         terminal_docker.close()
     log.info("stopped")
+
+
+async def _beat(
+    settings: Settings, connection: AbstractRobustConnection, consumers: tuple[QueueConsumer, ...], swarm: Swarm
+) -> None:
+    """The heartbeat `orchestrator healthcheck` reads (see `heartbeat`)."""
+    interval = settings.heartbeat_interval_seconds
+    while True:
+        try:
+            await asyncio.wait_for(swarm.ping(), interval)
+            docker_ok = True
+        except (OrchestratorError, TimeoutError):
+            docker_ok = False
+        broker_ok = connection.connected.is_set() and not connection.is_closed
+        consuming = broker_ok and all(c.consuming for c in consumers)
+        try:
+            heartbeat.write(settings.heartbeat_file, heartbeat.Beat(time.time(), broker_ok, consuming, docker_ok))
+        except OSError as exc:
+            log.warning("could not write the heartbeat", extra=fields(error=repr(exc)))
+        await asyncio.sleep(interval)
 
 
 async def _publish_health(results: AbstractExchange, settings: Settings, event: SiteHealth) -> bool:

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     retry_delay_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=5, ge=1)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    # `orchestrator healthcheck` reads this file; the running process rewrites it every interval.
+    heartbeat_file: Path = Path("/tmp/orchestrator.heartbeat")
+    heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
     allowed_publishers: Annotated[CsvList, Field(default_factory=lambda: ["director"])]
 
     # --- docker / swarm -----------------------------------------------------------------------

@@ -29,6 +29,7 @@ class QueueConsumer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        self._started = False
         # Set once this process is the queue's single active consumer: nobody else consumed it
         # when we declared it, or a delivery reached us (the broker only delivers to the active one).
         self.active = asyncio.Event()
@@ -40,8 +41,14 @@ class QueueConsumer:
     def inflight(self) -> int:
         return self._inflight
 
+    @property
+    def consuming(self) -> bool:
+        """Registered and taking deliveries on an open channel."""
+        return self._started and not self._stopping and not self.queue.channel.is_closed
+
     async def start(self) -> None:
         await self.queue.consume(self._on_message)
+        self._started = True
 
     def stop_taking(self) -> None:
         """Take no new deliveries. The consumer stays registered until the connection closes:

@@ -279,6 +279,13 @@ class OrchestratorProcess:
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def healthcheck(self) -> subprocess.CompletedProcess[str]:
+        """`orchestrator healthcheck` as Docker's HEALTHCHECK runs it, against this process."""
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator", "healthcheck"],
+            env=self.env, capture_output=True, text=True, timeout=30, cwd=ROOT,
+        )  # fmt: skip
+
     def log_lines(self) -> list[dict[str, Any]]:
         out = []
         for line in self.log_path.read_text(errors="replace").splitlines():
@@ -413,6 +420,8 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_HEARTBEAT_SECONDS": "2",
         # Long enough for a test to use its session, short enough to see one closed for idling.
         "ORCHESTRATOR_TERMINAL_IDLE_SECONDS": "20",
+        "ORCHESTRATOR_HEARTBEAT_FILE": str(sites_root.parent / f"heartbeat-{vhost}"),
+        "ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS": "1",
     }
     env.update({f"ORCHESTRATOR_{k.upper()}": v for k, v in overrides.items()})
     return env

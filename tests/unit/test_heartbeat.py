@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.heartbeat import Beat, check, write
+
+
+def test_a_fresh_beat_with_everything_up_is_healthy(tmp_path: Path) -> None:
+    path = tmp_path / "beat"
+    write(path, Beat(time.time(), broker=True, consuming=True, docker=True))
+    healthy, why = check(path, max_age=15)
+    assert healthy and "healthy" in why
+
+
+def test_each_problem_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "beat"
+    write(path, Beat(time.time(), broker=False, consuming=False, docker=False))
+    healthy, why = check(path, max_age=15)
+    assert not healthy
+    assert "broker" in why and "not consuming" in why and "docker" in why
+
+
+def test_a_stale_beat_means_a_stuck_process(tmp_path: Path) -> None:
+    path = tmp_path / "beat"
+    write(path, Beat(1000.0, broker=True, consuming=True, docker=True))
+    healthy, why = check(path, max_age=15, now=1016.0)
+    assert not healthy and "16s ago" in why
+
+
+def test_no_or_garbled_beat_is_unhealthy(tmp_path: Path) -> None:
+    assert not check(tmp_path / "missing", max_age=15)[0]
+    (tmp_path / "bad").write_text("{not json")
+    assert not check(tmp_path / "bad", max_age=15)[0]
+    (tmp_path / "wrong").write_text('{"at": 1}')
+    assert not check(tmp_path / "wrong", max_age=15)[0]
+
+
+def test_the_command_does_not_import_the_broker_or_docker_clients(tmp_path: Path) -> None:
+    code = (
+        "import sys; from orchestrator.__main__ import main; rc = main(['healthcheck']);"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aio_pika', 'aiormq', 'docker')))"
+    )
+    env = {"ORCHESTRATOR_HEARTBEAT_FILE": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30)
+    assert done.stdout.strip().endswith("[]"), done.stdout + done.stderr
+    assert "no heartbeat" in done.stderr
