@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: up down demo demo-stop test unit lint schema bench clean
+.PHONY: up down demo demo-stop test unit lint schema asyncapi-schema bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,10 @@ demo-stop:
 	bash scripts/demo.sh stop
 
 # The whole suite on the real stack: lint, types, unit, integration and fault tests.
-test: up $(VENV)/.installed demo-stop lint
+test: up $(VENV)/.installed demo-stop lint asyncapi-schema
 	$(PY) -m pytest -ra
 
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed asyncapi-schema
 	$(PY) -m pytest tests/unit -q
 
 lint: $(VENV)/.installed
@@ -37,6 +37,10 @@ lint: $(VENV)/.installed
 
 schema: $(VENV)/.installed
 	$(VENV)/bin/orchestrator schema export --dir schemas
+
+# The official AsyncAPI 3.0.0 JSON Schema that tests/unit/test_asyncapi.py validates against (cached).
+asyncapi-schema:
+	bash scripts/fetch-asyncapi-schema.sh >/dev/null
 
 bench: up $(VENV)/.installed
 	$(PY) bench/run.py

@@ -1,4 +1,5 @@
-"""`schemas/`: JSON Schema of every event, generated from the models, with one example each."""
+"""`schemas/`: JSON Schema of every event, generated from the models, with one example each, and
+the AsyncAPI document of every channel (`asyncapi.py`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from orchestrator import asyncapi
 from orchestrator.errors import ErrorCode
 from orchestrator.events import (
     ErrorInfo,
@@ -102,8 +104,10 @@ def documents() -> dict[str, Any]:
         "terminal-command.schema.json": TypeAdapter(TerminalCommand).json_schema(),
         "terminal-event.schema.json": TerminalEvent.model_json_schema(),
     }
-    for name, example in _examples().items():
-        docs[f"examples/{name}.json"] = json.loads(example.model_dump_json())
+    examples = {name: json.loads(example.model_dump_json()) for name, example in _examples().items()}
+    for name, example in examples.items():
+        docs[f"examples/{name}.json"] = example
+    docs["asyncapi.json"] = asyncapi.document(examples)
     return docs
 
 
