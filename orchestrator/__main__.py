@@ -1,4 +1,4 @@
-"""Command line: `orchestrator run | healthcheck | schema export | dead-letters list|replay|purge`.
+"""Command line: `orchestrator run | healthcheck | status | reconcile | schema export | dead-letters ...`.
 
 Heavy imports (aio-pika, the docker SDK) happen inside the commands that need them, so
 `healthcheck` starts fast."""
@@ -21,6 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "healthcheck", help="exit 0 if the running orchestrator is connected, consuming and sees Docker"
     )
+
+    status = commands.add_parser("status", help="every managed site: version, tasks, health, domains, drift")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--site", type=int, help="only this site id")
+    reconcile = commands.add_parser("reconcile", help="restore services changed by hand to their applied spec")
+    mode = reconcile.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="only say what would be done")
+    mode.add_argument("--yes", action="store_true", help="do it")
 
     schema = commands.add_parser("schema", help="the published event contract").add_subparsers(dest="action")
     export = schema.add_parser("export", help="write JSON Schemas and examples generated from the models")
@@ -57,6 +65,20 @@ def main(argv: list[str] | None = None) -> int:
         healthy, why = heartbeat.check(settings.heartbeat_file, max_age=3 * settings.heartbeat_interval_seconds)
         print(why, file=sys.stdout if healthy else sys.stderr)
         return 0 if healthy else 1
+    if args.command == "status":
+        from orchestrator import status as fleet
+
+        print(asyncio.run(fleet.run_status(settings, as_json_output=args.json, site=args.site)))
+        return 0
+    if args.command == "reconcile":
+        from orchestrator import status as fleet
+
+        steps = asyncio.run(fleet.run_reconcile(settings, dry_run=args.dry_run))
+        for step in steps:
+            mark = "done" if step.done else ("would" if args.dry_run and step.action != "report" else "-")
+            print(f"[{mark}] {step.drift.kind}: {step.note}")
+        print(f"{len(steps)} drifted, {sum(s.done for s in steps)} restored or removed")
+        return 0
     if args.command == "schema":
         from orchestrator import contract
 

@@ -10,12 +10,12 @@ import time
 
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
-from orchestrator import broker, heartbeat, retry, topology
+from orchestrator import broker, heartbeat, retry, status, topology
 from orchestrator.config import Settings
 from orchestrator.consumer import QueueConsumer
 from orchestrator.dockerclient import DockerClient
 from orchestrator.errors import DockerUnavailable, OrchestratorError, PublishFailed
-from orchestrator.events import SiteHealth, TerminalEvent
+from orchestrator.events import DriftReport, SiteHealth, TerminalEvent
 from orchestrator.handlers import Context
 from orchestrator.health import HealthMonitor
 from orchestrator.logs import fields
@@ -77,9 +77,15 @@ async def serve(settings: Settings) -> None:
         await consumer.start()
         await terminal_consumer.start()
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
-        beating = asyncio.create_task(_beat(settings, connection, (consumer, terminal_consumer), swarm))
+        background = [asyncio.create_task(_beat(settings, connection, (consumer, terminal_consumer), swarm))]
+        if settings.drift_report_seconds:
+            publish = functools.partial(_publish_drift, declared.results, settings)
+            background.append(
+                asyncio.create_task(status.report_drift(swarm, sitedirs, settings, publish, consumer.active))
+            )
         await stop.wait()
-        beating.cancel()
+        for task in background:
+            task.cancel()
         settings.heartbeat_file.unlink(missing_ok=True)
         consumer.stop_taking()
         terminal_consumer.stop_taking()
@@ -127,6 +133,22 @@ async def _publish_health(results: AbstractExchange, settings: Settings, event: 
             event.model_dump_json().encode(),
             timeout=settings.publish_timeout_seconds,
             message_id=str(event.event_id),
+        )
+    except PublishFailed:
+        return False
+    return True
+
+
+async def _publish_drift(results: AbstractExchange, settings: Settings, report: DriftReport) -> bool:
+    try:
+        # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
+        await broker.publish(
+            results,
+            report.type,
+            report.model_dump_json().encode(),
+            timeout=settings.publish_timeout_seconds,
+            message_id=str(report.event_id),
+            mandatory=False,
         )
     except PublishFailed:
         return False

@@ -18,10 +18,12 @@ from orchestrator import headers as hdr
 from orchestrator.config import Settings
 from orchestrator.events import (
     TERMINAL_COMMANDS,
+    DriftReport,
     ResultEvent,
     ResultType,
     SiteCreated,
     SiteDeleted,
+    SiteHealth,
     SiteRestartRequested,
     SiteUpdated,
     TerminalEvent,
@@ -45,6 +47,8 @@ INBOUND_MODELS: dict[str, type[BaseModel]] = {
     _type_of(model): model for model in (SiteCreated, SiteUpdated, SiteDeleted, SiteRestartRequested)
 }
 RESULT_TYPES: tuple[str, ...] = get_args(ResultType)
+# Published on the results exchange besides the results of site events.
+REPORTS: dict[str, type[BaseModel]] = {_type_of(model): model for model in (SiteHealth, DriftReport)}
 TERMINAL_EVENT_TYPES: tuple[str, ...] = get_args(TerminalEventType)
 
 # What each of our headers holds; the names are headers.py's (a test checks none is missing).
@@ -156,6 +160,8 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
             "description": "The inbound event's `event_id`; AMQP `correlation_id` carries the inbound message's.",
             "location": "$message.payload#/causation_id",
         }
+    for name, report in REPORTS.items():
+        messages[name] = _message(name, _ref("components", "schemas", report.__name__), report, examples)
     for name, command in TERMINAL_COMMANDS.items():
         messages[name] = _message(name, _ref("components", "schemas", command.__name__), command, examples)
     for kind in TERMINAL_EVENT_TYPES:
@@ -181,7 +187,7 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
 
     channel_messages = {
         inbound: INBOUND_MODELS,
-        results: RESULT_TYPES,
+        results: [*RESULT_TYPES, *REPORTS],
         commands: TERMINAL_COMMANDS,
         sessions: [f"terminal.{kind}" for kind in TERMINAL_EVENT_TYPES],
         dead_letters: [DEAD_LETTER],
@@ -269,6 +275,22 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
                 mandatory=True,
                 timestamp=True,
             ),
+            "sendSiteHealth": _operation(
+                "send",
+                results,
+                [SiteHealth.model_fields["type"].default],
+                "A deployed site's health changed (once per change, from Docker's event stream).",
+                deliveryMode=PERSISTENT,
+                mandatory=True,
+            ),
+            "sendDriftReports": _operation(
+                "send",
+                results,
+                [DriftReport.model_fields["type"].default],
+                "Periodically, what drifted from what was applied (only when anything did).",
+                deliveryMode=PERSISTENT,
+                mandatory=False,
+            ),
             "receiveTerminalCommands": _operation(
                 "receive", commands, TERMINAL_COMMANDS, "Open, feed, resize or close a terminal session.", ack=True
             ),
@@ -291,7 +313,9 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
             ),
         },
         "components": {
-            "schemas": _schemas([*INBOUND_MODELS.values(), ResultEvent, *TERMINAL_COMMANDS.values(), TerminalEvent]),
+            "schemas": _schemas(
+                [*INBOUND_MODELS.values(), ResultEvent, *REPORTS.values(), *TERMINAL_COMMANDS.values(), TerminalEvent]
+            ),
             "messages": messages,
         },
     }

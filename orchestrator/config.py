@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     # holding the sites root, e.g. "node.labels.director.sites==true".
     placement_constraints: Annotated[CsvList, Field(default_factory=list)]
 
+    # Every interval, a `orchestrator.drift` report when anything drifted (0: never).
+    drift_report_seconds: float = Field(default=3600.0, ge=0)
+    # Trash older than this shows as drift (it is never deleted by the orchestrator).
+    trash_max_age_days: float = Field(default=30.0, gt=0)
+
     # --- traefik --------------------------------------------------------------------------------
     # Where `site.deployed` is verified: a request with the site's Host header must be answered
     # by the site through this entrypoint.

@@ -14,12 +14,15 @@ from pydantic import BaseModel, TypeAdapter
 from orchestrator import asyncapi
 from orchestrator.errors import ErrorCode
 from orchestrator.events import (
+    Drift,
+    DriftReport,
     ErrorInfo,
     InboundEvent,
     ResultEvent,
     ServiceRef,
     SiteCreated,
     SiteDeleted,
+    SiteHealth,
     SiteRestartRequested,
     SiteUpdated,
     TerminalClose,
@@ -74,6 +77,27 @@ def _examples() -> dict[str, BaseModel]:
             ),
             **result,
         ),
+        "site.health": SiteHealth(
+            event_id=uuid.UUID("00000000-0000-4000-8000-000000000004"),
+            occurred_at=_WHEN,
+            site_id=1,
+            status="down",
+            since=_WHEN,
+            detail="0 of 1 tasks answering: nothing serves the site",
+        ),
+        "orchestrator.drift": DriftReport(
+            event_id=uuid.UUID("00000000-0000-4000-8000-000000000005"),
+            occurred_at=_WHEN,
+            drift=[
+                Drift(
+                    kind="edited",
+                    subject="site_0001",
+                    site_id=1,
+                    detail="the service no longer matches version 1 as applied "
+                    "(Docker's previous spec is the applied one)",
+                )
+            ],
+        ),
         "terminal.open": TerminalOpen(session_id=_SESSION, site_id=1, cols=120, rows=32),
         "terminal.input": TerminalInput(session_id=_SESSION, data="ZWNobyBoaQo="),
         "terminal.resize": TerminalResize(session_id=_SESSION, cols=100, rows=40),
@@ -101,6 +125,8 @@ def documents() -> dict[str, Any]:
     docs: dict[str, Any] = {
         "inbound-event.schema.json": TypeAdapter(InboundEvent).json_schema(),
         "result-event.schema.json": ResultEvent.model_json_schema(),
+        "site-health.schema.json": SiteHealth.model_json_schema(),
+        "drift-report.schema.json": DriftReport.model_json_schema(),
         "terminal-command.schema.json": TypeAdapter(TerminalCommand).json_schema(),
         "terminal-event.schema.json": TerminalEvent.model_json_schema(),
     }

@@ -206,6 +206,34 @@ class SiteHealth(_Model):
     detail: str
 
 
+# --- drift ---------------------------------------------------------------------------------------
+
+DriftKind = Literal["edited", "tombstoned", "unmanaged_dir", "old_trash"]
+
+
+class Drift(_Model):
+    """Something in the swarm or the sites root that is not what the orchestrator applied.
+
+    `edited`: a service's spec no longer matches what was applied (changed by hand);
+    `tombstoned`: a service of a site that was deleted; `unmanaged_dir`: a site directory with no
+    service; `old_trash`: a deleted site's files kept longer than the configured age.
+    """
+
+    kind: DriftKind
+    subject: str = Field(description="The service name or the path under the sites root.")
+    site_id: int | None = None
+    detail: str
+
+
+class DriftReport(_Model):
+    """Periodic, on `orchestrator.results` with routing key `orchestrator.drift`, when there is any."""
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: Literal["orchestrator.drift"] = "orchestrator.drift"
+    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    drift: list[Drift]
+
+
 # --- terminals ------------------------------------------------------------------------------------
 # Director bridges a browser's websocket to the bus: commands on `director.terminals` (routing key
 # = command type), events back on `orchestrator.terminals` with routing key `terminal.<session_id>`.

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import stat
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from orchestrator.errors import UnsafePath
 
 SUBDIRS = ("public", "private")
 RUN_SCRIPT = "run.sh"
+STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
+_STAMP = re.compile(r"-(\d{8}T\d{12}Z)-")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -49,6 +53,24 @@ class SiteDirs:
     async def trash(self, name: str, tag: str) -> Path | None:
         """Move `<root>/<name>` into the trash; None when there is no such directory."""
         return await asyncio.to_thread(self._trash, name, tag)
+
+    async def inventory(self) -> tuple[list[str], list[tuple[str, float]]]:
+        """Names of the directories under the root, and of the trash entries with their age in
+        seconds (as `<trash>/<name>`). Nothing is opened or followed."""
+        return await asyncio.to_thread(self._inventory)
+
+    def _inventory(self) -> tuple[list[str], list[tuple[str, float]]]:
+        if not self.root.is_dir():
+            return [], []
+        names = sorted(e.name for e in os.scandir(self.root) if e.is_dir(follow_symlinks=False))
+        trash_dir = self.root / self.trash_name
+        trash = []
+        if trash_dir.is_dir() and not trash_dir.is_symlink():
+            now = time.time()
+            for entry in os.scandir(trash_dir):
+                moved = _trashed_at(entry.name) or entry.stat(follow_symlinks=False).st_mtime
+                trash.append((f"{self.trash_name}/{entry.name}", now - moved))
+        return [n for n in names if n != self.trash_name], sorted(trash)
 
     def _ensure(self, name: str, owner: int) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -107,7 +129,7 @@ class SiteDirs:
                 return None
             trash_fd = _make_dir(root_fd, self.trash_name)
             try:
-                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+                stamp = datetime.now(UTC).strftime(STAMP_FORMAT)
                 target = f"{name}-{stamp}-{tag}"
                 # rename(2) moves the entry itself, never a link's target, and stays inside root.
                 os.rename(name, target, src_dir_fd=root_fd, dst_dir_fd=trash_fd)
@@ -116,6 +138,14 @@ class SiteDirs:
         finally:
             os.close(root_fd)
         return self.root / self.trash_name / target
+
+
+def _trashed_at(name: str) -> float | None:
+    """When `_trash` moved it, from the stamp in its name (a move keeps the directory's mtime)."""
+    match = _STAMP.search(name)
+    if match is None:
+        return None
+    return datetime.strptime(match.group(1), STAMP_FORMAT).replace(tzinfo=UTC).timestamp()
 
 
 def _real_dir_exists(path: str, dir_fd: int | None = None) -> bool:

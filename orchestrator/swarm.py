@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import docker
@@ -23,6 +23,7 @@ from orchestrator import rollout as rollouts
 from orchestrator import spec as specs
 from orchestrator.dockerclient import DockerClient
 from orchestrator.domains import ClaimIndex
+from orchestrator.drift import ServiceState
 from orchestrator.errors import (
     ConvergeTimeout,
     DockerConflict,
@@ -275,6 +276,72 @@ class Swarm:
             return False
         return await self._events.changed(service_id, timeout)
 
+    # --- status and drift ---------------------------------------------------------------------
+
+    async def inventory(self) -> tuple[list[ServiceState], dict[int, int]]:
+        """Every managed service as it is now (and as it was before its last update), with its
+        last task error; and every site's tombstone."""
+
+        def read(api: docker.APIClient) -> tuple[list[ServiceState], dict[int, int]]:
+            names = {n["Id"]: n["Name"] for n in api.networks()}
+            states = []
+            for raw in api.services(filters={"label": f"{specs.MANAGED_BY}={specs.MANAGER}"}, status=True):
+                deployed = _deployed(raw)
+                site = raw["Spec"].get("Labels", {}).get(specs.SITE_ID, "")
+                previous = raw.get("PreviousSpec")
+                states.append(
+                    ServiceState(
+                        name=deployed.name,
+                        site_id=int(site) if site.isdigit() else None,
+                        version=deployed.site_version,
+                        running=deployed.running or 0,
+                        desired=deployed.replicas,
+                        domains=deployed.domains,
+                        last_error=_last_error(api.tasks(filters={"service": raw["ID"]})),
+                        live=spec_of(raw["Spec"], names),
+                        previous=spec_of(previous, names) if previous else None,
+                    )
+                )
+            wanted = [f"{specs.MANAGED_BY}={specs.MANAGER}", f"{TOMBSTONE}=true"]
+            tombstones: dict[int, int] = {}
+            for config in api.configs(filters={"label": wanted}):
+                labels = config["Spec"].get("Labels") or {}
+                site_id = int(labels.get(specs.SITE_ID, "0"))
+                tombstones[site_id] = max(tombstones.get(site_id, 0), label_version(labels))
+            return states, tombstones
+
+        return await self._run(read)
+
+    async def restore(self, name: str) -> None:
+        """Put back Docker's previous spec of the service (the applied one, before a hand edit)."""
+
+        def restore(api: docker.APIClient) -> None:
+            raw = api.inspect_service(name)
+            previous = raw["PreviousSpec"]
+            api.update_service(
+                raw["ID"],
+                raw["Version"]["Index"],
+                name=previous["Name"],
+                task_template=previous["TaskTemplate"],
+                labels=previous.get("Labels"),
+                mode=previous.get("Mode"),
+                update_config=previous.get("UpdateConfig"),
+                rollback_config=previous.get("RollbackConfig"),
+                endpoint_spec=previous.get("EndpointSpec"),
+            )
+
+        self._forget(name)
+        await self._run(restore)
+
+    async def remove_named(self, name: str) -> None:
+        def remove(api: docker.APIClient) -> None:
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_service(name)
+
+        self._forget(name)
+        await self._run(remove)
+        self._claims.remove(name)
+
     # --- tombstones: a deleted site's last version, kept in the swarm itself -----------------
 
     async def tombstone(self, site_id: int) -> int | None:
@@ -331,6 +398,14 @@ def _ignore_missing(remove: Callable[[str], Any], ident: str) -> None:
         remove(ident)
 
 
+def _last_error(tasks: list[dict[str, Any]]) -> str | None:
+    failed = [t for t in tasks if t.get("Status", {}).get("Err")]
+    if not failed:
+        return None
+    latest = max(failed, key=lambda t: t.get("Status", {}).get("Timestamp", ""))
+    return str(latest["Status"]["Err"])
+
+
 def _deployed(raw: dict[str, Any]) -> Deployed:
     spec = raw["Spec"]
     status = raw.get("ServiceStatus")
@@ -343,6 +418,61 @@ def _deployed(raw: dict[str, Any]) -> Deployed:
         running=status.get("RunningTasks") if status else None,
         update_state=(raw.get("UpdateStatus") or {}).get("State"),
         updated_at=rollouts.timestamp(raw.get("UpdatedAt", "")),
+    )
+
+
+def spec_of(raw: dict[str, Any], network_names: Mapping[str, str]) -> ServiceSpec:
+    """The inverse of `_service_args`: the `ServiceSpec` a service's Docker `Spec` says, so its
+    fingerprint can be compared with the one recorded at apply (a hand edit shows as a
+    difference). Docker stores networks by id; `network_names` maps ids to names."""
+    task = raw.get("TaskTemplate", {})
+    networks = [network_names.get(n.get("Target", ""), n.get("Target", "")) for n in task.get("Networks") or []]
+    container = task.get("ContainerSpec", {})
+    limits = task.get("Resources", {}).get("Limits", {})
+    health = container.get("Healthcheck")
+    test = (health or {}).get("Test") or []
+    update = raw.get("UpdateConfig", {})
+    return ServiceSpec(
+        name=raw.get("Name", ""),
+        image=container.get("Image", ""),
+        labels=dict(raw.get("Labels") or {}),
+        network=",".join(networks),
+        replicas=raw.get("Mode", {}).get("Replicated", {}).get("Replicas", 0),
+        nano_cpus=limits.get("NanoCPUs", 0),
+        memory_bytes=limits.get("MemoryBytes", 0),
+        command=tuple(container["Command"]) if container.get("Command") else None,
+        user=container.get("User"),
+        env=dict(item.partition("=")[::2] for item in container.get("Env") or []),
+        workdir=container.get("Dir"),
+        mounts=tuple(
+            specs.Mount(
+                target=m["Target"],
+                source=m.get("Source", "") if m.get("Type") == "bind" else "",
+                type="bind" if m.get("Type") == "bind" else "tmpfs",
+                read_only=bool(m.get("ReadOnly", False)),
+            )
+            for m in container.get("Mounts") or []
+        ),
+        read_only=bool(container.get("ReadOnly", False)),
+        init=bool(container.get("Init", False)),
+        cap_drop=tuple(container.get("CapabilityDrop") or ()),
+        cap_add=tuple(container.get("CapabilityAdd") or ()),
+        pids_limit=limits.get("Pids", 0),
+        healthcheck=specs.HealthCheck(
+            command=test[1] if len(test) > 1 else "",
+            interval_ns=health.get("Interval", 0),
+            timeout_ns=health.get("Timeout", 0),
+            start_period_ns=health.get("StartPeriod", 0),
+            retries=health.get("Retries", 0),
+        )
+        if health
+        else None,
+        log_options=dict((task.get("LogDriver") or {}).get("Options") or {}),
+        constraints=tuple((task.get("Placement") or {}).get("Constraints") or ()),
+        update_delay_ns=update.get("Delay", 0),
+        update_monitor_ns=update.get("Monitor", 0),
+        restart_delay_ns=(task.get("RestartPolicy") or {}).get("Delay", 0),
+        stop_grace_ns=container.get("StopGracePeriod", 0),
     )
 
 

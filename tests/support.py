@@ -422,6 +422,7 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_TERMINAL_IDLE_SECONDS": "20",
         "ORCHESTRATOR_HEARTBEAT_FILE": str(sites_root.parent / f"heartbeat-{vhost}"),
         "ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS": "1",
+        "ORCHESTRATOR_DRIFT_REPORT_SECONDS": "0",
     }
     env.update({f"ORCHESTRATOR_{k.upper()}": v for k, v in overrides.items()})
     return env

@@ -21,7 +21,14 @@ from referencing.jsonschema import DRAFT7
 from orchestrator import headers as hdr
 from orchestrator.asyncapi import DEAD_LETTER
 from orchestrator.config import Settings
-from orchestrator.events import INBOUND_TYPES, TERMINAL_COMMANDS, ResultType, TerminalEventType
+from orchestrator.events import (
+    INBOUND_TYPES,
+    TERMINAL_COMMANDS,
+    DriftReport,
+    ResultType,
+    SiteHealth,
+    TerminalEventType,
+)
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "schemas" / "asyncapi.json"
 FETCH = "scripts/fetch-asyncapi-schema.sh"
@@ -125,6 +132,8 @@ def test_message_names_are_exactly_the_event_types(doc: Doc) -> None:
     events = {
         *INBOUND_TYPES,
         *get_args(ResultType),
+        SiteHealth.model_fields["type"].default,
+        DriftReport.model_fields["type"].default,
         *TERMINAL_COMMANDS,
         *(f"terminal.{kind}" for kind in get_args(TerminalEventType)),
     }

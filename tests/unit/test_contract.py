@@ -14,6 +14,7 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 INBOUND_EXAMPLES = ["site.created", "site.updated", "site.deleted", "site.restart_requested"]
 RESULT_EXAMPLES = ["site.deployed", "site.removed", "site.failed", "site.stale"]
 COMMAND_EXAMPLES = ["terminal.open", "terminal.input", "terminal.resize", "terminal.close"]
+REPORT_EXAMPLES = ["site.health", "orchestrator.drift"]
 SESSION_EXAMPLES = ["terminal.opened", "terminal.output", "terminal.closed", "terminal.failed"]
 
 
@@ -33,7 +34,7 @@ def test_committed_schema_file_equals_the_generated_document(name: str) -> None:
 
 def test_every_event_type_has_an_example() -> None:
     names = {Path(name).stem for name in contract.documents() if name.startswith("examples/")}
-    assert names == set(INBOUND_EXAMPLES + RESULT_EXAMPLES + COMMAND_EXAMPLES + SESSION_EXAMPLES)
+    assert names == set(INBOUND_EXAMPLES + RESULT_EXAMPLES + REPORT_EXAMPLES + COMMAND_EXAMPLES + SESSION_EXAMPLES)
 
 
 def test_export_writes_the_committed_files(tmp_path: Path) -> None:

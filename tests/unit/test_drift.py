@@ -1,0 +1,124 @@
+"""Drift: a live spec mapped back and fingerprinted as at apply; what reconcile would do."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import PurePath
+from typing import Any
+
+import pytest
+
+from orchestrator.config import Settings
+from orchestrator.drift import DAY, Inventory, ServiceState, assess, edited, restorable
+from orchestrator.events import Site
+from orchestrator.spec import FINGERPRINT, RESTARTED_BY, ServiceSpec, desired_service, with_fingerprint
+from orchestrator.status import plan
+from orchestrator.swarm import _service_args, spec_of
+
+SiteData = Callable[..., dict[str, Any]]
+NETWORKS = {"n3tw0rk1d": "director-sites"}
+
+
+def applied(site_data: SiteData, **site: Any) -> ServiceSpec:
+    return desired_service(Site.model_validate(site_data(**site)), 4, Settings(), PurePath("/srv/sites/site_0001"))
+
+
+def as_docker_stores_it(spec: ServiceSpec) -> dict[str, Any]:
+    """What `inspect_service` returns as `Spec` for what `_service_args` sent."""
+    args = copy.deepcopy(_service_args(spec))
+    task = args["task_template"]
+    task["Networks"] = [{"Target": "n3tw0rk1d"}]  # Docker keeps the network's id
+    return {
+        "Name": spec.name,
+        "Labels": args["labels"],
+        "TaskTemplate": task,
+        "Mode": {"Replicated": {"Replicas": spec.replicas}},
+        "UpdateConfig": args["update_config"],
+        "RollbackConfig": args["rollback_config"],
+        "EndpointSpec": args["endpoint_spec"],
+    }
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "static"])
+def test_a_spec_read_back_from_docker_has_the_fingerprint_it_was_applied_with(site_data: SiteData, kind: str) -> None:
+    spec = applied(site_data, kind=kind, env={"A": "1"}, domains=["a.example.com", "b.example.com"])
+    live = spec_of(as_docker_stores_it(spec), NETWORKS)
+    assert live == spec
+    assert not edited(live)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda s: s["TaskTemplate"]["ContainerSpec"]["Env"].append("HAND=1"),
+        lambda s: s["TaskTemplate"]["ContainerSpec"].update(Image="evil:latest"),
+        lambda s: s["TaskTemplate"]["Resources"]["Limits"].update(MemoryBytes=2**34),
+        lambda s: s["Labels"].update({"traefik.http.routers.x.rule": "Host(`panel.example.com`)"}),
+        lambda s: s["Mode"]["Replicated"].update(Replicas=5),
+        lambda s: s["TaskTemplate"]["ContainerSpec"].update(User="0:0"),
+        lambda s: s["TaskTemplate"].update(Networks=[{"Target": "other"}]),
+    ],
+)
+def test_a_hand_edit_is_drift(site_data: SiteData, edit: Callable[[dict[str, Any]], None]) -> None:
+    stored = as_docker_stores_it(applied(site_data))
+    edit(stored)
+    assert edited(spec_of(stored, NETWORKS))
+
+
+def test_a_restart_marker_is_not_drift(site_data: SiteData) -> None:
+    stored = as_docker_stores_it(applied(site_data))
+    stored["Labels"][RESTARTED_BY] = "some-request"
+    assert not edited(spec_of(stored, NETWORKS))
+
+
+def state(spec: ServiceSpec, previous: ServiceSpec | None = None, site_id: int = 1, version: int = 4) -> ServiceState:
+    return ServiceState(spec.name, site_id, version, 1, 1, ("a.example.com",), None, spec, previous)
+
+
+def test_an_edit_over_the_applied_spec_is_restorable(site_data: SiteData) -> None:
+    spec = applied(site_data)
+    hand = replace(spec, env={**spec.env, "HAND": "1"})
+    assert restorable(state(hand, previous=spec))
+    assert not restorable(state(hand, previous=None))
+    twice = replace(spec, env={**spec.env, "HAND": "0"})
+    assert not restorable(state(hand, previous=twice))  # two edits: the applied spec is gone
+
+
+def test_assess_finds_every_kind_and_reconcile_plans_only_safe_steps(site_data: SiteData) -> None:
+    spec = applied(site_data)
+    hand = replace(spec, env={**spec.env, "HAND": "1"})
+    lost = replace(spec, name="site_0002", env={**spec.env, "HAND": "1"}, labels={**spec.labels})
+    deleted = with_fingerprint(replace(spec, name="site_0003"))
+    inventory = Inventory(
+        services=[state(hand, previous=spec), state(lost, site_id=2), state(deleted, site_id=3, version=4)],
+        tombstones={3: 5, 1: 2},  # site 1's old delete is older than its service
+        site_dirs=["site_0001", "site_0002", "site_0003", "site_0042", "lost+found"],
+        trash=[(".trash/site_0009-x", 31 * DAY), (".trash/site_0010-x", 2 * DAY)],
+    )
+
+    fleet = assess(inventory, trash_max_age_days=30)
+
+    kinds = sorted((d.kind, d.subject) for d in fleet.drift)
+    assert kinds == [
+        ("edited", "site_0001"),
+        ("edited", "site_0002"),
+        ("old_trash", ".trash/site_0009-x"),
+        ("tombstoned", "site_0003"),
+        ("unmanaged_dir", "site_0042"),
+    ]
+    actions = {(step.drift.subject, step.action) for step in plan(fleet)}
+    assert actions == {
+        ("site_0001", "restore"),
+        ("site_0002", "report"),  # no applied spec left to restore: Director resends
+        ("site_0003", "remove"),
+        ("site_0042", "report"),
+        (".trash/site_0009-x", "report"),
+    }
+
+
+def test_a_service_without_a_recorded_fingerprint_is_not_called_edited(site_data: SiteData) -> None:
+    spec = applied(site_data)
+    legacy = replace(spec, labels={k: v for k, v in spec.labels.items() if k != FINGERPRINT})
+    assert not edited(legacy)
