@@ -8,6 +8,8 @@ burst     N site.created for healthy sites until every site.deployed, against
 truth     how many site.deployed were already served when they arrived; the broken-site corpus
           (exit at once, crash 4 s after start, wrong port, no run.sh, missing image): false
           successes.
+terminal  a keystroke's echo through the bus (terminal.input -> output event), median and p99,
+          against the same echo over a bare Docker attach.
 no-op     redelivered same-version events per second, against a bare aio-pika consume ->
           publish (confirm) -> ack loop at the same prefetch.
 redeploy  requests through Traefik during 10 updates of a serving site: failed requests.
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import json
 import os
 import statistics
@@ -53,7 +57,7 @@ from support import (
 
 from orchestrator.config import Settings
 from orchestrator.envelope import parse_event
-from orchestrator.events import SiteCreated
+from orchestrator.events import SiteCreated, TerminalEvent
 from orchestrator.spec import desired_service
 from orchestrator.swarm import _service_args
 
@@ -397,6 +401,78 @@ def pure_ratios() -> dict[str, float]:
     }
 
 
+# --- terminal ------------------------------------------------------------------------------------
+
+
+async def terminal_rtt(site_id: int, count: int = 200) -> dict[str, Any]:
+    """Keystroke echo through the bus: terminal.input published as Director would, until the
+    `output` event carrying the echo arrives; against the same echo over a bare Docker attach."""
+    async with connected("director", VHOST) as director, connected("guest", VHOST) as admin:
+        commands = await (await director.channel()).get_exchange("director.terminals", ensure=False)
+        listener = await admin.channel()
+        events = await listener.get_exchange("orchestrator.terminals", ensure=False)
+        session = uuid.uuid4()
+        queue = await listener.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(events, f"terminal.{session}")
+        received: asyncio.Queue[TerminalEvent] = asyncio.Queue()
+
+        async def on_event(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            received.put_nowait(TerminalEvent.model_validate_json(message.body))
+
+        await queue.consume(on_event, no_ack=True)
+
+        async def send(command: str, **body: Any) -> None:
+            payload = json.dumps({"session_id": str(session), **body}).encode()
+            await commands.publish(aio_pika.Message(payload, user_id="director"), f"terminal.{command}")
+
+        async def quiet() -> None:  # the prompt and anything else pending
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    await asyncio.wait_for(received.get(), 1.0)
+
+        await send("open", site_id=site_id, cols=200, rows=50)
+        await quiet()
+        rtts = []
+        for _ in range(count):
+            started = time.perf_counter()
+            await send("input", data=base64.b64encode(b"x").decode())
+            while b"x" not in base64.b64decode((await asyncio.wait_for(received.get(), 10)).data or ""):
+                pass
+            rtts.append((time.perf_counter() - started) * 1000)
+        await send("input", data=base64.b64encode(b"\x15").decode())  # clear the line
+        await send("close")
+        await quiet()
+    bare = await asyncio.to_thread(attach_rtt, count)
+    median, p99 = statistics.median(rtts), statistics.quantiles(rtts, n=100)[98]
+    return {
+        "keystrokes": count,
+        "median_ms": round(median, 2),
+        "p99_ms": round(p99, 2),
+        "bare_attach_median_ms": round(bare, 2),
+        "ratio": round(median / bare, 1),
+    }
+
+
+def attach_rtt(count: int) -> float:
+    """Median echo over a plain Docker attach to a shell container (no bus): the floor."""
+    container = API.create_container("director/base:latest", command=["/bin/sh"], tty=True, stdin_open=True)
+    try:
+        sock = API.attach_socket(container["Id"], params={"stdin": 1, "stdout": 1, "stream": 1})
+        raw = sock._sock
+        API.start(container["Id"])
+        time.sleep(0.5)
+        raw.recv(65536)
+        rtts = []
+        for _ in range(count):
+            started = time.perf_counter()
+            raw.sendall(b"x")
+            raw.recv(65536)
+            rtts.append((time.perf_counter() - started) * 1000)
+        return statistics.median(rtts)
+    finally:
+        API.remove_container(container["Id"], force=True)
+
+
 # --- main ----------------------------------------------------------------------------------------------
 
 
@@ -430,6 +506,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"no-op: {args.noop} redelivered events")
                 noop = await noop_orchestrator(director, results, sites, args.noop)
                 bare = await noop_bare(args.prefetch, args.noop)
+                log("terminal: keystroke echo through the bus")
+                terminal = await terminal_rtt(sites[0])
                 log("redeploy: 10 updates under a request loop")
                 redeploy = await redeploys(director, results, root, FIRST_SITE + 600)
                 log("apply cost: with no other service, then with 1,000 more")
@@ -446,6 +524,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "noop": {"orchestrator_per_second": round(noop), "bare_loop_per_second": round(bare),
                  "ratio": round(noop / bare, 2)},
         "redeploy": redeploy,
+        "terminal": terminal,
         "memory": {"peak_rss_mb_during_burst": burst["peak_rss_mb"], "apply_ms_alone": round(alone * 1000, 1),
                    "apply_ms_with_1000_services": round(crowded * 1000, 1),
                    "ratio": round(crowded / alone, 2)},
@@ -463,6 +542,8 @@ def table(report: dict[str, Any]) -> str:
         ("no-op", f"{noop['orchestrator_per_second']}/s",
          f"{noop['ratio']}x bare loop ({noop['bare_loop_per_second']}/s)"),
         ("redeploy", f"{report['redeploy']['requests']} requests", f"{report['redeploy']['failed']} failed"),
+        ("terminal", f"echo median {report['terminal']['median_ms']} ms, p99 {report['terminal']['p99_ms']} ms",
+         f"{report['terminal']['ratio']}x a bare docker attach ({report['terminal']['bare_attach_median_ms']} ms)"),
         ("memory", f"peak RSS {memory['peak_rss_mb_during_burst']} MB",
          f"apply {memory['apply_ms_alone']} ms -> {memory['apply_ms_with_1000_services']} ms with 1,000 services "
          f"({memory['ratio']}x)"),

@@ -39,6 +39,8 @@ log = logging.getLogger("orchestrator.terminals")
 
 Emit = Callable[[TerminalEvent], Awaitable[None]]
 REMOVE_TRIES = 100
+# Input written but not yet taken by the shell (a program that stopped reading): past this, refuse.
+MAX_UNREAD_INPUT = 1024 * 1024
 
 
 class TerminalHost:
@@ -234,7 +236,12 @@ class TerminalSessions:
             container_id, tty = await self.host.start(container, cols, rows)
         finally:
             self._opening[site_id] -= 1
-        reader, writer = await asyncio.open_connection(sock=tty)
+        try:
+            reader, writer = await asyncio.open_connection(sock=tty)
+        except OSError:
+            tty.close()
+            await self.host.remove(container_id)
+            raise
         session = Session(session_id, site_id, container_id, reader, writer)
         self._sessions[session_id] = session
         await self.emit(session.event("opened"))
@@ -244,6 +251,8 @@ class TerminalSessions:
     def input(self, session_id: uuid.UUID, data: bytes) -> None:
         """Write at once, before any await: inputs are written in the order they were delivered."""
         session = self._get(session_id)
+        if session.writer.transport.get_write_buffer_size() > MAX_UNREAD_INPUT:
+            raise TerminalRefused("the terminal is not reading its input; wait and send it again")
         session.last_input = time.monotonic()
         session.writer.write(data)
 
