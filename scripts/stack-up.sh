@@ -201,41 +201,74 @@ wait_for 30 amqps bash -c 'exec 3<>/dev/tcp/127.0.0.1/5671' ||
     die "rabbitmq is not listening with TLS on 127.0.0.1:5671 (see /var/log/rabbitmq/)"
 
 # ---------------------------------------------------------------- 3. rabbitmq users
-# name password tags configure write read
-RMQ_USERS=(
-    "guest guest administrator .* .* .*"
-    'director director - ^director\.(sites|terminals)$ ^director\.(sites|terminals)$ ^$'
-    'orchestrator orchestrator - ^(orchestrator\..*|director\.(sites|terminals))$ ^orchestrator\..*$ ^(orchestrator\..*|director\.(sites|terminals))$'
-)
+# Users, permissions and Director's exchanges come from deploy/rabbitmq/definitions.json, which
+# compose.yaml loads at boot too; it holds no passwords. Locally each user's password is its name.
+# guest stays the local admin: it is not in the file because production has no guest.
+DEFINITIONS=$(cd "$(dirname "$0")/.." && pwd)/deploy/rabbitmq/definitions.json
+# defs expect: what the broker must list, one line each: "<listing> <vhost> <line>", the line as
+#   rabbitmqctl prints it (users: name, [tags]; perms: user, configure, write, read; exchanges:
+#   name, type, durable). defs local: the file with the local passwords' hashes filled in
+#   (RabbitMQ's default scheme, base64(salt + sha256(salt + password))), so an import never
+#   leaves a user without a password, not even for the moment before a change_password.
+defs() {
+    python3 - "$1" "$DEFINITIONS" <<'EOF'
+import base64, hashlib, json, os, sys
+mode, path = sys.argv[1], sys.argv[2]
+with open(path) as f:
+    defs = json.load(f)
+if mode == "expect":
+    for u in defs["users"]:
+        print("users", "-", u["name"], "[" + ", ".join(u["tags"]) + "]", sep="\t")
+    for p in defs["permissions"]:
+        print("perms", p["vhost"], p["user"], p["configure"], p["write"], p["read"], sep="\t")
+    for e in defs["exchanges"]:
+        print("exchanges", e["vhost"], e["name"], e["type"], str(e["durable"]).lower(), sep="\t")
+else:
+    for u in defs["users"]:
+        salt = os.urandom(4)
+        u["password_hash"] = base64.b64encode(salt + hashlib.sha256(salt + u["name"].encode()).digest()).decode()
+        u["hashing_algorithm"] = "rabbit_password_hashing_sha256"
+    json.dump(defs, sys.stdout)
+EOF
+}
+RMQ_EXPECT="users	-	guest	[administrator]
+perms	/	guest	.*	.*	.*
+$(defs expect)" || die "cannot read $DEFINITIONS"
 rmq_state_ok() {
-    local users perms u pw tags c w r want_tags
-    users=$(rmq list_users --no-table-headers) || return 1
-    perms=$(rmq list_permissions -p / --no-table-headers) || return 1
-    for line in "${RMQ_USERS[@]}"; do
-        read -r u pw tags c w r <<<"$line"
-        want_tags="[]"; [ "$tags" = - ] || want_tags="[$tags]"
-        grep -qxF "$u	$want_tags" <<<"$users" || return 1
-        grep -qxF "$u	$c	$w	$r" <<<"$perms" || return 1
-        rmq authenticate_user "$u" "$pw" >/dev/null 2>&1 || return 1
-    done
+    local listing vhost want
+    local -A listed=()   # one rabbitmqctl call per listing and vhost
+    # fd 3: rabbitmqctl would swallow the rest of the list from stdin
+    while IFS=$'\t' read -r -u 3 listing vhost want; do
+        if [ -z "${listed[$listing $vhost]+set}" ]; then
+            case $listing in
+                users) listed[$listing $vhost]=$(rmq list_users --no-table-headers) ;;
+                perms) listed[$listing $vhost]=$(rmq list_permissions -p "$vhost" --no-table-headers) ;;
+                exchanges) listed[$listing $vhost]=$(rmq list_exchanges -p "$vhost" --no-table-headers name type durable) ;;
+            esac || return 1
+        fi
+        grep -qxF "$want" <<<"${listed[$listing $vhost]}" || return 1
+        if [ "$listing" = users ]; then
+            rmq authenticate_user "${want%%	*}" "${want%%	*}" >/dev/null 2>&1 || return 1
+        fi
+    done 3<<<"$RMQ_EXPECT"
 }
 if rmq_state_ok; then
     log "rabbitmq: users/permissions ok"
 else
-    log "rabbitmq: setting users/permissions"
-    existing=$(rmq list_users --no-table-headers | cut -f1)
-    for line in "${RMQ_USERS[@]}"; do
-        read -r u pw tags c w r <<<"$line"
-        if grep -qxF "$u" <<<"$existing"; then
-            rmq change_password "$u" "$pw" >/dev/null
-        else
-            rmq add_user "$u" "$pw" >/dev/null
-        fi
-        if [ "$tags" = - ]; then rmq set_user_tags "$u" >/dev/null
-        else rmq set_user_tags "$u" "$tags" >/dev/null; fi
-        rmq set_permissions -p / "$u" "$c" "$w" "$r" >/dev/null
+    log "rabbitmq: importing $DEFINITIONS"
+    defs local | rmq import_definitions --format json >/dev/null || die "importing $DEFINITIONS failed"
+    # A password the import did not set (another hashing module configured, say) is set here.
+    for u in $(defs expect | awk -F'\t' '$1 == "users" {print $3}'); do
+        rmq authenticate_user "$u" "$u" >/dev/null 2>&1 || rmq change_password "$u" "$u" >/dev/null
     done
-    rmq_state_ok || die "rabbitmq users/permissions did not verify"
+    if rmq list_users --no-table-headers | cut -f1 | grep -qxF guest; then
+        rmq change_password guest guest >/dev/null
+    else
+        rmq add_user guest guest >/dev/null
+    fi
+    rmq set_user_tags guest administrator >/dev/null
+    rmq set_permissions -p / guest '.*' '.*' '.*' >/dev/null
+    rmq_state_ok || die "rabbitmq users/permissions/exchanges do not match $DEFINITIONS"
 fi
 
 # ---------------------------------------------------------------- 4. swarm

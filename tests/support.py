@@ -32,6 +32,7 @@ TRAEFIK_API = os.environ.get("TEST_TRAEFIK_API_URL", "")
 INBOUND = "director.sites"
 RESULTS = "orchestrator.results"
 ROOT = Path(__file__).resolve().parent.parent
+DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
 DEAD_LETTERS = "orchestrator.site-events.dead"
 SITE_RESULTS = "orchestrator.site-results"
 TEST_SITE_IDS = range(9000, 10000)
@@ -354,19 +355,21 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
 
 
+def broker_definitions() -> dict[str, Any]:
+    """The broker's users, permissions and exchanges, as the local stack and compose.yaml load them."""
+    return json.loads(DEFINITIONS.read_text())  # type: ignore[no-any-return]
+
+
 def make_vhost(name: str) -> None:
     """A fresh vhost with the local stack's users and their least-privilege permissions."""
     with contextlib.suppress(subprocess.CalledProcessError):
         rabbitmqctl("delete_vhost", name)
     rabbitmqctl("add_vhost", name)
     rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    director = r"^director\.(sites|terminals)$"
-    rabbitmqctl("set_permissions", "-p", name, "director", director, director, "^$")
-    rabbitmqctl(
-        "set_permissions", "-p", name, "orchestrator",
-        r"^(orchestrator\..*|director\.(sites|terminals))$", r"^orchestrator\..*$",
-        r"^(orchestrator\..*|director\.(sites|terminals))$",
-    )  # fmt: skip
+    # The permissions the file grants on "/", granted here on `name` instead.
+    for grant in broker_definitions()["permissions"]:
+        if grant["vhost"] == "/":
+            rabbitmqctl("set_permissions", "-p", name, grant["user"], grant["configure"], grant["write"], grant["read"])
 
 
 def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str, str]:

@@ -26,6 +26,8 @@ def test_compose_file_passes_docker_stack_config() -> None:
         "source: /srv/director/sites\n        target: /srv/director/sites",
         "ORCHESTRATOR_AMQP_PASSWORD_FILE: /run/secrets/orchestrator_amqp_password",
         "--providers.swarm.network=director-sites",
+        "target: /etc/rabbitmq/definitions.json",
+        "mode: replicated-job",
         "attachable: true",
     ):
         assert expected in text, f"{expected!r} missing from the rendered stack"
