@@ -7,6 +7,7 @@
 #   ORCHESTRATOR_NETWORK     overlay network name        (director-sites)
 #   ORCHESTRATOR_SITES_ROOT  sites root directory        (/srv/director/sites)
 #   TRAEFIK_HTTP_PORT        host port on 127.0.0.1      (8000)
+#   TRAEFIK_API_PORT         API port on 127.0.0.1       (8080)
 #   TRAEFIK_REFRESH_SECONDS  swarm provider refresh      (1)
 #   FORCE_IMAGES=1           rebuild the local images
 #   STACK_CACHE_DIR          download cache              (/var/cache/director-stack)
@@ -16,6 +17,7 @@ set -euo pipefail
 NETWORK=${ORCHESTRATOR_NETWORK:-director-sites}
 SITES_ROOT=${ORCHESTRATOR_SITES_ROOT:-/srv/director/sites}
 HTTP_PORT=${TRAEFIK_HTTP_PORT:-8000}
+API_PORT=${TRAEFIK_API_PORT:-8080}
 REFRESH=${TRAEFIK_REFRESH_SECONDS:-1}
 FORCE_IMAGES=${FORCE_IMAGES:-0}
 CACHE_DIR=${STACK_CACHE_DIR:-/var/cache/director-stack}
@@ -23,6 +25,7 @@ TRAEFIK_NAME=director-traefik
 BASE_IMAGE=director/base:latest
 NGINX_IMAGE=nginx:latest
 TRAEFIK_IMAGE=director/traefik:latest
+TRAEFIK_ETC=/etc/director-stack/traefik   # the installed copy of deploy/traefik/
 DOCKERD_LOG=/var/log/dockerd.log
 TLS_DIR=${RABBITMQ_TLS_DIR:-/etc/rabbitmq/tls}
 RABBITMQ_CONF=/etc/rabbitmq/rabbitmq.conf
@@ -435,27 +438,31 @@ else
 fi
 
 # ---------------------------------------------------------------- 7. traefik
-TRAEFIK_ARGS=(
-    --entrypoints.web.address=:80
-    --providers.swarm.endpoint=unix:///var/run/docker.sock
-    --providers.swarm.exposedByDefault=false
-    --providers.swarm.network="$NETWORK"
-    --providers.swarm.refreshSeconds="$REFRESH"
-    --global.checkNewVersion=false
-    --global.sendAnonymousUsage=false
-    --entrypoints.web.http.aliasHeadersStrategy=delete
-    --log.level=INFO
-    --log.noColor=true
-)
+# Traefik's configuration is deploy/traefik/ (shared with compose.yaml). Traefik reads a file or
+# flags, never both, so what differs locally (refresh interval, network) is substituted into the
+# installed copy; the container mounts that copy, not the checkout.
+TRAEFIK_SRC=$(cd "$(dirname "$0")/.." && pwd)/deploy/traefik
+traefik_yml=$(sed -e "s|^\(    network:\) .* # local: .*\$|\1 $NETWORK|" \
+                  -e "s|^\(    refreshSeconds:\) .* # local: .*\$|\1 $REFRESH|" "$TRAEFIK_SRC/traefik.yml")
+grep -qxF "    network: $NETWORK" <<<"$traefik_yml" && grep -qxF "    refreshSeconds: $REFRESH" <<<"$traefik_yml" ||
+    die "$TRAEFIK_SRC/traefik.yml: the 'local:' network/refreshSeconds lines are missing"
+install_if_changed() { # content dest
+    [ "$(cat "$2" 2>/dev/null)" = "$1" ] || { printf '%s\n' "$1" >"$2.tmp" && chmod 0644 "$2.tmp" && mv -f "$2.tmp" "$2"; }
+}
+mkdir -p "$TRAEFIK_ETC"
+install_if_changed "$traefik_yml" "$TRAEFIK_ETC/traefik.yml"
+install_if_changed "$(cat "$TRAEFIK_SRC/dynamic.yml")" "$TRAEFIK_ETC/dynamic.yml"
 image_id=$(docker image inspect -f '{{.Id}}' "$TRAEFIK_IMAGE")
-cfg_hash=$(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "${TRAEFIK_ARGS[@]}" | sha256sum | cut -c1-16)
+cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT") "$TRAEFIK_ETC/traefik.yml" \
+    "$TRAEFIK_ETC/dynamic.yml" | sha256sum | cut -c1-16)
 cur=$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "com.director.stack-config"}}' "$TRAEFIK_NAME" 2>/dev/null || true)
 run_traefik() {
+    # The API entrypoint (8080) is published on loopback only: it shows every route.
     docker run -d --name "$TRAEFIK_NAME" --restart unless-stopped \
-        --network "$NETWORK" -p "127.0.0.1:$HTTP_PORT:80" \
-        -v /var/run/docker.sock:/var/run/docker.sock:ro \
+        --network "$NETWORK" -p "127.0.0.1:$HTTP_PORT:80" -p "127.0.0.1:$API_PORT:8080" \
+        -v /var/run/docker.sock:/var/run/docker.sock:ro -v "$TRAEFIK_ETC:/etc/traefik:ro" \
         --label com.director.stack-config="$cfg_hash" \
-        "$TRAEFIK_IMAGE" "${TRAEFIK_ARGS[@]}" >/dev/null
+        "$TRAEFIK_IMAGE" --configFile=/etc/traefik/traefik.yml >/dev/null
 }
 if [ "$cur" = "true $cfg_hash" ]; then
     log "traefik: running"
@@ -463,13 +470,14 @@ elif [ -n "$cur" ] && [ "${cur#* }" = "$cfg_hash" ] && docker start "$TRAEFIK_NA
     log "traefik: started existing container"
 else
     [ -z "$cur" ] || { log "traefik: recreating container"; docker rm -f "$TRAEFIK_NAME" >/dev/null; }
-    log "traefik: starting container on 127.0.0.1:$HTTP_PORT"
+    log "traefik: starting container on 127.0.0.1:$HTTP_PORT (API on 127.0.0.1:$API_PORT)"
     run_traefik
 fi
 traefik_404() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/")" = 404 ]; }
-wait_for 30 traefik traefik_404 || {
+traefik_api() { curl -sf -o /dev/null -m 2 "http://127.0.0.1:$API_PORT/api/version"; }
+wait_for 30 traefik traefik_404 && wait_for 10 traefik-api traefik_api || {
     docker logs --tail 20 "$TRAEFIK_NAME" >&2 2>&1 || true
-    die "traefik not answering 404 on http://127.0.0.1:$HTTP_PORT/ within 30s"
+    die "traefik not answering 404 on http://127.0.0.1:$HTTP_PORT/ and its API on http://127.0.0.1:$API_PORT/api/version within 30s"
 }
 
 for old in "${OLD_IMAGES[@]}"; do docker image rm "$old" >/dev/null 2>&1 || true; done
@@ -490,4 +498,4 @@ if [ "$DOCKER_STARTED" = 1 ] && ! services_converged; then
     sleep $((REFRESH * 2 + 1))   # let Traefik's swarm poll pick up the new task IPs
 fi
 
-log "ready in $((SECONDS - T0))s: amqp://127.0.0.1:5672  amqps://localhost:5671  http://127.0.0.1:$HTTP_PORT  network=$NETWORK  sites=$SITES_ROOT"
+log "ready in $((SECONDS - T0))s: amqp://127.0.0.1:5672  amqps://localhost:5671  http://127.0.0.1:$HTTP_PORT  api=http://127.0.0.1:$API_PORT  network=$NETWORK  sites=$SITES_ROOT"

@@ -28,7 +28,7 @@ from orchestrator.events import ResultEvent
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:director@127.0.0.1:5672/")
 TRAEFIK = os.environ.get("TEST_TRAEFIK_URL", "http://127.0.0.1:8000")
-TRAEFIK_API = os.environ.get("TEST_TRAEFIK_API_URL", "")
+TRAEFIK_API = os.environ.get("TEST_TRAEFIK_API_URL", "http://127.0.0.1:8080")
 INBOUND = "director.sites"
 RESULTS = "orchestrator.results"
 ROOT = Path(__file__).resolve().parent.parent

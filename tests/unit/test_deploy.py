@@ -1,5 +1,6 @@
 """The deployment files read as the code expects: least privilege on the broker, asserted from
-deploy/rabbitmq/definitions.json (the one source for the local stack, compose.yaml and tests)."""
+deploy/rabbitmq/definitions.json (the one source for the local stack, compose.yaml and tests), and
+a Traefik configuration that matches the orchestrator's defaults."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -74,3 +76,14 @@ def test_directors_exchanges_are_declared_as_the_orchestrator_declares_them(defi
     declared = {"type": "topic", "durable": True, "auto_delete": False, "internal": False, "arguments": {}}
     for exchange in exchanges.values():
         assert {key: exchange[key] for key in declared} == declared
+
+
+def test_traefik_serves_what_the_orchestrator_expects() -> None:
+    static = (DEPLOY / "traefik" / "traefik.yml").read_text()
+    settings = Settings()
+    assert f"\n    network: {settings.network} # local:" in static
+    assert f'\n  {settings.traefik_entrypoint}:\n    address: ":80"' in static
+    api_port = urlsplit(settings.traefik_api_url).port
+    assert f'\n  traefik:\n    address: ":{api_port}"' in static
+    assert not re.search(r"^\s*insecure:", static, re.MULTILINE)  # only dynamic.yml's router serves the API
+    assert "service: api@internal" in (DEPLOY / "traefik" / "dynamic.yml").read_text()
