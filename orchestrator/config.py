@@ -118,8 +118,9 @@ class Settings(BaseSettings):
     # Where `site.deployed` is verified: a request with the site's Host header must be answered
     # by the site through this entrypoint.
     traefik_url: str = "http://127.0.0.1:8000"
-    # Traefik's API, to check that it routes to exactly the current tasks; empty: not checked.
-    traefik_api_url: str = ""
+    # Traefik's API (its `traefik` entrypoint, deploy/traefik/traefik.yml), to check that it routes
+    # to exactly the current tasks; empty: not checked. The local stack publishes it on loopback.
+    traefik_api_url: str = "http://127.0.0.1:8080"
     route_timeout_seconds: float = Field(default=20.0, gt=0)
     # A redelivered event of a site verified this recently, with nothing happened to its tasks
     # since (Docker's events say), reuses that check instead of asking Traefik again.

@@ -7,6 +7,7 @@
 #   ORCHESTRATOR_NETWORK     overlay network name        (director-sites)
 #   ORCHESTRATOR_SITES_ROOT  sites root directory        (/srv/director/sites)
 #   TRAEFIK_HTTP_PORT        host port on 127.0.0.1      (8000)
+#   TRAEFIK_API_PORT         API port on 127.0.0.1       (8080)
 #   TRAEFIK_REFRESH_SECONDS  swarm provider refresh      (1)
 #   FORCE_IMAGES=1           rebuild the local images
 #   STACK_CACHE_DIR          download cache              (/var/cache/director-stack)
@@ -16,6 +17,7 @@ set -euo pipefail
 NETWORK=${ORCHESTRATOR_NETWORK:-director-sites}
 SITES_ROOT=${ORCHESTRATOR_SITES_ROOT:-/srv/director/sites}
 HTTP_PORT=${TRAEFIK_HTTP_PORT:-8000}
+API_PORT=${TRAEFIK_API_PORT:-8080}
 REFRESH=${TRAEFIK_REFRESH_SECONDS:-1}
 FORCE_IMAGES=${FORCE_IMAGES:-0}
 CACHE_DIR=${STACK_CACHE_DIR:-/var/cache/director-stack}
@@ -23,6 +25,7 @@ TRAEFIK_NAME=director-traefik
 BASE_IMAGE=director/base:latest
 NGINX_IMAGE=nginx:latest
 TRAEFIK_IMAGE=director/traefik:latest
+TRAEFIK_ETC=/etc/director-stack/traefik   # the installed copy of deploy/traefik/
 DOCKERD_LOG=/var/log/dockerd.log
 TLS_DIR=${RABBITMQ_TLS_DIR:-/etc/rabbitmq/tls}
 RABBITMQ_CONF=/etc/rabbitmq/rabbitmq.conf
@@ -201,41 +204,74 @@ wait_for 30 amqps bash -c 'exec 3<>/dev/tcp/127.0.0.1/5671' ||
     die "rabbitmq is not listening with TLS on 127.0.0.1:5671 (see /var/log/rabbitmq/)"
 
 # ---------------------------------------------------------------- 3. rabbitmq users
-# name password tags configure write read
-RMQ_USERS=(
-    "guest guest administrator .* .* .*"
-    'director director - ^director\.(sites|terminals)$ ^director\.(sites|terminals)$ ^$'
-    'orchestrator orchestrator - ^(orchestrator\..*|director\.(sites|terminals))$ ^orchestrator\..*$ ^(orchestrator\..*|director\.(sites|terminals))$'
-)
+# Users, permissions and Director's exchanges come from deploy/rabbitmq/definitions.json, which
+# compose.yaml loads at boot too; it holds no passwords. Locally each user's password is its name.
+# guest stays the local admin: it is not in the file because production has no guest.
+DEFINITIONS=$(cd "$(dirname "$0")/.." && pwd)/deploy/rabbitmq/definitions.json
+# defs expect: what the broker must list, one line each: "<listing> <vhost> <line>", the line as
+#   rabbitmqctl prints it (users: name, [tags]; perms: user, configure, write, read; exchanges:
+#   name, type, durable). defs local: the file with the local passwords' hashes filled in
+#   (RabbitMQ's default scheme, base64(salt + sha256(salt + password))), so an import never
+#   leaves a user without a password, not even for the moment before a change_password.
+defs() {
+    python3 - "$1" "$DEFINITIONS" <<'EOF'
+import base64, hashlib, json, os, sys
+mode, path = sys.argv[1], sys.argv[2]
+with open(path) as f:
+    defs = json.load(f)
+if mode == "expect":
+    for u in defs["users"]:
+        print("users", "-", u["name"], "[" + ", ".join(u["tags"]) + "]", sep="\t")
+    for p in defs["permissions"]:
+        print("perms", p["vhost"], p["user"], p["configure"], p["write"], p["read"], sep="\t")
+    for e in defs["exchanges"]:
+        print("exchanges", e["vhost"], e["name"], e["type"], str(e["durable"]).lower(), sep="\t")
+else:
+    for u in defs["users"]:
+        salt = os.urandom(4)
+        u["password_hash"] = base64.b64encode(salt + hashlib.sha256(salt + u["name"].encode()).digest()).decode()
+        u["hashing_algorithm"] = "rabbit_password_hashing_sha256"
+    json.dump(defs, sys.stdout)
+EOF
+}
+RMQ_EXPECT="users	-	guest	[administrator]
+perms	/	guest	.*	.*	.*
+$(defs expect)" || die "cannot read $DEFINITIONS"
 rmq_state_ok() {
-    local users perms u pw tags c w r want_tags
-    users=$(rmq list_users --no-table-headers) || return 1
-    perms=$(rmq list_permissions -p / --no-table-headers) || return 1
-    for line in "${RMQ_USERS[@]}"; do
-        read -r u pw tags c w r <<<"$line"
-        want_tags="[]"; [ "$tags" = - ] || want_tags="[$tags]"
-        grep -qxF "$u	$want_tags" <<<"$users" || return 1
-        grep -qxF "$u	$c	$w	$r" <<<"$perms" || return 1
-        rmq authenticate_user "$u" "$pw" >/dev/null 2>&1 || return 1
-    done
+    local listing vhost want
+    local -A listed=()   # one rabbitmqctl call per listing and vhost
+    # fd 3: rabbitmqctl would swallow the rest of the list from stdin
+    while IFS=$'\t' read -r -u 3 listing vhost want; do
+        if [ -z "${listed[$listing $vhost]+set}" ]; then
+            case $listing in
+                users) listed[$listing $vhost]=$(rmq list_users --no-table-headers) ;;
+                perms) listed[$listing $vhost]=$(rmq list_permissions -p "$vhost" --no-table-headers) ;;
+                exchanges) listed[$listing $vhost]=$(rmq list_exchanges -p "$vhost" --no-table-headers name type durable) ;;
+            esac || return 1
+        fi
+        grep -qxF "$want" <<<"${listed[$listing $vhost]}" || return 1
+        if [ "$listing" = users ]; then
+            rmq authenticate_user "${want%%	*}" "${want%%	*}" >/dev/null 2>&1 || return 1
+        fi
+    done 3<<<"$RMQ_EXPECT"
 }
 if rmq_state_ok; then
     log "rabbitmq: users/permissions ok"
 else
-    log "rabbitmq: setting users/permissions"
-    existing=$(rmq list_users --no-table-headers | cut -f1)
-    for line in "${RMQ_USERS[@]}"; do
-        read -r u pw tags c w r <<<"$line"
-        if grep -qxF "$u" <<<"$existing"; then
-            rmq change_password "$u" "$pw" >/dev/null
-        else
-            rmq add_user "$u" "$pw" >/dev/null
-        fi
-        if [ "$tags" = - ]; then rmq set_user_tags "$u" >/dev/null
-        else rmq set_user_tags "$u" "$tags" >/dev/null; fi
-        rmq set_permissions -p / "$u" "$c" "$w" "$r" >/dev/null
+    log "rabbitmq: importing $DEFINITIONS"
+    defs local | rmq import_definitions --format json >/dev/null || die "importing $DEFINITIONS failed"
+    # A password the import did not set (another hashing module configured, say) is set here.
+    for u in $(defs expect | awk -F'\t' '$1 == "users" {print $3}'); do
+        rmq authenticate_user "$u" "$u" >/dev/null 2>&1 || rmq change_password "$u" "$u" >/dev/null
     done
-    rmq_state_ok || die "rabbitmq users/permissions did not verify"
+    if rmq list_users --no-table-headers | cut -f1 | grep -qxF guest; then
+        rmq change_password guest guest >/dev/null
+    else
+        rmq add_user guest guest >/dev/null
+    fi
+    rmq set_user_tags guest administrator >/dev/null
+    rmq set_permissions -p / guest '.*' '.*' '.*' >/dev/null
+    rmq_state_ok || die "rabbitmq users/permissions/exchanges do not match $DEFINITIONS"
 fi
 
 # ---------------------------------------------------------------- 4. swarm
@@ -402,27 +438,31 @@ else
 fi
 
 # ---------------------------------------------------------------- 7. traefik
-TRAEFIK_ARGS=(
-    --entrypoints.web.address=:80
-    --providers.swarm.endpoint=unix:///var/run/docker.sock
-    --providers.swarm.exposedByDefault=false
-    --providers.swarm.network="$NETWORK"
-    --providers.swarm.refreshSeconds="$REFRESH"
-    --global.checkNewVersion=false
-    --global.sendAnonymousUsage=false
-    --entrypoints.web.http.aliasHeadersStrategy=delete
-    --log.level=INFO
-    --log.noColor=true
-)
+# Traefik's configuration is deploy/traefik/ (shared with compose.yaml). Traefik reads a file or
+# flags, never both, so what differs locally (refresh interval, network) is substituted into the
+# installed copy; the container mounts that copy, not the checkout.
+TRAEFIK_SRC=$(cd "$(dirname "$0")/.." && pwd)/deploy/traefik
+traefik_yml=$(sed -e "s|^\(    network:\) .* # local: .*\$|\1 $NETWORK|" \
+                  -e "s|^\(    refreshSeconds:\) .* # local: .*\$|\1 $REFRESH|" "$TRAEFIK_SRC/traefik.yml")
+grep -qxF "    network: $NETWORK" <<<"$traefik_yml" && grep -qxF "    refreshSeconds: $REFRESH" <<<"$traefik_yml" ||
+    die "$TRAEFIK_SRC/traefik.yml: the 'local:' network/refreshSeconds lines are missing"
+install_if_changed() { # content dest
+    [ "$(cat "$2" 2>/dev/null)" = "$1" ] || { printf '%s\n' "$1" >"$2.tmp" && chmod 0644 "$2.tmp" && mv -f "$2.tmp" "$2"; }
+}
+mkdir -p "$TRAEFIK_ETC"
+install_if_changed "$traefik_yml" "$TRAEFIK_ETC/traefik.yml"
+install_if_changed "$(cat "$TRAEFIK_SRC/dynamic.yml")" "$TRAEFIK_ETC/dynamic.yml"
 image_id=$(docker image inspect -f '{{.Id}}' "$TRAEFIK_IMAGE")
-cfg_hash=$(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "${TRAEFIK_ARGS[@]}" | sha256sum | cut -c1-16)
+cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT") "$TRAEFIK_ETC/traefik.yml" \
+    "$TRAEFIK_ETC/dynamic.yml" | sha256sum | cut -c1-16)
 cur=$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "com.director.stack-config"}}' "$TRAEFIK_NAME" 2>/dev/null || true)
 run_traefik() {
+    # The API entrypoint (8080) is published on loopback only: it shows every route.
     docker run -d --name "$TRAEFIK_NAME" --restart unless-stopped \
-        --network "$NETWORK" -p "127.0.0.1:$HTTP_PORT:80" \
-        -v /var/run/docker.sock:/var/run/docker.sock:ro \
+        --network "$NETWORK" -p "127.0.0.1:$HTTP_PORT:80" -p "127.0.0.1:$API_PORT:8080" \
+        -v /var/run/docker.sock:/var/run/docker.sock:ro -v "$TRAEFIK_ETC:/etc/traefik:ro" \
         --label com.director.stack-config="$cfg_hash" \
-        "$TRAEFIK_IMAGE" "${TRAEFIK_ARGS[@]}" >/dev/null
+        "$TRAEFIK_IMAGE" --configFile=/etc/traefik/traefik.yml >/dev/null
 }
 if [ "$cur" = "true $cfg_hash" ]; then
     log "traefik: running"
@@ -430,13 +470,14 @@ elif [ -n "$cur" ] && [ "${cur#* }" = "$cfg_hash" ] && docker start "$TRAEFIK_NA
     log "traefik: started existing container"
 else
     [ -z "$cur" ] || { log "traefik: recreating container"; docker rm -f "$TRAEFIK_NAME" >/dev/null; }
-    log "traefik: starting container on 127.0.0.1:$HTTP_PORT"
+    log "traefik: starting container on 127.0.0.1:$HTTP_PORT (API on 127.0.0.1:$API_PORT)"
     run_traefik
 fi
 traefik_404() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/")" = 404 ]; }
-wait_for 30 traefik traefik_404 || {
+traefik_api() { curl -sf -o /dev/null -m 2 "http://127.0.0.1:$API_PORT/api/version"; }
+wait_for 30 traefik traefik_404 && wait_for 10 traefik-api traefik_api || {
     docker logs --tail 20 "$TRAEFIK_NAME" >&2 2>&1 || true
-    die "traefik not answering 404 on http://127.0.0.1:$HTTP_PORT/ within 30s"
+    die "traefik not answering 404 on http://127.0.0.1:$HTTP_PORT/ and its API on http://127.0.0.1:$API_PORT/api/version within 30s"
 }
 
 for old in "${OLD_IMAGES[@]}"; do docker image rm "$old" >/dev/null 2>&1 || true; done
@@ -457,4 +498,4 @@ if [ "$DOCKER_STARTED" = 1 ] && ! services_converged; then
     sleep $((REFRESH * 2 + 1))   # let Traefik's swarm poll pick up the new task IPs
 fi
 
-log "ready in $((SECONDS - T0))s: amqp://127.0.0.1:5672  amqps://localhost:5671  http://127.0.0.1:$HTTP_PORT  network=$NETWORK  sites=$SITES_ROOT"
+log "ready in $((SECONDS - T0))s: amqp://127.0.0.1:5672  amqps://localhost:5671  http://127.0.0.1:$HTTP_PORT  api=http://127.0.0.1:$API_PORT  network=$NETWORK  sites=$SITES_ROOT"

@@ -28,10 +28,11 @@ from orchestrator.events import ResultEvent, SiteHealth
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:director@127.0.0.1:5672/")
 TRAEFIK = os.environ.get("TEST_TRAEFIK_URL", "http://127.0.0.1:8000")
-TRAEFIK_API = os.environ.get("TEST_TRAEFIK_API_URL", "")
+TRAEFIK_API = os.environ.get("TEST_TRAEFIK_API_URL", "http://127.0.0.1:8080")
 INBOUND = "director.sites"
 RESULTS = "orchestrator.results"
 ROOT = Path(__file__).resolve().parent.parent
+DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
 DEAD_LETTERS = "orchestrator.site-events.dead"
 SITE_RESULTS = "orchestrator.site-results"
 TEST_SITE_IDS = range(9000, 10000)
@@ -379,19 +380,21 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
 
 
+def broker_definitions() -> dict[str, Any]:
+    """The broker's users, permissions and exchanges, as the local stack and compose.yaml load them."""
+    return json.loads(DEFINITIONS.read_text())  # type: ignore[no-any-return]
+
+
 def make_vhost(name: str) -> None:
     """A fresh vhost with the local stack's users and their least-privilege permissions."""
     with contextlib.suppress(subprocess.CalledProcessError):
         rabbitmqctl("delete_vhost", name)
     rabbitmqctl("add_vhost", name)
     rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    director = r"^director\.(sites|terminals)$"
-    rabbitmqctl("set_permissions", "-p", name, "director", director, director, "^$")
-    rabbitmqctl(
-        "set_permissions", "-p", name, "orchestrator",
-        r"^(orchestrator\..*|director\.(sites|terminals))$", r"^orchestrator\..*$",
-        r"^(orchestrator\..*|director\.(sites|terminals))$",
-    )  # fmt: skip
+    # The permissions the file grants on "/", granted here on `name` instead.
+    for grant in broker_definitions()["permissions"]:
+        if grant["vhost"] == "/":
+            rabbitmqctl("set_permissions", "-p", name, grant["user"], grant["configure"], grant["write"], grant["read"])
 
 
 def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,10 +26,15 @@ def test_compose_file_passes_docker_stack_config() -> None:
         "/var/run/docker.sock",
         "source: /srv/director/sites\n        target: /srv/director/sites",
         "ORCHESTRATOR_AMQP_PASSWORD_FILE: /run/secrets/orchestrator_amqp_password",
-        "--providers.swarm.network=director-sites",
+        "ORCHESTRATOR_TRAEFIK_API_URL: http://traefik:8080",
+        "--configFile=/etc/traefik/traefik.yml",
+        "target: /etc/rabbitmq/definitions.json",
+        "mode: replicated-job",
         "attachable: true",
     ):
         assert expected in text, f"{expected!r} missing from the rendered stack"
+    # Only Traefik's web entrypoint is published; its API is reached over the overlay network.
+    assert re.findall(r"published: \"?(\d+)", text) == ["80"]
 
 
 def test_compose_file_with_an_error_is_refused(tmp_path: Path) -> None:

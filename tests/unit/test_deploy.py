@@ -1,0 +1,89 @@
+"""The deployment files read as the code expects: least privilege on the broker, asserted from
+deploy/rabbitmq/definitions.json (the one source for the local stack, compose.yaml and tests), and
+a Traefik configuration that matches the orchestrator's defaults."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from orchestrator.config import Settings
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+# Names of the objects each side uses (orchestrator.* is every queue and exchange of ours).
+OURS = ["orchestrator.site-events", "orchestrator.results", "orchestrator.requeue", "orchestrator.terminals"]
+DIRECTORS = ["director.sites", "director.terminals"]
+
+
+@pytest.fixture(scope="module")
+def definitions() -> dict[str, Any]:
+    return json.loads((DEPLOY / "rabbitmq" / "definitions.json").read_text())  # type: ignore[no-any-return]
+
+
+def grant(definitions: dict[str, Any], user: str) -> dict[str, str]:
+    (found,) = [p for p in definitions["permissions"] if p["user"] == user and p["vhost"] == "/"]
+    return found  # type: ignore[no-any-return]
+
+
+def allows(pattern: str, name: str) -> bool:
+    # RabbitMQ matches permission regexes with re:run, i.e. a search, anchored only by ^ and $.
+    return re.search(pattern, name) is not None
+
+
+def test_two_users_without_passwords_and_no_guest(definitions: dict[str, Any]) -> None:
+    users = {u["name"]: u for u in definitions["users"]}
+    assert sorted(users) == ["director", "orchestrator"]
+    assert all(u["password_hash"] == "" and u["tags"] == [] for u in users.values())
+    assert {p["user"] for p in definitions["permissions"]} == {"director", "orchestrator"}
+
+
+def test_director_touches_only_its_own_exchanges(definitions: dict[str, Any]) -> None:
+    director = grant(definitions, "director")
+    for name in OURS:
+        assert not allows(director["configure"], name)
+        assert not allows(director["read"], name)
+        assert not allows(director["write"], name)
+    for name in DIRECTORS:
+        assert allows(director["write"], name)
+        assert not allows(director["read"], name)
+    assert not allows(director["write"], "")  # the default exchange
+    assert not allows(director["write"], "director.sites.evil")
+
+
+def test_orchestrator_reads_directors_exchanges_but_never_writes_them(definitions: dict[str, Any]) -> None:
+    orchestrator = grant(definitions, "orchestrator")
+    for name in OURS:
+        assert allows(orchestrator["configure"], name)
+        assert allows(orchestrator["write"], name)
+        assert allows(orchestrator["read"], name)
+    for name in DIRECTORS:
+        assert allows(orchestrator["configure"], name)
+        assert allows(orchestrator["read"], name)
+        assert not allows(orchestrator["write"], name)
+    assert not allows(orchestrator["write"], "")
+
+
+def test_directors_exchanges_are_declared_as_the_orchestrator_declares_them(definitions: dict[str, Any]) -> None:
+    settings = Settings()
+    exchanges = {(e["vhost"], e["name"]): e for e in definitions["exchanges"]}
+    assert sorted(exchanges) == [("/", settings.inbound_exchange), ("/", settings.terminal_exchange)]
+    # Any other property and the orchestrator's declaration fails with PRECONDITION_FAILED.
+    declared = {"type": "topic", "durable": True, "auto_delete": False, "internal": False, "arguments": {}}
+    for exchange in exchanges.values():
+        assert {key: exchange[key] for key in declared} == declared
+
+
+def test_traefik_serves_what_the_orchestrator_expects() -> None:
+    static = (DEPLOY / "traefik" / "traefik.yml").read_text()
+    settings = Settings()
+    assert f"\n    network: {settings.network} # local:" in static
+    assert f'\n  {settings.traefik_entrypoint}:\n    address: ":80"' in static
+    api_port = urlsplit(settings.traefik_api_url).port
+    assert f'\n  traefik:\n    address: ":{api_port}"' in static
+    assert not re.search(r"^\s*insecure:", static, re.MULTILINE)  # only dynamic.yml's router serves the API
+    assert "service: api@internal" in (DEPLOY / "traefik" / "dynamic.yml").read_text()
