@@ -357,6 +357,30 @@ async def apply_cost(director: Director, results: Results, site_id: int, rounds:
     return statistics.median(times[1:])
 
 
+def docker_apply_cost(rounds: int = 15) -> float:
+    """The same apply with the docker SDK alone (update a not-serving service's labels, read it
+    back, list its tasks): Docker's own share, the baseline the orchestrator's apply adds to."""
+    name = f"{FILLER}baseline"
+    spec = docker.types.ContainerSpec(image="director/base:latest", command=["sleep", "1"])
+    template = docker.types.TaskTemplate(container_spec=spec)
+    created = API.create_service(template, name=name, mode=docker.types.ServiceMode("replicated", replicas=0))
+    times = []
+    try:
+        for version in range(rounds):
+            started = time.monotonic()
+            current = API.inspect_service(created["ID"])
+            index = current["Version"]["Index"]
+            idle = docker.types.ServiceMode("replicated", replicas=0)
+            API.update_service(created["ID"], index, task_template=template, name=name, labels={"v": str(version)},
+                               mode=idle)  # fmt: skip
+            API.inspect_service(created["ID"])
+            API.tasks(filters={"service": created["ID"]})
+            times.append(time.monotonic() - started)
+    finally:
+        API.remove_service(created["ID"])
+    return statistics.median(times[1:])
+
+
 def many_services(count: int) -> None:
     def create(i: int) -> None:
         site_id = 20_000 + i
@@ -512,8 +536,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 redeploy = await redeploys(director, results, root, FIRST_SITE + 600)
                 log("apply cost: with no other service, then with 1,000 more")
                 alone = await apply_cost(director, results, FIRST_SITE + 700)
+                docker_alone = await asyncio.to_thread(docker_apply_cost)
                 many_services(1000)
+                await asyncio.sleep(30)  # the orchestrator reads each new service's labels once
                 crowded = await apply_cost(director, results, FIRST_SITE + 701)
+                docker_crowded = await asyncio.to_thread(docker_apply_cost)
         finally:
             process.stop()
             wipe()
@@ -527,7 +554,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "terminal": terminal,
         "memory": {"peak_rss_mb_during_burst": burst["peak_rss_mb"], "apply_ms_alone": round(alone * 1000, 1),
                    "apply_ms_with_1000_services": round(crowded * 1000, 1),
-                   "ratio": round(crowded / alone, 2)},
+                   "ratio": round(crowded / alone, 2),
+                   "docker_ms_alone": round(docker_alone * 1000, 1),
+                   "docker_ms_with_1000_services": round(docker_crowded * 1000, 1),
+                   "docker_ratio": round(docker_crowded / docker_alone, 2),
+                   "ours_ms_alone": round((alone - docker_alone) * 1000, 1),
+                   "ours_ms_with_1000_services": round((crowded - docker_crowded) * 1000, 1)},
     }  # fmt: skip
     return report
 
@@ -546,7 +578,8 @@ def table(report: dict[str, Any]) -> str:
          f"{report['terminal']['ratio']}x a bare docker attach ({report['terminal']['bare_attach_median_ms']} ms)"),
         ("memory", f"peak RSS {memory['peak_rss_mb_during_burst']} MB",
          f"apply {memory['apply_ms_alone']} ms -> {memory['apply_ms_with_1000_services']} ms with 1,000 services "
-         f"({memory['ratio']}x)"),
+         f"({memory['ratio']}x; Docker alone {memory['docker_ms_alone']} -> "
+         f"{memory['docker_ms_with_1000_services']} ms, {memory['docker_ratio']}x)"),
         ("pure", f"json.loads {report['pure']['json_loads_us']} us",
          f"parse {report['pure']['parse_event_x']}x, parse+spec {report['pure']['parse_and_spec_x']}x"),
     ]  # fmt: skip

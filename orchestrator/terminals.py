@@ -277,12 +277,16 @@ class TerminalSessions:
         return self._opening.get(site_id, 0) + sum(1 for s in self._sessions.values() if s.site_id == site_id)
 
     async def _pump(self, session: Session) -> None:
+        """Output leaves at once when the last message left a while ago (a keystroke's echo), and
+        is gathered until a batch interval after the last one while output streams (at most one
+        message per interval or per `terminal_batch_bytes`, never one per byte)."""
         loop = asyncio.get_running_loop()
-        limit = self.settings.terminal_batch_bytes
+        limit, interval = self.settings.terminal_batch_bytes, self.settings.terminal_batch_seconds
+        last = -interval
         try:
             while chunk := await session.reader.read(limit):
                 batch = bytearray(chunk)
-                deadline = loop.time() + self.settings.terminal_batch_seconds
+                deadline = last + interval
                 ended = False
                 while len(batch) < limit and (left := deadline - loop.time()) > 0:
                     try:
@@ -294,6 +298,7 @@ class TerminalSessions:
                         break
                     batch += more
                 await self.emit(session.event("output", data=base64.b64encode(batch).decode("ascii")))
+                last = loop.time()
                 if ended:
                     break
         except (ConnectionError, OSError) as exc:
