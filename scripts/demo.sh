@@ -61,6 +61,9 @@ for _ in $(seq 1 30); do
 done
 [ -n "${page:-}" ] || { echo "site not reachable through Traefik" >&2; exit 1; }
 
+echo "==> orchestrator status (what operators see; 'orchestrator reconcile --dry-run' puts back hand edits)"
+"$PY" -m orchestrator status
+
 cat <<EOF2
 
 The orchestrator keeps running in the background (pid $(cat "$PIDFILE")); its JSON log is $LOG.
