@@ -76,6 +76,8 @@ async def serve(settings: Settings) -> None:
         sessions, terminal_consumer = await _terminals(connection, settings, terminal_host, sitedirs)
         await consumer.start()
         await terminal_consumer.start()
+        for queue_consumer in (consumer, terminal_consumer):
+            connection.reconnect_callbacks.add(queue_consumer.refresh_active)
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
         background = [asyncio.create_task(_beat(settings, connection, (consumer, terminal_consumer), swarm))]
         if settings.drift_report_seconds:

@@ -41,6 +41,16 @@ class QueueConsumer:
     def inflight(self) -> int:
         return self._inflight
 
+    def refresh_active(self, *_: object) -> None:
+        """After a reconnect (a connection callback): the queue was declared anew before our
+        consumer came back, so its consumer count is everyone else's. Active again only if that
+        is nobody; otherwise a delivery will tell (another replica may have taken over)."""
+        declared = getattr(self.queue, "declaration_result", None)
+        if declared is not None and declared.consumer_count == 0:
+            self.active.set()
+        else:
+            self.active.clear()
+
     @property
     def consuming(self) -> bool:
         """Registered and taking deliveries on an open channel."""

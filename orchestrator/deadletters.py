@@ -122,7 +122,13 @@ async def replay(
         publisher = await target.channel(publisher_confirms=True, on_return_raises=True)
         chosen = [(m, letter) for m, letter in await _fetch(channel, settings) if keep(letter)]
         trusted = set(settings.allowed_publishers)
-        skipped = [dl for _, dl in chosen if dl.publisher not in trusted and not include_unauthenticated]
+        # A terminal command replayed later would open or feed a terminal nobody watches.
+        skipped = [
+            dl
+            for _, dl in chosen
+            if (dl.publisher not in trusted and not include_unauthenticated)
+            or dl.exchange == settings.terminal_exchange
+        ]
         chosen = [(m, letter) for m, letter in chosen if letter not in skipped]
         progress = _Progress(len(chosen), out)
         for message, letter in chosen:

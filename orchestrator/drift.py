@@ -26,6 +26,7 @@ class ServiceState:
     name: str
     site_id: int | None
     version: int
+    index: int  # Docker's version index when surveyed: reconcile acts only if nothing changed since
     running: int
     desired: int
     domains: tuple[str, ...]

@@ -196,21 +196,21 @@ def describe(exc: ValidationError, limit: int = 1000) -> str:
     parts: list[str] = []
     size = 0
     for error in exc.errors(include_input=False, include_url=False, include_context=False):
-        where = ".".join(_path_part(p) for p in error["loc"]) or "event"
-        parts.append(f"{where}: {error['msg']}")
+        loc = error["loc"]
+        shown = [_env_key_shown(p) if i and loc[i - 1] == "env" else str(p) for i, p in enumerate(loc)]
+        parts.append(f"{'.'.join(shown) or 'event'}: {error['msg']}")
         size += len(parts[-1]) + 2
         if size > limit:
             break
     return "; ".join(parts)[:limit]
 
 
-_IDENTIFIER = re.compile(r"[A-Za-z0-9_]{0,16}", re.ASCII)
+_KEY_SHOWN = re.compile(r"[A-Za-z0-9_]{0,8}", re.ASCII)
 
 
-def _path_part(part: str | int) -> str:
-    """A path element as far as it is harmless: its leading identifier characters, at most 16."""
-    if isinstance(part, int) or part == "[key]":
-        return str(part)
-    shown = _IDENTIFIER.match(part)
+def _env_key_shown(key: str | int) -> str:
+    """An env key named by its first identifier characters (at most 8), never echoed whole."""
+    text = str(key)
+    shown = _KEY_SHOWN.match(text)
     head = shown.group(0) if shown else ""
-    return head if head == part else f"{head}…"
+    return head if head == text else f"{head}…"

@@ -41,6 +41,7 @@ class ErrorCode(StrEnum):
     PUBLISH_FAILED = "publish_failed"
     UNKNOWN_SESSION = "unknown_session"
     TERMINAL_LIMIT = "terminal_limit"
+    TERMINAL_BUSY = "terminal_busy"
 
 
 class OrchestratorError(Exception):

@@ -83,6 +83,7 @@ class HealthMonitor:
 
     def on_event(self, event: DockerEvent | None) -> None:
         if event is None:
+            self._failing.clear()  # a restarted Docker forgot its containers: no `die` will come
             for name in list(self._published):
                 self._schedule(name)
             return
@@ -122,6 +123,9 @@ class HealthMonitor:
         if last is None and health.status != "healthy":
             return  # not yet watched: on its way up, its deploy result tells
         if last == health.status:
+            if health.status != "healthy":
+                # A task turning running after its container got healthy has no event of its own.
+                self._schedule(name, delay=self.retry_seconds)
             return
         event = SiteHealth(
             site_id=int(service.labels[specs.SITE_ID]),
@@ -136,5 +140,7 @@ class HealthMonitor:
         if await self.publish(event):
             self._published[name] = health.status
             log.info("site health changed", extra=fields(site_id=event.site_id, status=event.status))
+            if health.status != "healthy":
+                self._schedule(name, delay=self.retry_seconds)  # keep looking until it recovers
         else:
             self._schedule(name, delay=self.retry_seconds)  # said nothing yet: say it once the broker is back

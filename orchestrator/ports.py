@@ -106,7 +106,8 @@ class Rollout:
 class SiteDirsPort(Protocol):
     def path(self, name: str) -> Path: ...
 
-    async def check(self, name: str) -> None: ...
+    async def check(self, name: str) -> bool:
+        """UnsafePath unless the site's directory is missing (False) or a real directory (True)."""
 
     async def ensure(self, name: str, owner: int) -> Path:
         """Create the site's directories (owned by `owner`) if missing; return the site directory."""

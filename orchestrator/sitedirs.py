@@ -35,9 +35,9 @@ class SiteDirs:
         """Where the site's directory is (or will be); no I/O."""
         return self.root / name
 
-    async def check(self, name: str) -> None:
-        """UnsafePath unless `<root>/<name>` is missing or a real directory."""
-        await asyncio.to_thread(self._check, name)
+    async def check(self, name: str) -> bool:
+        """UnsafePath unless `<root>/<name>` is missing (False) or a real directory (True)."""
+        return await asyncio.to_thread(self._check, name)
 
     async def ensure(self, name: str, owner: int) -> Path:
         """Create `<root>/<name>/{public,private}` if missing, owned by uid = gid = `owner`; return
@@ -117,8 +117,8 @@ class SiteDirs:
         finally:
             os.close(site_fd)
 
-    def _check(self, name: str) -> None:
-        _real_dir_exists(str(self.root / name))
+    def _check(self, name: str) -> bool:
+        return _real_dir_exists(str(self.root / name))
 
     def _trash(self, name: str, tag: str) -> Path | None:
         if not self.root.is_dir():
@@ -143,9 +143,10 @@ class SiteDirs:
 def _trashed_at(name: str) -> float | None:
     """When `_trash` moved it, from the stamp in its name (a move keeps the directory's mtime)."""
     match = _STAMP.search(name)
-    if match is None:
+    try:
+        return datetime.strptime(match.group(1), STAMP_FORMAT).replace(tzinfo=UTC).timestamp() if match else None
+    except ValueError:  # named by hand: its mtime will do
         return None
-    return datetime.strptime(match.group(1), STAMP_FORMAT).replace(tzinfo=UTC).timestamp()
 
 
 def _real_dir_exists(path: str, dir_fd: int | None = None) -> bool:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from orchestrator.config import Settings
 from orchestrator.drift import Fleet, Inventory, ServiceState, assess, restorable
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import DockerConflict, OrchestratorError
 from orchestrator.events import Drift, DriftReport
 from orchestrator.health import classify
 from orchestrator.logs import fields
@@ -111,16 +111,25 @@ def plan(fleet: Fleet) -> list[Step]:
 
 
 async def reconcile(swarm: Swarm, fleet: Fleet, *, dry_run: bool) -> list[Step]:
+    states = {s.name: s for s in fleet.services}
     done = []
     for step in plan(fleet):
         if dry_run or step.action == "report":
             done.append(step)
             continue
-        if step.action == "restore":
-            await swarm.restore(step.drift.subject)
+        index = states[step.drift.subject].index
+        try:
+            if step.action == "restore":
+                acted = await swarm.restore(step.drift.subject, index)
+            else:
+                acted = await swarm.remove_if_unchanged(step.drift.subject, index)
+        except DockerConflict:
+            acted = False
+        if acted:
+            done.append(replace(step, done=True))
         else:
-            await swarm.remove_named(step.drift.subject)
-        done.append(replace(step, done=True))
+            note = f"{step.drift.subject} changed since it was surveyed (a deploy?): left alone; run again"
+            done.append(replace(step, action="report", note=note))
     return done
 
 
@@ -158,6 +167,9 @@ async def report_drift(
             fleet = await survey(swarm, sitedirs, settings)
         except OrchestratorError as exc:
             log.warning("could not survey the fleet for drift", extra=fields(error=exc.message))
+            continue
+        except Exception:  # keep reporting next time, whatever the sites root holds
+            log.exception("drift survey failed")
             continue
         if fleet.drift:
             await publish(DriftReport(drift=fleet.drift))

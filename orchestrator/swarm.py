@@ -101,7 +101,8 @@ class Swarm:
             deployed = await self._run(find)
         finally:
             changed = self._reading.pop(name, True)
-        if deployed is not None and stream_up and not changed:
+        # Only a settled service is remembered: a task turning running has no event of its own.
+        if deployed is not None and stream_up and not changed and deployed.settled:
             self._seen[name] = deployed
         return deployed
 
@@ -294,6 +295,7 @@ class Swarm:
                         name=deployed.name,
                         site_id=int(site) if site.isdigit() else None,
                         version=deployed.site_version,
+                        index=deployed.index,
                         running=deployed.running or 0,
                         desired=deployed.replicas,
                         domains=deployed.domains,
@@ -312,15 +314,19 @@ class Swarm:
 
         return await self._run(read)
 
-    async def restore(self, name: str) -> None:
-        """Put back Docker's previous spec of the service (the applied one, before a hand edit)."""
+    async def restore(self, name: str, index: int) -> bool:
+        """Put back Docker's previous spec of the service (the applied one, before a hand edit),
+        only if the service is still as surveyed at `index`; False when it changed since."""
 
-        def restore(api: docker.APIClient) -> None:
+        def restore(api: docker.APIClient) -> bool:
             raw = api.inspect_service(name)
-            previous = raw["PreviousSpec"]
+            previous = raw.get("PreviousSpec")
+            if raw["Version"]["Index"] != index or not previous:
+                return False
+            # Docker refuses the write if anything changed in between ("update out of sequence").
             api.update_service(
                 raw["ID"],
-                raw["Version"]["Index"],
+                index,
                 name=previous["Name"],
                 task_template=previous["TaskTemplate"],
                 labels=previous.get("Labels"),
@@ -329,18 +335,29 @@ class Swarm:
                 rollback_config=previous.get("RollbackConfig"),
                 endpoint_spec=previous.get("EndpointSpec"),
             )
+            return True
 
         self._forget(name)
-        await self._run(restore)
+        return await self._run(restore)
 
-    async def remove_named(self, name: str) -> None:
-        def remove(api: docker.APIClient) -> None:
-            with contextlib.suppress(docker.errors.NotFound):
+    async def remove_if_unchanged(self, name: str, index: int) -> bool:
+        """Remove the service only if it is still as surveyed at `index` (a site re-created since
+        must not go); False when it changed."""
+
+        def remove(api: docker.APIClient) -> bool:
+            try:
+                if api.inspect_service(name)["Version"]["Index"] != index:
+                    return False
                 api.remove_service(name)
+            except docker.errors.NotFound:
+                return True
+            return True
 
         self._forget(name)
-        await self._run(remove)
-        self._claims.remove(name)
+        removed = await self._run(remove)
+        if removed:
+            self._claims.remove(name)
+        return removed
 
     # --- tombstones: a deleted site's last version, kept in the swarm itself -----------------
 

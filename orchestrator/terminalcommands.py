@@ -95,7 +95,8 @@ class TerminalCommands:
         result = None
         # A stranger's message gets no answer; an invalid one from Director does, when it names a session.
         if session_id is not None and not isinstance(error, Unauthenticated):
-            event = TerminalEvent(session_id=session_id, type="failed", seq=0, reason=error.message, code=error.code)
+            seq = self.sessions.next_seq(session_id)
+            event = TerminalEvent(session_id=session_id, type="failed", seq=seq, reason=error.message, code=error.code)
             result = Outgoing(
                 self.events, event.routing_key, event.model_dump_json().encode(), persistent=False, mandatory=False
             )

@@ -68,7 +68,8 @@ class TerminalHost:
 
         def start(api: docker.APIClient) -> tuple[str, socket.socket]:
             host_config = api.create_host_config(
-                binds={container.site_dir: {"bind": container.workdir, "mode": "rw"}},
+                # A mount, not a bind: Docker refuses a missing source instead of creating it as root.
+                mounts=[docker.types.Mount(container.workdir, container.site_dir, type="bind")],
                 cap_drop=["ALL"],
                 cap_add=list(container.cap_add) or None,
                 security_opt=["no-new-privileges"],
@@ -84,7 +85,7 @@ class TerminalHost:
             created = api.create_container(
                 container.image,
                 command=list(container.command),
-                user=container.user or "",
+                user=container.user,
                 environment=container.env,
                 working_dir=container.workdir,
                 labels=container.labels,
@@ -182,6 +183,7 @@ class TerminalSessions:
         self._opening: dict[int, int] = {}  # site id -> opens under way (counted against the limit)
         self._sweeper: asyncio.Task[None] | None = None
         self._orphans: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def __contains__(self, session_id: uuid.UUID) -> bool:
         return session_id in self._sessions
@@ -210,10 +212,14 @@ class TerminalSessions:
             log.info("removed an orphaned terminal", extra=fields(session_id=session_id))
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in (self._sweeper, self._orphans):
             if task is not None:
                 task.cancel()
-        await asyncio.gather(*(self.close(s, "orchestrator stopped") for s in list(self._sessions)))
+        closing = [self.close(s, "orchestrator stopped") for s in list(self._sessions)]
+        for outcome in await asyncio.gather(*closing, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.warning("could not close a terminal on stop", extra=fields(error=repr(outcome)))
 
     async def open(self, session_id: uuid.UUID, site_id: int, cols: int, rows: int) -> None:
         if session_id in self._sessions:
@@ -229,11 +235,17 @@ class TerminalSessions:
             if service is None:
                 raise NotFound(f"site {site_id} has no service (it was never deployed, or was deleted)")
             name = specs.service_name(site_id)
-            await self.sitedirs.check(name)
+            if not await self.sitedirs.check(name):
+                raise NotFound(f"site {site_id} has no directory (it is being deleted)")
             container = terminalspec.session_container(
                 service, site_id, session_id, self.sitedirs.path(name), self.settings, self.owner
             )
             container_id, tty = await self.host.start(container, cols, rows)
+            # A delete that ran meanwhile closed the site's sessions before this one existed.
+            if self._stopping or await self.host.site_service(site_id) is None:
+                tty.close()
+                await self.host.remove(container_id)
+                raise NotFound(f"site {site_id} was deleted while its terminal opened")
         finally:
             self._opening[site_id] -= 1
         try:
@@ -252,7 +264,9 @@ class TerminalSessions:
         """Write at once, before any await: inputs are written in the order they were delivered."""
         session = self._get(session_id)
         if session.writer.transport.get_write_buffer_size() > MAX_UNREAD_INPUT:
-            raise TerminalRefused("the terminal is not reading its input; wait and send it again")
+            raise TerminalRefused(
+                "the terminal is not reading its input; wait and send it again", code=ErrorCode.TERMINAL_BUSY
+            )
         session.last_input = time.monotonic()
         session.writer.write(data)
 
@@ -266,6 +280,15 @@ class TerminalSessions:
         if session.pump is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(session.pump), 10)
+
+    def next_seq(self, session_id: uuid.UUID) -> int:
+        """The `seq` of an event about the session said outside its pump (a refused command); 0
+        when there is no such session."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return 0
+        session.seq += 1
+        return session.seq - 1
 
     def _get(self, session_id: uuid.UUID) -> Session:
         session = self._sessions.get(session_id)

@@ -17,7 +17,7 @@ from typing import Any
 from orchestrator.config import Settings
 from orchestrator.events import SiteKind, memory_bytes
 from orchestrator.siteenv import SITE_MOUNT
-from orchestrator.spec import KIND, MANAGED_BY, MANAGER, SITE_ID
+from orchestrator.spec import KIND, MANAGED_BY, MANAGER, SITE_ID, site_uid
 
 SESSION = "com.director.terminal-session"
 # The orchestrator process holding the session's TTY; another one's sessions are orphans once
@@ -32,7 +32,7 @@ class SessionContainer:
     name: str
     image: str
     command: tuple[str, ...]
-    user: str | None
+    user: str
     env: dict[str, str]
     workdir: str
     site_dir: str
@@ -61,6 +61,7 @@ def session_container(
     limits = task.get("Resources", {}).get("Limits", {})
     labels = service.get("Labels", {})
     static = labels.get(KIND) == SiteKind.STATIC.value
+    uid = site_uid(site_id, settings)
     env = dict(_pair(item) for item in container.get("Env", []) if "=" in item)
     for key in _SERVER_ONLY_ENV:
         env.pop(key, None)
@@ -70,7 +71,9 @@ def session_container(
         # The image the site runs now (pinned digest included), or a shell image for nginx sites.
         image=settings.default_image if static else str(container.get("Image", settings.default_image)),
         command=("/bin/sh", "-l"),
-        user=container.get("User"),
+        # Never the live spec's user or capabilities: a service made before sites had their own
+        # uid, or edited by hand, must not hand out a root shell.
+        user=f"{uid}:{uid}",
         env=env,
         workdir=SITE_MOUNT,
         site_dir=str(site_dir),
@@ -78,7 +81,7 @@ def session_container(
         nano_cpus=int(limits.get("NanoCPUs", 0)) or round(settings.max_cpus * 1e9),
         memory_bytes=int(limits.get("MemoryBytes", 0)) or memory_bytes(settings.max_memory),
         pids_limit=int(limits.get("Pids", 0)) or settings.pids_limit,
-        cap_add=tuple(container.get("CapabilityAdd") or ()),
+        cap_add=tuple(settings.cap_add),
     )
 
 

@@ -11,7 +11,7 @@ orchestrator.requeue (fanout) --> orchestrator.site-events
 orchestrator.results (topic) --site.*--> orchestrator.site-results (quorum, for Director)
 
 director.terminals (topic) --terminal.*--> orchestrator.terminal-commands (classic, single active
-    consumer, TTL: a keystroke nobody read in a minute is stale; rejects go to the dead letters)
+    consumer, TTL: a keystroke nobody read in a minute is stale and dropped, never kept)
 orchestrator.terminals (topic): session events, routing key terminal.<session_id>; Director binds
     its own queue per session
 """
@@ -75,8 +75,9 @@ def terminal_queue_arguments(settings: Settings) -> FieldTable:
         # so only one consumer (the active replica) takes commands.
         "x-queue-type": "classic",
         "x-single-active-consumer": True,
+        # No dead-letter exchange: an expired keystroke (nobody consumed it for a minute) must not
+        # be kept anywhere. Malformed commands get their dead-letter copy from the settler.
         "x-message-ttl": 60_000,
-        "x-dead-letter-exchange": settings.dead_letter_exchange,
     }
 
 

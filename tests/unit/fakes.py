@@ -125,9 +125,10 @@ class FakeSiteDirs:
     def path(self, name: str) -> Path:
         return Path(self.root / name)
 
-    async def check(self, name: str) -> None:
+    async def check(self, name: str) -> bool:
         self.calls.append(f"check {name}")
         self._refuse_unsafe(name)
+        return name in self.existing
 
     async def ensure(self, name: str, owner: int) -> Path:
         self.calls.append(f"ensure {name}")

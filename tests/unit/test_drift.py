@@ -74,7 +74,7 @@ def test_a_restart_marker_is_not_drift(site_data: SiteData) -> None:
 
 
 def state(spec: ServiceSpec, previous: ServiceSpec | None = None, site_id: int = 1, version: int = 4) -> ServiceState:
-    return ServiceState(spec.name, site_id, version, 1, 1, ("a.example.com",), None, spec, previous)
+    return ServiceState(spec.name, site_id, version, 7, 1, 1, ("a.example.com",), None, spec, previous)
 
 
 def test_an_edit_over_the_applied_spec_is_restorable(site_data: SiteData) -> None:

@@ -454,7 +454,13 @@ def test_a_huge_object_is_refused_early_and_cheaply() -> None:
     assert time.perf_counter() - started < 5
 
 
-REJECTED_KEYS = ["DB_PASSWORD=hunter2", "PASSWORD hunter2", "0123456789ABCDEFhunter2", "1" + "x" * 20 + "hunter2"]
+REJECTED_KEYS = [
+    "DB_PASSWORD=hunter2",
+    "PASSWORD hunter2",
+    "0123456789ABCDEFhunter2",
+    "1" + "x" * 20 + "hunter2",
+    "9f3kQ7xLp2Zr8Tw",  # short, and all identifier characters: still not echoed whole
+]
 
 
 @pytest.mark.parametrize("key", [*REJECTED_KEYS, "X" * 129])
@@ -473,4 +479,11 @@ def test_the_path_of_a_rejected_key_keeps_only_its_identifier_prefix() -> None:
     data["site"]["env"] = {"DB_PASSWORD=hunter2": "v"}
     with pytest.raises(InvalidEvent) as caught:
         parse_event(body(data), "site.created")
-    assert "site.env.DB_PASSWORD…" in caught.value.message
+    assert "site.env.DB_PASSW…" in caught.value.message
+
+
+def test_field_names_in_error_paths_are_kept_whole() -> None:
+    data = example("site.created")
+    data["occurred_at"] = "yesterday"
+    with pytest.raises(InvalidEvent, match="occurred_at"):
+        parse_event(body(data), "site.created")

@@ -148,3 +148,25 @@ async def test_a_lost_event_stream_means_a_fresh_look() -> None:
     m.monitor.on_event(None)
     await asyncio.sleep(0.05)
     assert m.statuses == ["down"]
+
+
+async def test_a_recovery_without_an_event_of_its_own_is_still_noticed() -> None:
+    """A task turns running once its container is healthy, with no event for that step."""
+    m = Monitor()
+    await m.monitor.start([deployed()])
+    m.swarm.answering.discard(NAME)
+    await m.event("die")
+    await m.event(HEALTHY, "site_0007.1.new")  # looked at before the task counts as running
+    m.swarm.answering.add(NAME)  # ...which it does a moment later, silently
+    await asyncio.sleep(0.1)
+    assert m.statuses == ["down", "healthy"]
+
+
+async def test_a_docker_restart_forgets_failing_checks() -> None:
+    m = Monitor()
+    await m.monitor.start([deployed()])
+    await m.event(UNHEALTHY, "site_0007.1.old")
+    m.monitor.on_event(None)  # Docker restarted: the old container's `die` never comes
+    await asyncio.sleep(0.05)
+    await m.event(HEALTHY, "site_0007.1.new")
+    assert m.statuses == ["unhealthy", "healthy"]

@@ -108,3 +108,12 @@ def test_a_static_sites_session_runs_the_base_image_not_nginx(site_data: SiteDat
     assert service["TaskTemplate"]["ContainerSpec"]["Image"] == "nginx:latest"
     assert container.image == "director/base:2"
     assert "NGINX_CONF" not in container.env
+
+
+def test_a_session_never_takes_its_user_or_capabilities_from_the_live_service() -> None:
+    """A service made before sites had their own uid, or edited by hand, has no user or root."""
+    for container in ({"Image": "php:8"}, {"Image": "php:8", "User": "0:0", "CapabilityAdd": ["CAP_SYS_ADMIN"]}):
+        service = {"Labels": {}, "TaskTemplate": {"ContainerSpec": container}}
+        session = session_container(service, 5, SESSION_ID, PurePath("/srv/sites/site_0005"), Settings())
+        assert session.user == "100005:100005"
+        assert session.cap_add == ()
