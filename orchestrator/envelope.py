@@ -197,7 +197,8 @@ def describe(exc: ValidationError, limit: int = 1000) -> str:
     size = 0
     for error in exc.errors(include_input=False, include_url=False, include_context=False):
         loc = error["loc"]
-        shown = [_env_key_shown(p) if i and loc[i - 1] == "env" else str(p) for i, p in enumerate(loc)]
+        # A dict key that failed validation comes right before pydantic's "[key]" marker.
+        shown = [_key_shown(p) if loc[i + 1 : i + 2] == ("[key]",) else str(p) for i, p in enumerate(loc)]
         parts.append(f"{'.'.join(shown) or 'event'}: {error['msg']}")
         size += len(parts[-1]) + 2
         if size > limit:
@@ -208,8 +209,8 @@ def describe(exc: ValidationError, limit: int = 1000) -> str:
 _KEY_SHOWN = re.compile(r"[A-Za-z0-9_]{0,8}", re.ASCII)
 
 
-def _env_key_shown(key: str | int) -> str:
-    """An env key named by its first identifier characters (at most 8), never echoed whole."""
+def _key_shown(key: str | int) -> str:
+    """A rejected key named by its first identifier characters (at most 8), never echoed whole."""
     text = str(key)
     shown = _KEY_SHOWN.match(text)
     head = shown.group(0) if shown else ""

@@ -185,9 +185,6 @@ class TerminalSessions:
         self._orphans: asyncio.Task[None] | None = None
         self._stopping = False
 
-    def __contains__(self, session_id: uuid.UUID) -> bool:
-        return session_id in self._sessions
-
     async def start(self, active: asyncio.Event) -> None:
         """Watch for idle sessions; once this process takes commands (`active`), close what a
         previous one left behind. A standby must not: the active process holds those sessions."""

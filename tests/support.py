@@ -184,6 +184,12 @@ class Results:
         return result
 
 
+async def deploy(director: Director, results: Results, event: dict[str, Any], timeout: float = 90) -> ResultEvent:
+    """Publish as Director and wait for the event's result."""
+    await director.publish(event)
+    return await results.wait_for(str(event["event_id"]), timeout=timeout)
+
+
 async def eventually(
     check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 30, interval: float = 0.5
 ) -> None:

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 import docker
-from support import Director, Results, served, site_event, write_site
+from support import Director, Results, deploy, served, site_event, write_site
 
 RUN_SH = """#!/bin/sh
 if [ -f /site/private/broken ]; then echo "config is broken" >&2; exit 1; fi
@@ -21,9 +21,9 @@ async def test_a_site_that_starts_crash_looping_is_down_once_then_healthy_once(
     host = f"health{site_id}.example.com"
     site_dir = write_site(sites_root, site_id, page=f"health page {site_id}")
     (site_dir / "run.sh").write_text(RUN_SH)
-    event = site_event("site.created", site_id, 1, domains=[host])
-    await director.publish(event)
-    assert (await results.wait_for(str(event["event_id"]))).type == "site.deployed"
+    assert (
+        await deploy(director, results, site_event("site.created", site_id, 1, domains=[host]))
+    ).type == "site.deployed"
     await asyncio.sleep(3)  # watched from its first healthy look
 
     # The owner breaks the site's config and its server dies: every new task exits at once.

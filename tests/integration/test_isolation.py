@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 import httpx
-from support import TRAEFIK_API, Director, Results, served, site_event, write_site
+from support import TRAEFIK_API, Director, Results, deploy, served, site_event, write_site
 
 from orchestrator.config import Settings
 
@@ -25,9 +25,9 @@ async def test_files_a_site_writes_are_its_own_and_a_setuid_bit_gives_no_root(
     host = f"iso{site_id}.example.com"
     site_dir = write_site(sites_root, site_id, page=f"isolated {site_id}")
     (site_dir / "run.sh").write_text(RUN_SH)
-    event = site_event("site.created", site_id, 1, domains=[host])
-    await director.publish(event)
-    assert (await results.wait_for(str(event["event_id"]))).type == "site.deployed"
+    assert (
+        await deploy(director, results, site_event("site.created", site_id, 1, domains=[host]))
+    ).type == "site.deployed"
     await served(host, f"isolated {site_id}")
 
     uid = Settings().site_uid_base + site_id
@@ -44,9 +44,9 @@ async def test_a_site_router_has_the_fixed_priority_whatever_its_domains(
 ) -> None:
     domains = [f"d{i}-{'x' * 40}.prio{site_id}.example.com" for i in range(20)]
     write_site(sites_root, site_id, page=f"priority {site_id}")
-    event = site_event("site.created", site_id, 1, domains=domains)
-    await director.publish(event)
-    assert (await results.wait_for(str(event["event_id"]))).type == "site.deployed"
+    assert (
+        await deploy(director, results, site_event("site.created", site_id, 1, domains=domains))
+    ).type == "site.deployed"
 
     async with httpx.AsyncClient(timeout=5) as client:
         router = (await client.get(f"{TRAEFIK_API}/api/http/routers/site_{site_id:04d}@swarm")).json()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from support import ROOT, Director, OrchestratorProcess, Results, eventually, served, site_event, write_site
+from support import ROOT, Director, OrchestratorProcess, Results, deploy, eventually, served, site_event, write_site
 
 
 def cli(orchestrator: OrchestratorProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -40,9 +40,9 @@ async def test_a_hand_edit_shows_as_drift_and_reconcile_restores_it(
 ) -> None:
     host = f"drift{site_id}.example.com"
     write_site(sites_root, site_id, page=f"drift page {site_id}")
-    event = site_event("site.created", site_id, 3, domains=[host])
-    await director.publish(event)
-    assert (await results.wait_for(str(event["event_id"]))).type == "site.deployed"
+    assert (
+        await deploy(director, results, site_event("site.created", site_id, 3, domains=[host]))
+    ).type == "site.deployed"
     name = f"site_{site_id:04d}"
 
     before = status_of(orchestrator, site_id)

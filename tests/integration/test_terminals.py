@@ -21,6 +21,7 @@ from support import (
     OrchestratorProcess,
     Results,
     connected,
+    deploy,
     eventually,
     site_event,
     write_site,
@@ -100,11 +101,17 @@ async def terminal(bus: tuple[AbstractRobustConnection, Any, Any]) -> Terminal:
 async def deployed_site(director: Director, results: Results, sites_root: Path, site_id: int, **site: Any) -> str:
     host = f"term{site_id}.example.com"
     write_site(sites_root, site_id, page=f"terminal page {site_id}")
-    event = site_event("site.created", site_id, 1, domains=[host], **site)
-    await director.publish(event)
-    result = await results.wait_for(str(event["event_id"]), timeout=90)
+    result = await deploy(director, results, site_event("site.created", site_id, 1, domains=[host], **site))
     assert result.type == "site.deployed", result
     return host
+
+
+async def opened(bus: Any, site_id: int) -> Terminal:
+    """A new session on the site, once `opened` arrived."""
+    session = await terminal(bus)
+    await session.send("open", site_id=site_id, cols=80, rows=24)
+    await session.wait_type("opened")
+    return session
 
 
 def session_container(api: docker.APIClient, session_id: uuid.UUID) -> dict[str, Any] | None:
@@ -181,9 +188,7 @@ async def test_the_shell_ending_closes_the_session_and_removes_its_container(
     bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
 ) -> None:
     await deployed_site(director, results, sites_root, site_id)
-    session = await terminal(bus)
-    await session.send("open", site_id=site_id, cols=80, rows=24)
-    await session.wait_type("opened")
+    session = await opened(bus, site_id)
 
     await session.type("exit\n")
     closed = await session.wait_type("closed")
@@ -235,9 +240,7 @@ async def test_deleting_a_site_closes_its_terminals(
     bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
 ) -> None:
     await deployed_site(director, results, sites_root, site_id)
-    session = await terminal(bus)
-    await session.send("open", site_id=site_id, cols=80, rows=24)
-    await session.wait_type("opened")
+    session = await opened(bus, site_id)
 
     event = site_event("site.deleted", site_id, 2)
     await director.publish(event)
@@ -293,9 +296,7 @@ async def test_an_idle_session_is_closed(
 ) -> None:
     """The tests' orchestrator closes sessions after 20 s without input (900 s by default)."""
     await deployed_site(director, results, sites_root, site_id)
-    session = await terminal(bus)
-    await session.send("open", site_id=site_id, cols=80, rows=24)
-    await session.wait_type("opened")
+    session = await opened(bus, site_id)
     started = time.monotonic()
 
     closed = await session.wait_type("closed", timeout=45)

@@ -17,6 +17,7 @@ from support import (
     TRAEFIK,
     Director,
     Results,
+    deploy,
     fetch,
     fresh_site_id,
     served,
@@ -32,11 +33,6 @@ def run_sh(sites_root: Path, site_id: int, script: str, page: str = "") -> Path:
     site_dir = write_site(sites_root, site_id, page=page or f"page of {site_id}")
     (site_dir / "run.sh").write_text("#!/bin/sh\n" + script)
     return site_dir
-
-
-async def deploy(director: Director, results: Results, event: dict[str, object], timeout: float = 90) -> ResultEvent:
-    await director.publish(event)
-    return await results.wait_for(str(event["event_id"]), timeout=timeout)
 
 
 def no_deployed(results: Results, site_id: int) -> bool:

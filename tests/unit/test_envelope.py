@@ -487,3 +487,11 @@ def test_field_names_in_error_paths_are_kept_whole() -> None:
     data["occurred_at"] = "yesterday"
     with pytest.raises(InvalidEvent, match="occurred_at"):
         parse_event(body(data), "site.created")
+
+
+def test_the_key_of_a_bad_value_is_named_whole() -> None:
+    data = example("site.created")
+    data["site"]["env"] = {"API_TOKEN_FOR_THE_SHOP": "x\u0000"}
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(body(data), "site.created")
+    assert "site.env.API_TOKEN_FOR_THE_SHOP:" in caught.value.message
