@@ -69,7 +69,7 @@ async def serve(settings: Settings) -> None:
         consumer = QueueConsumer(declared.work_queue, SiteEvents(settings, ctx, settler, declared.results))
         # A standby says nothing about health until it has taken over.
         monitor = HealthMonitor(
-            swarm, functools.partial(_publish_health, declared.results, settings), active=consumer.active
+            swarm, functools.partial(_publish_report, declared.results, settings, True), active=consumer.active
         )
         events.listen(monitor.on_event)
         await monitor.start(await swarm.managed())
@@ -81,7 +81,8 @@ async def serve(settings: Settings) -> None:
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
         background = [asyncio.create_task(_beat(settings, connection, (consumer, terminal_consumer), swarm))]
         if settings.drift_report_seconds:
-            publish = functools.partial(_publish_drift, declared.results, settings)
+            # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
+            publish = functools.partial(_publish_report, declared.results, settings, False)
             background.append(
                 asyncio.create_task(status.report_drift(swarm, sitedirs, settings, publish, consumer.active))
             )
@@ -127,30 +128,19 @@ async def _beat(
         await asyncio.sleep(interval)
 
 
-async def _publish_health(results: AbstractExchange, settings: Settings, event: SiteHealth) -> bool:
+async def _publish_report(
+    results: AbstractExchange, settings: Settings, mandatory: bool, report: SiteHealth | DriftReport
+) -> bool:
+    """A report of our own (not the answer to a delivery) on the results exchange, routing key =
+    its type; False when the broker did not take it (the caller says it again later)."""
     try:
-        await broker.publish(
-            results,
-            event.type,
-            event.model_dump_json().encode(),
-            timeout=settings.publish_timeout_seconds,
-            message_id=str(event.event_id),
-        )
-    except PublishFailed:
-        return False
-    return True
-
-
-async def _publish_drift(results: AbstractExchange, settings: Settings, report: DriftReport) -> bool:
-    try:
-        # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
         await broker.publish(
             results,
             report.type,
             report.model_dump_json().encode(),
             timeout=settings.publish_timeout_seconds,
             message_id=str(report.event_id),
-            mandatory=False,
+            mandatory=mandatory,
         )
     except PublishFailed:
         return False

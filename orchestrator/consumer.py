@@ -33,18 +33,16 @@ class QueueConsumer:
         # Set once this process is the queue's single active consumer: nobody else consumed it
         # when we declared it, or a delivery reached us (the broker only delivers to the active one).
         self.active = asyncio.Event()
-        declared = getattr(queue, "declaration_result", None)
-        if declared is not None and declared.consumer_count == 0:
-            self.active.set()
+        self.refresh_active()
 
     @property
     def inflight(self) -> int:
         return self._inflight
 
     def refresh_active(self, *_: object) -> None:
-        """After a reconnect (a connection callback): the queue was declared anew before our
-        consumer came back, so its consumer count is everyone else's. Active again only if that
-        is nobody; otherwise a delivery will tell (another replica may have taken over)."""
+        """At start, and after a reconnect (a connection callback): the queue was declared before
+        our consumer (came back), so its consumer count is everyone else's. Active only if that is
+        nobody; otherwise a delivery will tell (another replica may have taken over)."""
         declared = getattr(self.queue, "declaration_result", None)
         if declared is not None and declared.consumer_count == 0:
             self.active.set()

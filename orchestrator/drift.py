@@ -77,9 +77,8 @@ def restorable(state: ServiceState) -> bool:
 
 def assess(inventory: Inventory, trash_max_age_days: float) -> Fleet:
     drift: list[Drift] = []
-    served = set()
+    served = {state.name for state in inventory.services}
     for state in inventory.services:
-        served.add(state.name)
         if edited(state.live):
             how = "Docker's previous spec is the applied one" if restorable(state) else "no applied spec to go back to"
             drift.append(

@@ -38,10 +38,9 @@ class Health:
     detail: str
 
 
-def classify(service: Deployed, failing_checks: int) -> Health:
+def classify(running: int, desired: int, failing_checks: int) -> Health:
     """Pure: what the swarm's own counts say. Site tasks count as running only once their health
     check passes, so running tasks are answering tasks."""
-    running, desired = service.running or 0, service.replicas
     answering = f"{running} of {desired} tasks answering"
     if running == 0:
         return Health("down", f"{answering}: nothing serves the site")
@@ -118,29 +117,26 @@ class HealthMonitor:
             self._published.pop(name, None)  # removed or not serving: not watched
             self._failing.pop(name, None)
             return
-        health = classify(service, len(self._failing.get(name, ())))
+        health = classify(service.running or 0, service.replicas, len(self._failing.get(name, ())))
         last = self._published.get(name)
         if last is None and health.status != "healthy":
             return  # not yet watched: on its way up, its deploy result tells
-        if last == health.status:
-            if health.status != "healthy":
-                # A task turning running after its container got healthy has no event of its own.
-                self._schedule(name, delay=self.retry_seconds)
-            return
-        event = SiteHealth(
-            site_id=int(service.labels[specs.SITE_ID]),
-            status=health.status,
-            since=datetime.now(UTC),
-            detail=health.detail,
-        )
         if last is None or (self.active is not None and not self.active.is_set()):
             # First seen healthy: watched from now on. A standby keeps track without speaking.
             self._published[name] = health.status
-            return
-        if await self.publish(event):
+        elif last != health.status:
+            event = SiteHealth(
+                site_id=int(service.labels[specs.SITE_ID]),
+                status=health.status,
+                since=datetime.now(UTC),
+                detail=health.detail,
+            )
+            if not await self.publish(event):
+                self._schedule(name, delay=self.retry_seconds)  # said nothing yet: say it once the broker is back
+                return
             self._published[name] = health.status
             log.info("site health changed", extra=fields(site_id=event.site_id, status=event.status))
-            if health.status != "healthy":
-                self._schedule(name, delay=self.retry_seconds)  # keep looking until it recovers
-        else:
-            self._schedule(name, delay=self.retry_seconds)  # said nothing yet: say it once the broker is back
+        if health.status != "healthy":
+            # Keep looking until it recovers: a task turning running after its container got
+            # healthy has no event of its own.
+            self._schedule(name, delay=self.retry_seconds)

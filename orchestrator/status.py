@@ -16,7 +16,6 @@ from orchestrator.errors import DockerConflict, OrchestratorError
 from orchestrator.events import Drift, DriftReport
 from orchestrator.health import classify
 from orchestrator.logs import fields
-from orchestrator.ports import Deployed
 from orchestrator.sitedirs import SiteDirs
 from orchestrator.swarm import Swarm
 
@@ -31,8 +30,7 @@ async def survey(swarm: Swarm, sitedirs: SiteDirs, settings: Settings) -> Fleet:
 def health_of(state: ServiceState) -> str:
     if state.desired == 0:
         return "not serving"
-    deployed = Deployed("", state.name, 0, {}, state.desired, running=state.running)
-    return classify(deployed, 0).status
+    return classify(state.running, state.desired, 0).status
 
 
 def as_json(fleet: Fleet, site: int | None = None) -> str:

@@ -304,9 +304,8 @@ class Swarm:
                         previous=spec_of(previous, names) if previous else None,
                     )
                 )
-            wanted = [f"{specs.MANAGED_BY}={specs.MANAGER}", f"{TOMBSTONE}=true"]
             tombstones: dict[int, int] = {}
-            for config in api.configs(filters={"label": wanted}):
+            for config in _tombstone_configs(api):
                 labels = config["Spec"].get("Labels") or {}
                 site_id = int(labels.get(specs.SITE_ID, "0"))
                 tombstones[site_id] = max(tombstones.get(site_id, 0), label_version(labels))
@@ -406,8 +405,16 @@ def tombstone_name(site_id: int, version: int) -> str:
 
 def _tombstones(api: docker.APIClient, site_id: int) -> list[tuple[int, str]]:
     """(version, config id) of every tombstone of the site."""
-    wanted = [f"{specs.MANAGED_BY}={specs.MANAGER}", f"{specs.SITE_ID}={site_id}", f"{TOMBSTONE}=true"]
-    return [(label_version(c["Spec"].get("Labels")), c["ID"]) for c in api.configs(filters={"label": wanted})]
+    return [(label_version(c["Spec"].get("Labels")), c["ID"]) for c in _tombstone_configs(api, site_id)]
+
+
+def _tombstone_configs(api: docker.APIClient, site_id: int | None = None) -> list[dict[str, Any]]:
+    """The tombstone configs of one site, or of all."""
+    wanted = [f"{specs.MANAGED_BY}={specs.MANAGER}", f"{TOMBSTONE}=true"]
+    if site_id is not None:
+        wanted.append(f"{specs.SITE_ID}={site_id}")
+    configs: list[dict[str, Any]] = api.configs(filters={"label": wanted})
+    return configs
 
 
 def _ignore_missing(remove: Callable[[str], Any], ident: str) -> None:

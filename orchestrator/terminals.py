@@ -238,19 +238,17 @@ class TerminalSessions:
                 service, site_id, session_id, self.sitedirs.path(name), self.settings, self.owner
             )
             container_id, tty = await self.host.start(container, cols, rows)
-            # A delete that ran meanwhile closed the site's sessions before this one existed.
-            if self._stopping or await self.host.site_service(site_id) is None:
+            try:
+                # A delete that ran meanwhile closed the site's sessions before this one existed.
+                if self._stopping or await self.host.site_service(site_id) is None:
+                    raise NotFound(f"site {site_id} was deleted while its terminal opened")
+                reader, writer = await asyncio.open_connection(sock=tty)
+            except BaseException:
                 tty.close()
                 await self.host.remove(container_id)
-                raise NotFound(f"site {site_id} was deleted while its terminal opened")
+                raise
         finally:
             self._opening[site_id] -= 1
-        try:
-            reader, writer = await asyncio.open_connection(sock=tty)
-        except OSError:
-            tty.close()
-            await self.host.remove(container_id)
-            raise
         session = Session(session_id, site_id, container_id, reader, writer)
         self._sessions[session_id] = session
         await self.emit(session.event("opened"))

@@ -217,10 +217,7 @@ async def test_at_most_three_sessions_per_site(
     bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
 ) -> None:
     await deployed_site(director, results, sites_root, site_id)
-    sessions = [await terminal(bus) for _ in range(4)]
-    for session in sessions[:3]:
-        await session.send("open", site_id=site_id, cols=80, rows=24)
-        await session.wait_type("opened")
+    sessions = [await opened(bus, site_id) for _ in range(3)] + [await terminal(bus)]
 
     await sessions[3].send("open", site_id=site_id, cols=80, rows=24)
     failed = await sessions[3].wait_type("failed")

@@ -20,11 +20,11 @@ def deployed(replicas: int = 1, running: int | None = 1) -> Deployed:
 
 
 def test_classify() -> None:
-    assert classify(deployed(1, 1), 0).status == "healthy"
-    assert classify(deployed(1, 0), 0).status == "down"
-    assert classify(deployed(2, 1), 0).status == "unhealthy"
-    assert classify(deployed(1, 1), 1).status == "unhealthy"
-    assert "0 of 1 tasks answering" in classify(deployed(1, 0), 0).detail
+    assert classify(1, 1, 0).status == "healthy"
+    assert classify(0, 1, 0).status == "down"
+    assert classify(1, 2, 0).status == "unhealthy"
+    assert classify(1, 1, 1).status == "unhealthy"
+    assert "0 of 1 tasks answering" in classify(0, 1, 0).detail
 
 
 def task(action: str, container: str = "site_0007.1.abc") -> DockerEvent:
