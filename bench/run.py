@@ -56,10 +56,10 @@ from support import (
 )
 
 from orchestrator.config import Settings
-from orchestrator.envelope import parse_event
-from orchestrator.events import SiteCreated, TerminalEvent
-from orchestrator.spec import desired_service
-from orchestrator.swarm import _service_args
+from orchestrator.contract.decoding import parse_event
+from orchestrator.contract.sites import SiteCreated, TerminalEvent
+from orchestrator.sites.spec import desired_service
+from orchestrator.swarm.services import _service_args
 
 VHOST = "orchestrator-bench"
 FIRST_SITE = 8000  # 8000-8999 belong to the benchmark

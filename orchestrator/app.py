@@ -10,24 +10,26 @@ import time
 
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
-from orchestrator import broker, heartbeat, retry, status, topology
+from orchestrator import retry
+from orchestrator.bus import broker, topology
+from orchestrator.bus.consumer import QueueConsumer
+from orchestrator.bus.settlement import QueuePolicy, Settler
 from orchestrator.config import Settings
-from orchestrator.consumer import QueueConsumer
-from orchestrator.dockerclient import DockerClient
+from orchestrator.contract.sites import DriftReport, SiteHealth, TerminalEvent
 from orchestrator.errors import DockerUnavailable, OrchestratorError, PublishFailed
-from orchestrator.events import DriftReport, SiteHealth, TerminalEvent
-from orchestrator.handlers import Context
-from orchestrator.health import HealthMonitor
+from orchestrator.files.sitedirs import SiteDirs
 from orchestrator.logs import fields
-from orchestrator.routes import TraefikRoutes
-from orchestrator.settlement import QueuePolicy, Settler
-from orchestrator.sitedirs import SiteDirs
-from orchestrator.siteevents import SiteEvents
-from orchestrator.swarm import Swarm
-from orchestrator.terminalcommands import TerminalCommands
-from orchestrator.terminals import TerminalHost, TerminalSessions
-from orchestrator.verified import Verified
-from orchestrator.watcher import DockerEvents
+from orchestrator.ops import heartbeat, status
+from orchestrator.ops.health import HealthMonitor
+from orchestrator.sites.handlers import Context
+from orchestrator.sites.processor import SiteEvents
+from orchestrator.sites.verified import Verified
+from orchestrator.swarm.changes import DockerEvents
+from orchestrator.swarm.client import DockerClient
+from orchestrator.swarm.services import Swarm
+from orchestrator.terminals.commands import TerminalCommands
+from orchestrator.terminals.sessions import TerminalHost, TerminalSessions
+from orchestrator.traefik.routes import TraefikRoutes
 
 log = logging.getLogger("orchestrator")
 

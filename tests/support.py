@@ -23,7 +23,7 @@ import docker
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from orchestrator.events import ResultEvent, SiteHealth
+from orchestrator.contract.sites import ResultEvent, SiteHealth
 
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:director@127.0.0.1:5672/")

@@ -39,9 +39,9 @@ from support import (
     write_site,
 )
 
-from orchestrator import broker
+from orchestrator.bus import broker
 from orchestrator.config import Settings
-from orchestrator.events import ResultEvent, memory_bytes
+from orchestrator.contract.sites import ResultEvent, memory_bytes
 
 # Unique per session: domains never collide with another session's sites in the shared swarm.
 RUN = uuid.uuid4().hex[:6]

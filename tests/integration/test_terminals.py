@@ -27,7 +27,7 @@ from support import (
     write_site,
 )
 
-from orchestrator.events import TerminalEvent
+from orchestrator.contract.sites import TerminalEvent
 
 COMMANDS = "director.terminals"
 EVENTS = "orchestrator.terminals"

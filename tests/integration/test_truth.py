@@ -26,7 +26,7 @@ from support import (
     write_site,
 )
 
-from orchestrator.events import ResultEvent
+from orchestrator.contract.sites import ResultEvent
 
 
 def run_sh(sites_root: Path, site_id: int, script: str, page: str = "") -> Path:

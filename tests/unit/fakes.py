@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from orchestrator.domains import ClaimIndex
+from orchestrator.contract.sites import Probe
 from orchestrator.errors import DockerConflict, NotRouted, OrchestratorError, UnsafePath
-from orchestrator.events import Probe
-from orchestrator.ports import Deployed, Rollout
-from orchestrator.rollout import Broken, Ready
-from orchestrator.spec import RESTARTED_BY, ServiceSpec
+from orchestrator.sites.domains import ClaimIndex
+from orchestrator.sites.protocols import Deployed, Rollout
+from orchestrator.sites.rollout import Broken, Ready
+from orchestrator.sites.spec import RESTARTED_BY, ServiceSpec
 
 SERVER = "http://10.0.1.2:80"
 

@@ -18,10 +18,10 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from orchestrator import headers as hdr
-from orchestrator.asyncapi import DEAD_LETTER
 from orchestrator.config import Settings
-from orchestrator.events import (
+from orchestrator.contract import headers as hdr
+from orchestrator.contract.asyncapi import DEAD_LETTER
+from orchestrator.contract.sites import (
     INBOUND_TYPES,
     TERMINAL_COMMANDS,
     DriftReport,

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from orchestrator import contract
-from orchestrator.envelope import parse_command
-from orchestrator.events import InboundEvent, ResultEvent, TerminalEvent
+from orchestrator.contract import schemas as contract
+from orchestrator.contract.decoding import parse_command
+from orchestrator.contract.sites import InboundEvent, ResultEvent, TerminalEvent
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 INBOUND_EXAMPLES = ["site.created", "site.updated", "site.deleted", "site.restart_requested"]

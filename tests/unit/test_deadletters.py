@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from orchestrator.config import Settings
-from orchestrator.deadletters import DeadLetter, _replay_target, as_table
+from orchestrator.ops.deadletters import DeadLetter, _replay_target, as_table
 
 
 def letter(**overrides: object) -> DeadLetter:

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator import domains
 from orchestrator.config import Settings
+from orchestrator.contract.hostnames import parse_hostname
 from orchestrator.errors import DomainNotAllowed
-from orchestrator.hostnames import parse_hostname
-from orchestrator.policy import check_domains
+from orchestrator.sites import domains
+from orchestrator.sites.policy import check_domains
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from orchestrator.config import Settings
-from orchestrator.drift import DAY, Inventory, ServiceState, assess, edited, restorable
-from orchestrator.events import Site
-from orchestrator.spec import FINGERPRINT, RESTARTED_BY, ServiceSpec, desired_service, with_fingerprint
-from orchestrator.status import plan
-from orchestrator.swarm import _service_args, spec_of
+from orchestrator.contract.sites import Site
+from orchestrator.ops.drift import DAY, Inventory, ServiceState, assess, edited, restorable
+from orchestrator.ops.status import plan
+from orchestrator.sites.spec import FINGERPRINT, RESTARTED_BY, ServiceSpec, desired_service, with_fingerprint
+from orchestrator.swarm.services import _service_args, spec_of
 
 SiteData = Callable[..., dict[str, Any]]
 NETWORKS = {"n3tw0rk1d": "director-sites"}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from orchestrator.config import Settings
-from orchestrator.envelope import (
+from orchestrator.contract.decoding import (
     MAX_BODY,
     Envelope,
     authenticate,
@@ -17,9 +17,9 @@ from orchestrator.envelope import (
     readable_parts,
     site_id_of,
 )
+from orchestrator.contract.headers import ATTEMPTS, EXCHANGE, PUBLISHER, ROUTING_KEY
+from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteUpdated
 from orchestrator.errors import InvalidEvent, Unauthenticated
-from orchestrator.events import SiteCreated, SiteDeleted, SiteUpdated
-from orchestrator.headers import ATTEMPTS, EXCHANGE, PUBLISHER, ROUTING_KEY
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 # The documented defaults, read without the environment.

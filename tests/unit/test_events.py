@@ -11,7 +11,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.config import Settings
-from orchestrator.events import (
+from orchestrator.contract.sites import (
     InboundEvent,
     Resources,
     Site,
@@ -22,7 +22,7 @@ from orchestrator.events import (
     failed,
     memory_bytes,
 )
-from orchestrator.policy import resolve_image
+from orchestrator.sites.policy import resolve_image
 
 SiteData = Callable[..., dict[str, Any]]
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"

@@ -16,6 +16,7 @@ import pytest
 from fakes import SERVER, FakeRoutes, FakeSiteDirs, FakeSwarm
 
 from orchestrator.config import Settings
+from orchestrator.contract.sites import InboundEvent, SiteCreated, SiteDeleted, SiteRestartRequested, SiteUpdated
 from orchestrator.errors import (
     DomainConflict,
     ErrorCode,
@@ -26,10 +27,9 @@ from orchestrator.errors import (
     SiteNotServing,
     UnsafePath,
 )
-from orchestrator.events import InboundEvent, SiteCreated, SiteDeleted, SiteRestartRequested, SiteUpdated
-from orchestrator.handlers import Context, dispatch
-from orchestrator.rollout import Broken
-from orchestrator.verified import Verified
+from orchestrator.sites.handlers import Context, dispatch
+from orchestrator.sites.rollout import Broken
+from orchestrator.sites.verified import Verified
 
 NAME = "site_0001"
 

@@ -6,11 +6,11 @@ import asyncio
 
 from fakes import FakeSwarm
 
-from orchestrator.events import SiteHealth
-from orchestrator.health import HEALTHY, UNHEALTHY, HealthMonitor, classify
-from orchestrator.ports import Deployed
-from orchestrator.spec import SITE_ID
-from orchestrator.watcher import DockerEvent
+from orchestrator.contract.sites import SiteHealth
+from orchestrator.ops.health import HEALTHY, UNHEALTHY, HealthMonitor, classify
+from orchestrator.sites.protocols import Deployed
+from orchestrator.sites.spec import SITE_ID
+from orchestrator.swarm.changes import DockerEvent
 
 NAME = "site_0007"
 

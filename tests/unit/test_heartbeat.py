@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.heartbeat import Beat, check, write
+from orchestrator.ops.heartbeat import Beat, check, write
 
 
 def test_a_fresh_beat_with_everything_up_is_healthy(tmp_path: Path) -> None:

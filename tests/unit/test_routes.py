@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from orchestrator.errors import NotRouted
-from orchestrator.routes import TraefikRoutes
+from orchestrator.traefik.routes import TraefikRoutes
 
 NAME = "site_0001"
 SERVERS = ["http://10.0.1.5:80"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import UnsafePath
-from orchestrator.sitedirs import SiteDirs
+from orchestrator.files.sitedirs import SiteDirs
 
 NAME = "site_0001"
 OWNER = 100_001

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator import spec as spec_module
 from orchestrator.config import Settings
+from orchestrator.contract.sites import Site
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
-from orchestrator.events import Site
-from orchestrator.spec import (
+from orchestrator.sites import spec as spec_module
+from orchestrator.sites.spec import (
     DOMAINS,
     FINGERPRINT,
     MANAGED_BY,

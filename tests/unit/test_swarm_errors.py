@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import docker.errors
 import pytest
 
-from orchestrator.dockerclient import map_api_error as _map_api_error
+from orchestrator.contract.sites import MAX_VERSION
 from orchestrator.errors import DockerConflict, DockerRejected, TransientError
-from orchestrator.events import MAX_VERSION
-from orchestrator.rollout import timestamp
-from orchestrator.swarm import tombstone_name
+from orchestrator.sites.rollout import timestamp
+from orchestrator.swarm.client import map_api_error as _map_api_error
+from orchestrator.swarm.services import tombstone_name
 
 
 def api_error(status: int, explanation: str) -> docker.errors.APIError:

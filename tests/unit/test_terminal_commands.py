@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from orchestrator.config import Settings
-from orchestrator.envelope import parse_command, session_id_of
+from orchestrator.contract.decoding import parse_command, session_id_of
+from orchestrator.contract.sites import MAX_TERMINAL_INPUT, Site, TerminalInput, TerminalOpen, TerminalResize
 from orchestrator.errors import InvalidEvent
-from orchestrator.events import MAX_TERMINAL_INPUT, Site, TerminalInput, TerminalOpen, TerminalResize
-from orchestrator.spec import desired_service
-from orchestrator.terminalspec import SESSION, session_container
+from orchestrator.sites.spec import desired_service
+from orchestrator.terminals.container import SESSION, session_container
 
 SiteData = Callable[..., dict[str, Any]]
 

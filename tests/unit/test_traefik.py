@@ -8,11 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from orchestrator import traefik
 from orchestrator.config import Settings
-from orchestrator.events import Site
-from orchestrator.hostnames import Hostname, parse_hostname
-from orchestrator.spec import desired_service
+from orchestrator.contract.hostnames import Hostname, parse_hostname
+from orchestrator.contract.sites import Site
+from orchestrator.sites.spec import desired_service
+from orchestrator.traefik import labels as traefik
 
 _TERM = r"(Host\(`[a-z0-9.-]+`\)|HostRegexp\(`\^\[a-z0-9-\]\+\\\.[a-z0-9\\.-]+\$`\))"
 RULE = re.compile(rf"{_TERM}( \|\| {_TERM})*")

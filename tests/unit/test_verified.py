@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.events import Probe
-from orchestrator.ports import Deployed
-from orchestrator.verified import Verified
-from orchestrator.watcher import DockerEvent
+from orchestrator.contract.sites import Probe
+from orchestrator.sites.protocols import Deployed
+from orchestrator.sites.verified import Verified
+from orchestrator.swarm.changes import DockerEvent
 
 SERVICE = Deployed("svc1", "site_0001", 7, {}, 1, running=1)
 PROBE = Probe(url="http://traefik", host="a.example.com", status=200, duration_ms=1.5)

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from orchestrator import headers as hdr
 from orchestrator.config import Settings
-from orchestrator.events import (
+from orchestrator.contract import headers as hdr
+from orchestrator.contract.sites import (
     TERMINAL_COMMANDS,
     DriftReport,
     ResultEvent,

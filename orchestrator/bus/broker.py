@@ -20,7 +20,7 @@ from yarl import URL
 
 from orchestrator import retry
 from orchestrator.config import Settings
-from orchestrator.envelope import Envelope, believed_headers
+from orchestrator.contract.decoding import Envelope, believed_headers
 from orchestrator.errors import PublishFailed
 from orchestrator.logs import fields
 

@@ -11,9 +11,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from orchestrator import spec as specs
-from orchestrator.events import Drift
-from orchestrator.spec import ServiceSpec
+from orchestrator.contract.sites import Drift
+from orchestrator.sites import spec as specs
+from orchestrator.sites.spec import ServiceSpec
 
 _SITE_DIR = re.compile(r"site_(\d{4,10})")
 DAY = 86400.0

@@ -25,15 +25,15 @@ from typing import Any
 import docker
 import docker.errors
 
-from orchestrator import spec as specs
-from orchestrator import terminalspec
 from orchestrator.config import Settings
-from orchestrator.dockerclient import DockerClient
+from orchestrator.contract.sites import TerminalEvent, TerminalEventType
 from orchestrator.errors import ErrorCode, NotFound, OrchestratorError, TerminalRefused
-from orchestrator.events import TerminalEvent, TerminalEventType
 from orchestrator.logs import fields
-from orchestrator.ports import SiteDirsPort
-from orchestrator.terminalspec import SessionContainer
+from orchestrator.sites import spec as specs
+from orchestrator.sites.protocols import SiteDirsPort
+from orchestrator.swarm.client import DockerClient
+from orchestrator.terminals import container as terminalspec
+from orchestrator.terminals.container import SessionContainer
 
 log = logging.getLogger("orchestrator.terminals")
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import PurePath
 from typing import Any, Literal
 
-from orchestrator import traefik
 from orchestrator.config import Settings
-from orchestrator.domains import claim_labels
-from orchestrator.events import Site, SiteKind
-from orchestrator.policy import check_domains, clamp_resources, resolve_image
-from orchestrator.siteenv import SITE_MOUNT, site_env
-from orchestrator.sitescripts import HEALTH_PROBE, NGINX_START, RUN_SCRIPT
+from orchestrator.contract.env import SITE_MOUNT, site_env
+from orchestrator.contract.sites import Site, SiteKind
+from orchestrator.sites.domains import claim_labels
+from orchestrator.sites.policy import check_domains, clamp_resources, resolve_image
+from orchestrator.sites.scripts import HEALTH_PROBE, NGINX_START, RUN_SCRIPT
+from orchestrator.traefik import labels as traefik
 
 # Ownership labels: how the orchestrator recognises its services and what it applied.
 MANAGED_BY = "com.director.managed-by"

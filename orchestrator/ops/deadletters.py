@@ -19,10 +19,10 @@ from typing import Any, TextIO
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from yarl import URL
 
-from orchestrator import broker
-from orchestrator import envelope as env
-from orchestrator import headers as hdr
+from orchestrator.bus import broker
 from orchestrator.config import Settings
+from orchestrator.contract import decoding as env
+from orchestrator.contract import headers as hdr
 
 
 @dataclass(frozen=True)

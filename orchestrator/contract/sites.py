@@ -17,10 +17,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
+from orchestrator.contract.env import RESERVED_ENV_KEYS
+from orchestrator.contract.hostnames import Hostname, parse_hostname
+from orchestrator.contract.images import parse_reference
 from orchestrator.errors import ErrorCode
-from orchestrator.hostnames import Hostname, parse_hostname
-from orchestrator.images import parse_reference
-from orchestrator.siteenv import RESERVED_ENV_KEYS
 
 SiteId = Annotated[int, Field(ge=1, le=2**31 - 1)]
 # Bounded so every version fits Docker's int64 labels and our 64-character config names.

@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from orchestrator import spec as specs
+from orchestrator.contract.sites import HealthStatus, SiteHealth
 from orchestrator.errors import OrchestratorError
-from orchestrator.events import HealthStatus, SiteHealth
 from orchestrator.logs import fields
-from orchestrator.ports import Deployed, SwarmPort
-from orchestrator.watcher import DockerEvent
+from orchestrator.sites import spec as specs
+from orchestrator.sites.protocols import Deployed, SwarmPort
+from orchestrator.swarm.changes import DockerEvent
 
 log = logging.getLogger("orchestrator.health")
 

@@ -15,9 +15,9 @@ from pathlib import PurePath
 from typing import Any
 
 from orchestrator.config import Settings
-from orchestrator.events import SiteKind, memory_bytes
-from orchestrator.siteenv import SITE_MOUNT
-from orchestrator.spec import KIND, MANAGED_BY, MANAGER, SITE_ID, site_uid
+from orchestrator.contract.env import SITE_MOUNT
+from orchestrator.contract.sites import SiteKind, memory_bytes
+from orchestrator.sites.spec import KIND, MANAGED_BY, MANAGER, SITE_ID, site_uid
 
 SESSION = "com.director.terminal-session"
 # The orchestrator process holding the session's TTY; another one's sessions are orphans once

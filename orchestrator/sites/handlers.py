@@ -15,9 +15,8 @@ from typing import assert_never
 
 from orchestrator import retry
 from orchestrator.config import Settings
-from orchestrator.domains import HOST_LABEL, lock_keys, lookup_labels, overlaps
-from orchestrator.errors import DomainConflict, ErrorCode, NotFound, ServiceFailed, SiteNotServing
-from orchestrator.events import (
+from orchestrator.contract.hostnames import Hostname, parse_hostname
+from orchestrator.contract.sites import (
     InboundEvent,
     Probe,
     ResultEvent,
@@ -31,13 +30,14 @@ from orchestrator.events import (
     SiteUpdated,
     SiteUpserted,
 )
-from orchestrator.hostnames import Hostname, parse_hostname
-from orchestrator.locks import Changes, KeyedLocks
-from orchestrator.ports import Deployed, Rollout, RoutesPort, SiteDirsPort, SwarmPort, TerminalsPort
-from orchestrator.rollout import Broken
-from orchestrator.spec import FINGERPRINT, RESTARTED_BY, ServiceSpec, desired_service, service_name, site_uid
-from orchestrator.traefik import probe_host
-from orchestrator.verified import Verified
+from orchestrator.errors import DomainConflict, ErrorCode, NotFound, ServiceFailed, SiteNotServing
+from orchestrator.sites.domains import HOST_LABEL, lock_keys, lookup_labels, overlaps
+from orchestrator.sites.locks import Changes, KeyedLocks
+from orchestrator.sites.protocols import Deployed, Rollout, RoutesPort, SiteDirsPort, SwarmPort, TerminalsPort
+from orchestrator.sites.rollout import Broken
+from orchestrator.sites.spec import FINGERPRINT, RESTARTED_BY, ServiceSpec, desired_service, service_name, site_uid
+from orchestrator.sites.verified import Verified
+from orchestrator.traefik.labels import probe_host
 
 LOG_LINES = 10
 NO_RUN_SCRIPT = (

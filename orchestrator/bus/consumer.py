@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from orchestrator import broker
+from orchestrator.bus import broker
 from orchestrator.logs import fields
 
 log = logging.getLogger("orchestrator.consumer")

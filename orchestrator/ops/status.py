@@ -11,13 +11,13 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from orchestrator.config import Settings
-from orchestrator.drift import Fleet, Inventory, ServiceState, assess, restorable
+from orchestrator.contract.sites import Drift, DriftReport
 from orchestrator.errors import DockerConflict, OrchestratorError
-from orchestrator.events import Drift, DriftReport
-from orchestrator.health import classify
+from orchestrator.files.sitedirs import SiteDirs
 from orchestrator.logs import fields
-from orchestrator.sitedirs import SiteDirs
-from orchestrator.swarm import Swarm
+from orchestrator.ops.drift import Fleet, Inventory, ServiceState, assess, restorable
+from orchestrator.ops.health import classify
+from orchestrator.swarm.services import Swarm
 
 log = logging.getLogger("orchestrator.status")
 

@@ -11,9 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from orchestrator import asyncapi
-from orchestrator.errors import ErrorCode
-from orchestrator.events import (
+from orchestrator.contract import asyncapi
+from orchestrator.contract.sites import (
     Drift,
     DriftReport,
     ErrorInfo,
@@ -32,6 +31,7 @@ from orchestrator.events import (
     TerminalOpen,
     TerminalResize,
 )
+from orchestrator.errors import ErrorCode
 
 _WHEN = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 _SITE = {

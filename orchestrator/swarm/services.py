@@ -19,11 +19,7 @@ import docker
 import docker.errors
 from docker import types
 
-from orchestrator import rollout as rollouts
-from orchestrator import spec as specs
-from orchestrator.dockerclient import DockerClient
-from orchestrator.domains import ClaimIndex
-from orchestrator.drift import ServiceState
+from orchestrator.contract.env import RESERVED_ENV_KEYS
 from orchestrator.errors import (
     ConvergeTimeout,
     DockerConflict,
@@ -31,11 +27,15 @@ from orchestrator.errors import (
     TransientError,
 )
 from orchestrator.logs import mask
-from orchestrator.ports import Deployed, Rollout, label_version
-from orchestrator.rollout import Broken, Ready
-from orchestrator.siteenv import RESERVED_ENV_KEYS
-from orchestrator.spec import ServiceSpec
-from orchestrator.watcher import DockerEvent, DockerEvents
+from orchestrator.ops.drift import ServiceState
+from orchestrator.sites import rollout as rollouts
+from orchestrator.sites import spec as specs
+from orchestrator.sites.domains import ClaimIndex
+from orchestrator.sites.protocols import Deployed, Rollout, label_version
+from orchestrator.sites.rollout import Broken, Ready
+from orchestrator.sites.spec import ServiceSpec
+from orchestrator.swarm.changes import DockerEvent, DockerEvents
+from orchestrator.swarm.client import DockerClient
 
 T = TypeVar("T")
 

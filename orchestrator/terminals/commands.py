@@ -12,11 +12,11 @@ from typing import assert_never
 
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from orchestrator import broker
-from orchestrator import envelope as env
+from orchestrator.bus import broker
+from orchestrator.bus.settlement import Completed, Delivery, Failed, Outcome, Outgoing, Settler
 from orchestrator.config import Settings
-from orchestrator.errors import OrchestratorError, PermanentError, TerminalRefused, Unauthenticated
-from orchestrator.events import (
+from orchestrator.contract import decoding as env
+from orchestrator.contract.sites import (
     TerminalClose,
     TerminalCommand,
     TerminalEvent,
@@ -24,9 +24,9 @@ from orchestrator.events import (
     TerminalOpen,
     TerminalResize,
 )
+from orchestrator.errors import OrchestratorError, PermanentError, TerminalRefused, Unauthenticated
 from orchestrator.logs import fields
-from orchestrator.settlement import Completed, Delivery, Failed, Outcome, Outgoing, Settler
-from orchestrator.terminals import TerminalSessions
+from orchestrator.terminals.sessions import TerminalSessions
 
 log = logging.getLogger("orchestrator.terminalcommands")
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator import spec as specs
-from orchestrator.events import Probe
-from orchestrator.rollout import Broken, Ready
-from orchestrator.spec import ServiceSpec
+from orchestrator.contract.sites import Probe
+from orchestrator.sites import spec as specs
+from orchestrator.sites.rollout import Broken, Ready
+from orchestrator.sites.spec import ServiceSpec
 
 
 @dataclass(frozen=True)

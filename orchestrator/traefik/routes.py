@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 import httpx
 
+from orchestrator.contract.sites import Probe
 from orchestrator.errors import NotRouted
-from orchestrator.events import Probe
-from orchestrator.traefik import SERVED_BY
+from orchestrator.traefik.labels import SERVED_BY
 
 # Traefik's own answers when it cannot reach a backend.
 _GATEWAY_ERRORS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}

@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 import time
 
-from orchestrator.events import Probe
-from orchestrator.ports import Deployed
-from orchestrator.watcher import DockerEvent
+from orchestrator.contract.sites import Probe
+from orchestrator.sites.protocols import Deployed
+from orchestrator.swarm.changes import DockerEvent
 
 
 class Verified:

@@ -9,15 +9,16 @@ from typing import Any
 
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from orchestrator import broker, retry
-from orchestrator import envelope as env
+from orchestrator import retry
+from orchestrator.bus import broker
+from orchestrator.bus.settlement import Completed, Delivery, Failed, Outcome, Outgoing, Settler
 from orchestrator.config import Settings
+from orchestrator.contract import decoding as env
+from orchestrator.contract.sites import InboundEvent, ResultEvent, failed
 from orchestrator.errors import OrchestratorError, PermanentError
-from orchestrator.events import InboundEvent, ResultEvent, failed
-from orchestrator.handlers import Context, dispatch
-from orchestrator.locks import SiteLocks
 from orchestrator.logs import fields
-from orchestrator.settlement import Completed, Delivery, Failed, Outcome, Outgoing, Settler
+from orchestrator.sites.handlers import Context, dispatch
+from orchestrator.sites.locks import SiteLocks
 
 log = logging.getLogger("orchestrator.siteevents")
 

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
-from orchestrator.domains import reserved_by
+from orchestrator.contract.hostnames import Hostname
+from orchestrator.contract.images import parse_reference, with_default_tag
+from orchestrator.contract.sites import Image, Resources, memory_bytes
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
-from orchestrator.events import Image, Resources, memory_bytes
-from orchestrator.hostnames import Hostname
-from orchestrator.images import parse_reference, with_default_tag
+from orchestrator.sites.domains import reserved_by
 
 
 def resolve_image(image: Image | None, settings: Settings) -> str:

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from orchestrator.contract.headers import ATTEMPTS, PREFIX, PUBLISHER, ROUTING_KEY
+from orchestrator.contract.sites import INBOUND_TYPES, MAX_VERSION, TERMINAL_COMMANDS, InboundEvent, TerminalCommand
 from orchestrator.errors import InvalidEvent, Unauthenticated
-from orchestrator.events import INBOUND_TYPES, MAX_VERSION, TERMINAL_COMMANDS, InboundEvent, TerminalCommand
-from orchestrator.headers import ATTEMPTS, PREFIX, PUBLISHER, ROUTING_KEY
 
 MAX_BODY = 1024 * 1024
 # Typical events are a few KiB; larger ones are parsed off the event loop.

@@ -27,9 +27,10 @@ from typing import Any, assert_never
 
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from orchestrator import broker, retry
-from orchestrator import headers as hdr
-from orchestrator.envelope import Envelope
+from orchestrator import retry
+from orchestrator.bus import broker
+from orchestrator.contract import headers as hdr
+from orchestrator.contract.decoding import Envelope
 from orchestrator.errors import OrchestratorError, PublishFailed
 from orchestrator.logs import fields
 

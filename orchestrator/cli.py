@@ -1,0 +1,129 @@
+"""Command line: `orchestrator run | healthcheck | status | reconcile | schema export | dead-letters ...`.
+
+Heavy imports (aio-pika, the docker SDK) happen inside the commands that need them, so
+`healthcheck` starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from orchestrator import logs
+from orchestrator.config import Settings
+from orchestrator.ops import heartbeat
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="consume site events and make the swarm match (the default)")
+    commands.add_parser(
+        "healthcheck", help="exit 0 if the running orchestrator is connected, consuming and sees Docker"
+    )
+
+    status = commands.add_parser("status", help="every managed site: version, tasks, health, domains, drift")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--site", type=int, help="only this site id")
+    reconcile = commands.add_parser("reconcile", help="restore services changed by hand to their applied spec")
+    mode = reconcile.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="only say what would be done")
+    mode.add_argument("--yes", action="store_true", help="do it")
+
+    schema = commands.add_parser("schema", help="the published event contract").add_subparsers(dest="action")
+    export = schema.add_parser("export", help="write JSON Schemas and examples generated from the models")
+    export.add_argument("--dir", type=Path, default=Path("schemas"))
+
+    letters = commands.add_parser("dead-letters", help="inspect and replay dead-lettered events")
+    actions = letters.add_subparsers(dest="action", required=True)
+    list_ = actions.add_parser("list", help="show dead letters: id, routing key, site, reason, attempts, age")
+    list_.add_argument("--json", action="store_true")
+    replay = actions.add_parser("replay", help="republish dead letters to their original exchange")
+    replay.add_argument("ids", nargs="*", help="message ids to replay")
+    replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    replay.add_argument("--dry-run", action="store_true")
+    replay.add_argument(
+        "--include-unauthenticated",
+        action="store_true",
+        help="also replay letters whose publisher is not proven trusted (only with explicit ids)",
+    )
+    for sub in (list_, replay):
+        sub.add_argument("--site", type=int, help="only this site id")
+        sub.add_argument("--reason", help="only this error code, e.g. docker_unavailable")
+    purge = actions.add_parser("purge", help="delete every dead letter (asks first)")
+    purge.add_argument("--yes", action="store_true", help="do not ask")
+
+    args = parser.parse_args(argv)
+    settings = Settings()
+    logs.setup()
+    if args.command in (None, "run"):
+        from orchestrator.app import serve
+
+        asyncio.run(serve(settings))
+        return 0
+    if args.command == "healthcheck":
+        healthy, why = heartbeat.check(settings.heartbeat_file, max_age=3 * settings.heartbeat_interval_seconds)
+        print(why, file=sys.stdout if healthy else sys.stderr)
+        return 0 if healthy else 1
+    if args.command == "status":
+        from orchestrator.ops import status as fleet
+
+        print(asyncio.run(fleet.run_status(settings, as_json_output=args.json, site=args.site)))
+        return 0
+    if args.command == "reconcile":
+        from orchestrator.ops import status as fleet
+
+        steps = asyncio.run(fleet.run_reconcile(settings, dry_run=args.dry_run))
+        for step in steps:
+            mark = "done" if step.done else ("would" if args.dry_run and step.action != "report" else "-")
+            print(f"[{mark}] {step.drift.kind}: {step.note}")
+        print(f"{len(steps)} drifted, {sum(s.done for s in steps)} restored or removed")
+        return 0
+    if args.command == "schema":
+        from orchestrator.contract import schemas as contract
+
+        if args.action != "export":
+            parser.error("schema needs an action: export")
+        for path in contract.export(args.dir):
+            print(path)
+        return 0
+    return _dead_letters(args, settings)
+
+
+def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestrator.ops import deadletters
+
+    if args.action == "purge":
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print("refusing to purge without --yes (no terminal to ask)", file=sys.stderr)
+                return 2
+            answer = input(f"Delete every message in {settings.dead_letter_queue}? Type 'purge' to confirm: ")
+            if answer.strip() != "purge":
+                print("nothing purged")
+                return 1
+        print(f"purged {asyncio.run(deadletters.purge(settings))} dead letters")
+        return 0
+    ids = getattr(args, "ids", [])
+    keep = deadletters.make_filter(ids=ids, site=args.site, reason=args.reason)
+    if args.action == "list":
+        found = asyncio.run(deadletters.list_letters(settings, keep))
+        print(deadletters.as_json(found) if args.json else deadletters.as_table(found))
+        return 0
+    if not (ids or args.site is not None or args.reason or args.all):
+        print("say what to replay: message ids, --site, --reason or --all", file=sys.stderr)
+        return 2
+    if args.include_unauthenticated and not ids:
+        print("--include-unauthenticated needs explicit message ids", file=sys.stderr)
+        return 2
+    done, skipped = asyncio.run(
+        deadletters.replay(settings, keep, dry_run=args.dry_run, include_unauthenticated=args.include_unauthenticated)
+    )
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {len(done)} dead letters")
+    print(deadletters.as_table(done))
+    if skipped:
+        print(f"skipped {len(skipped)} dead letters from an unproven publisher (a replay would make them trusted):")
+        print(deadletters.as_table(skipped))
+    return 0
