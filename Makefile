@@ -34,6 +34,7 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 schema: $(VENV)/.installed
 	$(VENV)/bin/orchestrator schema export --dir schemas

@@ -57,7 +57,8 @@ from support import (
 
 from orchestrator.config import Settings
 from orchestrator.contract.decoding import parse_event
-from orchestrator.contract.sites import SiteCreated, TerminalEvent
+from orchestrator.contract.sites import SiteCreated
+from orchestrator.contract.terminals import TerminalUpdate
 from orchestrator.sites.spec import desired_service
 from orchestrator.swarm.services import _service_args
 
@@ -438,10 +439,10 @@ async def terminal_rtt(site_id: int, count: int = 200) -> dict[str, Any]:
         session = uuid.uuid4()
         queue = await listener.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(events, f"terminal.{session}")
-        received: asyncio.Queue[TerminalEvent] = asyncio.Queue()
+        received: asyncio.Queue[TerminalUpdate] = asyncio.Queue()
 
         async def on_event(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            received.put_nowait(TerminalEvent.model_validate_json(message.body))
+            received.put_nowait(TerminalUpdate.model_validate_json(message.body))
 
         await queue.consume(on_event, no_ack=True)
 

@@ -1,4 +1,4 @@
-"""Command line: `orchestrator run | healthcheck | status | reconcile | schema export | dead-letters ...`.
+"""The command line: `orchestrator run | healthcheck | status | reconcile | schema export | dead-letters ...`.
 
 Heavy imports (aio-pika, the docker SDK) happen inside the commands that need them, so
 `healthcheck` starts fast."""
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         print(asyncio.run(fleet.run_status(settings, as_json_output=args.json, site=args.site)))
         return 0
     if args.command == "reconcile":
-        from orchestrator.ops import status as fleet
+        from orchestrator.ops.reconcile import run_reconcile
 
-        steps = asyncio.run(fleet.run_reconcile(settings, dry_run=args.dry_run))
+        steps = asyncio.run(run_reconcile(settings, dry_run=args.dry_run))
         for step in steps:
             mark = "done" if step.done else ("would" if args.dry_run and step.action != "report" else "-")
             print(f"[{mark}] {step.drift.kind}: {step.note}")

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     terminal_queue: str = "orchestrator.terminal-commands"
     terminal_events_exchange: str = "orchestrator.terminals"
 
+    # The name of this deployment, on what it creates that only it may clean up (terminal
+    # containers): two deployments on one swarm (or two test workers) leave each other's alone.
+    deployment: str = Field(default="director", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
     # --- processing ---------------------------------------------------------------------------
     # Docker API calls in flight at once: the only thing an event holds a worker for (waiting for
     # a rollout or a route holds none).

@@ -30,7 +30,8 @@ def setup(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aio_pika", "aiormq", "urllib3", "docker"):
+    # Libraries that log every request or frame at INFO (httpx: one line per Traefik check).
+    for noisy in ("aio_pika", "aiormq", "urllib3", "docker", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -75,13 +75,15 @@ def until_ready(what: str, errors: tuple[type[BaseException], ...], stop: asynci
     )
 
 
-class Step(enum.Enum):
+class Next(enum.Enum):
+    """Where a message whose processing failed goes next."""
+
     RETRY_LATER = "retry_later"
     DEAD_LETTER = "dead_letter"
 
 
-def after_failure(error: OrchestratorError, attempts: int, max_attempts: int) -> Step:
+def after_failure(error: OrchestratorError, attempts: int, max_attempts: int) -> Next:
     """What to do with a message whose processing failed on its `attempts`-th delivery."""
     if isinstance(error, TransientError) and attempts < max_attempts:
-        return Step.RETRY_LATER
-    return Step.DEAD_LETTER
+        return Next.RETRY_LATER
+    return Next.DEAD_LETTER

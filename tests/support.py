@@ -23,7 +23,7 @@ import docker
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from orchestrator.contract.sites import ResultEvent, SiteHealth
+from orchestrator.contract.results import SiteHealth, SiteResult
 
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:director@127.0.0.1:5672/")
@@ -119,7 +119,7 @@ class Results:
         """Listen on a private queue, or on a durable `queue` that survives broker restarts."""
         self.connection = connection
         self.queue_name = queue
-        self.by_cause: dict[str, list[ResultEvent]] = {}
+        self.by_cause: dict[str, list[SiteResult]] = {}
         self.messages: list[AbstractIncomingMessage] = []
         self.health: list[SiteHealth] = []
         self._changed = asyncio.Condition()
@@ -141,13 +141,13 @@ class Results:
                 self.health.append(health)
                 self._changed.notify_all()
             return
-        result = ResultEvent.model_validate_json(message.body)
+        result = SiteResult.model_validate_json(message.body)
         async with self._changed:
             self.messages.append(message)
             self.by_cause.setdefault(str(result.causation_id), []).append(result)
             self._changed.notify_all()
 
-    async def wait_for(self, event_id: str, timeout: float = 90) -> ResultEvent:
+    async def wait_for(self, event_id: str, timeout: float = 90) -> SiteResult:
         async with asyncio.timeout(timeout):
             async with self._changed:
                 await self._changed.wait_for(lambda: event_id in self.by_cause)
@@ -170,10 +170,10 @@ class Results:
             async with self._changed:
                 await self._changed.wait_for(lambda: len(self.messages) >= count)
 
-    async def wait_for_site(self, site_id: int, timeout: float = 30) -> ResultEvent:
+    async def wait_for_site(self, site_id: int, timeout: float = 30) -> SiteResult:
         """The first result about `site_id` (for events whose id could not be read)."""
 
-        def found() -> ResultEvent | None:
+        def found() -> SiteResult | None:
             return next((r for rs in self.by_cause.values() for r in rs if r.site_id == site_id), None)
 
         async with asyncio.timeout(timeout):
@@ -184,7 +184,7 @@ class Results:
         return result
 
 
-async def deploy(director: Director, results: Results, event: dict[str, Any], timeout: float = 90) -> ResultEvent:
+async def deploy(director: Director, results: Results, event: dict[str, Any], timeout: float = 90) -> SiteResult:
     """Publish as Director and wait for the event's result."""
     await director.publish(event)
     return await results.wait_for(str(event["event_id"]), timeout=timeout)

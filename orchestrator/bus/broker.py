@@ -1,6 +1,6 @@
 """The aio-pika edge: connect, publish with confirms, and read a delivery into an `Envelope`.
 
-The only module (with `settlement` and `consumer`) that knows aio-pika messages.
+aio-pika is imported only in `orchestrator.bus` (an import-linter contract in `make lint` says so).
 """
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 import aio_pika.exceptions
@@ -19,8 +20,8 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobu
 from yarl import URL
 
 from orchestrator import retry
+from orchestrator.bus.envelope import Envelope, believed_headers
 from orchestrator.config import Settings
-from orchestrator.contract.decoding import Envelope, believed_headers
 from orchestrator.errors import PublishFailed
 from orchestrator.logs import fields
 
@@ -110,6 +111,35 @@ async def send(exchange: AbstractExchange, routing_key: str, body: bytes) -> boo
     return True
 
 
+class Report(Protocol):
+    """A message of our own accord (health, drift): routed by its type, identified by its id."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def event_id(self) -> uuid.UUID: ...
+
+    def model_dump_json(self) -> str: ...
+
+
+async def publish_report(exchange: AbstractExchange, timeout: float, mandatory: bool, report: Report) -> bool:
+    """Publish a report of our own (not the answer to a delivery) with its type as routing key;
+    False when the broker did not take it (the caller says it again later)."""
+    try:
+        await publish(
+            exchange,
+            report.type,
+            report.model_dump_json().encode(),
+            timeout=timeout,
+            message_id=str(report.event_id),
+            mandatory=mandatory,
+        )
+    except PublishFailed:
+        return False
+    return True
+
+
 def to_envelope(message: AbstractIncomingMessage, requeue_exchange: str | None) -> Envelope:
     exchange = message.exchange or ""
     return Envelope(
@@ -119,6 +149,7 @@ def to_envelope(message: AbstractIncomingMessage, requeue_exchange: str | None) 
         user_id=message.user_id,
         message_id=message.message_id,
         correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
         headers=believed_headers(message.headers or {}, exchange, requeue_exchange),
     )
 

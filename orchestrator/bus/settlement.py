@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from orchestrator import retry
 from orchestrator.bus import broker
+from orchestrator.bus.envelope import Envelope
+from orchestrator.bus.outcomes import DEFAULT_EXCHANGE, Completed, Failed, Outcome, Outgoing
 from orchestrator.contract import headers as hdr
-from orchestrator.contract.decoding import Envelope
 from orchestrator.errors import OrchestratorError, PublishFailed
 from orchestrator.logs import fields
 
@@ -49,43 +50,6 @@ class Delivery:
 
 
 @dataclass(frozen=True)
-class Outgoing:
-    """A message to publish (with confirms) as part of settling a delivery."""
-
-    exchange: AbstractExchange
-    routing_key: str
-    body: bytes
-    message_id: str | None = None
-    correlation_id: str | None = None
-    persistent: bool = True
-    mandatory: bool = True
-
-
-@dataclass(frozen=True)
-class Completed:
-    """Handled: publish `outgoing`, then ack. `facts` go into the delivery's one log line."""
-
-    outgoing: Sequence[Outgoing] = ()
-    facts: Mapping[str, Any] = field(default_factory=dict)
-    outcome: str = "completed"
-    quiet: bool = False  # not logged (a terminal's keystrokes)
-
-
-@dataclass(frozen=True)
-class Failed:
-    """Not handled. `result` tells the publisher (None: nobody may be told, e.g. a stranger's
-    message); `publisher` is the proven publisher, kept on the copy so a replay may trust it."""
-
-    error: OrchestratorError
-    result: Outgoing | None = None
-    publisher: str | None = None
-    facts: Mapping[str, Any] = field(default_factory=dict)
-
-
-Outcome = Completed | Failed
-
-
-@dataclass(frozen=True)
 class QueuePolicy:
     """How failures of one queue's messages are settled."""
 
@@ -97,9 +61,11 @@ class QueuePolicy:
 
 
 class Settler:
-    def __init__(self, policy: QueuePolicy, publish_timeout: float) -> None:
+    def __init__(self, channel: AbstractChannel, policy: QueuePolicy, publish_timeout: float) -> None:
+        self.channel = channel
         self.policy = policy
         self.timeout = publish_timeout
+        self._exchanges: dict[str, AbstractExchange] = {}
 
     async def settle(self, delivery: Delivery, outcome: Outcome) -> None:
         messages: list[Outgoing | _Copy]
@@ -109,8 +75,8 @@ class Settler:
             case Failed(error=error, result=result):
                 attempts = delivery.envelope.attempts + 1
                 headers = self._failure_headers(delivery.envelope, error, attempts, outcome.publisher)
-                step = retry.after_failure(error, attempts, self.policy.max_attempts)
-                if step is retry.Step.RETRY_LATER and self.policy.retry is not None:
+                path = retry.after_failure(error, attempts, self.policy.max_attempts)
+                if path is retry.Next.RETRY_LATER and self.policy.retry is not None:
                     messages, name = [_Copy(self.policy.retry, delivery, headers)], "retry_later"
                 elif not error.dead_letter:
                     messages, name = [result] if result else [], "failed"
@@ -160,7 +126,7 @@ class Settler:
                 )
             else:
                 await broker.publish(
-                    message.exchange,
+                    await self._exchange(message.exchange),
                     message.routing_key,
                     message.body,
                     timeout=self.timeout,
@@ -169,6 +135,15 @@ class Settler:
                     persistent=message.persistent,
                     mandatory=message.mandatory,
                 )
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        if name == DEFAULT_EXCHANGE:
+            return self.channel.default_exchange
+        if (exchange := self._exchanges.get(name)) is None:
+            # Declared by the topology already: a handle, no round trip. Our own exchanges only,
+            # so the map stays as small as the topology.
+            exchange = self._exchanges[name] = await self.channel.get_exchange(name, ensure=False)
+        return exchange
 
     async def _publish_or_requeue(
         self, message: AbstractIncomingMessage, publishing: Callable[[], Awaitable[None]]

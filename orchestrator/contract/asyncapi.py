@@ -16,19 +16,9 @@ from pydantic import BaseModel
 
 from orchestrator.config import Settings
 from orchestrator.contract import headers as hdr
-from orchestrator.contract.sites import (
-    TERMINAL_COMMANDS,
-    DriftReport,
-    ResultEvent,
-    ResultType,
-    SiteCreated,
-    SiteDeleted,
-    SiteHealth,
-    SiteRestartRequested,
-    SiteUpdated,
-    TerminalEvent,
-    TerminalEventType,
-)
+from orchestrator.contract.results import DriftReport, SiteHealth, SiteResult, SiteResultType
+from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteRestartRequested, SiteUpdated
+from orchestrator.contract.terminals import TERMINAL_COMMANDS, TerminalUpdate, TerminalUpdateType
 
 ASYNCAPI_VERSION = "3.0.0"
 AMQP_BINDING = "0.3.0"
@@ -46,10 +36,10 @@ def _type_of(model: type[BaseModel]) -> str:
 INBOUND_MODELS: dict[str, type[BaseModel]] = {
     _type_of(model): model for model in (SiteCreated, SiteUpdated, SiteDeleted, SiteRestartRequested)
 }
-RESULT_TYPES: tuple[str, ...] = get_args(ResultType)
+RESULT_TYPES: tuple[str, ...] = get_args(SiteResultType)
 # Published on the results exchange besides the results of site events.
 REPORTS: dict[str, type[BaseModel]] = {_type_of(model): model for model in (SiteHealth, DriftReport)}
-TERMINAL_EVENT_TYPES: tuple[str, ...] = get_args(TerminalEventType)
+TERMINAL_EVENT_TYPES: tuple[str, ...] = get_args(TerminalUpdateType)
 
 # What each of our headers holds; the names are headers.py's (a test checks none is missing).
 _HEADERS: dict[str, dict[str, Any]] = {
@@ -155,7 +145,7 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
         messages[name] = _message(name, _ref("components", "schemas", model.__name__), model, examples)
         messages[name]["description"] = inbound_note
     for name in RESULT_TYPES:
-        messages[name] = _message(name, _typed(ResultEvent, name), ResultEvent, examples)
+        messages[name] = _message(name, _typed(SiteResult, name), SiteResult, examples)
         messages[name]["correlationId"] = {
             "description": "The inbound event's `event_id`; AMQP `correlation_id` carries the inbound message's.",
             "location": "$message.payload#/causation_id",
@@ -166,7 +156,7 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
         messages[name] = _message(name, _ref("components", "schemas", command.__name__), command, examples)
     for kind in TERMINAL_EVENT_TYPES:
         name = f"terminal.{kind}"
-        messages[name] = _message(name, _typed(TerminalEvent, kind), TerminalEvent, examples)
+        messages[name] = _message(name, _typed(TerminalUpdate, kind), TerminalUpdate, examples)
     messages[DEAD_LETTER] = {
         "name": DEAD_LETTER,
         "summary": "A message the orchestrator gave up on, kept for an operator to inspect and replay.",
@@ -314,7 +304,7 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
         },
         "components": {
             "schemas": _schemas(
-                [*INBOUND_MODELS.values(), ResultEvent, *REPORTS.values(), *TERMINAL_COMMANDS.values(), TerminalEvent]
+                [*INBOUND_MODELS.values(), SiteResult, *REPORTS.values(), *TERMINAL_COMMANDS.values(), TerminalUpdate]
             ),
             "messages": messages,
         },

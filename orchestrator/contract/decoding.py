@@ -1,7 +1,7 @@
-"""The edge where bytes become typed events: parsing, authentication, and our message headers.
+"""Bytes into typed messages: the one place where a body becomes a site event or a terminal
+command, or an `InvalidEvent` saying why (with whatever of it was readable).
 
-Pure functions over an `Envelope` (the parts of an AMQP delivery we use), so the rules are
-unit-tested without a broker. Nothing past `parse_event` touches bytes or dicts.
+Pure functions, unit-tested without a broker. Nothing past this edge touches bytes or dicts.
 """
 
 from __future__ import annotations
@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from orchestrator.contract.headers import ATTEMPTS, PREFIX, PUBLISHER, ROUTING_KEY
-from orchestrator.contract.sites import INBOUND_TYPES, MAX_VERSION, TERMINAL_COMMANDS, InboundEvent, TerminalCommand
-from orchestrator.errors import InvalidEvent, Unauthenticated
+from orchestrator.contract.sites import MAX_VERSION, SITE_EVENT_TYPES, SiteEvent
+from orchestrator.contract.terminals import TERMINAL_COMMANDS, TerminalCommand
+from orchestrator.errors import InvalidEvent
 
 MAX_BODY = 1024 * 1024
 # Typical events are a few KiB; larger ones are parsed off the event loop.
@@ -25,66 +23,10 @@ PARSE_ON_LOOP_BYTES = 64 * 1024
 # No object in a well-formed event has more members (env: at most 500); refusing larger ones before
 # validation keeps a hostile body from costing a validator call per member.
 MAX_MEMBERS = 1000
-# A retry count can only grow to the configured attempts; anything beyond is not ours.
-MAX_ATTEMPTS_SEEN = 1000
-_EVENT: TypeAdapter[InboundEvent] = TypeAdapter(InboundEvent)
+_EVENT: TypeAdapter[SiteEvent] = TypeAdapter(SiteEvent)
 
 
-@dataclass(frozen=True)
-class Envelope:
-    body: bytes
-    exchange: str
-    routing_key: str
-    user_id: str | None = None
-    message_id: str | None = None
-    correlation_id: str | None = None
-    headers: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def original_routing_key(self) -> str:
-        return str(self.headers.get(ROUTING_KEY) or self.routing_key)
-
-    @property
-    def attempts(self) -> int:
-        """Failed deliveries so far (through the delayed-retry queue)."""
-        try:
-            value = int(self.headers.get(ATTEMPTS, 0))
-        except (TypeError, ValueError):
-            return 0
-        return max(0, min(value, MAX_ATTEMPTS_SEEN))
-
-
-def believed_headers(headers: Mapping[str, Any], exchange: str, requeue_exchange: str | None) -> dict[str, Any]:
-    """The headers we may act on. Ours (attempts, original routing key and exchange, publisher)
-    are believed only on messages back through our requeue exchange, where only the orchestrator
-    may publish; on any other exchange they are a publisher's forgery and are dropped."""
-    if exchange == requeue_exchange:
-        return dict(headers)
-    return {k: v for k, v in headers.items() if not k.lower().startswith(PREFIX)}
-
-
-def authenticate(envelope: Envelope, *, inbound_exchange: str, requeue_exchange: str | None, allowed: list[str]) -> str:
-    """The broker user who published the event, if it may; else Unauthenticated.
-
-    RabbitMQ checks `user_id` against the publishing connection's user, so on the inbound exchange
-    it is proof of the publisher. A message back from our delayed-retry queue arrives through the
-    requeue exchange, where only the orchestrator's own user may write; it carries the publisher
-    we authenticated on its first delivery.
-    """
-    if envelope.exchange == inbound_exchange:
-        user = envelope.user_id
-    elif requeue_exchange is not None and envelope.exchange == requeue_exchange:
-        user = envelope.headers.get(PUBLISHER)
-    else:
-        raise Unauthenticated(f"message arrived through an unexpected exchange {envelope.exchange!r}")
-    if not user:
-        raise Unauthenticated("message carries no user_id; Director must set it to its broker user")
-    if user not in allowed:
-        raise Unauthenticated(f"broker user {user!r} may not publish to {inbound_exchange}")
-    return str(user)
-
-
-def parse_event(body: bytes, routing_key: str) -> InboundEvent:
+def parse_event(body: bytes, routing_key: str) -> SiteEvent:
     """Bytes to a typed event, or InvalidEvent saying why (carrying what is readable of it)."""
     if len(body) > MAX_BODY:
         raise InvalidEvent(f"message body is larger than {MAX_BODY} bytes")
@@ -97,7 +39,7 @@ def parse_event(body: bytes, routing_key: str) -> InboundEvent:
     known = readable_parts(raw)
     if shape.problem:
         raise InvalidEvent(shape.problem, **known)
-    if routing_key not in INBOUND_TYPES:
+    if routing_key not in SITE_EVENT_TYPES:
         raise InvalidEvent(f"unknown routing key {routing_key!r}", **known)
     if not isinstance(raw, dict) or raw.get("type") != routing_key:
         raise InvalidEvent(f"event type does not match the routing key {routing_key!r}", **known)

@@ -12,24 +12,15 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from orchestrator.contract import asyncapi
-from orchestrator.contract.sites import (
-    Drift,
-    DriftReport,
-    ErrorInfo,
-    InboundEvent,
-    ResultEvent,
-    ServiceRef,
-    SiteCreated,
-    SiteDeleted,
-    SiteHealth,
-    SiteRestartRequested,
-    SiteUpdated,
+from orchestrator.contract.results import Drift, DriftReport, ErrorInfo, ServiceRef, SiteHealth, SiteResult
+from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteEvent, SiteRestartRequested, SiteUpdated
+from orchestrator.contract.terminals import (
     TerminalClose,
     TerminalCommand,
-    TerminalEvent,
     TerminalInput,
     TerminalOpen,
     TerminalResize,
+    TerminalUpdate,
 )
 from orchestrator.errors import ErrorCode
 
@@ -67,10 +58,10 @@ def _examples() -> dict[str, BaseModel]:
         "site.restart_requested": SiteRestartRequested.model_validate(
             {**common, "version": 2, "type": "site.restart_requested", "site": {"id": 1}}
         ),
-        "site.deployed": ResultEvent(type="site.deployed", applied_version=1, service=_SERVICE, **result),
-        "site.removed": ResultEvent(type="site.removed", **result),
-        "site.stale": ResultEvent(type="site.stale", applied_version=4, service=_SERVICE, **result),
-        "site.failed": ResultEvent(
+        "site.deployed": SiteResult(type="site.deployed", applied_version=1, service=_SERVICE, **result),
+        "site.removed": SiteResult(type="site.removed", **result),
+        "site.stale": SiteResult(type="site.stale", applied_version=4, service=_SERVICE, **result),
+        "site.failed": SiteResult(
             type="site.failed",
             error=ErrorInfo(
                 code=ErrorCode.IMAGE_NOT_ALLOWED, message="image 'evil:latest' is not allowed", retryable=False
@@ -102,14 +93,14 @@ def _examples() -> dict[str, BaseModel]:
         "terminal.input": TerminalInput(session_id=_SESSION, data="ZWNobyBoaQo="),
         "terminal.resize": TerminalResize(session_id=_SESSION, cols=100, rows=40),
         "terminal.close": TerminalClose(session_id=_SESSION),
-        "terminal.opened": TerminalEvent(session_id=_SESSION, type="opened", seq=0, occurred_at=_WHEN),
-        "terminal.output": TerminalEvent(
+        "terminal.opened": TerminalUpdate(session_id=_SESSION, type="opened", seq=0, occurred_at=_WHEN),
+        "terminal.output": TerminalUpdate(
             session_id=_SESSION, type="output", seq=1, occurred_at=_WHEN, data="ZWNobyBoaQ0KaGkNCg=="
         ),
-        "terminal.closed": TerminalEvent(
+        "terminal.closed": TerminalUpdate(
             session_id=_SESSION, type="closed", seq=2, occurred_at=_WHEN, reason="closed by the user"
         ),
-        "terminal.failed": TerminalEvent(
+        "terminal.failed": TerminalUpdate(
             session_id=_SESSION,
             type="failed",
             seq=0,
@@ -123,12 +114,12 @@ def _examples() -> dict[str, BaseModel]:
 def documents() -> dict[str, Any]:
     """File name -> JSON document, exactly as committed under schemas/."""
     docs: dict[str, Any] = {
-        "inbound-event.schema.json": TypeAdapter(InboundEvent).json_schema(),
-        "result-event.schema.json": ResultEvent.model_json_schema(),
+        "inbound-event.schema.json": TypeAdapter(SiteEvent).json_schema(),
+        "result-event.schema.json": SiteResult.model_json_schema(),
         "site-health.schema.json": SiteHealth.model_json_schema(),
         "drift-report.schema.json": DriftReport.model_json_schema(),
         "terminal-command.schema.json": TypeAdapter(TerminalCommand).json_schema(),
-        "terminal-event.schema.json": TerminalEvent.model_json_schema(),
+        "terminal-event.schema.json": TerminalUpdate.model_json_schema(),
     }
     examples = {name: json.loads(example.model_dump_json()) for name, example in _examples().items()}
     for name, example in examples.items():

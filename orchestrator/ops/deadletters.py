@@ -21,8 +21,9 @@ from yarl import URL
 
 from orchestrator.bus import broker
 from orchestrator.config import Settings
-from orchestrator.contract import decoding as env
 from orchestrator.contract import headers as hdr
+from orchestrator.contract.decoding import site_id_of
+from orchestrator.ops.tables import escaped, render
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class DeadLetter:
         headers = dict(message.headers or {})
         death = _first_death(headers)
         try:
-            site_id = env.site_id_of(json.loads(message.body))
+            site_id = site_id_of(json.loads(message.body))
         except (ValueError, RecursionError):
             site_id = None
         last = _str(headers.get(hdr.LAST_FAILURE)) or _str(death.get("time"))
@@ -181,26 +182,18 @@ def as_json(letters: list[DeadLetter]) -> str:
 
 
 def as_table(letters: list[DeadLetter]) -> str:
-    rows = [("ID", "ROUTING KEY", "SITE", "REASON", "ATTEMPTS", "AGE")]
-    for letter in letters:
-        rows.append(
-            (
-                _escaped(letter.id),
-                _escaped(letter.routing_key),
-                "-" if letter.site_id is None else str(letter.site_id),
-                _escaped(letter.reason),
-                str(letter.attempts),
-                _human(letter.age_seconds),
-            )
+    rows = [
+        (
+            escaped(letter.id),
+            escaped(letter.routing_key),
+            "-" if letter.site_id is None else str(letter.site_id),
+            escaped(letter.reason),
+            str(letter.attempts),
+            _human(letter.age_seconds),
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-
-
-def _escaped(text: str) -> str:
-    """Control and format characters shown as escapes: a publisher's message id or routing key must
-    not move the cursor or forge rows on an operator's terminal."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+        for letter in letters
+    ]
+    return render(("ID", "ROUTING KEY", "SITE", "REASON", "ATTEMPTS", "AGE"), rows)
 
 
 class _Progress:

@@ -11,8 +11,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from orchestrator.contract.sites import Drift
-from orchestrator.sites import spec as specs
+from orchestrator.contract.results import Drift
+from orchestrator.sites.labels import FINGERPRINT, RESTARTED_BY
+from orchestrator.sites.protocols import Service
 from orchestrator.sites.spec import ServiceSpec
 
 _SITE_DIR = re.compile(r"site_(\d{4,10})")
@@ -20,24 +21,8 @@ DAY = 86400.0
 
 
 @dataclass(frozen=True)
-class ServiceState:
-    """One managed service as the status command shows it."""
-
-    name: str
-    site_id: int | None
-    version: int
-    index: int  # Docker's version index when surveyed: reconcile acts only if nothing changed since
-    running: int
-    desired: int
-    domains: tuple[str, ...]
-    last_error: str | None
-    live: ServiceSpec  # what Docker holds now, mapped back
-    previous: ServiceSpec | None  # Docker's PreviousSpec, mapped back
-
-
-@dataclass(frozen=True)
 class Inventory:
-    services: Sequence[ServiceState]
+    services: Sequence[Service]
     tombstones: Mapping[int, int]  # site id -> version of its delete
     site_dirs: Sequence[str]  # names of directories under the sites root (trash excluded)
     trash: Sequence[tuple[str, float]]  # (name, age in seconds)
@@ -45,7 +30,7 @@ class Inventory:
 
 @dataclass(frozen=True)
 class Fleet:
-    services: Sequence[ServiceState]
+    services: Sequence[Service]
     drift: list[Drift] = field(default_factory=list)
 
     def drift_of(self, name: str) -> list[Drift]:
@@ -53,12 +38,12 @@ class Fleet:
 
 
 def applied_fingerprint(spec: ServiceSpec) -> str | None:
-    return spec.labels.get(specs.FINGERPRINT)
+    return spec.labels.get(FINGERPRINT)
 
 
 def live_fingerprint(spec: ServiceSpec) -> str:
     """The fingerprint the live spec would have had at apply: a restart's marker is ours too."""
-    return replace(spec, labels={k: v for k, v in spec.labels.items() if k != specs.RESTARTED_BY}).fingerprint()
+    return replace(spec, labels={k: v for k, v in spec.labels.items() if k != RESTARTED_BY}).fingerprint()
 
 
 def edited(spec: ServiceSpec) -> bool:
@@ -66,37 +51,39 @@ def edited(spec: ServiceSpec) -> bool:
     return recorded is not None and recorded != live_fingerprint(spec)
 
 
-def restorable(state: ServiceState) -> bool:
+def restorable(state: Service) -> bool:
     """Docker's previous spec is the one that was applied (one hand edit since)."""
     return (
         state.previous is not None
         and not edited(state.previous)
-        and (applied_fingerprint(state.previous) == applied_fingerprint(state.live))
+        and state.live is not None
+        and applied_fingerprint(state.previous) == applied_fingerprint(state.live)
     )
 
 
-def assess(inventory: Inventory, trash_max_age_days: float) -> Fleet:
+def find_drift(inventory: Inventory, trash_max_age_days: float) -> Fleet:
     drift: list[Drift] = []
     served = {state.name for state in inventory.services}
     for state in inventory.services:
-        if edited(state.live):
+        if state.live is not None and edited(state.live):
             how = "Docker's previous spec is the applied one" if restorable(state) else "no applied spec to go back to"
             drift.append(
                 Drift(
                     kind="edited",
                     subject=state.name,
                     site_id=state.site_id,
-                    detail=f"the service no longer matches version {state.version} as applied ({how})",
+                    detail=f"the service no longer matches version {state.site_version} as applied ({how})",
                 )
             )
         deleted = inventory.tombstones.get(state.site_id or 0)
-        if deleted is not None and deleted >= state.version:
+        if deleted is not None and deleted >= state.site_version:
             drift.append(
                 Drift(
                     kind="tombstoned",
                     subject=state.name,
                     site_id=state.site_id,
-                    detail=f"the site was deleted at version {deleted} but its service (version {state.version}) runs",
+                    detail=f"the site was deleted at version {deleted} "
+                    f"but its service (version {state.site_version}) runs",
                 )
             )
     for name in inventory.site_dirs:

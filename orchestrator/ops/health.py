@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from orchestrator.contract.sites import HealthStatus, SiteHealth
+from orchestrator.contract.results import HealthStatus, SiteHealth
 from orchestrator.errors import OrchestratorError
 from orchestrator.logs import fields
-from orchestrator.sites import spec as specs
-from orchestrator.sites.protocols import Deployed, SwarmPort
-from orchestrator.swarm.changes import DockerEvent
+from orchestrator.sites.labels import SITE_ID
+from orchestrator.sites.protocols import Service, SwarmPort
+from orchestrator.swarm.changes import DockerChange
 
 log = logging.getLogger("orchestrator.health")
 
@@ -69,10 +69,10 @@ class HealthMonitor:
         self._failing: dict[str, set[str]] = {}  # name -> containers whose health check fails
         self._pending: dict[str, asyncio.Task[None]] = {}
 
-    async def start(self, services: list[Deployed]) -> None:
+    async def start(self, services: list[Service]) -> None:
         """Watch every site already serving; report those that are not healthy now."""
         for service in services:
-            if service.replicas > 0 and service.labels.get(specs.SITE_ID):
+            if service.replicas > 0 and service.labels.get(SITE_ID):
                 self._published[service.name] = "healthy"
                 self._schedule(service.name, delay=0)
 
@@ -80,7 +80,7 @@ class HealthMonitor:
         for task in self._pending.values():
             task.cancel()
 
-    def on_event(self, event: DockerEvent | None) -> None:
+    def on_change(self, event: DockerChange | None) -> None:
         if event is None:
             self._failing.clear()  # a restarted Docker forgot its containers: no `die` will come
             for name in list(self._published):
@@ -113,7 +113,7 @@ class HealthMonitor:
         except OrchestratorError as exc:
             log.warning("could not look at a site's health", extra=fields(service=name, error=exc.message))
             return  # the stream reconnecting brings a fresh look
-        if service is None or service.replicas == 0 or not service.labels.get(specs.SITE_ID):
+        if service is None or service.replicas == 0 or not service.labels.get(SITE_ID):
             self._published.pop(name, None)  # removed or not serving: not watched
             self._failing.pop(name, None)
             return
@@ -126,7 +126,7 @@ class HealthMonitor:
             self._published[name] = health.status
         elif last != health.status:
             event = SiteHealth(
-                site_id=int(service.labels[specs.SITE_ID]),
+                site_id=int(service.labels[SITE_ID]),
                 status=health.status,
                 since=datetime.now(UTC),
                 detail=health.detail,

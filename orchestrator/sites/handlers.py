@@ -1,30 +1,27 @@
-"""One small async function per event type: decide, then ask the swarm to make it so.
+"""One small async function per event type: read, decide (pure), then ask the swarm to make it so.
 
-Handlers know events and our adapters (swarm, site directories, routes), never the broker.
+Handlers know events and our adapters' protocols (swarm, site directories, routes), never the
+broker or the Docker SDK.
 They are idempotent: the same event applied twice leaves the same state. `site.deployed` of a
 serving site is published only once its tasks answer, steadily, and Traefik serves it.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
 
 from orchestrator import retry
 from orchestrator.config import Settings
 from orchestrator.contract.hostnames import Hostname, parse_hostname
+from orchestrator.contract.results import Probe, ServiceRef, SiteResult, SiteResultType
 from orchestrator.contract.sites import (
-    InboundEvent,
-    Probe,
-    ResultEvent,
-    ResultType,
-    ServiceRef,
     Site,
     SiteCreated,
     SiteDeleted,
+    SiteEvent,
     SiteKind,
     SiteRestartRequested,
     SiteUpdated,
@@ -32,11 +29,20 @@ from orchestrator.contract.sites import (
 )
 from orchestrator.errors import DomainConflict, ErrorCode, NotFound, ServiceFailed, SiteNotServing
 from orchestrator.sites.domains import HOST_LABEL, lock_keys, lookup_labels, overlaps
+from orchestrator.sites.labels import FINGERPRINT, RESTARTED_BY
 from orchestrator.sites.locks import Changes, KeyedLocks
-from orchestrator.sites.protocols import Deployed, Rollout, RoutesPort, SiteDirsPort, SwarmPort, TerminalsPort
+from orchestrator.sites.protocols import (
+    NoMemory,
+    Rollout,
+    RoutesPort,
+    Service,
+    SiteDirsPort,
+    SwarmPort,
+    TerminalsPort,
+    VerifiedPort,
+)
 from orchestrator.sites.rollout import Broken
-from orchestrator.sites.spec import FINGERPRINT, RESTARTED_BY, ServiceSpec, desired_service, service_name, site_uid
-from orchestrator.sites.verified import Verified
+from orchestrator.sites.spec import ServiceSpec, desired_service, service_name, site_uid
 from orchestrator.traefik.labels import probe_host
 
 LOG_LINES = 10
@@ -57,36 +63,82 @@ class Context:
     # Notified when a site lets go of a domain, waking claims that wait for it.
     released: Changes = field(default_factory=Changes)
     # Sites recently seen answering; without an event stream, nothing is remembered.
-    verified: Verified = field(default_factory=lambda: Verified(0, threading.Event()))
+    verified: VerifiedPort = field(default_factory=NoMemory)
     terminals: TerminalsPort | None = None
 
 
-async def upsert_site(event: SiteUpserted, ctx: Context) -> ResultEvent:
+@dataclass(frozen=True)
+class Stale:
+    """The swarm holds a newer version (`applied`: its version; a tombstone's for a deleted site)."""
+
+    applied: int
+    current: Service | None
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """The event's version and spec are applied already (a redelivery): nothing to change."""
+
+    current: Service
+
+
+@dataclass(frozen=True)
+class Apply:
+    spec: ServiceSpec
+    current: Service | None
+    clears_tombstone: bool  # the site was deleted at an older version: it comes back
+
+
+Decision = Stale | Unchanged | Apply
+
+
+def decide_upsert(
+    version: int, current: Service | None, deleted_at: int | None, desired: Callable[[], ServiceSpec]
+) -> Decision:
+    """Pure: what an upsert at `version` means, given the service (or the tombstone of a deleted
+    site). `desired` builds the spec (policy may refuse it), only once the event is not stale: an
+    old event is stale, whatever policy says of it now."""
+    if current is not None and current.site_version > version:
+        return Stale(current.site_version, current)
+    if deleted_at is not None and deleted_at >= version:
+        return Stale(deleted_at, None)
+    spec = desired()
+    if current and current.fingerprint == spec.labels[FINGERPRINT] and current.site_version == version:
+        return Unchanged(current)
+    return Apply(spec, current, clears_tombstone=deleted_at is not None)
+
+
+async def upsert_site(event: SiteUpserted, ctx: Context) -> SiteResult:
     """Make the site's service match the event's full desired state, and confirm it serves."""
     site, swarm = event.site, ctx.swarm
     name = service_name(site.id)
     async for attempt in retry.on_conflict():
         with attempt:
             current = await swarm.get(name)
-            if current is not None and current.site_version > event.version:
-                return _result(event, "site.stale", current, current.site_version)
             deleted_at = None if current else await swarm.tombstone(site.id)
-            if deleted_at is not None and deleted_at >= event.version:
-                return _result(event, "site.stale", None, deleted_at)
-            # Policy (image, domains) refuses before anything is created on disk or in the swarm.
-            spec = desired_service(site, event.version, ctx.settings, ctx.sitedirs.path(name))
-            if current and current.fingerprint == spec.labels[FINGERPRINT] and current.site_version == event.version:
-                deployed, since = current, current.updated_at  # a redelivery: nothing to change
-            else:
-                since = time.time()
-                deployed = await _apply(spec, site, current, ctx)
-            if deleted_at is not None:
-                await swarm.clear_tombstone(site.id)
+            decision = decide_upsert(
+                event.version,
+                current,
+                deleted_at,
+                lambda: desired_service(site, event.version, ctx.settings, ctx.sitedirs.path(name)),
+            )
+            match decision:
+                case Stale(applied=applied, current=holder):
+                    return _result(event, "site.stale", holder, applied)
+                case Unchanged(current=deployed):
+                    since = deployed.updated_at
+                case Apply(spec=spec, clears_tombstone=clears):
+                    since = time.time()
+                    deployed = await _apply(spec, site, current, ctx)
+                    if clears:
+                        await swarm.clear_tombstone(site.id)
+                case _:
+                    assert_never(decision)
     probe = await _confirm(deployed, since, site.hostnames, event.version, current, ctx)
     return _result(event, "site.deployed", deployed, event.version, probe)
 
 
-async def restart_site(event: SiteRestartRequested, ctx: Context) -> ResultEvent:
+async def restart_site(event: SiteRestartRequested, ctx: Context) -> SiteResult:
     """Fresh tasks of the same spec (start-first, health-gated like a deploy); the applied version
     stays. A redelivered request restarts nothing again."""
     site_id, swarm = event.site.id, ctx.swarm
@@ -114,7 +166,7 @@ async def restart_site(event: SiteRestartRequested, ctx: Context) -> ResultEvent
     return _result(event, "site.deployed", deployed, applied, probe)
 
 
-async def delete_site(event: SiteDeleted, ctx: Context) -> ResultEvent:
+async def delete_site(event: SiteDeleted, ctx: Context) -> SiteResult:
     """Remove the site's service and move its files to the trash. Deleting nothing succeeds."""
     site_id, swarm = event.site.id, ctx.swarm
     name = service_name(site_id)
@@ -140,7 +192,7 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> ResultEvent:
     return _result(event, "site.removed", None, None)
 
 
-async def _apply(spec: ServiceSpec, site: Site, current: Deployed | None, ctx: Context) -> Deployed:
+async def _apply(spec: ServiceSpec, site: Site, current: Service | None, ctx: Context) -> Service:
     """Create or update the service once no other site claims its domains. A domain another site
     holds is waited for briefly (it is usually moving between two sites, the other's update on
     its way), without holding a Docker worker; then the claim fails."""
@@ -178,7 +230,7 @@ async def _taken(name: str, site: Site, ctx: Context) -> list[str]:
 
 
 async def _confirm(
-    deployed: Deployed, since: float, hosts: Sequence[Hostname], version: int, before: Deployed | None, ctx: Context
+    deployed: Service, since: float, hosts: Sequence[Hostname], version: int, before: Service | None, ctx: Context
 ) -> Probe | None:
     """Wait until the site answers through Traefik (or, not serving, until it is scaled down);
     raise why it does not. `before`: the service as it was, which a rollback goes back to."""
@@ -203,9 +255,7 @@ async def _confirm(
     return probe
 
 
-async def _broken(
-    broken: Broken, version: int, before: Deployed | None, ctx: Context
-) -> ServiceFailed | SiteNotServing:
+async def _broken(broken: Broken, version: int, before: Service | None, ctx: Context) -> ServiceFailed | SiteNotServing:
     """The error for a rollout that failed, with the task's last log lines (env values masked)."""
     message = broken.message
     if broken.container_id:
@@ -220,13 +270,13 @@ async def _broken(
 
 def _result(
     event: SiteUpserted | SiteDeleted | SiteRestartRequested,
-    type_: ResultType,
-    service: Deployed | None,
+    type_: SiteResultType,
+    service: Service | None,
     applied_version: int | None,
     probe: Probe | None = None,
     note: str | None = None,
-) -> ResultEvent:
-    return ResultEvent(
+) -> SiteResult:
+    return SiteResult(
         type=type_,
         causation_id=event.event_id,
         site_id=event.site.id,
@@ -238,7 +288,7 @@ def _result(
     )
 
 
-async def dispatch(event: InboundEvent, ctx: Context) -> ResultEvent:
+async def dispatch(event: SiteEvent, ctx: Context) -> SiteResult:
     """The handler of each event type; mypy fails here when a new type has none."""
     match event:
         case SiteCreated() | SiteUpdated():

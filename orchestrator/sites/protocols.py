@@ -1,7 +1,9 @@
-"""What the handlers need from the world, as small protocols: the swarm and the site directories.
+"""What the handlers need from the world, as small protocols (the "ports" of ports and adapters),
+and `Service`, a site service as the swarm holds it.
 
-`swarm.Swarm` and `sitedirs.SiteDirs` implement them on Docker and the file system; the unit
-tests give handlers in-memory fakes, so their decisions are tested without I/O.
+`swarm.services.Swarm`, `files.sitedirs.SiteDirs`, `traefik.routes.TraefikRoutes`,
+`swarm.cache.VerifiedRoutes` and `terminals.host.TerminalHost` implement them; the unit tests give
+handlers in-memory fakes (tests/unit/fakes.py), so their decisions are tested without I/O.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.contract.sites import Probe
-from orchestrator.sites import spec as specs
+from orchestrator.contract.results import Probe
+from orchestrator.sites.labels import DOMAINS, FINGERPRINT, KIND, SITE_ID, version_of
 from orchestrator.sites.rollout import Broken, Ready
 from orchestrator.sites.spec import ServiceSpec
 
 
 @dataclass(frozen=True)
-class Deployed:
-    """A site service as the swarm holds it."""
+class Service:
+    """A site service as the swarm holds it. A survey (status, drift) also maps its live and
+    previous Docker specs back to `ServiceSpec`s and reads its last task error."""
 
     id: str
     name: str
@@ -31,6 +34,10 @@ class Deployed:
     running: int | None = None
     update_state: str | None = None
     updated_at: float = 0.0  # epoch seconds of the last change to the service
+    # Survey only: the spec as Docker holds it now, Docker's previous one, the last task error.
+    live: ServiceSpec | None = None
+    previous: ServiceSpec | None = None
+    last_error: str | None = None
 
     @property
     def settled(self) -> bool:
@@ -39,52 +46,53 @@ class Deployed:
 
     @property
     def site_version(self) -> int:
-        return label_version(self.labels)
+        return version_of(self.labels)
+
+    @property
+    def site_id(self) -> int | None:
+        value = self.labels.get(SITE_ID, "")
+        return int(value) if value.isdigit() else None
 
     @property
     def fingerprint(self) -> str | None:
-        return self.labels.get(specs.FINGERPRINT)
+        return self.labels.get(FINGERPRINT)
 
     @property
     def kind(self) -> str:
-        return self.labels.get(specs.KIND, "dynamic")
+        return self.labels.get(KIND, "dynamic")
 
     @property
     def domains(self) -> tuple[str, ...]:
-        raw = self.labels.get(specs.DOMAINS, "")
+        raw = self.labels.get(DOMAINS, "")
         return tuple(d for d in raw.split(",") if d)
 
 
-def label_version(labels: dict[str, str] | None) -> int:
-    return int((labels or {}).get(specs.VERSION, "0"))
-
-
 class SwarmPort(Protocol):
-    async def get(self, name: str) -> Deployed | None:
+    async def get(self, name: str) -> Service | None:
         """The service with its status (one call), or None."""
 
     async def claims(self, label_keys: Sequence[str]) -> dict[str, frozenset[str]]:
         """Services holding any of these claim labels (see `domains.lookup_labels`), each with
         all its claim labels."""
 
-    async def create(self, spec: ServiceSpec) -> Deployed: ...
+    async def create(self, spec: ServiceSpec) -> Service: ...
 
-    async def update(self, current: Deployed, spec: ServiceSpec) -> Deployed: ...
+    async def update(self, current: Service, spec: ServiceSpec) -> Service: ...
 
-    async def restart(self, current: Deployed, marker: str) -> Deployed:
+    async def restart(self, current: Service, marker: str) -> Service:
         """Replace the service's tasks with fresh ones of the same spec (a forced rolling update),
         recording `marker` (the request) on the service."""
 
-    async def remove(self, service: Deployed) -> None: ...
+    async def remove(self, service: Service) -> None: ...
 
-    async def converge(self, service: Deployed, rollout: Rollout) -> Ready | Broken:
+    async def converge(self, service: Service, rollout: Rollout) -> Ready | Broken:
         """Wait until the rollout is ready or broken; ConvergeTimeout past its deadline."""
 
     async def last_logs(self, container_id: str, lines: int) -> str:
         """The last lines a task's container wrote, the site's env values masked ("" when Docker
         no longer has them)."""
 
-    async def wait_gone(self, service: Deployed, timeout: float) -> None: ...
+    async def wait_gone(self, service: Service, timeout: float) -> None: ...
 
     async def tombstone(self, site_id: int) -> int | None: ...
 
@@ -122,6 +130,25 @@ class RoutesPort(Protocol):
     async def verify(self, name: str, host: str, servers: Sequence[str] | None, timeout: float) -> Probe:
         """Wait until Traefik sends the site's requests to exactly `servers` (None: not checked)
         and a request for `host` is answered by the site; NotRouted past `timeout`."""
+
+
+class VerifiedPort(Protocol):
+    """Checks through Traefik remembered while nothing happens to a service's tasks (see
+    `swarm.cache.VerifiedRoutes`)."""
+
+    def get(self, service: Service) -> Probe | None: ...
+
+    def put(self, service: Service, probe: Probe) -> None: ...
+
+
+class NoMemory:
+    """Remembers nothing: every redelivery is checked through Traefik again."""
+
+    def get(self, service: Service) -> Probe | None:
+        return None
+
+    def put(self, service: Service, probe: Probe) -> None:
+        return None
 
 
 class TerminalsPort(Protocol):

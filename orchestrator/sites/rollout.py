@@ -50,7 +50,7 @@ class Broken:
 Assessment = Waiting | Ready | Broken
 
 
-def assess(
+def assess_rollout(
     service: dict[str, Any],
     tasks: Sequence[dict[str, Any]],
     *,

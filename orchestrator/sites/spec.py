@@ -12,20 +12,10 @@ from orchestrator.config import Settings
 from orchestrator.contract.env import SITE_MOUNT, site_env
 from orchestrator.contract.sites import Site, SiteKind
 from orchestrator.sites.domains import claim_labels
+from orchestrator.sites.labels import DOMAINS, FINGERPRINT, KIND, MANAGED_BY, MANAGER, SITE_ID, VERSION
 from orchestrator.sites.policy import check_domains, clamp_resources, resolve_image
 from orchestrator.sites.scripts import HEALTH_PROBE, NGINX_START, RUN_SCRIPT
 from orchestrator.traefik import labels as traefik
-
-# Ownership labels: how the orchestrator recognises its services and what it applied.
-MANAGED_BY = "com.director.managed-by"
-MANAGER = "orchestrator"
-SITE_ID = "com.director.site-id"
-VERSION = "com.director.version"
-DOMAINS = "com.director.domains"
-FINGERPRINT = "com.director.spec"
-KIND = "com.director.kind"
-# The restart request a service's current tasks answer (a redelivered request restarts nothing).
-RESTARTED_BY = "com.director.restarted-by"
 
 NANOSECONDS = 1_000_000_000
 

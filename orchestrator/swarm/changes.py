@@ -30,7 +30,7 @@ SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 
 
 @dataclass(frozen=True)
-class DockerEvent:
+class DockerChange:
     type: str  # "service" or "container"
     action: str  # e.g. "update", "die", "health_status: unhealthy"
     service_id: str
@@ -42,10 +42,10 @@ class DockerEvent:
         return self.attributes.get("name" if self.type == "service" else SERVICE_NAME_LABEL, "")
 
 
-Listener = Callable[[DockerEvent | None], None]  # None: the stream was lost; resynchronise
+Listener = Callable[[DockerChange | None], None]  # None: the stream was lost; resynchronise
 
 
-class DockerEvents:
+class DockerChanges:
     def __init__(self, base_url: str, timeout: float) -> None:
         self._base_url = base_url
         self._timeout = timeout
@@ -116,12 +116,12 @@ class DockerEvents:
             self._stopped.wait(pause)
             pause = min(pause * 2, 5.0)
 
-    def _deliver(self, event: DockerEvent | None) -> None:
+    def _deliver(self, event: DockerChange | None) -> None:
         if self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 self._loop.call_soon_threadsafe(self._dispatch, event)
 
-    def _dispatch(self, event: DockerEvent | None) -> None:
+    def _dispatch(self, event: DockerChange | None) -> None:
         woken = self._waiters.values() if event is None else [self._waiters.get(event.service_id, set())]
         for waiters in woken:
             for waiter in waiters:
@@ -133,7 +133,7 @@ class DockerEvents:
                 log.exception("docker event listener failed")
 
 
-def _parse(raw: dict[str, Any]) -> DockerEvent | None:
+def _parse(raw: dict[str, Any]) -> DockerChange | None:
     actor = raw.get("Actor") or {}
     attributes = actor.get("Attributes") or {}
     kind = raw.get("Type", "")
@@ -142,4 +142,4 @@ def _parse(raw: dict[str, Any]) -> DockerEvent | None:
         return None  # a container that is not a swarm task
     if raw.get("Action", "").startswith("exec_"):
         return None  # every health probe is an exec: no change of state
-    return DockerEvent(kind, raw.get("Action", ""), service_id, int(raw.get("timeNano", 0)), dict(attributes))
+    return DockerChange(kind, raw.get("Action", ""), service_id, int(raw.get("timeNano", 0)), dict(attributes))

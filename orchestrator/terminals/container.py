@@ -17,12 +17,9 @@ from typing import Any
 from orchestrator.config import Settings
 from orchestrator.contract.env import SITE_MOUNT
 from orchestrator.contract.sites import SiteKind, memory_bytes
-from orchestrator.sites.spec import KIND, MANAGED_BY, MANAGER, SITE_ID, site_uid
+from orchestrator.sites.labels import DEPLOYMENT, KIND, MANAGED_BY, MANAGER, OWNER, SESSION, SITE_ID
+from orchestrator.sites.spec import site_uid
 
-SESSION = "com.director.terminal-session"
-# The orchestrator process holding the session's TTY; another one's sessions are orphans once
-# this process takes commands (only one process takes them at a time).
-OWNER = "com.director.terminal-owner"
 # Env of a site's service that is about its server, not about the site.
 _SERVER_ONLY_ENV = ("NGINX_CONF",)
 
@@ -77,7 +74,13 @@ def session_container(
         env=env,
         workdir=SITE_MOUNT,
         site_dir=str(site_dir),
-        labels={MANAGED_BY: MANAGER, SITE_ID: str(site_id), SESSION: str(session_id), OWNER: owner},
+        labels={
+            MANAGED_BY: MANAGER,
+            SITE_ID: str(site_id),
+            SESSION: str(session_id),
+            OWNER: owner,
+            DEPLOYMENT: settings.deployment,
+        },
         nano_cpus=int(limits.get("NanoCPUs", 0)) or round(settings.max_cpus * 1e9),
         memory_bytes=int(limits.get("MemoryBytes", 0)) or memory_bytes(settings.max_memory),
         pids_limit=int(limits.get("Pids", 0)) or settings.pids_limit,

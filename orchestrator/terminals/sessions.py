@@ -1,7 +1,7 @@
 """Terminal sessions: a shell container per session, its TTY bridged to the bus.
 
-`TerminalHost` is the Docker edge (session containers, attach, resize, removal by label);
-`TerminalSessions` keeps the open sessions of this process: it writes input to a session's TTY,
+`terminals.host.TerminalHost` is the Docker edge (session containers, attach, resize, removal by
+label); `TerminalSessions` keeps the open sessions of this process: it writes input to a session's TTY,
 and one pump per session publishes the TTY's output in order, gathered into messages of a few
 milliseconds or KiB, then `closed` once the container is gone. A session's events come only from
 its pump (after `opened`), so `closed` always follows the last output.
@@ -15,142 +15,26 @@ import asyncio
 import base64
 import contextlib
 import logging
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import docker
-import docker.errors
-
 from orchestrator.config import Settings
-from orchestrator.contract.sites import TerminalEvent, TerminalEventType
+from orchestrator.contract.terminals import TerminalUpdate, TerminalUpdateType
 from orchestrator.errors import ErrorCode, NotFound, OrchestratorError, TerminalRefused
 from orchestrator.logs import fields
-from orchestrator.sites import spec as specs
 from orchestrator.sites.protocols import SiteDirsPort
-from orchestrator.swarm.client import DockerClient
+from orchestrator.sites.spec import service_name
 from orchestrator.terminals import container as terminalspec
-from orchestrator.terminals.container import SessionContainer
+from orchestrator.terminals.host import TerminalHost
 
 log = logging.getLogger("orchestrator.terminals")
 
-Emit = Callable[[TerminalEvent], Awaitable[None]]
-REMOVE_TRIES = 100
+Emit = Callable[[TerminalUpdate], Awaitable[None]]
 # Input written but not yet taken by the shell (a program that stopped reading): past this, refuse.
 MAX_UNREAD_INPUT = 1024 * 1024
-
-
-class TerminalHost:
-    """Session containers on the Docker host that holds the sites root."""
-
-    def __init__(self, docker_client: DockerClient, network: str) -> None:
-        self._docker = docker_client
-        self._network = network
-
-    async def site_service(self, site_id: int) -> dict[str, Any] | None:
-        """The `Spec` of the site's service, or None when the site has none (or was deleted)."""
-
-        def read(api: docker.APIClient) -> dict[str, Any] | None:
-            try:
-                service = api.inspect_service(specs.service_name(site_id))
-            except docker.errors.NotFound:
-                return None
-            spec: dict[str, Any] = service["Spec"]
-            return spec if spec.get("Labels", {}).get(specs.MANAGED_BY) == specs.MANAGER else None
-
-        return await self._docker.run(read)
-
-    async def start(self, container: SessionContainer, cols: int, rows: int) -> tuple[str, socket.socket]:
-        """Create, attach (before start, so no output is missed) and start; the TTY's socket."""
-
-        def start(api: docker.APIClient) -> tuple[str, socket.socket]:
-            host_config = api.create_host_config(
-                # A mount, not a bind: Docker refuses a missing source instead of creating it as root.
-                mounts=[docker.types.Mount(container.workdir, container.site_dir, type="bind")],
-                cap_drop=["ALL"],
-                cap_add=list(container.cap_add) or None,
-                security_opt=["no-new-privileges"],
-                read_only=True,
-                tmpfs={"/tmp": "", "/run": ""},
-                init=True,
-                nano_cpus=container.nano_cpus,
-                mem_limit=container.memory_bytes,
-                pids_limit=container.pids_limit,
-                network_mode=self._network,
-                log_config={"Type": "none"},
-            )
-            created = api.create_container(
-                container.image,
-                command=list(container.command),
-                user=container.user,
-                environment=container.env,
-                working_dir=container.workdir,
-                labels=container.labels,
-                tty=True,
-                stdin_open=True,
-                host_config=host_config,
-                name=container.name,
-            )
-            ident: str = created["Id"]
-            try:
-                attached = api.attach_socket(ident, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-                # Our own descriptor of the connection: the client's objects may close theirs.
-                tty = attached._sock.dup()
-                attached.close()
-                api.start(ident)
-                api.resize(ident, height=rows, width=cols)
-            except BaseException:
-                with contextlib.suppress(docker.errors.APIError):
-                    api.remove_container(ident, force=True)
-                raise
-            return ident, tty
-
-        return await self._docker.run(start)
-
-    async def resize(self, container_id: str, cols: int, rows: int) -> None:
-        await self._docker.run(lambda api: api.resize(container_id, height=rows, width=cols))
-
-    async def remove(self, container_id: str) -> None:
-        """Returns once the container is gone, also when another caller is removing it."""
-
-        def remove(api: docker.APIClient) -> None:
-            for _ in range(REMOVE_TRIES):
-                try:
-                    api.remove_container(container_id, force=True)
-                except docker.errors.NotFound:
-                    return
-                except docker.errors.APIError as exc:
-                    if exc.status_code != 409:  # 409: a removal already under way
-                        raise
-                    time.sleep(0.1)
-                else:
-                    return
-
-        await self._docker.run(remove)
-
-    async def sessions(self, site_id: int | None = None) -> list[tuple[str, str, str]]:
-        """(container id, session id, owner) of every session container, or of one site's."""
-        wanted = [f"{specs.MANAGED_BY}={specs.MANAGER}", terminalspec.SESSION]
-        if site_id is not None:
-            wanted.append(f"{specs.SITE_ID}={site_id}")
-
-        def listing(api: docker.APIClient) -> list[tuple[str, str, str]]:
-            found = api.containers(all=True, filters={"label": wanted})
-            labels = [(c["Id"], c["Labels"]) for c in found]
-            return [(i, ls.get(terminalspec.SESSION, ""), ls.get(terminalspec.OWNER, "")) for i, ls in labels]
-
-        return await self._docker.run(listing)
-
-    async def close_site(self, site_id: int) -> int:
-        """Remove the site's session containers; the process holding a session sees its TTY end
-        and tells the owner `closed`."""
-        found = await self.sessions(site_id)
-        for container_id, _, _ in found:
-            await self.remove(container_id)
-        return len(found)
 
 
 @dataclass
@@ -166,8 +50,8 @@ class Session:
     reason: str | None = None  # why we closed it; None: the shell ended by itself
     pump: asyncio.Task[None] | None = None
 
-    def event(self, type_: TerminalEventType, **values: Any) -> TerminalEvent:
-        event = TerminalEvent(session_id=self.id, type=type_, seq=self.seq, **values)
+    def event(self, type_: TerminalUpdateType, **values: Any) -> TerminalUpdate:
+        event = TerminalUpdate(session_id=self.id, type=type_, seq=self.seq, **values)
         self.seq += 1
         return event
 
@@ -205,7 +89,9 @@ class TerminalSessions:
                 await self.host.remove(container_id)
             with contextlib.suppress(ValueError):
                 orphan = uuid.UUID(session_id)
-                await self.emit(TerminalEvent(session_id=orphan, type="closed", seq=0, reason="orchestrator restarted"))
+                await self.emit(
+                    TerminalUpdate(session_id=orphan, type="closed", seq=0, reason="orchestrator restarted")
+                )
             log.info("removed an orphaned terminal", extra=fields(session_id=session_id))
 
     async def stop(self) -> None:
@@ -231,7 +117,7 @@ class TerminalSessions:
             service = await self.host.site_service(site_id)
             if service is None:
                 raise NotFound(f"site {site_id} has no service (it was never deployed, or was deleted)")
-            name = specs.service_name(site_id)
+            name = service_name(site_id)
             if not await self.sitedirs.check(name):
                 raise NotFound(f"site {site_id} has no directory (it is being deleted)")
             container = terminalspec.session_container(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from orchestrator.contract.sites import Probe
+from orchestrator.contract.results import Probe
 from orchestrator.errors import NotRouted
 from orchestrator.traefik.labels import SERVED_BY
 

@@ -41,7 +41,8 @@ from support import (
 
 from orchestrator.bus import broker
 from orchestrator.config import Settings
-from orchestrator.contract.sites import ResultEvent, memory_bytes
+from orchestrator.contract.results import SiteResult
+from orchestrator.contract.sites import memory_bytes
 
 # Unique per session: domains never collide with another session's sites in the shared swarm.
 RUN = uuid.uuid4().hex[:6]
@@ -104,7 +105,7 @@ def cleanup(api: docker.APIClient, sites_root: Path) -> Iterator[Cleanup]:
         _remove(path)
 
 
-async def failure(results: Results, site_id: int, timeout: float = 30) -> ResultEvent:
+async def failure(results: Results, site_id: int, timeout: float = 30) -> SiteResult:
     """The first result about `site_id`, which must be a `site.failed`."""
     result = await results.wait_for_site(site_id, timeout=timeout)
     assert result.type == "site.failed" and result.error is not None, result
@@ -135,7 +136,7 @@ def header(message: AbstractIncomingMessage, key: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def results_about(results: Results, site_id: int) -> list[ResultEvent]:
+def results_about(results: Results, site_id: int) -> list[SiteResult]:
     return [r for rs in results.by_cause.values() for r in rs if r.site_id == site_id]
 
 

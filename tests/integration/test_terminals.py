@@ -27,7 +27,7 @@ from support import (
     write_site,
 )
 
-from orchestrator.contract.sites import TerminalEvent
+from orchestrator.contract.terminals import TerminalUpdate
 
 COMMANDS = "director.terminals"
 EVENTS = "orchestrator.terminals"
@@ -41,7 +41,7 @@ class Terminal:
         self.channel = channel
         self.exchange = exchange
         self.session_id = session_id
-        self.events: list[TerminalEvent] = []
+        self.events: list[TerminalUpdate] = []
         self._changed = asyncio.Condition()
 
     async def listen(self, events_exchange: Any) -> None:
@@ -51,7 +51,7 @@ class Terminal:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         async with self._changed:
-            self.events.append(TerminalEvent.model_validate_json(message.body))
+            self.events.append(TerminalUpdate.model_validate_json(message.body))
             self._changed.notify_all()
 
     async def send(self, command: str, user_id: str = "director", **body: Any) -> None:
@@ -72,7 +72,7 @@ class Terminal:
             async with self._changed:
                 await self._changed.wait_for(predicate)
 
-    async def wait_type(self, type_: str, timeout: float = 30) -> TerminalEvent:
+    async def wait_type(self, type_: str, timeout: float = 30) -> TerminalUpdate:
         await self.wait(lambda: any(e.type == type_ for e in self.events), timeout)
         return next(e for e in self.events if e.type == type_)
 

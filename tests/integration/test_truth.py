@@ -26,7 +26,7 @@ from support import (
     write_site,
 )
 
-from orchestrator.contract.sites import ResultEvent
+from orchestrator.contract.results import SiteResult
 
 
 def run_sh(sites_root: Path, site_id: int, script: str, page: str = "") -> Path:
@@ -112,7 +112,7 @@ async def test_every_deployed_result_of_a_burst_arrives_when_the_site_is_already
         write_site(sites_root, site_id, page=f"burst page {site_id}")
         events[site_id] = site_event("site.created", site_id, 1, domains=[f"burst{site_id}.example.com"])
 
-    async def deployed_then_fetched(site_id: int) -> tuple[ResultEvent, httpx.Response]:
+    async def deployed_then_fetched(site_id: int) -> tuple[SiteResult, httpx.Response]:
         result = await results.wait_for(events[site_id]["event_id"], timeout=120)
         return result, await fetch(f"burst{site_id}.example.com")  # at once, no retry
 

@@ -9,19 +9,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from orchestrator.contract.sites import Probe
+from orchestrator.contract.results import Probe
 from orchestrator.errors import DockerConflict, NotRouted, OrchestratorError, UnsafePath
 from orchestrator.sites.domains import ClaimIndex
-from orchestrator.sites.protocols import Deployed, Rollout
+from orchestrator.sites.labels import RESTARTED_BY
+from orchestrator.sites.protocols import Rollout, Service
 from orchestrator.sites.rollout import Broken, Ready
-from orchestrator.sites.spec import RESTARTED_BY, ServiceSpec
+from orchestrator.sites.spec import ServiceSpec
 
 SERVER = "http://10.0.1.2:80"
 
 
 @dataclass
 class FakeSwarm:
-    services: dict[str, Deployed] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)
     specs: dict[str, ServiceSpec] = field(default_factory=dict)
     tombstones: dict[int, int] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
@@ -36,7 +37,7 @@ class FakeSwarm:
     conflicts: int = 0
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
-    async def get(self, name: str) -> Deployed | None:
+    async def get(self, name: str) -> Service | None:
         self.calls.append(f"get {name}")
         found = self.services.get(name)
         if found is None:
@@ -51,14 +52,14 @@ class FakeSwarm:
             index.replace(service.name, service.labels)
         return index.holders(label_keys)
 
-    async def create(self, spec: ServiceSpec) -> Deployed:
+    async def create(self, spec: ServiceSpec) -> Service:
         self.calls.append(f"create {spec.name}")
-        deployed = Deployed(f"id{next(self._ids)}", spec.name, 1, dict(spec.labels), spec.replicas)
+        deployed = Service(f"id{next(self._ids)}", spec.name, 1, dict(spec.labels), spec.replicas)
         self.services[spec.name], self.specs[spec.name] = deployed, spec
         self.answering.discard(spec.name)
         return deployed
 
-    async def update(self, current: Deployed, spec: ServiceSpec) -> Deployed:
+    async def update(self, current: Service, spec: ServiceSpec) -> Service:
         self.calls.append(f"update {spec.name}")
         if self.conflicts:
             self.conflicts -= 1
@@ -69,7 +70,7 @@ class FakeSwarm:
         self.answering.discard(spec.name)
         return deployed
 
-    async def restart(self, current: Deployed, marker: str) -> Deployed:
+    async def restart(self, current: Service, marker: str) -> Service:
         self.calls.append(f"restart {current.name}")
         self.answering.discard(current.name)
         stored = self.services[current.name]
@@ -77,11 +78,11 @@ class FakeSwarm:
         self.services[current.name] = restarted
         return replace(restarted, running=None, update_state=None)
 
-    async def remove(self, service: Deployed) -> None:
+    async def remove(self, service: Service) -> None:
         self.calls.append(f"remove {service.name}")
         self.services.pop(service.name, None)
 
-    async def converge(self, service: Deployed, rollout: Rollout) -> Ready | Broken:
+    async def converge(self, service: Service, rollout: Rollout) -> Ready | Broken:
         self.calls.append(f"converge {service.name}")
         self.rollouts.append(rollout)
         error, self.converge_error = self.converge_error, None
@@ -97,7 +98,7 @@ class FakeSwarm:
         self.calls.append(f"last_logs {container_id}")
         return self.logs
 
-    async def wait_gone(self, service: Deployed, timeout: float) -> None:
+    async def wait_gone(self, service: Service, timeout: float) -> None:
         self.calls.append(f"wait_gone {service.name}")
 
     async def tombstone(self, site_id: int) -> int | None:

@@ -21,14 +21,9 @@ from referencing.jsonschema import DRAFT7
 from orchestrator.config import Settings
 from orchestrator.contract import headers as hdr
 from orchestrator.contract.asyncapi import DEAD_LETTER
-from orchestrator.contract.sites import (
-    INBOUND_TYPES,
-    TERMINAL_COMMANDS,
-    DriftReport,
-    ResultType,
-    SiteHealth,
-    TerminalEventType,
-)
+from orchestrator.contract.results import DriftReport, SiteHealth, SiteResultType
+from orchestrator.contract.sites import SITE_EVENT_TYPES
+from orchestrator.contract.terminals import TERMINAL_COMMANDS, TerminalUpdateType
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "schemas" / "asyncapi.json"
 FETCH = "scripts/fetch-asyncapi-schema.sh"
@@ -130,12 +125,12 @@ def test_every_message_of_every_channel_has_a_payload_that_resolves(doc: Doc) ->
 
 def test_message_names_are_exactly_the_event_types(doc: Doc) -> None:
     events = {
-        *INBOUND_TYPES,
-        *get_args(ResultType),
+        *SITE_EVENT_TYPES,
+        *get_args(SiteResultType),
         SiteHealth.model_fields["type"].default,
         DriftReport.model_fields["type"].default,
         *TERMINAL_COMMANDS,
-        *(f"terminal.{kind}" for kind in get_args(TerminalEventType)),
+        *(f"terminal.{kind}" for kind in get_args(TerminalUpdateType)),
     }
     names = [message["name"] for _, _, message in channel_messages(doc)]
     assert sorted(names) == sorted(events | {DEAD_LETTER})

@@ -8,7 +8,9 @@ from pydantic import TypeAdapter
 
 from orchestrator.contract import schemas as contract
 from orchestrator.contract.decoding import parse_command
-from orchestrator.contract.sites import InboundEvent, ResultEvent, TerminalEvent
+from orchestrator.contract.results import SiteResult
+from orchestrator.contract.sites import SiteEvent
+from orchestrator.contract.terminals import TerminalUpdate
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 INBOUND_EXAMPLES = ["site.created", "site.updated", "site.deleted", "site.restart_requested"]
@@ -51,7 +53,7 @@ def test_render_is_stable_and_sorted() -> None:
 @pytest.mark.parametrize("name", INBOUND_EXAMPLES)
 def test_inbound_example_validates(name: str) -> None:
     data = json.loads((SCHEMAS / "examples" / f"{name}.json").read_text())
-    event = TypeAdapter(InboundEvent).validate_python(data)
+    event = TypeAdapter(SiteEvent).validate_python(data)
     assert event.type == name
     assert json.loads(event.model_dump_json()) == data
 
@@ -59,7 +61,7 @@ def test_inbound_example_validates(name: str) -> None:
 @pytest.mark.parametrize("name", RESULT_EXAMPLES)
 def test_result_example_validates(name: str) -> None:
     data = json.loads((SCHEMAS / "examples" / f"{name}.json").read_text())
-    result = ResultEvent.model_validate(data)
+    result = SiteResult.model_validate(data)
     assert result.type == name
     assert json.loads(result.model_dump_json()) == data
 
@@ -78,5 +80,5 @@ def test_terminal_command_example_parses_as_its_routing_key_says(name: str) -> N
 
 @pytest.mark.parametrize("name", SESSION_EXAMPLES)
 def test_terminal_event_example_validates(name: str) -> None:
-    event = TerminalEvent.model_validate_json((SCHEMAS / "examples" / f"{name}.json").read_text(), strict=True)
+    event = TerminalUpdate.model_validate_json((SCHEMAS / "examples" / f"{name}.json").read_text(), strict=True)
     assert f"terminal.{event.type}" == name

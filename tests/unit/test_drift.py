@@ -12,10 +12,12 @@ import pytest
 
 from orchestrator.config import Settings
 from orchestrator.contract.sites import Site
-from orchestrator.ops.drift import DAY, Inventory, ServiceState, assess, edited, restorable
-from orchestrator.ops.status import plan
-from orchestrator.sites.spec import FINGERPRINT, RESTARTED_BY, ServiceSpec, desired_service, with_fingerprint
-from orchestrator.swarm.services import _service_args, spec_of
+from orchestrator.ops.drift import DAY, Inventory, edited, find_drift, restorable
+from orchestrator.ops.reconcile import plan
+from orchestrator.sites.labels import FINGERPRINT, RESTARTED_BY, SITE_ID, VERSION
+from orchestrator.sites.protocols import Service
+from orchestrator.sites.spec import ServiceSpec, desired_service, with_fingerprint
+from orchestrator.swarm.mapping import from_docker, to_docker
 
 SiteData = Callable[..., dict[str, Any]]
 NETWORKS = {"n3tw0rk1d": "director-sites"}
@@ -26,8 +28,8 @@ def applied(site_data: SiteData, **site: Any) -> ServiceSpec:
 
 
 def as_docker_stores_it(spec: ServiceSpec) -> dict[str, Any]:
-    """What `inspect_service` returns as `Spec` for what `_service_args` sent."""
-    args = copy.deepcopy(_service_args(spec))
+    """What `inspect_service` returns as `Spec` for what `to_docker` sent."""
+    args = copy.deepcopy(to_docker(spec))
     task = args["task_template"]
     task["Networks"] = [{"Target": "n3tw0rk1d"}]  # Docker keeps the network's id
     return {
@@ -44,7 +46,7 @@ def as_docker_stores_it(spec: ServiceSpec) -> dict[str, Any]:
 @pytest.mark.parametrize("kind", ["dynamic", "static"])
 def test_a_spec_read_back_from_docker_has_the_fingerprint_it_was_applied_with(site_data: SiteData, kind: str) -> None:
     spec = applied(site_data, kind=kind, env={"A": "1"}, domains=["a.example.com", "b.example.com"])
-    live = spec_of(as_docker_stores_it(spec), NETWORKS)
+    live = from_docker(as_docker_stores_it(spec), NETWORKS)
     assert live == spec
     assert not edited(live)
 
@@ -64,17 +66,19 @@ def test_a_spec_read_back_from_docker_has_the_fingerprint_it_was_applied_with(si
 def test_a_hand_edit_is_drift(site_data: SiteData, edit: Callable[[dict[str, Any]], None]) -> None:
     stored = as_docker_stores_it(applied(site_data))
     edit(stored)
-    assert edited(spec_of(stored, NETWORKS))
+    assert edited(from_docker(stored, NETWORKS))
 
 
 def test_a_restart_marker_is_not_drift(site_data: SiteData) -> None:
     stored = as_docker_stores_it(applied(site_data))
     stored["Labels"][RESTARTED_BY] = "some-request"
-    assert not edited(spec_of(stored, NETWORKS))
+    assert not edited(from_docker(stored, NETWORKS))
 
 
-def state(spec: ServiceSpec, previous: ServiceSpec | None = None, site_id: int = 1, version: int = 4) -> ServiceState:
-    return ServiceState(spec.name, site_id, version, 7, 1, 1, ("a.example.com",), None, spec, previous)
+def state(spec: ServiceSpec, previous: ServiceSpec | None = None, site_id: int = 1, version: int = 4) -> Service:
+    """A surveyed service holding `spec` (and Docker's `previous` one) for a site at `version`."""
+    labels = {**spec.labels, SITE_ID: str(site_id), VERSION: str(version)}
+    return Service("id", spec.name, 7, labels, 1, running=1, live=spec, previous=previous)
 
 
 def test_an_edit_over_the_applied_spec_is_restorable(site_data: SiteData) -> None:
@@ -86,7 +90,7 @@ def test_an_edit_over_the_applied_spec_is_restorable(site_data: SiteData) -> Non
     assert not restorable(state(hand, previous=twice))  # two edits: the applied spec is gone
 
 
-def test_assess_finds_every_kind_and_reconcile_plans_only_safe_steps(site_data: SiteData) -> None:
+def test_find_drift_finds_every_kind_and_reconcile_plans_only_safe_steps(site_data: SiteData) -> None:
     spec = applied(site_data)
     hand = replace(spec, env={**spec.env, "HAND": "1"})
     lost = replace(spec, name="site_0002", env={**spec.env, "HAND": "1"}, labels={**spec.labels})
@@ -98,7 +102,7 @@ def test_assess_finds_every_kind_and_reconcile_plans_only_safe_steps(site_data: 
         trash=[(".trash/site_0009-x", 31 * DAY), (".trash/site_0010-x", 2 * DAY)],
     )
 
-    fleet = assess(inventory, trash_max_age_days=30)
+    fleet = find_drift(inventory, trash_max_age_days=30)
 
     kinds = sorted((d.kind, d.subject) for d in fleet.drift)
     assert kinds == [

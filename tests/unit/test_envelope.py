@@ -7,16 +7,9 @@ from typing import Any
 
 import pytest
 
+from orchestrator.bus.envelope import Envelope, authenticate, believed_headers
 from orchestrator.config import Settings
-from orchestrator.contract.decoding import (
-    MAX_BODY,
-    Envelope,
-    authenticate,
-    believed_headers,
-    parse_event,
-    readable_parts,
-    site_id_of,
-)
+from orchestrator.contract.decoding import MAX_BODY, parse_event, readable_parts, site_id_of
 from orchestrator.contract.headers import ATTEMPTS, EXCHANGE, PUBLISHER, ROUTING_KEY
 from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteUpdated
 from orchestrator.errors import InvalidEvent, Unauthenticated

@@ -11,22 +11,22 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.config import Settings
+from orchestrator.contract.results import failed
 from orchestrator.contract.sites import (
-    InboundEvent,
     Resources,
     Site,
     SiteCreated,
     SiteDeleted,
+    SiteEvent,
     SiteKind,
     SiteUpdated,
-    failed,
     memory_bytes,
 )
 from orchestrator.sites.policy import resolve_image
 
 SiteData = Callable[..., dict[str, Any]]
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
-EVENT: TypeAdapter[Any] = TypeAdapter(InboundEvent)
+EVENT: TypeAdapter[Any] = TypeAdapter(SiteEvent)
 
 
 def example(name: str) -> dict[str, Any]:

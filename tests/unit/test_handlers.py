@@ -10,13 +10,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fakes import SERVER, FakeRoutes, FakeSiteDirs, FakeSwarm
 
 from orchestrator.config import Settings
-from orchestrator.contract.sites import InboundEvent, SiteCreated, SiteDeleted, SiteRestartRequested, SiteUpdated
+from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteEvent, SiteRestartRequested, SiteUpdated
 from orchestrator.errors import (
     DomainConflict,
     ErrorCode,
@@ -27,9 +27,12 @@ from orchestrator.errors import (
     SiteNotServing,
     UnsafePath,
 )
-from orchestrator.sites.handlers import Context, dispatch
+from orchestrator.sites.handlers import Apply, Context, Stale, Unchanged, decide_upsert, dispatch
+from orchestrator.sites.labels import FINGERPRINT, VERSION
+from orchestrator.sites.protocols import Service
 from orchestrator.sites.rollout import Broken
-from orchestrator.sites.verified import Verified
+from orchestrator.sites.spec import ServiceSpec
+from orchestrator.swarm.cache import SwarmCache, VerifiedRoutes
 
 NAME = "site_0001"
 
@@ -60,8 +63,8 @@ def ctx(settings: Settings, swarm: FakeSwarm, dirs: FakeSiteDirs, routes: FakeRo
 
 
 @pytest.fixture
-def upsert(site_data: Callable[..., dict[str, Any]]) -> Callable[..., InboundEvent]:
-    def make(version: int, type_: str = "site.updated", **site: Any) -> InboundEvent:
+def upsert(site_data: Callable[..., dict[str, Any]]) -> Callable[..., SiteEvent]:
+    def make(version: int, type_: str = "site.updated", **site: Any) -> SiteEvent:
         common = {"event_id": uuid.uuid4(), "occurred_at": datetime.now(UTC), "version": version}
         model = SiteCreated if type_ == "site.created" else SiteUpdated
         return model.model_validate({**common, "type": type_, "site": site_data(**site)})
@@ -90,7 +93,7 @@ def delete(version: int, site_id: int = 1) -> SiteDeleted:
 
 
 async def test_a_created_site_gets_its_directory_and_a_service(
-    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., SiteEvent]
 ) -> None:
     result = await dispatch(upsert(1, "site.created"), ctx)
 
@@ -101,7 +104,7 @@ async def test_a_created_site_gets_its_directory_and_a_service(
 
 
 async def test_a_redelivered_event_of_an_answering_site_costs_one_docker_call(
-    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., SiteEvent]
 ) -> None:
     event = upsert(1, "site.created")
     await dispatch(event, ctx)
@@ -115,11 +118,11 @@ async def test_a_redelivered_event_of_an_answering_site_costs_one_docker_call(
 
 
 async def test_a_redelivery_soon_after_reuses_the_verification_while_nothing_happened(
-    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., SiteEvent]
 ) -> None:
     stream = threading.Event()
     stream.set()
-    ctx = replace(ctx, verified=Verified(30, stream))
+    ctx = replace(ctx, verified=VerifiedRoutes(SwarmCache(stream), 30))
     event = upsert(1, "site.created")
     await dispatch(event, ctx)
     await dispatch(event, ctx)  # the first look at the settled service verifies it once more
@@ -133,7 +136,7 @@ async def test_a_redelivery_soon_after_reuses_the_verification_while_nothing_hap
 
 
 async def test_an_update_with_a_new_spec_updates_the_service(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(1, "site.created"), ctx)
 
@@ -145,7 +148,7 @@ async def test_an_update_with_a_new_spec_updates_the_service(
 
 
 async def test_an_older_event_is_stale_and_changes_nothing(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(5, "site.created"), ctx)
     swarm.calls.clear()
@@ -158,7 +161,7 @@ async def test_an_older_event_is_stale_and_changes_nothing(
 
 
 async def test_a_delete_writes_its_tombstone_before_removing_the_service(
-    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(1, "site.created"), ctx)
 
@@ -170,7 +173,7 @@ async def test_a_delete_writes_its_tombstone_before_removing_the_service(
 
 
 async def test_a_late_update_older_than_the_delete_does_not_resurrect_the_site(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(1, "site.created"), ctx)
     await dispatch(delete(3), ctx)
@@ -182,7 +185,7 @@ async def test_a_late_update_older_than_the_delete_does_not_resurrect_the_site(
 
 
 async def test_a_newer_create_after_a_delete_recreates_the_site_and_clears_the_tombstone(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(1, "site.created"), ctx)
     await dispatch(delete(2), ctx)
@@ -204,7 +207,7 @@ async def test_deleting_a_site_that_never_existed_succeeds_and_remembers_the_del
 
 
 async def test_a_domain_routed_to_another_site_is_a_conflict_and_nothing_is_created(
-    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(1, "site.created", id=2, domains=["taken.example.com"]), ctx)
 
@@ -229,7 +232,7 @@ async def test_a_domain_routed_to_another_site_is_a_conflict_and_nothing_is_crea
     ],
 )
 async def test_a_wildcard_overlapping_another_sites_domain_is_a_conflict(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent], held: list[str], claimed: list[str]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent], held: list[str], claimed: list[str]
 ) -> None:
     await dispatch(upsert(1, "site.created", id=2, domains=held), ctx)
 
@@ -240,7 +243,7 @@ async def test_a_wildcard_overlapping_another_sites_domain_is_a_conflict(
 
 
 async def test_siblings_of_a_wildcard_zone_elsewhere_are_no_conflict(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(1, "site.created", id=2, domains=["*.alice.school.example"]), ctx)
 
@@ -250,7 +253,7 @@ async def test_siblings_of_a_wildcard_zone_elsewhere_are_no_conflict(
 
 
 async def test_a_domain_let_go_while_the_claim_waits_is_taken_over(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     """Director moves a domain from site 2 to site 1; the claim arrives first and waits briefly."""
     ctx = replace(ctx, settings=ctx.settings.model_copy(update={"domain_wait_seconds": 5.0}))
@@ -269,7 +272,7 @@ async def test_a_domain_let_go_while_the_claim_waits_is_taken_over(
 
 
 async def test_a_waiting_claim_does_not_hold_up_other_sites(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     ctx = replace(ctx, settings=ctx.settings.model_copy(update={"domain_wait_seconds": 2.0}))
     await dispatch(upsert(1, "site.created", id=2, domains=["taken.example.com"]), ctx)
@@ -284,7 +287,7 @@ async def test_a_waiting_claim_does_not_hold_up_other_sites(
 
 
 async def test_policy_refuses_before_anything_is_created(
-    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., SiteEvent]
 ) -> None:
     with pytest.raises(ImageNotAllowed):
         await dispatch(upsert(1, "site.created", image={"name": "busybox:latest", "custom": False}), ctx)
@@ -293,7 +296,7 @@ async def test_policy_refuses_before_anything_is_created(
 
 
 async def test_an_unsafe_directory_refuses_the_delete_before_removing_anything(
-    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(1, "site.created"), ctx)
     dirs.unsafe.add(NAME)
@@ -305,7 +308,7 @@ async def test_an_unsafe_directory_refuses_the_delete_before_removing_anything(
 
 
 async def test_an_update_out_of_sequence_is_reloaded_and_retried(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(1, "site.created"), ctx)
     swarm.conflicts = 2
@@ -317,7 +320,7 @@ async def test_an_update_out_of_sequence_is_reloaded_and_retried(
 
 
 async def test_a_service_that_fails_for_no_reason_of_the_site_is_dead_lettered(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     swarm.broken = Broken(ErrorCode.SERVICE_FAILED, "the task failed: invalid mount config")
 
@@ -328,7 +331,7 @@ async def test_a_service_that_fails_for_no_reason_of_the_site_is_dead_lettered(
 
 
 async def test_a_deployed_site_was_verified_through_traefik_at_its_current_tasks(
-    ctx: Context, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+    ctx: Context, routes: FakeRoutes, upsert: Callable[..., SiteEvent]
 ) -> None:
     result = await dispatch(upsert(1, "site.created", domains=["*.wild.example.com", "b.example.com"]), ctx)
 
@@ -337,7 +340,7 @@ async def test_a_deployed_site_was_verified_through_traefik_at_its_current_tasks
 
 
 async def test_a_site_traefik_does_not_serve_fails_as_not_routed(
-    ctx: Context, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+    ctx: Context, routes: FakeRoutes, upsert: Callable[..., SiteEvent]
 ) -> None:
     routes.unrouted.add(NAME)
 
@@ -348,7 +351,7 @@ async def test_a_site_traefik_does_not_serve_fails_as_not_routed(
 
 
 async def test_a_site_that_is_not_serving_needs_no_probe(
-    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., SiteEvent]
 ) -> None:
     result = await dispatch(upsert(1, "site.created", serving=False), ctx)
 
@@ -358,7 +361,7 @@ async def test_a_site_that_is_not_serving_needs_no_probe(
 
 
 async def test_a_dynamic_site_without_run_sh_is_kept_idle_and_says_so(
-    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, routes: FakeRoutes, upsert: Callable[..., SiteEvent]
 ) -> None:
     dirs.with_run_script.clear()
 
@@ -374,7 +377,7 @@ async def test_a_dynamic_site_without_run_sh_is_kept_idle_and_says_so(
 
 
 async def test_a_static_site_needs_no_run_sh(
-    ctx: Context, dirs: FakeSiteDirs, upsert: Callable[..., InboundEvent]
+    ctx: Context, dirs: FakeSiteDirs, upsert: Callable[..., SiteEvent]
 ) -> None:
     dirs.with_run_script.clear()
 
@@ -382,7 +385,7 @@ async def test_a_static_site_needs_no_run_sh(
 
 
 async def test_a_crashing_run_sh_fails_with_its_last_log_lines(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     swarm.broken = Broken(ErrorCode.RUN_SCRIPT_FAILED, "run.sh exited with status 1", container_id="c1")
     swarm.logs = "connecting with ***\nTraceback: boom\n"  # the adapter masks env values
@@ -397,7 +400,7 @@ async def test_a_crashing_run_sh_fails_with_its_last_log_lines(
 
 
 async def test_a_failed_update_that_was_rolled_back_reports_the_version_still_serving(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(1, "site.created"), ctx)
     swarm.broken = Broken(ErrorCode.NOT_LISTENING, "rolled back: nothing answered", rolled_back=True)
@@ -413,7 +416,7 @@ async def test_a_failed_update_that_was_rolled_back_reports_the_version_still_se
 
 
 async def test_a_restart_replaces_the_tasks_and_keeps_the_applied_version(
-    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, routes: FakeRoutes, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(4, "site.created"), ctx)
     swarm.calls.clear()
@@ -427,7 +430,7 @@ async def test_a_restart_replaces_the_tasks_and_keeps_the_applied_version(
 
 
 async def test_a_redelivered_restart_restarts_nothing_again(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(1, "site.created"), ctx)
     request = restart(1)
@@ -441,7 +444,7 @@ async def test_a_redelivered_restart_restarts_nothing_again(
 
 @pytest.mark.parametrize("deleted", [False, True])
 async def test_a_restart_of_a_missing_site_is_not_found(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent], deleted: bool
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent], deleted: bool
 ) -> None:
     if deleted:
         await dispatch(upsert(1, "site.created"), ctx)
@@ -454,7 +457,7 @@ async def test_a_restart_of_a_missing_site_is_not_found(
 
 
 async def test_a_restart_of_a_site_that_is_not_serving_does_nothing_and_says_so(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(1, "site.created", serving=False), ctx)
 
@@ -465,7 +468,7 @@ async def test_a_restart_of_a_site_that_is_not_serving_does_nothing_and_says_so(
 
 
 async def test_a_restart_for_an_older_version_is_stale(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(3, "site.created"), ctx)
 
@@ -476,7 +479,7 @@ async def test_a_restart_for_an_older_version_is_stale(
 
 
 async def test_a_restart_whose_new_tasks_fail_is_rolled_back_and_says_why(
-    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., InboundEvent]
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
     await dispatch(upsert(2, "site.created"), ctx)
     swarm.broken = Broken(ErrorCode.RUN_SCRIPT_FAILED, "rolled back: run.sh exited", rolled_back=True)
@@ -485,3 +488,39 @@ async def test_a_restart_whose_new_tasks_fail_is_rolled_back_and_says_why(
         await dispatch(restart(2), ctx)
 
     assert info.value.rolled_back and info.value.applied_version == 2
+
+
+# --- decide_upsert: the pure decision, apart from the awaits around it ----------------------------
+
+
+def _service(version: int, fingerprint: str) -> Service:
+    return Service("id1", NAME, 3, {VERSION: str(version), FINGERPRINT: fingerprint}, 1)
+
+
+def _desired(fingerprint: str) -> Callable[[], ServiceSpec]:
+    def build() -> ServiceSpec:
+        return ServiceSpec(NAME, "img", {FINGERPRINT: fingerprint}, "net", 1, 1, 1)
+
+    return build
+
+
+def _refused() -> ServiceSpec:
+    raise ImageNotAllowed("policy changed since")
+
+
+def test_an_older_event_is_stale_whatever_policy_says_of_it_now() -> None:
+    assert decide_upsert(3, _service(5, "f"), None, _refused) == Stale(5, _service(5, "f"))
+    assert decide_upsert(3, None, 3, _refused) == Stale(3, None)  # deleted at its own version
+
+
+def test_the_same_version_and_spec_is_unchanged_and_anything_else_applies() -> None:
+    current = _service(4, "f")
+    assert decide_upsert(4, current, None, _desired("f")) == Unchanged(current)
+    assert isinstance(decide_upsert(4, current, None, _desired("g")), Apply)  # same version, new spec
+    assert isinstance(decide_upsert(5, current, None, _desired("f")), Apply)  # a newer version
+
+
+def test_a_site_deleted_at_an_older_version_comes_back_and_clears_its_tombstone() -> None:
+    decision = decide_upsert(6, None, 5, _desired("f"))
+    assert isinstance(decision, Apply) and decision.clears_tombstone and decision.current is None
+    assert not cast(Apply, decide_upsert(6, None, None, _desired("f"))).clears_tombstone

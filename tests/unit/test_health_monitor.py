@@ -6,17 +6,17 @@ import asyncio
 
 from fakes import FakeSwarm
 
-from orchestrator.contract.sites import SiteHealth
+from orchestrator.contract.results import SiteHealth
 from orchestrator.ops.health import HEALTHY, UNHEALTHY, HealthMonitor, classify
-from orchestrator.sites.protocols import Deployed
-from orchestrator.sites.spec import SITE_ID
-from orchestrator.swarm.changes import DockerEvent
+from orchestrator.sites.labels import SITE_ID
+from orchestrator.sites.protocols import Service
+from orchestrator.swarm.changes import DockerChange
 
 NAME = "site_0007"
 
 
-def deployed(replicas: int = 1, running: int | None = 1) -> Deployed:
-    return Deployed("id7", NAME, 1, {SITE_ID: "7"}, replicas, running=running)
+def deployed(replicas: int = 1, running: int | None = 1) -> Service:
+    return Service("id7", NAME, 1, {SITE_ID: "7"}, replicas, running=running)
 
 
 def test_classify() -> None:
@@ -27,9 +27,9 @@ def test_classify() -> None:
     assert "0 of 1 tasks answering" in classify(0, 1, 0).detail
 
 
-def task(action: str, container: str = "site_0007.1.abc") -> DockerEvent:
+def task(action: str, container: str = "site_0007.1.abc") -> DockerChange:
     attributes = {"com.docker.swarm.service.name": NAME, "name": container}
-    return DockerEvent("container", action, "id7", 0, attributes)
+    return DockerChange("container", action, "id7", 0, attributes)
 
 
 class Monitor:
@@ -52,7 +52,7 @@ class Monitor:
         return self.publishing
 
     async def event(self, action: str, container: str = "site_0007.1.abc") -> None:
-        self.monitor.on_event(task(action, container))
+        self.monitor.on_change(task(action, container))
         await asyncio.sleep(0.05)
 
     @property
@@ -145,7 +145,7 @@ async def test_a_lost_event_stream_means_a_fresh_look() -> None:
     m = Monitor()
     await m.monitor.start([deployed()])
     m.swarm.answering.discard(NAME)
-    m.monitor.on_event(None)
+    m.monitor.on_change(None)
     await asyncio.sleep(0.05)
     assert m.statuses == ["down"]
 
@@ -166,7 +166,7 @@ async def test_a_docker_restart_forgets_failing_checks() -> None:
     m = Monitor()
     await m.monitor.start([deployed()])
     await m.event(UNHEALTHY, "site_0007.1.old")
-    m.monitor.on_event(None)  # Docker restarted: the old container's `die` never comes
+    m.monitor.on_change(None)  # Docker restarted: the old container's `die` never comes
     await asyncio.sleep(0.05)
     await m.event(HEALTHY, "site_0007.1.new")
     assert m.statuses == ["unhealthy", "healthy"]

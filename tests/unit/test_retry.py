@@ -18,7 +18,7 @@ from orchestrator.errors import (
     PublishFailed,
     TransientError,
 )
-from orchestrator.retry import Step, after_failure
+from orchestrator.retry import Next, after_failure
 
 
 class Recorder:
@@ -56,13 +56,13 @@ async def run(retrying: AsyncRetrying, outcomes: list[Exception | str]) -> tuple
     "error", [TransientError("x"), DockerUnavailable("x"), DockerConflict("x"), PublishFailed("x")]
 )
 def test_transient_error_under_max_attempts_retries_later(error: OrchestratorError) -> None:
-    assert after_failure(error, attempts=1, max_attempts=5) is Step.RETRY_LATER
-    assert after_failure(error, attempts=4, max_attempts=5) is Step.RETRY_LATER
+    assert after_failure(error, attempts=1, max_attempts=5) is Next.RETRY_LATER
+    assert after_failure(error, attempts=4, max_attempts=5) is Next.RETRY_LATER
 
 
 def test_transient_error_at_max_attempts_is_dead_lettered() -> None:
-    assert after_failure(TransientError("x"), attempts=5, max_attempts=5) is Step.DEAD_LETTER
-    assert after_failure(TransientError("x"), attempts=6, max_attempts=5) is Step.DEAD_LETTER
+    assert after_failure(TransientError("x"), attempts=5, max_attempts=5) is Next.DEAD_LETTER
+    assert after_failure(TransientError("x"), attempts=6, max_attempts=5) is Next.DEAD_LETTER
 
 
 @pytest.mark.parametrize(
@@ -77,12 +77,12 @@ def test_transient_error_at_max_attempts_is_dead_lettered() -> None:
     ],
 )
 def test_permanent_error_is_dead_lettered_at_once(error: OrchestratorError) -> None:
-    assert after_failure(error, attempts=1, max_attempts=5) is Step.DEAD_LETTER
-    assert after_failure(error, attempts=0, max_attempts=100) is Step.DEAD_LETTER
+    assert after_failure(error, attempts=1, max_attempts=5) is Next.DEAD_LETTER
+    assert after_failure(error, attempts=0, max_attempts=100) is Next.DEAD_LETTER
 
 
 def test_one_max_attempt_means_no_retry_later() -> None:
-    assert after_failure(TransientError("x"), attempts=1, max_attempts=1) is Step.DEAD_LETTER
+    assert after_failure(TransientError("x"), attempts=1, max_attempts=1) is Next.DEAD_LETTER
 
 
 # --- in_process ---------------------------------------------------------------------------------

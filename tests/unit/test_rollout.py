@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import ErrorCode
-from orchestrator.sites.rollout import Broken, Ready, Waiting, assess
+from orchestrator.sites.rollout import Broken, Ready, Waiting, assess_rollout
 
 SINCE = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 TEMPLATE = {"ContainerSpec": {"Image": "director/base:latest"}, "ForceUpdate": 0}
@@ -52,7 +52,7 @@ def service(update: dict[str, Any] | None = None, template: dict[str, Any] = TEM
 
 
 def run(svc: dict[str, Any], tasks: list[dict[str, Any]], replicas: int = 1, script: bool = True) -> Any:
-    return assess(
+    return assess_rollout(
         svc, tasks, since=SINCE, replicas=replicas, network="director-sites", port=80, runs_site_script=script
     )
 

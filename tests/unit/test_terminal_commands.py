@@ -13,7 +13,8 @@ import pytest
 
 from orchestrator.config import Settings
 from orchestrator.contract.decoding import parse_command, session_id_of
-from orchestrator.contract.sites import MAX_TERMINAL_INPUT, Site, TerminalInput, TerminalOpen, TerminalResize
+from orchestrator.contract.sites import Site
+from orchestrator.contract.terminals import MAX_TERMINAL_INPUT, TerminalInput, TerminalOpen, TerminalResize
 from orchestrator.errors import InvalidEvent
 from orchestrator.sites.spec import desired_service
 from orchestrator.terminals.container import SESSION, session_container

@@ -1,0 +1,130 @@
+"""The Docker edge of terminal sessions: create, attach, resize and remove session containers, and
+find them by label (only this deployment's: two deployments on one swarm keep their own)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from typing import Any
+
+import docker
+import docker.errors
+
+from orchestrator.sites.labels import DEPLOYMENT, MANAGED_BY, MANAGER, OWNER, SESSION, SITE_ID, managed
+from orchestrator.sites.spec import service_name
+from orchestrator.swarm.client import DockerClient
+from orchestrator.terminals.container import SessionContainer
+
+REMOVE_TRIES = 100
+
+
+class TerminalHost:
+    """Session containers on the Docker host that holds the sites root."""
+
+    def __init__(self, docker_client: DockerClient, network: str, deployment: str) -> None:
+        self._docker = docker_client
+        self._network = network
+        self.deployment = deployment
+
+    async def site_service(self, site_id: int) -> dict[str, Any] | None:
+        """The `Spec` of the site's service, or None when the site has none (or was deleted)."""
+
+        def read(api: docker.APIClient) -> dict[str, Any] | None:
+            try:
+                service = api.inspect_service(service_name(site_id))
+            except docker.errors.NotFound:
+                return None
+            spec: dict[str, Any] = service["Spec"]
+            return spec if spec.get("Labels", {}).get(MANAGED_BY) == MANAGER else None
+
+        return await self._docker.run(read)
+
+    async def start(self, container: SessionContainer, cols: int, rows: int) -> tuple[str, socket.socket]:
+        """Create, attach (before start, so no output is missed) and start; the TTY's socket."""
+
+        def start(api: docker.APIClient) -> tuple[str, socket.socket]:
+            host_config = api.create_host_config(
+                # A mount, not a bind: Docker refuses a missing source instead of creating it as root.
+                mounts=[docker.types.Mount(container.workdir, container.site_dir, type="bind")],
+                cap_drop=["ALL"],
+                cap_add=list(container.cap_add) or None,
+                security_opt=["no-new-privileges"],
+                read_only=True,
+                tmpfs={"/tmp": "", "/run": ""},
+                init=True,
+                nano_cpus=container.nano_cpus,
+                mem_limit=container.memory_bytes,
+                pids_limit=container.pids_limit,
+                network_mode=self._network,
+                log_config={"Type": "none"},
+            )
+            created = api.create_container(
+                container.image,
+                command=list(container.command),
+                user=container.user,
+                environment=container.env,
+                working_dir=container.workdir,
+                labels=container.labels,
+                tty=True,
+                stdin_open=True,
+                host_config=host_config,
+                name=container.name,
+            )
+            ident: str = created["Id"]
+            try:
+                attached = api.attach_socket(ident, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+                # Our own descriptor of the connection: the client's objects may close theirs.
+                tty = attached._sock.dup()
+                attached.close()
+                api.start(ident)
+                api.resize(ident, height=rows, width=cols)
+            except BaseException:
+                with contextlib.suppress(docker.errors.APIError):
+                    api.remove_container(ident, force=True)
+                raise
+            return ident, tty
+
+        return await self._docker.run(start)
+
+    async def resize(self, container_id: str, cols: int, rows: int) -> None:
+        await self._docker.run(lambda api: api.resize(container_id, height=rows, width=cols))
+
+    async def remove(self, container_id: str) -> None:
+        """Returns once the container is gone, also when another caller is removing it."""
+
+        def remove(api: docker.APIClient) -> None:
+            for _ in range(REMOVE_TRIES):
+                try:
+                    api.remove_container(container_id, force=True)
+                except docker.errors.NotFound:
+                    return
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:  # 409: a removal already under way
+                        raise
+                    time.sleep(0.1)
+                else:
+                    return
+
+        await self._docker.run(remove)
+
+    async def sessions(self, site_id: int | None = None) -> list[tuple[str, str, str]]:
+        """(container id, session id, owner) of this deployment's session containers, or of one site's."""
+        wanted = managed(SESSION, f"{DEPLOYMENT}={self.deployment}")
+        if site_id is not None:
+            wanted["label"].append(f"{SITE_ID}={site_id}")
+
+        def listing(api: docker.APIClient) -> list[tuple[str, str, str]]:
+            found = api.containers(all=True, filters=wanted)
+            labels = [(c["Id"], c["Labels"]) for c in found]
+            return [(i, ls.get(SESSION, ""), ls.get(OWNER, "")) for i, ls in labels]
+
+        return await self._docker.run(listing)
+
+    async def close_site(self, site_id: int) -> int:
+        """Remove the site's session containers; the process holding a session sees its TTY end
+        and tells the owner `closed`."""
+        found = await self.sessions(site_id)
+        for container_id, _, _ in found:
+            await self.remove(container_id)
+        return len(found)
