@@ -23,9 +23,15 @@ demo: up $(VENV)/.installed
 demo-stop:
 	bash scripts/demo.sh stop
 
-# The whole suite on the real stack: lint, types, unit, integration and fault tests.
+# The whole suite on the real stack, cheapest first so a failure shows early: lint (style, types,
+# layers), unit tests (stop at the first failure), integration tests on parallel workers (each its
+# own vhost, site ids and deployment name: tests/support/scope.py), then the fault tests alone
+# (they restart RabbitMQ and dockerd for the whole machine).
+TEST_WORKERS ?= 3
 test: up $(VENV)/.installed demo-stop lint asyncapi-schema
-	$(PY) -m pytest -ra
+	$(PY) -m pytest tests/unit -q -x
+	$(PY) -m pytest tests/integration -q -ra -n $(TEST_WORKERS)
+	$(PY) -m pytest tests/faults -q -ra
 
 unit: $(VENV)/.installed asyncapi-schema
 	$(PY) -m pytest tests/unit -q

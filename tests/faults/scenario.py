@@ -11,10 +11,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aio_pika
 import docker
-from aio_pika.abc import AbstractRobustConnection
-from support import DEAD_LETTERS, ROOT, Director, Results, eventually, site_event
+from support import ROOT, DeadLetters, Director, Results, eventually, site_event
+
+# Loss counts of every fault scenario, printed at the end of the run (see conftest.py).
+LOSS_REPORT: list[str] = []
 
 
 @dataclass
@@ -77,33 +78,10 @@ async def publish_reliably(director: Director, event: dict[str, Any] | None = No
             await asyncio.sleep(0.5)
 
 
-class DeadLetterLedger:
-    """Drains the dead-letter queue as the scenario runs, remembering each message id and reason."""
-
-    def __init__(self, admin: AbstractRobustConnection) -> None:
-        self.admin = admin
-        self.reasons: dict[str, str] = {}
-
-    async def drain(self) -> None:
-        try:
-            channel = await self.admin.channel()
-            queue = await channel.declare_queue(DEAD_LETTERS, passive=True)
-            while (message := await queue.get(no_ack=False, fail=False)) is not None:
-                reason = (message.headers or {}).get("x-orchestrator-error-code")
-                if reason is None:
-                    deaths = (message.headers or {}).get("x-death") or [{}]
-                    reason = deaths[0].get("reason")  # type: ignore[union-attr]
-                self.reasons[message.message_id or ""] = str(reason)
-                await message.ack()
-            await channel.close()
-        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
-            pass  # the broker is restarting; drain again later
-
-
 async def audit(
     stream: Stream,
     results: Results,
-    ledger: DeadLetterLedger,
+    ledger: DeadLetters,
     api: docker.APIClient,
     *,
     poison_ids: set[str] = frozenset(),  # type: ignore[assignment]
@@ -113,17 +91,17 @@ async def audit(
     event_ids = {e["event_id"] for e in stream.events}
 
     async def accounted() -> bool:
-        await ledger.drain()
-        done = set(results.by_cause) | set(ledger.reasons)
-        return event_ids <= done and poison_ids <= set(ledger.reasons)
+        await ledger.take()
+        done = set(results.by_cause) | set(ledger.seen)
+        return event_ids <= done and poison_ids <= set(ledger.seen)
 
     try:
         await eventually(accounted, timeout, interval=2)
     except AssertionError:
         pass  # reported as losses below
-    done = set(results.by_cause) | set(ledger.reasons)
+    done = set(results.by_cause) | set(ledger.seen)
     lost_events = len(event_ids - done)
-    lost_poison = len(poison_ids - set(ledger.reasons))
+    lost_poison = len(poison_ids - set(ledger.seen))
     mismatched = []
     for site_id, newest in stream.newest().items():
         found = service_of(api, site_id)
@@ -149,9 +127,9 @@ async def audit(
     return {
         "events": len(event_ids),
         "results": len(event_ids & set(results.by_cause)),
-        "dead_lettered": len(event_ids & set(ledger.reasons)),
+        "dead_lettered": len(event_ids & set(ledger.seen)),
         "poison": len(poison_ids),
-        "poison_dead_lettered": len(poison_ids & set(ledger.reasons)),
+        "poison_dead_lettered": len(poison_ids & set(ledger.seen)),
         "lost": lost_events + lost_poison,
         "mismatched_sites": len(mismatched),
         "_details": mismatched,  # type: ignore[dict-item]

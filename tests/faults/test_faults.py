@@ -19,11 +19,10 @@ from typing import Any
 import aio_pika
 import docker
 import pytest
-from conftest import LOSS_REPORT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenario import (
-    DeadLetterLedger,
+    LOSS_REPORT,
     Stream,
     audit,
     publish_reliably,
@@ -33,12 +32,12 @@ from scenario import (
     stop_dockerd,
     summary,
 )
-from support import Director, OrchestratorProcess, Results, eventually, site_event, write_site
+from support import DeadLetters, Director, OrchestratorProcess, Results, eventually, scope, site_event, write_site
 
 pytestmark = pytest.mark.faults
 
 SITES, PER_SITE = 20, 10  # 200 events per scenario
-_site_ids = itertools.count(9100)
+_site_ids = itertools.count(scope.FAULT_SITES)  # +0..299: five streams of 20 sites, and restarts
 
 
 def new_stream(seed: int) -> Stream:
@@ -57,8 +56,8 @@ async def run(
     extra: list[tuple[bytes, str, str]] = (),  # type: ignore[assignment]
 ) -> None:
     """Publish `events` (and `extra` raw messages), inject `fault` half-way, audit, report."""
-    ledger = DeadLetterLedger(admin)
-    await ledger.drain()
+    ledger = DeadLetters(admin)
+    await ledger.take()
     messages: list[Any] = [("event", e) for e in events] + [("raw", r) for r in extra]
     random.Random(7).shuffle(messages) if extra else None
     half = len(messages) // 2
@@ -82,18 +81,18 @@ async def run(
 
 
 async def test_rabbitmq_restart_mid_stream_loses_nothing(
-    fault_director: Director, fault_results: Results, fault_admin: Any, fault_api: docker.APIClient
+    director: Director, results: Results, admin: Any, api: docker.APIClient
 ) -> None:
     stream = new_stream(1)
 
     async def fault() -> None:
         await asyncio.to_thread(restart_rabbitmq)
 
-    await run("rabbitmq restart", fault_director, fault_results, fault_admin, fault_api, stream.events, stream, fault)
+    await run("rabbitmq restart", director, results, admin, api, stream.events, stream, fault)
 
 
 async def test_docker_down_for_20s_mid_stream_loses_nothing(
-    fault_director: Director, fault_results: Results, fault_admin: Any, fault_api: docker.APIClient
+    director: Director, results: Results, admin: Any, api: docker.APIClient
 ) -> None:
     stream = new_stream(2)
 
@@ -102,40 +101,40 @@ async def test_docker_down_for_20s_mid_stream_loses_nothing(
         await asyncio.sleep(22)
         await asyncio.to_thread(start_stack)
 
-    await run("dockerd down 22s", fault_director, fault_results, fault_admin, fault_api, stream.events, stream, fault)
+    await run("dockerd down 22s", director, results, admin, api, stream.events, stream, fault)
 
 
 async def test_orchestrator_killed_mid_stream_loses_nothing(
-    fault_orchestrator: OrchestratorProcess,
-    fault_director: Director,
-    fault_results: Results,
-    fault_admin: Any,
-    fault_api: docker.APIClient,
+    orchestrator: OrchestratorProcess,
+    director: Director,
+    results: Results,
+    admin: Any,
+    api: docker.APIClient,
 ) -> None:
     stream = new_stream(3)
 
     async def fault() -> None:
-        seen = len(fault_results.by_cause)
+        seen = len(results.by_cause)
         for _ in range(100):  # kill it while it is busy, not idle
-            if len(fault_results.by_cause) > seen + 5:
+            if len(results.by_cause) > seen + 5:
                 break
             await asyncio.sleep(0.2)
-        fault_orchestrator.kill()
-        fault_orchestrator.start()
-        await fault_orchestrator.wait_consuming()
+        orchestrator.kill()
+        orchestrator.start()
+        await orchestrator.wait_consuming()
 
-    await run("kill -9", fault_director, fault_results, fault_admin, fault_api, stream.events, stream, fault)
+    await run("kill -9", director, results, admin, api, stream.events, stream, fault)
 
 
 async def test_out_of_order_and_duplicate_deliveries_converge_to_the_newest(
-    fault_director: Director, fault_results: Results, fault_admin: Any, fault_api: docker.APIClient
+    director: Director, results: Results, admin: Any, api: docker.APIClient
 ) -> None:
     stream = new_stream(4)
     rng = random.Random(4)
     events = list(stream.events) + rng.sample(stream.events, len(stream.events) // 3)
     rng.shuffle(events)
 
-    await run("out of order + duplicates", fault_director, fault_results, fault_admin, fault_api, events, stream)
+    await run("out of order + duplicates", director, results, admin, api, events, stream)
 
 
 def _event_like(site_id: int) -> dict[str, Any]:
@@ -176,7 +175,7 @@ _MUTATIONS: list[tuple[tuple[str, ...], st.SearchStrategy[Any]]] = [
 
 @st.composite
 def near_valid(draw: st.DrawFn) -> bytes:
-    event = _event_like(draw(st.integers(min_value=9900, max_value=9999)))
+    event = _event_like(draw(st.integers(min_value=scope.FAULT_SITES + 350, max_value=scope.FAULT_SITES + 399)))
     path, values = draw(st.sampled_from(_MUTATIONS))
     target = event
     for key in path[:-1]:
@@ -200,58 +199,58 @@ def poison_messages(count: int) -> list[tuple[bytes, str, str]]:
 
 
 async def test_a_thousand_poison_messages_are_dead_lettered_and_nothing_else_is_lost(
-    fault_director: Director, fault_results: Results, fault_admin: Any, fault_api: docker.APIClient
+    director: Director, results: Results, admin: Any, api: docker.APIClient
 ) -> None:
     stream = new_stream(5)
     poison = poison_messages(1000)
     assert len(poison) == 1000
 
-    await run("poison x1000", fault_director, fault_results, fault_admin, fault_api, stream.events, stream,
+    await run("poison x1000", director, results, admin, api, stream.events, stream,
               extra=poison)  # fmt: skip
 
 
 async def test_sigterm_finishes_in_flight_work_and_exits_zero(
-    fault_orchestrator: OrchestratorProcess, fault_director: Director, fault_results: Results, fault_root: Path
+    orchestrator: OrchestratorProcess, director: Director, results: Results, sites_root: Path
 ) -> None:
     site_id = next(_site_ids)
-    write_site(fault_root, site_id, page="finished before exiting")
+    write_site(sites_root, site_id, page="finished before exiting")
     event = site_event("site.created", site_id, 1, serving=True)
-    await publish_reliably(fault_director, event)
+    await publish_reliably(director, event)
     await asyncio.sleep(0.5)  # received, still converging
 
-    code = await asyncio.to_thread(fault_orchestrator.stop)
+    code = await asyncio.to_thread(orchestrator.stop)
     try:
-        assert code == 0, fault_orchestrator.tail()
-        result = await fault_results.wait_for(event["event_id"], timeout=10)  # finished before exiting
+        assert code == 0, orchestrator.tail()
+        result = await results.wait_for(event["event_id"], timeout=10)  # finished before exiting
         assert result.type == "site.deployed", result
     finally:
-        fault_orchestrator.start()
-        await fault_orchestrator.wait_consuming()
+        orchestrator.start()
+        await orchestrator.wait_consuming()
 
 
 async def test_a_second_replica_stands_by_and_takes_over(
-    fault_orchestrator: OrchestratorProcess,
-    fault_director: Director,
-    fault_results: Results,
+    orchestrator: OrchestratorProcess,
+    director: Director,
+    results: Results,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    standby = OrchestratorProcess(fault_orchestrator.env, tmp_path_factory.mktemp("logs") / "standby.log")
+    standby = OrchestratorProcess(orchestrator.env, tmp_path_factory.mktemp("logs") / "standby.log")
     standby.start()
     try:
         await standby.wait_consuming()
         first = [site_event("site.created", next(_site_ids), 1, serving=False) for _ in range(5)]
         for event in first:
-            await publish_reliably(fault_director, event)
+            await publish_reliably(director, event)
         for event in first:
-            assert (await fault_results.wait_for(event["event_id"])).type == "site.deployed"
+            assert (await results.wait_for(event["event_id"])).type == "site.deployed"
         assert not any(line.get("msg") == "event handled" for line in standby.log_lines())  # single active consumer
 
-        fault_orchestrator.kill()
+        orchestrator.kill()
         second = [site_event("site.created", next(_site_ids), 1, serving=False) for _ in range(5)]
         for event in second:
-            await publish_reliably(fault_director, event)
+            await publish_reliably(director, event)
         for event in second:
-            assert (await fault_results.wait_for(event["event_id"], timeout=60)).type == "site.deployed"
+            assert (await results.wait_for(event["event_id"], timeout=60)).type == "site.deployed"
 
         def handled_by_standby() -> bool:  # its log line follows the ack, so it may trail the result
             handled = {line.get("event_id") for line in standby.log_lines() if line.get("msg") == "event handled"}
@@ -259,7 +258,7 @@ async def test_a_second_replica_stands_by_and_takes_over(
 
         await eventually(handled_by_standby, 10)
     finally:
-        if not fault_orchestrator.alive:
-            fault_orchestrator.start()
-            await fault_orchestrator.wait_consuming()
+        if not orchestrator.alive:
+            orchestrator.start()
+            await orchestrator.wait_consuming()
         assert standby.stop() == 0, standby.tail()

@@ -15,16 +15,16 @@ def _rabbitmq(action: str) -> None:
         subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, capture_output=True, timeout=120)
 
 
-async def test_healthcheck_fails_while_the_broker_is_down_and_recovers(fault_orchestrator: OrchestratorProcess) -> None:
-    await eventually(lambda: fault_orchestrator.healthcheck().returncode == 0, timeout=20)
+async def test_healthcheck_fails_while_the_broker_is_down_and_recovers(orchestrator: OrchestratorProcess) -> None:
+    await eventually(lambda: orchestrator.healthcheck().returncode == 0, timeout=20)
 
     await asyncio.to_thread(_rabbitmq, "stop")
     try:
-        await eventually(lambda: fault_orchestrator.healthcheck().returncode != 0, timeout=20)
-        failing = fault_orchestrator.healthcheck()
+        await eventually(lambda: orchestrator.healthcheck().returncode != 0, timeout=20)
+        failing = orchestrator.healthcheck()
         assert "broker" in failing.stderr, failing.stderr
     finally:
         await asyncio.to_thread(_rabbitmq, "start")
 
-    await eventually(lambda: fault_orchestrator.healthcheck().returncode == 0, timeout=60)
-    assert fault_orchestrator.alive
+    await eventually(lambda: orchestrator.healthcheck().returncode == 0, timeout=60)
+    assert orchestrator.alive

@@ -1,8 +1,9 @@
 """Security on the real stack: hostile events, paths, publishers, container hardening, secrets, TLS.
 
-Site ids 9500-9599 belong to this module (explicit ids, never `fresh_site_id()`), so it can run next
-to the other integration modules. Every test removes the services, directories, links and outside
-target directories it made (`cleanup`), on top of the session's own wipe of ids 9000-9999.
+Site ids SEC + 0 to SEC + 99 (`scope.SECURITY_SITES`) belong to this module (explicit ids, never
+`fresh_site_id()`), so it can run next to the other integration modules. Every test removes the
+services, directories, links and outside target directories it made (`cleanup`), on top of the
+wipe of this process's ids.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import shutil
 import ssl
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,12 +27,13 @@ import docker
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from support import (
+    DeadLetters,
     Director,
     OrchestratorProcess,
     Results,
-    drain_dead_letters,
     eventually,
     fetch,
+    scope,
     served,
     service,
     site_event,
@@ -46,6 +47,7 @@ from orchestrator.contract.sites import memory_bytes
 
 # Unique per session: domains never collide with another session's sites in the shared swarm.
 RUN = uuid.uuid4().hex[:6]
+SEC = scope.SECURITY_SITES  # this module's 100 site ids
 SECRET = "s3cr3t-value-XYZ"
 ERROR_CODE = "x-orchestrator-error-code"
 ERROR_MESSAGE = "x-orchestrator-error-message"
@@ -72,7 +74,7 @@ class Cleanup:
 
     def site(self, *site_ids: int) -> None:
         for site_id in site_ids:
-            assert 9500 <= site_id <= 9599, "this module owns site ids 9500-9599"
+            assert SEC <= site_id < SEC + 100, "this module owns site ids SEC to SEC + 99"
             self.sites.add(site_id)
 
     def path(self, path: Path) -> Path:
@@ -112,25 +114,6 @@ async def failure(results: Results, site_id: int, timeout: float = 30) -> SiteRe
     return result
 
 
-async def collect_dead_letters(
-    admin: AbstractRobustConnection, ids: set[str], timeout: float = 30
-) -> dict[str, AbstractIncomingMessage]:
-    """Drain the dead-letter queue until every message id in `ids` was seen (others are dropped)."""
-    found: dict[str, AbstractIncomingMessage] = {}
-
-    async def all_seen() -> bool:
-        for message in await drain_dead_letters(admin):
-            if message.message_id in ids:
-                found[message.message_id] = message
-        return ids <= found.keys()
-
-    try:
-        await eventually(all_seen, timeout)
-    except AssertionError:
-        raise AssertionError(f"not dead-lettered: {sorted(ids - found.keys())}") from None
-    return found
-
-
 def header(message: AbstractIncomingMessage, key: str) -> str:
     value = (message.headers or {}).get(key)
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -156,32 +139,32 @@ async def logged(orchestrator: OrchestratorProcess, event_id: str, timeout: floa
 
 CYRILLIC_A = "\u0430"
 CORPUS: list[tuple[int, str, list[str], str]] = [
-    (9500, "backticks", ["evil.example.com`) || Host(`victim.example.com"], "invalid_event"),
-    (9501, "parentheses", ["a.example.com) || (Host(`b.example.com`"], "invalid_event"),
-    (9502, "or", ["a.example.com||b.example.com"], "invalid_event"),
-    (9503, "and", ["a.example.com&&b.example.com"], "invalid_event"),
-    (9504, "space", ["two words.example.com"], "invalid_event"),
-    (9505, "newline", ["a.example.com\nHost(`x.example.com`)"], "invalid_event"),
-    (9506, "trailing newline", ["trailing.example.com\n"], "invalid_event"),
-    (9507, "cyrillic look-alike", [f"ex{CYRILLIC_A}mple.com"], "invalid_event"),
-    (9508, "PathPrefix", ["PathPrefix(`/`)"], "invalid_event"),
-    (9509, "HostRegexp", ["HostRegexp(`.*`)"], "invalid_event"),
-    (9510, "64-char label", ["a" * 64 + ".example.com"], "invalid_event"),
-    (9511, "254+ chars", [".".join(["a" * 63] * 4) + ".com"], "invalid_event"),
-    (9512, "empty", [""], "invalid_event"),
-    (9513, "port", ["a.example.com:8080"], "invalid_event"),
-    (9514, "one bad among good", ["ok9514.example.com", "bad`.example.com"], "invalid_event"),
-    (9515, "no domains", [], "invalid_event"),
-    (9516, "wildcard", ["*.example.com"], "domain_not_allowed"),
-    (9517, "IP address", ["127.0.0.1"], "domain_not_allowed"),
+    (SEC, "backticks", ["evil.example.com`) || Host(`victim.example.com"], "invalid_event"),
+    (SEC + 1, "parentheses", ["a.example.com) || (Host(`b.example.com`"], "invalid_event"),
+    (SEC + 2, "or", ["a.example.com||b.example.com"], "invalid_event"),
+    (SEC + 3, "and", ["a.example.com&&b.example.com"], "invalid_event"),
+    (SEC + 4, "space", ["two words.example.com"], "invalid_event"),
+    (SEC + 5, "newline", ["a.example.com\nHost(`x.example.com`)"], "invalid_event"),
+    (SEC + 6, "trailing newline", ["trailing.example.com\n"], "invalid_event"),
+    (SEC + 7, "cyrillic look-alike", [f"ex{CYRILLIC_A}mple.com"], "invalid_event"),
+    (SEC + 8, "PathPrefix", ["PathPrefix(`/`)"], "invalid_event"),
+    (SEC + 9, "HostRegexp", ["HostRegexp(`.*`)"], "invalid_event"),
+    (SEC + 10, "64-char label", ["a" * 64 + ".example.com"], "invalid_event"),
+    (SEC + 11, "254+ chars", [".".join(["a" * 63] * 4) + ".com"], "invalid_event"),
+    (SEC + 12, "empty", [""], "invalid_event"),
+    (SEC + 13, "port", ["a.example.com:8080"], "invalid_event"),
+    (SEC + 14, "one bad among good", ["ok9514.example.com", "bad`.example.com"], "invalid_event"),
+    (SEC + 15, "no domains", [], "invalid_event"),
+    (SEC + 16, "wildcard", ["*.example.com"], "domain_not_allowed"),
+    (SEC + 17, "IP address", ["127.0.0.1"], "domain_not_allowed"),
 ]
-GOOD_AFTER_CORPUS = 9519
+GOOD_AFTER_CORPUS = SEC + 19
 
 
 async def test_hostile_domains_are_refused_and_the_consumer_keeps_deploying(
     director: Director,
     results: Results,
-    admin: AbstractRobustConnection,
+    dead_letters: DeadLetters,
     api: docker.APIClient,
     sites_root: Path,
     cleanup: Cleanup,
@@ -190,7 +173,7 @@ async def test_hostile_domains_are_refused_and_the_consumer_keeps_deploying(
     as a whole: a `site.failed` naming the reason without echoing the input, a dead letter with
     the reason in its headers, no service. A good event published after them still deploys."""
     cleanup.site(*(site_id for site_id, *_ in CORPUS), GOOD_AFTER_CORPUS)
-    await drain_dead_letters(admin)
+    await dead_letters.take()
     published: dict[int, str] = {}
     for site_id, _, domains, _ in CORPUS:
         event = site_event("site.created", site_id, 1, domains=domains)
@@ -210,7 +193,7 @@ async def test_hostile_domains_are_refused_and_the_consumer_keeps_deploying(
             for bad in filter(None, domains):
                 assert bad not in result.error.message, (label, result.error.message)
         assert service(api, name(site_id)) is None, label
-    letters = await collect_dead_letters(admin, set(published.values()))
+    letters = await dead_letters.collect(set(published.values()))
     for site_id, label, _, code in CORPUS:
         letter = letters[published[site_id]]
         assert header(letter, ERROR_CODE) == code, label
@@ -232,7 +215,7 @@ async def test_hostile_domains_are_refused_and_the_consumer_keeps_deploying(
 async def test_a_domain_belongs_to_one_site_and_its_owner_may_republish_it(
     director: Director, results: Results, sites_root: Path, api: docker.APIClient, cleanup: Cleanup
 ) -> None:
-    owner, other = 9520, 9521
+    owner, other = SEC + 20, SEC + 21
     cleanup.site(owner, other)
     shared, own = domain(owner, "shared"), domain(other, "own")
     write_site(sites_root, owner, page=f"page of the owner {owner}")
@@ -278,7 +261,7 @@ async def test_a_domain_moving_between_sites_arrives_in_either_order(
 ) -> None:
     """Director moves a domain from A to B: B's claim may be processed before A lets go. The
     conflict is retried, so B gets the domain once A's update is applied."""
-    old_owner, new_owner = 9526, 9527
+    old_owner, new_owner = SEC + 26, SEC + 27
     cleanup.site(old_owner, new_owner)
     moving = domain(old_owner, "moving")
     write_site(sites_root, old_owner, page=f"old owner {old_owner}")
@@ -302,7 +285,7 @@ async def test_a_domain_moving_between_sites_arrives_in_either_order(
 async def test_two_sites_racing_for_one_domain_get_one_winner(
     director: Director, results: Results, sites_root: Path, api: docker.APIClient, cleanup: Cleanup
 ) -> None:
-    sites = (9522, 9523)
+    sites = (SEC + 22, SEC + 23)
     cleanup.site(*sites)
     contested = domain(sites[0], "race")
     for site_id in sites:
@@ -348,7 +331,7 @@ def snapshot(path: Path) -> dict[str, str]:
 async def test_a_site_directory_that_is_a_symlink_is_refused(
     director: Director, results: Results, sites_root: Path, api: docker.APIClient, cleanup: Cleanup
 ) -> None:
-    site_id = 9530
+    site_id = SEC + 30
     cleanup.site(site_id)
     target = outside_dir(sites_root, cleanup, "dir", {"marker.txt": "do not touch"})
     before = snapshot(target)
@@ -369,7 +352,7 @@ async def test_a_site_directory_that_is_a_symlink_is_refused(
 async def test_a_static_site_whose_public_dir_is_a_symlink_is_refused(
     director: Director, results: Results, sites_root: Path, api: docker.APIClient, cleanup: Cleanup
 ) -> None:
-    site_id = 9531
+    site_id = SEC + 31
     cleanup.site(site_id)
     target = outside_dir(sites_root, cleanup, "public", {"index.html": "another site's private page"})
     before = snapshot(target)
@@ -395,7 +378,7 @@ async def test_deleting_a_site_whose_directory_is_a_symlink_moves_nothing(
     """The package's behaviour: the tombstone is written (no older event may resurrect the site),
     then moving the directory to the trash is refused: `site.failed` with `unsafe_path`, and the
     link and its target stay where they are."""
-    site_id = 9532
+    site_id = SEC + 32
     cleanup.site(site_id)
     target = outside_dir(sites_root, cleanup, "trash", {"marker.txt": "do not move"})
     before = snapshot(target)
@@ -421,6 +404,7 @@ async def test_events_from_other_broker_users_or_without_user_id_are_dead_letter
     director: Director,
     results: Results,
     admin: AbstractRobustConnection,
+    dead_letters: DeadLetters,
     sites_root: Path,
     api: docker.APIClient,
     cleanup: Cleanup,
@@ -429,9 +413,9 @@ async def test_events_from_other_broker_users_or_without_user_id_are_dead_letter
     only Director's broker user is trusted. Anything else is dead-lettered as `unauthenticated`
     before the body is read: nothing is created, and no `site.failed` is published, since a
     stranger's message must not make the orchestrator say anything about a site."""
-    by_guest, anonymous = 9535, 9536
+    by_guest, anonymous = SEC + 35, SEC + 36
     cleanup.site(by_guest, anonymous)
-    await drain_dead_letters(admin)
+    await dead_letters.take()
     channel = await admin.channel(publisher_confirms=True)
     exchange = await channel.declare_exchange("director.sites", aio_pika.ExchangeType.TOPIC, durable=True)
     forged = site_event("site.created", by_guest, 1, domains=[domain(by_guest)])
@@ -449,7 +433,7 @@ async def test_events_from_other_broker_users_or_without_user_id_are_dead_letter
     unsigned = site_event("site.created", anonymous, 1, domains=[domain(anonymous)])
     await director.publish(unsigned, user_id=None)
 
-    letters = await collect_dead_letters(admin, {forged["event_id"], unsigned["event_id"]})
+    letters = await dead_letters.collect({forged["event_id"], unsigned["event_id"]})
     assert header(letters[forged["event_id"]], ERROR_CODE) == "unauthenticated"
     assert "guest" in header(letters[forged["event_id"]], ERROR_MESSAGE)
     assert header(letters[unsigned["event_id"]], ERROR_CODE) == "unauthenticated"
@@ -465,7 +449,7 @@ async def test_the_broker_refuses_a_forged_user_id_and_writes_outside_directors_
 ) -> None:
     """Director's broker user can neither claim another user_id nor write to the requeue exchange
     (whose messages the orchestrator trusts by their publisher header)."""
-    site_id = 9538
+    site_id = SEC + 38
     cleanup.site(site_id)
     connection = await aio_pika.connect_robust(f"amqp://director:director@127.0.0.1:5672/{vhost}")
     try:
@@ -488,27 +472,17 @@ async def test_the_broker_refuses_a_forged_user_id_and_writes_outside_directors_
     assert service(api, name(site_id)) is None
 
 
-def _cli(orchestrator: OrchestratorProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        env=orchestrator.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def test_replaying_dead_letters_does_not_launder_an_unauthenticated_event(
     orchestrator: OrchestratorProcess,
     results: Results,
     admin: AbstractRobustConnection,
+    dead_letters: DeadLetters,
     api: docker.APIClient,
     cleanup: Cleanup,
 ) -> None:
-    site_id = 9537
+    site_id = SEC + 37
     cleanup.site(site_id)
-    await drain_dead_letters(admin)
+    await dead_letters.take()
     channel = await admin.channel(publisher_confirms=True)
     exchange = await channel.declare_exchange("director.sites", aio_pika.ExchangeType.TOPIC, durable=True)
     forged = site_event("site.created", site_id, 1, domains=[domain(site_id)])
@@ -519,13 +493,13 @@ async def test_replaying_dead_letters_does_not_launder_an_unauthenticated_event(
     await channel.close()
 
     async def dead_lettered() -> bool:
-        listed = await asyncio.to_thread(_cli, orchestrator, "dead-letters", "list", "--json", "--site", str(site_id))
+        listed = await asyncio.to_thread(orchestrator.cli, "dead-letters", "list", "--json", "--site", str(site_id))
         assert listed.returncode == 0, listed.stderr
         return any(letter["reason"] == "unauthenticated" for letter in json.loads(listed.stdout))
 
     await eventually(dead_lettered, 30, interval=1)
     # An operator retries what failed for this site.
-    replayed = await asyncio.to_thread(_cli, orchestrator, "dead-letters", "replay", "--site", str(site_id))
+    replayed = await asyncio.to_thread(orchestrator.cli, "dead-letters", "replay", "--site", str(site_id))
     assert replayed.returncode == 0, replayed.stderr
 
     with contextlib.suppress(TimeoutError):
@@ -545,7 +519,7 @@ def under(path: str, root: Path) -> bool:
 async def test_a_dynamic_site_runs_hardened(
     director: Director, results: Results, sites_root: Path, api: docker.APIClient, cleanup: Cleanup
 ) -> None:
-    site_id = 9540
+    site_id = SEC + 40
     cleanup.site(site_id)
     settings = Settings()
     write_site(sites_root, site_id, page="hardened and serving")
@@ -601,7 +575,7 @@ async def test_resource_requests_above_the_ceilings_are_clamped(
 ) -> None:
     """Documented behaviour (policy.clamp_resources): a request above the operator's ceilings
     (ORCHESTRATOR_MAX_CPUS, ORCHESTRATOR_MAX_MEMORY) is deployed with the ceilings, not refused."""
-    site_id = 9541
+    site_id = SEC + 41
     cleanup.site(site_id)
     settings = Settings()
     write_site(sites_root, site_id, page="clamped")
@@ -623,7 +597,7 @@ async def test_resource_requests_above_the_ceilings_are_clamped(
 
 @pytest.mark.parametrize(
     ("site_id", "env"),
-    [(9544, {"PORT": "8080"}), (9545, {"1BAD": "x"}), (9546, {"A=B": "x"}), (9547, {"SITE_DIR": "/"})],
+    [(SEC + 44, {"PORT": "8080"}), (SEC + 45, {"1BAD": "x"}), (SEC + 46, {"A=B": "x"}), (SEC + 47, {"SITE_DIR": "/"})],
     ids=["reserved PORT", "leading digit", "equals sign", "reserved SITE_DIR"],
 )
 async def test_reserved_or_malformed_env_keys_make_the_event_invalid(
@@ -641,14 +615,14 @@ async def test_reserved_or_malformed_env_keys_make_the_event_invalid(
 async def test_secret_env_values_stay_out_of_errors_dead_letter_headers_and_logs(
     director: Director,
     results: Results,
-    admin: AbstractRobustConnection,
+    dead_letters: DeadLetters,
     orchestrator: OrchestratorProcess,
     api: docker.APIClient,
     cleanup: Cleanup,
 ) -> None:
-    bad_domain, bad_value = 9548, 9549
+    bad_domain, bad_value = SEC + 48, SEC + 49
     cleanup.site(bad_domain, bad_value)
-    await drain_dead_letters(admin)
+    await dead_letters.take()
     events = [
         site_event("site.created", bad_domain, 1, domains=["bad`.example.com"], env={"API_TOKEN": SECRET}),
         # The value itself is what is wrong: the error must name the key, not echo the value.
@@ -663,7 +637,7 @@ async def test_secret_env_values_stay_out_of_errors_dead_letter_headers_and_logs
         assert SECRET not in result.model_dump_json()
         assert service(api, name(event["site"]["id"])) is None
     assert "API_TOKEN" in (await failure(results, bad_value)).error.message  # type: ignore[union-attr]
-    letters = await collect_dead_letters(admin, {e["event_id"] for e in events})
+    letters = await dead_letters.collect({e["event_id"] for e in events})
     for letter in letters.values():
         assert SECRET not in json.dumps({k: str(v) for k, v in (letter.headers or {}).items()})
     for event in events:
@@ -679,7 +653,7 @@ async def test_secret_env_value_of_a_valid_site_stays_out_of_results_and_logs(
     sites_root: Path,
     cleanup: Cleanup,
 ) -> None:
-    site_id = 9543
+    site_id = SEC + 43
     cleanup.site(site_id)
     write_site(sites_root, site_id, page="secret keeper")
     event = site_event("site.created", site_id, 1, env={"API_TOKEN": SECRET})
@@ -699,13 +673,13 @@ async def test_secret_env_value_of_a_valid_site_stays_out_of_results_and_logs(
 @pytest.mark.parametrize(
     ("site_id", "image", "code"),
     [
-        (9550, {"name": "busybox:latest", "custom": False}, "image_not_allowed"),
-        (9551, {"name": "evil.example.com/x:1", "custom": True}, "image_not_allowed"),
-        (9552, {"name": "localhost:5000/x:1", "custom": True}, "image_not_allowed"),
-        (9553, {"name": "registry.director.local/sites-evil/x:1", "custom": True}, "image_not_allowed"),
-        (9554, {"name": "--privileged", "custom": True}, "invalid_event"),
-        (9555, {"name": "--privileged", "custom": False}, "invalid_event"),
-        (9556, {"name": "director/base:latest --privileged", "custom": False}, "invalid_event"),
+        (SEC + 50, {"name": "busybox:latest", "custom": False}, "image_not_allowed"),
+        (SEC + 51, {"name": "evil.example.com/x:1", "custom": True}, "image_not_allowed"),
+        (SEC + 52, {"name": "localhost:5000/x:1", "custom": True}, "image_not_allowed"),
+        (SEC + 53, {"name": "registry.director.local/sites-evil/x:1", "custom": True}, "image_not_allowed"),
+        (SEC + 54, {"name": "--privileged", "custom": True}, "invalid_event"),
+        (SEC + 55, {"name": "--privileged", "custom": False}, "invalid_event"),
+        (SEC + 56, {"name": "director/base:latest --privileged", "custom": False}, "invalid_event"),
     ],
     ids=[
         "default not allowed",

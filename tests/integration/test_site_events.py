@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import aio_pika
 import docker
 from support import (
+    DeadLetters,
     Director,
     OrchestratorProcess,
     Results,
-    drain_dead_letters,
     fetch,
     fresh_site_id,
     served,
@@ -169,11 +168,11 @@ async def test_deleting_a_site_that_never_existed_succeeds(director: Director, r
 async def test_invalid_messages_are_dead_lettered_and_the_consumer_keeps_serving(
     director: Director,
     results: Results,
-    admin: aio_pika.abc.AbstractRobustConnection,
+    dead_letters: DeadLetters,
     sites_root: Path,
     site_id: int,
 ) -> None:
-    await drain_dead_letters(admin)
+    await dead_letters.take()
     bad_host = fresh_site_id()
     spaced_host = fresh_site_id()
     wrong_schema = fresh_site_id()
@@ -194,7 +193,7 @@ async def test_invalid_messages_are_dead_lettered_and_the_consumer_keeps_serving
         failed = await results.wait_for_site(sid)
         assert failed.type == "site.failed" and failed.error is not None
         assert failed.error.code == "invalid_event" and failed.error.retryable is False
-    letters = await drain_dead_letters(admin)
+    letters = await dead_letters.take()
     reasons = {m.message_id: (m.headers or {}).get("x-orchestrator-error-code") for m in letters}
     assert reasons.get("bad-json") == "invalid_event"
     assert reasons.get(event["event_id"]) == "invalid_event"

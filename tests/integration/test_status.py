@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import docker
-from support import ROOT, Director, OrchestratorProcess, Results, deploy, eventually, served, site_event, write_site
-
-
-def cli(orchestrator: OrchestratorProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        env=orchestrator.env, capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+from support import Director, OrchestratorProcess, Results, deploy, eventually, served, site_event, write_site
 
 
 def status_of(orchestrator: OrchestratorProcess, site_id: int) -> dict[str, Any]:
-    done = cli(orchestrator, "status", "--json", "--site", str(site_id))
+    done = orchestrator.cli("status", "--json", "--site", str(site_id))
     assert done.returncode == 0, done.stderr
     (site,) = json.loads(done.stdout)["sites"]
     return site  # type: ignore[no-any-return]
@@ -60,11 +51,11 @@ async def test_a_hand_edit_shows_as_drift_and_reconcile_restores_it(
     edited = status_of(orchestrator, site_id)
     assert [d["kind"] for d in edited["drift"]] == ["edited"], edited
 
-    dry = cli(orchestrator, "reconcile", "--dry-run")
+    dry = orchestrator.cli("reconcile", "--dry-run")
     assert dry.returncode == 0 and f"[would] edited: restore {name}" in dry.stdout, dry.stdout
     assert "EDITED_BY_HAND=1" in env_of(api, name)  # a dry run changes nothing
 
-    done = cli(orchestrator, "reconcile", "--yes")
+    done = orchestrator.cli("reconcile", "--yes")
     assert done.returncode == 0 and f"[done] edited: restore {name}" in done.stdout, done.stdout + done.stderr
 
     assert "EDITED_BY_HAND=1" not in env_of(api, name)
@@ -76,8 +67,8 @@ async def test_a_site_directory_without_a_service_is_reported_never_removed(
     sites_root: Path, site_id: int, orchestrator: OrchestratorProcess
 ) -> None:
     stray = write_site(sites_root, site_id, page="nobody serves me")
-    done = cli(orchestrator, "status")
+    done = orchestrator.cli("status")
     assert done.returncode == 0
     assert f"unmanaged_dir: site_{site_id:04d}" in done.stdout
-    assert cli(orchestrator, "reconcile", "--yes").returncode == 0
+    assert orchestrator.cli("reconcile", "--yes").returncode == 0
     assert (stray / "public" / "index.html").read_text() == "nobody serves me"

@@ -20,6 +20,7 @@ from support import (
     Director,
     OrchestratorProcess,
     Results,
+    Running,
     connected,
     deploy,
     eventually,
@@ -81,9 +82,9 @@ class Terminal:
 
 
 @pytest.fixture(scope="module")
-async def bus(vhost: str, orchestrator: object) -> AsyncIterator[tuple[AbstractRobustConnection, Any, Any]]:
+async def bus(stack: Running) -> AsyncIterator[tuple[AbstractRobustConnection, Any, Any]]:
     """Director's publisher on director.terminals and an admin listener on orchestrator.terminals."""
-    async with connected("director", vhost) as director, connected("guest", vhost) as admin:
+    async with connected("director", stack.vhost) as director, connected("guest", stack.vhost) as admin:
         publisher = await director.channel(publisher_confirms=True)
         commands = await publisher.get_exchange(COMMANDS, ensure=False)
         listener = await admin.channel()
@@ -134,7 +135,7 @@ async def test_a_terminal_runs_a_shell_in_the_sites_own_image_with_its_files(
     await session.send("open", site_id=site_id, cols=100, rows=30)
     opened = await session.wait_type("opened")
     await session.type("echo $((6*7)); cat /site/public/index.html; echo $GREETING; id -u; stty size\n")
-    await session.wait_output(b"100", timeout=20)
+    await session.wait_output(b"30 100", timeout=20)  # stty size: the last answer
 
     assert opened.seq == 0
     output = session.output

@@ -1,0 +1,79 @@
+"""Test support for the real stack, by job:
+
+- `scope`: this process's share of the machine (site ids, vhost and deployment names);
+- `stack`: addresses, broker vhosts, Docker, wiping this process's sites;
+- `director`: events as Director publishes them, the results it reads, a site owner's files;
+- `broker`: connections as the stack's users, the dead-letter queue;
+- `process`: the orchestrator as a child process (and its command line);
+- `running`: the one fixture chain every suite builds on;
+- `web`: requests through Traefik; `waiting`: `eventually`.
+
+The names below are re-exported so a test imports what it uses from `support`.
+"""
+
+from support import scope
+from support.broker import DeadLetters, connected, publishing_as_director, reason
+from support.director import Director, Results, deploy, site_event, write_site
+from support.process import OrchestratorProcess, orchestrator_env, orchestrator_running
+from support.running import Running, stack_running
+from support.scope import fresh_site_id
+from support.stack import (
+    DEAD_LETTERS,
+    DIRECTOR_URL,
+    INBOUND,
+    RESULTS,
+    ROOT,
+    SITE_RESULTS,
+    TRAEFIK,
+    TRAEFIK_API,
+    broker_definitions,
+    docker_api,
+    docker_without_test_sites,
+    fresh_vhost,
+    make_vhost,
+    rabbitmqctl,
+    scratch_sites_root,
+    service,
+    wipe_sites,
+)
+from support.waiting import eventually
+from support.web import fetch, served
+
+__all__ = [
+    "DEAD_LETTERS",
+    "DIRECTOR_URL",
+    "INBOUND",
+    "RESULTS",
+    "ROOT",
+    "SITE_RESULTS",
+    "TRAEFIK",
+    "TRAEFIK_API",
+    "DeadLetters",
+    "Director",
+    "OrchestratorProcess",
+    "Results",
+    "Running",
+    "broker_definitions",
+    "connected",
+    "deploy",
+    "docker_api",
+    "docker_without_test_sites",
+    "eventually",
+    "fetch",
+    "fresh_site_id",
+    "fresh_vhost",
+    "make_vhost",
+    "orchestrator_env",
+    "orchestrator_running",
+    "publishing_as_director",
+    "rabbitmqctl",
+    "reason",
+    "scope",
+    "scratch_sites_root",
+    "served",
+    "service",
+    "site_event",
+    "stack_running",
+    "wipe_sites",
+    "write_site",
+]

@@ -1,0 +1,129 @@
+"""The real orchestrator as a child process of the tests, with test settings and its JSON log."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from support.scope import DEPLOYMENT
+from support.stack import ROOT, TRAEFIK, TRAEFIK_API
+from support.waiting import eventually
+
+
+class OrchestratorProcess:
+    """The real orchestrator, as a child process, with its JSON log captured to a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "run"], env=self.env, stdout=log, stderr=log, cwd=ROOT
+        )
+
+    async def wait_consuming(self, timeout: float = 60) -> None:
+        """Wait for the "consuming" log line of the current start."""
+
+        def consuming() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"orchestrator exited with {self.proc.returncode}: {self.tail()}")
+            return b'"msg": "consuming"' in self.log_path.read_bytes()[self._offset :]
+
+        await eventually(consuming, timeout)
+
+    def stop(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """`orchestrator ARGS...` as an operator runs it next to this process (same settings, no
+        terminal to ask on)."""
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator", *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def healthcheck(self) -> subprocess.CompletedProcess[str]:
+        """`orchestrator healthcheck` as Docker's HEALTHCHECK runs it, against this process."""
+        return self.cli("healthcheck", timeout=30)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+
+def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str, str]:
+    """Settings for a test orchestrator: short timings, its own vhost and sites root."""
+    env = {
+        "ORCHESTRATOR_AMQP_URL": f"amqp://orchestrator:orchestrator@127.0.0.1:5672/{vhost}",
+        "ORCHESTRATOR_REPLAY_AMQP_URL": f"amqp://director:director@127.0.0.1:5672/{vhost}",
+        "ORCHESTRATOR_SITES_ROOT": str(sites_root),
+        "ORCHESTRATOR_CONVERGE_TIMEOUT_SECONDS": "45",
+        # Fast health checks: a task answers within ~3 s, a silent one is found out within ~12 s.
+        "ORCHESTRATOR_HEALTH_INTERVAL_SECONDS": "1",
+        "ORCHESTRATOR_HEALTH_START_PERIOD_SECONDS": "10",
+        "ORCHESTRATOR_HEALTH_RETRIES": "2",
+        "ORCHESTRATOR_STABLE_SECONDS": "2",
+        "ORCHESTRATOR_DRAIN_SECONDS": "2",
+        "ORCHESTRATOR_DOMAIN_WAIT_SECONDS": "3",
+        "ORCHESTRATOR_TRAEFIK_URL": TRAEFIK,
+        "ORCHESTRATOR_TRAEFIK_API_URL": TRAEFIK_API,
+        "ORCHESTRATOR_RETRY_BUDGET_SECONDS": "2",
+        "ORCHESTRATOR_RETRY_DELAY_SECONDS": "2",
+        "ORCHESTRATOR_MAX_ATTEMPTS": "2",
+        "ORCHESTRATOR_UPDATE_DELAY_SECONDS": "0",
+        "ORCHESTRATOR_UPDATE_MONITOR_SECONDS": "1",
+        "ORCHESTRATOR_RESTART_DELAY_SECONDS": "1",
+        "ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS": "20",
+        "ORCHESTRATOR_HEARTBEAT_SECONDS": "2",
+        # Long enough for a test to use its session, short enough to see one closed for idling.
+        "ORCHESTRATOR_TERMINAL_IDLE_SECONDS": "20",
+        "ORCHESTRATOR_HEARTBEAT_FILE": str(sites_root.parent / f"heartbeat-{vhost}"),
+        "ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS": "1",
+        "ORCHESTRATOR_DRIFT_REPORT_SECONDS": "0",
+        "ORCHESTRATOR_DEPLOYMENT": DEPLOYMENT,
+    }
+    env.update({f"ORCHESTRATOR_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+@contextlib.asynccontextmanager
+async def orchestrator_running(env: dict[str, str], log_path: Path) -> AsyncIterator[OrchestratorProcess]:
+    """The orchestrator consuming; on exit SIGTERM must stop it with exit code 0."""
+    process = OrchestratorProcess(env, log_path)
+    process.start()
+    await process.wait_consuming()
+    yield process
+    if process.alive:
+        code = process.stop()
+        assert code == 0, f"orchestrator exited {code} on SIGTERM: {process.tail()}"

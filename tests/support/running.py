@@ -1,0 +1,53 @@
+"""One chain of test fixtures for every suite: a vhost, a scratch sites root and this process's
+Docker share, the orchestrator consuming, and Director's and an operator's connections."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+from aio_pika.abc import AbstractRobustConnection
+
+from support import scope
+from support.broker import DeadLetters, connected, publishing_as_director
+from support.director import Director, Results
+from support.process import OrchestratorProcess, orchestrator_env, orchestrator_running
+from support.stack import docker_without_test_sites, fresh_vhost, scratch_sites_root
+
+
+@dataclass(frozen=True)
+class Running:
+    vhost: str
+    sites_root: Path
+    api: docker.APIClient
+    orchestrator: OrchestratorProcess
+    admin: AbstractRobustConnection  # the tests' own view of the broker (guest, every right)
+    results: Results
+    director: Director
+    dead_letters: DeadLetters
+
+
+@contextlib.asynccontextmanager
+async def stack_running(
+    name: str, log_dir: Path, *, results_queue: str | None = None, **settings: str
+) -> AsyncIterator[Running]:
+    """Everything a test needs, torn down in reverse; `settings` override the test defaults
+    (`orchestrator_env`); `results_queue`: listen on the durable results queue (survives broker
+    restarts) instead of a private one."""
+    with (
+        fresh_vhost(f"orchestrator-{name}-{scope.NAME}") as vhost,
+        scratch_sites_root(f"orchestrator-{name}-{scope.NAME}") as root,
+        docker_without_test_sites() as api,
+    ):
+        env = orchestrator_env(vhost, root, **settings)
+        async with (
+            orchestrator_running(env, log_dir / f"{name}.log") as process,
+            connected("guest", vhost) as admin,
+            publishing_as_director(vhost) as director,
+        ):
+            results = Results(admin, queue=results_queue)
+            await results.start()
+            yield Running(vhost, root, api, process, admin, results, director, DeadLetters(admin))

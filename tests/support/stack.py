@@ -1,0 +1,112 @@
+"""The local stack as the tests see it: addresses, the broker's vhosts and users, Docker, and the
+wipe of this process's test sites."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from support.scope import SITE_IDS
+
+ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:director@127.0.0.1:5672/")
+TRAEFIK = os.environ.get("TEST_TRAEFIK_URL", "http://127.0.0.1:8000")
+TRAEFIK_API = os.environ.get("TEST_TRAEFIK_API_URL", "http://127.0.0.1:8080")
+ROOT = Path(__file__).resolve().parents[2]
+DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
+INBOUND = "director.sites"
+RESULTS = "orchestrator.results"
+DEAD_LETTERS = "orchestrator.site-events.dead"
+SITE_RESULTS = "orchestrator.site-results"
+MANAGED = {"label": "com.director.managed-by=orchestrator"}
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+def broker_definitions() -> dict[str, Any]:
+    """The broker's users, permissions and exchanges, as the local stack and compose.yaml load them."""
+    return json.loads(DEFINITIONS.read_text())  # type: ignore[no-any-return]
+
+
+def make_vhost(name: str) -> None:
+    """A fresh vhost with the local stack's users and their least-privilege permissions, in one
+    `import_definitions` (each rabbitmqctl start costs over a second)."""
+    with contextlib.suppress(subprocess.CalledProcessError):
+        rabbitmqctl("delete_vhost", name)
+    # The permissions the file grants on "/", granted on `name` instead; guest administers the tests.
+    grants = [{**g, "vhost": name} for g in broker_definitions()["permissions"] if g["vhost"] == "/"]
+    grants.append({"user": "guest", "vhost": name, "configure": ".*", "write": ".*", "read": ".*"})
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+        json.dump({"vhosts": [{"name": name}], "permissions": grants}, file)
+        file.flush()
+        os.chmod(file.name, 0o644)  # read by the broker's own user
+        rabbitmqctl("import_definitions", file.name)
+
+
+@contextlib.contextmanager
+def fresh_vhost(name: str) -> Iterator[str]:
+    make_vhost(name)
+    yield name
+    rabbitmqctl("delete_vhost", name)
+
+
+@contextlib.contextmanager
+def scratch_sites_root(prefix: str) -> Iterator[Path]:
+    root = Path(f"/tmp/{prefix}-{uuid.uuid4().hex[:8]}/sites")
+    root.mkdir(parents=True)
+    yield root
+    shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def docker_api() -> docker.APIClient:
+    return docker.APIClient(version="auto")
+
+
+def service(api: docker.APIClient, name: str) -> dict[str, Any] | None:
+    try:
+        return api.inspect_service(name)  # type: ignore[no-any-return]
+    except docker.errors.NotFound:
+        return None
+
+
+def wipe_sites(api: docker.APIClient, site_ids: range | set[int] = SITE_IDS) -> None:
+    """Remove every service, tombstone and terminal container of these sites (by default: all of
+    this process's)."""
+
+    def ours(labels: dict[str, str] | None) -> bool:
+        value = (labels or {}).get("com.director.site-id", "")
+        return value.isdigit() and int(value) in site_ids
+
+    for svc in api.services(filters=MANAGED):
+        if ours(svc["Spec"].get("Labels")):
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_service(svc["ID"])
+    for config in api.configs(filters=MANAGED):
+        if ours(config["Spec"].get("Labels")):
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_config(config["ID"])
+    for container in api.containers(all=True, filters=MANAGED):
+        if ours(container["Labels"]):
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_container(container["Id"], force=True)
+
+
+@contextlib.contextmanager
+def docker_without_test_sites() -> Iterator[docker.APIClient]:
+    """A Docker client; this process's test sites are wiped before and after."""
+    wipe_sites(docker_api())
+    yield docker_api()
+    wipe_sites(docker_api())  # a fresh client: the daemon may have restarted meanwhile
