@@ -17,11 +17,15 @@ from orchestrator import retry
 from orchestrator.bus import broker, topology
 from orchestrator.bus.consumer import QueueConsumer
 from orchestrator.bus.receiver import Receiver, Trust
+from orchestrator.bus.replies import ReplyPublisher
 from orchestrator.bus.settlement import QueuePolicy, Settler
 from orchestrator.config import Settings
 from orchestrator.contract.terminals import TerminalUpdate
 from orchestrator.errors import DockerUnavailable, OrchestratorError
+from orchestrator.files.processor import FileRequests
+from orchestrator.files.service import SiteFiles
 from orchestrator.files.sitedirs import SiteDirs
+from orchestrator.files.worker import Worker
 from orchestrator.logs import fields
 from orchestrator.ops import heartbeat, reports
 from orchestrator.ops.health import HealthMonitor
@@ -30,6 +34,7 @@ from orchestrator.sites.processor import SiteEvents
 from orchestrator.swarm.cache import VerifiedRoutes
 from orchestrator.swarm.changes import DockerChanges
 from orchestrator.swarm.client import DockerClient
+from orchestrator.swarm.logs import ServiceLogs
 from orchestrator.swarm.services import Swarm
 from orchestrator.terminals.commands import TerminalCommands
 from orchestrator.terminals.host import TerminalHost
@@ -55,6 +60,9 @@ async def serve(settings: Settings) -> None:
         # Terminal sessions get their own Docker calls: a keystroke's resize never waits behind deploys.
         terminal_docker = DockerClient(settings.docker_url, settings.docker_timeout_seconds, concurrency=4)
         stack.callback(terminal_docker.close)
+        # And site logs theirs: a log view never waits behind deploys either.
+        logs_docker = DockerClient(settings.docker_url, settings.docker_timeout_seconds, concurrency=2)
+        stack.callback(logs_docker.close)
         routes = TraefikRoutes(settings.traefik_url, settings.traefik_api_url)
         stack.push_async_callback(routes.close)
         if not await _wait_for_docker(swarm, stop):
@@ -68,7 +76,6 @@ async def serve(settings: Settings) -> None:
             sitedirs=sitedirs,
             routes=routes,
             verified=VerifiedRoutes(swarm.cache, settings.reverify_seconds),
-            terminals=terminal_host,
         )
 
         connection = await broker.connect(settings.broker_url(), settings, stop)
@@ -82,8 +89,11 @@ async def serve(settings: Settings) -> None:
         stack.callback(monitor.stop)
         terminal_consumer, sessions = await _terminals(connection, settings, terminal_host, sitedirs)
         stack.push_async_callback(sessions.stop)
+        files_consumer, site_files = await _files(connection, settings, swarm, sitedirs, logs_docker)
+        stack.push_async_callback(site_files.stop)
+        ctx.sessions = (terminal_host, site_files)
 
-        consumers = (site_consumer, terminal_consumer)
+        consumers = (site_consumer, terminal_consumer, files_consumer)
         for consumer in consumers:
             await consumer.start()
             connection.reconnect_callbacks.add(consumer.refresh_active)
@@ -146,6 +156,36 @@ async def _terminals(
     consumer = QueueConsumer(declared.commands, receiver)
     await sessions.start(consumer.active)
     return consumer, sessions
+
+
+async def _files(
+    connection: AbstractRobustConnection, settings: Settings, swarm: Swarm, sitedirs: SiteDirs, docker: DockerClient
+) -> tuple[QueueConsumer, SiteFiles]:
+    """File and log requests on their own channel (a click in the file manager never waits behind
+    a deploy); streams of replies (archives, log follows) on another."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    await channel.set_qos(prefetch_count=settings.files_prefetch)
+    declared = await topology.declare_files(channel, settings)
+    streams = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    replies = ReplyPublisher(streams, settings.publish_timeout_seconds)
+    site_files = SiteFiles(
+        settings,
+        Worker(sitedirs.root, settings.files_workers),
+        swarm,
+        ServiceLogs(docker, settings.docker_url),
+        replies.send,
+    )
+    receiver = Receiver(
+        FileRequests(site_files, settings.files_reply_queue_prefix),
+        Settler(
+            channel,
+            QueuePolicy(settings.files_exchange, 1, None, declared.dead_letters),
+            settings.publish_timeout_seconds,
+        ),
+        Trust(settings.files_exchange, settings.allowed_publishers),
+    )
+    site_files.start()
+    return QueueConsumer(declared.requests, receiver), site_files
 
 
 async def _finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:

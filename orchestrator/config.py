@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     terminal_binding_key: str = "terminal.*"
     terminal_queue: str = "orchestrator.terminal-commands"
     terminal_events_exchange: str = "orchestrator.terminals"
+    # Site files and logs: Director's requests (routing key = the operation), consumed from their
+    # own queue; replies go to the default exchange with routing key = the request's `reply_to`,
+    # which must be RabbitMQ's direct reply-to or a queue named `files_reply_queue_prefix`...
+    files_exchange: str = "director.files"
+    files_queue: str = "orchestrator.file-requests"
+    files_reply_queue_prefix: str = Field(default="director.replies.", min_length=2)
 
     # The name of this deployment, on what it creates that only it may clean up (terminal
     # containers): two deployments on one swarm (or two test workers) leave each other's alone.
@@ -153,6 +159,36 @@ class Settings(BaseSettings):
     terminal_batch_bytes: int = Field(default=16 * 1024, ge=1024)
     # Network of session containers ("none": no network at all).
     terminal_network: str = "bridge"
+
+    # --- site files and logs ------------------------------------------------------------------
+    # Requests held at once on the file channel (a chunk is at most ~1.4 MB: this bounds memory).
+    files_prefetch: int = Field(default=16, ge=1)
+    # Threads doing file I/O (the event loop never touches a site's files).
+    files_workers: int = Field(default=8, ge=1)
+    # Requests of one site in flight at once; past it the reply is `busy`.
+    files_site_concurrency: int = Field(default=8, ge=1)
+    # The most bytes one `files.read` returns and one `files.write` chunk carries.
+    files_chunk_bytes: int = Field(default=1024 * 1024, ge=4096, le=16 * 1024 * 1024)
+    files_max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=0)
+    files_max_archive_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
+    # Walks of a whole tree (usage, archive, recursive delete) and scans of one directory (a
+    # listing page) stop with `too_large` past these budgets instead of running on.
+    files_walk_max_seconds: float = Field(default=30.0, gt=0)
+    files_walk_max_entries: int = Field(default=200_000, ge=1)
+    # Uploads under way, in all and per site (more: `busy`), and how long one may sit idle
+    # before its temporary file is removed.
+    files_max_uploads: int = Field(default=64, ge=1)
+    files_max_uploads_per_site: int = Field(default=4, ge=1)
+    files_upload_idle_seconds: float = Field(default=300.0, gt=0)
+    # Streams (archives, log follows) under way, in all and per site (more: `busy`).
+    files_max_streams: int = Field(default=32, ge=1)
+    files_max_streams_per_site: int = Field(default=4, ge=1)
+    # A request nobody took this long is dropped by the broker (its requester gave up long ago);
+    # at most this many wait in the queue (more: the broker refuses Director's publish).
+    files_request_ttl_seconds: float = Field(default=60.0, gt=0)
+    files_queue_max_length: int = Field(default=10_000, ge=1)
+    # A `logs.follow` ends after this long at the latest.
+    logs_follow_max_seconds: float = Field(default=3600.0, gt=0)
 
     # --- security -----------------------------------------------------------------------------
     allowed_domain_suffixes: Annotated[CsvList, Field(default_factory=list)]

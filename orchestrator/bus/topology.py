@@ -14,6 +14,11 @@ director.terminals (topic) --terminal.*--> orchestrator.terminal-commands (class
     consumer, TTL: a keystroke nobody read in a minute is stale and dropped, never kept)
 orchestrator.terminals (topic): session events, routing key terminal.<session_id>; Director binds
     its own queue per session
+
+director.files (topic) --files.* and logs.*--> orchestrator.file-requests (classic, single active
+    consumer, bounded length, TTL: a request nobody took in a minute is dropped, never kept)
+replies: default exchange, routing key = the request's reply_to (amq.rabbitmq.reply-to.* or
+    director.replies.*: see bus.replies)
 """
 
 from __future__ import annotations
@@ -65,6 +70,31 @@ def retry_queue_arguments(settings: Settings) -> FieldTable:
         # Not the default exchange: writing there would let our user publish to any queue.
         "x-dead-letter-exchange": settings.requeue_exchange,
         "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+@dataclass(frozen=True)
+class FileTopology:
+    requests: AbstractQueue
+    dead_letters: AbstractExchange
+
+
+# The operations' routing keys (`files.list`, ..., `logs.follow`): see contract.files.
+FILE_BINDING_KEYS = ("files.*", "logs.*")
+
+
+def file_queue_arguments(settings: Settings) -> FieldTable:
+    return {
+        # Classic: a file manager's click should not wait for a quorum write. Uploads and log
+        # follows live in one process, so only one consumer (the active replica) takes requests.
+        "x-queue-type": "classic",
+        "x-single-active-consumer": True,
+        # A requester gave up long before a minute: an expired request is dropped, not kept (no
+        # dead-letter exchange), which also ends any redelivery loop of a request that crashed us.
+        "x-message-ttl": int(settings.files_request_ttl_seconds * 1000),
+        # Bounded: past it the broker refuses Director's publish (Director hears it at once).
+        "x-max-length": settings.files_queue_max_length,
         "x-overflow": "reject-publish",
     }
 
@@ -121,3 +151,15 @@ async def declare_terminals(channel: AbstractChannel, settings: Settings) -> Ter
     )
     await queue.bind(commands, settings.terminal_binding_key)
     return TerminalTopology(queue, events, dead_letters)
+
+
+async def declare_files(channel: AbstractChannel, settings: Settings) -> FileTopology:
+    """On its own channel, after `declare` (which creates the dead letters)."""
+    requests = await channel.declare_exchange(settings.files_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    dead_letters = await channel.declare_exchange(
+        settings.dead_letter_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(settings.files_queue, durable=True, arguments=file_queue_arguments(settings))
+    for key in FILE_BINDING_KEYS:
+        await queue.bind(requests, key)
+    return FileTopology(queue, dead_letters)

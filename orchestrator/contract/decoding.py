@@ -13,9 +13,10 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from orchestrator.contract.files import FILE_REQUESTS, MAX_CHUNK_BYTES, FileRequest
 from orchestrator.contract.sites import MAX_VERSION, SITE_EVENT_TYPES, SiteEvent
 from orchestrator.contract.terminals import TERMINAL_COMMANDS, TerminalCommand
-from orchestrator.errors import InvalidEvent
+from orchestrator.errors import InvalidEvent, InvalidRequest
 
 MAX_BODY = 1024 * 1024
 # Typical events are a few KiB; larger ones are parsed off the event loop.
@@ -69,6 +70,25 @@ def parse_command(body: bytes, routing_key: str) -> TerminalCommand:
         raise InvalidEvent(f"terminal command does not match the schema: {describe(exc)}") from None
     except ValueError as exc:
         raise InvalidEvent(f"terminal command does not match the schema: {exc!s:.200}") from None
+
+
+# A file request is small, but for a write chunk: at most the largest chunk, base64, and its fields.
+MAX_FILE_REQUEST_BODY = 4 * ((MAX_CHUNK_BYTES + 2) // 3) + 64 * 1024
+
+
+def parse_file_request(body: bytes, routing_key: str) -> FileRequest:
+    """Bytes to a typed file or log request (the routing key names it), or InvalidRequest."""
+    if len(body) > MAX_FILE_REQUEST_BODY:
+        raise InvalidRequest(f"file request is larger than {MAX_FILE_REQUEST_BODY} bytes")
+    model = FILE_REQUESTS.get(routing_key)
+    if model is None:
+        raise InvalidRequest(f"unknown routing key {routing_key!r}")
+    try:
+        return model.model_validate_json(body, strict=True)
+    except ValidationError as exc:
+        raise InvalidRequest(f"{routing_key} does not match the schema: {describe(exc)}") from None
+    except ValueError as exc:
+        raise InvalidRequest(f"{routing_key} does not match the schema: {exc!s:.200}") from None
 
 
 def session_id_of(body: bytes) -> uuid.UUID | None:

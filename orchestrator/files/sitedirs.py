@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.errors import UnsafePath
+from orchestrator.files import confined
 
 SUBDIRS = ("public", "private")
 RUN_SCRIPT = "run.sh"
 STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _STAMP = re.compile(r"-(\d{8}T\d{12}Z)-")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class SiteDirs:
@@ -169,7 +169,11 @@ def _hand_over(site_fd: int, owner: int) -> None:
 
 
 def _open_dir(path: str, dir_fd: int | None = None) -> int:
-    return os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
+    """The sites root by its configured path (an operator's choice), or one real directory under
+    a descriptor (see `files.confined`)."""
+    if dir_fd is None:
+        return os.open(path, confined.DIR_FLAGS)
+    return confined.child_dir(dir_fd, path)
 
 
 def _make_dir(parent_fd: int, name: str) -> int:

@@ -36,9 +36,9 @@ from orchestrator.sites.protocols import (
     Rollout,
     RoutesPort,
     Service,
+    SessionsPort,
     SiteDirsPort,
     SwarmPort,
-    TerminalsPort,
     VerifiedPort,
 )
 from orchestrator.sites.rollout import Broken
@@ -64,7 +64,8 @@ class Context:
     released: Changes = field(default_factory=Changes)
     # Sites recently seen answering; without an event stream, nothing is remembered.
     verified: VerifiedPort = field(default_factory=NoMemory)
-    terminals: TerminalsPort | None = None
+    # Closed when a site is deleted, before its files move: terminals, file streams and uploads.
+    sessions: Sequence[SessionsPort] = ()
 
 
 @dataclass(frozen=True)
@@ -186,8 +187,8 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> SiteResult:
                 await swarm.remove(current)
                 await ctx.released.notify()
                 await swarm.wait_gone(current, ctx.settings.converge_timeout_seconds)
-    if ctx.terminals is not None:
-        await ctx.terminals.close_site(site_id)  # before the files move: nobody edits the trash
+    for sessions in ctx.sessions:
+        await sessions.close_site(site_id)  # before the files move: nobody edits the trash
     await ctx.sitedirs.trash(name, tag=event.event_id.hex[:8])
     return _result(event, "site.removed", None, None)
 
