@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import logging
 import signal
@@ -42,11 +43,21 @@ from orchestrator.terminals.sessions import TerminalSessions
 from orchestrator.traefik.routes import TraefikRoutes
 
 log = logging.getLogger("orchestrator")
+M_MMAP_THRESHOLD = -3  # malloc.h
 # Terminal commands are small and latency-bound: many in flight, on their own channel.
 TERMINAL_PREFETCH = 256
 
 
+def _return_large_buffers_to_the_system() -> None:
+    """File chunks make buffers of a MiB or more (a body, its base64, its bytes). glibc's dynamic
+    threshold would move such buffers from mmap onto the heap after the first is freed, where
+    fragmentation keeps the peak resident; a fixed threshold maps them and gives them back."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
+
+
 async def serve(settings: Settings) -> None:
+    _return_large_buffers_to_the_system()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

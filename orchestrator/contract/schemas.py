@@ -168,7 +168,7 @@ def _file_examples() -> dict[str, BaseModel]:
             data="aGVsbG8=",
             final=True,
             if_match=_ETAG,
-        ),  # fmt: skip
+        ),
         "files.write.reply": OkReply(result=WriteResult(received=5, entry=_INDEX, etag=_ETAG)),
         "files.mkdir": FilesMkdir(site_id=1, path="public/docs", parents=True),
         "files.mkdir.reply": OkReply(result=EntryResult(entry=docs)),
@@ -189,7 +189,7 @@ def _file_examples() -> dict[str, BaseModel]:
                 size=1843,
                 sha256="2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
             )
-        ),  # fmt: skip
+        ),
         "logs.tail": LogsTail(site_id=1, lines=100),
         "logs.tail.reply": OkReply(result=LogsResult(lines=[line])),
         "logs.follow": LogsFollow(site_id=1, stream_id=_STREAM, lines=10),

@@ -112,6 +112,10 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS": "1",
         "ORCHESTRATOR_DRIFT_REPORT_SECONDS": "0",
         "ORCHESTRATOR_DEPLOYMENT": DEPLOYMENT,
+        # Site files: an abandoned upload is seen removed within seconds, and a walk's entry budget
+        # is met by the 100,000-entry directory of tests/integration/test_files.py.
+        "ORCHESTRATOR_FILES_UPLOAD_IDLE_SECONDS": "3",
+        "ORCHESTRATOR_FILES_WALK_MAX_ENTRIES": "50000",
     }
     env.update({f"ORCHESTRATOR_{k.upper()}": v for k, v in overrides.items()})
     return env
