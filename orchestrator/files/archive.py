@@ -90,6 +90,8 @@ class ZipStream:
 
     def close(self) -> None:
         self._steps.close()
+        self._zip.fp = None  # finished, or abandoned: nothing more is written (not even at GC)
+        self._sink.data.clear()
         with contextlib.suppress(OSError):
             os.close(self._dir)
 

@@ -145,8 +145,7 @@ class Uploads:
                     await asyncio.wait_for(self._changed.wait_for(ready), wait)
             except TimeoutError:
                 upload = self._uploads.get(upload_id)
-                have = "is unknown (expired, aborted or never started)" if upload is None else (
-                    f"has {upload.received} bytes")  # fmt: skip
+                have = f"has {upload.received} bytes" if upload else "is unknown (expired, aborted or never started)"
                 raise _unknown(f"upload {upload_id} {have}; a chunk at {offset}") from None
         upload = self._uploads.get(upload_id)
         if upload is None:
@@ -217,8 +216,8 @@ class Uploads:
 def _begin(site_fd: int, upload: Upload) -> None:
     """Check the target against the upload's conditions, then open the temporary file beside it."""
     if paths.is_skeleton(upload.parts):
-        raise FileRefused(f"{paths.join(upload.parts) or 'the site directory'} is a directory",
-                          code=ErrorCode.IS_A_DIRECTORY)  # fmt: skip
+        shown = paths.join(upload.parts) or "the site directory"
+        raise FileRefused(f"{shown} is a directory", code=ErrorCode.IS_A_DIRECTORY)
     parent, name = confined.open_parent(site_fd, upload.parts)
     try:
         current = _check_target(parent, name, upload)

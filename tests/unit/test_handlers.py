@@ -172,6 +172,28 @@ async def test_a_delete_writes_its_tombstone_before_removing_the_service(
     assert NAME not in swarm.services and dirs.trashed == [NAME]
 
 
+async def test_a_delete_closes_the_sites_sessions_after_its_service_and_before_its_files_move(
+    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., SiteEvent]
+) -> None:
+    await dispatch(upsert(1, "site.created"), ctx)
+    closed: list[str] = []
+
+    class Sessions:
+        def __init__(self, kind: str) -> None:
+            self.kind = kind
+
+        async def close_site(self, site_id: int) -> int:
+            # Terminals, then file streams and uploads: the service is gone, the files not yet moved.
+            assert NAME not in swarm.services and dirs.trashed == []
+            closed.append(f"{self.kind} {site_id}")
+            return 1
+
+    ctx.sessions = (Sessions("terminals"), Sessions("files"))
+    await dispatch(delete(2), ctx)
+
+    assert closed == ["terminals 1", "files 1"] and dirs.trashed == [NAME]
+
+
 async def test_a_late_update_older_than_the_delete_does_not_resurrect_the_site(
     ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
