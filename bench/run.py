@@ -16,6 +16,11 @@ redeploy  requests through Traefik during 10 updates of a serving site: failed r
 memory    peak RSS of the orchestrator during the burst; the cost of one apply with 1,000 other
           managed services present, against none.
 pure      the pure path (parse + spec) against json.loads.
+files     site files over the bus (`--only files` runs this section alone): a 4 KiB `files.read`
+          round trip against a bare aio-pika request/reply echo on the same broker (median and p99);
+          50 MiB uploaded and downloaded against bare chunked publishing of the same bytes to and
+          from a bare consumer (`bench/echo.py`, a process of its own); a listing of 10,000
+          entries against reading the same directory locally (scandir + lstat).
 
 The orchestrator runs with its production defaults (health every 2 s, 5 s stability window),
 except the concurrency and prefetch it is given. These machines are noisy: compare ratios.
@@ -27,6 +32,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import statistics
@@ -55,12 +61,13 @@ from support import (
     write_site,
 )
 
+from orchestrator.client import FilesClient
 from orchestrator.config import Settings
 from orchestrator.contract.decoding import parse_event
 from orchestrator.contract.sites import SiteCreated
 from orchestrator.contract.terminals import TerminalUpdate
 from orchestrator.sites.spec import desired_service
-from orchestrator.swarm.services import _service_args
+from orchestrator.swarm.mapping import to_docker
 
 VHOST = "orchestrator-bench"
 FIRST_SITE = 8000  # 8000-8999 belong to the benchmark
@@ -174,7 +181,7 @@ async def burst_swarm_limit(sites: list[int], root: Path) -> dict[str, Any]:
     specs = bench_specs(sites, root, settings)
     started = time.monotonic()
     with ThreadPoolExecutor(len(specs)) as pool:
-        futures = [pool.submit(API.create_service, name=s.name, **_service_args(s)) for s in specs]
+        futures = [pool.submit(API.create_service, name=s.name, **to_docker(s)) for s in specs]
         for future in futures:
             future.result()
     async with httpx.AsyncClient(base_url=TRAEFIK, timeout=5) as client:
@@ -498,6 +505,232 @@ def attach_rtt(count: int) -> float:
         API.remove_container(container["Id"], force=True)
 
 
+# --- files ---------------------------------------------------------------------------------------------
+
+FILES_VHOST = "orchestrator-bench-files"
+FILES_SITE = FIRST_SITE + 950
+DIRECT = "amq.rabbitmq.reply-to"
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    samples = sorted(samples)
+    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+async def _bare_channel(url: str) -> tuple[aio_pika.abc.AbstractRobustConnection, Any, dict[str, Any]]:
+    """A client of bench/echo.py: direct reply-to, replies dispatched by correlation id."""
+    connection = await aio_pika.connect_robust(url)
+    channel = await connection.channel(publisher_confirms=False)
+    pending: dict[str, Any] = {}
+
+    async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        waiting = pending.get(message.correlation_id or "")
+        if isinstance(waiting, asyncio.Queue):
+            waiting.put_nowait(message.body)
+        elif waiting is not None and not waiting.done():
+            waiting.set_result(message.body)
+
+    replies = await channel.get_queue("amq.rabbitmq.reply-to", ensure=False)
+    await replies.consume(on_reply, no_ack=True)
+    return connection, channel, pending
+
+
+async def _bare_request(channel: Any, pending: dict[str, Any], key: str, body: bytes, **headers: Any) -> bytes:
+    correlation_id = uuid.uuid4().hex
+    future = asyncio.get_running_loop().create_future()
+    pending[correlation_id] = future
+    message = aio_pika.Message(
+        body, correlation_id=correlation_id, reply_to="amq.rabbitmq.reply-to", headers={"op": key, **headers}
+    )
+    await channel.default_exchange.publish(message, "bench-echo", mandatory=False)
+    try:
+        return await asyncio.wait_for(future, 60)  # type: ignore[no-any-return]
+    finally:
+        pending.pop(correlation_id, None)
+
+
+async def files_section(args: argparse.Namespace) -> dict[str, Any]:
+    """Site files over the bus against bare aio-pika floors on the same broker (see the docstring)."""
+    size, count, total = 4096, args.files_reads, 50 * 1024 * 1024
+    chunk = Settings().files_chunk_bytes
+    with fresh_vhost(FILES_VHOST), tempfile.TemporaryDirectory(prefix="bench-files-") as tmp:
+        root = Path(tmp) / "sites"
+        root.mkdir()
+        wipe(range(FILES_SITE, FILES_SITE + 1))
+        env = orchestrator_env(root) | {
+            "ORCHESTRATOR_AMQP_URL": f"amqp://orchestrator:orchestrator@127.0.0.1:5672/{FILES_VHOST}"
+        }
+        process = OrchestratorProcess(env, Path(tmp) / "orchestrator.log")
+        process.start()
+        guest = f"amqp://guest:guest@127.0.0.1:5672/{FILES_VHOST}"
+        echo = _start_echo(guest)
+        try:
+            assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+            await process.wait_consuming()
+            async with connected("guest", FILES_VHOST) as admin, connected("director", FILES_VHOST) as dc:
+                results = Results(admin)
+                await results.start()
+                director = Director(dc)
+                await director.start()
+                write_site(root, FILES_SITE, page="bench files", run_sh=False)
+                event = site_event("site.created", FILES_SITE, 1, serving=False)
+                await director.publish(event)
+                assert (await results.wait_for(event["event_id"], 120)).type == "site.deployed"
+                director_url = f"amqp://director:director@127.0.0.1:5672/{FILES_VHOST}"
+                async with await FilesClient.connect(director_url) as client:
+                    report = await _files_measure(client, process, root, size, count, total, chunk)
+        finally:
+            echo.terminate()
+            echo.wait(10)
+            process.stop()
+            wipe(range(FILES_SITE, FILES_SITE + 1))
+    return report
+
+
+async def _files_measure(
+    client: FilesClient, process: OrchestratorProcess, root: Path, size: int, count: int, total: int, chunk: int
+) -> dict[str, Any]:
+    site = FILES_SITE
+    guest = f"amqp://guest:guest@127.0.0.1:5672/{FILES_VHOST}"
+    log("files: 4 KiB read round trips, the orchestrator and the bare echo")
+    await client.write(site, "public/4k.bin", os.urandom(size))
+    ours = []
+    for i in range(count + 100):
+        started = time.perf_counter()
+        await client.read(site, "public/4k.bin")
+        if i >= 100:  # warmed up
+            ours.append(time.perf_counter() - started)
+    connection, channel, pending = await _bare_channel(guest)
+    bare = []
+    request = json.dumps({"size": size}).encode()
+    for i in range(count + 100):
+        started = time.perf_counter()
+        await _bare_request(channel, pending, "echo", request)
+        if i >= 100:
+            bare.append(time.perf_counter() - started)
+    ours_median, ours_p99 = _percentiles(ours)
+    bare_median, bare_p99 = _percentiles(bare)
+
+    log("files: 50 MiB up and down, the orchestrator and bare chunked publishing")
+    data = os.urandom(total)
+    pid = process.proc.pid  # type: ignore[union-attr]
+    _reset_peak(pid)
+    rss_before = _rss_mb(pid, "VmRSS")
+    started = time.perf_counter()
+    await client.write(site, "public/50m.bin", data)
+    upload = time.perf_counter() - started
+    started = time.perf_counter()
+    downloaded = hashlib.sha256()
+    async for piece in client.download(site, "public/50m.bin"):
+        downloaded.update(piece)
+    download = time.perf_counter() - started
+    assert downloaded.hexdigest() == hashlib.sha256(data).hexdigest()
+    rss_growth = _rss_mb(pid, "VmHWM") - rss_before
+
+    # Bare push: the same bytes in chunks of the same size, 4 in flight with confirms, to a consumer
+    # that answers once it has them all (the last chunk carries the reply_to: a direct reply-to
+    # request must leave on the channel that consumes the replies, which has no confirms).
+    publisher = await connection.channel(publisher_confirms=True)
+    done = asyncio.get_running_loop().create_future()
+    correlation_id = uuid.uuid4().hex
+    pending[correlation_id] = done
+    started = time.perf_counter()
+    inflight: list[Any] = []
+    offsets = range(0, total, chunk)
+    for offset in offsets:
+        last = offset == offsets[-1]
+        headers = {"op": "sink", "total": total}
+        message = aio_pika.Message(
+            data[offset : offset + chunk],
+            correlation_id=correlation_id,
+            reply_to=DIRECT if last else None,
+            headers=headers,
+        )
+        sender = channel if last else publisher
+        inflight.append(asyncio.create_task(sender.default_exchange.publish(message, "bench-echo")))
+        if len(inflight) >= 4:
+            await inflight.pop(0)
+    await asyncio.gather(*inflight)
+    await asyncio.wait_for(done, 120)
+    bare_push = time.perf_counter() - started
+    # Bare pull: the same bytes sent back in chunks to a reply queue.
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+    correlation_id = uuid.uuid4().hex
+    pending[correlation_id] = replies
+    started = time.perf_counter()
+    body = json.dumps({"size": chunk, "count": total // chunk}).encode()
+    await channel.default_exchange.publish(
+        aio_pika.Message(
+            body, correlation_id=correlation_id, reply_to="amq.rabbitmq.reply-to", headers={"op": "source"}
+        ),
+        "bench-echo",
+    )
+    for _ in range(total // chunk):
+        base64.b64decode(json.loads(await asyncio.wait_for(replies.get(), 60))["result"]["data"])
+    bare_pull = time.perf_counter() - started
+    await connection.close()
+
+    log("files: listing 10,000 entries, over the bus and locally")
+    folder = root / f"site_{site:04d}" / "public" / "many"
+    folder.mkdir()
+    for i in range(10_000):
+        (folder / f"entry-{i:05d}").touch()
+    started = time.perf_counter()
+    listed = [entry.name async for entry in client.list_all(site, "public/many", limit=1000)]
+    listing = time.perf_counter() - started
+    assert len(listed) == 10_000
+    started = time.perf_counter()
+    with os.scandir(folder) as scan:
+        local = sorted((e.name, e.stat(follow_symlinks=False).st_size) for e in scan)
+    local_listing = time.perf_counter() - started
+    assert len(local) == 10_000
+    mib = total / 1024 / 1024
+    return {
+        "read_4k": {"median_ms": round(ours_median * 1000, 2), "p99_ms": round(ours_p99 * 1000, 2),
+                    "bare_median_ms": round(bare_median * 1000, 2), "bare_p99_ms": round(bare_p99 * 1000, 2),
+                    "median_ratio": round(ours_median / bare_median, 2), "p99_ratio": round(ours_p99 / bare_p99, 2),
+                    "round_trips": count},
+        "upload_50mib": {"mib_per_s": round(mib / upload, 1), "bare_mib_per_s": round(mib / bare_push, 1),
+                         "ratio": round(bare_push / upload, 2)},
+        "download_50mib": {"mib_per_s": round(mib / download, 1), "bare_mib_per_s": round(mib / bare_pull, 1),
+                           "ratio": round(bare_pull / download, 2)},
+        "list_10000": {"seconds": round(listing, 3), "pages": 10, "local_seconds": round(local_listing, 3),
+                       "ratio": round(listing / local_listing, 1)},
+        "rss_growth_mb_during_transfers": round(rss_growth, 1),
+    }  # fmt: skip
+
+
+def _start_echo(url: str) -> subprocess.Popen[str]:
+    script = str(Path(__file__).with_name("echo.py"))
+    return subprocess.Popen([sys.executable, script, url, "bench-echo", "16"], stdout=subprocess.PIPE, text=True)
+
+
+def _reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+
+
+def _rss_mb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def files_table(files: dict[str, Any]) -> list[tuple[str, str, str]]:
+    read, up, down, listing = files["read_4k"], files["upload_50mib"], files["download_50mib"], files["list_10000"]
+    return [
+        ("files", f"4 KiB read median {read['median_ms']} ms, p99 {read['p99_ms']} ms",
+         f"{read['median_ratio']}x / {read['p99_ratio']}x a bare echo ({read['bare_median_ms']} / "
+         f"{read['bare_p99_ms']} ms)"),
+        ("upload", f"50 MiB at {up['mib_per_s']} MiB/s", f"{up['ratio']}x bare chunked publishing "
+         f"({up['bare_mib_per_s']} MiB/s)"),
+        ("download", f"50 MiB at {down['mib_per_s']} MiB/s", f"{down['ratio']}x bare chunked publishing "
+         f"({down['bare_mib_per_s']} MiB/s); RSS +{files['rss_growth_mb_during_transfers']} MB"),
+        ("list", f"10,000 entries in {listing['seconds']} s ({listing['pages']} pages)",
+         f"{listing['ratio']}x a local scandir + lstat ({listing['local_seconds']} s)"),
+    ]  # fmt: skip
+
+
 # --- main ----------------------------------------------------------------------------------------------
 
 
@@ -566,6 +799,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> str:
+    if set(report) == {"files"}:
+        return _rows(files_table(report["files"]))
     burst, noop, memory = report["burst"], report["noop"], report["memory"]
     rows = [
         ("burst", f"{burst['sites']} sites in {burst['seconds']} s", f"{burst['ratio_to_swarm_limit']}x swarm limit "
@@ -584,6 +819,12 @@ def table(report: dict[str, Any]) -> str:
         ("pure", f"json.loads {report['pure']['json_loads_us']} us",
          f"parse {report['pure']['parse_event_x']}x, parse+spec {report['pure']['parse_and_spec_x']}x"),
     ]  # fmt: skip
+    if "files" in report:
+        rows += files_table(report["files"])
+    return _rows(rows)
+
+
+def _rows(rows: list[tuple[str, str, str]]) -> str:
     width = max(len(r[1]) for r in rows)
     return "\n".join(f"{name:<9} {left:<{width}}  {right}" for name, left, right in rows)
 
@@ -594,9 +835,15 @@ if __name__ == "__main__":
     parser.add_argument("--noop", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--prefetch", type=int, default=32)
+    parser.add_argument("--files-reads", type=int, default=2000, help="4 KiB read round trips timed")
+    parser.add_argument("--only", choices=["all", "files"], default="all", help="run one section alone")
     parser.add_argument("--json", type=Path, help="also write the report here")
     arguments = parser.parse_args()
-    outcome = asyncio.run(main(arguments))
+    if arguments.only == "files":
+        outcome = {"files": asyncio.run(files_section(arguments))}
+    else:
+        outcome = asyncio.run(main(arguments))
+        outcome["files"] = asyncio.run(files_section(arguments))
     print(json.dumps(outcome, indent=2))
     print(table(outcome))
     if arguments.json:

@@ -179,6 +179,7 @@ async def _files(
     declared = await topology.declare_files(channel, settings)
     streams = await connection.channel(publisher_confirms=True, on_return_raises=True)
     replies = ReplyPublisher(streams, settings.publish_timeout_seconds)
+    quick = await connection.channel(publisher_confirms=False)  # one-shot replies
     site_files = SiteFiles(
         settings,
         Worker(sitedirs.root, settings.files_workers),
@@ -192,6 +193,7 @@ async def _files(
             channel,
             QueuePolicy(settings.files_exchange, 1, None, declared.dead_letters),
             settings.publish_timeout_seconds,
+            unconfirmed=quick,
         ),
         Trust(settings.files_exchange, settings.allowed_publishers),
     )

@@ -224,7 +224,7 @@ class FilesClient:
         data: bytes | IO[bytes],
         *,
         chunk: int = DEFAULT_CHUNK,
-        window: int = 4,
+        window: int = 8,
         if_match: str | None = None,
         if_none_match: bool = False,
         mode: int | None = None,

@@ -162,11 +162,11 @@ class Settings(BaseSettings):
 
     # --- site files and logs ------------------------------------------------------------------
     # Requests held at once on the file channel (a chunk is at most ~1.4 MB: this bounds memory).
-    files_prefetch: int = Field(default=16, ge=1)
+    files_prefetch: int = Field(default=32, ge=1)
     # Threads doing file I/O (the event loop never touches a site's files).
     files_workers: int = Field(default=8, ge=1)
     # Requests of one site in flight at once; past it the reply is `busy`.
-    files_site_concurrency: int = Field(default=8, ge=1)
+    files_site_concurrency: int = Field(default=12, ge=1)
     # The most bytes one `files.read` returns and one `files.write` chunk carries.
     files_chunk_bytes: int = Field(default=1024 * 1024, ge=4096, le=16 * 1024 * 1024)
     files_max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=0)

@@ -61,10 +61,18 @@ class QueuePolicy:
 
 
 class Settler:
-    def __init__(self, channel: AbstractChannel, policy: QueuePolicy, publish_timeout: float) -> None:
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        policy: QueuePolicy,
+        publish_timeout: float,
+        unconfirmed: AbstractChannel | None = None,
+    ) -> None:
+        """`unconfirmed`: a channel without publisher confirms, for `Outgoing(confirmed=False)`."""
         self.channel = channel
         self.policy = policy
         self.timeout = publish_timeout
+        self.unconfirmed = unconfirmed
         self._exchanges: dict[str, AbstractExchange] = {}
 
     async def settle(self, delivery: Delivery, outcome: Outcome) -> None:
@@ -123,6 +131,19 @@ class Settler:
                     message_id=envelope.message_id,
                     correlation_id=envelope.correlation_id,
                     content_type=message.delivery.message.content_type,
+                )
+            elif not message.confirmed and self.unconfirmed is not None:
+                if message.exchange != DEFAULT_EXCHANGE:
+                    raise ValueError("unconfirmed messages go to the default exchange only (replies)")
+                await broker.publish(
+                    self.unconfirmed.default_exchange,
+                    message.routing_key,
+                    message.body,
+                    timeout=self.timeout,
+                    message_id=message.message_id,
+                    correlation_id=message.correlation_id,
+                    persistent=message.persistent,
+                    mandatory=message.mandatory,
                 )
             else:
                 await broker.publish(

@@ -73,7 +73,9 @@ class FileRequests:
     @staticmethod
     def _reply(requester: Requester, body: bytes) -> Outgoing:
         # Not persistent and not mandatory: a reply nobody waits for any more is dropped, never
-        # retried (RabbitMQ 3.x also returns every mandatory reply to direct reply-to).
+        # retried (RabbitMQ 3.x also returns every mandatory reply to direct reply-to). Not
+        # confirmed either: the requester asks again after a lost one, and a confirm round trip
+        # would be most of a small read's time.
         return Outgoing(
             DEFAULT_EXCHANGE,
             requester.reply_to,
@@ -81,6 +83,7 @@ class FileRequests:
             correlation_id=requester.correlation_id or None,
             persistent=False,
             mandatory=False,
+            confirmed=False,
         )
 
 

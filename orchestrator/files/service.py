@@ -10,7 +10,6 @@ aborts its uploads (`close_site`, called by the site delete handler before the f
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -44,7 +43,7 @@ from orchestrator.files import operations, paths
 from orchestrator.files.archive import ZipStream
 from orchestrator.files.operations import Budget
 from orchestrator.files.streams import Requester, Send, Streams
-from orchestrator.files.uploads import Limits, Uploads
+from orchestrator.files.uploads import Limits, Uploads, decoded_size
 from orchestrator.files.worker import SiteRef, Worker
 from orchestrator.logs import fields
 from orchestrator.sites.protocols import Service
@@ -52,8 +51,6 @@ from orchestrator.sites.spec import service_name, site_uid
 from orchestrator.swarm.logs import ServiceLogs
 
 log = logging.getLogger("orchestrator.files")
-# A chunk this large is decoded off the event loop.
-DECODE_ON_LOOP = 64 * 1024
 # How long a site's deletion waits for its file requests in flight.
 CLOSE_WAIT_SECONDS = 30.0
 
@@ -190,17 +187,12 @@ class SiteFiles:
         parts = paths.split(request.path)
         if not parts:
             raise FileRefused("the site directory is a directory", code=ErrorCode.IS_A_DIRECTORY)
-        encoded = request.data
-        if len(encoded) > DECODE_ON_LOOP:
-            data = await asyncio.to_thread(base64.b64decode, encoded)
-        else:
-            data = base64.b64decode(encoded)
-        if len(data) > self.settings.files_chunk_bytes:
+        if decoded_size(request.data) > self.settings.files_chunk_bytes:
             raise FileRefused(
                 f"a chunk carries at most {self.settings.files_chunk_bytes} bytes (FILES_CHUNK_BYTES)",
                 code=ErrorCode.TOO_LARGE,
             )
-        return await self.uploads.write(site, request, parts, data)
+        return await self.uploads.write(site, request, parts)
 
     def _budget(self, what: str) -> Budget:
         return Budget(self.settings.files_walk_max_seconds, self.settings.files_walk_max_entries, what)

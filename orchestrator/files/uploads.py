@@ -16,6 +16,7 @@ the final one, after the upload completed) is answered again without writing any
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import logging
 import os
@@ -86,9 +87,11 @@ class Uploads:
         if self._sweeper is not None:
             self._sweeper.cancel()
         for upload in list(self._uploads.values()):
-            await self._discard(upload)
+            await self._discard(upload, "the orchestrator stopped")
 
-    async def write(self, site: SiteRef, request: FilesWrite, parts: Parts, data: bytes) -> WriteResult:
+    async def write(self, site: SiteRef, request: FilesWrite, parts: Parts) -> WriteResult:
+        """Carry out one chunk; its base64 is decoded in the file thread that writes it."""
+        size = decoded_size(request.data)
         done = self._completed.get(request.upload_id)
         if done is not None and request.final and request.offset == done[0]:
             return done[1]  # a redelivered final chunk: the file is in place already
@@ -98,26 +101,26 @@ class Uploads:
             raise _unknown(f"upload {request.upload_id} is for another site or path")
         if request.offset < upload.received:
             await self._release(upload)
-            if (request.offset, len(data)) == upload.last and request.offset + len(data) == upload.received:
+            if (request.offset, size) == upload.last and request.offset + size == upload.received:
                 return WriteResult(received=upload.received)  # the last chunk again (a redelivery)
             raise _unknown(f"upload {request.upload_id} has {upload.received} bytes; a chunk at {request.offset}")
-        if upload.received + len(data) > self._limits.max_file_bytes:
-            await self._discard(upload)
+        if upload.received + size > self._limits.max_file_bytes:
+            await self._discard(upload, "too large")
             raise FileRefused(
                 f"the upload is larger than {self._limits.max_file_bytes} bytes (FILES_MAX_FILE_BYTES)",
                 code=ErrorCode.TOO_LARGE,
             )
         try:
-            if data:
-                await self._worker.as_site(site, lambda: _append(upload.fd, data))
-            upload.received += len(data)
-            upload.last = (request.offset, len(data))
+            if size:
+                await self._worker.as_site(site, lambda: _append(upload.fd, request.data))
+            upload.received += size
+            upload.last = (request.offset, size)
             if not request.final:
                 await self._release(upload)
                 return WriteResult(received=upload.received)
             entry, etag = await self._worker.as_site(site, lambda: _commit(upload))
-        except BaseException:
-            await self._discard(upload)
+        except BaseException as exc:
+            await self._discard(upload, f"a chunk failed: {exc!r}"[:300])
             raise
         self._uploads.pop(upload.id, None)
         result = WriteResult(received=upload.received, entry=entry, etag=etag)
@@ -183,7 +186,8 @@ class Uploads:
         async with self._changed:
             self._changed.notify_all()
 
-    async def _discard(self, upload: Upload) -> None:
+    async def _discard(self, upload: Upload, reason: str) -> None:
+        log.info("upload discarded", extra=fields(upload_id=str(upload.id), site_id=upload.site.id, reason=reason))
         self._uploads.pop(upload.id, None)
         if upload.fd >= 0:
             try:
@@ -196,7 +200,7 @@ class Uploads:
         """Abort every upload of the site (it is being deleted)."""
         doomed = [u for u in self._uploads.values() if u.site.id == site_id]
         for upload in doomed:
-            await self._discard(upload)
+            await self._discard(upload, "the site was deleted")
         return len(doomed)
 
     async def _sweep(self) -> None:
@@ -206,8 +210,7 @@ class Uploads:
             now = time.monotonic()
             for upload in list(self._uploads.values()):
                 if not upload.writing and now - upload.touched > self._limits.idle_seconds:
-                    log.info("upload expired", extra=fields(upload_id=str(upload.id), site_id=upload.site.id))
-                    await self._discard(upload)
+                    await self._discard(upload, f"idle for {self._limits.idle_seconds:g} s")
 
 
 # --- in a file thread, as the site's user ---------------------------------------------------------
@@ -258,7 +261,16 @@ def _check_target(parent: int, name: str, upload: Upload) -> os.stat_result | No
     return current
 
 
-def _append(fd: int, data: bytes) -> None:
+def decoded_size(encoded: str) -> int:
+    """The bytes a base64 text holds (what it claims: a malformed one fails its decoding)."""
+    return len(encoded) // 4 * 3 - encoded.count("=", max(0, len(encoded) - 2))
+
+
+def _append(fd: int, encoded: str) -> None:
+    try:
+        data = binascii.a2b_base64(encoded, strict_mode=True)
+    except binascii.Error:
+        raise FileRefused("data is not standard base64", code=ErrorCode.INVALID_REQUEST) from None
     view = memoryview(data)
     while view:
         written = os.write(fd, view)

@@ -49,8 +49,8 @@ def chunk(
 
 
 async def write(registry: Uploads, *args: object, **more: object) -> object:
-    request, parts, data = chunk(*args, **more)  # type: ignore[arg-type]
-    return await registry.write(SITE, request, parts, data)
+    request, parts, _ = chunk(*args, **more)  # type: ignore[arg-type]
+    return await registry.write(SITE, request, parts)
 
 
 def temporaries(root: Path) -> list[str]:
@@ -172,3 +172,20 @@ async def test_deleting_a_site_aborts_its_uploads(registry: Uploads, root: Path)
     await write(registry, uuid.uuid4(), 0, b"x")
     assert await registry.abort_site(1) == 1
     assert temporaries(root) == [] and registry.live() == frozenset()
+
+
+async def test_a_chunk_that_is_not_base64_is_an_invalid_request_and_ends_its_upload(
+    registry: Uploads, root: Path
+) -> None:
+    upload = uuid.uuid4()
+    await write(registry, upload, 0, b"abc")
+    request = FilesWrite(site_id=1, path="public/f.txt", upload_id=upload, offset=3, data="!!!!")
+    with pytest.raises(FileRefused) as caught:
+        await registry.write(SITE, request, ("public", "f.txt"))
+    assert caught.value.code is ErrorCode.INVALID_REQUEST
+    assert temporaries(root) == [] and registry.live() == frozenset()
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 1000, 1 << 20])
+def test_the_size_of_a_chunk_is_known_before_it_is_decoded(size: int) -> None:
+    assert uploads.decoded_size(base64.b64encode(os.urandom(size)).decode()) == size
