@@ -3,7 +3,8 @@ orchestrator is): the least a server on the same broker can do, with aio-pika an
 
 Consumes `<queue>` (classic, the prefetch given) and, by the `op` header:
 - `echo`: replies `size` bytes (base64 in JSON, as a `files.read` does) to `reply_to`, then acks;
-- `sink`: takes a chunk, acks; after `total` bytes replies `done` to `reply_to`;
+- `sink`: takes a chunk (raw, or base64 in JSON as a `files.write` carries it: then decoded),
+  acks; once `total` bytes came and a chunk has a `reply_to`, replies to it;
 - `source`: sends `count` chunks of `size` bytes (base64 in JSON) to `reply_to`, then acks.
 Replies go to the default exchange with the request's correlation_id, without confirms.
 
@@ -29,6 +30,7 @@ async def main(url: str, queue_name: str, prefetch: int) -> None:
     queue = await channel.declare_queue(queue_name, auto_delete=True)
     exchange = channel.default_exchange
     received = 0
+    answer_to: AbstractIncomingMessage | None = None  # the sink's chunk that carried the reply_to
 
     async def reply(message: AbstractIncomingMessage, body: bytes) -> None:
         await exchange.publish(
@@ -38,17 +40,21 @@ async def main(url: str, queue_name: str, prefetch: int) -> None:
         )
 
     async def handle(message: AbstractIncomingMessage) -> None:
-        nonlocal received
+        nonlocal received, answer_to
         op = (message.headers or {}).get("op")
         request = json.loads(message.body) if op != "sink" else {}
         if op == "echo":
             data = base64.b64encode(os.urandom(request["size"])).decode()
             await reply(message, json.dumps({"ok": True, "result": {"data": data}}).encode())
         elif op == "sink":
-            received += len(message.body)
-            if message.reply_to and received >= int((message.headers or {}).get("total", 0)):
-                received = 0
-                await reply(message, b'{"ok": true}')
+            if (message.headers or {}).get("encoding") == "json":
+                received += len(base64.b64decode(json.loads(message.body)["data"]))
+            else:
+                received += len(message.body)
+            answer_to = message if message.reply_to else answer_to  # chunks from two channels: any order
+            if answer_to is not None and received >= int((message.headers or {}).get("total", 0)):
+                received, asker, answer_to = 0, answer_to, None
+                await reply(asker, b'{"ok": true}')
         elif op == "source":
             piece = os.urandom(request["size"])
             for seq in range(request["count"]):
