@@ -123,12 +123,13 @@ async def replay(
         publisher = await target.channel(publisher_confirms=True, on_return_raises=True)
         chosen = [(m, letter) for m, letter in await _fetch(channel, settings) if keep(letter)]
         trusted = set(settings.allowed_publishers)
-        # A terminal command replayed later would open or feed a terminal nobody watches.
+        # A terminal command replayed later would open or feed a terminal nobody watches, a file
+        # request would answer a requester that stopped waiting long ago.
         skipped = [
             dl
             for _, dl in chosen
             if (dl.publisher not in trusted and not include_unauthenticated)
-            or dl.exchange == settings.terminal_exchange
+            or dl.exchange in (settings.terminal_exchange, settings.files_exchange)
         ]
         chosen = [(m, letter) for m, letter in chosen if letter not in skipped]
         progress = _Progress(len(chosen), out)
@@ -164,9 +165,8 @@ async def purge(settings: Settings) -> int:
 
 def _replay_target(exchange: str | None, settings: Settings) -> str:
     """Replay publishes only to an exchange Director publishes to, whatever a header says."""
-    return (
-        exchange if exchange in (settings.inbound_exchange, settings.terminal_exchange) else settings.inbound_exchange
-    )
+    directors = (settings.inbound_exchange, settings.terminal_exchange, settings.files_exchange)
+    return exchange if exchange in directors else settings.inbound_exchange
 
 
 def _replay_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
