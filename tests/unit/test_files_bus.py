@@ -3,8 +3,10 @@ dead-lettered, the log lines of a service, and a site's deletion closing its ses
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +14,8 @@ import pytest
 from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import DEFAULT_EXCHANGE, Completed, Received
 from orchestrator.bus.replies import reply_queue_allowed
-from orchestrator.contract.files import FileRequest
+from orchestrator.config import Settings
+from orchestrator.contract.files import FileRequest, FilesStat
 from orchestrator.errors import (
     DockerUnavailable,
     ErrorCode,
@@ -22,7 +25,9 @@ from orchestrator.errors import (
     Unauthenticated,
 )
 from orchestrator.files.processor import FileRequests
+from orchestrator.files.service import SiteFiles
 from orchestrator.files.streams import Requester
+from orchestrator.files.worker import Worker
 from orchestrator.swarm.logs import parse_line, parse_ns
 
 PREFIX = "director.replies."
@@ -186,3 +191,32 @@ def test_anything_else_is_not_a_log_line(raw: bytes) -> None:
 def test_a_line_without_details_keeps_all_its_text() -> None:
     record = parse_line(b"2026-12-04T00:15:12Z plain text\n", [])
     assert record is not None and (record.task, record.text) == ("", "plain text")
+
+
+# --- per-site bounds ------------------------------------------------------------------------------------
+
+
+async def test_requests_of_one_site_past_its_concurrency_are_busy_and_others_are_not(tmp_path: Path) -> None:
+    release = asyncio.Event()
+
+    class SlowServices:
+        async def get(self, name: str) -> None:
+            await release.wait()
+            return None  # then: no such site
+
+    settings = Settings(files_site_concurrency=2)
+    worker = Worker(tmp_path, 1)
+    files = SiteFiles(settings, worker, SlowServices(), None, None)  # type: ignore[arg-type]
+    requester = Requester(DIRECT, "c")
+    held = [asyncio.create_task(files.handle(FilesStat(site_id=1), requester)) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(FileRefused) as caught:
+        await files.handle(FilesStat(site_id=1), requester)
+    assert caught.value.code is ErrorCode.BUSY
+    other = asyncio.create_task(files.handle(FilesStat(site_id=2), requester))  # another site is not held up
+    release.set()
+    for task in [*held, other]:
+        with pytest.raises(FileRefused) as caught:
+            await task
+        assert caught.value.code is ErrorCode.SITE_NOT_FOUND
+    worker.close()
