@@ -38,9 +38,11 @@ log = logging.getLogger("orchestrator.files")
 # How long a chunk waits for the chunks before it (delivered at once, parsed in parallel), and for
 # the first chunk of an upload not seen yet (usually: an expired or unknown upload).
 ORDER_WAIT_SECONDS = 10.0
-UNKNOWN_WAIT_SECONDS = 1.0
-# Final replies remembered for a redelivered final chunk.
+UNKNOWN_WAIT_SECONDS = 3.0
+# Final replies remembered for a redelivered final chunk, and why recent uploads ended (a chunk of
+# one is refused at once, not after waiting for its first chunk).
 COMPLETED_KEPT = 256
+ENDED_KEPT = 1024
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Uploads:
         self._limits = limits
         self._uploads: dict[uuid.UUID, Upload] = {}
         self._completed: OrderedDict[uuid.UUID, tuple[int, WriteResult]] = OrderedDict()
+        self._ended: OrderedDict[uuid.UUID, str] = OrderedDict()
         self._changed = asyncio.Condition()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -134,6 +137,8 @@ class Uploads:
         """The upload, held for this chunk once every chunk before it was written; a new upload
         for a chunk at offset 0 of an unknown id."""
         upload_id, offset = request.upload_id, request.offset
+        if upload_id in self._ended and upload_id not in self._uploads:
+            raise _unknown(f"upload {upload_id} ended: {self._ended[upload_id]}")
 
         def ready() -> bool:
             upload = self._uploads.get(upload_id)
@@ -189,6 +194,9 @@ class Uploads:
     async def _discard(self, upload: Upload, reason: str) -> None:
         log.info("upload discarded", extra=fields(upload_id=str(upload.id), site_id=upload.site.id, reason=reason))
         self._uploads.pop(upload.id, None)
+        self._ended[upload.id] = reason
+        while len(self._ended) > ENDED_KEPT:
+            self._ended.popitem(last=False)
         if upload.fd >= 0:
             try:
                 await self._worker.as_site(upload.site, lambda: _discard(upload))

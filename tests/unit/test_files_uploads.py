@@ -31,7 +31,7 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 async def registry(root: Path) -> AsyncIterator[Uploads]:
     worker = Worker(root, 2)
-    found = Uploads(worker, Limits(max_file_bytes=100, max_uploads=3, max_per_site=2, idle_seconds=0.3))
+    found = Uploads(worker, Limits(max_file_bytes=100, max_uploads=3, max_per_site=2, idle_seconds=1.0))
     found.start()
     yield found
     await found.stop()
@@ -130,7 +130,7 @@ async def test_uploads_are_bounded_per_site_and_in_all(registry: Uploads) -> Non
 async def test_an_idle_upload_expires_with_its_temporary_file(registry: Uploads, root: Path) -> None:
     upload = uuid.uuid4()
     await write(registry, upload, 0, b"x")
-    for _ in range(50):
+    for _ in range(100):
         if not registry.live():
             break
         await asyncio.sleep(0.05)
@@ -189,3 +189,13 @@ async def test_a_chunk_that_is_not_base64_is_an_invalid_request_and_ends_its_upl
 @pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 1000, 1 << 20])
 def test_the_size_of_a_chunk_is_known_before_it_is_decoded(size: int) -> None:
     assert uploads.decoded_size(base64.b64encode(os.urandom(size)).decode()) == size
+
+
+async def test_a_chunk_of_an_ended_upload_is_refused_at_once_saying_why(registry: Uploads) -> None:
+    upload = uuid.uuid4()
+    await write(registry, upload, 0, b"x")
+    await registry.abort_site(1)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(FileRefused, match="ended: the site was deleted"):
+        await write(registry, upload, 1, b"y")
+    assert asyncio.get_running_loop().time() - started < 0.5
