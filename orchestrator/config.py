@@ -101,7 +101,11 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(default=3.0, ge=0)
     # Every site task is probed from inside ($PORT answers HTTP). Swarm counts a task as running
     # only once healthy, so a start-first update switches over only to a task that answers.
-    health_interval_seconds: float = Field(default=2.0, gt=0)
+    # The interval is how often a new or failing task is looked at (a rollout waits on it); a
+    # steady one rests `health_idle_seconds` inside its container first, so it costs Docker one
+    # exec per rest instead of one per interval (see sites/scripts.py).
+    health_interval_seconds: float = Field(default=0.5, gt=0)
+    health_idle_seconds: float = Field(default=60.0, ge=0)
     health_timeout_seconds: float = Field(default=3.0, gt=0)
     health_start_period_seconds: float = Field(default=30.0, ge=0)
     health_retries: int = Field(default=3, ge=1)

@@ -142,7 +142,12 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         KIND: site.kind.value,
     }
     env = site_env(
-        site.id, settings.site_port, drain_seconds=settings.drain_seconds, stable_seconds=settings.stable_seconds
+        site.id,
+        settings.site_port,
+        drain_seconds=settings.drain_seconds,
+        stable_seconds=settings.stable_seconds,
+        health_idle_seconds=settings.health_idle_seconds,
+        health_timeout_seconds=settings.health_timeout_seconds,
     )
     uid = site_uid(site.id, settings)
     tmpfs = (Mount(target="/tmp", type="tmpfs"), Mount(target="/run", type="tmpfs"))
@@ -159,7 +164,8 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         healthcheck=HealthCheck(
             command=HEALTH_PROBE,
             interval_ns=round(settings.health_interval_seconds * NANOSECONDS),
-            timeout_ns=round(settings.health_timeout_seconds * NANOSECONDS),
+            # A steady probe rests `health_idle_seconds` before it asks (see `sites.scripts`).
+            timeout_ns=round((settings.health_idle_seconds + settings.health_timeout_seconds + 1) * NANOSECONDS),
             start_period_ns=round(settings.health_start_period_seconds * NANOSECONDS),
             retries=settings.health_retries,
         ),

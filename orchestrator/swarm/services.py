@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -263,13 +263,17 @@ class Swarm:
 
         def read(api: docker.APIClient) -> list[Service]:
             names = {n["Id"]: n["Name"] for n in api.networks()}
+            # Every task in one call, grouped here: a call per service would grow with the fleet.
+            tasks: dict[str, list[dict[str, Any]]] = {}
+            for task in api.tasks():
+                tasks.setdefault(task.get("ServiceID", ""), []).append(task)
             surveyed = []
             for raw in api.services(filters=managed(), status=True):
                 previous = raw.get("PreviousSpec")
                 surveyed.append(
                     service_of(
                         raw,
-                        last_error=last_error(api.tasks(filters={"service": raw["ID"]})),
+                        last_error=last_error(tasks.get(raw["ID"], [])),
                         live=from_docker(raw["Spec"], names),
                         previous=from_docker(previous, names) if previous else None,
                     )

@@ -89,9 +89,10 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_REPLAY_AMQP_URL": f"amqp://director:director@127.0.0.1:5672/{vhost}",
         "ORCHESTRATOR_SITES_ROOT": str(sites_root),
         "ORCHESTRATOR_CONVERGE_TIMEOUT_SECONDS": "45",
-        # Fast health checks: a task answers within ~3 s, a silent one is found out within ~12 s.
-        "ORCHESTRATOR_HEALTH_INTERVAL_SECONDS": "1",
-        "ORCHESTRATOR_HEALTH_START_PERIOD_SECONDS": "10",
+        # Fast health checks: a task answers within ~3 s, a silent one is found out within ~8 s.
+        "ORCHESTRATOR_HEALTH_INTERVAL_SECONDS": "0.5",
+        "ORCHESTRATOR_HEALTH_START_PERIOD_SECONDS": "5",
+        "ORCHESTRATOR_HEALTH_TIMEOUT_SECONDS": "1",
         "ORCHESTRATOR_HEALTH_RETRIES": "2",
         "ORCHESTRATOR_STABLE_SECONDS": "2",
         "ORCHESTRATOR_DRAIN_SECONDS": "2",
