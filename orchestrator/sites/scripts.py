@@ -110,7 +110,11 @@ if [ -e {STABLE_MARK} ]; then
 fi
 w="${{STABLE_SECONDS:-0}}"
 quarters=$(( ${{w%%.*}} * 4 ))
-case "$w" in *.25) quarters=$((quarters + 1)) ;; *.5) quarters=$((quarters + 2)) ;; *.75) quarters=$((quarters + 3)) ;; esac
+case "$w" in
+  *.25) quarters=$((quarters + 1)) ;;
+  *.5) quarters=$((quarters + 2)) ;;
+  *.75) quarters=$((quarters + 3)) ;;
+esac
 tries=$((t * 4))
 until answers; do
   tries=$((tries - 1))

@@ -17,7 +17,8 @@ httpd -p 80 -h /w
 a=$(clock); probe; echo "answers: $? $(took $a)"
 a=$(clock); probe; echo "steady: $? $(took $a)"
 killall httpd; a=$(clock); probe; echo "steady, then gone: $? $(took $a)"
-httpd -p 80 -h /w; (sleep 1; killall httpd) & a=$(clock); rm -f /tmp/.orchestrator-*; probe; echo "dies in the window: $? $(took $a)"
+httpd -p 80 -h /w; (sleep 1; killall httpd) &
+a=$(clock); rm -f /tmp/.orchestrator-*; probe; echo "dies in the window: $? $(took $a)"
 """
 
 
