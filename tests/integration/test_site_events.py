@@ -241,9 +241,11 @@ async def test_a_burst_of_events_for_one_site_does_not_hold_up_another_site(
 ) -> None:
     busy, other = site_id, fresh_site_id()
     write_site(sites_root, busy, page="busy")
+    # More events than the test orchestrator's Docker workers (3): with prefetch no larger than the
+    # workers, the quick site's event would wait behind three of these.
     burst = [
         site_event("site.created" if v == 1 else "site.updated", busy, v, resources={"cpus": 0.1 + v / 100})
-        for v in range(1, 13)  # each version changes the task: a rolling update to wait for
+        for v in range(1, 6)  # each version changes the task: a rolling update to wait for
     ]
     for event in burst:
         await director.publish(event)
@@ -252,6 +254,6 @@ async def test_a_burst_of_events_for_one_site_does_not_hold_up_another_site(
 
     assert (await results.wait_for(quick["event_id"])).type == "site.deployed"
     done = sum(event["event_id"] in results.by_cause for event in burst)
-    assert done <= 3, f"the other site waited behind {done} of the busy site's events"
+    assert done <= 2, f"the other site waited behind {done} of the busy site's events"
     last = await results.wait_for(burst[-1]["event_id"], timeout=180)
-    assert last.type == "site.deployed" and last.applied_version == 12
+    assert last.type == "site.deployed" and last.applied_version == 5
