@@ -68,7 +68,7 @@ async def test_a_site_whose_server_exits_is_down_at_once_and_healthy_once_swarm_
     killed = time.monotonic()
     api.exec_start(api.exec_create(container["Id"], ["sh", "-c", "kill $(pidof httpd)"]))
 
-    (down,) = await results.wait_health(site_id, 1, timeout=10)
+    await results.wait_health(site_id, 1, timeout=10)
     down_after = time.monotonic() - killed
     statuses = await results.wait_health(site_id, 2, timeout=30)
     healthy_after = time.monotonic() - killed
