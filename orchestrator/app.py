@@ -80,7 +80,11 @@ async def serve(settings: Settings) -> None:
         changes.listen(monitor.on_change)
         await monitor.start(await swarm.managed())
         stack.callback(monitor.stop)
-        terminal_consumer, sessions = await _terminals(connection, settings, terminal_host, sitedirs)
+        # Terminal output on a connection of its own: a flood of it, throttled by the broker, never
+        # slows the results and acknowledgements of site events (flow control is per connection).
+        output = await broker.connect(settings.broker_url(), settings, stop, name="orchestrator-terminal-output")
+        stack.push_async_callback(output.close)
+        terminal_consumer, sessions = await _terminals(connection, output, settings, terminal_host, sitedirs)
         stack.push_async_callback(sessions.stop)
 
         consumers = (site_consumer, terminal_consumer)
@@ -121,13 +125,17 @@ async def _site_events(
 
 
 async def _terminals(
-    connection: AbstractRobustConnection, settings: Settings, host: TerminalHost, sitedirs: SiteDirs
+    connection: AbstractRobustConnection,
+    output_connection: AbstractRobustConnection,
+    settings: Settings,
+    host: TerminalHost,
+    sitedirs: SiteDirs,
 ) -> tuple[QueueConsumer, TerminalSessions]:
-    """Terminal commands on their own channel; session output on one without confirms."""
+    """Terminal commands on their own channel; session output, without confirms, on its own connection."""
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     await channel.set_qos(prefetch_count=TERMINAL_PREFETCH)
     declared = await topology.declare_terminals(channel, settings)
-    output = await connection.channel(publisher_confirms=False)
+    output = await output_connection.channel(publisher_confirms=False)
     updates = await output.get_exchange(settings.terminal_events_exchange, ensure=False)
 
     async def emit(update: TerminalUpdate) -> None:

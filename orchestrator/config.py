@@ -149,6 +149,10 @@ class Settings(BaseSettings):
 
     # --- terminals ------------------------------------------------------------------------------
     terminal_max_per_site: int = Field(default=3, ge=1)
+    # Sessions this process holds at once, whatever the sites.
+    terminal_max_total: int = Field(default=100, ge=1)
+    # Output a session may send; past it the shell waits (nothing is dropped).
+    terminal_output_bytes_per_second: int = Field(default=256 * 1024, ge=1024)
     # A session without input for this long is closed; none lives longer than the lifetime.
     terminal_idle_seconds: float = Field(default=900.0, gt=0)
     terminal_max_lifetime_seconds: float = Field(default=8 * 3600.0, gt=0)
