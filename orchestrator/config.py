@@ -175,7 +175,9 @@ class Settings(BaseSettings):
     domain_wait_seconds: float = Field(default=5.0, ge=0)
     # Site tasks run as uid = gid = base + site id and own their site directory: nothing a site
     # leaves on the host (a setuid binary) belongs to root.
-    site_uid_base: int = Field(default=100_000, ge=1000, le=2**31)
+    # The default sits above the /etc/subuid ranges Debian hands out (100000 on, 65536 each), and
+    # every uid base + site id stays below 2^32 - 1 (which chown reads as "do not change").
+    site_uid_base: int = Field(default=1_000_000_000, ge=1000, le=2**32 - 2**31 - 2)
     # Capabilities a site keeps; none needed by a non-root site (Docker lets containers bind
     # low ports without NET_BIND_SERVICE).
     cap_add: Annotated[CsvList, Field(default_factory=list)]

@@ -64,7 +64,7 @@ if ! script=$(find_run); then
   exit 0
 fi
 echo "orchestrator: starting $script"
-cd /site/public
+cd /site/public 2>/dev/null || cd /site
 if [ -x "$script" ]; then supervise "$script"; else supervise /bin/sh "$script"; fi
 """
 

@@ -190,7 +190,6 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
             image=resolve_image(site.image, settings),
             command=("/bin/sh", "-c", RUN_SCRIPT),
             env={**site.env, **env},
-            workdir=f"{SITE_MOUNT}/public",
             mounts=(Mount(source=str(site_dir), target=SITE_MOUNT), *tmpfs),
             **common,  # type: ignore[arg-type]
         )

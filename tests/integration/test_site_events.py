@@ -7,6 +7,7 @@ from pathlib import Path
 
 import docker
 from support import (
+    SITE_UID_BASE,
     DeadLetters,
     Director,
     OrchestratorProcess,
@@ -59,7 +60,7 @@ async def test_a_new_site_without_run_sh_is_kept_idle_says_so_and_starts_once_ru
     assert "idle" in result.error.message and result.applied_version == 1
     site_dir = sites_root / f"site_{site_id:04d}"
     assert (site_dir / "public").is_dir() and (site_dir / "private").is_dir()
-    assert site_dir.stat().st_uid == 100_000 + site_id  # the site's own user
+    assert site_dir.stat().st_uid == SITE_UID_BASE + site_id  # the site's own user
     assert service(api, f"site_{site_id:04d}")["Spec"]["Mode"]["Replicated"]["Replicas"] == 1  # type: ignore[index]
 
     write_site(sites_root, site_id, page=f"started later {site_id}")

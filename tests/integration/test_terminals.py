@@ -17,6 +17,7 @@ import docker
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from support import (
+    SITE_UID_BASE,
     Director,
     OrchestratorProcess,
     Results,
@@ -141,7 +142,7 @@ async def test_a_terminal_runs_a_shell_in_the_sites_own_image_with_its_files(
     output = session.output
     assert b"42" in output and f"terminal page {site_id}".encode() in output
     assert b"hello-from-env" in output
-    assert f"{100000 + site_id}".encode() in output  # the site's own uid, not root
+    assert f"{SITE_UID_BASE + site_id}".encode() in output  # the site's own uid, not root
     assert b"30 100" in output
     assert b"hello-from-env" not in orchestrator.log_path.read_bytes()  # terminal data is never logged
     seqs = [e.seq for e in session.events]

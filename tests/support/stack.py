@@ -17,6 +17,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from orchestrator.config import Settings
 from support.scope import SITE_IDS
 
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -30,6 +31,7 @@ RESULTS = "orchestrator.results"
 DEAD_LETTERS = "orchestrator.site-events.dead"
 SITE_RESULTS = "orchestrator.site-results"
 MANAGED = {"label": "com.director.managed-by=orchestrator"}
+SITE_UID_BASE = Settings.model_fields["site_uid_base"].default  # a site's uid is this + its id
 
 
 def rabbitmqctl(*args: str) -> None:

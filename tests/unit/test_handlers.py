@@ -99,7 +99,7 @@ async def test_a_created_site_gets_its_directory_and_a_service(
 
     assert result.type == "site.deployed" and result.applied_version == 1
     assert result.service is not None and result.service.name == NAME
-    assert NAME in swarm.services and dirs.existing[NAME] == 100_001  # owned by the site's own uid
+    assert NAME in swarm.services and dirs.existing[NAME] == 1_000_000_001  # owned by the site's own uid
     assert swarm.calls.index(f"create {NAME}") < swarm.calls.index(f"converge {NAME}")
 
 
