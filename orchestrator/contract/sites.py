@@ -117,6 +117,11 @@ class SiteRef(Model):
     id: SiteId
 
 
+def service_name(site_id: int) -> str:
+    """The site's swarm service, `site_0042`: the name the product promises."""
+    return f"site_{site_id:04d}"
+
+
 class _Event(Model):
     event_id: uuid.UUID
     occurred_at: AwareDatetime

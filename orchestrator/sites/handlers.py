@@ -26,6 +26,7 @@ from orchestrator.contract.sites import (
     SiteRestartRequested,
     SiteUpdated,
     SiteUpserted,
+    service_name,
 )
 from orchestrator.errors import DomainConflict, ErrorCode, NotFound, ServiceFailed, SiteNotServing
 from orchestrator.sites.domains import HOST_LABEL, lock_keys, lookup_labels, overlaps
@@ -42,7 +43,7 @@ from orchestrator.sites.protocols import (
     VerifiedPort,
 )
 from orchestrator.sites.rollout import Broken
-from orchestrator.sites.spec import ServiceSpec, desired_service, service_name, site_uid
+from orchestrator.sites.spec import ServiceSpec, desired_service, site_uid
 from orchestrator.traefik.labels import probe_host
 
 LOG_LINES = 10

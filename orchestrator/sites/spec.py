@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from orchestrator.config import Settings
 from orchestrator.contract.env import SITE_MOUNT, site_env
-from orchestrator.contract.sites import Site, SiteKind
+from orchestrator.contract.sites import Site, SiteKind, service_name
 from orchestrator.sites.domains import claim_labels
 from orchestrator.sites.labels import DOMAINS, FINGERPRINT, KIND, MANAGED_BY, MANAGER, SITE_ID, VERSION
 from orchestrator.sites.policy import check_domains, clamp_resources, resolve_image
@@ -48,10 +48,6 @@ http {
   }
 }
 """
-
-
-def service_name(site_id: int) -> str:
-    return f"site_{site_id:04d}"
 
 
 @dataclass(frozen=True)
@@ -187,7 +183,7 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         )
     else:
         spec = ServiceSpec(
-            image=resolve_image(site.image, settings),
+            image=resolve_image(site.image, site.id, settings),
             command=("/bin/sh", "-c", RUN_SCRIPT),
             env={**site.env, **env},
             mounts=(Mount(source=str(site_dir), target=SITE_MOUNT), *tmpfs),

@@ -10,8 +10,8 @@ from typing import Any
 import docker
 import docker.errors
 
+from orchestrator.contract.sites import service_name
 from orchestrator.sites.labels import MANAGED_BY, MANAGER, SITE_ID, TOMBSTONE, VERSION, managed, version_of
-from orchestrator.sites.spec import service_name
 from orchestrator.swarm.client import DockerClient
 
 TOMBSTONE_PREFIX = "orchestrator-tombstone-"

@@ -11,8 +11,8 @@ from typing import Any
 import docker
 import docker.errors
 
+from orchestrator.contract.sites import service_name
 from orchestrator.sites.labels import DEPLOYMENT, MANAGED_BY, MANAGER, OWNER, SESSION, SITE_ID, managed
-from orchestrator.sites.spec import service_name
 from orchestrator.swarm.client import DockerClient
 from orchestrator.terminals.container import SessionContainer
 

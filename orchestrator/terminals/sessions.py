@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.config import Settings
+from orchestrator.contract.sites import service_name
 from orchestrator.contract.terminals import TerminalUpdate, TerminalUpdateType
 from orchestrator.errors import ErrorCode, NotFound, OrchestratorError, TerminalRefused
 from orchestrator.logs import fields
 from orchestrator.sites.protocols import SiteDirsPort
-from orchestrator.sites.spec import service_name
 from orchestrator.terminals import container as terminalspec
 from orchestrator.terminals.host import TerminalHost
 

@@ -272,7 +272,7 @@ def test_a_site_without_an_image_gets_the_default_base_image(site_data: SiteData
     del data["image"]
     site = Site.model_validate(data)
     assert site.image is None
-    assert resolve_image(site.image, Settings(default_image="director/base:2")) == "director/base:2"
+    assert resolve_image(site.image, site.id, Settings(default_image="director/base:2")) == "director/base:2"
 
 
 @pytest.mark.parametrize("cpus", [1e-10, 0.001, 0.0099])
