@@ -32,7 +32,7 @@ TEST_WORKERS ?= 3
 test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target ready
 	$(MAKE) --no-print-directory -j2 --output-sync=target checks
-	$(PY) -m pytest tests/integration -q -ra -n $(TEST_WORKERS)
+	$(PY) -m pytest tests/integration tests/security -q -ra -n $(TEST_WORKERS)
 	$(PY) -m pytest tests/faults -q -ra
 
 ready: up $(VENV)/.installed demo-stop

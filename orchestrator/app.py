@@ -23,7 +23,7 @@ from orchestrator.contract.terminals import TerminalUpdate
 from orchestrator.errors import DockerUnavailable, OrchestratorError
 from orchestrator.files.sitedirs import SiteDirs
 from orchestrator.logs import fields
-from orchestrator.ops import heartbeat, reports
+from orchestrator.ops import heartbeat, housekeeping, reports
 from orchestrator.ops.health import HealthMonitor
 from orchestrator.sites.handlers import Context
 from orchestrator.sites.processor import SiteEvents
@@ -93,7 +93,10 @@ async def serve(settings: Settings) -> None:
             connection.reconnect_callbacks.add(consumer.refresh_active)
         stack.push_async_callback(_finish, consumers, settings.shutdown_grace_seconds)
 
-        background = [asyncio.create_task(_beat(settings, connection, consumers, swarm))]
+        background = [
+            asyncio.create_task(_beat(settings, connection, consumers, swarm)),
+            asyncio.create_task(housekeeping.keep_house(swarm.tombstones, settings, site_consumer.active)),
+        ]
         if settings.drift_report_seconds:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
             drift = reports.report_drift(

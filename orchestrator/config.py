@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     # holding the sites root, e.g. "node.labels.director.sites==true".
     placement_constraints: Annotated[CsvList, Field(default_factory=list)]
 
+    # How long a deleted site's tombstone is kept (a late, older event cannot resurrect it): a
+    # site that existed, and one the swarm never held (a reordered create may still come: at least
+    # a message's longest way back through the retries).
+    tombstone_days: float = Field(default=30.0, gt=0)
+    unknown_tombstone_seconds: float = Field(default=3600.0, ge=60)
+    # How often the active replica removes expired tombstones.
+    housekeeping_seconds: float = Field(default=600.0, gt=0)
+
     # Every interval, a `orchestrator.drift` report when anything drifted (0: never).
     drift_report_seconds: float = Field(default=3600.0, ge=0)
     # Trash older than this shows as drift (it is never deleted by the orchestrator).

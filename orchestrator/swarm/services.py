@@ -23,7 +23,7 @@ from orchestrator.contract.env import RESERVED_ENV_KEYS
 from orchestrator.errors import ConvergeTimeout, DockerConflict, OrchestratorError, TransientError
 from orchestrator.logs import mask
 from orchestrator.sites import rollout as rollouts
-from orchestrator.sites.labels import MANAGED_BY, MANAGER, RESTARTED_BY, managed
+from orchestrator.sites.labels import MANAGED_BY, MANAGER, RESTARTED_BY, VERSION, managed
 from orchestrator.sites.protocols import Rollout, Service
 from orchestrator.sites.rollout import Broken, Ready
 from orchestrator.sites.spec import ServiceSpec
@@ -249,11 +249,29 @@ class Swarm:
     async def tombstone(self, site_id: int) -> int | None:
         return await self.tombstones.get(site_id)
 
-    async def set_tombstone(self, site_id: int, version: int) -> None:
-        await self.tombstones.set(site_id, version)
+    async def set_tombstone(self, site_id: int, version: int, keep_seconds: float) -> None:
+        await self.tombstones.set(site_id, version, keep_seconds)
 
     async def clear_tombstone(self, site_id: int) -> None:
         await self.tombstones.clear(site_id)
+
+    async def reset_version(self, name: str) -> int | None:
+        """Forget the version a site's service records (label set to 0, its tasks untouched), so
+        the next event of any version applies; the version it had, or None without a service."""
+
+        def reset(api: docker.APIClient) -> int | None:
+            try:
+                raw = api.inspect_service(name)
+            except docker.errors.NotFound:
+                return None
+            labels = dict(raw["Spec"].get("Labels") or {})
+            before = int(labels.get(VERSION, "0") or 0)
+            labels[VERSION] = "0"
+            api.update_service(raw["ID"], raw["Version"]["Index"], labels=labels, fetch_current_spec=True)
+            return before
+
+        self.cache.forget(name)
+        return await self._run(reset)
 
     # --- status and drift ---------------------------------------------------------------------
 
