@@ -61,6 +61,11 @@ async def serve(settings: Settings) -> None:
             return
         changes.start()
         sitedirs = SiteDirs(settings.sites_root, settings.trash_dir_name)
+        if missing := sitedirs.missing_mount_options():
+            log.error(
+                "the sites root is not mounted nosuid,nodev: mount it so (see the README's security model)",
+                extra=fields(sites_root=str(settings.sites_root), missing=",".join(missing)),
+            )
         terminal_host = TerminalHost(terminal_docker, settings.terminal_network, settings.deployment)
         ctx = Context(
             settings=settings,

@@ -8,7 +8,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from support import Director, OrchestratorProcess, Results, deploy, fresh_site_id, site_event, write_site
+from support import Director, OrchestratorProcess, Results, deploy, fetch, fresh_site_id, site_event, write_site
 
 # A tiny server in the site's image: the health probe (Host 127.0.0.1) gets a short page, anything
 # through Traefik (the site's own Host) gets `BODY` after the headers.
@@ -66,3 +66,26 @@ async def test_an_endless_or_trickled_answer_neither_fills_memory_nor_holds_the_
     assert time.monotonic() - started < 45  # each within the deploy deadlines, none stuck reading
     await asyncio.sleep(2)  # anything still streaming into us would show now
     assert rss_kb(orchestrator) - before < 10 * 1024
+
+
+REPORTER = """#!/bin/sh
+{ grep " /site " /proc/mounts; grep NoNewPrivs /proc/self/status; } > /site/public/report.txt
+exec httpd -f -p "$PORT" -h /site/public
+"""
+
+
+async def test_a_site_runs_without_new_privileges_on_a_nosuid_nodev_directory_only_it_reads(
+    director: Director, results: Results, sites_root: Path, site_id: int
+) -> None:
+    site_dir = write_site(sites_root, site_id, page="report")
+    (site_dir / "run.sh").write_text(REPORTER)
+    host = f"report{site_id}.example.com"
+    assert (await deploy(director, results, site_event("site.created", site_id, 1, domains=[host]))).type == (
+        "site.deployed"
+    )
+    report = (await fetch(host, "/report.txt")).text
+    mount_options = report.splitlines()[0].split()[3].split(",")
+    assert "nosuid" in mount_options and "nodev" in mount_options, report
+    assert "NoNewPrivs:\t1" in report, report  # a setuid binary in the image raises nothing
+    assert site_dir.stat().st_mode & 0o777 == 0o750  # no other host user reads a site
+    assert (site_dir / "private").stat().st_mode & 0o777 == 0o700  # its secrets: the site alone

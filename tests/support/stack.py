@@ -67,10 +67,16 @@ def fresh_vhost(name: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def scratch_sites_root(prefix: str) -> Iterator[Path]:
+    """A sites root of its own, mounted nosuid,nodev as production's must be (and stack-up's is)."""
     root = Path(f"/tmp/{prefix}-{uuid.uuid4().hex[:8]}/sites")
     root.mkdir(parents=True)
-    yield root
-    shutil.rmtree(root.parent, ignore_errors=True)
+    subprocess.run(["mount", "--bind", str(root), str(root)], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,nosuid,nodev", str(root)], check=True)
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)
+        shutil.rmtree(root.parent, ignore_errors=True)
 
 
 def docker_api() -> docker.APIClient:
