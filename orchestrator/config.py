@@ -167,8 +167,9 @@ class Settings(BaseSettings):
     # Output is gathered this long (or up to `terminal_batch_bytes`) into one message.
     terminal_batch_seconds: float = Field(default=0.003, ge=0)
     terminal_batch_bytes: int = Field(default=16 * 1024, ge=1024)
-    # Network of session containers ("none": no network at all).
-    terminal_network: str = "bridge"
+    # Network of session containers: none at all by default, so sessions of different sites cannot
+    # reach each other, the host or the sites' network ("bridge": outbound access, e.g. git).
+    terminal_network: str = "none"
 
     # --- security -----------------------------------------------------------------------------
     allowed_domain_suffixes: Annotated[CsvList, Field(default_factory=list)]
