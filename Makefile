@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: up down demo demo-stop test unit lint schema asyncapi-schema bench clean
+.PHONY: up down demo demo-stop test ready checks unit unit-first lint schema asyncapi-schema bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,15 +23,24 @@ demo: up $(VENV)/.installed
 demo-stop:
 	bash scripts/demo.sh stop
 
-# The whole suite on the real stack, cheapest first so a failure shows early: lint (style, types,
-# layers), unit tests (stop at the first failure), integration tests on parallel workers (each its
-# own vhost, site ids and deployment name: tests/support/scope.py), then the fault tests alone
-# (they restart RabbitMQ and dockerd for the whole machine).
+# The whole suite on the real stack, cheapest first so a failure shows early. The stack and the
+# virtualenv are made side by side, then lint (style, types, layers) next to the unit tests (stop at
+# the first failure); then the integration tests on parallel workers (each its own vhost, site ids
+# and deployment name: tests/support/scope.py); then the fault tests alone (they restart RabbitMQ
+# and dockerd for the whole machine).
 TEST_WORKERS ?= 3
-test: up $(VENV)/.installed demo-stop lint asyncapi-schema
-	$(PY) -m pytest tests/unit -q -x
-	$(PY) -m pytest tests/integration -q -ra -n $(TEST_WORKERS)
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=target ready
+	$(MAKE) --no-print-directory -j2 --output-sync=target checks
+	$(PY) -m pytest tests/integration tests/security -q -ra -n $(TEST_WORKERS)
 	$(PY) -m pytest tests/faults -q -ra
+
+ready: up $(VENV)/.installed demo-stop
+
+checks: lint unit-first
+
+unit-first: $(VENV)/.installed asyncapi-schema
+	$(PY) -m pytest tests/unit -q -x
 
 unit: $(VENV)/.installed asyncapi-schema
 	$(PY) -m pytest tests/unit -q

@@ -28,7 +28,7 @@ from orchestrator.files.service import SiteFiles
 from orchestrator.files.sitedirs import SiteDirs
 from orchestrator.files.worker import Worker
 from orchestrator.logs import fields
-from orchestrator.ops import heartbeat, reports
+from orchestrator.ops import heartbeat, housekeeping, reports
 from orchestrator.ops.health import HealthMonitor
 from orchestrator.sites.handlers import Context
 from orchestrator.sites.processor import SiteEvents
@@ -80,6 +80,11 @@ async def serve(settings: Settings) -> None:
             return
         changes.start()
         sitedirs = SiteDirs(settings.sites_root, settings.trash_dir_name)
+        if missing := sitedirs.missing_mount_options():
+            log.error(
+                "the sites root is not mounted nosuid,nodev: mount it so (see the README's security model)",
+                extra=fields(sites_root=str(settings.sites_root), missing=",".join(missing)),
+            )
         terminal_host = TerminalHost(terminal_docker, settings.terminal_network, settings.deployment)
         ctx = Context(
             settings=settings,
@@ -98,7 +103,11 @@ async def serve(settings: Settings) -> None:
         changes.listen(monitor.on_change)
         await monitor.start(await swarm.managed())
         stack.callback(monitor.stop)
-        terminal_consumer, sessions = await _terminals(connection, settings, terminal_host, sitedirs)
+        # Terminal output on a connection of its own: a flood of it, throttled by the broker, never
+        # slows the results and acknowledgements of site events (flow control is per connection).
+        output = await broker.connect(settings.broker_url(), settings, stop, name="orchestrator-terminal-output")
+        stack.push_async_callback(output.close)
+        terminal_consumer, sessions = await _terminals(connection, output, settings, terminal_host, sitedirs)
         stack.push_async_callback(sessions.stop)
         files_consumer, site_files = await _files(connection, settings, swarm, sitedirs, logs_docker)
         stack.push_async_callback(site_files.stop)
@@ -110,7 +119,10 @@ async def serve(settings: Settings) -> None:
             connection.reconnect_callbacks.add(consumer.refresh_active)
         stack.push_async_callback(_finish, consumers, settings.shutdown_grace_seconds)
 
-        background = [asyncio.create_task(_beat(settings, connection, consumers, swarm))]
+        background = [
+            asyncio.create_task(_beat(settings, connection, consumers, swarm)),
+            asyncio.create_task(housekeeping.keep_house(swarm.tombstones, settings, site_consumer.active)),
+        ]
         if settings.drift_report_seconds:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
             drift = reports.report_drift(
@@ -142,13 +154,17 @@ async def _site_events(
 
 
 async def _terminals(
-    connection: AbstractRobustConnection, settings: Settings, host: TerminalHost, sitedirs: SiteDirs
+    connection: AbstractRobustConnection,
+    output_connection: AbstractRobustConnection,
+    settings: Settings,
+    host: TerminalHost,
+    sitedirs: SiteDirs,
 ) -> tuple[QueueConsumer, TerminalSessions]:
-    """Terminal commands on their own channel; session output on one without confirms."""
+    """Terminal commands on their own channel; session output, without confirms, on its own connection."""
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     await channel.set_qos(prefetch_count=TERMINAL_PREFETCH)
     declared = await topology.declare_terminals(channel, settings)
-    output = await connection.channel(publisher_confirms=False)
+    output = await output_connection.channel(publisher_confirms=False)
     updates = await output.get_exchange(settings.terminal_events_exchange, ensure=False)
 
     async def emit(update: TerminalUpdate) -> None:

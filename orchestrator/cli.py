@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--dry-run", action="store_true", help="only say what would be done")
     mode.add_argument("--yes", action="store_true", help="do it")
 
+    site = commands.add_parser("site", help="one site's records, for an operator").add_subparsers(dest="action")
+    reset = site.add_parser("reset-version", help="forget a site's recorded version and tombstone (asks first)")
+    reset.add_argument("site_id", type=int)
+    reset.add_argument("--yes", action="store_true", help="do not ask")
+
     schema = commands.add_parser("schema", help="the published event contract").add_subparsers(dest="action")
     export = schema.add_parser("export", help="write JSON Schemas and examples generated from the models")
     export.add_argument("--dir", type=Path, default=Path("schemas"))
@@ -80,6 +85,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{mark}] {step.drift.kind}: {step.note}")
         print(f"{len(steps)} drifted, {sum(s.done for s in steps)} restored or removed")
         return 0
+    if args.command == "site":
+        if args.action != "reset-version":
+            parser.error("site needs an action: reset-version")
+        if not args.yes and not _confirmed(
+            f"Forget the recorded version of site {args.site_id}? Type 'reset' to confirm: ", "reset"
+        ):
+            return 2
+        from orchestrator.ops.reset import reset_version
+
+        print(asyncio.run(reset_version(settings, args.site_id)))
+        return 0
     if args.command == "schema":
         from orchestrator.contract import schemas as contract
 
@@ -95,14 +111,10 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     from orchestrator.ops import deadletters
 
     if args.action == "purge":
-        if not args.yes:
-            if not sys.stdin.isatty():
-                print("refusing to purge without --yes (no terminal to ask)", file=sys.stderr)
-                return 2
-            answer = input(f"Delete every message in {settings.dead_letter_queue}? Type 'purge' to confirm: ")
-            if answer.strip() != "purge":
-                print("nothing purged")
-                return 1
+        if not args.yes and not _confirmed(
+            f"Delete every message in {settings.dead_letter_queue}? Type 'purge' to confirm: ", "purge"
+        ):
+            return 2
         print(f"purged {asyncio.run(deadletters.purge(settings))} dead letters")
         return 0
     ids = getattr(args, "ids", [])
@@ -127,3 +139,14 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         print(f"skipped {len(skipped)} dead letters from an unproven publisher (a replay would make them trusted):")
         print(deadletters.as_table(skipped))
     return 0
+
+
+def _confirmed(question: str, word: str) -> bool:
+    """An operator typed `word` at a terminal; without a terminal to ask on, no."""
+    if not sys.stdin.isatty():
+        print(f"refusing to {word} without --yes (no terminal to ask)", file=sys.stderr)
+        return False
+    if input(question).strip() != word:
+        print(f"nothing done: {word} was not confirmed", file=sys.stderr)
+        return False
+    return True

@@ -159,8 +159,12 @@ def describe(exc: ValidationError, limit: int = 1000) -> str:
     size = 0
     for error in exc.errors(include_input=False, include_url=False, include_context=False):
         loc = error["loc"]
-        # A dict key that failed validation comes right before pydantic's "[key]" marker.
-        shown = [_key_shown(p) if loc[i + 1 : i + 2] == ("[key]",) else str(p) for i, p in enumerate(loc)]
+        # A dict key that failed validation comes right before pydantic's "[key]" marker; a key
+        # that is no identifier at all is shortened wherever it shows (also on its value's error).
+        shown = [
+            _key_shown(p) if loc[i + 1 : i + 2] == ("[key]",) or not _shown_whole(p) else str(p)
+            for i, p in enumerate(loc)
+        ]
         parts.append(f"{'.'.join(shown) or 'event'}: {error['msg']}")
         size += len(parts[-1]) + 2
         if size > limit:
@@ -169,6 +173,13 @@ def describe(exc: ValidationError, limit: int = 1000) -> str:
 
 
 _KEY_SHOWN = re.compile(r"[A-Za-z0-9_]{0,8}", re.ASCII)
+# What a path component may be to be shown whole: a field name, an index, an env key.
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}|\[key\]", re.ASCII)
+
+
+def _shown_whole(part: str | int) -> bool:
+    """A field name, an index, a valid env key, or the event type pydantic's union puts first."""
+    return isinstance(part, int) or str(part) in SITE_EVENT_TYPES or bool(_PLAIN.fullmatch(str(part)))
 
 
 def _key_shown(key: str | int) -> str:

@@ -38,6 +38,7 @@ from orchestrator.contract.files import (
     ok_reply,
     read_reply,
 )
+from orchestrator.contract.sites import service_name
 from orchestrator.errors import ErrorCode, FileRefused
 from orchestrator.files import operations, paths
 from orchestrator.files.archive import ZipStream
@@ -47,7 +48,7 @@ from orchestrator.files.uploads import Limits, Uploads, decoded_size
 from orchestrator.files.worker import SiteRef, Worker
 from orchestrator.logs import fields
 from orchestrator.sites.protocols import Service
-from orchestrator.sites.spec import service_name, site_uid
+from orchestrator.sites.spec import site_uid
 from orchestrator.swarm.logs import ServiceLogs
 
 log = logging.getLogger("orchestrator.files")

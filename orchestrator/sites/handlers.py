@@ -26,6 +26,7 @@ from orchestrator.contract.sites import (
     SiteRestartRequested,
     SiteUpdated,
     SiteUpserted,
+    service_name,
 )
 from orchestrator.errors import DomainConflict, ErrorCode, NotFound, ServiceFailed, SiteNotServing
 from orchestrator.sites.domains import HOST_LABEL, lock_keys, lookup_labels, overlaps
@@ -42,10 +43,11 @@ from orchestrator.sites.protocols import (
     VerifiedPort,
 )
 from orchestrator.sites.rollout import Broken
-from orchestrator.sites.spec import ServiceSpec, desired_service, service_name, site_uid
+from orchestrator.sites.spec import ServiceSpec, desired_service, site_uid
 from orchestrator.traefik.labels import probe_host
 
 LOG_LINES = 10
+DAY = 86400.0
 NO_RUN_SCRIPT = (
     "no run.sh in the site directory, private/ or public/: the service is kept, idle, and starts the site "
     "as soon as its owner adds one"
@@ -180,9 +182,12 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> SiteResult:
             if current is None and deleted_at is not None and deleted_at > event.version:
                 return _result(event, "site.stale", None, None)
             # Refuse a planted link before removing anything, so a delete is never half done.
-            await ctx.sitedirs.check(name)
-            # The tombstone goes first: a late, older update must never resurrect the site.
-            await swarm.set_tombstone(site_id, event.version)
+            has_files = await ctx.sitedirs.check(name)
+            # The tombstone goes first: a late, older update must never resurrect the site. A site
+            # the swarm never held keeps one only as long as a reordered create could still come.
+            existed = current is not None or has_files or deleted_at is not None
+            keep = ctx.settings.tombstone_days * DAY if existed else ctx.settings.unknown_tombstone_seconds
+            await swarm.set_tombstone(site_id, event.version, keep)
             if current is not None:
                 await swarm.remove(current)
                 await ctx.released.notify()

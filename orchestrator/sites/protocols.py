@@ -97,7 +97,8 @@ class SwarmPort(Protocol):
 
     async def tombstone(self, site_id: int) -> int | None: ...
 
-    async def set_tombstone(self, site_id: int, version: int) -> None: ...
+    async def set_tombstone(self, site_id: int, version: int, keep_seconds: float) -> None:
+        """Record a delete at `version`, kept `keep_seconds` (then expired by housekeeping)."""
 
     async def clear_tombstone(self, site_id: int) -> None: ...
 

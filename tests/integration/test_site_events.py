@@ -7,6 +7,7 @@ from pathlib import Path
 
 import docker
 from support import (
+    SITE_UID_BASE,
     DeadLetters,
     Director,
     OrchestratorProcess,
@@ -59,7 +60,7 @@ async def test_a_new_site_without_run_sh_is_kept_idle_says_so_and_starts_once_ru
     assert "idle" in result.error.message and result.applied_version == 1
     site_dir = sites_root / f"site_{site_id:04d}"
     assert (site_dir / "public").is_dir() and (site_dir / "private").is_dir()
-    assert site_dir.stat().st_uid == 100_000 + site_id  # the site's own user
+    assert site_dir.stat().st_uid == SITE_UID_BASE + site_id  # the site's own user
     assert service(api, f"site_{site_id:04d}")["Spec"]["Mode"]["Replicated"]["Replicas"] == 1  # type: ignore[index]
 
     write_site(sites_root, site_id, page=f"started later {site_id}")
@@ -241,9 +242,11 @@ async def test_a_burst_of_events_for_one_site_does_not_hold_up_another_site(
 ) -> None:
     busy, other = site_id, fresh_site_id()
     write_site(sites_root, busy, page="busy")
+    # More events than the test orchestrator's Docker workers (3): with prefetch no larger than the
+    # workers, the quick site's event would wait behind three of these.
     burst = [
         site_event("site.created" if v == 1 else "site.updated", busy, v, resources={"cpus": 0.1 + v / 100})
-        for v in range(1, 13)  # each version changes the task: a rolling update to wait for
+        for v in range(1, 6)  # each version changes the task: a rolling update to wait for
     ]
     for event in burst:
         await director.publish(event)
@@ -252,6 +255,6 @@ async def test_a_burst_of_events_for_one_site_does_not_hold_up_another_site(
 
     assert (await results.wait_for(quick["event_id"])).type == "site.deployed"
     done = sum(event["event_id"] in results.by_cause for event in burst)
-    assert done <= 3, f"the other site waited behind {done} of the busy site's events"
+    assert done <= 2, f"the other site waited behind {done} of the busy site's events"
     last = await results.wait_for(burst[-1]["event_id"], timeout=180)
-    assert last.type == "site.deployed" and last.applied_version == 12
+    assert last.type == "site.deployed" and last.applied_version == 5

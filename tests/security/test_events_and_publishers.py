@@ -680,6 +680,11 @@ async def test_secret_env_value_of_a_valid_site_stays_out_of_results_and_logs(
         (SEC + 54, {"name": "--privileged", "custom": True}, "invalid_event"),
         (SEC + 55, {"name": "--privileged", "custom": False}, "invalid_event"),
         (SEC + 56, {"name": "director/base:latest --privileged", "custom": False}, "invalid_event"),
+        (
+            SEC + 57,
+            {"name": "registry.director.local/sites/site_0042/private-app:1", "custom": True},
+            "image_not_allowed",
+        ),
     ],
     ids=[
         "default not allowed",
@@ -689,6 +694,7 @@ async def test_secret_env_value_of_a_valid_site_stays_out_of_results_and_logs(
         "option custom",
         "option default",
         "option suffix",
+        "another tenant's image",
     ],
 )
 async def test_images_outside_the_policy_are_refused(
