@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import docker
 from support import (
@@ -12,6 +13,8 @@ from support import (
     Director,
     OrchestratorProcess,
     Results,
+    deploy,
+    eventually,
     fetch,
     fresh_site_id,
     served,
@@ -42,7 +45,7 @@ async def test_created_dynamic_site_is_served_through_traefik(
     container = spec["TaskTemplate"]["ContainerSpec"]
     assert container["Mounts"][0]["Source"] == str(sites_root / f"site_{site_id:04d}")
     assert container["Mounts"][0]["Target"] == "/site"
-    assert container["Dir"] == "/site/public"
+    assert "Dir" not in container  # no working directory for the runtime to resolve in the site's tree
     assert {"PORT=80", "HOST=0.0.0.0"} <= set(container["Env"])
 
 
@@ -229,12 +232,25 @@ async def results_count(results: Results, event_id: str, count: int) -> None:
     assert all(r.type == "site.deployed" for r in results.by_cause[event_id])
 
 
-async def test_every_handled_event_logs_one_structured_line(orchestrator: OrchestratorProcess) -> None:
+async def test_every_handled_event_logs_one_structured_line(
+    orchestrator: OrchestratorProcess, director: Director, results: Results, site_id: int
+) -> None:
+    event = site_event("site.created", site_id, 1, serving=False)
+    assert (await deploy(director, results, event)).type == "site.deployed"
+
+    def handled() -> list[dict[str, Any]]:
+        lines = [line for line in orchestrator.log_lines() if line.get("msg") == "event handled"]
+        return [line for line in lines if line.get("event_id") == event["event_id"]]
+
+    await eventually(lambda: bool(handled()), 10)  # its line follows the ack
+    (line,) = handled()
+    assert {"event_id", "site_id", "version", "outcome", "duration_ms"} <= set(line)
+    assert line["site_id"] == site_id and line["outcome"] == "site.deployed"
     lines = orchestrator.log_lines()
     assert any(line.get("msg") == "consuming" for line in lines)
-    handled = [line for line in lines if line.get("msg") == "event handled"]
-    assert handled and all({"event_id", "site_id", "outcome", "duration_ms"} <= set(line) for line in handled)
-    json.dumps(handled)  # one JSON object per line
+    every = [line for line in lines if line.get("msg") == "event handled"]
+    assert all({"type", "outcome", "duration_ms"} <= set(line) for line in every)  # site, terminal, file
+    json.dumps(every)  # one JSON object per line
 
 
 async def test_a_burst_of_events_for_one_site_does_not_hold_up_another_site(
