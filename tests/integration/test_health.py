@@ -34,7 +34,7 @@ async def test_a_site_that_starts_crash_looping_is_down_once_then_healthy_once(
     (down,) = await results.wait_health(site_id, 1, timeout=30)
     assert down.status in ("down", "unhealthy"), down
     # Several restarts of the crash loop (each a die, a start, a look): nothing more is said.
-    await eventually(lambda: failed_tasks(api, site_id) >= 4, timeout=60)
+    await eventually(lambda: failed_tasks(api, site_id) >= 3, timeout=60)
     assert len([h for h in results.health if h.site_id == site_id]) == 1
 
     (site_dir / "private" / "broken").unlink()

@@ -191,14 +191,14 @@ async def test_redeploys_under_a_request_loop_fail_no_request(
     assert created.type == "site.deployed", created
 
     async with request_loop(host, f"always up {site_id}") as outcomes:
-        for version in range(2, 6):  # four (the benchmark does ten); a lost request shows in any
+        for version in range(2, 5):  # three (the benchmark does ten); a lost request shows in any
             event = site_event("site.updated", site_id, version, domains=[host], env={"RELEASE": str(version)})
             result = await deploy(director, results, event)
             assert result.type == "site.deployed", result
         await asyncio.sleep(1)
 
     assert set(outcomes) == {"ok"}, outcomes
-    assert outcomes["ok"] > 50, outcomes
+    assert outcomes["ok"] > 40, outcomes
 
 
 # --- fast answers -------------------------------------------------------------------------------------
