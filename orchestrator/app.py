@@ -21,6 +21,7 @@ from orchestrator.bus.receiver import Receiver, Trust
 from orchestrator.bus.replies import ReplyPublisher
 from orchestrator.bus.settlement import QueuePolicy, Settler
 from orchestrator.config import Settings
+from orchestrator.contract.decoding import MAX_BODY, MAX_COMMAND_BODY, MAX_FILE_REQUEST_BODY
 from orchestrator.contract.terminals import TerminalUpdate
 from orchestrator.errors import DockerUnavailable, OrchestratorError
 from orchestrator.files.processor import FileRequests
@@ -44,8 +45,9 @@ from orchestrator.traefik.routes import TraefikRoutes
 
 log = logging.getLogger("orchestrator")
 M_MMAP_THRESHOLD = -3  # malloc.h
-# Terminal commands are small and latency-bound: many in flight, on their own channel.
-TERMINAL_PREFETCH = 256
+# Terminal commands are small and latency-bound: many in flight, on their own channel. Each held
+# message may be as large as the broker admits (max_message_size), so this bounds memory too.
+TERMINAL_PREFETCH = 64
 
 
 def _return_large_buffers_to_the_system() -> None:
@@ -144,7 +146,9 @@ async def _site_events(
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     await channel.set_qos(prefetch_count=max(settings.prefetch, settings.concurrency))
     declared = await topology.declare(channel, settings)
-    policy = QueuePolicy(settings.inbound_exchange, settings.max_attempts, declared.retry, declared.dead_letters)
+    policy = QueuePolicy(
+        settings.inbound_exchange, settings.max_attempts, declared.retry, declared.dead_letters, MAX_BODY
+    )
     receiver = Receiver(
         SiteEvents(ctx, settings.results_exchange, settings.retry_budget_seconds),
         Settler(channel, policy, settings.publish_timeout_seconds),
@@ -175,7 +179,7 @@ async def _terminals(
         TerminalCommands(sessions, settings.terminal_events_exchange),
         Settler(
             channel,
-            QueuePolicy(settings.terminal_exchange, 1, None, declared.dead_letters),
+            QueuePolicy(settings.terminal_exchange, 1, None, declared.dead_letters, MAX_COMMAND_BODY),
             settings.publish_timeout_seconds,
         ),
         Trust(settings.terminal_exchange, settings.allowed_publishers),
@@ -207,7 +211,7 @@ async def _files(
         FileRequests(site_files, settings.files_reply_queue_prefix),
         Settler(
             channel,
-            QueuePolicy(settings.files_exchange, 1, None, declared.dead_letters),
+            QueuePolicy(settings.files_exchange, 1, None, declared.dead_letters, MAX_FILE_REQUEST_BODY),
             settings.publish_timeout_seconds,
             unconfirmed=quick,
         ),

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from orchestrator import logs
 from orchestrator.config import Settings
@@ -120,8 +121,7 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     ids = getattr(args, "ids", [])
     keep = deadletters.make_filter(ids=ids, site=args.site, reason=args.reason)
     if args.action == "list":
-        found = asyncio.run(deadletters.list_letters(settings, keep))
-        print(deadletters.as_json(found) if args.json else deadletters.as_table(found))
+        asyncio.run(_list_letters(settings, keep, as_json=args.json))
         return 0
     if not (ids or args.site is not None or args.reason or args.all):
         print("say what to replay: message ids, --site, --reason or --all", file=sys.stderr)
@@ -150,3 +150,33 @@ def _confirmed(question: str, word: str) -> bool:
         print(f"nothing done: {word} was not confirmed", file=sys.stderr)
         return False
     return True
+
+
+async def _list_letters(settings: Settings, keep: Any, *, as_json: bool) -> None:
+    """Printed as they are read: ten thousand letters never sit in memory. JSON: one array, a
+    letter per line. Table: a page at a time, its columns sized per page."""
+    from orchestrator.ops import deadletters
+
+    letters = deadletters.stream_letters(settings, keep)
+    if as_json:
+        count = 0
+        print("[", end="")
+        async for letter in letters:
+            print(("\n" if not count else ",\n") + deadletters.as_json_line(letter), end="", flush=True)
+            count += 1
+        print("\n]" if count else "]")
+        return
+    page: list[Any] = []
+    header = True
+    async for letter in letters:
+        page.append(letter)
+        if len(page) >= LIST_PAGE:
+            rows = deadletters.as_table(page).splitlines()
+            print("\n".join(rows if header else rows[1:]), flush=True)
+            page, header = [], False
+    if page or header:
+        rows = deadletters.as_table(page).splitlines()
+        print("\n".join(rows if header else rows[1:]))
+
+
+LIST_PAGE = 200  # table rows printed at once

@@ -39,6 +39,7 @@ class ErrorCode(StrEnum):
     DOCKER_ERROR = "docker_error"
     DOCKER_CONFLICT = "docker_conflict"
     PUBLISH_FAILED = "publish_failed"
+    BROKER_SETUP = "broker_setup"
     UNKNOWN_SESSION = "unknown_session"
     TERMINAL_LIMIT = "terminal_limit"
     TERMINAL_BUSY = "terminal_busy"
@@ -232,6 +233,13 @@ class DockerConflict(TransientError):
     """The service changed under us (update out of sequence, 409): reload and try again."""
 
     code = ErrorCode.DOCKER_CONFLICT
+
+
+class BrokerSetupError(PermanentError):
+    """The broker lacks what its definitions should have given it (Director's exchanges): the
+    orchestrator cannot start until an operator loads them."""
+
+    code = ErrorCode.BROKER_SETUP
 
 
 class PublishFailed(TransientError):

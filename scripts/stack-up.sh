@@ -183,7 +183,10 @@ ssl_options.cacertfile = $TLS_DIR/ca.pem
 ssl_options.certfile = $TLS_DIR/server.pem
 ssl_options.keyfile = $TLS_DIR/server.key
 ssl_options.verify = verify_peer
-ssl_options.fail_if_no_peer_cert = false"
+ssl_options.fail_if_no_peer_cert = false
+# No message larger than this reaches any queue (the contract's own limits are far smaller; the
+# largest, a file chunk, is under 2 MiB): one credential cannot fill memory or disk with one publish.
+max_message_size = 4194304"
 if [ "$(cat "$RABBITMQ_CONF" 2>/dev/null)" = "$RMQ_CONF_WANT" ]; then
     log "rabbitmq: $RABBITMQ_CONF up to date"
 else
@@ -247,6 +250,8 @@ if mode == "expect":
         print("perms", p["vhost"], p["user"], p["configure"], p["write"], p["read"], sep="\t")
     for e in defs["exchanges"]:
         print("exchanges", e["vhost"], e["name"], e["type"], str(e["durable"]).lower(), sep="\t")
+    for p in defs.get("policies", []):
+        print("policies", p["vhost"], p["name"], sep="\t")
 else:
     for u in defs["users"]:
         salt = os.urandom(4)
@@ -268,6 +273,7 @@ rmq_state_ok() {
                 users) listed[$listing $vhost]=$(rmq list_users --no-table-headers) ;;
                 perms) listed[$listing $vhost]=$(rmq list_permissions -p "$vhost" --no-table-headers) ;;
                 exchanges) listed[$listing $vhost]=$(rmq list_exchanges -p "$vhost" --no-table-headers name type durable) ;;
+                policies) listed[$listing $vhost]=$(rmq list_policies -p "$vhost" --no-table-headers | cut -f2) ;;
             esac || return 1
         fi
         grep -qxF "$want" <<<"${listed[$listing $vhost]}" || return 1
@@ -292,6 +298,8 @@ else
     fi
     rmq set_user_tags guest administrator >/dev/null
     rmq set_permissions -p / guest '.*' '.*' '.*' >/dev/null
+    # A leaked Director credential cannot open connections or channels without end.
+    rmq set_user_limits director '{"max-connections": 64, "max-channels": 512}' >/dev/null
     rmq_state_ok || die "rabbitmq users/permissions/exchanges do not match $DEFINITIONS"
 fi
 

@@ -26,10 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aio_pika
+import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from pamqp.common import FieldTable
 
 from orchestrator.config import Settings
+from orchestrator.errors import BrokerSetupError
 
 
 @dataclass(frozen=True)
@@ -111,9 +113,21 @@ def terminal_queue_arguments(settings: Settings) -> FieldTable:
     }
 
 
+async def directors(channel: AbstractChannel, name: str) -> AbstractExchange:
+    """One of Director's exchanges. They belong to the broker's definitions
+    (deploy/rabbitmq/definitions.json), not to us: looked up passively (no rights needed, nothing
+    redeclared), and their absence is said plainly."""
+    try:
+        return await channel.declare_exchange(name, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        raise BrokerSetupError(
+            f"the broker has no exchange {name!r}: load deploy/rabbitmq/definitions.json into it first"
+        ) from exc
+
+
 async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
     topic = aio_pika.ExchangeType.TOPIC
-    inbound = await channel.declare_exchange(settings.inbound_exchange, topic, durable=True)
+    inbound = await directors(channel, settings.inbound_exchange)
     results = await channel.declare_exchange(settings.results_exchange, topic, durable=True)
     retry = await channel.declare_exchange(settings.retry_exchange, topic, durable=True)
     dead_letters = await channel.declare_exchange(settings.dead_letter_exchange, topic, durable=True)
@@ -143,7 +157,7 @@ async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
 async def declare_terminals(channel: AbstractChannel, settings: Settings) -> TerminalTopology:
     """On its own channel, after `declare` (which creates the dead letters)."""
     topic = aio_pika.ExchangeType.TOPIC
-    commands = await channel.declare_exchange(settings.terminal_exchange, topic, durable=True)
+    commands = await directors(channel, settings.terminal_exchange)
     events = await channel.declare_exchange(settings.terminal_events_exchange, topic, durable=True)
     dead_letters = await channel.declare_exchange(settings.dead_letter_exchange, topic, durable=True)
     queue = await channel.declare_queue(
@@ -155,7 +169,7 @@ async def declare_terminals(channel: AbstractChannel, settings: Settings) -> Ter
 
 async def declare_files(channel: AbstractChannel, settings: Settings) -> FileTopology:
     """On its own channel, after `declare` (which creates the dead letters)."""
-    requests = await channel.declare_exchange(settings.files_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    requests = await directors(channel, settings.files_exchange)
     dead_letters = await channel.declare_exchange(
         settings.dead_letter_exchange, aio_pika.ExchangeType.TOPIC, durable=True
     )

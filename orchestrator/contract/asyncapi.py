@@ -57,6 +57,12 @@ _HEADERS: dict[str, dict[str, Any]] = {
     hdr.FIRST_FAILURE: {"type": "string", "format": "date-time", "description": "When the first failure was."},
     hdr.LAST_FAILURE: {"type": "string", "format": "date-time", "description": "When the last failure was."},
     hdr.REPLAYED: {"type": "integer", "minimum": 1, "description": "Times an operator replayed the message."},
+    hdr.TRUNCATED: {
+        "type": "integer",
+        "description": "The body was larger than the contract admits: the copy keeps its first 4 KiB; this is the "
+        "original size (such a letter is never replayed).",
+    },
+    hdr.BODY_SHA256: {"type": "string", "description": "sha256 (hex) of the original body of a truncated copy."},
 }
 
 

@@ -49,10 +49,16 @@ def make_vhost(name: str) -> None:
     with contextlib.suppress(subprocess.CalledProcessError):
         rabbitmqctl("delete_vhost", name)
     # The permissions the file grants on "/", granted on `name` instead; guest administers the tests.
-    grants = [{**g, "vhost": name} for g in broker_definitions()["permissions"] if g["vhost"] == "/"]
+    definitions = broker_definitions()
+    grants = [{**g, "vhost": name} for g in definitions["permissions"] if g["vhost"] == "/"]
     grants.append({"user": "guest", "vhost": name, "configure": ".*", "write": ".*", "read": ".*"})
+    # Director's exchanges and the queue policies, as the definitions give them to "/".
+    exchanges = [{**e, "vhost": name} for e in definitions.get("exchanges", []) if e["vhost"] == "/"]
+    policies = [{**p, "vhost": name} for p in definitions.get("policies", []) if p["vhost"] == "/"]
     with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
-        json.dump({"vhosts": [{"name": name}], "permissions": grants}, file)
+        json.dump(
+            {"vhosts": [{"name": name}], "permissions": grants, "exchanges": exchanges, "policies": policies}, file
+        )
         file.flush()
         os.chmod(file.name, 0o644)  # read by the broker's own user
         rabbitmqctl("import_definitions", file.name)

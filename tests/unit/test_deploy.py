@@ -61,6 +61,8 @@ def test_director_touches_only_its_own_exchanges(definitions: dict[str, Any]) ->
     for name in DIRECTORS:
         assert allows(director["write"], name)
         assert not allows(director["read"], name)
+        # Director may not delete or redeclare them (that would silently drop events).
+        assert not allows(director["configure"], name)
     assert not allows(director["write"], "")  # the default exchange
     assert not allows(director["write"], DEFAULT_EXCHANGE)
     assert not allows(director["write"], "director.sites.evil")
@@ -85,7 +87,8 @@ def test_orchestrator_reads_directors_exchanges_but_never_writes_them(definition
         assert allows(orchestrator["write"], name)
         assert allows(orchestrator["read"], name)
     for name in DIRECTORS:
-        assert allows(orchestrator["configure"], name)
+        # Looked up passively (no right needed): never declared, changed or deleted by us.
+        assert not allows(orchestrator["configure"], name)
         assert allows(orchestrator["read"], name)
         assert not allows(orchestrator["write"], name)
     assert not allows(orchestrator["write"], "")
@@ -124,3 +127,17 @@ def test_traefik_serves_what_the_orchestrator_expects() -> None:
     assert f'\n  traefik:\n    address: ":{api_port}"' in static
     assert not re.search(r"^\s*insecure:", static, re.MULTILINE)  # only dynamic.yml's router serves the API
     assert "service: api@internal" in (DEPLOY / "traefik" / "dynamic.yml").read_text()
+
+
+def test_every_queue_of_ours_is_bounded_by_a_policy(definitions: dict[str, Any]) -> None:
+    settings = Settings()
+    bounded = [settings.work_queue, settings.retry_queue, settings.dead_letter_queue, settings.terminal_queue,
+               settings.results_queue]  # fmt: skip
+    policies = definitions["policies"]
+    for queue in bounded:
+        (policy,) = [p for p in policies if re.search(p["pattern"], queue)]
+        assert policy["apply-to"] == "queues" and policy["definition"]["max-length"] > 0
+        assert policy["definition"]["overflow"] == (
+            "drop-head" if queue == settings.dead_letter_queue else "reject-publish"
+        )
+    assert settings.files_queue_max_length > 0  # the file queue carries its bound as an argument
