@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: up down demo demo-stop test unit lint schema asyncapi-schema bench clean
+.PHONY: up down demo demo-stop test unit lint schema asyncapi-schema bench clean images stack-demo stack-down test-stack
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,22 @@ demo: up $(VENV)/.installed
 
 demo-stop:
 	bash scripts/demo.sh stop
+
+# The production stack (compose.yaml), built and deployed for real next to the local stack
+# (deploy/stack-local.env: its own stack name, ports, network and sites root).
+STACK_ENV ?= deploy/stack-local.env
+
+images:
+	bash scripts/images.sh
+
+stack-demo: up $(VENV)/.installed
+	STACK_ENV=$(STACK_ENV) bash scripts/stack.sh demo
+
+stack-down:
+	STACK_ENV=$(STACK_ENV) bash scripts/stack.sh down
+
+test-stack: up $(VENV)/.installed
+	$(PY) -m pytest tests/stack -q -ra
 
 # The whole suite on the real stack, cheapest first so a failure shows early: lint (style, types,
 # layers), unit tests (stop at the first failure), integration tests on parallel workers (each its

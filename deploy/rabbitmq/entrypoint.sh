@@ -41,10 +41,9 @@ done
 secret() { printf 'string:trim(element(2, {ok, _} = file:read_file("%s/%s")), trailing)' "$SECRETS" "$1"; }
 ctl eval "
     Set = fun(User, Secret) ->
-        case rabbit_auth_backend_internal:change_password(User, Secret, <<\"rabbitmq-entrypoint\">>) of
-            ok -> ok;
-            {error, {no_such_user, _}} ->
-                ok = rabbit_auth_backend_internal:add_user(User, Secret, <<\"rabbitmq-entrypoint\">>)
+        case rabbit_auth_backend_internal:exists(User) of
+            true -> ok = rabbit_auth_backend_internal:change_password(User, Secret, <<\"rabbitmq-entrypoint\">>);
+            false -> ok = rabbit_auth_backend_internal:add_user(User, Secret, <<\"rabbitmq-entrypoint\">>)
         end
     end,
     ok = Set(<<\"orchestrator\">>, $(secret orchestrator_amqp_password)),
@@ -54,15 +53,16 @@ ctl eval "
     ok = rabbit_auth_backend_internal:set_tags(Admin, [administrator], <<\"rabbitmq-entrypoint\">>),
     ok = rabbit_auth_backend_internal:set_permissions(Admin, <<\"/\">>, <<\".*\">>, <<\".*\">>, <<\".*\">>,
                                                       <<\"rabbitmq-entrypoint\">>),
-    case Admin of
-        <<\"guest\">> -> ok;
-        _ -> rabbit_auth_backend_internal:delete_user(<<\"guest\">>, <<\"rabbitmq-entrypoint\">>)
+    case Admin =/= <<\"guest\">> andalso rabbit_auth_backend_internal:exists(<<\"guest\">>) of
+        true -> ok = rabbit_auth_backend_internal:delete_user(<<\"guest\">>, <<\"rabbitmq-entrypoint\">>);
+        false -> ok
     end,
     ok." >/dev/null
 touch "$READY"
 log "users ready: passwords set from the secrets"
 
+status=0
 wait "$server" || status=$?
-# A TERM (docker stop) lands in `wait`; wait again for the node's own shutdown.
-if kill -0 "$server" 2>/dev/null; then wait "$server" || status=$?; fi
-exit "${status:-0}"
+# A TERM (docker stop) interrupts `wait` (status 128 + 15): wait for the node's own shutdown.
+if [ "$status" -gt 128 ]; then status=0; wait "$server" || status=$?; fi
+exit "$status"
