@@ -8,14 +8,19 @@
 ARG BASE=python:3.11-slim
 FROM ${BASE}
 
-# Debian's python3 when the base has none; setcap (libcap2-bin) for the capabilities below.
+# Debian's python3 when the base has none (and setpriv, in util-linux up to bookworm).
 RUN set -eux; \
-    packages="libcap2-bin"; \
-    command -v python3 >/dev/null || packages="$packages python3 python3-venv"; \
-    apt-get update; \
-    apt-get install -y --no-install-recommends $packages; \
-    apt-get clean; rm -rf /var/lib/apt/lists/*; \
-    python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or later needed, not " + sys.version'
+    packages=""; \
+    command -v python3 >/dev/null || packages="python3 python3-venv"; \
+    command -v setpriv >/dev/null || packages="$packages setpriv"; \
+    if [ -n "$packages" ]; then \
+        apt-get update; \
+        apt-get install -y --no-install-recommends $packages; \
+        apt-get clean; rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or later needed, not " + sys.version'; \
+    useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin orchestrator
 
 # The dependencies first (a layer that changes only with pyproject.toml), then the package.
 # A `wheels/` directory in the build context (scripts/images.sh puts the dependencies' wheels
@@ -24,7 +29,7 @@ RUN set -eux; \
 ARG PIP_INDEX_ARGS=
 COPY pyproject.toml wheels* /build/
 RUN set -eux; \
-    python3 -m venv --copies /opt/orchestrator; \
+    python3 -m venv /opt/orchestrator; \
     mkdir -p /build/stub/orchestrator; \
     cp /build/pyproject.toml /build/stub/; touch /build/stub/README.md /build/stub/orchestrator/__init__.py; \
     /opt/orchestrator/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_INDEX_ARGS \
@@ -36,22 +41,12 @@ RUN set -eux; \
     cp /build/pyproject.toml /build/src/; \
     /opt/orchestrator/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_INDEX_ARGS \
         --find-links /build --no-deps /build/src; \
-    rm -rf /build; \
-    ln -s /opt/orchestrator/bin/orchestrator /usr/local/bin/orchestrator; \
-    # A non-root user: the docker socket is reached through its group, whose gid is the host's
-    # (compose.yaml: user "10001:<docker gid>", given at deploy). Site directories belong to each
-    # site's own uid, so this interpreter (a copy, used by nothing else) keeps exactly the two
-    # capabilities the sites root needs: CHOWN (hand a new site directory to its uid) and
-    # DAC_OVERRIDE (create, and move to the trash, directories owned by site uids). Docker's
-    # default capability set has both; compose.yaml drops every other one.
-    for python in /opt/orchestrator/bin/python*; do \
-        [ -L "$python" ] || setcap cap_chown,cap_dac_override+ep "$python"; \
-    done; \
-    useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin orchestrator
+    rm -rf /build
+# `orchestrator` runs as uid 10001 (the docker socket's group, CHOWN and DAC_OVERRIDE only),
+# whoever calls it: see the script.
+COPY deploy/orchestrator/orchestrator.sh /usr/local/bin/orchestrator
 
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-USER 10001:10001
 # No inbound HTTP: the process writes a heartbeat (broker connected, consuming, Docker answering)
 # and this reads it.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["orchestrator", "healthcheck"]

@@ -11,6 +11,7 @@
 #   scripts/stack.sh rotate NAME   a new version of the secret NAME (or `all`), then deploy
 #   scripts/stack.sh purge         after `down`: also the broker's volume, the secrets, the state dir
 #   scripts/stack.sh status        services, tasks and health
+#   scripts/stack.sh wait          until every service is healthy (HEALTHY_TIMEOUT)
 #
 # Settings (production defaults; `STACK_ENV=deploy/stack-local.env` runs it next to the local
 # stack on one machine):
@@ -335,6 +336,7 @@ case ${1:-} in
     down) down ;;
     purge) purge ;;
     status) status ;;
+    wait) wait_healthy ;;
     rotate)
         [[ " all rabbitmq_tls_key ${SECRETS[*]%%:*} " == *" ${2:-?} "* ]] || die "rotate what? one of: all rabbitmq_tls_key $(printf '%s ' "${SECRETS[@]%%:*}")"
         if [ "$2" = rabbitmq_tls_key ]; then FORCE_TLS=force deploy; else ROTATE=$2 deploy; fi ;;
