@@ -49,6 +49,6 @@ COPY deploy/orchestrator/orchestrator.sh /usr/local/bin/orchestrator
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # No inbound HTTP: the process writes a heartbeat (broker connected, consuming, Docker answering)
 # and this reads it.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["orchestrator", "healthcheck"]
+HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=6 CMD ["orchestrator", "healthcheck"]
 ENTRYPOINT ["orchestrator"]
 CMD ["run"]

@@ -161,10 +161,10 @@ async def test_an_upgrade_loses_no_event(prod: Prod) -> None:
     await asyncio.to_thread(docker_cli, "build", "-q", "-t", upgrade, "-", stdin=f"FROM {current}\nLABEL upgrade=1\n")
     before = {c["Id"] for c in prod.containers("orchestrator")}
     async with Stream(prod.director) as stream:
-        await asyncio.sleep(2)
+        await asyncio.sleep(1)
         with timed("docker service update --image (2 replicas, start-first) until completed"):
             await asyncio.to_thread(update_image, prod, upgrade)
-        await asyncio.sleep(2)
+        await asyncio.sleep(1)
     await audit(prod, stream, exactly_once=True)
 
     handled = prod.handled()
@@ -188,10 +188,10 @@ async def test_killing_the_active_replica_loses_no_event(prod: Prod) -> None:
     active = prod.handled()[probe["event_id"]].container
     (standby,) = [c["Id"] for c in prod.containers("orchestrator") if c["Id"] != active]
     async with Stream(prod.director) as stream:
-        await asyncio.sleep(2)
+        await asyncio.sleep(1.5)
         killed_at = time.time()
         prod.api.kill(active)
-        await asyncio.sleep(5)
+        await asyncio.sleep(3)
     duplicates = await audit(prod, stream, exactly_once=False)
     TIMINGS.append(f"kill -9 of the active replica: {len(stream.events)} events, 0 lost, {duplicates} repeated results")
     handled = prod.handled()
@@ -204,7 +204,8 @@ async def test_killing_the_active_replica_loses_no_event(prod: Prod) -> None:
 
 async def test_healthcheck_fails_while_the_broker_is_stopped(prod: Prod, rabbitmq_scaled: None) -> None:
     """With the stack's broker scaled to 0, `orchestrator healthcheck` (the image's HEALTHCHECK)
-    fails in every replica, saying why; scaled back, every service is healthy again."""
+    fails in every replica, saying why; scaled back, every service is healthy again, the same
+    replicas reconnected (a broker restart does not get them restarted) and serving."""
     replicas = [c["Id"] for c in prod.containers("orchestrator")]
     await asyncio.to_thread(docker_cli, "service", "scale", "-d", f"{prod.name}_rabbitmq=0")
     with timed("broker stopped -> healthcheck failing in every replica"):
@@ -225,6 +226,7 @@ async def test_healthcheck_fails_while_the_broker_is_stopped(prod: Prod, rabbitm
     await asyncio.to_thread(docker_cli, "service", "scale", "-d", f"{prod.name}_rabbitmq=1")
     with timed("broker back -> every service healthy"):
         await asyncio.to_thread(run_stack, "wait")
+    assert {c["Id"] for c in prod.containers("orchestrator")} == set(replicas)
     probe = site_event("site.created", fresh_site_id(), 1, serving=False)
     await publish_confirmed(prod.director, probe)
     assert (await prod.wait_result(probe)).type == "site.deployed"
@@ -284,7 +286,7 @@ def update_image(prod: Prod, image: str) -> None:
 async def audit(prod: Prod, stream: Stream, *, exactly_once: bool) -> int:
     """Every event of the stream got a result (site.deployed); the number that got more than one."""
     ids = stream.ids()
-    assert len(ids) >= 20, f"only {len(ids)} events published"
+    assert len(ids) >= 15, f"only {len(ids)} events published"
 
     def all_answered() -> bool:
         return set(ids) <= prod.results.by_cause.keys()
