@@ -8,19 +8,14 @@
 ARG BASE=python:3.11-slim
 FROM ${BASE}
 
-# Debian's python3 when the base has none (and setpriv, in util-linux up to bookworm).
+# Debian's python3 when the base has none (the official image has its own).
 RUN set -eux; \
-    packages=""; \
-    command -v python3 >/dev/null || packages="python3 python3-venv"; \
-    command -v setpriv >/dev/null || packages="$packages setpriv"; \
-    if [ -n "$packages" ]; then \
+    if ! command -v python3 >/dev/null; then \
         apt-get update; \
-        apt-get install -y --no-install-recommends $packages; \
+        apt-get install -y --no-install-recommends python3 python3-venv; \
         apt-get clean; rm -rf /var/lib/apt/lists/*; \
     fi; \
-    python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or later needed, not " + sys.version'; \
-    useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin orchestrator
+    python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or later needed, not " + sys.version'
 
 # The dependencies first (a layer that changes only with pyproject.toml), then the package.
 # A `wheels/` directory in the build context (scripts/images.sh puts the dependencies' wheels
@@ -41,11 +36,13 @@ RUN set -eux; \
     cp /build/pyproject.toml /build/src/; \
     /opt/orchestrator/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_INDEX_ARGS \
         --find-links /build --no-deps /build/src; \
-    rm -rf /build
-# `orchestrator` runs as uid 10001 (the docker socket's group, CHOWN and DAC_OVERRIDE only),
-# whoever calls it: see the script.
-COPY deploy/orchestrator/orchestrator.sh /usr/local/bin/orchestrator
+    rm -rf /build; \
+    ln -s /opt/orchestrator/bin/orchestrator /usr/local/bin/orchestrator
 
+# Runs as root in the container, with a handful of capabilities (compose.yaml drops every other
+# one): it holds the docker socket (root on the host whoever the user is), creates site
+# directories and hands them to each site's uid, and its file workers act as each site's user
+# per thread (setfsuid from root: the kernel then drops the file-system capabilities for them).
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # No inbound HTTP: the process writes a heartbeat (broker connected, consuming, Docker answering)
 # and this reads it.

@@ -3,8 +3,8 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: up down demo demo-stop test integration-tests stack-tests unit lint schema asyncapi-schema bench clean images \
-        stack-demo stack-down test-stack
+.PHONY: up down demo demo-stop test ready checks unit unit-first integration-tests stack-tests lint schema \
+        asyncapi-schema bench clean images stack-demo stack-down test-stack
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,20 +39,22 @@ stack-down:
 
 test-stack: up $(VENV)/.installed stack-tests
 
-# The whole suite on the real stack, cheapest first so a failure shows early: lint (style, types,
-# layers), unit tests (stop at the first failure), integration tests on parallel workers (each its
-# own vhost, site ids and deployment name: tests/support/scope.py) side by side with the production
-# stack's tests (tests/stack: its own broker, Traefik, network and site ids; mostly waiting for
-# health checks, so this costs the run about 20 s, not its 2 minutes), then the fault tests alone
+# The whole suite on the real stack, cheapest first so a failure shows early. The stack and the
+# virtualenv are made side by side, then lint (style, types, layers) next to the unit tests (stop at
+# the first failure); then the integration and security tests on parallel workers (each its own
+# vhost, site ids and deployment name: tests/support/scope.py) side by side with the production
+# stack's tests (tests/stack: its own broker, Traefik, networks and site ids; mostly waiting for
+# health checks, so they cost the run about 20 s, not their 2 minutes); then the fault tests alone
 # (they restart RabbitMQ and dockerd for the whole machine).
 TEST_WORKERS ?= 3
-test: up $(VENV)/.installed demo-stop lint asyncapi-schema
-	$(PY) -m pytest tests/unit -q -x
-	$(MAKE) --no-print-directory --output-sync=target -j2 integration-tests stack-tests
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=target ready
+	$(MAKE) --no-print-directory -j2 --output-sync=target checks
+	$(MAKE) --no-print-directory -j2 --output-sync=target integration-tests stack-tests
 	$(PY) -m pytest tests/faults -q -ra
 
 integration-tests:
-	$(PY) -m pytest tests/integration -q -ra -n $(TEST_WORKERS)
+	$(PY) -m pytest tests/integration tests/security -q -ra -n $(TEST_WORKERS)
 
 stack-tests:
 	$(PY) -m pytest tests/stack -q -ra

@@ -1,599 +1,150 @@
-"""On-demand system benchmark on the local stack (`make bench`): the whole orchestrator, measured
-against baselines run in the same session, printed as ratios (a JSON document and a table).
+"""On-demand system benchmark on the local stack (`make bench`): the whole orchestrator with its
+production defaults, measured against baselines run in the same session, printed as ratios (a JSON
+document and a table). These machines are noisy: compare ratios, not absolute numbers.
 
-burst     N site.created for healthy sites until every site.deployed, against
-          (a) the swarm's own limit: the same service specs created in parallel with the docker
-              SDK, waited until running and served through Traefik;
-          (b) a naive script: sequential `docker service create` (it waits for convergence).
+pure      parse + spec against json.loads.
+burst     N site.created until every site.deployed, against the floor: the same services without a
+          health check created in parallel with the SDK, waited until served through Traefik.
 truth     how many site.deployed were already served when they arrived; the broken-site corpus
-          (exit at once, crash 4 s after start, wrong port, no run.sh, missing image): false
-          successes.
-terminal  a keystroke's echo through the bus (terminal.input -> output event), median and p99,
-          against the same echo over a bare Docker attach.
-no-op     redelivered same-version events per second, against a bare aio-pika consume ->
-          publish (confirm) -> ack loop at the same prefetch.
+          (exit at once, crash 4 s after start, wrong port, no run.sh, missing image).
+no-op     redelivered same-version events per second, spread over the sites, against a bare
+          aio-pika consume -> publish (confirm) -> ack loop on quorum queues at the same prefetch.
+terminal  a keystroke's echo through the bus against the same echo over a bare Docker attach.
 redeploy  requests through Traefik during 10 updates of a serving site: failed requests.
-memory    peak RSS of the orchestrator during the burst; the cost of one apply with 1,000 other
-          managed services present, against none.
-pure      the pure path (parse + spec) against json.loads.
-
-The orchestrator runs with its production defaults (health every 2 s, 5 s stability window),
-except the concurrency and prefetch it is given. These machines are noisy: compare ratios.
+health    a site's server killed from inside: seconds until site.health says down, and healthy again.
+idle      machine CPU with 0/50/100/200 idle, healthy, serving sites (Traefik at its production
+          refresh), minus with none, per site; the Docker daemons' and Traefik's share.
+fleet     1,000 sites (200 serving): start-up, status, a drift survey and a deploy, against the same
+          at 200; the orchestrator's RSS; the machine's CPU (Traefik's provider polling included).
+files     site files over the bus (bench/files.py): a 4 KiB files.read round trip against a bare
+          aio-pika request/reply echo; 50 MiB up and down against bare chunked publishing of the
+          same bytes; a listing of 10,000 entries against reading the directory locally.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import contextlib
 import json
-import os
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-import docker
-import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support import (
-    TRAEFIK,
-    Director,
-    OrchestratorProcess,
-    Results,
-    connected,
-    fresh_vhost,
-    site_event,
-    write_site,
-)
-
-from orchestrator.config import Settings
-from orchestrator.contract.decoding import parse_event
-from orchestrator.contract.sites import SiteCreated
-from orchestrator.contract.terminals import TerminalUpdate
-from orchestrator.sites.spec import desired_service
-from orchestrator.swarm.services import _service_args
-
-VHOST = "orchestrator-bench"
-FIRST_SITE = 8000  # 8000-8999 belong to the benchmark
-FILLER = "bench_filler_"  # other managed services, for the apply cost
-API = docker.APIClient(version="auto")
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-# --- the stack ---------------------------------------------------------------------------------
-
-
-def wipe(site_ids: range = range(FIRST_SITE, FIRST_SITE + 1000)) -> None:
-    names = {f"site_{i:04d}" for i in site_ids}
-    doomed = [s["ID"] for s in API.services() if s["Spec"]["Name"] in names or s["Spec"]["Name"].startswith(FILLER)]
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(_remove_quietly, doomed))
-    for config in API.configs(filters={"label": "com.director.managed-by=orchestrator"}):
-        if int(config["Spec"]["Labels"].get("com.director.site-id", "0")) in site_ids:
-            API.remove_config(config["ID"])
-
-
-def _remove_quietly(service_id: str) -> None:
-    try:
-        API.remove_service(service_id)
-    except docker.errors.NotFound:
-        pass
-
-
-def orchestrator_env(root: Path, **overrides: str) -> dict[str, str]:
-    env = {
-        "ORCHESTRATOR_AMQP_URL": f"amqp://orchestrator:orchestrator@127.0.0.1:5672/{VHOST}",
-        "ORCHESTRATOR_SITES_ROOT": str(root),
-        "ORCHESTRATOR_TRAEFIK_URL": TRAEFIK,
-    }
-    env.update({f"ORCHESTRATOR_{k.upper()}": v for k, v in overrides.items()})
-    return env
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-async def served_now(client: httpx.AsyncClient, host: str, text: str) -> bool:
-    try:
-        response = await client.get("/", headers={"Host": host})
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200 and text in response.text
-
-
-async def until_served(client: httpx.AsyncClient, host: str, text: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not await served_now(client, host, text):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{host} not served")
-        await asyncio.sleep(0.05)
-
-
-# --- burst ---------------------------------------------------------------------------------------
-
-
-async def burst_orchestrator(
-    director: Director, results: Results, root: Path, process: OrchestratorProcess, sites: list[int]
-) -> dict[str, Any]:
-    events = []
-    for site_id in sites:
-        write_site(root, site_id, page=f"bench page {site_id}")
-        events.append(site_event("site.created", site_id, 1, domains=[f"b{site_id}.bench.example.com"]))
-    served_at_result = 0
-    async with httpx.AsyncClient(base_url=TRAEFIK, timeout=5) as client:
-
-        async def one(event: dict[str, Any]) -> bool:
-            site_id = event["site"]["id"]
-            result = await results.wait_for(event["event_id"], timeout=300)
-            ok = await served_now(client, f"b{site_id}.bench.example.com", f"bench page {site_id}")
-            return result.type == "site.deployed" and ok
-
-        waiting = [asyncio.create_task(one(e)) for e in events]
-        started = time.monotonic()
-        for event in events:
-            await director.publish(event)
-        outcome = await asyncio.gather(*waiting)
-        elapsed = time.monotonic() - started
-    served_at_result = sum(outcome)
-    return {"seconds": round(elapsed, 2), "served_at_result": served_at_result, "sites": len(sites),
-            "peak_rss_mb": round(peak_rss_mb(process.proc.pid), 1)}  # type: ignore[union-attr]  # fmt: skip
-
-
-def bench_specs(sites: list[int], root: Path, settings: Settings) -> list[Any]:
-    specs = []
-    for site_id in sites:
-        write_site(root, site_id, page=f"bench page {site_id}")
-        event = SiteCreated.model_validate(
-            site_event("site.created", site_id, 1, domains=[f"b{site_id}.bench.example.com"])
-        )
-        spec = desired_service(event.site, 1, settings, root / f"site_{site_id:04d}")
-        specs.append(spec)
-        os.chown(root / f"site_{site_id:04d}", settings.site_uid_base + site_id, settings.site_uid_base + site_id)
-    return specs
-
-
-async def burst_swarm_limit(sites: list[int], root: Path) -> dict[str, Any]:
-    """The same specs (health checks included), created at once with the SDK: the swarm's own pace."""
-    settings = Settings(sites_root=root)
-    specs = bench_specs(sites, root, settings)
-    started = time.monotonic()
-    with ThreadPoolExecutor(len(specs)) as pool:
-        futures = [pool.submit(API.create_service, name=s.name, **_service_args(s)) for s in specs]
-        for future in futures:
-            future.result()
-    async with httpx.AsyncClient(base_url=TRAEFIK, timeout=5) as client:
-        await asyncio.gather(*(until_served(client, f"b{i}.bench.example.com", f"bench page {i}") for i in sites))
-    return {"seconds": round(time.monotonic() - started, 2), "sites": len(sites)}
-
-
-def burst_naive(sites: list[int], root: Path) -> dict[str, Any]:
-    """Sequential `docker service create`, which waits for convergence: the naive script."""
-    settings = Settings(sites_root=root)
-    specs = bench_specs(sites, root, settings)
-    times = []
-    for spec in specs:
-        health = spec.healthcheck
-        assert health is not None
-        command = ["docker", "service", "create", "--quiet", "--no-resolve-image", "--name", spec.name]
-        command += ["--network", spec.network, "--endpoint-mode", "dnsrr", "--user", spec.user or ""]
-        command += ["--mount", f"type=bind,source={spec.mounts[0].source},target=/site"]
-        command += ["--health-cmd", health.command, "--health-interval", f"{health.interval_ns}ns"]
-        command += ["--health-start-period", f"{health.start_period_ns}ns", "--health-retries", str(health.retries)]
-        for key, value in spec.labels.items():
-            command += ["--label", f"{key}={value}"]
-        for key, value in spec.env.items():
-            command += ["--env", f"{key}={value}"]
-        command += [spec.image, *(spec.command or ())]
-        started = time.monotonic()
-        subprocess.run(command, check=True, capture_output=True, timeout=300)
-        times.append(time.monotonic() - started)
-    return {"seconds_per_site": round(statistics.median(times), 2), "sites": len(sites)}
-
-
-# --- truth: the broken-site corpus ------------------------------------------------------------------
-
-CORPUS = {
-    "exits at once": ("run_script_failed", 'echo "cannot start" >&2\nexit 1\n', None),
-    "crashes 4 s after start": (
-        "run_script_failed", 'httpd -f -p "$PORT" -h /site/public &\nsleep 4\nkill $!\nexit 3\n', None),
-    "listens on 8080": ("not_listening", "exec httpd -f -p 8080 -h /site/public\n", None),
-    "no run.sh": ("no_run_script", None, None),
-    "missing image": ("image_not_found", 'exec httpd -f -p "$PORT"\n', {"name": "no-such-image:1", "custom": True}),
-}  # fmt: skip
-
-
-async def truth_corpus(director: Director, results: Results, root: Path, first: int) -> dict[str, Any]:
-    events = {}
-    for offset, (label, (_, script, image)) in enumerate(CORPUS.items()):
-        site_id = first + offset
-        site_dir = write_site(root, site_id, page="broken", run_sh=script is not None)
-        if script is not None:
-            (site_dir / "run.sh").write_text("#!/bin/sh\n" + script)
-        events[label] = site_event("site.created", site_id, 1, image=image)
-        await director.publish(events[label])
-    outcome = {}
-    false_successes = 0
-    for label, (code, _, _) in CORPUS.items():
-        result = await results.wait_for(events[label]["event_id"], timeout=300)
-        got = result.error.code if result.error else result.type
-        false_successes += result.type == "site.deployed"
-        outcome[label] = {"expected": code, "got": str(got)}
-    return {"false_successes": false_successes, "cases": outcome}
-
-
-# --- no-op throughput ------------------------------------------------------------------------------
-
-
-async def publish_all(exchange: aio_pika.abc.AbstractExchange, messages: list[tuple[bytes, str, str]]) -> None:
-    """Publish with confirms pipelined (in flight together), as a busy Director would."""
-    await asyncio.gather(
-        *(
-            exchange.publish(aio_pika.Message(body, message_id=message_id, user_id=user), routing_key)
-            for body, routing_key, message_id, user in ((*m, "director") for m in messages)
-        )
-    )
-
-
-async def noop_orchestrator(director: Director, results: Results, sites: list[int], count: int) -> float:
-    """Redeliveries of each site's applied event, published at once: results per second."""
-    originals = [site_event("site.created", s, 1, domains=[f"b{s}.bench.example.com"]) for s in sites]
-    messages = [(json.dumps(e).encode(), "site.created", e["event_id"]) for e in originals]
-    before = len(results.messages)
-    started = time.monotonic()
-    await publish_all(director.exchange, [messages[i % len(messages)] for i in range(count)])
-    await results.wait_total(before + count, timeout=600)
-    return count / (time.monotonic() - started)
-
-
-async def noop_bare(prefetch: int, count: int) -> float:
-    """The least any consumer does: consume, publish a result with confirms, ack; the same
-    queue types (quorum work queue, durable results queue) and the same way of publishing."""
-    async with connected("guest", VHOST) as connection:
-        channel = await connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=prefetch)
-        tag = uuid.uuid4().hex[:6]
-        inbound = await channel.declare_exchange(f"bench.bare.in.{tag}", aio_pika.ExchangeType.TOPIC, auto_delete=True)
-        queue = await channel.declare_queue(f"bench.bare.{tag}", durable=True, arguments={"x-queue-type": "quorum"})
-        await queue.bind(inbound, "#")
-        out = await channel.declare_exchange(f"bench.bare.out.{tag}", aio_pika.ExchangeType.TOPIC, auto_delete=True)
-        sink = await channel.declare_queue(
-            f"bench.bare.results.{tag}", durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        await sink.bind(out, "#")
-        done = asyncio.Event()
-        seen = 0
-
-        async def handle(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal seen
-            json.loads(message.body)
-            result = aio_pika.Message(b'{"type": "site.deployed"}', delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
-            await out.publish(result, "site.deployed", mandatory=True)
-            await message.ack()
-            seen += 1
-            if seen == count:
-                done.set()
-
-        await queue.consume(handle)
-        body = json.dumps(site_event("site.created", FIRST_SITE, 1)).encode()
-        publisher = await connection.channel(publisher_confirms=True)
-        exchange = await publisher.get_exchange(inbound.name)
-        started = time.monotonic()
-        await asyncio.gather(*(exchange.publish(aio_pika.Message(body), "site.created") for _ in range(count)))
-        await done.wait()
-        return count / (time.monotonic() - started)  # the queues go with the bench's vhost
-
-
-# --- redeploy ---------------------------------------------------------------------------------------
-
-
-async def redeploys(director: Director, results: Results, root: Path, site_id: int, count: int = 10) -> dict[str, Any]:
-    host = f"redeploy{site_id}.bench.example.com"
-    write_site(root, site_id, page=f"always up {site_id}")
-    first = site_event("site.created", site_id, 1, domains=[host])
-    await director.publish(first)
-    assert (await results.wait_for(first["event_id"], timeout=180)).type == "site.deployed"
-    outcomes: dict[str, int] = {}
-    stop = asyncio.Event()
-
-    async def loop() -> None:
-        async with httpx.AsyncClient(base_url=TRAEFIK, timeout=5) as client:
-            while not stop.is_set():
-                try:
-                    response = await client.get("/", headers={"Host": host})
-                    key = "ok" if response.status_code == 200 and f"always up {site_id}" in response.text else str(
-                        response.status_code)  # fmt: skip
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
-                outcomes[key] = outcomes.get(key, 0) + 1
-                await asyncio.sleep(0.01)
-
-    task = asyncio.create_task(loop())
-    durations = []
-    for version in range(2, count + 2):
-        event = site_event("site.updated", site_id, version, domains=[host], env={"RELEASE": str(version)})
-        started = time.monotonic()
-        await director.publish(event)
-        result = await results.wait_for(event["event_id"], timeout=180)
-        assert result.type == "site.deployed", result
-        durations.append(time.monotonic() - started)
-    await asyncio.sleep(2)
-    stop.set()
-    await task
-    failed = sum(n for k, n in outcomes.items() if k != "ok")
-    return {"requests": sum(outcomes.values()), "failed": failed, "outcomes": outcomes,
-            "median_redeploy_seconds": round(statistics.median(durations), 2)}  # fmt: skip
-
-
-# --- apply cost with many services -----------------------------------------------------------------
-
-
-async def apply_cost(director: Director, results: Results, site_id: int, rounds: int = 15) -> float:
-    """Median time of a not-serving site.updated (no container to wait for): the apply itself."""
-    times = []
-    for version in range(1, rounds + 1):
-        kind = "site.created" if version == 1 else "site.updated"
-        event = site_event(
-            kind, site_id, version, serving=False, domains=[f"cost{site_id}-{version}.bench.example.com"]
-        )
-        started = time.monotonic()
-        await director.publish(event)
-        await results.wait_for(event["event_id"], timeout=60)
-        times.append(time.monotonic() - started)
-    return statistics.median(times[1:])
-
-
-def docker_apply_cost(rounds: int = 15) -> float:
-    """The same apply with the docker SDK alone (update a not-serving service's labels, read it
-    back, list its tasks): Docker's own share, the baseline the orchestrator's apply adds to."""
-    name = f"{FILLER}baseline"
-    spec = docker.types.ContainerSpec(image="director/base:latest", command=["sleep", "1"])
-    template = docker.types.TaskTemplate(container_spec=spec)
-    created = API.create_service(template, name=name, mode=docker.types.ServiceMode("replicated", replicas=0))
-    times = []
-    try:
-        for version in range(rounds):
-            started = time.monotonic()
-            current = API.inspect_service(created["ID"])
-            index = current["Version"]["Index"]
-            idle = docker.types.ServiceMode("replicated", replicas=0)
-            API.update_service(created["ID"], index, task_template=template, name=name, labels={"v": str(version)},
-                               mode=idle)  # fmt: skip
-            API.inspect_service(created["ID"])
-            API.tasks(filters={"service": created["ID"]})
-            times.append(time.monotonic() - started)
-    finally:
-        API.remove_service(created["ID"])
-    return statistics.median(times[1:])
-
-
-def many_services(count: int) -> None:
-    def create(i: int) -> None:
-        site_id = 20_000 + i
-        labels = {"com.director.managed-by": "orchestrator", "com.director.site-id": str(site_id),
-                  f"com.director.host.filler{site_id}.bench.example.com": "",
-                  "com.director.zone.bench.example.com": "", "com.director.zone.example.com": ""}  # fmt: skip
-        spec = docker.types.ContainerSpec(image="director/base:latest", command=["sleep", "1"])
-        API.create_service(docker.types.TaskTemplate(container_spec=spec), name=f"{FILLER}{i}",
-                           labels=labels, mode=docker.types.ServiceMode("replicated", replicas=0))  # fmt: skip
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(create, range(count)))
-
-
-# --- pure path ---------------------------------------------------------------------------------------
-
-
-def pure_ratios() -> dict[str, float]:
-    settings = Settings()
-    body = json.dumps(site_event("site.created", 42, 3, domains=[f"d{i}.example.com" for i in range(5)])).encode()
-    root = Path("/srv/director/sites/site_0042")
-
-    def per_call(fn: Any, calls: int = 2000, rounds: int = 11) -> float:
-        samples = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            samples.append((time.perf_counter() - started) / calls)
-        return statistics.median(samples)
-
-    def spec() -> None:
-        event = parse_event(body, "site.created")
-        assert isinstance(event, SiteCreated)
-        desired_service(event.site, event.version, settings, root)
-
-    base = per_call(lambda: json.loads(body))
-    return {
-        "json_loads_us": round(base * 1e6, 1),
-        "parse_event_x": round(per_call(lambda: parse_event(body, "site.created")) / base, 1),
-        "parse_and_spec_x": round(per_call(spec) / base, 1),
-    }
-
-
-# --- terminal ------------------------------------------------------------------------------------
-
-
-async def terminal_rtt(site_id: int, count: int = 200) -> dict[str, Any]:
-    """Keystroke echo through the bus: terminal.input published as Director would, until the
-    `output` event carrying the echo arrives; against the same echo over a bare Docker attach."""
-    async with connected("director", VHOST) as director, connected("guest", VHOST) as admin:
-        commands = await (await director.channel()).get_exchange("director.terminals", ensure=False)
-        listener = await admin.channel()
-        events = await listener.get_exchange("orchestrator.terminals", ensure=False)
-        session = uuid.uuid4()
-        queue = await listener.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(events, f"terminal.{session}")
-        received: asyncio.Queue[TerminalUpdate] = asyncio.Queue()
-
-        async def on_event(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            received.put_nowait(TerminalUpdate.model_validate_json(message.body))
-
-        await queue.consume(on_event, no_ack=True)
-
-        async def send(command: str, **body: Any) -> None:
-            payload = json.dumps({"session_id": str(session), **body}).encode()
-            await commands.publish(aio_pika.Message(payload, user_id="director"), f"terminal.{command}")
-
-        async def quiet() -> None:  # the prompt and anything else pending
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    await asyncio.wait_for(received.get(), 1.0)
-
-        await send("open", site_id=site_id, cols=200, rows=50)
-        await quiet()
-        rtts = []
-        for _ in range(count):
-            started = time.perf_counter()
-            await send("input", data=base64.b64encode(b"x").decode())
-            while b"x" not in base64.b64decode((await asyncio.wait_for(received.get(), 10)).data or ""):
-                pass
-            rtts.append((time.perf_counter() - started) * 1000)
-        await send("input", data=base64.b64encode(b"\x15").decode())  # clear the line
-        await send("close")
-        await quiet()
-    bare = await asyncio.to_thread(attach_rtt, count)
-    median, p99 = statistics.median(rtts), statistics.quantiles(rtts, n=100)[98]
-    return {
-        "keystrokes": count,
-        "median_ms": round(median, 2),
-        "p99_ms": round(p99, 2),
-        "bare_attach_median_ms": round(bare, 2),
-        "ratio": round(median / bare, 1),
-    }
-
-
-def attach_rtt(count: int) -> float:
-    """Median echo over a plain Docker attach to a shell container (no bus): the floor."""
-    container = API.create_container("director/base:latest", command=["/bin/sh"], tty=True, stdin_open=True)
-    try:
-        sock = API.attach_socket(container["Id"], params={"stdin": 1, "stdout": 1, "stream": 1})
-        raw = sock._sock
-        API.start(container["Id"])
-        time.sleep(0.5)
-        raw.recv(65536)
-        rtts = []
-        for _ in range(count):
-            started = time.perf_counter()
-            raw.sendall(b"x")
-            raw.recv(65536)
-            rtts.append((time.perf_counter() - started) * 1000)
-        return statistics.median(rtts)
-    finally:
-        API.remove_container(container["Id"], force=True)
-
-
-# --- main ----------------------------------------------------------------------------------------------
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bus
+import deploys
+import files
+import scale
+from common import FIRST_SITE, FLEET_SITE, bench_running, log, peak_rss_mb, traefik_refresh, wipe
+
+SECTIONS = ("pure", "burst", "truth", "noop", "terminal", "redeploy", "health", "idle", "fleet", "files")
+PRODUCTION_REFRESH, LOCAL_REFRESH = 5, 1  # Traefik's swarm-provider refresh (deploy/traefik/traefik.yml)
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    report: dict[str, Any] = {"pure": pure_ratios()}
+    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    report: dict[str, Any] = {}
+    if "pure" in only:
+        report["pure"] = bus.pure_ratios()
     sites = list(range(FIRST_SITE, FIRST_SITE + args.sites))
-    with fresh_vhost(VHOST), tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        root = Path(tmp) / "sites"
-        root.mkdir()
-        wipe()
-        log(f"burst, baseline (a): {args.sites} services created in parallel with the SDK")
-        swarm_limit = await burst_swarm_limit(sites, root)
-        wipe()
-        log("burst, baseline (b): sequential docker service create (3 sites)")
-        naive = burst_naive(sites[:3], root)
-        wipe()
-        env = orchestrator_env(root, concurrency=str(args.concurrency), prefetch=str(args.prefetch))
-        process = OrchestratorProcess(env, Path(tmp) / "orchestrator.log")
-        process.start()
-        try:
-            await process.wait_consuming()
-            async with connected("guest", VHOST) as admin, connected("director", VHOST) as director_connection:
-                results = Results(admin)
-                await results.start()
-                director = Director(director_connection)
-                await director.start()
-                log(f"burst through the orchestrator: {args.sites} site.created")
-                burst = await burst_orchestrator(director, results, root, process, sites)
+    wipe()
+    try:
+        async with bench_running(concurrency=str(args.concurrency), prefetch=str(args.prefetch)) as bench:
+            if only & {"burst", "noop", "terminal", "health"}:
+                report["burst"] = await deploys.burst_section(bench, sites)
+                report["burst"]["peak_rss_mb"] = round(peak_rss_mb(bench.process.proc.pid), 1)  # type: ignore[union-attr]
+            if "truth" in only:
                 log("truth: the broken-site corpus")
-                corpus = await truth_corpus(director, results, root, FIRST_SITE + 500)
-                log(f"no-op: {args.noop} redelivered events")
-                noop = await noop_orchestrator(director, results, sites, args.noop)
-                bare = await noop_bare(args.prefetch, args.noop)
+                report["truth"] = await deploys.corpus(bench, FIRST_SITE + 500)
+            if "noop" in only:
+                log(f"no-op: {args.noop} redelivered events over {len(sites)} sites")
+                report["noop"] = await bus.noop_section(bench, sites, args.noop, args.prefetch)
+            if "terminal" in only:
                 log("terminal: keystroke echo through the bus")
-                terminal = await terminal_rtt(sites[0])
+                report["terminal"] = await bus.terminal_rtt(sites[0])
+            if "redeploy" in only:
                 log("redeploy: 10 updates under a request loop")
-                redeploy = await redeploys(director, results, root, FIRST_SITE + 600)
-                log("apply cost: with no other service, then with 1,000 more")
-                alone = await apply_cost(director, results, FIRST_SITE + 700)
-                docker_alone = await asyncio.to_thread(docker_apply_cost)
-                many_services(1000)
-                await asyncio.sleep(30)  # the orchestrator reads each new service's labels once
-                crowded = await apply_cost(director, results, FIRST_SITE + 701)
-                docker_crowded = await asyncio.to_thread(docker_apply_cost)
-        finally:
-            process.stop()
-            wipe()
-    report |= {
-        "burst": burst | {"swarm_limit_seconds": swarm_limit["seconds"], "naive_seconds_per_site": naive[
-            "seconds_per_site"], "ratio_to_swarm_limit": round(burst["seconds"] / swarm_limit["seconds"], 2)},
-        "truth": {"served_at_result": f"{burst['served_at_result']}/{burst['sites']}"} | corpus,
-        "noop": {"orchestrator_per_second": round(noop), "bare_loop_per_second": round(bare),
-                 "ratio": round(noop / bare, 2)},
-        "redeploy": redeploy,
-        "terminal": terminal,
-        "memory": {"peak_rss_mb_during_burst": burst["peak_rss_mb"], "apply_ms_alone": round(alone * 1000, 1),
-                   "apply_ms_with_1000_services": round(crowded * 1000, 1),
-                   "ratio": round(crowded / alone, 2),
-                   "docker_ms_alone": round(docker_alone * 1000, 1),
-                   "docker_ms_with_1000_services": round(docker_crowded * 1000, 1),
-                   "docker_ratio": round(docker_crowded / docker_alone, 2),
-                   "ours_ms_alone": round((alone - docker_alone) * 1000, 1),
-                   "ours_ms_with_1000_services": round((crowded - docker_crowded) * 1000, 1)},
-    }  # fmt: skip
+                report["redeploy"] = await deploys.redeploys(bench, FIRST_SITE + 600)
+            if "health" in only:
+                log("health: a site's server killed from inside")
+                report["health"] = await deploys.health_detection(bench, sites[1])
+            if "files" in only:
+                report["files"] = await files.files_section(bench, args.files_reads)
+            if only & {"idle", "fleet"}:
+                wipe()
+                log(f"Traefik at its production refresh ({PRODUCTION_REFRESH} s)")
+                await asyncio.to_thread(traefik_refresh, PRODUCTION_REFRESH)
+                levels = [int(n) for n in args.levels.split(",")]
+                report["idle"] = await scale.idle_levels(bench, levels, args.window)
+                if "fleet" in only:
+                    report["fleet"] = await scale.fleet(bench, levels[-1], args.fleet, args.window)
+                    log(f"health at {args.fleet} sites")
+                    report["fleet"]["health"] = await deploys.health_detection(bench, FLEET_SITE)
+    finally:
+        wipe()
+        if only & {"idle", "fleet"}:
+            await asyncio.to_thread(traefik_refresh, LOCAL_REFRESH)
     return report
 
 
 def table(report: dict[str, Any]) -> str:
-    burst, noop, memory = report["burst"], report["noop"], report["memory"]
-    rows = [
-        ("burst", f"{burst['sites']} sites in {burst['seconds']} s", f"{burst['ratio_to_swarm_limit']}x swarm limit "
-         f"({burst['swarm_limit_seconds']} s); naive {burst['naive_seconds_per_site']} s/site"),
-        ("truth", f"served at result {report['truth']['served_at_result']}",
-         f"false successes {report['truth']['false_successes']}/{len(CORPUS)}"),
-        ("no-op", f"{noop['orchestrator_per_second']}/s",
-         f"{noop['ratio']}x bare loop ({noop['bare_loop_per_second']}/s)"),
-        ("redeploy", f"{report['redeploy']['requests']} requests", f"{report['redeploy']['failed']} failed"),
-        ("terminal", f"echo median {report['terminal']['median_ms']} ms, p99 {report['terminal']['p99_ms']} ms",
-         f"{report['terminal']['ratio']}x a bare docker attach ({report['terminal']['bare_attach_median_ms']} ms)"),
-        ("memory", f"peak RSS {memory['peak_rss_mb_during_burst']} MB",
-         f"apply {memory['apply_ms_alone']} ms -> {memory['apply_ms_with_1000_services']} ms with 1,000 services "
-         f"({memory['ratio']}x; Docker alone {memory['docker_ms_alone']} -> "
-         f"{memory['docker_ms_with_1000_services']} ms, {memory['docker_ratio']}x)"),
-        ("pure", f"json.loads {report['pure']['json_loads_us']} us",
-         f"parse {report['pure']['parse_event_x']}x, parse+spec {report['pure']['parse_and_spec_x']}x"),
-    ]  # fmt: skip
-    width = max(len(r[1]) for r in rows)
+    rows: list[tuple[str, str, str]] = []
+    if "burst" in report:
+        b = report["burst"]
+        rows.append(("burst", f"{b['sites']} sites in {b['seconds']} s, {b['served_at_result']} served at result",
+                     f"{b['ratio_to_floor']}x the floor ({b['floor_seconds']} s)"))  # fmt: skip
+    if "truth" in report:
+        rows.append(("truth", "broken-site corpus", f"{report['truth']['false_successes']} false successes of "
+                     f"{len(report['truth']['cases'])}"))  # fmt: skip
+    if "noop" in report:
+        n = report["noop"]
+        rows.append(("no-op", f"{n['orchestrator_per_second']}/s",
+                     f"{n['ratio']}x a bare loop ({n['bare_loop_per_second']}/s)"))  # fmt: skip
+    if "terminal" in report:
+        t = report["terminal"]
+        rows.append(("terminal", f"echo median {t['median_ms']} ms, p99 {t['p99_ms']} ms",
+                     f"{t['ratio']}x a bare attach ({t['bare_attach_median_ms']} ms)"))  # fmt: skip
+    if "redeploy" in report:
+        r = report["redeploy"]
+        rows.append(("redeploy", f"{r['requests']} requests, {r['median_redeploy_seconds']} s per update",
+                     f"{r['failed']} failed"))  # fmt: skip
+    if "health" in report:
+        h = report["health"]
+        rows.append(("health", f"down after {h['down_after_seconds']} s",
+                     f"healthy again after {h['healthy_after_seconds']} s"))  # fmt: skip
+    if "idle" in report:
+        for n, per in report["idle"]["per_site_mc"].items():
+            rows.append(("idle", f"{n} sites: {per['machine_mc']} mc/site (machine)",
+                         f"Docker {per['docker_mc']} mc/site, Traefik {per['traefik_mc']} mc/site"))  # fmt: skip
+    if "fleet" in report:
+        f = report["fleet"]
+        small = f[f"at_{f['serving']}_sites"]
+        rows.append(("fleet", f"{f['sites']} sites: start-up {f['startup_seconds']} s, deploy "
+                     f"{f['deploy_seconds_median']} s, RSS {f['orchestrator_rss_mb']} MB",
+                     f"status {small['status_seconds']} -> {f['status_seconds']} s, drift "
+                     f"{small['drift_survey_seconds']} -> {f['drift_survey_seconds']} s; machine "
+                     f"{f['cpu_mc']['machine_mc']} mc"))  # fmt: skip
+    if "files" in report:
+        rows += files.files_table(report["files"])
+    if "pure" in report:
+        p = report["pure"]
+        rows.append(("pure", f"json.loads {p['json_loads_us']} us",
+                     f"parse {p['parse_event_x']}x, parse+spec {p['parse_and_spec_x']}x"))  # fmt: skip
+    width = max((len(r[1]) for r in rows), default=0)
     return "\n".join(f"{name:<9} {left:<{width}}  {right}" for name, left, right in rows)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help=f"comma-separated sections of {','.join(SECTIONS)}")
     parser.add_argument("--sites", type=int, default=30)
     parser.add_argument("--noop", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--prefetch", type=int, default=32)
+    parser.add_argument("--levels", default="0,50,100,200", help="idle sites to measure at (the first: none)")
+    parser.add_argument("--fleet", type=int, default=1000)
+    parser.add_argument("--window", type=float, default=60.0, help="seconds of each CPU reading")
+    parser.add_argument("--files-reads", type=int, default=2000, help="4 KiB files.read round trips timed")
     parser.add_argument("--json", type=Path, help="also write the report here")
     arguments = parser.parse_args()
     outcome = asyncio.run(main(arguments))

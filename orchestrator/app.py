@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import logging
 import signal
@@ -17,19 +18,25 @@ from orchestrator import retry
 from orchestrator.bus import broker, topology
 from orchestrator.bus.consumer import QueueConsumer
 from orchestrator.bus.receiver import Receiver, Trust
+from orchestrator.bus.replies import ReplyPublisher
 from orchestrator.bus.settlement import QueuePolicy, Settler
 from orchestrator.config import Settings
+from orchestrator.contract.decoding import MAX_BODY, MAX_COMMAND_BODY, MAX_FILE_REQUEST_BODY
 from orchestrator.contract.terminals import TerminalUpdate
 from orchestrator.errors import DockerUnavailable, OrchestratorError
+from orchestrator.files.processor import FileRequests
+from orchestrator.files.service import SiteFiles
 from orchestrator.files.sitedirs import SiteDirs
+from orchestrator.files.worker import Worker
 from orchestrator.logs import fields
-from orchestrator.ops import heartbeat, reports
+from orchestrator.ops import heartbeat, housekeeping, reports
 from orchestrator.ops.health import HealthMonitor
 from orchestrator.sites.handlers import Context
 from orchestrator.sites.processor import SiteEvents
 from orchestrator.swarm.cache import VerifiedRoutes
 from orchestrator.swarm.changes import DockerChanges
 from orchestrator.swarm.client import DockerClient
+from orchestrator.swarm.logs import ServiceLogs
 from orchestrator.swarm.services import Swarm
 from orchestrator.terminals.commands import TerminalCommands
 from orchestrator.terminals.host import TerminalHost
@@ -37,11 +44,22 @@ from orchestrator.terminals.sessions import TerminalSessions
 from orchestrator.traefik.routes import TraefikRoutes
 
 log = logging.getLogger("orchestrator")
-# Terminal commands are small and latency-bound: many in flight, on their own channel.
-TERMINAL_PREFETCH = 256
+M_MMAP_THRESHOLD = -3  # malloc.h
+# Terminal commands are small and latency-bound: many in flight, on their own channel. Each held
+# message may be as large as the broker admits (max_message_size), so this bounds memory too.
+TERMINAL_PREFETCH = 64
+
+
+def _return_large_buffers_to_the_system() -> None:
+    """File chunks make buffers of a MiB or more (a body, its base64, its bytes). glibc's dynamic
+    threshold would move such buffers from mmap onto the heap after the first is freed, where
+    fragmentation keeps the peak resident; a fixed threshold maps them and gives them back."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
 
 
 async def serve(settings: Settings) -> None:
+    _return_large_buffers_to_the_system()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -55,12 +73,20 @@ async def serve(settings: Settings) -> None:
         # Terminal sessions get their own Docker calls: a keystroke's resize never waits behind deploys.
         terminal_docker = DockerClient(settings.docker_url, settings.docker_timeout_seconds, concurrency=4)
         stack.callback(terminal_docker.close)
+        # And site logs theirs: a log view never waits behind deploys either.
+        logs_docker = DockerClient(settings.docker_url, settings.docker_timeout_seconds, concurrency=2)
+        stack.callback(logs_docker.close)
         routes = TraefikRoutes(settings.traefik_url, settings.traefik_api_url)
         stack.push_async_callback(routes.close)
         if not await _wait_for_docker(swarm, stop):
             return
         changes.start()
         sitedirs = SiteDirs(settings.sites_root, settings.trash_dir_name)
+        if missing := sitedirs.missing_mount_options():
+            log.error(
+                "the sites root is not mounted nosuid,nodev: mount it so (see the README's security model)",
+                extra=fields(sites_root=str(settings.sites_root), missing=",".join(missing)),
+            )
         terminal_host = TerminalHost(terminal_docker, settings.terminal_network, settings.deployment)
         ctx = Context(
             settings=settings,
@@ -68,7 +94,6 @@ async def serve(settings: Settings) -> None:
             sitedirs=sitedirs,
             routes=routes,
             verified=VerifiedRoutes(swarm.cache, settings.reverify_seconds),
-            terminals=terminal_host,
         )
 
         connection = await broker.connect(settings.broker_url(), settings, stop)
@@ -80,16 +105,26 @@ async def serve(settings: Settings) -> None:
         changes.listen(monitor.on_change)
         await monitor.start(await swarm.managed())
         stack.callback(monitor.stop)
-        terminal_consumer, sessions = await _terminals(connection, settings, terminal_host, sitedirs)
+        # Terminal output on a connection of its own: a flood of it, throttled by the broker, never
+        # slows the results and acknowledgements of site events (flow control is per connection).
+        output = await broker.connect(settings.broker_url(), settings, stop, name="orchestrator-terminal-output")
+        stack.push_async_callback(output.close)
+        terminal_consumer, sessions = await _terminals(connection, output, settings, terminal_host, sitedirs)
         stack.push_async_callback(sessions.stop)
+        files_consumer, site_files = await _files(connection, settings, swarm, sitedirs, logs_docker)
+        stack.push_async_callback(site_files.stop)
+        ctx.sessions = (terminal_host, site_files)
 
-        consumers = (site_consumer, terminal_consumer)
+        consumers = (site_consumer, terminal_consumer, files_consumer)
         for consumer in consumers:
             await consumer.start()
             connection.reconnect_callbacks.add(consumer.refresh_active)
         stack.push_async_callback(_finish, consumers, settings.shutdown_grace_seconds)
 
-        background = [asyncio.create_task(_beat(settings, connection, consumers, swarm))]
+        background = [
+            asyncio.create_task(_beat(settings, connection, consumers, swarm)),
+            asyncio.create_task(housekeeping.keep_house(swarm.tombstones, settings, site_consumer.active)),
+        ]
         if settings.drift_report_seconds:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
             drift = reports.report_drift(
@@ -111,7 +146,9 @@ async def _site_events(
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     await channel.set_qos(prefetch_count=max(settings.prefetch, settings.concurrency))
     declared = await topology.declare(channel, settings)
-    policy = QueuePolicy(settings.inbound_exchange, settings.max_attempts, declared.retry, declared.dead_letters)
+    policy = QueuePolicy(
+        settings.inbound_exchange, settings.max_attempts, declared.retry, declared.dead_letters, MAX_BODY
+    )
     receiver = Receiver(
         SiteEvents(ctx, settings.results_exchange, settings.retry_budget_seconds),
         Settler(channel, policy, settings.publish_timeout_seconds),
@@ -121,13 +158,17 @@ async def _site_events(
 
 
 async def _terminals(
-    connection: AbstractRobustConnection, settings: Settings, host: TerminalHost, sitedirs: SiteDirs
+    connection: AbstractRobustConnection,
+    output_connection: AbstractRobustConnection,
+    settings: Settings,
+    host: TerminalHost,
+    sitedirs: SiteDirs,
 ) -> tuple[QueueConsumer, TerminalSessions]:
-    """Terminal commands on their own channel; session output on one without confirms."""
+    """Terminal commands on their own channel; session output, without confirms, on its own connection."""
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     await channel.set_qos(prefetch_count=TERMINAL_PREFETCH)
     declared = await topology.declare_terminals(channel, settings)
-    output = await connection.channel(publisher_confirms=False)
+    output = await output_connection.channel(publisher_confirms=False)
     updates = await output.get_exchange(settings.terminal_events_exchange, ensure=False)
 
     async def emit(update: TerminalUpdate) -> None:
@@ -138,7 +179,7 @@ async def _terminals(
         TerminalCommands(sessions, settings.terminal_events_exchange),
         Settler(
             channel,
-            QueuePolicy(settings.terminal_exchange, 1, None, declared.dead_letters),
+            QueuePolicy(settings.terminal_exchange, 1, None, declared.dead_letters, MAX_COMMAND_BODY),
             settings.publish_timeout_seconds,
         ),
         Trust(settings.terminal_exchange, settings.allowed_publishers),
@@ -146,6 +187,38 @@ async def _terminals(
     consumer = QueueConsumer(declared.commands, receiver)
     await sessions.start(consumer.active)
     return consumer, sessions
+
+
+async def _files(
+    connection: AbstractRobustConnection, settings: Settings, swarm: Swarm, sitedirs: SiteDirs, docker: DockerClient
+) -> tuple[QueueConsumer, SiteFiles]:
+    """File and log requests on their own channel (a click in the file manager never waits behind
+    a deploy); streams of replies (archives, log follows) on another."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    await channel.set_qos(prefetch_count=settings.files_prefetch)
+    declared = await topology.declare_files(channel, settings)
+    streams = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    replies = ReplyPublisher(streams, settings.publish_timeout_seconds)
+    quick = await connection.channel(publisher_confirms=False)  # one-shot replies
+    site_files = SiteFiles(
+        settings,
+        Worker(sitedirs.root, settings.files_workers),
+        swarm,
+        ServiceLogs(docker, settings.docker_url),
+        replies.send,
+    )
+    receiver = Receiver(
+        FileRequests(site_files, settings.files_reply_queue_prefix),
+        Settler(
+            channel,
+            QueuePolicy(settings.files_exchange, 1, None, declared.dead_letters, MAX_FILE_REQUEST_BODY),
+            settings.publish_timeout_seconds,
+            unconfirmed=quick,
+        ),
+        Trust(settings.files_exchange, settings.allowed_publishers),
+    )
+    site_files.start()
+    return QueueConsumer(declared.requests, receiver), site_files
 
 
 async def _finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from orchestrator import logs
 from orchestrator.config import Settings
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     mode = reconcile.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dry-run", action="store_true", help="only say what would be done")
     mode.add_argument("--yes", action="store_true", help="do it")
+
+    site = commands.add_parser("site", help="one site's records, for an operator").add_subparsers(dest="action")
+    reset = site.add_parser("reset-version", help="forget a site's recorded version and tombstone (asks first)")
+    reset.add_argument("site_id", type=int)
+    reset.add_argument("--yes", action="store_true", help="do not ask")
 
     schema = commands.add_parser("schema", help="the published event contract").add_subparsers(dest="action")
     export = schema.add_parser("export", help="write JSON Schemas and examples generated from the models")
@@ -80,6 +86,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{mark}] {step.drift.kind}: {step.note}")
         print(f"{len(steps)} drifted, {sum(s.done for s in steps)} restored or removed")
         return 0
+    if args.command == "site":
+        if args.action != "reset-version":
+            parser.error("site needs an action: reset-version")
+        if not args.yes and not _confirmed(
+            f"Forget the recorded version of site {args.site_id}? Type 'reset' to confirm: ", "reset"
+        ):
+            return 2
+        from orchestrator.ops.reset import reset_version
+
+        print(asyncio.run(reset_version(settings, args.site_id)))
+        return 0
     if args.command == "schema":
         from orchestrator.contract import schemas as contract
 
@@ -95,21 +112,16 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     from orchestrator.ops import deadletters
 
     if args.action == "purge":
-        if not args.yes:
-            if not sys.stdin.isatty():
-                print("refusing to purge without --yes (no terminal to ask)", file=sys.stderr)
-                return 2
-            answer = input(f"Delete every message in {settings.dead_letter_queue}? Type 'purge' to confirm: ")
-            if answer.strip() != "purge":
-                print("nothing purged")
-                return 1
+        if not args.yes and not _confirmed(
+            f"Delete every message in {settings.dead_letter_queue}? Type 'purge' to confirm: ", "purge"
+        ):
+            return 2
         print(f"purged {asyncio.run(deadletters.purge(settings))} dead letters")
         return 0
     ids = getattr(args, "ids", [])
     keep = deadletters.make_filter(ids=ids, site=args.site, reason=args.reason)
     if args.action == "list":
-        found = asyncio.run(deadletters.list_letters(settings, keep))
-        print(deadletters.as_json(found) if args.json else deadletters.as_table(found))
+        asyncio.run(_list_letters(settings, keep, as_json=args.json))
         return 0
     if not (ids or args.site is not None or args.reason or args.all):
         print("say what to replay: message ids, --site, --reason or --all", file=sys.stderr)
@@ -127,3 +139,44 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         print(f"skipped {len(skipped)} dead letters from an unproven publisher (a replay would make them trusted):")
         print(deadletters.as_table(skipped))
     return 0
+
+
+def _confirmed(question: str, word: str) -> bool:
+    """An operator typed `word` at a terminal; without a terminal to ask on, no."""
+    if not sys.stdin.isatty():
+        print(f"refusing to {word} without --yes (no terminal to ask)", file=sys.stderr)
+        return False
+    if input(question).strip() != word:
+        print(f"nothing done: {word} was not confirmed", file=sys.stderr)
+        return False
+    return True
+
+
+async def _list_letters(settings: Settings, keep: Any, *, as_json: bool) -> None:
+    """Printed as they are read: ten thousand letters never sit in memory. JSON: one array, a
+    letter per line. Table: a page at a time, its columns sized per page."""
+    from orchestrator.ops import deadletters
+
+    letters = deadletters.stream_letters(settings, keep)
+    if as_json:
+        count = 0
+        print("[", end="")
+        async for letter in letters:
+            print(("\n" if not count else ",\n") + deadletters.as_json_line(letter), end="", flush=True)
+            count += 1
+        print("\n]" if count else "]")
+        return
+    page: list[Any] = []
+    header = True
+    async for letter in letters:
+        page.append(letter)
+        if len(page) >= LIST_PAGE:
+            rows = deadletters.as_table(page).splitlines()
+            print("\n".join(rows if header else rows[1:]), flush=True)
+            page, header = [], False
+    if page or header:
+        rows = deadletters.as_table(page).splitlines()
+        print("\n".join(rows if header else rows[1:]))
+
+
+LIST_PAGE = 200  # table rows printed at once

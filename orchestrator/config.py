@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     terminal_binding_key: str = "terminal.*"
     terminal_queue: str = "orchestrator.terminal-commands"
     terminal_events_exchange: str = "orchestrator.terminals"
+    # Site files and logs: Director's requests (routing key = the operation), consumed from their
+    # own queue; replies go to the default exchange with routing key = the request's `reply_to`,
+    # which must be RabbitMQ's direct reply-to or a queue named `files_reply_queue_prefix`...
+    files_exchange: str = "director.files"
+    files_queue: str = "orchestrator.file-requests"
+    files_reply_queue_prefix: str = Field(default="director.replies.", min_length=2)
 
     # The name of this deployment, on what it creates that only it may clean up (terminal
     # containers): two deployments on one swarm (or two test workers) leave each other's alone.
@@ -101,7 +107,11 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(default=3.0, ge=0)
     # Every site task is probed from inside ($PORT answers HTTP). Swarm counts a task as running
     # only once healthy, so a start-first update switches over only to a task that answers.
-    health_interval_seconds: float = Field(default=2.0, gt=0)
+    # The interval is how often a new or failing task is looked at (a rollout waits on it); a
+    # steady one rests `health_idle_seconds` inside its container first, so it costs Docker one
+    # exec per rest instead of one per interval (see sites/scripts.py).
+    health_interval_seconds: float = Field(default=0.5, gt=0)
+    health_idle_seconds: float = Field(default=60.0, ge=0)
     health_timeout_seconds: float = Field(default=3.0, gt=0)
     health_start_period_seconds: float = Field(default=30.0, ge=0)
     health_retries: int = Field(default=3, ge=1)
@@ -112,6 +122,14 @@ class Settings(BaseSettings):
     # Site directories are local bind mounts: on a multi-node swarm, pin site tasks to the node(s)
     # holding the sites root, e.g. "node.labels.director.sites==true".
     placement_constraints: Annotated[CsvList, Field(default_factory=list)]
+
+    # How long a deleted site's tombstone is kept (a late, older event cannot resurrect it): a
+    # site that existed, and one the swarm never held (a reordered create may still come: at least
+    # a message's longest way back through the retries).
+    tombstone_days: float = Field(default=30.0, gt=0)
+    unknown_tombstone_seconds: float = Field(default=3600.0, ge=60)
+    # How often the active replica removes expired tombstones.
+    housekeeping_seconds: float = Field(default=600.0, gt=0)
 
     # Every interval, a `orchestrator.drift` report when anything drifted (0: never).
     drift_report_seconds: float = Field(default=3600.0, ge=0)
@@ -145,14 +163,49 @@ class Settings(BaseSettings):
 
     # --- terminals ------------------------------------------------------------------------------
     terminal_max_per_site: int = Field(default=3, ge=1)
+    # Sessions this process holds at once, whatever the sites.
+    terminal_max_total: int = Field(default=100, ge=1)
+    # Output a session may send; past it the shell waits (nothing is dropped).
+    terminal_output_bytes_per_second: int = Field(default=256 * 1024, ge=1024)
     # A session without input for this long is closed; none lives longer than the lifetime.
     terminal_idle_seconds: float = Field(default=900.0, gt=0)
     terminal_max_lifetime_seconds: float = Field(default=8 * 3600.0, gt=0)
     # Output is gathered this long (or up to `terminal_batch_bytes`) into one message.
     terminal_batch_seconds: float = Field(default=0.003, ge=0)
     terminal_batch_bytes: int = Field(default=16 * 1024, ge=1024)
-    # Network of session containers ("none": no network at all).
-    terminal_network: str = "bridge"
+    # Network of session containers: none at all by default, so sessions of different sites cannot
+    # reach each other, the host or the sites' network ("bridge": outbound access, e.g. git).
+    terminal_network: str = "none"
+
+    # --- site files and logs ------------------------------------------------------------------
+    # Requests held at once on the file channel (a chunk is at most ~1.4 MB: this bounds memory).
+    files_prefetch: int = Field(default=32, ge=1)
+    # Threads doing file I/O (the event loop never touches a site's files).
+    files_workers: int = Field(default=8, ge=1)
+    # Requests of one site in flight at once; past it the reply is `busy`.
+    files_site_concurrency: int = Field(default=12, ge=1)
+    # The most bytes one `files.read` returns and one `files.write` chunk carries.
+    files_chunk_bytes: int = Field(default=1024 * 1024, ge=4096, le=16 * 1024 * 1024)
+    files_max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=0)
+    files_max_archive_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
+    # Walks of a whole tree (usage, archive, recursive delete) and scans of one directory (a
+    # listing page) stop with `too_large` past these budgets instead of running on.
+    files_walk_max_seconds: float = Field(default=30.0, gt=0)
+    files_walk_max_entries: int = Field(default=200_000, ge=1)
+    # Uploads under way, in all and per site (more: `busy`), and how long one may sit idle
+    # before its temporary file is removed.
+    files_max_uploads: int = Field(default=64, ge=1)
+    files_max_uploads_per_site: int = Field(default=4, ge=1)
+    files_upload_idle_seconds: float = Field(default=300.0, gt=0)
+    # Streams (archives, log follows) under way, in all and per site (more: `busy`).
+    files_max_streams: int = Field(default=32, ge=1)
+    files_max_streams_per_site: int = Field(default=4, ge=1)
+    # A request nobody took this long is dropped by the broker (its requester gave up long ago);
+    # at most this many wait in the queue (more: the broker refuses Director's publish).
+    files_request_ttl_seconds: float = Field(default=60.0, gt=0)
+    files_queue_max_length: int = Field(default=10_000, ge=1)
+    # A `logs.follow` ends after this long at the latest.
+    logs_follow_max_seconds: float = Field(default=3600.0, gt=0)
 
     # --- security -----------------------------------------------------------------------------
     allowed_domain_suffixes: Annotated[CsvList, Field(default_factory=list)]
@@ -167,7 +220,9 @@ class Settings(BaseSettings):
     domain_wait_seconds: float = Field(default=5.0, ge=0)
     # Site tasks run as uid = gid = base + site id and own their site directory: nothing a site
     # leaves on the host (a setuid binary) belongs to root.
-    site_uid_base: int = Field(default=100_000, ge=1000, le=2**31)
+    # The default sits above the /etc/subuid ranges Debian hands out (100000 on, 65536 each), and
+    # every uid base + site id stays below 2^32 - 1 (which chown reads as "do not change").
+    site_uid_base: int = Field(default=1_000_000_000, ge=1000, le=2**32 - 2**31 - 2)
     # Capabilities a site keeps; none needed by a non-root site (Docker lets containers bind
     # low ports without NET_BIND_SERVICE).
     cap_add: Annotated[CsvList, Field(default_factory=list)]

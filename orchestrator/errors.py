@@ -39,9 +39,43 @@ class ErrorCode(StrEnum):
     DOCKER_ERROR = "docker_error"
     DOCKER_CONFLICT = "docker_conflict"
     PUBLISH_FAILED = "publish_failed"
+    BROKER_SETUP = "broker_setup"
     UNKNOWN_SESSION = "unknown_session"
     TERMINAL_LIMIT = "terminal_limit"
     TERMINAL_BUSY = "terminal_busy"
+    # site files and logs (`director.files`): the reply's `error.code`
+    INVALID_REQUEST = "invalid_request"
+    SITE_NOT_FOUND = "site_not_found"
+    NOT_A_DIRECTORY = "not_a_directory"
+    IS_A_DIRECTORY = "is_a_directory"
+    EXISTS = "exists"
+    NOT_EMPTY = "not_empty"
+    NOT_REGULAR = "not_regular"
+    TOO_LARGE = "too_large"
+    PRECONDITION_FAILED = "precondition_failed"
+    UPLOAD_UNKNOWN = "upload_unknown"
+    BUSY = "busy"
+    IO_ERROR = "io_error"
+
+
+# The codes a file request's error reply may carry (`unauthenticated` never gets a reply).
+FILE_ERROR_CODES = (
+    ErrorCode.INVALID_REQUEST,
+    ErrorCode.UNAUTHENTICATED,
+    ErrorCode.SITE_NOT_FOUND,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.NOT_A_DIRECTORY,
+    ErrorCode.IS_A_DIRECTORY,
+    ErrorCode.EXISTS,
+    ErrorCode.NOT_EMPTY,
+    ErrorCode.UNSAFE_PATH,
+    ErrorCode.NOT_REGULAR,
+    ErrorCode.TOO_LARGE,
+    ErrorCode.PRECONDITION_FAILED,
+    ErrorCode.UPLOAD_UNKNOWN,
+    ErrorCode.BUSY,
+    ErrorCode.IO_ERROR,
+)
 
 
 class OrchestratorError(Exception):
@@ -122,6 +156,21 @@ class TerminalRefused(PermanentError):
     dead_letter = False
 
 
+class InvalidRequest(InvalidEvent):
+    """A file request that is not valid (bytes, JSON, schema, routing key, a bad mode, no usable
+    `reply_to`). Answered when it can be, and dead-lettered with the reason."""
+
+    code = ErrorCode.INVALID_REQUEST
+
+
+class FileRefused(PermanentError):
+    """A file request that cannot be carried out as asked (`code` says why): the requester hears
+    it in the reply at once; there is nothing for an operator to replay."""
+
+    code = ErrorCode.IO_ERROR
+    dead_letter = False
+
+
 class DockerRejected(PermanentError):
     """Docker answered 4xx: the spec is wrong, retrying sends the same wrong spec."""
 
@@ -184,6 +233,13 @@ class DockerConflict(TransientError):
     """The service changed under us (update out of sequence, 409): reload and try again."""
 
     code = ErrorCode.DOCKER_CONFLICT
+
+
+class BrokerSetupError(PermanentError):
+    """The broker lacks what its definitions should have given it (Director's exchanges): the
+    orchestrator cannot start until an operator loads them."""
+
+    code = ErrorCode.BROKER_SETUP
 
 
 class PublishFailed(TransientError):

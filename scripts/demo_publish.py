@@ -66,7 +66,7 @@ async def main(site_id: int, domain: str, director_url: str, admin_url: str) -> 
         await queue.bind(results, "#")
 
         out = await publisher.channel(publisher_confirms=True)
-        sites = await out.declare_exchange("director.sites", aio_pika.ExchangeType.TOPIC, durable=True)
+        sites = await out.get_exchange("director.sites", ensure=False)  # the broker's: Director only publishes
         await sites.publish(
             aio_pika.Message(
                 json.dumps(event).encode(),

@@ -139,7 +139,6 @@ find "$CACHE_DIR/wheels" -mindepth 1 -maxdepth 1 ! -name "$deps_key" -exec rm -r
 context=$CACHE_DIR/build/orchestrator
 rm -rf "$context"; mkdir -p "$context/wheels"
 cp "$ROOT/Dockerfile" "$ROOT/pyproject.toml" "$ROOT/README.md" "$context/"
-install -D -m 0755 "$ROOT/deploy/orchestrator/orchestrator.sh" "$context/deploy/orchestrator/orchestrator.sh"
 tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - orchestrator | tar -C "$context" -xf -
 cp "$wheels"/*.whl "$context/wheels/"
 build "$ORCHESTRATOR_REPO" "$context" "BASE=$DEBIAN_IMAGE" "PIP_INDEX_ARGS=--no-index"

@@ -63,9 +63,30 @@ else
 fi
 
 # ---------------------------------------------------------------- 2a. dockerd
+# Every container this engine starts gets no-new-privileges: a setuid binary in a site's image (or
+# one a site writes) cannot raise its privileges (Engine 20.10's service API has no per-service
+# flag). Merged into an existing daemon.json; a running dockerd reloads it on SIGHUP.
+DAEMON_JSON=/etc/docker/daemon.json
+mkdir -p /etc/docker
+nnp_changed=$(python3 - "$DAEMON_JSON" <<'PY'
+import json, os, sys
+path = sys.argv[1]
+config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
+if config.get("no-new-privileges") is not True:
+    config["no-new-privileges"] = True
+    with open(path + ".new", "w") as file:
+        json.dump(config, file, indent=2)
+    os.replace(path + ".new", path)
+    print("changed")
+PY
+)
 DOCKER_STARTED=0
 if docker info >/dev/null 2>&1; then
     log "docker: running"
+    if [ "$nnp_changed" = changed ]; then
+        log "docker: no-new-privileges for every container (reloaded)"
+        pkill -HUP -x dockerd || true
+    fi
 else
     log "docker: starting dockerd"
     if has_systemd; then
@@ -162,7 +183,10 @@ ssl_options.cacertfile = $TLS_DIR/ca.pem
 ssl_options.certfile = $TLS_DIR/server.pem
 ssl_options.keyfile = $TLS_DIR/server.key
 ssl_options.verify = verify_peer
-ssl_options.fail_if_no_peer_cert = false"
+ssl_options.fail_if_no_peer_cert = false
+# No message larger than this reaches any queue (the contract's own limits are far smaller; the
+# largest, a file chunk, is under 2 MiB): one credential cannot fill memory or disk with one publish.
+max_message_size = 4194304"
 if [ "$(cat "$RABBITMQ_CONF" 2>/dev/null)" = "$RMQ_CONF_WANT" ]; then
     log "rabbitmq: $RABBITMQ_CONF up to date"
 else
@@ -226,6 +250,8 @@ if mode == "expect":
         print("perms", p["vhost"], p["user"], p["configure"], p["write"], p["read"], sep="\t")
     for e in defs["exchanges"]:
         print("exchanges", e["vhost"], e["name"], e["type"], str(e["durable"]).lower(), sep="\t")
+    for p in defs.get("policies", []):
+        print("policies", p["vhost"], p["name"], sep="\t")
 else:
     for u in defs["users"]:
         salt = os.urandom(4)
@@ -247,6 +273,7 @@ rmq_state_ok() {
                 users) listed[$listing $vhost]=$(rmq list_users --no-table-headers) ;;
                 perms) listed[$listing $vhost]=$(rmq list_permissions -p "$vhost" --no-table-headers) ;;
                 exchanges) listed[$listing $vhost]=$(rmq list_exchanges -p "$vhost" --no-table-headers name type durable) ;;
+                policies) listed[$listing $vhost]=$(rmq list_policies -p "$vhost" --no-table-headers | cut -f2) ;;
             esac || return 1
         fi
         grep -qxF "$want" <<<"${listed[$listing $vhost]}" || return 1
@@ -271,6 +298,8 @@ else
     fi
     rmq set_user_tags guest administrator >/dev/null
     rmq set_permissions -p / guest '.*' '.*' '.*' >/dev/null
+    # A leaked Director credential cannot open connections or channels without end.
+    rmq set_user_limits director '{"max-connections": 64, "max-channels": 512}' >/dev/null
     rmq_state_ok || die "rabbitmq users/permissions/exchanges do not match $DEFINITIONS"
 fi
 
@@ -483,7 +512,15 @@ wait_for 30 traefik traefik_404 && wait_for 10 traefik-api traefik_api || {
 for old in "${OLD_IMAGES[@]}"; do docker image rm "$old" >/dev/null 2>&1 || true; done
 
 # ---------------------------------------------------------------- 8. sites root
+# Its own mount, nosuid and nodev: every site directory bind-mounted into a task inherits both, so
+# a setuid file or a device node a site leaves means nothing on the host or in another container.
+# (A real mount with those options, e.g. NFS in production, is left as it is.)
 mkdir -p "$SITES_ROOT"
+if ! findmnt -n -o OPTIONS --mountpoint "$SITES_ROOT" 2>/dev/null | grep -Eq 'nosuid.*nodev|nodev.*nosuid'; then
+    mountpoint -q "$SITES_ROOT" || mount --bind "$SITES_ROOT" "$SITES_ROOT"
+    mount -o remount,bind,nosuid,nodev "$SITES_ROOT"
+    log "sites root: $SITES_ROOT mounted nosuid,nodev"
+fi
 
 # ---------------------------------------------------------------- existing services
 # After a daemon (re)start swarm re-schedules tasks with a few seconds' delay;

@@ -238,6 +238,13 @@ deploy() {
     DOCKER_GID=$(stat -c %g /var/run/docker.sock); export DOCKER_GID
     ensure_node_labels
     install -d -m 0755 "$SITES_ROOT"
+    # Its own mount, nosuid and nodev (as scripts/stack-up.sh does for the local stack's): every
+    # site directory bind-mounted into a task inherits both. A real mount with both is left alone.
+    if ! findmnt -n -o OPTIONS --mountpoint "$SITES_ROOT" 2>/dev/null | grep -Eq 'nosuid.*nodev|nodev.*nosuid'; then
+        mountpoint -q "$SITES_ROOT" || mount --bind "$SITES_ROOT" "$SITES_ROOT"
+        mount -o remount,bind,nosuid,nodev "$SITES_ROOT"
+        log "sites root: $SITES_ROOT mounted nosuid,nodev"
+    fi
     ensure_tls "${FORCE_TLS:-}"
     ensure_tls_key_secret
     ensure_secrets "${ROTATE:-}"

@@ -1,14 +1,50 @@
 """The fixtures every real-stack suite reads from its `stack` (see `support.running`): integration
-tests share one per process, fault tests get one per module. Unit tests define their own."""
+and security tests share one per test process (site ids from that process's share:
+`support.scope`); fault tests get one per module (tests/faults/conftest.py). Every site a test made
+is removed when the test ends. Unit tests use none of this."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import docker
 import pytest
 from aio_pika.abc import AbstractRobustConnection
-from support import DeadLetters, Director, OrchestratorProcess, Results, Running
+from support import (
+    DeadLetters,
+    Director,
+    OrchestratorProcess,
+    Results,
+    Running,
+    fresh_site_id,
+    scope,
+    stack_running,
+    wipe_sites,
+)
+
+
+@pytest.fixture(scope="session")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    async with stack_running("test", tmp_path_factory.mktemp("logs")) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _remove_the_tests_sites(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Sites allocated while a test ran are removed after it: later tests are not slowed by them,
+    and no test depends on another's leftovers."""
+    first = scope.next_site_id()
+    yield
+    made = set(range(first, scope.next_site_id()))
+    if made and "stack" in request.fixturenames:
+        wipe_sites(request.getfixturevalue("stack").api, made)
+
+
+@pytest.fixture
+def site_id() -> int:
+    """A fresh site id from this process's share."""
+    return fresh_site_id()
 
 
 @pytest.fixture

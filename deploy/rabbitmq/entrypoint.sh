@@ -1,7 +1,7 @@
 #!/bin/bash
 # The production stack's broker: the Erlang cookie from its secret, then rabbitmq-server (it loads
-# the definitions at boot: users without passwords, permissions, Director's exchanges), then the
-# passwords and the admin user from their secrets, read by the node itself (no password on any
+# the definitions at boot: users without passwords, permissions, Director's exchanges, queue
+# policies), then the passwords, Director's connection limits and the admin user from the secrets, read by the node itself (no password on any
 # command line), then "ready". Every start sets them again: a new secret (rotation) or a new
 # definitions file (an import empties the passwords) takes effect with a restart of the task.
 #
@@ -53,6 +53,9 @@ ctl eval "
     ok = rabbit_auth_backend_internal:set_tags(Admin, [administrator], <<\"rabbitmq-entrypoint\">>),
     ok = rabbit_auth_backend_internal:set_permissions(Admin, <<\"/\">>, <<\".*\">>, <<\".*\">>, <<\".*\">>,
                                                       <<\"rabbitmq-entrypoint\">>),
+    % A leaked Director credential cannot open connections or channels without end.
+    ok = rabbit_auth_backend_internal:set_user_limits(<<\"director\">>,
+        #{<<\"max-connections\">> => 64, <<\"max-channels\">> => 512}, <<\"rabbitmq-entrypoint\">>),
     case Admin =/= <<\"guest\">> andalso rabbit_auth_backend_internal:exists(<<\"guest\">>) of
         true -> ok = rabbit_auth_backend_internal:delete_user(<<\"guest\">>, <<\"rabbitmq-entrypoint\">>);
         false -> ok

@@ -35,6 +35,9 @@ class Outgoing:
     correlation_id: str | None = None
     persistent: bool = True
     mandatory: bool = True
+    # False: sent on the settler's channel without confirms, before the ack, not waited for (a
+    # reply to a request: its requester retries a lost one; a confirm would only add a round trip).
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)

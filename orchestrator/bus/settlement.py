@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -36,6 +37,8 @@ from orchestrator.errors import OrchestratorError, PublishFailed
 from orchestrator.logs import fields
 
 log = logging.getLogger("orchestrator.settlement")
+# What a dead-letter copy keeps of a body larger than its queue's contract admits.
+TRUNCATED_HEAD_BYTES = 4096
 # Pauses between attempts to publish a result or a copy before giving the message back.
 PUBLISH_RETRY_PAUSES = (1.0, 3.0, 9.0)
 
@@ -58,13 +61,24 @@ class QueuePolicy:
     max_attempts: int
     retry: AbstractExchange | None
     dead_letters: AbstractExchange
+    # The largest body this queue's contract admits: a dead-letter copy of a larger one keeps only
+    # its head, its size and its sha256 (nobody can replay it, and a flood of them stays small).
+    max_body: int
 
 
 class Settler:
-    def __init__(self, channel: AbstractChannel, policy: QueuePolicy, publish_timeout: float) -> None:
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        policy: QueuePolicy,
+        publish_timeout: float,
+        unconfirmed: AbstractChannel | None = None,
+    ) -> None:
+        """`unconfirmed`: a channel without publisher confirms, for `Outgoing(confirmed=False)`."""
         self.channel = channel
         self.policy = policy
         self.timeout = publish_timeout
+        self.unconfirmed = unconfirmed
         self._exchanges: dict[str, AbstractExchange] = {}
 
     async def settle(self, delivery: Delivery, outcome: Outcome) -> None:
@@ -81,7 +95,7 @@ class Settler:
                 elif not error.dead_letter:
                     messages, name = [result] if result else [], "failed"
                 else:
-                    dead = _Copy(self.policy.dead_letters, delivery, headers)
+                    dead = _Copy(self.policy.dead_letters, delivery, headers, keep=self.policy.max_body)
                     messages, name = [result, dead] if result else [dead], "dead_lettered"
                 extra = {"code": error.code, "error": error.message, "attempts": attempts}
             case _:
@@ -114,15 +128,29 @@ class Settler:
         for message in messages:
             if isinstance(message, _Copy):
                 envelope = message.delivery.envelope
+                body, headers = message.body_and_headers()
                 await broker.publish(
                     message.exchange,
                     envelope.original_routing_key,
-                    envelope.body,
+                    body,
                     timeout=self.timeout,
-                    headers=message.headers,
+                    headers=headers,
                     message_id=envelope.message_id,
                     correlation_id=envelope.correlation_id,
                     content_type=message.delivery.message.content_type,
+                )
+            elif not message.confirmed and self.unconfirmed is not None:
+                if message.exchange != DEFAULT_EXCHANGE:
+                    raise ValueError("unconfirmed messages go to the default exchange only (replies)")
+                await broker.publish(
+                    self.unconfirmed.default_exchange,
+                    message.routing_key,
+                    message.body,
+                    timeout=self.timeout,
+                    message_id=message.message_id,
+                    correlation_id=message.correlation_id,
+                    persistent=message.persistent,
+                    mandatory=message.mandatory,
                 )
             else:
                 await broker.publish(
@@ -172,6 +200,15 @@ class _Copy:
     exchange: AbstractExchange
     delivery: Delivery
     headers: dict[str, Any]
+    keep: int | None = None  # a body larger than this is cut to its head
+
+    def body_and_headers(self) -> tuple[bytes, dict[str, Any]]:
+        body = self.delivery.envelope.body
+        if self.keep is None or len(body) <= self.keep:
+            return body, self.headers
+        digest = hashlib.sha256(body).hexdigest()
+        cut = {hdr.TRUNCATED: len(body), hdr.BODY_SHA256: digest}
+        return body[:TRUNCATED_HEAD_BYTES], {**self.headers, **cut}
 
 
 def _log(delivery: Delivery, facts: Mapping[str, Any], outcome: str, extra: Mapping[str, Any]) -> None:

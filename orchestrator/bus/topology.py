@@ -14,6 +14,11 @@ director.terminals (topic) --terminal.*--> orchestrator.terminal-commands (class
     consumer, TTL: a keystroke nobody read in a minute is stale and dropped, never kept)
 orchestrator.terminals (topic): session events, routing key terminal.<session_id>; Director binds
     its own queue per session
+
+director.files (topic) --files.* and logs.*--> orchestrator.file-requests (classic, single active
+    consumer, bounded length, TTL: a request nobody took in a minute is dropped, never kept)
+replies: default exchange, routing key = the request's reply_to (amq.rabbitmq.reply-to.* or
+    director.replies.*: see bus.replies)
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aio_pika
+import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from pamqp.common import FieldTable
 
 from orchestrator.config import Settings
+from orchestrator.errors import BrokerSetupError
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,31 @@ def retry_queue_arguments(settings: Settings) -> FieldTable:
     }
 
 
+@dataclass(frozen=True)
+class FileTopology:
+    requests: AbstractQueue
+    dead_letters: AbstractExchange
+
+
+# The operations' routing keys (`files.list`, ..., `logs.follow`): see contract.files.
+FILE_BINDING_KEYS = ("files.*", "logs.*")
+
+
+def file_queue_arguments(settings: Settings) -> FieldTable:
+    return {
+        # Classic: a file manager's click should not wait for a quorum write. Uploads and log
+        # follows live in one process, so only one consumer (the active replica) takes requests.
+        "x-queue-type": "classic",
+        "x-single-active-consumer": True,
+        # A requester gave up long before a minute: an expired request is dropped, not kept (no
+        # dead-letter exchange), which also ends any redelivery loop of a request that crashed us.
+        "x-message-ttl": int(settings.files_request_ttl_seconds * 1000),
+        # Bounded: past it the broker refuses Director's publish (Director hears it at once).
+        "x-max-length": settings.files_queue_max_length,
+        "x-overflow": "reject-publish",
+    }
+
+
 def terminal_queue_arguments(settings: Settings) -> FieldTable:
     return {
         # Classic: a keystroke should not wait for a quorum write. Sessions live in one process,
@@ -81,9 +113,21 @@ def terminal_queue_arguments(settings: Settings) -> FieldTable:
     }
 
 
+async def directors(channel: AbstractChannel, name: str) -> AbstractExchange:
+    """One of Director's exchanges. They belong to the broker's definitions
+    (deploy/rabbitmq/definitions.json), not to us: looked up passively (no rights needed, nothing
+    redeclared), and their absence is said plainly."""
+    try:
+        return await channel.declare_exchange(name, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        raise BrokerSetupError(
+            f"the broker has no exchange {name!r}: load deploy/rabbitmq/definitions.json into it first"
+        ) from exc
+
+
 async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
     topic = aio_pika.ExchangeType.TOPIC
-    inbound = await channel.declare_exchange(settings.inbound_exchange, topic, durable=True)
+    inbound = await directors(channel, settings.inbound_exchange)
     results = await channel.declare_exchange(settings.results_exchange, topic, durable=True)
     retry = await channel.declare_exchange(settings.retry_exchange, topic, durable=True)
     dead_letters = await channel.declare_exchange(settings.dead_letter_exchange, topic, durable=True)
@@ -113,7 +157,7 @@ async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
 async def declare_terminals(channel: AbstractChannel, settings: Settings) -> TerminalTopology:
     """On its own channel, after `declare` (which creates the dead letters)."""
     topic = aio_pika.ExchangeType.TOPIC
-    commands = await channel.declare_exchange(settings.terminal_exchange, topic, durable=True)
+    commands = await directors(channel, settings.terminal_exchange)
     events = await channel.declare_exchange(settings.terminal_events_exchange, topic, durable=True)
     dead_letters = await channel.declare_exchange(settings.dead_letter_exchange, topic, durable=True)
     queue = await channel.declare_queue(
@@ -121,3 +165,15 @@ async def declare_terminals(channel: AbstractChannel, settings: Settings) -> Ter
     )
     await queue.bind(commands, settings.terminal_binding_key)
     return TerminalTopology(queue, events, dead_letters)
+
+
+async def declare_files(channel: AbstractChannel, settings: Settings) -> FileTopology:
+    """On its own channel, after `declare` (which creates the dead letters)."""
+    requests = await directors(channel, settings.files_exchange)
+    dead_letters = await channel.declare_exchange(
+        settings.dead_letter_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(settings.files_queue, durable=True, arguments=file_queue_arguments(settings))
+    for key in FILE_BINDING_KEYS:
+        await queue.bind(requests, key)
+    return FileTopology(queue, dead_letters)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from orchestrator.config import Settings
 from orchestrator.contract import headers as hdr
+from orchestrator.contract.files import FILE_REQUESTS, RESULTS, STREAMING, ErrorReply
 from orchestrator.contract.results import DriftReport, SiteHealth, SiteResult, SiteResultType
 from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteRestartRequested, SiteUpdated
 from orchestrator.contract.terminals import TERMINAL_COMMANDS, TerminalUpdate, TerminalUpdateType
@@ -40,6 +41,10 @@ RESULT_TYPES: tuple[str, ...] = get_args(SiteResultType)
 # Published on the results exchange besides the results of site events.
 REPORTS: dict[str, type[BaseModel]] = {_type_of(model): model for model in (SiteHealth, DriftReport)}
 TERMINAL_EVENT_TYPES: tuple[str, ...] = get_args(TerminalUpdateType)
+# Replies to file requests travel on the default exchange to the requester's reply queue.
+REPLIES = "replies"
+FILE_REPLIES: dict[str, str] = {f"{op}.reply": op for op in FILE_REQUESTS}
+FILE_ERROR = "files.error"
 
 # What each of our headers holds; the names are headers.py's (a test checks none is missing).
 _HEADERS: dict[str, dict[str, Any]] = {
@@ -52,6 +57,12 @@ _HEADERS: dict[str, dict[str, Any]] = {
     hdr.FIRST_FAILURE: {"type": "string", "format": "date-time", "description": "When the first failure was."},
     hdr.LAST_FAILURE: {"type": "string", "format": "date-time", "description": "When the last failure was."},
     hdr.REPLAYED: {"type": "integer", "minimum": 1, "description": "Times an operator replayed the message."},
+    hdr.TRUNCATED: {
+        "type": "integer",
+        "description": "The body was larger than the contract admits: the copy keeps its first 4 KiB; this is the "
+        "original size (such a letter is never replayed).",
+    },
+    hdr.BODY_SHA256: {"type": "string", "description": "sha256 (hex) of the original body of a truncated copy."},
 }
 
 
@@ -131,6 +142,7 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
     inbound, results = _setting("inbound_exchange"), _setting("results_exchange")
     commands, sessions = _setting("terminal_exchange"), _setting("terminal_events_exchange")
     dead_letters = _setting("dead_letter_exchange")
+    files = _setting("files_exchange")
     publishers = _setting("allowed_publishers")
     broker = urlsplit(_setting("amqp_url"))
 
@@ -157,6 +169,33 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
     for kind in TERMINAL_EVENT_TYPES:
         name = f"terminal.{kind}"
         messages[name] = _message(name, _typed(TerminalUpdate, kind), TerminalUpdate, examples)
+    files_note = (
+        "Published by Director with `user_id` = its broker user (checked as for site events), `reply_to` (RabbitMQ's "
+        f"direct reply-to `amq.rabbitmq.reply-to`, or a queue named `{_setting('files_reply_queue_prefix')}<name>` "
+        "that Director declared) and `correlation_id`, both required; routing key = the operation."
+    )
+    correlation = {
+        "description": "The request's `correlation_id`, on every reply to it.",
+        "location": "$message.header#/correlation_id",
+    }
+    for name, request in FILE_REQUESTS.items():
+        messages[name] = _message(name, _ref("components", "schemas", request.__name__), request, examples)
+        messages[name]["description"] = files_note
+        messages[name]["correlationId"] = correlation
+    for name, op in FILE_REPLIES.items():
+        result = RESULTS[op]
+        payload = {
+            "type": "object",
+            "required": ["ok", "result"],
+            "properties": {"ok": {"const": True}, "result": {"$ref": SCHEMAS + result.__name__}},
+        }
+        messages[name] = _message(name, payload, result, examples)
+        messages[name]["summary"] = f"The reply to `{op}`" + (", one of a stream." if op in STREAMING else ".")
+        messages[name]["correlationId"] = correlation
+    messages[FILE_ERROR] = _message(
+        FILE_ERROR, _ref("components", "schemas", ErrorReply.__name__), ErrorReply, examples
+    )
+    messages[FILE_ERROR]["correlationId"] = correlation
     messages[DEAD_LETTER] = {
         "name": DEAD_LETTER,
         "summary": "A message the orchestrator gave up on, kept for an operator to inspect and replay.",
@@ -181,6 +220,8 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
         commands: TERMINAL_COMMANDS,
         sessions: [f"terminal.{kind}" for kind in TERMINAL_EVENT_TYPES],
         dead_letters: [DEAD_LETTER],
+        files: FILE_REQUESTS,
+        REPLIES: [*FILE_REPLIES, FILE_ERROR],
     }
     channels = {
         inbound: _exchange(
@@ -223,6 +264,29 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
             "{routing_key}",
             {"routing_key": {"description": "The routing key the message was first published with."}},
         ),
+        files: _exchange(
+            files,
+            f"Director's file and log requests, consumed from the classic queue `{_setting('files_queue')}` (bound "
+            "with `files.*` and `logs.*`); the routing key names the operation.",
+            "{type}",
+            _by_type(FILE_REQUESTS),
+        ),
+        REPLIES: {
+            "address": "{reply_to}",
+            "description": (
+                "Replies to file requests: the default exchange, routing key = the request's `reply_to`, with its "
+                "`correlation_id`, not persistent. `files.archive` and `logs.follow` answer with a stream of replies "
+                "(ordered by `seq`), which ends with `last: true` or an error reply."
+            ),
+            "parameters": {"reply_to": {"description": "The request's `reply_to`: a reply queue of Director's."}},
+            "bindings": {
+                "amqp": {
+                    "is": "routingKey",
+                    "exchange": {"name": "", "type": "default", "durable": True, "autoDelete": False, "vhost": "/"},
+                    "bindingVersion": AMQP_BINDING,
+                }
+            },
+        },
     }
     for channel, names in channel_messages.items():
         channels[channel]["messages"] = {name: _ref("components", "messages", name) for name in names}
@@ -233,8 +297,9 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
             "title": "orchestrator",
             "version": version("orchestrator"),
             "description": (
-                "Director's site events and terminal commands in; results, terminal session events and "
-                "dead letters out. Generated from the pydantic models (`orchestrator schema export`)."
+                "Director's site events, terminal commands and file requests in; results, terminal session "
+                "events, replies and dead letters out. Generated from the pydantic models (`orchestrator schema "
+                "export`)."
             ),
         },
         "defaultContentType": "application/json",
@@ -292,6 +357,24 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
                 deliveryMode=TRANSIENT,
                 mandatory=False,
             ),
+            "receiveFileRequests": {
+                **_operation(
+                    "receive",
+                    files,
+                    FILE_REQUESTS,
+                    "Carry out a file or log request in a site's directory and answer it.",
+                    ack=True,
+                    userId=publishers[0],
+                ),
+                "reply": {
+                    "address": {
+                        "location": "$message.header#/reply_to",
+                        "description": "The request's `reply_to`.",
+                    },
+                    "channel": _ref("channels", REPLIES),
+                    "messages": [_ref("channels", REPLIES, "messages", name) for name in channel_messages[REPLIES]],
+                },
+            },
             "sendDeadLetters": _operation(
                 "send",
                 dead_letters,
@@ -304,7 +387,16 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
         },
         "components": {
             "schemas": _schemas(
-                [*INBOUND_MODELS.values(), SiteResult, *REPORTS.values(), *TERMINAL_COMMANDS.values(), TerminalUpdate]
+                [
+                    *INBOUND_MODELS.values(),
+                    SiteResult,
+                    *REPORTS.values(),
+                    *TERMINAL_COMMANDS.values(),
+                    TerminalUpdate,
+                    *FILE_REQUESTS.values(),
+                    *RESULTS.values(),
+                    ErrorReply,
+                ]
             ),
             "messages": messages,
         },

@@ -13,9 +13,10 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from orchestrator.contract.files import FILE_REQUESTS, MAX_CHUNK_BYTES, FileRequest
 from orchestrator.contract.sites import MAX_VERSION, SITE_EVENT_TYPES, SiteEvent
 from orchestrator.contract.terminals import TERMINAL_COMMANDS, TerminalCommand
-from orchestrator.errors import InvalidEvent
+from orchestrator.errors import InvalidEvent, InvalidRequest
 
 MAX_BODY = 1024 * 1024
 # Typical events are a few KiB; larger ones are parsed off the event loop.
@@ -69,6 +70,25 @@ def parse_command(body: bytes, routing_key: str) -> TerminalCommand:
         raise InvalidEvent(f"terminal command does not match the schema: {describe(exc)}") from None
     except ValueError as exc:
         raise InvalidEvent(f"terminal command does not match the schema: {exc!s:.200}") from None
+
+
+# A file request is small, but for a write chunk: at most the largest chunk, base64, and its fields.
+MAX_FILE_REQUEST_BODY = 4 * ((MAX_CHUNK_BYTES + 2) // 3) + 64 * 1024
+
+
+def parse_file_request(body: bytes, routing_key: str) -> FileRequest:
+    """Bytes to a typed file or log request (the routing key names it), or InvalidRequest."""
+    if len(body) > MAX_FILE_REQUEST_BODY:
+        raise InvalidRequest(f"file request is larger than {MAX_FILE_REQUEST_BODY} bytes")
+    model = FILE_REQUESTS.get(routing_key)
+    if model is None:
+        raise InvalidRequest(f"unknown routing key {routing_key!r}")
+    try:
+        return model.model_validate_json(body, strict=True)
+    except ValidationError as exc:
+        raise InvalidRequest(f"{routing_key} does not match the schema: {describe(exc)}") from None
+    except ValueError as exc:
+        raise InvalidRequest(f"{routing_key} does not match the schema: {exc!s:.200}") from None
 
 
 def session_id_of(body: bytes) -> uuid.UUID | None:
@@ -139,8 +159,12 @@ def describe(exc: ValidationError, limit: int = 1000) -> str:
     size = 0
     for error in exc.errors(include_input=False, include_url=False, include_context=False):
         loc = error["loc"]
-        # A dict key that failed validation comes right before pydantic's "[key]" marker.
-        shown = [_key_shown(p) if loc[i + 1 : i + 2] == ("[key]",) else str(p) for i, p in enumerate(loc)]
+        # A dict key that failed validation comes right before pydantic's "[key]" marker; a key
+        # that is no identifier at all is shortened wherever it shows (also on its value's error).
+        shown = [
+            _key_shown(p) if loc[i + 1 : i + 2] == ("[key]",) or not _shown_whole(p) else str(p)
+            for i, p in enumerate(loc)
+        ]
         parts.append(f"{'.'.join(shown) or 'event'}: {error['msg']}")
         size += len(parts[-1]) + 2
         if size > limit:
@@ -149,6 +173,13 @@ def describe(exc: ValidationError, limit: int = 1000) -> str:
 
 
 _KEY_SHOWN = re.compile(r"[A-Za-z0-9_]{0,8}", re.ASCII)
+# What a path component may be to be shown whole: a field name, an index, an env key.
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}|\[key\]", re.ASCII)
+
+
+def _shown_whole(part: str | int) -> bool:
+    """A field name, an index, a valid env key, or the event type pydantic's union puts first."""
+    return isinstance(part, int) or str(part) in SITE_EVENT_TYPES or bool(_PLAIN.fullmatch(str(part)))
 
 
 def _key_shown(key: str | int) -> str:

@@ -19,15 +19,26 @@ class SiteEnv(NamedTuple):
     PATH: str
     SITE_ID: str
     SITE_DIR: str
-    # Read by the programs in `sitescripts` (drain on stop, stability before healthy).
+    # Read by the programs in `sites.scripts` (drain on stop, stability before healthy, the
+    # health probe's rest once steady and its request timeout).
     DRAIN_SECONDS: str
     STABLE_SECONDS: str
+    HEALTH_IDLE_SECONDS: str
+    HEALTH_TIMEOUT_SECONDS: str
 
 
 RESERVED_ENV_KEYS = frozenset(SiteEnv._fields)
 
 
-def site_env(site_id: int, port: int, *, drain_seconds: float, stable_seconds: float) -> dict[str, str]:
+def site_env(
+    site_id: int,
+    port: int,
+    *,
+    drain_seconds: float,
+    stable_seconds: float,
+    health_idle_seconds: float,
+    health_timeout_seconds: float,
+) -> dict[str, str]:
     return SiteEnv(
         PORT=str(port),
         HOST="0.0.0.0",
@@ -36,5 +47,8 @@ def site_env(site_id: int, port: int, *, drain_seconds: float, stable_seconds: f
         SITE_ID=str(site_id),
         SITE_DIR=SITE_MOUNT,
         DRAIN_SECONDS=str(round(drain_seconds)),
-        STABLE_SECONDS=str(round(stable_seconds)),
+        # Quarters of a second: the probe counts the window in them (see `sites.scripts`).
+        STABLE_SECONDS=f"{round(stable_seconds * 4) / 4:g}",
+        HEALTH_IDLE_SECONDS=str(round(health_idle_seconds)),
+        HEALTH_TIMEOUT_SECONDS=str(max(1, round(health_timeout_seconds))),
     )._asdict()

@@ -16,6 +16,9 @@ ERROR_MESSAGE = "x-orchestrator-error-message"
 FIRST_FAILURE = "x-orchestrator-first-failure"
 LAST_FAILURE = "x-orchestrator-last-failure"
 REPLAYED = "x-orchestrator-replayed"
+# On a dead-letter copy cut to its head: the original body's size and sha256.
+TRUNCATED = "x-orchestrator-truncated"
+BODY_SHA256 = "x-orchestrator-body-sha256"
 
 # What a failure writes on its copy; a replay strips these so the event starts afresh.
 FAILURE = (ATTEMPTS, ERROR_CODE, ERROR_MESSAGE, FIRST_FAILURE, LAST_FAILURE)

@@ -21,6 +21,13 @@ def parse_reference(value: str) -> str:
     return value
 
 
+def repository_of(reference: str) -> str:
+    """The reference without its tag and digest: `reg:5000/a/b:1@sha256:...` -> `reg:5000/a/b`."""
+    name = reference.split("@", 1)[0]
+    head, slash, last = name.rpartition("/")
+    return f"{head}{slash}{last.split(':', 1)[0]}"
+
+
 def with_default_tag(reference: str) -> str:
     last = reference.rsplit("/", 1)[-1]
     return reference if (":" in last or "@" in reference) else f"{reference}:latest"

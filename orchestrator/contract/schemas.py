@@ -12,6 +12,38 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from orchestrator.contract import asyncapi
+from orchestrator.contract.files import (
+    ArchiveChunk,
+    DeleteResult,
+    Entry,
+    EntryResult,
+    ErrorReply,
+    FileRequest,
+    FilesArchive,
+    FilesChmod,
+    FilesDelete,
+    FilesList,
+    FilesMkdir,
+    FilesRead,
+    FilesRename,
+    FilesStat,
+    FilesUsage,
+    FilesWrite,
+    ListResult,
+    LogLine,
+    LogsFollow,
+    LogsResult,
+    LogsStop,
+    LogsStopResult,
+    LogsTail,
+    LogsUpdate,
+    OkReply,
+    ReadResult,
+    ReplyError,
+    StatResult,
+    UsageResult,
+    WriteResult,
+)
 from orchestrator.contract.results import Drift, DriftReport, ErrorInfo, ServiceRef, SiteHealth, SiteResult
 from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteEvent, SiteRestartRequested, SiteUpdated
 from orchestrator.contract.terminals import (
@@ -37,6 +69,10 @@ _SITE = {
 }
 _IN = uuid.UUID("00000000-0000-4000-8000-000000000001")
 _SESSION = uuid.UUID("00000000-0000-4000-8000-000000000003")
+_UPLOAD = uuid.UUID("00000000-0000-4000-8000-000000000006")
+_STREAM = uuid.UUID("00000000-0000-4000-8000-000000000007")
+_ETAG = "9f86d081884c7d659a2feaa0c55ad015"
+_INDEX = Entry(name="index.html", path="public/index.html", type="file", size=5, mode=0o660, mtime=_WHEN)
 _SERVICE = ServiceRef(name="site_0001", id="x7k2p9q4m1n8b3v6c5z0l2j4h", replicas=1)
 
 
@@ -108,6 +144,61 @@ def _examples() -> dict[str, BaseModel]:
             reason="no open terminal session 00000000-0000-4000-8000-000000000003",
             code=ErrorCode.UNKNOWN_SESSION,
         ),
+        **_file_examples(),
+    }
+
+
+def _file_examples() -> dict[str, BaseModel]:
+    """A request and the reply of every file operation, and an error reply."""
+    docs = Entry(name="docs", path="public/docs", type="dir", size=4096, mode=0o770, mtime=_WHEN)
+    link = Entry(name="latest", path="public/latest", type="symlink", size=4, mode=0o777, mtime=_WHEN, target="docs")
+    line = LogLine(ts=_WHEN, task="x7k2p9q4m1n8b3v6c5z0l2j4h", text="listening on :80, DB_PASSWORD=***")
+    return {
+        "files.list": FilesList(site_id=1, path="public", limit=2),
+        "files.list.reply": OkReply(result=ListResult(entries=[docs, _INDEX], next_cursor="n1.aW5kZXguaHRtbA")),
+        "files.stat": FilesStat(site_id=1, path="public/latest"),
+        "files.stat.reply": OkReply(result=StatResult(entry=link)),
+        "files.read": FilesRead(site_id=1, path="public/index.html", offset=0, length=1048576),
+        "files.read.reply": OkReply(result=ReadResult(data="aGVsbG8=", offset=0, size=5, eof=True, etag=_ETAG)),
+        "files.write": FilesWrite(
+            site_id=1,
+            path="public/index.html",
+            upload_id=_UPLOAD,
+            offset=0,
+            data="aGVsbG8=",
+            final=True,
+            if_match=_ETAG,
+        ),
+        "files.write.reply": OkReply(result=WriteResult(received=5, entry=_INDEX, etag=_ETAG)),
+        "files.mkdir": FilesMkdir(site_id=1, path="public/docs", parents=True),
+        "files.mkdir.reply": OkReply(result=EntryResult(entry=docs)),
+        "files.rename": FilesRename(site_id=1, path="public/draft.html", to="public/index.html", overwrite=True),
+        "files.rename.reply": OkReply(result=EntryResult(entry=_INDEX)),
+        "files.delete": FilesDelete(site_id=1, path="public/docs", recursive=True),
+        "files.delete.reply": OkReply(result=DeleteResult(deleted=12)),
+        "files.chmod": FilesChmod(site_id=1, path="public/index.html", mode=0o640),
+        "files.chmod.reply": OkReply(result=EntryResult(entry=_INDEX.model_copy(update={"mode": 0o640}))),
+        "files.usage": FilesUsage(site_id=1),
+        "files.usage.reply": OkReply(result=UsageResult(bytes=183042, files=37, dirs=6)),
+        "files.archive": FilesArchive(site_id=1, path="public"),
+        "files.archive.reply": OkReply(
+            result=ArchiveChunk(
+                seq=0,
+                data="UEsDBBQACAAIAA==",
+                last=True,
+                size=1843,
+                sha256="2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+            )
+        ),
+        "logs.tail": LogsTail(site_id=1, lines=100),
+        "logs.tail.reply": OkReply(result=LogsResult(lines=[line])),
+        "logs.follow": LogsFollow(site_id=1, stream_id=_STREAM, lines=10),
+        "logs.follow.reply": OkReply(result=LogsUpdate(stream_id=_STREAM, seq=3, lines=[line])),
+        "logs.stop": LogsStop(site_id=1, stream_id=_STREAM),
+        "logs.stop.reply": OkReply(result=LogsStopResult(stream_id=_STREAM, stopped=True)),
+        "files.error": ErrorReply(
+            error=ReplyError(code=ErrorCode.NOT_FOUND, message="public/missing.html does not exist")
+        ),
     }
 
 
@@ -120,6 +211,8 @@ def documents() -> dict[str, Any]:
         "drift-report.schema.json": DriftReport.model_json_schema(),
         "terminal-command.schema.json": TypeAdapter(TerminalCommand).json_schema(),
         "terminal-event.schema.json": TerminalUpdate.model_json_schema(),
+        "file-request.schema.json": TypeAdapter(FileRequest).json_schema(),
+        "file-reply.schema.json": TypeAdapter(OkReply | ErrorReply).json_schema(),
     }
     examples = {name: json.loads(example.model_dump_json()) for name, example in _examples().items()}
     for name, example in examples.items():

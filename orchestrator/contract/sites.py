@@ -46,9 +46,15 @@ def _env_value(value: str) -> str:
     return value
 
 
+# Docker refuses a memory limit under 6 MiB; a site asking for less gets a clear answer here.
+MIN_MEMORY = 6 * 2**20
+
+
 def _memory(value: str) -> str:
     if not _MEMORY.fullmatch(value):
         raise ValueError("memory is a positive integer with a unit Ki, Mi or Gi, e.g. 256Mi")
+    if memory_bytes(value) < MIN_MEMORY:
+        raise ValueError("memory is at least 6Mi (Docker's smallest limit)")
     return value
 
 
@@ -109,6 +115,11 @@ class Site(Model):
 
 class SiteRef(Model):
     id: SiteId
+
+
+def service_name(site_id: int) -> str:
+    """The site's swarm service, `site_0042`: the name the product promises."""
+    return f"site_{site_id:04d}"
 
 
 class _Event(Model):

@@ -18,18 +18,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.errors import UnsafePath
+from orchestrator.files import confined
 
 SUBDIRS = ("public", "private")
+# The site's own uid (and gid) reads them; nobody else on the host.
+SITE_MODE = 0o750
+SUBDIR_MODES = {"public": 0o750, "private": 0o700}
 RUN_SCRIPT = "run.sh"
 STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _STAMP = re.compile(r"-(\d{8}T\d{12}Z)-")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class SiteDirs:
     def __init__(self, root: Path, trash_name: str = ".trash") -> None:
         self.root = Path(os.path.realpath(root))
         self.trash_name = trash_name
+
+    def missing_mount_options(self) -> list[str]:
+        """What the sites root's mount lacks of `nosuid` and `nodev`: site directories are bind
+        mounts of it and inherit both, so without them a setuid file or a device node a site
+        leaves would mean something on the host."""
+        try:
+            flags = os.statvfs(self.root).f_flag
+        except OSError:
+            return []  # not there yet: created on the first deploy, checked again at the next start
+        wanted = {"nosuid": os.ST_NOSUID, "nodev": os.ST_NODEV}
+        return [name for name, bit in wanted.items() if not flags & bit]
 
     def path(self, name: str) -> Path:
         """Where the site's directory is (or will be); no I/O."""
@@ -76,12 +90,20 @@ class SiteDirs:
         self.root.mkdir(parents=True, exist_ok=True)
         root_fd = _open_dir(str(self.root))
         try:
-            site_fd = _make_dir(root_fd, name)
+            site_fd = _make_dir(root_fd, name, SITE_MODE)
             try:
-                for sub in SUBDIRS:
-                    os.close(_make_dir(site_fd, sub))
                 if os.fstat(site_fd).st_uid != owner:
                     _hand_over(site_fd, owner)
+                # No other host user reads a site (its private/ holds its secrets), whatever the
+                # modes were: set at every deploy.
+                os.fchmod(site_fd, SITE_MODE)
+                for sub in SUBDIRS:
+                    sub_fd = _make_dir(site_fd, sub, SUBDIR_MODES[sub])
+                    try:
+                        os.fchown(sub_fd, owner, owner)
+                        os.fchmod(sub_fd, SUBDIR_MODES[sub])
+                    finally:
+                        os.close(sub_fd)
             finally:
                 os.close(site_fd)
         finally:
@@ -127,7 +149,7 @@ class SiteDirs:
         try:
             if not _real_dir_exists(name, root_fd):
                 return None
-            trash_fd = _make_dir(root_fd, self.trash_name)
+            trash_fd = _make_dir(root_fd, self.trash_name, 0o700)
             try:
                 stamp = datetime.now(UTC).strftime(STAMP_FORMAT)
                 target = f"{name}-{stamp}-{tag}"
@@ -169,15 +191,19 @@ def _hand_over(site_fd: int, owner: int) -> None:
 
 
 def _open_dir(path: str, dir_fd: int | None = None) -> int:
-    return os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
+    """The sites root by its configured path (an operator's choice), or one real directory under
+    a descriptor (see `files.confined`)."""
+    if dir_fd is None:
+        return os.open(path, confined.DIR_FLAGS)
+    return confined.child_dir(dir_fd, path)
 
 
-def _make_dir(parent_fd: int, name: str) -> int:
+def _make_dir(parent_fd: int, name: str, mode: int) -> int:
     """Open (creating if needed) the real directory `name` under `parent_fd`; refuse links."""
     if "/" in name or name in ("", ".", ".."):
         raise UnsafePath(f"{name!r} is not a single path component")
     with contextlib.suppress(FileExistsError):
-        os.mkdir(name, 0o755, dir_fd=parent_fd)
+        os.mkdir(name, mode, dir_fd=parent_fd)
     try:
         return _open_dir(name, dir_fd=parent_fd)
     except OSError as exc:

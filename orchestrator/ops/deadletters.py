@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -39,6 +39,7 @@ class DeadLetter:
     last_failure: str | None
     age_seconds: float | None
     publisher: str | None  # the broker user who published it, as far as it is proven
+    truncated: int | None = None  # the original size of a body cut to its head (never replayed)
 
     @classmethod
     def of(cls, message: AbstractIncomingMessage, settings: Settings) -> DeadLetter:
@@ -61,6 +62,7 @@ class DeadLetter:
             last_failure=last,
             age_seconds=_age(last),
             publisher=_publisher(message, headers, death, settings),
+            truncated=_int(headers.get(hdr.TRUNCATED)) or None,
         )
 
 
@@ -80,24 +82,35 @@ def make_filter(*, ids: Iterable[str] = (), site: int | None = None, reason: str
     return keep
 
 
-async def _fetch(channel: AbstractChannel, settings: Settings) -> list[tuple[AbstractIncomingMessage, DeadLetter]]:
-    """Take every dead letter unacked; closing the channel puts the untouched ones back."""
+async def _each(
+    channel: AbstractChannel, settings: Settings
+) -> AsyncIterator[tuple[AbstractIncomingMessage, DeadLetter]]:
+    """Every dead letter in turn, taken unacked (closing the channel puts back what was not acked),
+    one at a time: a queue of ten thousand letters is never all in this process's memory."""
     queue = await channel.declare_queue(settings.dead_letter_queue, passive=True)
-    count = queue.declaration_result.message_count or 0
-    fetched = []
-    for _ in range(count):
+    for _ in range(queue.declaration_result.message_count or 0):
         message = await queue.get(no_ack=False, fail=False, timeout=10)
         if message is None:
-            break
-        fetched.append((message, DeadLetter.of(message, settings)))
-    return fetched
+            return
+        yield message, DeadLetter.of(message, settings)
 
 
-async def list_letters(settings: Settings, keep: Filter) -> list[DeadLetter]:
+async def count(settings: Settings) -> int:
     connection = await broker.connect(settings.broker_url(), settings, patient=False)
     async with connection:
         channel = await connection.channel()
-        return [letter for _, letter in await _fetch(channel, settings) if keep(letter)]
+        queue = await channel.declare_queue(settings.dead_letter_queue, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+
+
+async def stream_letters(settings: Settings, keep: Filter) -> AsyncIterator[DeadLetter]:
+    """The chosen letters as they are read (the CLI prints each at once)."""
+    connection = await broker.connect(settings.broker_url(), settings, patient=False)
+    async with connection:
+        channel = await connection.channel()
+        async for _, letter in _each(channel, settings):
+            if keep(letter):
+                yield letter
 
 
 async def replay(
@@ -121,18 +134,23 @@ async def replay(
     async with source, target:
         channel = await source.channel()
         publisher = await target.channel(publisher_confirms=True, on_return_raises=True)
-        chosen = [(m, letter) for m, letter in await _fetch(channel, settings) if keep(letter)]
         trusted = set(settings.allowed_publishers)
-        # A terminal command replayed later would open or feed a terminal nobody watches.
-        skipped = [
-            dl
-            for _, dl in chosen
-            if (dl.publisher not in trusted and not include_unauthenticated)
-            or dl.exchange == settings.terminal_exchange
-        ]
-        chosen = [(m, letter) for m, letter in chosen if letter not in skipped]
-        progress = _Progress(len(chosen), out)
-        for message, letter in chosen:
+        skipped: list[DeadLetter] = []
+        progress = _Progress(await count(settings), out)
+        async for message, letter in _each(channel, settings):
+            progress.step()
+            if not keep(letter):
+                continue
+            # A terminal command replayed later would open or feed a terminal nobody watches, a file
+            # request would answer a requester that stopped waiting long ago, a truncated body is
+            # not the event any more.
+            if (
+                (letter.publisher not in trusted and not include_unauthenticated)
+                or letter.exchange in (settings.terminal_exchange, settings.files_exchange)
+                or letter.truncated is not None
+            ):
+                skipped.append(letter)
+                continue
             if not dry_run:
                 exchange = await publisher.get_exchange(letter.exchange, ensure=False)
                 await broker.publish(
@@ -148,7 +166,6 @@ async def replay(
                 )
                 await message.ack()  # only after the broker confirmed the copy
             replayed.append(letter)
-            progress.step()
         progress.done()
     return replayed, skipped
 
@@ -164,9 +181,8 @@ async def purge(settings: Settings) -> int:
 
 def _replay_target(exchange: str | None, settings: Settings) -> str:
     """Replay publishes only to an exchange Director publishes to, whatever a header says."""
-    return (
-        exchange if exchange in (settings.inbound_exchange, settings.terminal_exchange) else settings.inbound_exchange
-    )
+    directors = (settings.inbound_exchange, settings.terminal_exchange, settings.files_exchange)
+    return exchange if exchange in directors else settings.inbound_exchange
 
 
 def _replay_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
@@ -179,6 +195,10 @@ def _replay_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
 
 def as_json(letters: list[DeadLetter]) -> str:
     return json.dumps([asdict(letter) for letter in letters], indent=2)
+
+
+def as_json_line(letter: DeadLetter) -> str:
+    return json.dumps(asdict(letter))
 
 
 def as_table(letters: list[DeadLetter]) -> str:

@@ -32,6 +32,7 @@ class Inventory:
 class Fleet:
     services: Sequence[Service]
     drift: list[Drift] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about the platform, not a site
 
     def drift_of(self, name: str) -> list[Drift]:
         return [d for d in self.drift if d.subject == name]

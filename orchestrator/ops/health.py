@@ -70,11 +70,14 @@ class HealthMonitor:
         self._pending: dict[str, asyncio.Task[None]] = {}
 
     async def start(self, services: list[Service]) -> None:
-        """Watch every site already serving; report those that are not healthy now."""
+        """Watch every site already serving; report those that are not healthy now. The listing's
+        own counts decide, so a start-up over a thousand healthy sites costs no Docker call each;
+        only a site the listing shows short of tasks gets a look (which reports it)."""
         for service in services:
             if service.replicas > 0 and service.labels.get(SITE_ID):
                 self._published[service.name] = "healthy"
-                self._schedule(service.name, delay=0)
+                if service.running is None or service.running < service.replicas:
+                    self._schedule(service.name, delay=0)
 
     def stop(self) -> None:
         for task in self._pending.values():

@@ -29,23 +29,34 @@ class Beat:
 
 
 def write(path: Path, beat: Beat) -> None:
-    """Atomically: a reader never sees half a beat."""
+    """Atomically: a reader never sees half a beat. The temporary file is created anew, never
+    through a link someone planted in a shared directory such as /tmp, and the rename replaces
+    whatever stands at `path` (a link too) instead of writing through it."""
     partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(asdict(beat)))
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as file:
+        file.write(json.dumps(asdict(beat)))
     partial.replace(path)
 
 
 def check(path: Path, max_age: float, now: float | None = None) -> tuple[bool, str]:
     """(healthy, why) from the last beat."""
     try:
-        beat = Beat(**json.loads(path.read_text()))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd) as file:
+            beat = Beat(**json.loads(file.read(4096)))
     except FileNotFoundError:
         return False, f"no heartbeat at {path}: the orchestrator is not running (or still starting)"
+    except OSError as exc:  # ELOOP: a link stands where the beat should be
+        return False, f"unreadable heartbeat at {path}: {exc.strerror}"
     except (ValueError, TypeError) as exc:
         return False, f"unreadable heartbeat at {path}: {exc}"
     age = (time.time() if now is None else now) - beat.at
     if age > max_age:
         return False, f"last heartbeat {age:.0f}s ago (more than {max_age:.0f}s): the process is stuck or gone"
+    if age < -max_age:
+        return False, f"heartbeat dated {-age:.0f}s in the future: not written by a running orchestrator"
     if beat.problems:
         return False, "; ".join(beat.problems)
-    return True, f"healthy (heartbeat {age:.1f}s ago)"
+    return True, f"healthy (heartbeat {max(age, 0.0):.1f}s ago)"

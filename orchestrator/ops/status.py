@@ -22,7 +22,10 @@ async def survey(swarm: Swarm, sitedirs: SiteDirs, settings: Settings) -> Fleet:
     services, tombstones, (dirs, trash) = await asyncio.gather(
         swarm.survey(), swarm.tombstones.all(), sitedirs.inventory()
     )
-    return find_drift(Inventory(services, tombstones, dirs, trash), settings.trash_max_age_days)
+    fleet = find_drift(Inventory(services, tombstones, dirs, trash), settings.trash_max_age_days)
+    if missing := sitedirs.missing_mount_options():
+        fleet.warnings.append(f"the sites root {settings.sites_root} is not mounted {','.join(missing)}")
+    return fleet
 
 
 def health_of(service: Service) -> str:
@@ -49,7 +52,7 @@ def as_json(fleet: Fleet, site: int | None = None) -> str:
     ]
     other = [d.model_dump(mode="json") for d in fleet.drift if d.kind in _PATH_DRIFT]
     other = [d for d in other if site is None or d["site_id"] == site]
-    return json.dumps({"sites": sites, "other_drift": other}, indent=2)
+    return json.dumps({"sites": sites, "other_drift": other, "warnings": fleet.warnings}, indent=2)
 
 
 def as_table(fleet: Fleet, site: int | None = None) -> str:
@@ -68,6 +71,8 @@ def as_table(fleet: Fleet, site: int | None = None) -> str:
         if site is None or s.site_id == site
     ]
     lines = [render(("SITE", "SERVICE", "VERSION", "TASKS", "HEALTH", "DOMAINS", "DRIFT", "LAST ERROR"), rows)]
+    if fleet.warnings:
+        lines += [f"warning: {w}" for w in fleet.warnings]
     for d in fleet.drift:
         if d.kind in _PATH_DRIFT and (site is None or d.site_id == site):
             lines.append(f"{d.kind}: {escaped(d.subject)}: {d.detail}")

@@ -26,6 +26,7 @@ from orchestrator.contract.sites import (
     SiteRestartRequested,
     SiteUpdated,
     SiteUpserted,
+    service_name,
 )
 from orchestrator.errors import DomainConflict, ErrorCode, NotFound, ServiceFailed, SiteNotServing
 from orchestrator.sites.domains import HOST_LABEL, lock_keys, lookup_labels, overlaps
@@ -36,16 +37,17 @@ from orchestrator.sites.protocols import (
     Rollout,
     RoutesPort,
     Service,
+    SessionsPort,
     SiteDirsPort,
     SwarmPort,
-    TerminalsPort,
     VerifiedPort,
 )
 from orchestrator.sites.rollout import Broken
-from orchestrator.sites.spec import ServiceSpec, desired_service, service_name, site_uid
+from orchestrator.sites.spec import ServiceSpec, desired_service, site_uid
 from orchestrator.traefik.labels import probe_host
 
 LOG_LINES = 10
+DAY = 86400.0
 NO_RUN_SCRIPT = (
     "no run.sh in the site directory, private/ or public/: the service is kept, idle, and starts the site "
     "as soon as its owner adds one"
@@ -64,7 +66,8 @@ class Context:
     released: Changes = field(default_factory=Changes)
     # Sites recently seen answering; without an event stream, nothing is remembered.
     verified: VerifiedPort = field(default_factory=NoMemory)
-    terminals: TerminalsPort | None = None
+    # Closed when a site is deleted, before its files move: terminals, file streams and uploads.
+    sessions: Sequence[SessionsPort] = ()
 
 
 @dataclass(frozen=True)
@@ -179,15 +182,18 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> SiteResult:
             if current is None and deleted_at is not None and deleted_at > event.version:
                 return _result(event, "site.stale", None, None)
             # Refuse a planted link before removing anything, so a delete is never half done.
-            await ctx.sitedirs.check(name)
-            # The tombstone goes first: a late, older update must never resurrect the site.
-            await swarm.set_tombstone(site_id, event.version)
+            has_files = await ctx.sitedirs.check(name)
+            # The tombstone goes first: a late, older update must never resurrect the site. A site
+            # the swarm never held keeps one only as long as a reordered create could still come.
+            existed = current is not None or has_files or deleted_at is not None
+            keep = ctx.settings.tombstone_days * DAY if existed else ctx.settings.unknown_tombstone_seconds
+            await swarm.set_tombstone(site_id, event.version, keep)
             if current is not None:
                 await swarm.remove(current)
                 await ctx.released.notify()
                 await swarm.wait_gone(current, ctx.settings.converge_timeout_seconds)
-    if ctx.terminals is not None:
-        await ctx.terminals.close_site(site_id)  # before the files move: nobody edits the trash
+    for sessions in ctx.sessions:
+        await sessions.close_site(site_id)  # before the files move: nobody edits the trash
     await ctx.sitedirs.trash(name, tag=event.event_id.hex[:8])
     return _result(event, "site.removed", None, None)
 

@@ -18,8 +18,9 @@ FINGERPRINT = "com.director.spec"
 KIND = "com.director.kind"
 # The restart request a service's current tasks answer (a redelivered request restarts nothing).
 RESTARTED_BY = "com.director.restarted-by"
-# A swarm config recording a site's delete (see `swarm.tombstones`).
+# A swarm config recording a site's delete (see `swarm.tombstones`), and when it may go.
 TOMBSTONE = "com.director.tombstone"
+EXPIRES = "com.director.expires"  # epoch seconds
 # A terminal session's container: its session id, and the process holding its TTY.
 SESSION = "com.director.terminal-session"
 OWNER = "com.director.terminal-owner"

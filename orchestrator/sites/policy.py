@@ -7,18 +7,20 @@ from dataclasses import dataclass
 
 from orchestrator.config import Settings
 from orchestrator.contract.hostnames import Hostname
-from orchestrator.contract.images import parse_reference, with_default_tag
-from orchestrator.contract.sites import Image, Resources, memory_bytes
+from orchestrator.contract.images import parse_reference, repository_of, with_default_tag
+from orchestrator.contract.sites import Image, Resources, memory_bytes, service_name
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
 from orchestrator.sites.domains import reserved_by
 
 
-def resolve_image(image: Image | None, settings: Settings) -> str:
+def resolve_image(image: Image | None, site_id: int, settings: Settings) -> str:
     """The reference a site may run, or ImageNotAllowed.
 
-    No image: the configured default. Default images must be on the allow-list. Custom images
-    come from the configured registry: a bare name gets the registry prefix; a name naming any
-    other registry is refused.
+    No image: the configured default. Default images must be on the allow-list. Custom images come
+    from the configured registry and from the site's own namespace there, so no tenant runs
+    another's private image: `REGISTRY/site_0042` and what lies under `REGISTRY/site_0042/`. A bare
+    name is read inside that namespace (`app:1` is `REGISTRY/site_0042/app:1`); a name pinned by
+    digest (`...@sha256:...`) anywhere in the registry is Director's own choice and is kept.
     """
     if image is None:
         return settings.default_image
@@ -27,16 +29,23 @@ def resolve_image(image: Image | None, settings: Settings) -> str:
         if with_default_tag(image.name) not in allowed:
             raise ImageNotAllowed(f"image {image.name!r} is not an allowed default image")
         return image.name
-    prefix = settings.registry.rstrip("/") + "/"
-    if image.name.startswith(prefix):
-        return image.name
-    first, _, rest = image.name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        raise ImageNotAllowed(f"custom images come only from {settings.registry}")
+    registry = settings.registry.rstrip("/")
+    namespace = service_name(site_id)
+    name = image.name
+    if not name.startswith(registry + "/"):
+        first, _, rest = name.partition("/")
+        if rest and ("." in first or ":" in first or first == "localhost"):
+            raise ImageNotAllowed(f"custom images come only from {settings.registry}")
+        inside = name == namespace or name.startswith((namespace + "/", namespace + ":", namespace + "@"))
+        name = f"{registry}/{name}" if inside else f"{registry}/{namespace}/{name}"
     try:
-        return parse_reference(prefix + image.name)
+        reference = parse_reference(name)
     except ValueError:
         raise ImageNotAllowed(f"custom image {image.name[:64]!r} is not a valid name in {settings.registry}") from None
+    repository = repository_of(reference)[len(registry) + 1 :]
+    if "@sha256:" in reference or repository == namespace or repository.startswith(namespace + "/"):
+        return reference
+    raise ImageNotAllowed(f"custom image {image.name[:64]!r} is not in this site's namespace {registry}/{namespace}")
 
 
 def check_domains(hosts: Sequence[Hostname], settings: Settings) -> None:

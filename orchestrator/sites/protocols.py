@@ -2,8 +2,9 @@
 and `Service`, a site service as the swarm holds it.
 
 `swarm.services.Swarm`, `files.sitedirs.SiteDirs`, `traefik.routes.TraefikRoutes`,
-`swarm.cache.VerifiedRoutes` and `terminals.host.TerminalHost` implement them; the unit tests give
-handlers in-memory fakes (tests/unit/fakes.py), so their decisions are tested without I/O.
+`swarm.cache.VerifiedRoutes`, `terminals.host.TerminalHost` and `files.service.SiteFiles` implement
+them; the unit tests give handlers in-memory fakes (tests/unit/fakes.py), so their decisions are
+tested without I/O.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class SwarmPort(Protocol):
 
     async def tombstone(self, site_id: int) -> int | None: ...
 
-    async def set_tombstone(self, site_id: int, version: int) -> None: ...
+    async def set_tombstone(self, site_id: int, version: int, keep_seconds: float) -> None:
+        """Record a delete at `version`, kept `keep_seconds` (then expired by housekeeping)."""
 
     async def clear_tombstone(self, site_id: int) -> None: ...
 
@@ -151,6 +153,9 @@ class NoMemory:
         return None
 
 
-class TerminalsPort(Protocol):
+class SessionsPort(Protocol):
+    """What keeps something of a site open outside its service: terminal sessions
+    (`terminals.host.TerminalHost`), file streams and uploads (`files.service.SiteFiles`)."""
+
     async def close_site(self, site_id: int) -> int:
-        """End every terminal session of the site (their owners hear `closed`); how many."""
+        """End all of it for the site (a deleted site; whoever used it hears why); how many."""

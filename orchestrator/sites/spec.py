@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from orchestrator.config import Settings
 from orchestrator.contract.env import SITE_MOUNT, site_env
-from orchestrator.contract.sites import Site, SiteKind
+from orchestrator.contract.sites import Site, SiteKind, service_name
 from orchestrator.sites.domains import claim_labels
 from orchestrator.sites.labels import (
     DEPLOYMENT,
@@ -57,10 +57,6 @@ http {
   }
 }
 """
-
-
-def service_name(site_id: int) -> str:
-    return f"site_{site_id:04d}"
 
 
 @dataclass(frozen=True)
@@ -152,7 +148,12 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         KIND: site.kind.value,
     }
     env = site_env(
-        site.id, settings.site_port, drain_seconds=settings.drain_seconds, stable_seconds=settings.stable_seconds
+        site.id,
+        settings.site_port,
+        drain_seconds=settings.drain_seconds,
+        stable_seconds=settings.stable_seconds,
+        health_idle_seconds=settings.health_idle_seconds,
+        health_timeout_seconds=settings.health_timeout_seconds,
     )
     uid = site_uid(site.id, settings)
     tmpfs = (Mount(target="/tmp", type="tmpfs"), Mount(target="/run", type="tmpfs"))
@@ -169,7 +170,8 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         healthcheck=HealthCheck(
             command=HEALTH_PROBE,
             interval_ns=round(settings.health_interval_seconds * NANOSECONDS),
-            timeout_ns=round(settings.health_timeout_seconds * NANOSECONDS),
+            # A steady probe rests `health_idle_seconds` before it asks (see `sites.scripts`).
+            timeout_ns=round((settings.health_idle_seconds + settings.health_timeout_seconds + 1) * NANOSECONDS),
             start_period_ns=round(settings.health_start_period_seconds * NANOSECONDS),
             retries=settings.health_retries,
         ),
@@ -191,10 +193,9 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         )
     else:
         spec = ServiceSpec(
-            image=resolve_image(site.image, settings),
+            image=resolve_image(site.image, site.id, settings),
             command=("/bin/sh", "-c", RUN_SCRIPT),
             env={**site.env, **env},
-            workdir=f"{SITE_MOUNT}/public",
             mounts=(Mount(source=str(site_dir), target=SITE_MOUNT), *tmpfs),
             **common,  # type: ignore[arg-type]
         )

@@ -27,6 +27,13 @@ from orchestrator.logs import fields
 log = logging.getLogger("orchestrator.watcher")
 SERVICE_LABEL = "com.docker.swarm.service.id"
 SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
+# Only what can change what a service serves, asked of Docker itself: its health probes are execs,
+# and shipping their exec_create/exec_start/exec_die events here would cost the daemon and us
+# three events per probe for nothing. ("health_status" matches its ": healthy" and ": unhealthy".)
+FILTERS = {
+    "type": ["service", "container"],
+    "event": ["create", "update", "remove", "start", "die", "kill", "oom", "destroy", "health_status"],
+}
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,7 @@ class DockerChanges:
         while not self._stopped.is_set():
             try:
                 api = docker.APIClient(base_url=self._base_url, version="auto", timeout=self._timeout)
-                self._stream = api.events(decode=True, since=since, filters={"type": ["service", "container"]})
+                self._stream = api.events(decode=True, since=since, filters=FILTERS)
                 if since is not None:
                     self._deliver(None)  # events may have been missed while we were away
                 self.connected.set()

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -23,7 +23,7 @@ from orchestrator.contract.env import RESERVED_ENV_KEYS
 from orchestrator.errors import ConvergeTimeout, DockerConflict, OrchestratorError, TransientError
 from orchestrator.logs import mask
 from orchestrator.sites import rollout as rollouts
-from orchestrator.sites.labels import MANAGED_BY, MANAGER, RESTARTED_BY, managed
+from orchestrator.sites.labels import MANAGED_BY, MANAGER, RESTARTED_BY, VERSION, managed
 from orchestrator.sites.protocols import Rollout, Service
 from orchestrator.sites.rollout import Broken, Ready
 from orchestrator.sites.spec import ServiceSpec
@@ -249,11 +249,29 @@ class Swarm:
     async def tombstone(self, site_id: int) -> int | None:
         return await self.tombstones.get(site_id)
 
-    async def set_tombstone(self, site_id: int, version: int) -> None:
-        await self.tombstones.set(site_id, version)
+    async def set_tombstone(self, site_id: int, version: int, keep_seconds: float) -> None:
+        await self.tombstones.set(site_id, version, keep_seconds)
 
     async def clear_tombstone(self, site_id: int) -> None:
         await self.tombstones.clear(site_id)
+
+    async def reset_version(self, name: str) -> int | None:
+        """Forget the version a site's service records (label set to 0, its tasks untouched), so
+        the next event of any version applies; the version it had, or None without a service."""
+
+        def reset(api: docker.APIClient) -> int | None:
+            try:
+                raw = api.inspect_service(name)
+            except docker.errors.NotFound:
+                return None
+            labels = dict(raw["Spec"].get("Labels") or {})
+            before = int(labels.get(VERSION, "0") or 0)
+            labels[VERSION] = "0"
+            api.update_service(raw["ID"], raw["Version"]["Index"], labels=labels, fetch_current_spec=True)
+            return before
+
+        self.cache.forget(name)
+        return await self._run(reset)
 
     # --- status and drift ---------------------------------------------------------------------
 
@@ -263,13 +281,17 @@ class Swarm:
 
         def read(api: docker.APIClient) -> list[Service]:
             names = {n["Id"]: n["Name"] for n in api.networks()}
+            # Every task in one call, grouped here: a call per service would grow with the fleet.
+            tasks: dict[str, list[dict[str, Any]]] = {}
+            for task in api.tasks():
+                tasks.setdefault(task.get("ServiceID", ""), []).append(task)
             surveyed = []
             for raw in api.services(filters=managed(), status=True):
                 previous = raw.get("PreviousSpec")
                 surveyed.append(
                     service_of(
                         raw,
-                        last_error=last_error(api.tasks(filters={"service": raw["ID"]})),
+                        last_error=last_error(tasks.get(raw["ID"], [])),
                         live=from_docker(raw["Spec"], names),
                         previous=from_docker(previous, names) if previous else None,
                     )

@@ -1,17 +1,23 @@
 """Delete tombstones: a deleted site's last version, kept in the swarm itself as a config
-(`orchestrator-tombstone-site_0001-v7`), so a late, older event cannot resurrect the site."""
+(`orchestrator-tombstone-site_0001-v7`), so a late, older event cannot resurrect the site.
+
+Each carries when it may go (`com.director.expires`): a delete can only be overtaken by events
+that were already on their way (redeliveries, delayed retries), so a tombstone need not outlive
+them; housekeeping removes expired ones, so deletes of ids that never existed cannot pile up."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
 import docker
 import docker.errors
 
-from orchestrator.sites.labels import MANAGED_BY, MANAGER, SITE_ID, TOMBSTONE, VERSION, managed, version_of
-from orchestrator.sites.spec import service_name
+from orchestrator.contract.sites import service_name
+from orchestrator.sites.labels import EXPIRES, MANAGED_BY, MANAGER, SITE_ID, TOMBSTONE, VERSION, managed, version_of
+from orchestrator.sites.rollout import timestamp
 from orchestrator.swarm.client import DockerClient
 
 TOMBSTONE_PREFIX = "orchestrator-tombstone-"
@@ -38,14 +44,16 @@ class Tombstones:
 
         return await self._docker.run(read)
 
-    async def set(self, site_id: int, version: int) -> None:
+    async def set(self, site_id: int, version: int, keep_seconds: float) -> None:
         """Record a delete at `version`: the new tombstone is written before older ones go."""
+        expires = str(int(time.time() + keep_seconds))
 
         def write(api: docker.APIClient) -> None:
             existing = _of_site(api, site_id)
             if any(v >= version for v, _ in existing):
                 return
-            labels = {MANAGED_BY: MANAGER, SITE_ID: str(site_id), VERSION: str(version), TOMBSTONE: "true"}
+            labels = {MANAGED_BY: MANAGER, SITE_ID: str(site_id), VERSION: str(version), TOMBSTONE: "true",
+                      EXPIRES: expires}  # fmt: skip
             try:
                 api.create_config(
                     tombstone_name(site_id, version), f"deleted at version {version}\n".encode(), labels=labels
@@ -57,6 +65,26 @@ class Tombstones:
                 _ignore_missing(api.remove_config, config_id)
 
         await self._docker.run(write)
+
+    async def expire(self, default_keep_seconds: float, now: float | None = None) -> int:
+        """Remove every tombstone past its time (one written before tombstones carried it: past
+        its creation plus `default_keep_seconds`); how many went."""
+        moment = time.time() if now is None else now
+
+        def sweep(api: docker.APIClient) -> int:
+            gone = 0
+            for config in configs(api):
+                labels = config["Spec"].get("Labels") or {}
+                stamp = labels.get(EXPIRES, "")
+                expires = (
+                    int(stamp) if stamp.isdigit() else timestamp(config.get("CreatedAt", "")) + default_keep_seconds
+                )
+                if expires < moment:
+                    _ignore_missing(api.remove_config, config["ID"])
+                    gone += 1
+            return gone
+
+        return await self._docker.run(sweep)
 
     async def clear(self, site_id: int) -> None:
         def clear(api: docker.APIClient) -> None:

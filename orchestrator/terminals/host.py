@@ -11,8 +11,8 @@ from typing import Any
 import docker
 import docker.errors
 
+from orchestrator.contract.sites import service_name
 from orchestrator.sites.labels import DEPLOYMENT, MANAGED_BY, MANAGER, OWNER, SESSION, SITE_ID, managed
-from orchestrator.sites.spec import service_name
 from orchestrator.swarm.client import DockerClient
 from orchestrator.terminals.container import SessionContainer
 
@@ -81,7 +81,7 @@ class TerminalHost:
                 api.resize(ident, height=rows, width=cols)
             except BaseException:
                 with contextlib.suppress(docker.errors.APIError):
-                    api.remove_container(ident, force=True)
+                    api.remove_container(ident, force=True, v=True)
                 raise
             return ident, tty
 
@@ -94,9 +94,10 @@ class TerminalHost:
         """Returns once the container is gone, also when another caller is removing it."""
 
         def remove(api: docker.APIClient) -> None:
+            # v=True: an anonymous volume the site's image declares (VOLUME) goes with the session.
             for _ in range(REMOVE_TRIES):
                 try:
-                    api.remove_container(container_id, force=True)
+                    api.remove_container(container_id, force=True, v=True)
                 except docker.errors.NotFound:
                     return
                 except docker.errors.APIError as exc:

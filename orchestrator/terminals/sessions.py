@@ -22,17 +22,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.config import Settings
+from orchestrator.contract.sites import service_name
 from orchestrator.contract.terminals import TerminalUpdate, TerminalUpdateType
 from orchestrator.errors import ErrorCode, NotFound, OrchestratorError, TerminalRefused
 from orchestrator.logs import fields
 from orchestrator.sites.protocols import SiteDirsPort
-from orchestrator.sites.spec import service_name
 from orchestrator.terminals import container as terminalspec
 from orchestrator.terminals.host import TerminalHost
 
 log = logging.getLogger("orchestrator.terminals")
 
 Emit = Callable[[TerminalUpdate], Awaitable[None]]
+# How often our own containers that no session holds are looked for.
+STRAY_LOOK_SECONDS = 60.0
 # Input written but not yet taken by the shell (a program that stopped reading): past this, refuse.
 MAX_UNREAD_INPUT = 1024 * 1024
 
@@ -64,7 +66,10 @@ class TerminalSessions:
         self.emit = emit
         self.owner = uuid.uuid4().hex  # this process
         self._sessions: dict[uuid.UUID, Session] = {}
-        self._opening: dict[int, int] = {}  # site id -> opens under way (counted against the limit)
+        # Opens under way, reserved before their first await (session id -> site id): a racing open
+        # of the same id is one session, and every open counts against the limits at once.
+        self._opening: dict[uuid.UUID, int] = {}
+        self._pumps: set[asyncio.Task[None]] = set()  # strong references to the running pumps
         self._sweeper: asyncio.Task[None] | None = None
         self._orphans: asyncio.Task[None] | None = None
         self._stopping = False
@@ -105,14 +110,23 @@ class TerminalSessions:
                 log.warning("could not close a terminal on stop", extra=fields(error=repr(outcome)))
 
     async def open(self, session_id: uuid.UUID, site_id: int, cols: int, rows: int) -> None:
-        if session_id in self._sessions:
-            return  # a redelivered open: the session is already there
+        known = self._sessions.get(session_id)
+        holder = known.site_id if known is not None else self._opening.get(session_id)
+        if holder is not None:
+            if holder != site_id:
+                raise TerminalRefused(f"session {session_id} is another site's", code=ErrorCode.INVALID_EVENT)
+            return  # a redelivered or repeated open: the session is there, or on its way
         if self._count(site_id) >= self.settings.terminal_max_per_site:
             raise TerminalRefused(
                 f"site {site_id} has {self.settings.terminal_max_per_site} open terminals already",
                 code=ErrorCode.TERMINAL_LIMIT,
             )
-        self._opening[site_id] = self._opening.get(site_id, 0) + 1
+        if len(self._sessions) + len(self._opening) >= self.settings.terminal_max_total:
+            raise TerminalRefused(
+                f"{self.settings.terminal_max_total} terminals are open on this orchestrator; try again later",
+                code=ErrorCode.TERMINAL_LIMIT,
+            )
+        self._opening[session_id] = site_id
         try:
             service = await self.host.site_service(site_id)
             if service is None:
@@ -134,11 +148,13 @@ class TerminalSessions:
                 await self.host.remove(container_id)
                 raise
         finally:
-            self._opening[site_id] -= 1
+            del self._opening[session_id]
         session = Session(session_id, site_id, container_id, reader, writer)
         self._sessions[session_id] = session
         await self.emit(session.event("opened"))
         session.pump = asyncio.create_task(self._pump(session))
+        self._pumps.add(session.pump)
+        session.pump.add_done_callback(self._pumps.discard)
         log.info("terminal opened", extra=fields(session_id=str(session_id), site_id=site_id, image=container.image))
 
     def input(self, session_id: uuid.UUID, data: bytes) -> None:
@@ -171,6 +187,21 @@ class TerminalSessions:
         session.seq += 1
         return session.seq - 1
 
+    async def _remove_strays(self) -> None:
+        """Our own session containers that no session holds (an open that failed half way):
+        removed, so nothing runs that nobody can reach or close."""
+        try:
+            found = await self.host.sessions()
+        except OrchestratorError:
+            return
+        held = {s.container_id for s in self._sessions.values()}
+        opening = {str(session_id) for session_id in self._opening}
+        for container_id, session_id, owner in found:
+            if owner == self.owner and container_id not in held and session_id not in opening:
+                with contextlib.suppress(OrchestratorError):
+                    await self.host.remove(container_id)
+                log.info("removed a stray terminal container", extra=fields(session_id=session_id))
+
     def _get(self, session_id: uuid.UUID) -> Session:
         session = self._sessions.get(session_id)
         if session is None:
@@ -178,14 +209,22 @@ class TerminalSessions:
         return session
 
     def _count(self, site_id: int) -> int:
-        return self._opening.get(site_id, 0) + sum(1 for s in self._sessions.values() if s.site_id == site_id)
+        opening = sum(1 for site in self._opening.values() if site == site_id)
+        return opening + sum(1 for s in self._sessions.values() if s.site_id == site_id)
 
     async def _pump(self, session: Session) -> None:
         """Output leaves at once when the last message left a while ago (a keystroke's echo), and
         is gathered until a batch interval after the last one while output streams (at most one
-        message per interval or per `terminal_batch_bytes`, never one per byte)."""
+        message per interval or per `terminal_batch_bytes`, never one per byte).
+
+        A session may send at most `terminal_output_bytes_per_second` (a second's worth at once):
+        past it the pump stops reading for a while, so the TTY fills and the shell's program waits,
+        as on a slow link. Nothing is dropped, and a runaway `yes` costs the bus and this loop the
+        budget, not a core."""
         loop = asyncio.get_running_loop()
         limit, interval = self.settings.terminal_batch_bytes, self.settings.terminal_batch_seconds
+        budget = float(self.settings.terminal_output_bytes_per_second)
+        allowance, counted = budget, loop.time()
         last = -interval
         try:
             while chunk := await session.reader.read(limit):
@@ -205,10 +244,17 @@ class TerminalSessions:
                 last = loop.time()
                 if ended:
                     break
+                allowance = min(budget, allowance + (last - counted) * budget) - len(batch)
+                counted = last
+                if allowance < 0:
+                    await asyncio.sleep(-allowance / budget)  # not reading: the shell waits
+                if session.reason is not None:
+                    break  # we are closing it: what it still had to say is not wanted
         except (ConnectionError, OSError) as exc:
             log.warning("terminal connection lost", extra=fields(session_id=str(session.id), error=repr(exc)))
         finally:
-            self._sessions.pop(session.id, None)
+            if self._sessions.get(session.id) is session:  # only this session, never a successor
+                del self._sessions[session.id]
             session.writer.close()
             with contextlib.suppress(OrchestratorError):
                 await self.host.remove(session.container_id)
@@ -217,9 +263,13 @@ class TerminalSessions:
 
     async def _sweep(self) -> None:
         idle, lifetime = self.settings.terminal_idle_seconds, self.settings.terminal_max_lifetime_seconds
+        next_stray_look = time.monotonic() + STRAY_LOOK_SECONDS
         while True:
             await asyncio.sleep(min(1.0, idle / 4))
             now = time.monotonic()
+            if now >= next_stray_look:
+                next_stray_look = now + STRAY_LOOK_SECONDS
+                await self._remove_strays()
             for session in list(self._sessions.values()):
                 if now - session.last_input > idle:
                     reason = f"idle for {idle:g} s"

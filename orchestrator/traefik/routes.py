@@ -11,6 +11,7 @@ Two checks, until they hold or time runs out:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 
@@ -23,6 +24,10 @@ from orchestrator.traefik.labels import SERVED_BY
 # Traefik's own answers when it cannot reach a backend.
 _GATEWAY_ERRORS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 PAUSE_SECONDS = 0.2
+# What is read of an answer: enough for Traefik's own gateway errors ("Bad Gateway"), never a
+# site's page; and of Traefik's API, one service's servers.
+PEEK_BYTES = 64
+MAX_API_BYTES = 1024 * 1024
 
 
 class TraefikRoutes:
@@ -35,38 +40,58 @@ class TraefikRoutes:
         await self._client.aclose()
 
     async def verify(self, name: str, host: str, servers: Sequence[str] | None, timeout: float) -> Probe:
-        deadline = time.monotonic() + timeout
+        """One deadline for the whole check, whatever the site answers (an endless or trickled body
+        cannot hold the caller past it)."""
         last = "no answer yet"
-        while True:
-            try:
-                routed = servers is None or not self.api or await self._routes_to(name, set(servers))
-                if routed is not True:
-                    last = f"Traefik sends {name}'s requests to {routed or 'nobody'}, not to {sorted(servers or [])}"
-                else:
-                    probe = await self._request(name, host)
-                    if isinstance(probe, Probe):
-                        return probe
-                    last = probe
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            if time.monotonic() > deadline:
-                raise NotRouted(f"{host} was not served by {name} through Traefik within {timeout:.0f}s: {last}")
-            await asyncio.sleep(PAUSE_SECONDS)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    try:
+                        routed = servers is None or not self.api or await self._routes_to(name, set(servers))
+                        if routed is not True:
+                            wanted = sorted(servers or [])
+                            last = f"Traefik sends {name}'s requests to {routed or 'nobody'}, not to {wanted}"
+                        else:
+                            probe = await self._request(name, host)
+                            if isinstance(probe, Probe):
+                                return probe
+                            last = probe
+                    except (httpx.HTTPError, ValueError) as exc:
+                        last = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    await asyncio.sleep(PAUSE_SECONDS)
+        except TimeoutError:
+            raise NotRouted(f"{host} was not served by {name} through Traefik within {timeout:.0f}s: {last}") from None
 
     async def _routes_to(self, name: str, servers: set[str]) -> bool | list[str]:
-        response = await self._client.get(f"{self.api}/api/http/services/{name}@swarm")
-        if response.status_code == 404:
-            return []
-        response.raise_for_status()
-        found = sorted(s["url"] for s in response.json().get("loadBalancer", {}).get("servers", []))
+        async with self._client.stream("GET", f"{self.api}/api/http/services/{name}@swarm") as response:
+            if response.status_code == 404:
+                return []
+            response.raise_for_status()
+            listing = json.loads(await _read_at_most(response, MAX_API_BYTES))
+        found = sorted(s["url"] for s in listing.get("loadBalancer", {}).get("servers", []))
         return True if set(found) == servers else found
 
     async def _request(self, name: str, host: str) -> Probe | str:
+        """The site's answer is only looked at, never read whole: its status and headers, and the
+        first bytes of a gateway error (Traefik's own are a few bytes long)."""
         started = time.perf_counter()
-        response = await self._client.get(f"{self.entrypoint}/", headers={"Host": host})
-        elapsed = (time.perf_counter() - started) * 1000
-        if response.headers.get(SERVED_BY) != name:
-            return f"{response.status_code} from Traefik, not from {name} (no router for {host} yet)"
-        if _GATEWAY_ERRORS.get(response.status_code) == response.text.strip():
-            return f"Traefik answered {response.status_code} {response.text.strip()}: the site did not"
+        async with self._client.stream("GET", f"{self.entrypoint}/", headers={"Host": host}) as response:
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.headers.get(SERVED_BY) != name:
+                return f"{response.status_code} from Traefik, not from {name} (no router for {host} yet)"
+            gateway = _GATEWAY_ERRORS.get(response.status_code)
+            if gateway is not None:
+                text = (await _read_at_most(response, PEEK_BYTES)).decode(errors="replace").strip()
+                if text == gateway:
+                    return f"Traefik answered {response.status_code} {gateway}: the site did not"
         return Probe(url=self.entrypoint, host=host, status=response.status_code, duration_ms=round(elapsed, 1))
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The body's first `limit` bytes (then the response is closed without reading the rest)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= limit:
+            break
+    return bytes(body[:limit])

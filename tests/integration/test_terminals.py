@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 import uuid
@@ -15,88 +14,34 @@ from typing import Any
 import aio_pika
 import docker
 import pytest
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from support import (
+    SESSION_LABEL,
+    SITE_UID_BASE,
+    DeadLetters,
     Director,
     OrchestratorProcess,
     Results,
     Running,
+    Terminal,
+    TerminalBus,
     connected,
     deploy,
     eventually,
+    reason,
     site_event,
+    terminal_bus,
     write_site,
 )
 
-from orchestrator.contract.terminals import TerminalUpdate
-
-COMMANDS = "director.terminals"
-EVENTS = "orchestrator.terminals"
-SESSION_LABEL = "com.director.terminal-session"
-
-
-class Terminal:
-    """One session as Director sees it: send commands, read the events in `seq` order."""
-
-    def __init__(self, channel: Any, exchange: Any, session_id: uuid.UUID) -> None:
-        self.channel = channel
-        self.exchange = exchange
-        self.session_id = session_id
-        self.events: list[TerminalUpdate] = []
-        self._changed = asyncio.Condition()
-
-    async def listen(self, events_exchange: Any) -> None:
-        queue = await self.channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(events_exchange, f"terminal.{self.session_id}")
-        await queue.consume(self._on_message, no_ack=True)
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        async with self._changed:
-            self.events.append(TerminalUpdate.model_validate_json(message.body))
-            self._changed.notify_all()
-
-    async def send(self, command: str, user_id: str = "director", **body: Any) -> None:
-        payload = json.dumps({"session_id": str(self.session_id), **body}).encode()
-        await self.exchange.publish(
-            aio_pika.Message(payload, content_type="application/json", user_id=user_id), f"terminal.{command}"
-        )
-
-    async def type(self, text: str) -> None:
-        await self.send("input", data=base64.b64encode(text.encode()).decode())
-
-    @property
-    def output(self) -> bytes:
-        return b"".join(base64.b64decode(e.data or "") for e in self.events if e.type == "output")
-
-    async def wait(self, predicate: Any, timeout: float = 30) -> None:
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-
-    async def wait_type(self, type_: str, timeout: float = 30) -> TerminalUpdate:
-        await self.wait(lambda: any(e.type == type_ for e in self.events), timeout)
-        return next(e for e in self.events if e.type == type_)
-
-    async def wait_output(self, text: bytes, timeout: float = 30) -> None:
-        await self.wait(lambda: text in self.output, timeout)
-
 
 @pytest.fixture(scope="module")
-async def bus(stack: Running) -> AsyncIterator[tuple[AbstractRobustConnection, Any, Any]]:
-    """Director's publisher on director.terminals and an admin listener on orchestrator.terminals."""
-    async with connected("director", stack.vhost) as director, connected("guest", stack.vhost) as admin:
-        publisher = await director.channel(publisher_confirms=True)
-        commands = await publisher.get_exchange(COMMANDS, ensure=False)
-        listener = await admin.channel()
-        events = await listener.get_exchange(EVENTS, ensure=False)
-        yield listener, commands, events
+async def bus(stack: Running) -> AsyncIterator[TerminalBus]:
+    async with terminal_bus(stack.vhost) as opened:
+        yield opened
 
 
-async def terminal(bus: tuple[AbstractRobustConnection, Any, Any]) -> Terminal:
-    channel, commands, events = bus
-    session = Terminal(channel, commands, uuid.uuid4())
-    await session.listen(events)
-    return session
+async def terminal(bus: TerminalBus) -> Terminal:
+    return await bus.session()
 
 
 async def deployed_site(director: Director, results: Results, sites_root: Path, site_id: int, **site: Any) -> str:
@@ -107,7 +52,7 @@ async def deployed_site(director: Director, results: Results, sites_root: Path, 
     return host
 
 
-async def opened(bus: Any, site_id: int) -> Terminal:
+async def opened(bus: TerminalBus, site_id: int) -> Terminal:
     """A new session on the site, once `opened` arrived."""
     session = await terminal(bus)
     await session.send("open", site_id=site_id, cols=80, rows=24)
@@ -121,7 +66,7 @@ def session_container(api: docker.APIClient, session_id: uuid.UUID) -> dict[str,
 
 
 async def test_a_terminal_runs_a_shell_in_the_sites_own_image_with_its_files(
-    bus: Any,
+    bus: TerminalBus,
     director: Director,
     results: Results,
     sites_root: Path,
@@ -141,7 +86,7 @@ async def test_a_terminal_runs_a_shell_in_the_sites_own_image_with_its_files(
     output = session.output
     assert b"42" in output and f"terminal page {site_id}".encode() in output
     assert b"hello-from-env" in output
-    assert f"{100000 + site_id}".encode() in output  # the site's own uid, not root
+    assert f"{SITE_UID_BASE + site_id}".encode() in output  # the site's own uid, not root
     assert b"30 100" in output
     assert b"hello-from-env" not in orchestrator.log_path.read_bytes()  # terminal data is never logged
     seqs = [e.seq for e in session.events]
@@ -165,7 +110,7 @@ async def test_a_terminal_runs_a_shell_in_the_sites_own_image_with_its_files(
 
 
 async def test_a_static_sites_terminal_runs_the_base_image_never_nginx(
-    bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+    bus: TerminalBus, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
 ) -> None:
     await deployed_site(director, results, sites_root, site_id, kind="static")
     session = await terminal(bus)
@@ -186,7 +131,7 @@ async def test_a_static_sites_terminal_runs_the_base_image_never_nginx(
 
 
 async def test_the_shell_ending_closes_the_session_and_removes_its_container(
-    bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+    bus: TerminalBus, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
 ) -> None:
     await deployed_site(director, results, sites_root, site_id)
     session = await opened(bus, site_id)
@@ -201,7 +146,7 @@ async def test_the_shell_ending_closes_the_session_and_removes_its_container(
     assert failed.code == "unknown_session"
 
 
-async def test_unknown_sessions_and_missing_sites_are_answered_with_a_code(bus: Any, site_id: int) -> None:
+async def test_unknown_sessions_and_missing_sites_are_answered_with_a_code(bus: TerminalBus, site_id: int) -> None:
     unknown = await terminal(bus)
     await unknown.type("ls\n")
     failed = await unknown.wait_type("failed")
@@ -215,7 +160,7 @@ async def test_unknown_sessions_and_missing_sites_are_answered_with_a_code(bus: 
 
 
 async def test_at_most_three_sessions_per_site(
-    bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+    bus: TerminalBus, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
 ) -> None:
     await deployed_site(director, results, sites_root, site_id)
     sessions = [await opened(bus, site_id) for _ in range(3)] + [await terminal(bus)]
@@ -235,7 +180,7 @@ async def test_at_most_three_sessions_per_site(
 
 
 async def test_deleting_a_site_closes_its_terminals(
-    bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+    bus: TerminalBus, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
 ) -> None:
     await deployed_site(director, results, sites_root, site_id)
     session = await opened(bus, site_id)
@@ -249,7 +194,7 @@ async def test_deleting_a_site_closes_its_terminals(
 
 
 async def test_malformed_commands_are_dead_lettered_and_strangers_get_no_answer(
-    bus: Any, admin: AbstractRobustConnection, vhost: str
+    bus: TerminalBus, dead_letters: DeadLetters, vhost: str
 ) -> None:
     session = await terminal(bus)
     await session.send("resize", cols="wide", rows=24)  # wrong type
@@ -258,47 +203,33 @@ async def test_malformed_commands_are_dead_lettered_and_strangers_get_no_answer(
 
     async with connected("guest", vhost) as stranger:
         channel = await stranger.channel()
-        exchange = await channel.get_exchange(COMMANDS, ensure=False)
+        exchange = await channel.get_exchange("director.terminals", ensure=False)
         body = json.dumps({"session_id": str(session.session_id), "data": "bHM="}).encode()
         await exchange.publish(aio_pika.Message(body, user_id="guest"), "terminal.input")
 
-    async def dead_letters() -> list[tuple[str, str]]:
-        channel = await admin.channel()
-        queue = await channel.declare_queue("orchestrator.site-events.dead", passive=True)
-        held = []
-        while (message := await queue.get(no_ack=False, fail=False)) is not None:
-            held.append(message)
-        found = []
-        for message in held:
-            if json.loads(message.body).get("session_id") == str(session.session_id):
-                found.append((str(message.headers.get("x-orchestrator-error-code")), message.routing_key or ""))
-                await message.ack()
-            else:
-                await message.nack(requeue=True)
-        await channel.close()
-        return found
-
-    found: list[tuple[str, str]] = []
+    def about_the_session() -> list[str]:
+        # Other tests' letters (not JSON, some of them) share the queue: pick this session's by its id.
+        return sorted(reason(m) for m in dead_letters.seen.values() if str(session.session_id).encode() in m.body)
 
     async def both() -> bool:
-        found.extend(await dead_letters())
-        return len(found) >= 2
+        await dead_letters.take()
+        return len(about_the_session()) >= 2
 
     await eventually(both, timeout=20)
-    assert sorted(code for code, _ in found) == ["invalid_event", "unauthenticated"]
+    assert about_the_session() == ["invalid_event", "unauthenticated"]
     assert [e.type for e in session.events] == ["failed"]  # nothing said for the stranger
 
 
 async def test_an_idle_session_is_closed(
-    bus: Any, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+    bus: TerminalBus, director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
 ) -> None:
-    """The tests' orchestrator closes sessions after 20 s without input (900 s by default)."""
+    """The tests' orchestrator closes sessions after 8 s without input (900 s by default)."""
     await deployed_site(director, results, sites_root, site_id)
     session = await opened(bus, site_id)
     started = time.monotonic()
 
-    closed = await session.wait_type("closed", timeout=45)
+    closed = await session.wait_type("closed", timeout=30)
 
     assert closed.reason is not None and "idle" in closed.reason
-    assert time.monotonic() - started >= 15
+    assert time.monotonic() - started >= 7
     assert session_container(api, session.session_id) is None

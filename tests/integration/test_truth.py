@@ -182,7 +182,7 @@ async def test_a_failing_update_is_rolled_back_while_the_old_version_keeps_servi
     assert labels["com.director.version"] == "1"
 
 
-async def test_ten_redeploys_under_a_request_loop_fail_no_request(
+async def test_redeploys_under_a_request_loop_fail_no_request(
     director: Director, results: Results, sites_root: Path, site_id: int
 ) -> None:
     host = f"redeploy{site_id}.example.com"
@@ -191,14 +191,14 @@ async def test_ten_redeploys_under_a_request_loop_fail_no_request(
     assert created.type == "site.deployed", created
 
     async with request_loop(host, f"always up {site_id}") as outcomes:
-        for version in range(2, 12):
+        for version in range(2, 5):  # three (the benchmark does ten); a lost request shows in any
             event = site_event("site.updated", site_id, version, domains=[host], env={"RELEASE": str(version)})
             result = await deploy(director, results, event)
             assert result.type == "site.deployed", result
         await asyncio.sleep(1)
 
     assert set(outcomes) == {"ok"}, outcomes
-    assert outcomes["ok"] > 100, outcomes
+    assert outcomes["ok"] > 40, outcomes
 
 
 # --- fast answers -------------------------------------------------------------------------------------

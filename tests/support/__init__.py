@@ -6,6 +6,7 @@
 - `broker`: connections as the stack's users, the dead-letter queue;
 - `process`: the orchestrator as a child process (and its command line);
 - `running`: the one fixture chain every suite builds on;
+- `terminals`: a terminal session as Director's web layer drives it;
 - `web`: requests through Traefik; `waiting`: `eventually`.
 
 The names below are re-exported so a test imports what it uses from `support`.
@@ -24,6 +25,7 @@ from support.stack import (
     RESULTS,
     ROOT,
     SITE_RESULTS,
+    SITE_UID_BASE,
     TRAEFIK,
     TRAEFIK_API,
     broker_definitions,
@@ -36,6 +38,7 @@ from support.stack import (
     service,
     wipe_sites,
 )
+from support.terminals import SESSION_LABEL, Terminal, TerminalBus, terminal_bus
 from support.waiting import eventually
 from support.web import fetch, served
 
@@ -45,7 +48,9 @@ __all__ = [
     "INBOUND",
     "RESULTS",
     "ROOT",
+    "SESSION_LABEL",
     "SITE_RESULTS",
+    "SITE_UID_BASE",
     "TRAEFIK",
     "TRAEFIK_API",
     "DeadLetters",
@@ -53,6 +58,8 @@ __all__ = [
     "OrchestratorProcess",
     "Results",
     "Running",
+    "Terminal",
+    "TerminalBus",
     "broker_definitions",
     "connected",
     "deploy",
@@ -74,6 +81,7 @@ __all__ = [
     "service",
     "site_event",
     "stack_running",
+    "terminal_bus",
     "wipe_sites",
     "write_site",
 ]

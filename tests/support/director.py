@@ -61,7 +61,9 @@ class Director:
 
     async def start(self) -> None:
         self.channel = await self.connection.channel(publisher_confirms=True)
-        self.exchange = await self.channel.declare_exchange(INBOUND, aio_pika.ExchangeType.TOPIC, durable=True)
+        self.exchange = await self.channel.get_exchange(
+            INBOUND, ensure=False
+        )  # the broker's, not Director's to declare
 
     async def publish(
         self,

@@ -89,13 +89,14 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_REPLAY_AMQP_URL": f"amqp://director:director@127.0.0.1:5672/{vhost}",
         "ORCHESTRATOR_SITES_ROOT": str(sites_root),
         "ORCHESTRATOR_CONVERGE_TIMEOUT_SECONDS": "45",
-        # Fast health checks: a task answers within ~3 s, a silent one is found out within ~12 s.
-        "ORCHESTRATOR_HEALTH_INTERVAL_SECONDS": "1",
-        "ORCHESTRATOR_HEALTH_START_PERIOD_SECONDS": "10",
+        # Fast health checks: a task answers within ~3 s, a silent one is found out within ~8 s.
+        "ORCHESTRATOR_HEALTH_INTERVAL_SECONDS": "0.5",
+        "ORCHESTRATOR_HEALTH_START_PERIOD_SECONDS": "3",
+        "ORCHESTRATOR_HEALTH_TIMEOUT_SECONDS": "1",
         "ORCHESTRATOR_HEALTH_RETRIES": "2",
         "ORCHESTRATOR_STABLE_SECONDS": "2",
         "ORCHESTRATOR_DRAIN_SECONDS": "2",
-        "ORCHESTRATOR_DOMAIN_WAIT_SECONDS": "3",
+        "ORCHESTRATOR_DOMAIN_WAIT_SECONDS": "1.5",
         "ORCHESTRATOR_TRAEFIK_URL": TRAEFIK,
         "ORCHESTRATOR_TRAEFIK_API_URL": TRAEFIK_API,
         "ORCHESTRATOR_RETRY_BUDGET_SECONDS": "2",
@@ -107,11 +108,19 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS": "20",
         "ORCHESTRATOR_HEARTBEAT_SECONDS": "2",
         # Long enough for a test to use its session, short enough to see one closed for idling.
-        "ORCHESTRATOR_TERMINAL_IDLE_SECONDS": "20",
+        "ORCHESTRATOR_TERMINAL_IDLE_SECONDS": "8",
         "ORCHESTRATOR_HEARTBEAT_FILE": str(sites_root.parent / f"heartbeat-{vhost}"),
         "ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS": "1",
         "ORCHESTRATOR_DRIFT_REPORT_SECONDS": "0",
+        # A few Docker calls at once, far past them in messages: a burst for one site cannot hold
+        # every slot (test_site_events checks it with a burst of five).
+        "ORCHESTRATOR_CONCURRENCY": "3",
+        "ORCHESTRATOR_PREFETCH": "12",
         "ORCHESTRATOR_DEPLOYMENT": DEPLOYMENT,
+        # Site files: an abandoned upload is seen removed within seconds, and a walk's entry budget
+        # is met by the 100,000-entry directory of tests/integration/test_files.py.
+        "ORCHESTRATOR_FILES_UPLOAD_IDLE_SECONDS": "3",
+        "ORCHESTRATOR_FILES_WALK_MAX_ENTRIES": "50000",
     }
     env.update({f"ORCHESTRATOR_{k.upper()}": v for k, v in overrides.items()})
     return env

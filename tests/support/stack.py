@@ -17,6 +17,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from orchestrator.config import Settings
 from support.scope import SITE_IDS
 
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -30,6 +31,7 @@ RESULTS = "orchestrator.results"
 DEAD_LETTERS = "orchestrator.site-events.dead"
 SITE_RESULTS = "orchestrator.site-results"
 MANAGED = {"label": "com.director.managed-by=orchestrator"}
+SITE_UID_BASE = Settings.model_fields["site_uid_base"].default  # a site's uid is this + its id
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -47,10 +49,16 @@ def make_vhost(name: str) -> None:
     with contextlib.suppress(subprocess.CalledProcessError):
         rabbitmqctl("delete_vhost", name)
     # The permissions the file grants on "/", granted on `name` instead; guest administers the tests.
-    grants = [{**g, "vhost": name} for g in broker_definitions()["permissions"] if g["vhost"] == "/"]
+    definitions = broker_definitions()
+    grants = [{**g, "vhost": name} for g in definitions["permissions"] if g["vhost"] == "/"]
     grants.append({"user": "guest", "vhost": name, "configure": ".*", "write": ".*", "read": ".*"})
+    # Director's exchanges and the queue policies, as the definitions give them to "/".
+    exchanges = [{**e, "vhost": name} for e in definitions.get("exchanges", []) if e["vhost"] == "/"]
+    policies = [{**p, "vhost": name} for p in definitions.get("policies", []) if p["vhost"] == "/"]
     with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
-        json.dump({"vhosts": [{"name": name}], "permissions": grants}, file)
+        json.dump(
+            {"vhosts": [{"name": name}], "permissions": grants, "exchanges": exchanges, "policies": policies}, file
+        )
         file.flush()
         os.chmod(file.name, 0o644)  # read by the broker's own user
         rabbitmqctl("import_definitions", file.name)
@@ -65,10 +73,16 @@ def fresh_vhost(name: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def scratch_sites_root(prefix: str) -> Iterator[Path]:
+    """A sites root of its own, mounted nosuid,nodev as production's must be (and stack-up's is)."""
     root = Path(f"/tmp/{prefix}-{uuid.uuid4().hex[:8]}/sites")
     root.mkdir(parents=True)
-    yield root
-    shutil.rmtree(root.parent, ignore_errors=True)
+    subprocess.run(["mount", "--bind", str(root), str(root)], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,nosuid,nodev", str(root)], check=True)
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)
+        shutil.rmtree(root.parent, ignore_errors=True)
 
 
 def docker_api() -> docker.APIClient:

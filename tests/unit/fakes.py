@@ -25,6 +25,7 @@ class FakeSwarm:
     services: dict[str, Service] = field(default_factory=dict)
     specs: dict[str, ServiceSpec] = field(default_factory=dict)
     tombstones: dict[int, int] = field(default_factory=dict)
+    kept: dict[int, float] = field(default_factory=dict)  # site id -> how long its tombstone stays
     calls: list[str] = field(default_factory=list)
     rollouts: list[Rollout] = field(default_factory=list)
     # Names whose tasks answer (a converge succeeded since the last change).
@@ -104,8 +105,9 @@ class FakeSwarm:
     async def tombstone(self, site_id: int) -> int | None:
         return self.tombstones.get(site_id)
 
-    async def set_tombstone(self, site_id: int, version: int) -> None:
+    async def set_tombstone(self, site_id: int, version: int, keep_seconds: float) -> None:
         self.calls.append(f"set_tombstone {site_id} v{version}")
+        self.kept[site_id] = keep_seconds
         self.tombstones[site_id] = max(version, self.tombstones.get(site_id, 0))
 
     async def clear_tombstone(self, site_id: int) -> None:

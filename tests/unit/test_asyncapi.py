@@ -20,7 +20,8 @@ from referencing.jsonschema import DRAFT7
 
 from orchestrator.config import Settings
 from orchestrator.contract import headers as hdr
-from orchestrator.contract.asyncapi import DEAD_LETTER
+from orchestrator.contract.asyncapi import DEAD_LETTER, FILE_ERROR, FILE_REPLIES, REPLIES
+from orchestrator.contract.files import FILE_REQUESTS
 from orchestrator.contract.results import DriftReport, SiteHealth, SiteResultType
 from orchestrator.contract.sites import SITE_EVENT_TYPES
 from orchestrator.contract.terminals import TERMINAL_COMMANDS, TerminalUpdateType
@@ -131,6 +132,9 @@ def test_message_names_are_exactly_the_event_types(doc: Doc) -> None:
         DriftReport.model_fields["type"].default,
         *TERMINAL_COMMANDS,
         *(f"terminal.{kind}" for kind in get_args(TerminalUpdateType)),
+        *FILE_REQUESTS,
+        *FILE_REPLIES,
+        FILE_ERROR,
     }
     names = [message["name"] for _, _, message in channel_messages(doc)]
     assert sorted(names) == sorted(events | {DEAD_LETTER})
@@ -140,19 +144,30 @@ def test_message_names_are_exactly_the_event_types(doc: Doc) -> None:
 def test_operations_point_at_their_own_channel_and_cover_every_message(doc: Doc) -> None:
     covered = set()
     for operation in doc["operations"].values():
-        channel = operation["channel"]["$ref"]
-        for message in operation["messages"]:
-            assert message["$ref"].startswith(channel + "/messages/")
-            covered.add(message["$ref"])
+        for part in (operation, operation.get("reply")):
+            if part is None:
+                continue
+            channel = part["channel"]["$ref"]
+            for message in part["messages"]:
+                assert message["$ref"].startswith(channel + "/messages/")
+                covered.add(message["$ref"])
     assert covered == {f"#/channels/{c}/messages/{k}" for c, k, _ in channel_messages(doc)}
 
 
 def test_channels_are_the_configured_exchanges(doc: Doc) -> None:
-    names = ["inbound_exchange", "results_exchange", "terminal_exchange", "terminal_events_exchange"]
+    names = ["inbound_exchange", "results_exchange", "terminal_exchange", "terminal_events_exchange", "files_exchange"]
     defaults = {Settings.model_fields[name].default for name in [*names, "dead_letter_exchange"]}
-    assert set(doc["channels"]) == defaults
+    assert set(doc["channels"]) == defaults | {REPLIES}
     for channel_id, channel in doc["channels"].items():
-        assert channel["bindings"]["amqp"]["exchange"]["name"] == channel_id
+        # Replies travel on the default exchange (its name is ""), routing key = reply_to.
+        assert channel["bindings"]["amqp"]["exchange"]["name"] == ("" if channel_id == REPLIES else channel_id)
+
+
+def test_file_requests_declare_their_replies(doc: Doc) -> None:
+    operation = doc["operations"]["receiveFileRequests"]
+    assert operation["reply"]["address"]["location"] == "$message.header#/reply_to"
+    replies = {ref["$ref"].rsplit("/", 1)[1] for ref in operation["reply"]["messages"]}
+    assert replies == {f"{op}.reply" for op in FILE_REQUESTS} | {FILE_ERROR}
 
 
 def test_every_example_matches_its_message_payload(doc: Doc) -> None:

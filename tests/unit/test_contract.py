@@ -7,7 +7,8 @@ import pytest
 from pydantic import TypeAdapter
 
 from orchestrator.contract import schemas as contract
-from orchestrator.contract.decoding import parse_command
+from orchestrator.contract.decoding import parse_command, parse_file_request
+from orchestrator.contract.files import FILE_REQUESTS, RESULTS, ErrorReply, OkReply
 from orchestrator.contract.results import SiteResult
 from orchestrator.contract.sites import SiteEvent
 from orchestrator.contract.terminals import TerminalUpdate
@@ -18,6 +19,7 @@ RESULT_EXAMPLES = ["site.deployed", "site.removed", "site.failed", "site.stale"]
 COMMAND_EXAMPLES = ["terminal.open", "terminal.input", "terminal.resize", "terminal.close"]
 REPORT_EXAMPLES = ["site.health", "orchestrator.drift"]
 SESSION_EXAMPLES = ["terminal.opened", "terminal.output", "terminal.closed", "terminal.failed"]
+FILE_EXAMPLES = [*FILE_REQUESTS, *(f"{op}.reply" for op in FILE_REQUESTS), "files.error"]
 
 
 def committed() -> dict[str, str]:
@@ -36,7 +38,9 @@ def test_committed_schema_file_equals_the_generated_document(name: str) -> None:
 
 def test_every_event_type_has_an_example() -> None:
     names = {Path(name).stem for name in contract.documents() if name.startswith("examples/")}
-    assert names == set(INBOUND_EXAMPLES + RESULT_EXAMPLES + REPORT_EXAMPLES + COMMAND_EXAMPLES + SESSION_EXAMPLES)
+    assert names == set(
+        INBOUND_EXAMPLES + RESULT_EXAMPLES + REPORT_EXAMPLES + COMMAND_EXAMPLES + SESSION_EXAMPLES + FILE_EXAMPLES
+    )
 
 
 def test_export_writes_the_committed_files(tmp_path: Path) -> None:
@@ -82,3 +86,22 @@ def test_terminal_command_example_parses_as_its_routing_key_says(name: str) -> N
 def test_terminal_event_example_validates(name: str) -> None:
     event = TerminalUpdate.model_validate_json((SCHEMAS / "examples" / f"{name}.json").read_text(), strict=True)
     assert f"terminal.{event.type}" == name
+
+
+@pytest.mark.parametrize("name", list(FILE_REQUESTS))
+def test_file_request_example_parses_under_its_routing_key(name: str) -> None:
+    body = (SCHEMAS / "examples" / f"{name}.json").read_bytes()
+    assert parse_file_request(body, name).type == name
+
+
+@pytest.mark.parametrize("name", list(FILE_REQUESTS))
+def test_file_reply_example_is_its_operations_result(name: str) -> None:
+    data = json.loads((SCHEMAS / "examples" / f"{name}.reply.json").read_text())
+    assert data["ok"] is True
+    RESULTS[name].model_validate(data["result"])
+    OkReply.model_validate(data)
+
+
+def test_file_error_example_is_an_error_reply() -> None:
+    data = json.loads((SCHEMAS / "examples" / "files.error.json").read_text())
+    assert ErrorReply.model_validate(data).ok is False

@@ -40,3 +40,8 @@ def test_replay_goes_only_to_the_inbound_exchange() -> None:
     assert _replay_target("director.sites", settings) == "director.sites"
     for forged in ("amq.topic", "orchestrator.results", "orchestrator.requeue", ""):
         assert _replay_target(forged, settings) == settings.inbound_exchange
+
+
+def test_a_file_request_keeps_its_exchange_so_replay_can_skip_it() -> None:
+    settings = Settings()
+    assert _replay_target("director.files", settings) == "director.files"

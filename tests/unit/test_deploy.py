@@ -16,8 +16,18 @@ from orchestrator.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 # Names of the objects each side uses (orchestrator.* is every queue and exchange of ours).
-OURS = ["orchestrator.site-events", "orchestrator.results", "orchestrator.requeue", "orchestrator.terminals"]
-DIRECTORS = ["director.sites", "director.terminals"]
+OURS = [
+    "orchestrator.site-events",
+    "orchestrator.results",
+    "orchestrator.requeue",
+    "orchestrator.terminals",
+    "orchestrator.file-requests",
+]
+DIRECTORS = ["director.sites", "director.terminals", "director.files"]
+# RabbitMQ's name of the default exchange in permission checks (replies go there).
+DEFAULT_EXCHANGE = "amq.default"
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+REPLY_QUEUES = ["director.replies.abc", "director.replies.web-7f3a.session-1"]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +61,23 @@ def test_director_touches_only_its_own_exchanges(definitions: dict[str, Any]) ->
     for name in DIRECTORS:
         assert allows(director["write"], name)
         assert not allows(director["read"], name)
+        # Director may not delete or redeclare them (that would silently drop events).
+        assert not allows(director["configure"], name)
     assert not allows(director["write"], "")  # the default exchange
+    assert not allows(director["write"], DEFAULT_EXCHANGE)
     assert not allows(director["write"], "director.sites.evil")
+
+
+def test_director_declares_and_reads_its_reply_queues_and_nothing_else(definitions: dict[str, Any]) -> None:
+    director = grant(definitions, "director")
+    for name in REPLY_QUEUES:
+        assert allows(director["configure"], name)
+        assert allows(director["read"], name)
+        assert not allows(director["write"], name)
+    assert allows(director["read"], DIRECT_REPLY_TO)  # consuming RabbitMQ's direct reply-to
+    for name in ["director.replies.", "director.repliesx", "orchestrator.file-requests", "amq.gen-abc"]:
+        assert not allows(director["configure"], name)
+        assert not allows(director["read"], name)
 
 
 def test_orchestrator_reads_directors_exchanges_but_never_writes_them(definitions: dict[str, Any]) -> None:
@@ -62,16 +87,31 @@ def test_orchestrator_reads_directors_exchanges_but_never_writes_them(definition
         assert allows(orchestrator["write"], name)
         assert allows(orchestrator["read"], name)
     for name in DIRECTORS:
-        assert allows(orchestrator["configure"], name)
+        # Looked up passively (no right needed): never declared, changed or deleted by us.
+        assert not allows(orchestrator["configure"], name)
         assert allows(orchestrator["read"], name)
         assert not allows(orchestrator["write"], name)
     assert not allows(orchestrator["write"], "")
 
 
+def test_the_orchestrator_writes_the_default_exchange_for_replies_only_and_reads_no_reply_queue(
+    definitions: dict[str, Any],
+) -> None:
+    # The broker cannot restrict the routing key on the default exchange: bus.replies admits only
+    # reply queues as reply_to (tests/unit/test_files_bus.py).
+    orchestrator = grant(definitions, "orchestrator")
+    assert allows(orchestrator["write"], DEFAULT_EXCHANGE)
+    for name in [*REPLY_QUEUES, DIRECT_REPLY_TO]:
+        assert not allows(orchestrator["configure"], name)
+        assert not allows(orchestrator["read"], name)
+
+
 def test_directors_exchanges_are_declared_as_the_orchestrator_declares_them(definitions: dict[str, Any]) -> None:
     settings = Settings()
     exchanges = {(e["vhost"], e["name"]): e for e in definitions["exchanges"]}
-    assert sorted(exchanges) == [("/", settings.inbound_exchange), ("/", settings.terminal_exchange)]
+    assert sorted(exchanges) == sorted(
+        [("/", settings.inbound_exchange), ("/", settings.terminal_exchange), ("/", settings.files_exchange)]
+    )
     # Any other property and the orchestrator's declaration fails with PRECONDITION_FAILED.
     declared = {"type": "topic", "durable": True, "auto_delete": False, "internal": False, "arguments": {}}
     for exchange in exchanges.values():
@@ -87,3 +127,17 @@ def test_traefik_serves_what_the_orchestrator_expects() -> None:
     assert f'\n  traefik:\n    address: ":{api_port}"' in static
     assert not re.search(r"^\s*insecure:", static, re.MULTILINE)  # only dynamic.yml's router serves the API
     assert "service: api@internal" in (DEPLOY / "traefik" / "dynamic.yml").read_text()
+
+
+def test_every_queue_of_ours_is_bounded_by_a_policy(definitions: dict[str, Any]) -> None:
+    settings = Settings()
+    bounded = [settings.work_queue, settings.retry_queue, settings.dead_letter_queue, settings.terminal_queue,
+               settings.results_queue]  # fmt: skip
+    policies = definitions["policies"]
+    for queue in bounded:
+        (policy,) = [p for p in policies if re.search(p["pattern"], queue)]
+        assert policy["apply-to"] == "queues" and policy["definition"]["max-length"] > 0
+        assert policy["definition"]["overflow"] == (
+            "drop-head" if queue == settings.dead_letter_queue else "reject-publish"
+        )
+    assert settings.files_queue_max_length > 0  # the file queue carries its bound as an argument

@@ -119,11 +119,17 @@ def test_domains_are_lower_cased(site_data: SiteData) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [("1Ki", 1024), ("256Mi", 256 * 2**20), ("2Gi", 2 * 2**30), ("1000Mi", 1000 * 2**20)]
+    ("value", "expected"), [("6144Ki", 6 * 2**20), ("256Mi", 256 * 2**20), ("2Gi", 2 * 2**30), ("1000Mi", 1000 * 2**20)]
 )
 def test_memory_quantities(value: str, expected: int) -> None:
     assert memory_bytes(value) == expected
     assert Resources(memory=value).memory_bytes == expected
+
+
+@pytest.mark.parametrize("value", ["1Ki", "6143Ki", "5Mi"])
+def test_memory_below_dockers_smallest_limit_is_refused(value: str) -> None:
+    with pytest.raises(ValidationError, match="at least 6Mi"):
+        Resources(memory=value)
 
 
 def test_failed_result_carries_the_error() -> None:
@@ -266,7 +272,7 @@ def test_a_site_without_an_image_gets_the_default_base_image(site_data: SiteData
     del data["image"]
     site = Site.model_validate(data)
     assert site.image is None
-    assert resolve_image(site.image, Settings(default_image="director/base:2")) == "director/base:2"
+    assert resolve_image(site.image, site.id, Settings(default_image="director/base:2")) == "director/base:2"
 
 
 @pytest.mark.parametrize("cpus", [1e-10, 0.001, 0.0099])

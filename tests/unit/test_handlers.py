@@ -99,7 +99,7 @@ async def test_a_created_site_gets_its_directory_and_a_service(
 
     assert result.type == "site.deployed" and result.applied_version == 1
     assert result.service is not None and result.service.name == NAME
-    assert NAME in swarm.services and dirs.existing[NAME] == 100_001  # owned by the site's own uid
+    assert NAME in swarm.services and dirs.existing[NAME] == 1_000_000_001  # owned by the site's own uid
     assert swarm.calls.index(f"create {NAME}") < swarm.calls.index(f"converge {NAME}")
 
 
@@ -170,6 +170,28 @@ async def test_a_delete_writes_its_tombstone_before_removing_the_service(
     assert result.type == "site.removed"
     assert swarm.calls.index("set_tombstone 1 v2") < swarm.calls.index(f"remove {NAME}")
     assert NAME not in swarm.services and dirs.trashed == [NAME]
+
+
+async def test_a_delete_closes_the_sites_sessions_after_its_service_and_before_its_files_move(
+    ctx: Context, swarm: FakeSwarm, dirs: FakeSiteDirs, upsert: Callable[..., SiteEvent]
+) -> None:
+    await dispatch(upsert(1, "site.created"), ctx)
+    closed: list[str] = []
+
+    class Sessions:
+        def __init__(self, kind: str) -> None:
+            self.kind = kind
+
+        async def close_site(self, site_id: int) -> int:
+            # Terminals, then file streams and uploads: the service is gone, the files not yet moved.
+            assert NAME not in swarm.services and dirs.trashed == []
+            closed.append(f"{self.kind} {site_id}")
+            return 1
+
+    ctx.sessions = (Sessions("terminals"), Sessions("files"))
+    await dispatch(delete(2), ctx)
+
+    assert closed == ["terminals 1", "files 1"] and dirs.trashed == [NAME]
 
 
 async def test_a_late_update_older_than_the_delete_does_not_resurrect_the_site(
@@ -524,3 +546,17 @@ def test_a_site_deleted_at_an_older_version_comes_back_and_clears_its_tombstone(
     decision = decide_upsert(6, None, 5, _desired("f"))
     assert isinstance(decision, Apply) and decision.clears_tombstone and decision.current is None
     assert not cast(Apply, decide_upsert(6, None, None, _desired("f"))).clears_tombstone
+
+
+async def test_a_delete_of_a_site_that_existed_keeps_its_tombstone_for_days(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
+) -> None:
+    await dispatch(upsert(1, "site.created"), ctx)
+    await dispatch(delete(2), ctx)
+    assert swarm.kept[1] == ctx.settings.tombstone_days * 86400
+
+
+async def test_a_delete_of_a_site_never_seen_keeps_a_short_lived_tombstone(ctx: Context, swarm: FakeSwarm) -> None:
+    result = await dispatch(delete(5, site_id=7), ctx)
+    assert result.type == "site.removed"
+    assert swarm.tombstones[7] == 5 and swarm.kept[7] == ctx.settings.unknown_tombstone_seconds

@@ -170,3 +170,10 @@ async def test_a_docker_restart_forgets_failing_checks() -> None:
     await asyncio.sleep(0.05)
     await m.event(HEALTHY, "site_0007.1.new")
     assert m.statuses == ["unhealthy", "healthy"]
+
+
+async def test_a_start_over_healthy_sites_asks_docker_nothing_more() -> None:
+    m = Monitor()
+    await m.monitor.start([deployed() for _ in range(3)])
+    await asyncio.sleep(0.05)
+    assert m.swarm.calls == [] and m.statuses == []  # the listing's own counts said healthy

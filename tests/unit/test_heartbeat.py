@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -47,3 +48,23 @@ def test_the_command_does_not_import_the_broker_or_docker_clients(tmp_path: Path
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30)
     assert done.stdout.strip().endswith("[]"), done.stdout + done.stderr
     assert "no heartbeat" in done.stderr
+
+
+def test_a_beat_from_the_future_is_not_healthy(tmp_path: Path) -> None:
+    path = tmp_path / "beat"
+    write(path, Beat(time.time() + 3600, True, True, True))
+    healthy, why = check(path, max_age=15)
+    assert not healthy and "future" in why
+
+
+def test_a_planted_link_is_neither_written_through_nor_read(tmp_path: Path) -> None:
+    target = tmp_path / "someone-elses-file"
+    target.write_text("precious")
+    path = tmp_path / "beat"
+    partial = tmp_path / f".beat.{os.getpid()}"
+    partial.symlink_to(target)  # planted where the temporary file goes
+    path.symlink_to(target)  # and where the beat goes
+    assert not check(path, max_age=15)[0]
+    write(path, Beat(time.time(), True, True, True))
+    assert target.read_text() == "precious" and not path.is_symlink()
+    assert check(path, max_age=15)[0]

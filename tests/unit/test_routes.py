@@ -3,6 +3,9 @@ answers as the real one does; the integration tests check the real Traefik."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 
@@ -50,3 +53,44 @@ async def test_old_tasks_still_in_traefiks_pool_are_not_yet_served() -> None:
     routes = traefik(httpx.Response(200, headers={"X-Served-By": NAME}), servers=["http://10.0.1.4:80", *SERVERS])
     with pytest.raises(NotRouted, match=r"10\.0\.1\.4"):
         await routes.verify(NAME, "a.example.com", SERVERS, timeout=0.3)
+
+
+class Endless(httpx.AsyncByteStream):
+    """A hostile site's body: megabytes without end, or a byte a second."""
+
+    def __init__(self, chunk: bytes, pause: float = 0.0) -> None:
+        self.chunk, self.pause, self.sent = chunk, pause, 0
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        while True:
+            if self.pause:
+                await asyncio.sleep(self.pause)
+            self.sent += len(self.chunk)
+            yield self.chunk
+
+
+async def test_an_endless_body_is_never_read() -> None:
+    body = Endless(b"\0" * 65536)
+    probe = await traefik(httpx.Response(200, headers={"X-Served-By": NAME}, stream=body)).verify(
+        NAME, "a.example.com", SERVERS, timeout=1
+    )
+    assert probe.status == 200 and body.sent <= 65536
+
+
+async def test_an_endless_gateway_error_is_read_only_its_first_bytes() -> None:
+    body = Endless(b"Bad Gateway" * 10000)
+    probe = await traefik(httpx.Response(502, headers={"X-Served-By": NAME}, stream=body)).verify(
+        NAME, "a.example.com", SERVERS, timeout=1
+    )
+    assert probe.status == 502  # longer than Traefik's own: the site's own error page
+    assert body.sent == 110000  # one chunk looked at, the rest never read
+
+
+async def test_a_trickled_answer_cannot_hold_the_check_past_its_deadline() -> None:
+    body = Endless(b"B", pause=1.0)
+    started = time.monotonic()
+    with pytest.raises(NotRouted):
+        await traefik(httpx.Response(502, headers={"X-Served-By": NAME}, stream=body)).verify(
+            NAME, "a.example.com", SERVERS, timeout=0.5
+        )
+    assert time.monotonic() - started < 1.0

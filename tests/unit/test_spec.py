@@ -58,14 +58,30 @@ def test_untagged_default_image_matches_the_tagged_allow_list_entry(site_data: S
     assert build(site_data(image={"name": "director/base"})).image == "director/base"
 
 
-def test_custom_image_gets_the_registry_prefix(site_data: SiteData, settings: Settings) -> None:
+def test_a_bare_custom_image_is_read_inside_the_sites_namespace(site_data: SiteData, settings: Settings) -> None:
     spec = build(site_data(image={"name": "mysite:1.2", "custom": True}), settings)
-    assert spec.image == settings.registry + "/mysite:1.2"
+    assert spec.image == settings.registry + "/site_0001/mysite:1.2"
+    # The site's own repository (what the image builder pushes) is read as it is.
+    assert build(site_data(image={"name": "site_0001:7", "custom": True}), settings).image == (
+        settings.registry + "/site_0001:7"
+    )
 
 
-def test_custom_image_already_in_the_registry_is_kept(site_data: SiteData, settings: Settings) -> None:
-    name = settings.registry + "/mysite:1.2"
-    assert build(site_data(image={"name": name, "custom": True}), settings).image == name
+@pytest.mark.parametrize("name", ["/site_0001:7", "/site_0001/app:1.2", "/site_0001/a/b@sha256:" + "a" * 64])
+def test_a_custom_image_in_the_sites_namespace_is_kept(site_data: SiteData, settings: Settings, name: str) -> None:
+    full = settings.registry + name
+    assert build(site_data(image={"name": full, "custom": True}), settings).image == full
+
+
+@pytest.mark.parametrize("name", ["/site_0042:1", "/site_0042/app:1", "/site_00011:1", "/shared:1", "/site_0001x/a:1"])
+def test_another_tenants_image_is_refused(site_data: SiteData, settings: Settings, name: str) -> None:
+    with pytest.raises(ImageNotAllowed, match="namespace"):
+        build(site_data(image={"name": settings.registry + name, "custom": True}), settings)
+
+
+def test_an_image_pinned_by_digest_is_directors_choice(site_data: SiteData, settings: Settings) -> None:
+    pinned = settings.registry + "/shared/php@sha256:" + "b" * 64
+    assert build(site_data(image={"name": pinned, "custom": True}), settings).image == pinned
 
 
 def test_default_image_not_on_the_allow_list_is_refused(site_data: SiteData) -> None:
@@ -77,7 +93,7 @@ def test_default_image_not_on_the_allow_list_is_refused(site_data: SiteData) -> 
 
 @pytest.mark.parametrize(
     "name",
-    ["evil.io/x:1", "localhost/x", "evil:5000/x", "registry.director.local/other/x", "registry.director.local/x"],
+    ["evil.io/x:1", "localhost/x", "evil:5000/x", "registry.director.local/other/x", "evil.io/site_0001:1"],
 )
 def test_custom_image_naming_another_registry_is_refused(site_data: SiteData, name: str) -> None:
     with pytest.raises(ImageNotAllowed):
@@ -131,7 +147,9 @@ def test_static_site_ignores_the_site_image(site_data: SiteData) -> None:
 def test_dynamic_site_mounts_site_dir_read_write_at_site(site_data: SiteData) -> None:
     spec = build(site_data())
     assert _mount(spec, "/site") == Mount(source=str(SITE_DIR), target="/site", type="bind", read_only=False)
-    assert spec.workdir == "/site/public"
+    # No working directory for the runtime to resolve (and create, as root) inside the site's own
+    # tree: the entry program changes into /site/public itself.
+    assert spec.workdir is None and "cd /site/public" in (spec.command or ("",))[-1]
 
 
 def test_dynamic_site_command_searches_run_sh_in_order(site_data: SiteData) -> None:

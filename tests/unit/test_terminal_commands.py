@@ -93,7 +93,7 @@ def test_a_dynamic_sites_session_runs_its_image_user_env_and_limits(site_data: S
     container = session_container(service, 1, SESSION_ID, PurePath("/srv/sites/site_0001"), settings)
 
     assert container.image == service["TaskTemplate"]["ContainerSpec"]["Image"]
-    assert container.user == "100001:100001"
+    assert container.user == "1000000001:1000000001"
     assert container.env["GREETING"] == "hi" and container.env["SITE_ID"] == "1"
     assert (container.nano_cpus, container.memory_bytes, container.pids_limit) == (500_000_000, 128 * 2**20, 512)
     assert container.command == ("/bin/sh", "-l") and container.workdir == "/site"
@@ -116,5 +116,5 @@ def test_a_session_never_takes_its_user_or_capabilities_from_the_live_service() 
     for container in ({"Image": "php:8"}, {"Image": "php:8", "User": "0:0", "CapabilityAdd": ["CAP_SYS_ADMIN"]}):
         service = {"Labels": {}, "TaskTemplate": {"ContainerSpec": container}}
         session = session_container(service, 5, SESSION_ID, PurePath("/srv/sites/site_0005"), Settings())
-        assert session.user == "100005:100005"
+        assert session.user == "1000000005:1000000005"
         assert session.cap_add == ()

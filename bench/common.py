@@ -1,0 +1,221 @@
+"""What every benchmark section shares: the orchestrator under test with its Director and result
+listener, Docker, the wipe of the benchmark's sites, CPU and memory readings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import (
+    ROOT,
+    TRAEFIK,
+    Director,
+    OrchestratorProcess,
+    Results,
+    connected,
+    fresh_vhost,
+)
+
+VHOST = "orchestrator-bench"
+FIRST_SITE = 8000  # 8000-8999: the benchmark's sites; 200000 on: the thousand-site fleet
+FLEET_SITE = 200_000
+API = docker.APIClient(version="auto")
+MANAGED = {"label": "com.director.managed-by=orchestrator"}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def host(site_id: int) -> str:
+    return f"b{site_id}.bench.example.com"
+
+
+def page(site_id: int) -> str:
+    return f"bench page {site_id}"
+
+
+def bench_site(site_id: int) -> bool:
+    return FIRST_SITE <= site_id < FIRST_SITE + 1000 or site_id >= FLEET_SITE
+
+
+def wipe() -> None:
+    """Every service, tombstone and container of the benchmark's sites, removed in parallel."""
+
+    def ours(labels: dict[str, str] | None) -> bool:
+        value = (labels or {}).get("com.director.site-id", "")
+        return value.isdigit() and bench_site(int(value))
+
+    services = [s["ID"] for s in API.services(filters=MANAGED) if ours(s["Spec"].get("Labels"))]
+    services += [s["ID"] for s in API.services() if s["Spec"]["Name"].startswith("bench_")]
+    configs = [c["ID"] for c in API.configs(filters=MANAGED) if ours(c["Spec"].get("Labels"))]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: _quietly(API.remove_service, i), services))
+        list(pool.map(lambda i: _quietly(API.remove_config, i), configs))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(_bench_task(c) for c in API.containers(all=True)):
+        time.sleep(1)
+
+
+def _bench_task(container: dict[str, Any]) -> bool:
+    name = (container.get("Labels") or {}).get("com.docker.swarm.service.name", "")
+    return name.startswith("bench_") or (name.startswith("site_") and name[5:].isdigit() and bench_site(int(name[5:])))
+
+
+def _quietly(remove: Any, ident: str) -> None:
+    with contextlib.suppress(docker.errors.NotFound):
+        remove(ident)
+
+
+def bench_env(root: Path, **overrides: str) -> dict[str, str]:
+    """Production defaults, except where the benchmark's own broker and sites root live."""
+    env = {
+        "ORCHESTRATOR_AMQP_URL": f"amqp://orchestrator:orchestrator@127.0.0.1:5672/{VHOST}",
+        "ORCHESTRATOR_REPLAY_AMQP_URL": f"amqp://director:director@127.0.0.1:5672/{VHOST}",
+        "ORCHESTRATOR_SITES_ROOT": str(root),
+        "ORCHESTRATOR_TRAEFIK_URL": TRAEFIK,
+        "ORCHESTRATOR_DEPLOYMENT": "bench",
+        "ORCHESTRATOR_HEARTBEAT_FILE": str(root.parent / "heartbeat"),
+        "ORCHESTRATOR_DRIFT_REPORT_SECONDS": "0",
+    }
+    env.update({f"ORCHESTRATOR_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+@dataclass
+class Bench:
+    root: Path
+    process: OrchestratorProcess
+    director: Director
+    results: Results
+
+    async def restart(self, **overrides: str) -> float:
+        """Stop the orchestrator and start it again (with `overrides`); seconds until consuming."""
+        self.process.stop()
+        self.process = OrchestratorProcess(bench_env(self.root, **overrides), self.process.log_path)
+        started = time.monotonic()
+        self.process.start()
+        await self.process.wait_consuming(timeout=300)
+        return time.monotonic() - started
+
+
+@contextlib.asynccontextmanager
+async def bench_running(**overrides: str) -> AsyncIterator[Bench]:
+    with fresh_vhost(VHOST), tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        root = Path(tmp) / "sites"
+        root.mkdir()
+        process = OrchestratorProcess(bench_env(root, **overrides), Path(tmp) / "orchestrator.log")
+        process.start()
+        try:
+            await process.wait_consuming(timeout=120)
+            async with connected("guest", VHOST) as admin, connected("director", VHOST) as publishing:
+                results = Results(admin)
+                await results.start()
+                director = Director(publishing)
+                await director.start()
+                yield Bench(root, process, director, results)
+        finally:
+            if process.alive:
+                process.stop()
+
+
+def traefik_refresh(seconds: int) -> None:
+    """Run the local stack's Traefik with this swarm-provider refresh (stack-up recreates it)."""
+    env = {**os.environ, "TRAEFIK_REFRESH_SECONDS": str(seconds)}
+    subprocess.run(["bash", str(ROOT / "scripts" / "stack-up.sh")], env=env, check=True, capture_output=True)
+
+
+def peak_rss_mb(pid: int) -> float:
+    return _status_kb(pid, "VmHWM:") / 1024
+
+
+def rss_mb(pid: int) -> float:
+    return _status_kb(pid, "VmRSS:") / 1024
+
+
+def _status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    return 0
+
+
+async def served_now(client: httpx.AsyncClient, host_name: str, text: str) -> bool:
+    try:
+        response = await client.get("/", headers={"Host": host_name})
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and text in response.text
+
+
+async def until_served(client: httpx.AsyncClient, host_name: str, text: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not await served_now(client, host_name, text):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{host_name} not served")
+        await asyncio.sleep(0.05)
+
+
+# --- CPU ---------------------------------------------------------------------------------------------
+
+DAEMONS = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "traefik")
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _process_ticks(names: Iterable[str]) -> dict[str, int]:
+    """utime+stime (+ reaped children's: a runc exec is a shim's child) per process name."""
+    wanted = set(names)
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if name in wanted:
+            parts = stat[stat.rindex(")") + 2 :].split()
+            found[name] = found.get(name, 0) + sum(int(v) for v in parts[11:15])
+    return found
+
+
+async def cpu_window(seconds: float) -> dict[str, float]:
+    """Millicores over `seconds`: the whole machine, and the container daemons and Traefik."""
+    busy0, total0 = _machine_ticks()
+    procs0 = _process_ticks(DAEMONS)
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    elapsed = time.monotonic() - started
+    busy1, total1 = _machine_ticks()
+    procs1 = _process_ticks(DAEMONS)
+    cores = os.cpu_count() or 1
+    machine = (busy1 - busy0) / (total1 - total0) * cores * 1000
+    daemons = {name: (procs1.get(name, 0) - procs0.get(name, 0)) / TICKS / elapsed * 1000 for name in DAEMONS}
+    return {
+        "machine_mc": round(machine, 1),
+        "docker_mc": round(sum(v for k, v in daemons.items() if k != "traefik"), 1),
+        "traefik_mc": round(daemons["traefik"], 1),
+    }

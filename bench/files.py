@@ -1,0 +1,239 @@
+"""The files section of the benchmark (`bench/run.py --only files`): site files over the bus against
+bare aio-pika floors on the same broker (`bench/echo.py`, a server in a process of its own).
+
+- a 4 KiB `files.read` round trip against a bare request/reply echo of 4 KiB (median and p99);
+- 50 MiB uploaded and downloaded against bare chunked publishing of the same bytes, raw and as
+  base64 JSON (the contract's own encoding), to and from the bare server;
+- a listing of 10,000 entries against reading the same directory locally (scandir + lstat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+from common import VHOST, Bench, log
+from support import site_event, write_site
+
+from orchestrator.client import FilesClient
+from orchestrator.config import Settings
+
+FILES_SITE = 8950  # one of the benchmark's sites (8000-8999)
+DIRECT = "amq.rabbitmq.reply-to"
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    samples = sorted(samples)
+    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+async def _bare_channel(url: str) -> tuple[aio_pika.abc.AbstractRobustConnection, Any, dict[str, Any]]:
+    """A client of bench/echo.py: direct reply-to, replies dispatched by correlation id."""
+    connection = await aio_pika.connect_robust(url)
+    channel = await connection.channel(publisher_confirms=False)
+    pending: dict[str, Any] = {}
+
+    async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        waiting = pending.get(message.correlation_id or "")
+        if isinstance(waiting, asyncio.Queue):
+            waiting.put_nowait(message.body)
+        elif waiting is not None and not waiting.done():
+            waiting.set_result(message.body)
+
+    replies = await channel.get_queue("amq.rabbitmq.reply-to", ensure=False)
+    await replies.consume(on_reply, no_ack=True)
+    return connection, channel, pending
+
+
+async def _bare_request(channel: Any, pending: dict[str, Any], key: str, body: bytes, **headers: Any) -> bytes:
+    correlation_id = uuid.uuid4().hex
+    future = asyncio.get_running_loop().create_future()
+    pending[correlation_id] = future
+    message = aio_pika.Message(
+        body, correlation_id=correlation_id, reply_to="amq.rabbitmq.reply-to", headers={"op": key, **headers}
+    )
+    await channel.default_exchange.publish(message, "bench-echo", mandatory=False)
+    try:
+        return await asyncio.wait_for(future, 60)  # type: ignore[no-any-return]
+    finally:
+        pending.pop(correlation_id, None)
+
+
+async def files_section(bench: Bench, reads: int) -> dict[str, Any]:
+    """Site files over the bus against bare aio-pika floors on the same broker (see the docstring)."""
+    size, total = 4096, 50 * 1024 * 1024
+    chunk = Settings().files_chunk_bytes
+    guest = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
+    echo = _start_echo(guest)
+    try:
+        assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+        write_site(bench.root, FILES_SITE, page="bench files", run_sh=False)
+        event = site_event("site.created", FILES_SITE, 1, serving=False)
+        await bench.director.publish(event)
+        assert (await bench.results.wait_for(event["event_id"], 120)).type == "site.deployed"
+        director_url = f"amqp://director:director@127.0.0.1:5672/{VHOST}"
+        async with await FilesClient.connect(director_url) as client:
+            return await _files_measure(client, bench, size, reads, total, chunk)
+    finally:
+        echo.terminate()
+        echo.wait(10)
+
+
+async def _files_measure(
+    client: FilesClient, bench: Bench, size: int, count: int, total: int, chunk: int
+) -> dict[str, Any]:
+    site, root, process = FILES_SITE, bench.root, bench.process
+    guest = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
+    log("files: 4 KiB read round trips, the orchestrator and the bare echo")
+    await client.write(site, "public/4k.bin", os.urandom(size))
+    ours = []
+    for i in range(count + 100):
+        started = time.perf_counter()
+        await client.read(site, "public/4k.bin")
+        if i >= 100:  # warmed up
+            ours.append(time.perf_counter() - started)
+    connection, channel, pending = await _bare_channel(guest)
+    bare = []
+    request = json.dumps({"size": size}).encode()
+    for i in range(count + 100):
+        started = time.perf_counter()
+        await _bare_request(channel, pending, "echo", request)
+        if i >= 100:
+            bare.append(time.perf_counter() - started)
+    ours_median, ours_p99 = _percentiles(ours)
+    bare_median, bare_p99 = _percentiles(bare)
+
+    log("files: 50 MiB up and down, the orchestrator and bare chunked publishing")
+    data = os.urandom(total)
+    pid = process.proc.pid  # type: ignore[union-attr]
+    _reset_peak(pid)
+    rss_before = _rss_mb(pid, "VmRSS")
+    started = time.perf_counter()
+    await client.write(site, "public/50m.bin", data)
+    upload = time.perf_counter() - started
+    started = time.perf_counter()
+    downloaded = hashlib.sha256()
+    async for piece in client.download(site, "public/50m.bin"):
+        downloaded.update(piece)
+    download = time.perf_counter() - started
+    assert downloaded.hexdigest() == hashlib.sha256(data).hexdigest()
+    rss_growth = _rss_mb(pid, "VmHWM") - rss_before
+
+    # Bare push: the same bytes in chunks of the same size, 8 in flight with confirms (as the
+    # client's upload window), to a consumer that answers once it has them all: raw, and as the
+    # contract carries them (base64 in JSON, decoded by the consumer). The last chunk carries the
+    # reply_to: a direct reply-to request leaves on the channel that consumes the replies.
+    publisher = await connection.channel(publisher_confirms=True)
+    bare_push: dict[str, float] = {}
+    for encoding in ("raw", "json"):
+        done = asyncio.get_running_loop().create_future()
+        correlation_id = uuid.uuid4().hex
+        pending[correlation_id] = done
+        started = time.perf_counter()
+        inflight: list[Any] = []
+        offsets = range(0, total, chunk)
+        for offset in offsets:
+            last = offset == offsets[-1]
+            piece = data[offset : offset + chunk]
+            if encoding == "json":
+                piece = json.dumps({"offset": offset, "data": base64.b64encode(piece).decode()}).encode()
+            headers = {"op": "sink", "total": total, "encoding": encoding}
+            message = aio_pika.Message(
+                piece, correlation_id=correlation_id, reply_to=DIRECT if last else None, headers=headers
+            )
+            sender = channel if last else publisher
+            inflight.append(asyncio.create_task(sender.default_exchange.publish(message, "bench-echo")))
+            if len(inflight) >= 8:
+                await inflight.pop(0)
+        await asyncio.gather(*inflight)
+        await asyncio.wait_for(done, 120)
+        bare_push[encoding] = time.perf_counter() - started
+    # Bare pull: the same bytes sent back in chunks to a reply queue.
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+    correlation_id = uuid.uuid4().hex
+    pending[correlation_id] = replies
+    started = time.perf_counter()
+    body = json.dumps({"size": chunk, "count": total // chunk}).encode()
+    await channel.default_exchange.publish(
+        aio_pika.Message(
+            body, correlation_id=correlation_id, reply_to="amq.rabbitmq.reply-to", headers={"op": "source"}
+        ),
+        "bench-echo",
+    )
+    for _ in range(total // chunk):
+        base64.b64decode(json.loads(await asyncio.wait_for(replies.get(), 60))["result"]["data"])
+    bare_pull = time.perf_counter() - started
+    await connection.close()
+
+    log("files: listing 10,000 entries, over the bus and locally")
+    folder = root / f"site_{site:04d}" / "public" / "many"
+    folder.mkdir()
+    for i in range(10_000):
+        (folder / f"entry-{i:05d}").touch()
+    started = time.perf_counter()
+    listed = [entry.name async for entry in client.list_all(site, "public/many", limit=1000)]
+    listing = time.perf_counter() - started
+    assert len(listed) == 10_000
+    started = time.perf_counter()
+    with os.scandir(folder) as scan:
+        local = sorted((e.name, e.stat(follow_symlinks=False).st_size) for e in scan)
+    local_listing = time.perf_counter() - started
+    assert len(local) == 10_000
+    mib = total / 1024 / 1024
+    return {
+        "read_4k": {"median_ms": round(ours_median * 1000, 2), "p99_ms": round(ours_p99 * 1000, 2),
+                    "bare_median_ms": round(bare_median * 1000, 2), "bare_p99_ms": round(bare_p99 * 1000, 2),
+                    "median_ratio": round(ours_median / bare_median, 2), "p99_ratio": round(ours_p99 / bare_p99, 2),
+                    "round_trips": count},
+        "upload_50mib": {"mib_per_s": round(mib / upload, 1), "bare_mib_per_s": round(mib / bare_push["json"], 1),
+                         "ratio": round(bare_push["json"] / upload, 2),
+                         "bare_raw_mib_per_s": round(mib / bare_push["raw"], 1),
+                         "ratio_to_raw": round(bare_push["raw"] / upload, 2)},
+        "download_50mib": {"mib_per_s": round(mib / download, 1), "bare_mib_per_s": round(mib / bare_pull, 1),
+                           "ratio": round(bare_pull / download, 2)},
+        "list_10000": {"seconds": round(listing, 3), "pages": 10, "local_seconds": round(local_listing, 3),
+                       "ratio": round(listing / local_listing, 1)},
+        "rss_growth_mb_during_transfers": round(rss_growth, 1),
+    }  # fmt: skip
+
+
+def _start_echo(url: str) -> subprocess.Popen[str]:
+    script = str(Path(__file__).with_name("echo.py"))
+    return subprocess.Popen([sys.executable, script, url, "bench-echo", "16"], stdout=subprocess.PIPE, text=True)
+
+
+def _reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+
+
+def _rss_mb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def files_table(files: dict[str, Any]) -> list[tuple[str, str, str]]:
+    read, up, down, listing = files["read_4k"], files["upload_50mib"], files["download_50mib"], files["list_10000"]
+    return [
+        ("files", f"4 KiB read median {read['median_ms']} ms, p99 {read['p99_ms']} ms",
+         f"{read['median_ratio']}x / {read['p99_ratio']}x a bare echo ({read['bare_median_ms']} / "
+         f"{read['bare_p99_ms']} ms)"),
+        ("upload", f"50 MiB at {up['mib_per_s']} MiB/s", f"{up['ratio']}x bare chunked publishing as base64 JSON "
+         f"({up['bare_mib_per_s']} MiB/s); {up['ratio_to_raw']}x of raw bytes ({up['bare_raw_mib_per_s']} MiB/s)"),
+        ("download", f"50 MiB at {down['mib_per_s']} MiB/s", f"{down['ratio']}x bare chunked publishing as base64 JSON "
+         f"({down['bare_mib_per_s']} MiB/s); RSS +{files['rss_growth_mb_during_transfers']} MB"),
+        ("list", f"10,000 entries in {listing['seconds']} s ({listing['pages']} pages)",
+         f"{listing['ratio']}x a local scandir + lstat ({listing['local_seconds']} s)"),
+    ]  # fmt: skip

@@ -1,0 +1,74 @@
+"""Replies to requests (`director.files`): where the orchestrator may answer, and a publisher for
+streams of replies (archives, log follows) that says when the requester is gone.
+
+Replies go to the default exchange with routing key = the request's `reply_to`. The broker lets
+the orchestrator write there (it must, for replies), which would let it publish into any queue,
+so `reply_queue_allowed` admits two kinds of names only: RabbitMQ's direct reply-to pseudo queue
+(`amq.rabbitmq.reply-to.<key>`) and Director's named reply queues (`director.replies.<anything>`
+by default). A request naming anything else gets no reply; it is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel
+
+from orchestrator.bus import broker
+from orchestrator.logs import fields
+
+log = logging.getLogger("orchestrator.replies")
+
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+_DIRECT = re.compile(r"amq\.rabbitmq\.reply-to\.[A-Za-z0-9+/=._-]{1,230}", re.ASCII)
+_NAMED = re.compile(r"[!-~]{1,200}", re.ASCII)  # printable ASCII, no spaces
+MAX_QUEUE_NAME = 255
+
+
+def reply_queue_allowed(name: str | None, named_prefix: str) -> bool:
+    """Whether `name` is a reply queue the orchestrator may publish into."""
+    if not name or len(name.encode()) > MAX_QUEUE_NAME:
+        return False
+    if _DIRECT.fullmatch(name):
+        return True
+    return name.startswith(named_prefix) and _NAMED.fullmatch(name[len(named_prefix) :]) is not None
+
+
+def is_direct(name: str) -> bool:
+    return name.startswith(DIRECT_REPLY_TO + ".")
+
+
+class ReplyPublisher:
+    """Publishes a stream's replies one at a time, each confirmed by the broker.
+
+    A reply to a named queue is `mandatory`: when the queue is gone the broker returns it, and
+    `send` says False, so the stream ends. RabbitMQ 3.x returns every mandatory message to a
+    direct reply-to address, live or not, so those go without `mandatory`; a stream into one
+    ends at its own limit (or `logs.stop`) instead.
+    """
+
+    def __init__(self, channel: AbstractChannel, timeout: float) -> None:
+        self._channel = channel
+        self._timeout = timeout
+
+    async def send(self, reply_to: str, correlation_id: str, body: bytes) -> bool:
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            correlation_id=correlation_id,
+            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+            app_id="orchestrator",
+        )
+        try:
+            await self._channel.default_exchange.publish(
+                message, reply_to, mandatory=not is_direct(reply_to), timeout=self._timeout
+            )
+        except aiormq.exceptions.PublishError:
+            return False  # returned: nobody consumes that queue any more
+        except broker.PUBLISH_ERRORS as exc:
+            log.warning("could not publish a reply; ending its stream", extra=fields(error=repr(exc)))
+            return False
+        return True

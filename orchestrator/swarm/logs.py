@@ -1,0 +1,187 @@
+"""A site service's logs, from the swarm (`docker service logs`: every task's lines, whichever
+node runs it), with the site's env values masked as in `run_script_failed`.
+
+`tail` runs on the Docker pool; a follow is a long-lived stream read by its own thread (see
+`files.logs`) on its own connection without a read timeout, and `LogStream.close` ends it from
+any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types.daemon import CancellableStream
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.logs import mask
+from orchestrator.swarm.client import DockerClient, map_api_error
+from orchestrator.swarm.services import OWN_ENV_KEYS
+
+log = logging.getLogger("orchestrator.logs")
+# A line longer than this is cut (Docker itself splits lines at 16 KiB).
+MAX_LINE = 16 * 1024
+TASK_LABEL = b"com.docker.swarm.task.id="
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One line a task wrote: when (`ns`: nanoseconds since the epoch, Docker's own precision),
+    which task, what (masked)."""
+
+    ns: int
+    task: str
+    text: str
+
+    @property
+    def ts(self) -> datetime:
+        return datetime.fromtimestamp(self.ns // 1000 / 1e6, UTC)
+
+
+def parse_line(raw: bytes, secrets: list[str]) -> LogRecord | None:
+    """`<RFC 3339 nano timestamp> <details> <text>` as the service logs API writes it with
+    `timestamps` and `details`; None for anything else."""
+    stamp, _, rest = raw.rstrip(b"\n").partition(b" ")
+    ns = parse_ns(stamp.decode("ascii", "replace"))
+    if ns is None:
+        return None
+    details, _, text = rest.partition(b" ") if rest.startswith(b"com.docker.") else (b"", b"", rest)
+    task = ""
+    if (start := details.find(TASK_LABEL)) >= 0:
+        task = details[start + len(TASK_LABEL) :].split(b",", 1)[0].decode("ascii", "replace")
+    return LogRecord(ns, task, mask(text[:MAX_LINE].decode(errors="replace"), secrets))
+
+
+def parse_ns(stamp: str) -> int | None:
+    """RFC 3339 with up to nanoseconds (Docker trims trailing zeros) to nanoseconds since the epoch."""
+    if not stamp.endswith("Z") or "T" not in stamp:
+        return None
+    whole, _, fraction = stamp[:-1].partition(".")
+    try:
+        seconds = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+        nanos = int((fraction + "000000000")[:9]) if fraction else 0
+    except ValueError:
+        return None
+    return int(seconds) * 1_000_000_000 + nanos
+
+
+class LogStream:
+    """A follow of one service's logs: iterate lines (blocking), `close()` from any thread."""
+
+    def __init__(self, api: docker.APIClient, stream: CancellableStream, secrets: list[str]) -> None:
+        self._api = api
+        self._stream = stream
+        self._secrets = secrets
+        self._closed = False
+
+    def __iter__(self) -> Iterator[LogRecord]:
+        pending = b""
+        for chunk in self._stream:
+            pending += chunk
+            while (end := pending.find(b"\n")) >= 0:
+                line, pending = pending[: end + 1], pending[end + 1 :]
+                if (record := parse_line(line, self._secrets)) is not None:
+                    yield record
+            if len(pending) > MAX_LINE * 4:
+                pending = b""  # a line without end: dropped rather than held
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._stream.close()
+        except Exception as exc:  # closing a stream that ended already
+            log.debug("closing a log stream", extra={"fields": {"error": repr(exc)}})
+        self._api.close()
+
+
+class ServiceLogs:
+    def __init__(self, docker_client: DockerClient, base_url: str) -> None:
+        self._docker = docker_client
+        self._base_url = base_url
+
+    async def tail(self, name: str, lines: int) -> list[LogRecord] | None:
+        """The last `lines` lines of the service's tasks, oldest first; None: no such service."""
+
+        def read(api: docker.APIClient) -> list[LogRecord] | None:
+            secrets = _secrets(api, name)
+            if secrets is None:
+                return None
+            if lines == 0:
+                return []
+            raw = api.service_logs(
+                name, stdout=True, stderr=True, timestamps=True, details=True, tail=lines, is_tty=False
+            )
+            records = [r for r in (parse_line(line, secrets) for line in _lines(raw)) if r is not None]
+            records.sort(key=lambda r: r.ns)  # each task's tail, merged
+            return records[-lines:]
+
+        return await self._docker.run(read)
+
+    async def api_version(self) -> str:
+        return await self._docker.run(lambda api: str(api.api_version))
+
+    def follow(self, name: str, version: str, backlog: int, since_ns: int | None) -> LogStream | None:
+        """Blocking (a follow thread): a stream of the service's lines from now (with `backlog`
+        lines before), or from `since_ns`; None when the service is gone."""
+        api = docker.APIClient(base_url=self._base_url, version=version, timeout=None)
+        try:
+            secrets = _secrets(api, name)
+            if secrets is None:
+                api.close()
+                return None
+            params: dict[str, Any] = {
+                "details": True,
+                "follow": True,
+                "stdout": True,
+                "stderr": True,
+                "timestamps": True,
+                "tail": "all" if since_ns is not None else str(backlog),
+            }
+            if since_ns is not None:
+                params["since"] = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
+            response = api._get(api._url("/services/{0}/logs", name), params=params, stream=True)
+            api._raise_for_status(response)
+            stream = CancellableStream(api._multiplexed_response_stream_helper(response), response)
+        except docker.errors.APIError as exc:
+            api.close()
+            raise map_api_error(exc) from exc
+        except (docker.errors.DockerException, OSError) as exc:
+            api.close()
+            raise OrchestratorError(f"docker is unreachable: {exc}") from exc
+        return LogStream(api, stream, secrets)
+
+    def exists(self, name: str, version: str) -> bool:
+        """Blocking: whether the service is still there (a follow whose stream ended asks)."""
+        api = docker.APIClient(base_url=self._base_url, version=version, timeout=30)
+        try:
+            return _secrets(api, name) is not None
+        finally:
+            api.close()
+
+
+def _secrets(api: docker.APIClient, name: str) -> list[str] | None:
+    """The site's env values (often secrets), to mask; None when the service does not exist."""
+    try:
+        spec = api.inspect_service(name)["Spec"]
+    except docker.errors.NotFound:
+        return None
+    env = spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Env") or []
+    return [value for key, _, value in (v.partition("=") for v in env) if key not in OWN_ENV_KEYS]
+
+
+def _lines(raw: Any) -> Iterator[bytes]:
+    pending = b""
+    for chunk in raw:
+        pending += chunk
+        while (end := pending.find(b"\n")) >= 0:
+            yield pending[: end + 1]
+            pending = pending[end + 1 :]
+    if pending:
+        yield pending

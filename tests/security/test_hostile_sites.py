@@ -1,0 +1,91 @@
+"""A site's own code attacks the orchestrator (round three): its answer to the deploy check through
+Traefik is endless or trickled. The check reads headers and a few bytes, under one deadline, and
+other sites' events keep flowing meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from support import Director, OrchestratorProcess, Results, deploy, fetch, fresh_site_id, site_event, write_site
+
+# A tiny server in the site's image: the health probe (Host 127.0.0.1) gets a short page, anything
+# through Traefik (the site's own Host) gets `BODY` after the headers.
+HANDLER = r"""#!/bin/sh
+host=""
+while IFS= read -r line; do
+  line=$(printf '%s' "$line" | tr -d '\r')
+  [ -z "$line" ] && break
+  case "$line" in [Hh]ost:*) host=${line#*: } ;; esac
+done
+case "$host" in
+  127.0.0.1*) printf 'HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok' ;;
+  *) printf 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n'; BODY ;;
+esac
+"""
+BODIES = {
+    "endless": "exec cat /dev/zero",
+    "trickled": "while :; do printf B; sleep 1; done",
+}
+
+
+def rss_kb(process: OrchestratorProcess) -> int:
+    assert process.proc is not None
+    for line in Path(f"/proc/{process.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def hostile_site(sites_root: Path, site_id: int, body: str) -> None:
+    site_dir = write_site(sites_root, site_id, page="never read", run_sh=False)
+    (site_dir / "private" / "handler.sh").write_text(HANDLER.replace("BODY", body))
+    (site_dir / "run.sh").write_text('#!/bin/sh\nexec nc -ll -p "$PORT" -e sh /site/private/handler.sh\n')
+
+
+async def test_an_endless_or_trickled_answer_neither_fills_memory_nor_holds_the_check(
+    director: Director, results: Results, sites_root: Path, orchestrator: OrchestratorProcess
+) -> None:
+    sites = {label: fresh_site_id() for label in BODIES}
+    for label, site_id in sites.items():
+        hostile_site(sites_root, site_id, BODIES[label])
+    bystander = fresh_site_id()
+    write_site(sites_root, bystander, page="a quiet neighbour")
+    before = rss_kb(orchestrator)
+    started = time.monotonic()
+
+    outcome = await asyncio.gather(
+        *(deploy(director, results, site_event("site.created", s, 1, domains=[f"{label}{s}.example.com"]))
+          for label, s in sites.items()),
+        deploy(director, results, site_event("site.created", bystander, 1)),
+    )  # fmt: skip
+
+    assert [r.type for r in outcome] == ["site.deployed"] * 3, outcome
+    assert all(r.probe is not None and r.probe.status == 200 for r in outcome[:2])
+    assert time.monotonic() - started < 45  # each within the deploy deadlines, none stuck reading
+    await asyncio.sleep(2)  # anything still streaming into us would show now
+    assert rss_kb(orchestrator) - before < 10 * 1024
+
+
+REPORTER = """#!/bin/sh
+{ grep " /site " /proc/mounts; grep NoNewPrivs /proc/self/status; } > /site/public/report.txt
+exec httpd -f -p "$PORT" -h /site/public
+"""
+
+
+async def test_a_site_runs_without_new_privileges_on_a_nosuid_nodev_directory_only_it_reads(
+    director: Director, results: Results, sites_root: Path, site_id: int
+) -> None:
+    site_dir = write_site(sites_root, site_id, page="report")
+    (site_dir / "run.sh").write_text(REPORTER)
+    host = f"report{site_id}.example.com"
+    assert (await deploy(director, results, site_event("site.created", site_id, 1, domains=[host]))).type == (
+        "site.deployed"
+    )
+    report = (await fetch(host, "/report.txt")).text
+    mount_options = report.splitlines()[0].split()[3].split(",")
+    assert "nosuid" in mount_options and "nodev" in mount_options, report
+    assert "NoNewPrivs:\t1" in report, report  # a setuid binary in the image raises nothing
+    assert site_dir.stat().st_mode & 0o777 == 0o750  # no other host user reads a site
+    assert (site_dir / "private").stat().st_mode & 0o777 == 0o700  # its secrets: the site alone
