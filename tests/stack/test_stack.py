@@ -19,6 +19,8 @@ import pytest
 from prod import TIMINGS, Prod, Stream, docker_cli, fresh_site_id, publish_confirmed, run_stack, timed
 from support import broker_definitions, eventually, site_event, write_site
 
+from orchestrator.config import Settings
+
 SERVICES = ("rabbitmq", "traefik", "orchestrator")
 
 
@@ -122,7 +124,7 @@ async def test_event_to_served_page_then_deleted(prod: Prod, foreign_service: st
         f"site.created -> site.deployed, served through the stack's Traefik: {time.monotonic() - started:.1f}s"
     )
     assert result.type == "site.deployed", result
-    assert result.probe is not None and result.probe.url == "http://traefik:80" and result.probe.status == 200
+    assert result.probe is not None and result.probe.url == "http://traefik-control:80" and result.probe.status == 200
     async with httpx.AsyncClient(timeout=5) as client:
         page = await client.get(prod.web, headers={"Host": host})
         assert page.status_code == 200 and f"served by stack {prod.name}" in page.text
@@ -135,7 +137,9 @@ async def test_event_to_served_page_then_deleted(prod: Prod, foreign_service: st
     (foreign,) = prod.api.containers(filters={"label": f"com.docker.swarm.service.name={foreign_service}"})
     code, out = prod.exec(foreign["Id"], "wget", "-q", "-O-", "http://traefik:8080/api/http/routers")
     assert code != 0 and "403" in out, out
-    assert site_dir.stat().st_uid == 100_000 + site_id  # handed to the site's uid by the non-root orchestrator
+    # Handed to the site's uid by the orchestrator with its five capabilities (compose.yaml's
+    # settings leave the uid base at its default).
+    assert site_dir.stat().st_uid == Settings().site_uid_base + site_id
 
     deleted = site_event("site.deleted", site_id, 2)
     started = time.monotonic()
