@@ -22,7 +22,7 @@ from typing import Any
 import aio_pika
 import docker
 from aio_pika.abc import AbstractRobustConnection
-from support import ROOT, Director, Results, site_event
+from support import ROOT, Director, Results, eventually, site_event
 from yarl import URL
 
 ENV_FILE = Path(os.environ.get("STACK_ENV", ROOT / "deploy" / "stack-local.env"))
@@ -124,7 +124,19 @@ class Prod:
         output = self.api.exec_start(run["Id"]).decode(errors="replace")
         return self.api.exec_inspect(run["Id"])["ExitCode"], output
 
-    def handled(self) -> dict[str, Handling]:
+    async def handled(self, event_ids: list[str], timeout: float = 15) -> dict[str, Handling]:
+        """Which replica handled each of these events (the log line follows the result by a moment)."""
+        found: dict[str, Handling] = {}
+
+        def logged() -> bool:
+            nonlocal found
+            found = self.handled_so_far()
+            return all(i in found for i in event_ids)
+
+        await eventually(lambda: asyncio.to_thread(logged), timeout)
+        return found
+
+    def handled_so_far(self) -> dict[str, Handling]:
         """Every event an orchestrator replica of this stack handled, by event id, from the logs of
         its containers (stopped ones too: the swarm keeps them for a while)."""
         found: dict[str, Handling] = {}
