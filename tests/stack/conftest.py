@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 from prod import TIMINGS, Prod, connect, env_settings, prod_stack_exists, run_stack, site_ids
-from support import Director, docker_api, wipe_sites
-from support.director import Results
+from support import Director, Results, docker_api, wipe_sites
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,17 +29,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("production stack: measured")
         for line in TIMINGS:
             terminalreporter.write_line(line)
-
-
-class SiteResults(Results):
-    """Results as Director reads them: only `site.*` (not `orchestrator.drift`)."""
-
-    async def start(self) -> None:
-        channel = await self.connection.channel()
-        exchange = await channel.declare_exchange("orchestrator.results", "topic", durable=True)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(exchange, "site.*")
-        await queue.consume(self._on_message, no_ack=True)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +51,7 @@ async def prod() -> AsyncIterator[Prod]:
     ):
         director = Director(director_connection)
         await director.start()
-        results = SiteResults(admin)
+        results = Results(admin, binding="site.*")  # as Director reads them: not orchestrator.drift
         await results.start()
         yield Prod(settings, state, api, admin, director, results)
     wipe_sites(api, set(site_ids()))

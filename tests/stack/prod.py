@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import aio_pika
 import docker
 from aio_pika.abc import AbstractRobustConnection
-from support import ROOT, Director, Results, eventually, site_event
+from support import ROOT, Director, Results, eventually, publish_reliably, site_event
 from yarl import URL
 
 ENV_FILE = Path(os.environ.get("STACK_ENV", ROOT / "deploy" / "stack-local.env"))
@@ -150,9 +150,7 @@ class Prod:
                 except ValueError:
                     continue
                 handling = Handling(container["Id"], container["Image"], parse_time(entry["ts"]), entry["outcome"])
-                found.setdefault(entry["event_id"], handling)
-                if found[entry["event_id"]] != handling:
-                    found[entry["event_id"]].again.append(handling)
+                found.setdefault(entry["event_id"], handling)  # the first time it was handled
         return found
 
     def started_at(self, container: str) -> float:
@@ -168,7 +166,6 @@ class Handling:
     image: str
     at: float
     outcome: str
-    again: list[Handling] = field(default_factory=list, compare=False)
 
 
 def parse_time(value: str) -> float:
@@ -211,26 +208,13 @@ class Stream:
                 "site.created" if version == 1 else "site.updated", site_id, version, serving=False,
                 domains=[f"s{site_id}-{version % 2}.stack.example.com"],
             )  # fmt: skip
-            await publish_confirmed(self.director, event)
+            await publish_reliably(self.director, event)
             self.events.append(event)
             self.published_at[event["event_id"]] = time.time()
             await asyncio.sleep(self.interval)
 
     def ids(self) -> list[str]:
         return [e["event_id"] for e in self.events]
-
-
-async def publish_confirmed(director: Director, event: dict[str, Any]) -> None:
-    """Director's side: retry until the broker confirms (a duplicate is fine, a loss is not)."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            await asyncio.wait_for(director.publish(event), 10)
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
 
 
 @contextlib.contextmanager

@@ -16,8 +16,8 @@ import aio_pika
 import aio_pika.exceptions
 import httpx
 import pytest
-from prod import TIMINGS, Prod, Stream, docker_cli, fresh_site_id, publish_confirmed, run_stack, timed
-from support import broker_definitions, eventually, site_event, write_site
+from prod import TIMINGS, Prod, Stream, docker_cli, fresh_site_id, run_stack, timed
+from support import broker_definitions, eventually, publish_reliably, site_event, write_site
 
 from orchestrator.config import Settings
 
@@ -118,7 +118,7 @@ async def test_event_to_served_page_then_deleted(prod: Prod, foreign_service: st
     site_dir = write_site(prod.sites_root, site_id, page=f"<h1>served by stack {prod.name}</h1>")
     created = site_event("site.created", site_id, 1, domains=[host])
     started = time.monotonic()
-    await publish_confirmed(prod.director, created)
+    await publish_reliably(prod.director, created)
     result = await prod.wait_result(created)
     TIMINGS.append(
         f"site.created -> site.deployed, served through the stack's Traefik: {time.monotonic() - started:.1f}s"
@@ -143,7 +143,7 @@ async def test_event_to_served_page_then_deleted(prod: Prod, foreign_service: st
 
     deleted = site_event("site.deleted", site_id, 2)
     started = time.monotonic()
-    await publish_confirmed(prod.director, deleted)
+    await publish_reliably(prod.director, deleted)
     removed = await prod.wait_result(deleted)
     TIMINGS.append(f"site.deleted -> site.removed: {time.monotonic() - started:.1f}s")
     assert removed.type == "site.removed", removed
@@ -189,7 +189,7 @@ async def test_killing_the_active_replica_loses_no_event(prod: Prod) -> None:
     """SIGKILL of the active replica's container: the standby takes over at once; results are
     at-least-once (a result published but not yet acked is sent again), none is lost."""
     probe = site_event("site.created", fresh_site_id(), 1, serving=False)
-    await publish_confirmed(prod.director, probe)
+    await publish_reliably(prod.director, probe)
     await prod.wait_result(probe)
     active = (await prod.handled([probe["event_id"]]))[probe["event_id"]].container
     (standby,) = [c["Id"] for c in prod.containers("orchestrator") if c["Id"] != active]
@@ -235,7 +235,7 @@ async def test_healthcheck_fails_while_the_broker_is_stopped(prod: Prod, rabbitm
         await asyncio.to_thread(run_stack, "wait")
     assert {c["Id"] for c in prod.containers("orchestrator")} == set(replicas)
     probe = site_event("site.created", fresh_site_id(), 1, serving=False)
-    await publish_confirmed(prod.director, probe)
+    await publish_reliably(prod.director, probe)
     assert (await prod.wait_result(probe)).type == "site.deployed"
 
 
