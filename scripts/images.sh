@@ -138,7 +138,10 @@ fi
 find "$CACHE_DIR/wheels" -mindepth 1 -maxdepth 1 ! -name "$deps_key" -exec rm -rf {} +
 context=$CACHE_DIR/build/orchestrator
 rm -rf "$context"; mkdir -p "$context/wheels"
-cp "$ROOT/Dockerfile" "$ROOT/pyproject.toml" "$ROOT/README.md" "$context/"
+cp "$ROOT/Dockerfile" "$ROOT/pyproject.toml" "$context/"
+# The README is only the package's long description: a stub, so a documentation change rebuilds
+# (and rolls) nothing.
+printf '# orchestrator\n\nSee the README of the repository.\n' >"$context/README.md"
 tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - orchestrator | tar -C "$context" -xf -
 cp "$wheels"/*.whl "$context/wheels/"
 build "$ORCHESTRATOR_REPO" "$context" "BASE=$DEBIAN_IMAGE" "PIP_INDEX_ARGS=--no-index"

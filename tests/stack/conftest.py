@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from prod import TIMINGS, Prod, connect, env_settings, prod_stack_exists, run_stack, site_ids
+from prod import TIMINGS, Prod, connect, env_settings, prod_stack_exists, remove_upgrade_images, run_stack, site_ids
 from support import Director, Results, docker_api, wipe_sites
 
 
@@ -66,6 +66,7 @@ async def prod() -> AsyncIterator[Prod]:
         started = time.monotonic()
         run_stack("down")
         TIMINGS.append(f"scripts/stack.sh down: {time.monotonic() - started:.1f}s")
+    remove_upgrade_images()
 
 
 @pytest.fixture

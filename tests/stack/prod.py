@@ -60,6 +60,14 @@ def docker_cli(*args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
+def remove_upgrade_images() -> None:
+    """The upgrade test's images, unless a container still uses one."""
+    listed = docker_cli("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "director/orchestrator")
+    upgrades = [ref for ref in listed.split() if ":upgrade-test-" in ref]
+    if upgrades:
+        subprocess.run(["docker", "image", "rm", *upgrades], capture_output=True)
+
+
 def prod_stack_exists(name: str) -> bool:
     listed = subprocess.run(["docker", "stack", "ls", "--format", "{{.Name}}"], capture_output=True, text=True)
     return name in listed.stdout.split()
