@@ -1,15 +1,51 @@
-# The orchestrator's production image (see compose.yaml). It talks to the swarm through the
-# mounted docker socket and bind-mounts site directories by their host paths, so the sites root
-# must be mounted at the same path inside the container as on the host.
-FROM python:3.11-slim
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY orchestrator ./orchestrator
-# Runs as root: it needs the docker socket and must create directories under the sites root.
-RUN pip install --no-cache-dir .
-ENV PYTHONUNBUFFERED=1
+# The orchestrator's production image (compose.yaml). It talks to the swarm through the mounted
+# docker socket and bind-mounts site directories by their host paths, so the sites root must be
+# mounted at the same path inside the container as on the host.
+#
+# BASE is any Debian-based image: with Docker Hub, the default python:3.11-slim (`docker build .`);
+# without a registry, scripts/images.sh builds from a local Debian bookworm image
+# (director/debian:bookworm) and installs Debian's python3 (3.11) here.
+ARG BASE=python:3.11-slim
+FROM ${BASE}
+
+# Debian's python3 when the base has none (the official image has its own).
+RUN set -eux; \
+    if ! command -v python3 >/dev/null; then \
+        apt-get update; \
+        apt-get install -y --no-install-recommends python3 python3-venv; \
+        apt-get clean; rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or later needed, not " + sys.version'
+
+# The dependencies first (a layer that changes only with pyproject.toml), then the package.
+# A `wheels/` directory in the build context (scripts/images.sh puts the dependencies' wheels
+# there, built on the host) is used when present; PIP_INDEX_ARGS="--no-index" then keeps pip
+# off the network. Without it pip asks PyPI.
+ARG PIP_INDEX_ARGS=
+COPY pyproject.toml wheels* /build/
+RUN set -eux; \
+    python3 -m venv /opt/orchestrator; \
+    mkdir -p /build/stub/orchestrator; \
+    cp /build/pyproject.toml /build/stub/; touch /build/stub/README.md /build/stub/orchestrator/__init__.py; \
+    /opt/orchestrator/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_INDEX_ARGS \
+        --find-links /build /build/stub; \
+    /opt/orchestrator/bin/pip uninstall -y -q orchestrator
+COPY README.md /build/src/
+COPY orchestrator /build/src/orchestrator
+RUN set -eux; \
+    cp /build/pyproject.toml /build/src/; \
+    /opt/orchestrator/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_INDEX_ARGS \
+        --find-links /build --no-deps /build/src; \
+    rm -rf /build; \
+    ln -s /opt/orchestrator/bin/orchestrator /usr/local/bin/orchestrator
+
+# Runs as root in the container, with a handful of capabilities (compose.yaml drops every other
+# one): it holds the docker socket (root on the host whoever the user is), creates site
+# directories and hands them to each site's uid, and its file workers act as each site's user
+# per thread (setfsuid from root: the kernel then drops the file-system capabilities for them).
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # No inbound HTTP: the process writes a heartbeat (broker connected, consuming, Docker answering)
 # and this reads it.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["orchestrator", "healthcheck"]
+HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=6 CMD ["orchestrator", "healthcheck"]
 ENTRYPOINT ["orchestrator"]
 CMD ["run"]

@@ -3,7 +3,8 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: up down demo demo-stop test ready checks unit unit-first lint schema asyncapi-schema bench clean
+.PHONY: up down demo demo-stop test ready checks unit unit-first integration-tests stack-tests lint schema \
+        asyncapi-schema bench clean images stack-demo stack-down test-stack
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,24 +24,40 @@ demo: up $(VENV)/.installed
 demo-stop:
 	bash scripts/demo.sh stop
 
+# The production stack (compose.yaml), built and deployed for real next to the local stack
+# (deploy/stack-local.env: its own stack name, ports, network and sites root).
+STACK_ENV ?= deploy/stack-local.env
+
+images:
+	bash scripts/images.sh
+
+stack-demo: up $(VENV)/.installed
+	STACK_ENV=$(STACK_ENV) bash scripts/stack.sh demo
+
+stack-down:
+	STACK_ENV=$(STACK_ENV) bash scripts/stack.sh down
+
+test-stack: up $(VENV)/.installed stack-tests
+
 # The whole suite on the real stack, cheapest first so a failure shows early. The stack and the
 # virtualenv are made side by side, then lint (style, types, layers) next to the unit tests (stop at
-# the first failure); then the integration tests on parallel workers (each its own vhost, site ids
-# and deployment name: tests/support/scope.py); then the fault tests alone (they restart RabbitMQ
-# and dockerd for the whole machine).
+# the first failure); then the integration and security tests on parallel workers (each its own
+# vhost, site ids and deployment name: tests/support/scope.py) side by side with the production
+# stack's tests (tests/stack: its own broker, Traefik, networks and site ids; mostly waiting for
+# health checks, so they cost the run about 20 s, not their 2 minutes); then the fault tests alone
+# (they restart RabbitMQ and dockerd for the whole machine).
 TEST_WORKERS ?= 3
 test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target ready
 	$(MAKE) --no-print-directory -j2 --output-sync=target checks
-	$(PY) -m pytest tests/integration tests/security -q -ra -n $(TEST_WORKERS)
+	$(MAKE) --no-print-directory -j2 --output-sync=target integration-tests stack-tests
 	$(PY) -m pytest tests/faults -q -ra
 
-ready: up $(VENV)/.installed demo-stop
+integration-tests:
+	$(PY) -m pytest tests/integration tests/security -q -ra -n $(TEST_WORKERS)
 
-checks: lint unit-first
-
-unit-first: $(VENV)/.installed asyncapi-schema
-	$(PY) -m pytest tests/unit -q -x
+stack-tests:
+	$(PY) -m pytest tests/stack -q -ra
 
 unit: $(VENV)/.installed asyncapi-schema
 	$(PY) -m pytest tests/unit -q

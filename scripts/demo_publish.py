@@ -1,17 +1,43 @@
 """Publish one sample `site.created` as Director would and print the result event.
 
 Usage: python scripts/demo_publish.py SITE_ID DOMAIN [AMQP_URL_OF_DIRECTOR [ADMIN_URL]]
+
+For a broker with TLS and real passwords (scripts/stack.sh demo): `amqps://` URLs without
+passwords, and DEMO_CA_FILE (the broker's CA), DEMO_DIRECTOR_PASSWORD_FILE and
+DEMO_ADMIN_PASSWORD_FILE (files holding the passwords, kept off the command line).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import ssl
 import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import aio_pika
+from yarl import URL
+
+
+def password(variable: str) -> str | None:
+    """The password in the file the environment variable names, if it names one."""
+    path = os.environ.get(variable)
+    return Path(path).read_text().strip() if path else None
+
+
+async def connect(url: str, secret: str | None) -> Any:
+    """A robust connection; `secret` as the URL's password when given, TLS against DEMO_CA_FILE."""
+    target = URL(url)
+    if secret:
+        target = target.with_password(secret)
+    context = None
+    if target.scheme == "amqps":
+        context = ssl.create_default_context(cafile=os.environ.get("DEMO_CA_FILE"))
+    return await aio_pika.connect_robust(target, ssl_context=context)
 
 
 async def main(site_id: int, domain: str, director_url: str, admin_url: str) -> int:
@@ -31,8 +57,8 @@ async def main(site_id: int, domain: str, director_url: str, admin_url: str) -> 
             "env": {"GREETING": "hello"},
         },
     }
-    listener = await aio_pika.connect_robust(admin_url)
-    publisher = await aio_pika.connect_robust(director_url)
+    listener = await connect(admin_url, password("DEMO_ADMIN_PASSWORD_FILE"))
+    publisher = await connect(director_url, password("DEMO_DIRECTOR_PASSWORD_FILE"))
     async with listener, publisher:
         channel = await listener.channel()
         results = await channel.declare_exchange("orchestrator.results", aio_pika.ExchangeType.TOPIC, durable=True)

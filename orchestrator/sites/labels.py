@@ -24,8 +24,9 @@ EXPIRES = "com.director.expires"  # epoch seconds
 # A terminal session's container: its session id, and the process holding its TTY.
 SESSION = "com.director.terminal-session"
 OWNER = "com.director.terminal-owner"
-# Which deployment created a terminal container: two deployments on one swarm (or two test
-# workers) leave each other's sessions alone.
+# Which deployment (`ORCHESTRATOR_DEPLOYMENT`) made a site service or a terminal container: two
+# deployments on one swarm (or two test workers) leave each other's sessions alone, and a
+# deployment's Traefik can route only its own sites (a swarm-provider constraint on this label).
 DEPLOYMENT = "com.director.deployment"
 
 

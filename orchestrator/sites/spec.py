@@ -12,7 +12,16 @@ from orchestrator.config import Settings
 from orchestrator.contract.env import SITE_MOUNT, site_env
 from orchestrator.contract.sites import Site, SiteKind, service_name
 from orchestrator.sites.domains import claim_labels
-from orchestrator.sites.labels import DOMAINS, FINGERPRINT, KIND, MANAGED_BY, MANAGER, SITE_ID, VERSION
+from orchestrator.sites.labels import (
+    DEPLOYMENT,
+    DOMAINS,
+    FINGERPRINT,
+    KIND,
+    MANAGED_BY,
+    MANAGER,
+    SITE_ID,
+    VERSION,
+)
 from orchestrator.sites.policy import check_domains, clamp_resources, resolve_image
 from orchestrator.sites.scripts import HEALTH_PROBE, NGINX_START, RUN_SCRIPT
 from orchestrator.traefik import labels as traefik
@@ -132,6 +141,7 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
     )
     labels |= claim_labels(hosts) | {
         MANAGED_BY: MANAGER,
+        DEPLOYMENT: settings.deployment,
         SITE_ID: str(site.id),
         VERSION: str(version),
         DOMAINS: ",".join(hosts),

@@ -3,7 +3,6 @@ every site matches its newest version, and no event is lost (a result or a dead 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import subprocess
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import docker
-from support import ROOT, DeadLetters, Director, Results, eventually, site_event
+from support import ROOT, DeadLetters, Director, Results, eventually, publish_reliably, site_event
 
 # Loss counts of every fault scenario, printed at the end of the run (see conftest.py).
 LOSS_REPORT: list[str] = []
@@ -63,19 +62,6 @@ class Stream:
             if site_id not in latest or event["version"] > latest[site_id]["version"]:
                 latest[site_id] = event
         return latest
-
-
-async def publish_reliably(director: Director, event: dict[str, Any] | None = None, **kwargs: Any) -> None:
-    """Director's side: retry until the broker confirms (duplicates are fine, loss is not)."""
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            await asyncio.wait_for(director.publish(event, **kwargs), 10)
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
 
 
 async def audit(

@@ -26,15 +26,20 @@ def test_compose_file_passes_docker_stack_config() -> None:
         "/var/run/docker.sock",
         "source: /srv/director/sites\n        target: /srv/director/sites",
         "ORCHESTRATOR_AMQP_PASSWORD_FILE: /run/secrets/orchestrator_amqp_password",
-        "ORCHESTRATOR_TRAEFIK_API_URL: http://traefik:8080",
+        "ORCHESTRATOR_TRAEFIK_API_URL: http://traefik-control:8080",
+        "subnet: 10.254.0.0/24",
         "--configFile=/etc/traefik/traefik.yml",
         "target: /etc/rabbitmq/definitions.json",
-        "mode: replicated-job",
         "attachable: true",
+        "order: start-first",
+        "endpoint_mode: dnsrr",
     ):
         assert expected in text, f"{expected!r} missing from the rendered stack"
-    # Only Traefik's web entrypoint is published; its API is reached over the overlay network.
-    assert re.findall(r"published: \"?(\d+)", text) == ["80"]
+    # Published: Traefik's web entrypoint and the broker's TLS listener for Director, in host mode
+    # (no ingress mesh); Traefik's API is reached over the overlay network.
+    assert sorted(re.findall(r"published: \"?(\d+)", text)) == ["5671", "80"]
+    assert text.count("mode: host") == 2
+    assert "ORCHESTRATOR_AMQP_URL: amqps://" in text  # the broker speaks TLS only
 
 
 def test_compose_file_with_an_error_is_refused(tmp_path: Path) -> None:

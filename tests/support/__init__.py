@@ -14,7 +14,7 @@ The names below are re-exported so a test imports what it uses from `support`.
 
 from support import scope
 from support.broker import DeadLetters, connected, publishing_as_director, reason
-from support.director import Director, Results, deploy, site_event, write_site
+from support.director import Director, Results, deploy, publish_reliably, site_event, write_site
 from support.process import OrchestratorProcess, orchestrator_env, orchestrator_running
 from support.running import Running, stack_running
 from support.scope import fresh_site_id
@@ -72,6 +72,7 @@ __all__ = [
     "make_vhost",
     "orchestrator_env",
     "orchestrator_running",
+    "publish_reliably",
     "publishing_as_director",
     "rabbitmqctl",
     "reason",

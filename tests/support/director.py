@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,10 +96,12 @@ class Director:
 class Results:
     """Collects every result event the orchestrator publishes, keyed by the inbound event id."""
 
-    def __init__(self, connection: AbstractRobustConnection, queue: str | None = None) -> None:
-        """Listen on a private queue, or on a durable `queue` that survives broker restarts."""
+    def __init__(self, connection: AbstractRobustConnection, queue: str | None = None, binding: str = "#") -> None:
+        """Listen on a private queue bound with `binding`, or on a durable `queue` that survives
+        broker restarts."""
         self.connection = connection
         self.queue_name = queue
+        self.binding = binding
         self.by_cause: dict[str, list[SiteResult]] = {}
         self.messages: list[AbstractIncomingMessage] = []
         self.health: list[SiteHealth] = []
@@ -111,7 +114,7 @@ class Results:
         else:
             exchange = await channel.declare_exchange(RESULTS, aio_pika.ExchangeType.TOPIC, durable=True)
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-            await queue.bind(exchange, "#")
+            await queue.bind(exchange, self.binding)
         await queue.consume(self._on_message, no_ack=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -162,6 +165,19 @@ class Results:
         result = found()
         assert result is not None
         return result
+
+
+async def publish_reliably(director: Director, event: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """Director's side: retry until the broker confirms (duplicates are fine, loss is not)."""
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            await asyncio.wait_for(director.publish(event, **kwargs), 10)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def deploy(director: Director, results: Results, event: dict[str, Any], timeout: float = 90) -> SiteResult:

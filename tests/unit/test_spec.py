@@ -11,6 +11,7 @@ from orchestrator.contract.sites import Site
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
 from orchestrator.sites import spec as spec_module
 from orchestrator.sites.spec import (
+    DEPLOYMENT,
     DOMAINS,
     FINGERPRINT,
     MANAGED_BY,
@@ -291,6 +292,13 @@ def test_ownership_labels(site_data: SiteData) -> None:
     assert spec.labels[SITE_ID] == "7"
     assert spec.labels[VERSION] == "3"
     assert spec.labels[DOMAINS] == "a.example.com,b.example.com"
+
+
+def test_deployment_label_names_the_deployment(site_data: SiteData) -> None:
+    """A deployment's Traefik routes only its own sites (a swarm-provider constraint on it)."""
+    assert build(site_data()).labels[DEPLOYMENT] == "director"
+    assert build(site_data(), Settings(deployment="director-prod")).labels[DEPLOYMENT] == "director-prod"
+    assert build(site_data(), Settings(deployment="other")).fingerprint() != build(site_data()).fingerprint()
 
 
 def test_traefik_labels(site_data: SiteData) -> None:
