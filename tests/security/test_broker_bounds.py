@@ -8,6 +8,7 @@ import hashlib
 
 import aio_pika
 import aio_pika.exceptions
+import aiormq.exceptions
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from support import DeadLetters, Director, Results, deploy, rabbitmqctl, site_event
@@ -69,3 +70,17 @@ async def test_a_poison_flood_stays_within_the_dead_letter_bound_and_the_service
             assert headers["x-orchestrator-body-sha256"] == hashlib.sha256(oversized[0]).hexdigest()
     finally:
         rabbitmqctl("clear_policy", "-p", vhost, "test-dead-letters")
+
+
+async def test_director_can_neither_redeclare_nor_delete_its_exchanges(vhost: str) -> None:
+    """Deleting or redeclaring director.sites would silently drop events (and crash-loop a
+    consumer that declared it): Director's user only publishes there."""
+    connection = await aio_pika.connect(f"amqp://director:director@127.0.0.1:5672/{vhost}")
+    async with connection:
+        for attempt in ("declare", "delete"):
+            channel = await connection.channel()
+            with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+                if attempt == "declare":
+                    await channel.declare_exchange("director.sites", aio_pika.ExchangeType.TOPIC, durable=True)
+                else:
+                    await channel.exchange_delete("director.sites")
