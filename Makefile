@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: up down demo demo-stop test ready checks unit unit-first integration-tests stack-tests lint schema \
+.PHONY: up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests lint schema \
         asyncapi-schema bench clean images stack-demo stack-down test-stack
 
 $(VENV)/.installed: pyproject.toml
@@ -51,10 +51,14 @@ test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target ready
 	$(MAKE) --no-print-directory -j2 --output-sync=target checks
 	$(MAKE) --no-print-directory -j2 --output-sync=target integration-tests stack-tests
-	$(PY) -m pytest tests/faults -q -ra
+	$(PY) -m pytest tests/faults -q -ra -m 'not slow'
+
+# Faults too slow for make test's budget (a real dockerd stop and start: every container restarts).
+test-slow: up $(VENV)/.installed
+	$(PY) -m pytest tests/faults -q -ra -m slow
 
 integration-tests:
-	$(PY) -m pytest tests/integration tests/security -q -ra -n $(TEST_WORKERS)
+	$(PY) -m pytest tests/integration tests/security tests/resilience -q -ra -n $(TEST_WORKERS)
 
 stack-tests:
 	$(PY) -m pytest tests/stack -q -ra

@@ -24,6 +24,16 @@ from support import (
 )
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The loss counts of the fault and resilience streams (tests/support/streams.py)."""
+    from support.streams import LOSS_REPORT
+
+    if LOSS_REPORT:
+        terminalreporter.section("fault and resilience streams: loss counts")
+        for line in LOSS_REPORT:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
     async with stack_running("test", tmp_path_factory.mktemp("logs")) as running:

@@ -48,6 +48,8 @@ async def connect(
         with attempt:
             return await aio_pika.connect_robust(
                 target,
+                # Back within a second or two of a broker restart (aio-pika's default waits 5 s).
+                reconnect_interval=1,
                 ssl_context=_ssl_context(settings) if target.scheme == "amqps" else None,
                 client_properties={"connection_name": name},
             )

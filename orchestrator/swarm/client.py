@@ -48,11 +48,16 @@ class DockerClient:
 
     def _api(self) -> docker.APIClient:
         with self._lock:
-            if self._client is None:
-                self._client = docker.APIClient(
-                    base_url=self._base_url, version="auto", timeout=self._timeout, max_pool_size=self._workers
-                )
-            return self._client
+            client = self._client
+        if client is None:
+            # Made outside the lock: "auto" asks the daemon for its API version, and a daemon that
+            # hangs would otherwise hold every other worker behind this one for the whole timeout.
+            client = docker.APIClient(
+                base_url=self._base_url, version="auto", timeout=self._timeout, max_pool_size=self._workers
+            )
+            with self._lock:
+                self._client = client = self._client or client
+        return client
 
 
 def map_api_error(exc: docker.errors.APIError) -> Exception:

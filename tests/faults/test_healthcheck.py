@@ -10,7 +10,8 @@ from support import OrchestratorProcess, eventually
 
 
 def _rabbitmq(action: str) -> None:
-    subprocess.run(["service", "rabbitmq-server", action], check=True, capture_output=True, timeout=120)
+    """The broker application stopped or started (its node stays up: seconds, not a restart)."""
+    subprocess.run(["rabbitmqctl", "-q", f"{action}_app"], check=True, capture_output=True, timeout=120)
     if action == "start":
         subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, capture_output=True, timeout=120)
 

@@ -1,20 +1,36 @@
 """A stream of site events over many sites, the faults to inject into it, and the final audit:
-every site matches its newest version, and no event is lost (a result or a dead letter each)."""
+every site matches its newest version, and no event is lost (a result or a dead letter each).
+Used by tests/faults (faults of the machine: run alone) and tests/resilience (faults of our own
+process and of the messages: run beside the integration tests)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import random
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aio_pika
 import docker
-from support import ROOT, DeadLetters, Director, Results, eventually, publish_reliably, site_event
 
-# Loss counts of every fault scenario, printed at the end of the run (see conftest.py).
+from support import scope
+from support.broker import DeadLetters
+from support.director import Director, Results, publish_reliably, site_event
+from support.stack import TRAEFIK
+from support.waiting import eventually
+
+# Loss counts of every fault scenario, printed at the end of the run (tests/conftest.py).
 LOSS_REPORT: list[str] = []
+# An orchestrator that rides out trouble: enough delayed retries for a Docker outage of well over
+# 20 s, production's Docker workers, and Docker calls that time out soon when the daemon hangs.
+STREAM_SETTINGS = {"max_attempts": "30", "retry_budget_seconds": "3", "retry_delay_seconds": "2",
+                   "converge_timeout_seconds": "90", "concurrency": "8", "prefetch": "32",
+                   "docker_timeout_seconds": "3"}  # fmt: skip
 
 
 @dataclass
@@ -36,7 +52,7 @@ class Stream:
                     history.append(site_event("site.deleted", site_id, version))
                     exists = False
                     continue
-                serving = rng.random() < 0.3  # most versions need no container: a fast, realistic mix
+                serving = rng.random() < 0.15  # most versions need no container: a fast, realistic mix
                 history.append(
                     site_event(
                         "site.updated" if exists else "site.created",
@@ -145,9 +161,11 @@ async def still_consuming(director: Director, results: Results, site_id: int) ->
 
 
 def restart_rabbitmq() -> None:
-    subprocess.run(["service", "rabbitmq-server", "stop"], check=True, capture_output=True, timeout=120)
-    time.sleep(2)
-    subprocess.run(["service", "rabbitmq-server", "start"], check=True, capture_output=True, timeout=120)
+    """The broker application stops and starts again: every client's connection drops, queues keep
+    what they held (the Erlang node stays up, so this takes seconds, not the service's restart)."""
+    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, capture_output=True, timeout=120)
+    time.sleep(1)
+    subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, capture_output=True, timeout=120)
     subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, capture_output=True, timeout=120)
 
 
@@ -161,11 +179,86 @@ def stop_dockerd() -> None:
     raise AssertionError("dockerd did not stop")
 
 
-def start_stack() -> None:
-    """dockerd, swarm, Traefik: the project's own idempotent script brings them back."""
-    subprocess.run(["bash", str(ROOT / "scripts" / "stack-up.sh")], check=True, capture_output=True, timeout=300)
+def start_dockerd() -> None:
+    """Only what the outage stopped: dockerd (its swarm and the containers with a restart policy,
+    Traefik among them, come back with it), then wait until Traefik answers again."""
+    with open("/var/log/dockerd.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        subprocess.Popen(
+            ["dockerd"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state = subprocess.run(
+            ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], capture_output=True, text=True
+        )
+        traefik = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", TRAEFIK], capture_output=True, text=True
+        )
+        if state.stdout.strip() == "active" and traefik.stdout == "404":
+            return
+        time.sleep(0.5)
+    raise AssertionError("dockerd, its swarm or Traefik did not come back within 120 s")
+
+
+def hang_dockerd(seconds: float) -> None:
+    """dockerd stops answering (SIGSTOP) for `seconds`, then carries on: a hung daemon, whose
+    callers time out, without the restart of every container a real stop costs."""
+    subprocess.run(["pkill", "-STOP", "-x", "dockerd"], check=True)
+    try:
+        time.sleep(seconds)
+    finally:
+        subprocess.run(["pkill", "-CONT", "-x", "dockerd"], check=True)
 
 
 def summary(name: str, counts: dict[str, Any]) -> str:
     shown = {k: v for k, v in counts.items() if not k.startswith("_")}
     return f"{name}: " + json.dumps(shown)
+
+
+SITES, PER_SITE = 20, 10  # 200 events per scenario
+_site_ids = itertools.count(scope.FAULT_SITES)  # +0..299: streams of 20 sites, and a few more
+
+
+def next_site() -> int:
+    """A site id of this process's fault share (scope.FAULT_SITES)."""
+    return next(_site_ids)
+
+
+def new_stream(seed: int) -> Stream:
+    return Stream([next(_site_ids) for _ in range(SITES)], PER_SITE, seed)
+
+
+async def run(
+    name: str,
+    director: Director,
+    results: Results,
+    admin: aio_pika.abc.AbstractRobustConnection,
+    api: docker.APIClient,
+    events: list[dict[str, Any]],
+    stream: Stream,
+    fault: Callable[[], Awaitable[None]] | None = None,
+    extra: list[tuple[bytes, str, str]] = (),  # type: ignore[assignment]
+) -> None:
+    """Publish `events` (and `extra` raw messages), inject `fault` half-way, audit, report."""
+    ledger = DeadLetters(admin)
+    await ledger.take()
+    messages: list[Any] = [("event", e) for e in events] + [("raw", r) for r in extra]
+    random.Random(7).shuffle(messages) if extra else None
+    half = len(messages) // 2
+    fault_task = None
+    for index, (kind, item) in enumerate(messages):
+        if index == half and fault is not None:
+            fault_task = asyncio.create_task(fault())
+        if kind == "event":
+            await publish_reliably(director, item)
+        else:
+            body, routing_key, message_id = item
+            await publish_reliably(director, body=body, routing_key=routing_key, message_id=message_id)
+    if fault_task is not None:
+        await fault_task
+    counts = await audit(stream, results, ledger, api, poison_ids={m for _, _, m in extra})
+    LOSS_REPORT.append(summary(name, counts))
+    assert counts["lost"] == 0, counts
+    assert counts["mismatched_sites"] == 0, counts["_details"]
+    assert counts["poison_dead_lettered"] == counts["poison"], counts
+    await still_consuming(director, results, next(_site_ids))
