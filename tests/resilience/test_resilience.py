@@ -20,6 +20,9 @@ from hypothesis import strategies as st
 from support import Director, OrchestratorProcess, Results, eventually, publish_reliably, scope, site_event, write_site
 from support.streams import new_stream, next_site, run
 
+# One worker runs them all, on one orchestrator of their own (xdist's loadgroup): set up once.
+pytestmark = pytest.mark.xdist_group("resilience")
+
 
 async def test_orchestrator_killed_mid_stream_loses_nothing(
     orchestrator: OrchestratorProcess,

@@ -95,7 +95,7 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_HEALTH_TIMEOUT_SECONDS": "1",
         "ORCHESTRATOR_HEALTH_RETRIES": "2",
         "ORCHESTRATOR_STABLE_SECONDS": "2",
-        "ORCHESTRATOR_DRAIN_SECONDS": "2",
+        "ORCHESTRATOR_DRAIN_SECONDS": "1",
         "ORCHESTRATOR_DOMAIN_WAIT_SECONDS": "1.5",
         "ORCHESTRATOR_TRAEFIK_URL": TRAEFIK,
         "ORCHESTRATOR_TRAEFIK_API_URL": TRAEFIK_API,
