@@ -54,6 +54,13 @@ test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target integration-tests stack-tests
 	$(PY) -m pytest tests/faults -q -ra -m 'not slow'
 
+ready: up $(VENV)/.installed demo-stop
+
+checks: lint unit-first
+
+unit-first: $(VENV)/.installed asyncapi-schema
+	$(PY) -m pytest tests/unit -q -x
+
 # Faults too slow for make test's budget (a real dockerd stop and start: every container restarts).
 test-slow: up $(VENV)/.installed
 	$(PY) -m pytest tests/faults -q -ra -m slow
