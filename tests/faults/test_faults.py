@@ -19,28 +19,20 @@ from support.streams import hang_dockerd, new_stream, restart_rabbitmq, run, sta
 pytestmark = pytest.mark.faults
 
 
-async def test_rabbitmq_restart_mid_stream_loses_nothing(
+async def test_a_broker_restart_then_a_hung_dockerd_mid_stream_lose_nothing(
     director: Director, results: Results, admin: Any, api: docker.APIClient
 ) -> None:
+    """Half-way through the stream the broker restarts (every connection drops; queues keep what
+    they hold), and once it is back dockerd hangs for 12 s (SIGSTOP: every call times out, well past
+    the in-process retries, so events ride it out through the delayed-retry queue). One stream for
+    both: each fault on its own stream cost the run a stream's worth of deploys."""
     stream = new_stream(1)
 
-    async def fault() -> None:
+    async def faults() -> None:
         await asyncio.to_thread(restart_rabbitmq)
-
-    await run("rabbitmq restart", director, results, admin, api, stream.events, stream, fault)
-
-
-async def test_docker_unresponsive_for_12s_mid_stream_loses_nothing(
-    director: Director, results: Results, admin: Any, api: docker.APIClient
-) -> None:
-    """A hung daemon (SIGSTOP): every call times out, well past the in-process retries, so events
-    ride it out through the delayed-retry queue."""
-    stream = new_stream(2)
-
-    async def fault() -> None:
         await asyncio.to_thread(hang_dockerd, 12)
 
-    await run("dockerd hung 12s", director, results, admin, api, stream.events, stream, fault)
+    await run("rabbitmq restart, then dockerd hung 12s", director, results, admin, api, stream.events, stream, faults)
 
 
 @pytest.mark.slow
