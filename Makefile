@@ -65,8 +65,11 @@ unit-first: $(VENV)/.installed asyncapi-schema
 test-slow: up $(VENV)/.installed
 	$(PY) -m pytest tests/faults -q -ra -m slow
 
+# Longest first: xdist hands out work in collection order, so the resilience group (one worker,
+# about two minutes) starts at once and the short tests fill the other workers around it.
 integration-tests:
-	$(PY) -m pytest tests/integration tests/security tests/resilience -q -ra -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest tests/resilience tests/integration tests/security -q -ra -n $(TEST_WORKERS) --dist loadgroup \
+		--durations=12
 
 stack-tests:
 	$(PY) -m pytest tests/stack -q -ra

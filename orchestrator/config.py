@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     update_delay_seconds: float = Field(default=1.0, ge=0)
     update_monitor_seconds: float = Field(default=2.0, ge=0)
     restart_delay_seconds: float = Field(default=2.0, ge=0)
+    # A crash-looping site costs the daemon a container start every few seconds, forever: Swarm
+    # gives up on a task after this many restarts within the window (0 = never), the site is then
+    # `down` (site.health) until its next update or restart_requested starts it afresh.
+    restart_max_attempts: int = Field(default=30, ge=0, le=1000)
+    restart_window_seconds: float = Field(default=600.0, ge=0)
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     # A stopping task keeps serving this long after SIGTERM, so Traefik (which drops a task once
     # its desired state is shutdown, at its next refresh) stops sending it requests first.

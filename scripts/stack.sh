@@ -21,6 +21,8 @@
 #   SITES_ROOT       site directories (same path on the host and in the orchestrator)  (/srv/director/sites)
 #   SITES_NETWORK    the sites' overlay network                                         (director-sites)
 #   SITES_REGISTRY   prefix of custom site images                                       (registry.director.local/sites)
+#   SITES_DOMAIN_SUFFIXES  the domains sites may claim, comma-separated               (required)
+#   RESERVED_DOMAINS the panel's own names, which no site may claim, comma-separated   (required)
 #   AMQPS_HOSTNAMES  extra names in the broker's certificate (the name Director uses), comma-separated
 #   STACK_STATE_DIR  TLS material and the copies of the passwords Director and operators need
 #                    (root only)                                    (/var/lib/director-stack/$DIRECTOR_STACK)

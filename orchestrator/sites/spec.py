@@ -83,6 +83,9 @@ def site_uid(site_id: int, settings: Settings) -> int:
     return settings.site_uid_base + site_id
 
 
+LATER_FIELDS = ("restart_max_attempts", "restart_window_ns")
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """Everything the swarm adapter needs to create or update one site service."""
@@ -111,6 +114,10 @@ class ServiceSpec:
     update_monitor_ns: int = 0
     restart_delay_ns: int = 0
     stop_grace_ns: int = 0
+    # Fields added after services were first fingerprinted: left out of the fingerprint at zero,
+    # so an upgrade does not make every older service look edited by hand.
+    restart_max_attempts: int = 0
+    restart_window_ns: int = 0
 
     def fingerprint(self) -> str:
         """A digest of the spec without our bookkeeping labels: equal fingerprints, nothing to change."""
@@ -119,6 +126,9 @@ class ServiceSpec:
         data["mounts"] = [vars(m) for m in self.mounts]
         data["healthcheck"] = vars(self.healthcheck) if self.healthcheck else None
         data["labels"] = {k: v for k, v in self.labels.items() if k not in (VERSION, FINGERPRINT)}
+        for name in LATER_FIELDS:
+            if not data[name]:
+                del data[name]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -180,6 +190,8 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         update_delay_ns=round(settings.update_delay_seconds * NANOSECONDS),
         update_monitor_ns=round(settings.update_monitor_seconds * NANOSECONDS),
         restart_delay_ns=round(settings.restart_delay_seconds * NANOSECONDS),
+        restart_max_attempts=settings.restart_max_attempts,
+        restart_window_ns=round(settings.restart_window_seconds * NANOSECONDS),
         # The drain comes out of the grace period: the server still gets the rest to shut down.
         stop_grace_ns=round((settings.stop_grace_seconds + settings.drain_seconds) * NANOSECONDS),
     )

@@ -56,6 +56,7 @@ def from_docker(raw: dict[str, Any], network_names: Mapping[str, str]) -> Servic
     health = container.get("Healthcheck")
     test = (health or {}).get("Test") or []
     update = raw.get("UpdateConfig", {})
+    restart = task.get("RestartPolicy") or {}
     return ServiceSpec(
         name=raw.get("Name", ""),
         image=container.get("Image", ""),
@@ -95,7 +96,9 @@ def from_docker(raw: dict[str, Any], network_names: Mapping[str, str]) -> Servic
         constraints=tuple((task.get("Placement") or {}).get("Constraints") or ()),
         update_delay_ns=update.get("Delay", 0),
         update_monitor_ns=update.get("Monitor", 0),
-        restart_delay_ns=(task.get("RestartPolicy") or {}).get("Delay", 0),
+        restart_delay_ns=restart.get("Delay", 0),
+        restart_max_attempts=restart.get("MaxAttempts", 0),
+        restart_window_ns=restart.get("Window", 0),
         stop_grace_ns=container.get("StopGracePeriod", 0),
     )
 
@@ -136,7 +139,12 @@ def to_docker(spec: ServiceSpec) -> dict[str, Any]:
     task = types.TaskTemplate(
         container_spec=container,
         resources=resources,
-        restart_policy=types.RestartPolicy(condition="any", delay=spec.restart_delay_ns),
+        restart_policy=types.RestartPolicy(
+            condition="any",
+            delay=spec.restart_delay_ns,
+            max_attempts=spec.restart_max_attempts,
+            window=spec.restart_window_ns,
+        ),
         log_driver=types.DriverConfig("json-file", options=dict(spec.log_options)),
         networks=[{"Target": spec.network}],
         placement=types.Placement(constraints=list(spec.constraints)) if spec.constraints else None,

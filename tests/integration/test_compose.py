@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
 
 from support import ROOT
 
+# What an operator must choose (scripts/stack.sh documents them); the file has no default.
+REQUIRED = {"SITES_DOMAIN_SUFFIXES": "sites.school.example", "RESERVED_DOMAINS": "panel.school.example"}
 
-def test_compose_file_passes_docker_stack_config() -> None:
-    rendered = subprocess.run(
-        ["docker", "stack", "config", "-c", str(ROOT / "compose.yaml")],
+
+def stack_config(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "stack", "config", "-c", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **env},
     )
+
+
+def test_compose_file_passes_docker_stack_config() -> None:
+    rendered = stack_config(ROOT / "compose.yaml", REQUIRED)
 
     assert rendered.returncode == 0, rendered.stderr
     text = rendered.stdout
@@ -33,6 +42,8 @@ def test_compose_file_passes_docker_stack_config() -> None:
         "attachable: true",
         "order: start-first",
         "endpoint_mode: dnsrr",
+        "ORCHESTRATOR_ALLOWED_DOMAIN_SUFFIXES: sites.school.example",
+        "ORCHESTRATOR_RESERVED_DOMAINS: panel.school.example",
     ):
         assert expected in text, f"{expected!r} missing from the rendered stack"
     # Published: Traefik's web entrypoint and the broker's TLS listener for Director, in host mode
@@ -46,5 +57,11 @@ def test_compose_file_with_an_error_is_refused(tmp_path: Path) -> None:
     """The check above can fail: a broken file is refused by the same command."""
     path = tmp_path / "compose.yaml"
     path.write_text((ROOT / "compose.yaml").read_text().replace("services:", "servicez:", 1))
-    rendered = subprocess.run(["docker", "stack", "config", "-c", str(path)], capture_output=True, timeout=60)
+    rendered = stack_config(path, REQUIRED)
     assert rendered.returncode != 0
+
+
+def test_compose_file_refuses_a_deploy_that_has_not_chosen_its_domains() -> None:
+    for missing in REQUIRED:
+        rendered = stack_config(ROOT / "compose.yaml", {k: v for k, v in REQUIRED.items() if k != missing})
+        assert rendered.returncode != 0 and missing in rendered.stderr, rendered.stderr

@@ -44,7 +44,9 @@ async def test_a_site_that_starts_crash_looping_is_down_once_then_healthy_once(
     assert statuses[1].since > down.since
     await served(host, f"health page {site_id}")
     await asyncio.sleep(2)
-    assert len([h for h in results.health if h.site_id == site_id]) == 2  # no repeats after recovery
+    assert len([h for h in results.health if h.site_id == site_id]) == 2, [
+        h for h in results.health if h.site_id == site_id
+    ]  # no repeats after recovery
 
 
 def failed_tasks(api: docker.APIClient, site_id: int) -> int:

@@ -1,6 +1,7 @@
 """A site's own code attacks the orchestrator (round three): its answer to the deploy check through
-Traefik is endless or trickled. The check reads headers and a few bytes, under one deadline, and
-other sites' events keep flowing meanwhile."""
+Traefik is endless or trickled (the check reads headers and a few bytes, under one deadline, and
+other sites' events keep flowing meanwhile); it crash-loops (Swarm gives up after a bounded number
+of restarts instead of starting a container every few seconds forever)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,20 @@ import asyncio
 import time
 from pathlib import Path
 
-from support import Director, OrchestratorProcess, Results, deploy, fetch, fresh_site_id, site_event, write_site
+import docker
+from support import (
+    Director,
+    OrchestratorProcess,
+    Results,
+    deploy,
+    eventually,
+    fetch,
+    fresh_site_id,
+    site_event,
+    write_site,
+)
+
+from orchestrator.sites.spec import service_name
 
 # A tiny server in the site's image: the health probe (Host 127.0.0.1) gets a short page, anything
 # through Traefik (the site's own Host) gets `BODY` after the headers.
@@ -89,3 +103,26 @@ async def test_a_site_runs_without_new_privileges_on_a_nosuid_nodev_directory_on
     assert "NoNewPrivs:\t1" in report, report  # a setuid binary in the image raises nothing
     assert site_dir.stat().st_mode & 0o777 == 0o750  # no other host user reads a site
     assert (site_dir / "private").stat().st_mode & 0o777 == 0o700  # its secrets: the site alone
+
+
+async def test_a_crash_looping_site_is_restarted_a_bounded_number_of_times(
+    director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+) -> None:
+    site_dir = write_site(sites_root, site_id, page="never served")
+    (site_dir / "run.sh").write_text("#!/bin/sh\necho crashing >&2\nexit 1\n")
+    result = await deploy(director, results, site_event("site.created", site_id, 1))
+    assert result.type == "site.failed" and result.error is not None and result.error.code == "run_script_failed"
+    name = service_name(site_id)
+    attempts = int(api.inspect_service(name)["Spec"]["TaskTemplate"]["RestartPolicy"]["MaxAttempts"])
+    assert 0 < attempts <= 10, attempts  # the test settings keep the loop short (8)
+
+    def tasks() -> list[dict[str, str]]:
+        return [t["Status"] for t in api.tasks(filters={"service": name})]
+
+    def given_up() -> bool:
+        states = [status["State"] for status in tasks()]
+        return len(states) == attempts + 1 and all(state in ("failed", "rejected", "complete") for state in states)
+
+    await eventually(given_up, timeout=60)
+    await asyncio.sleep(3)  # past the restart delay: no further container is started
+    assert len(tasks()) == attempts + 1

@@ -105,6 +105,7 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_UPDATE_DELAY_SECONDS": "0",
         "ORCHESTRATOR_UPDATE_MONITOR_SECONDS": "1",
         "ORCHESTRATOR_RESTART_DELAY_SECONDS": "1",
+        "ORCHESTRATOR_RESTART_MAX_ATTEMPTS": "8",  # past test_health's crash loop of three
         "ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS": "20",
         "ORCHESTRATOR_HEARTBEAT_SECONDS": "2",
         # Long enough for a test to use its session, short enough to see one closed for idling.

@@ -61,12 +61,33 @@ def test_a_spec_read_back_from_docker_has_the_fingerprint_it_was_applied_with(si
         lambda s: s["Mode"]["Replicated"].update(Replicas=5),
         lambda s: s["TaskTemplate"]["ContainerSpec"].update(User="0:0"),
         lambda s: s["TaskTemplate"].update(Networks=[{"Target": "other"}]),
+        lambda s: s["TaskTemplate"]["RestartPolicy"].update(MaxAttempts=0),
     ],
 )
 def test_a_hand_edit_is_drift(site_data: SiteData, edit: Callable[[dict[str, Any]], None]) -> None:
     stored = as_docker_stores_it(applied(site_data))
     edit(stored)
     assert edited(from_docker(stored, NETWORKS))
+
+
+def test_a_service_from_before_the_restart_bound_keeps_its_fingerprint(site_data: SiteData) -> None:
+    # Applied by a version without the restart bound: no MaxAttempts/Window on the live spec and a
+    # fingerprint computed without them. After the upgrade it must not read as edited by hand.
+    old = with_fingerprint(replace(applied(site_data), restart_max_attempts=0, restart_window_ns=0))
+    stored = as_docker_stores_it(old)
+    del stored["TaskTemplate"]["RestartPolicy"]["MaxAttempts"], stored["TaskTemplate"]["RestartPolicy"]["Window"]
+    assert not edited(from_docker(stored, NETWORKS))
+
+
+def test_fields_added_later_leave_older_fingerprints_alone() -> None:
+    # The fingerprint this spec had before the restart bound existed (recorded from that version):
+    # services applied then must not read as edited after an upgrade.
+    spec = ServiceSpec(
+        name="site_0001", image="director/base:latest", labels={"a": "b"}, network="director-sites",
+        replicas=1, nano_cpus=10**9, memory_bytes=2**28,
+    )  # fmt: skip
+    assert spec.fingerprint() == "c5c212b9ea0f87febea23ee9b0bf48f5"
+    assert replace(spec, restart_max_attempts=30).fingerprint() != spec.fingerprint()
 
 
 def test_a_restart_marker_is_not_drift(site_data: SiteData) -> None:

@@ -22,6 +22,7 @@ from orchestrator.sites.spec import (
     desired_service,
     service_name,
 )
+from orchestrator.swarm.mapping import to_docker
 
 SiteData = Callable[..., dict[str, Any]]
 SITE_DIR = PurePath("/srv/director/sites/site_0001")
@@ -250,6 +251,13 @@ def test_default_delays_are_whole_seconds_not_nanoseconds(site_data: SiteData, s
     # Swarm reads these as nanoseconds: a value like 1 or 2 would mean "no delay at all".
     assert spec.update_delay_ns >= 1_000_000
     assert spec.restart_delay_ns >= 1_000_000
+
+
+def test_a_crash_loop_is_bounded(site_data: SiteData) -> None:
+    spec = build(site_data(), Settings(restart_max_attempts=7, restart_window_seconds=120))
+    assert (spec.restart_max_attempts, spec.restart_window_ns) == (7, 120_000_000_000)
+    policy = to_docker(spec)["task_template"]["RestartPolicy"]
+    assert (policy["Condition"], policy["MaxAttempts"], policy["Window"]) == ("any", 7, 120_000_000_000)
 
 
 # --- hardening ----------------------------------------------------------------------------------
