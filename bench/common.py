@@ -121,6 +121,7 @@ async def bench_running(**overrides: str) -> AsyncIterator[Bench]:
         root = Path(tmp) / "sites"
         root.mkdir()
         process = OrchestratorProcess(bench_env(root, **overrides), Path(tmp) / "orchestrator.log")
+        bench: Bench | None = None
         process.start()
         try:
             await process.wait_consuming(timeout=120)
@@ -129,10 +130,13 @@ async def bench_running(**overrides: str) -> AsyncIterator[Bench]:
                 await results.start()
                 director = Director(publishing)
                 await director.start()
-                yield Bench(root, process, director, results)
+                bench = Bench(root, process, director, results)
+                yield bench
         finally:
-            if process.alive:
-                process.stop()
+            # The one running now: a section may have restarted it (`Bench.restart`).
+            running = bench.process if bench is not None else process
+            if running.alive:
+                running.stop()
 
 
 def traefik_refresh(seconds: int) -> None:
