@@ -23,6 +23,10 @@ from support.streams import new_stream, next_site, run
 # One worker runs them all, on one orchestrator of their own (xdist's loadgroup): set up once.
 pytestmark = pytest.mark.xdist_group("resilience")
 
+# 100 events per stream: a kill lands among dozens in flight and queued, and every stream still
+# spans several versions, deletes and re-creates per site; the machine faults keep 200.
+STREAM_SITES = 10
+
 
 async def test_orchestrator_killed_mid_stream_loses_nothing(
     orchestrator: OrchestratorProcess,
@@ -31,7 +35,7 @@ async def test_orchestrator_killed_mid_stream_loses_nothing(
     admin: Any,
     api: docker.APIClient,
 ) -> None:
-    stream = new_stream(3)
+    stream = new_stream(3, STREAM_SITES)
 
     async def fault() -> None:
         seen = len(results.by_cause)
@@ -49,7 +53,7 @@ async def test_orchestrator_killed_mid_stream_loses_nothing(
 async def test_out_of_order_and_duplicate_deliveries_converge_to_the_newest(
     director: Director, results: Results, admin: Any, api: docker.APIClient
 ) -> None:
-    stream = new_stream(4)
+    stream = new_stream(4, STREAM_SITES)
     rng = random.Random(4)
     events = list(stream.events) + rng.sample(stream.events, len(stream.events) // 3)
     rng.shuffle(events)
@@ -121,7 +125,7 @@ def poison_messages(count: int) -> list[tuple[bytes, str, str]]:
 async def test_a_thousand_poison_messages_are_dead_lettered_and_nothing_else_is_lost(
     director: Director, results: Results, admin: Any, api: docker.APIClient
 ) -> None:
-    stream = new_stream(5)
+    stream = new_stream(5, STREAM_SITES)
     poison = poison_messages(1000)
     assert len(poison) == 1000
 

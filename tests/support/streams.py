@@ -215,7 +215,7 @@ def summary(name: str, counts: dict[str, Any]) -> str:
     return f"{name}: " + json.dumps(shown)
 
 
-SITES, PER_SITE = 20, 10  # 200 events per scenario
+SITES, PER_SITE = 20, 10  # 200 events per machine fault (long enough to span a broker restart and a hang)
 _site_ids = itertools.count(scope.FAULT_SITES)  # +0..299: streams of 20 sites, and a few more
 
 
@@ -224,8 +224,8 @@ def next_site() -> int:
     return next(_site_ids)
 
 
-def new_stream(seed: int) -> Stream:
-    return Stream([next(_site_ids) for _ in range(SITES)], PER_SITE, seed)
+def new_stream(seed: int, sites: int = SITES) -> Stream:
+    return Stream([next(_site_ids) for _ in range(sites)], PER_SITE, seed)
 
 
 async def run(
