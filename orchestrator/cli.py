@@ -1,4 +1,5 @@
-"""The command line: `orchestrator run | healthcheck | status | reconcile | schema export | dead-letters ...`.
+"""The command line: `orchestrator run | healthcheck | status | reconcile | schema export | dead-letters ...
+| docker-proxy`.
 
 Heavy imports (aio-pika, the docker SDK) happen inside the commands that need them, so
 `healthcheck` starts fast."""
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     purge = actions.add_parser("purge", help="delete every dead letter (asks first)")
     purge.add_argument("--yes", action="store_true", help="do not ask")
 
+    proxy = commands.add_parser("docker-proxy", help="a read-only window on the Docker API for Traefik")
+    proxy.add_argument("--listen", default="0.0.0.0:2375", help="HOST:PORT (a network only Traefik shares)")
+
     args = parser.parse_args(argv)
     settings = Settings()
     logs.setup()
@@ -96,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         from orchestrator.ops.reset import reset_version
 
         print(asyncio.run(reset_version(settings, args.site_id)))
+        return 0
+    if args.command == "docker-proxy":
+        from orchestrator.traefik.docker_proxy import DockerProxy
+
+        host, _, port = args.listen.rpartition(":")
+        if not settings.docker_url.startswith("unix://"):
+            parser.error("docker-proxy forwards to a unix socket (ORCHESTRATOR_DOCKER_URL=unix://...)")
+        asyncio.run(DockerProxy(settings.docker_url.removeprefix("unix://")).serve(host, int(port)))
         return 0
     if args.command == "schema":
         from orchestrator.contract import schemas as contract

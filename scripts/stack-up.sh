@@ -472,9 +472,11 @@ fi
 # installed copy; the container mounts that copy, not the checkout.
 TRAEFIK_SRC=$(cd "$(dirname "$0")/.." && pwd)/deploy/traefik
 traefik_yml=$(sed -e "s|^\(    network:\) .* # local: .*\$|\1 $NETWORK|" \
-                  -e "s|^\(    refreshSeconds:\) .* # local: .*\$|\1 $REFRESH|" "$TRAEFIK_SRC/traefik.yml")
-grep -qxF "    network: $NETWORK" <<<"$traefik_yml" && grep -qxF "    refreshSeconds: $REFRESH" <<<"$traefik_yml" ||
-    die "$TRAEFIK_SRC/traefik.yml: the 'local:' network/refreshSeconds lines are missing"
+                  -e "s|^\(    refreshSeconds:\) .* # local: .*\$|\1 $REFRESH|" \
+                  -e "s|^\(    endpoint:\) .* # local: \(.*\)\$|\1 \2|" "$TRAEFIK_SRC/traefik.yml")
+grep -qxF "    network: $NETWORK" <<<"$traefik_yml" && grep -qxF "    refreshSeconds: $REFRESH" <<<"$traefik_yml" &&
+    grep -qxF "    endpoint: unix:///var/run/docker.sock" <<<"$traefik_yml" ||
+    die "$TRAEFIK_SRC/traefik.yml: the 'local:' network/refreshSeconds/endpoint lines are missing"
 install_if_changed() { # content dest
     [ "$(cat "$2" 2>/dev/null)" = "$1" ] || { printf '%s\n' "$1" >"$2.tmp" && chmod 0644 "$2.tmp" && mv -f "$2.tmp" "$2"; }
 }

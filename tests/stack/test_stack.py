@@ -21,7 +21,7 @@ from support import broker_definitions, eventually, publish_reliably, site_event
 
 from orchestrator.config import Settings
 
-SERVICES = ("rabbitmq", "traefik", "orchestrator")
+SERVICES = ("rabbitmq", "traefik", "docker-proxy", "orchestrator")
 
 
 def test_every_service_is_running_and_healthy(prod: Prod) -> None:
@@ -75,8 +75,19 @@ def test_swarm_native_details_as_deployed(prod: Prod) -> None:
 
     traefik = prod.service("traefik")["Spec"]
     assert "node.role == manager" in traefik["TaskTemplate"]["Placement"]["Constraints"]
-    (socket,) = traefik["TaskTemplate"]["ContainerSpec"]["Mounts"]
-    assert socket["Source"] == "/var/run/docker.sock" and socket["ReadOnly"] is True
+    assert not traefik["TaskTemplate"]["ContainerSpec"].get("Mounts")  # no Docker socket: the proxy
+    proxy = prod.service("docker-proxy")["Spec"]
+    (socket,) = proxy["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert socket["Source"] == "/var/run/docker.sock"
+    (network,) = proxy["TaskTemplate"]["Networks"]
+    assert prod.api.inspect_network(network["Target"])["Internal"] is True  # Traefik's and its own
+    # From Traefik's side of it: reads answer, a write is refused before Docker sees it.
+    (proxy_task,) = prod.containers("docker-proxy")
+    ask = "import sys, urllib.request as u; r = u.Request('http://127.0.0.1:2375' + sys.argv[2], method=sys.argv[1])"
+    ask += "\ntry: print(u.urlopen(r).status)\nexcept Exception as e: print(getattr(e, 'code', e))"
+    for method, path, status in (("GET", "/v1.41/services", "200"), ("POST", "/v1.41/containers/create", "403")):
+        code, out = prod.exec(proxy_task["Id"], "python3", "-c", ask, method, path)
+        assert code == 0 and out.strip() == status, (method, path, out)
 
     network = prod.api.inspect_network(prod.settings["SITES_NETWORK"])
     assert (network["Driver"], network["Attachable"]) == ("overlay", True)
@@ -137,6 +148,9 @@ async def test_event_to_served_page_then_deleted(prod: Prod, foreign_service: st
     (foreign,) = prod.api.containers(filters={"label": f"com.docker.swarm.service.name={foreign_service}"})
     code, out = prod.exec(foreign["Id"], "wget", "-q", "-O-", "http://traefik:8080/api/http/routers")
     assert code != 0 and "403" in out, out
+    # Nor is the Docker API's proxy: it is not on the sites' network at all.
+    code, out = prod.exec(foreign["Id"], "wget", "-q", "-O-", "http://docker-proxy:2375/v1.41/version")
+    assert code != 0 and "bad address" in out, out
     # Handed to the site's uid by the orchestrator with its five capabilities (compose.yaml's
     # settings leave the uid base at its default).
     assert site_dir.stat().st_uid == Settings().site_uid_base + site_id

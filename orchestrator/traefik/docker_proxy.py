@@ -1,0 +1,124 @@
+"""What Traefik may see of Docker: a read-only window on the Engine API.
+
+Traefik's swarm provider only reads (the Engine's version, services, tasks, networks, nodes), but
+a Docker socket answers anything: whoever holds it can start a privileged container and owns
+every node. `orchestrator docker-proxy` sits between the two: it listens on a network only Traefik
+shares (`compose.yaml`) and forwards a request to the socket only when `allowed` says so, one
+request per connection (a `Connection: close` of our own, so a kept-alive connection cannot carry
+an unchecked second request). Everything else is answered 403 and never reaches Docker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+# GET (and HEAD) of these collections and their items, with or without the API version prefix;
+# query strings (filters) are free. No /containers, /exec, /images, /volumes, /secrets, /configs,
+# /swarm, /plugins, /events (the swarm provider polls), and no writes of any kind.
+READABLE = re.compile(
+    r"/(?:v1\.\d{1,3}/)?(?:_ping|version|info|services|tasks|networks|nodes)(?:/[A-Za-z0-9][A-Za-z0-9_.-]{0,127})?/?"
+)
+HEAD_LIMIT = 16 * 1024  # bytes of request line and headers
+HEAD_TIMEOUT = 10.0  # seconds for a client to send them
+MAX_CONNECTIONS = 64  # at once; Traefik needs a handful
+
+
+def allowed(method: str, target: str) -> bool:
+    """Pure: may a request `METHOD target` reach Docker? Only reads of what the swarm provider needs."""
+    if method not in ("GET", "HEAD") or not target.startswith("/"):
+        return False
+    path = urlsplit(target).path
+    # A percent-encoded slash or dot must not smuggle another path past the pattern.
+    return unquote(path) == path and READABLE.fullmatch(path) is not None
+
+
+def parse_head(head: bytes) -> tuple[str, str, list[tuple[str, str]]] | None:
+    """Pure: (method, target, headers) of an HTTP/1.1 request head, or None if it is not one a
+    client without a body sends."""
+    try:
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, version = lines[0].split(" ")
+    except ValueError:
+        return None
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        return None
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            return None
+        headers.append((name, value.strip()))
+    names = {name.lower() for name, _ in headers}
+    if "transfer-encoding" in names or any(n.lower() == "content-length" and v != "0" for n, v in headers):
+        return None  # reads carry no body: one would be a second request in disguise
+    return method, target, headers
+
+
+def forwarded_head(method: str, target: str, headers: list[tuple[str, str]]) -> bytes:
+    """Pure: the request as Docker gets it: the client's headers but its own connection ones, and
+    `Connection: close`, so Docker ends the connection after one answer."""
+    hop = {"connection", "keep-alive", "proxy-connection", "upgrade"}
+    kept = [f"{name}: {value}" for name, value in headers if name.lower() not in hop]
+    return "\r\n".join([f"{method} {target} HTTP/1.1", *kept, "Connection: close", "", ""]).encode("latin-1")
+
+
+def refusal(status: str, why: str) -> bytes:
+    body = why.encode()
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+class DockerProxy:
+    def __init__(self, docker_socket: str) -> None:
+        self._socket = docker_socket
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+
+    async def serve(self, host: str, port: int) -> None:
+        server = await asyncio.start_server(self._handle, host, port, limit=HEAD_LIMIT)
+        log.info("docker proxy listening", extra={"listen": f"{host}:{port}", "docker": self._socket})
+        async with server:
+            await server.serve_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if self._slots.locked():
+                writer.write(refusal("503 Service Unavailable", "too many connections\n"))
+                return
+            async with self._slots:
+                await self._one_request(reader, writer)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            pass  # the client went away or sent too much: nothing reached Docker
+        finally:
+            with contextlib.suppress(OSError):
+                writer.close()
+                await writer.wait_closed()
+
+    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+        request = parse_head(head)
+        if request is None:
+            writer.write(refusal("400 Bad Request", "not a plain read request\n"))
+            return
+        method, target, headers = request
+        if not allowed(method, target):
+            log.warning("docker proxy refused", extra={"method": method, "target": target[:200]})
+            writer.write(refusal("403 Forbidden", "this Docker API is read-only\n"))
+            return
+        docker_reader, docker_writer = await asyncio.open_unix_connection(self._socket)
+        try:
+            docker_writer.write(forwarded_head(method, target, headers))
+            await docker_writer.drain()
+            while chunk := await docker_reader.read(64 * 1024):
+                writer.write(chunk)
+                await writer.drain()
+        finally:
+            docker_writer.close()

@@ -1,0 +1,109 @@
+"""Traefik's window on Docker (`orchestrator docker-proxy`, traefik/docker_proxy.py) against the
+real Engine: the swarm provider's reads pass; a write, a read of anything else and a second request
+smuggled on a kept-alive connection never reach Docker."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+from support import ROOT
+
+from orchestrator.config import Settings
+
+NETWORK = Settings().network
+
+
+@pytest.fixture(scope="module")
+def proxy() -> Iterator[tuple[str, int]]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "docker-proxy", "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "the proxy did not start"
+                time.sleep(0.1)
+        yield "127.0.0.1", port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def exchange(address: tuple[str, int], raw: bytes) -> bytes:
+    """Send `raw` on one connection and read until the proxy closes it."""
+    with socket.create_connection(address, timeout=10) as conn:
+        conn.sendall(raw)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: docker\r\n\r\n".encode()
+
+
+def body(answer: bytes) -> bytes:
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    if b"chunked" not in head.lower():
+        return rest
+    out = b""
+    while rest:
+        size, _, rest = rest.partition(b"\r\n")
+        out, rest = out + rest[: int(size, 16)], rest[int(size, 16) + 2 :]
+    return out
+
+
+def test_the_swarm_providers_reads_reach_docker(proxy: tuple[str, int], api: docker.APIClient) -> None:
+    network = exchange(proxy, get(f"/v1.41/networks/{NETWORK}"))
+    assert network.startswith(b"HTTP/1.1 200 OK"), network[:200]
+    assert json.loads(body(network))["Name"] == NETWORK
+    services = exchange(proxy, get("/v1.41/services"))
+    assert services.startswith(b"HTTP/1.1 200 OK"), services[:200]
+    assert sorted(s["ID"] for s in json.loads(body(services))) == sorted(s["ID"] for s in api.services())
+    version = exchange(proxy, get("/v1.41/version"))
+    assert json.loads(body(version))["ApiVersion"] == api.version()["ApiVersion"]
+
+
+def test_a_write_never_reaches_docker(proxy: tuple[str, int], api: docker.APIClient) -> None:
+    spec = json.dumps({"Image": "director/base:latest", "Cmd": ["true"], "HostConfig": {"Privileged": True}})
+    before = {c["Id"] for c in api.containers(all=True)}
+    answer = exchange(
+        proxy,
+        b"POST /v1.41/containers/create?name=escape HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(spec)}\r\n\r\n{spec}".encode(),
+    )
+    assert answer.startswith((b"HTTP/1.1 403", b"HTTP/1.1 400")), answer[:200]
+    assert {c["Id"] for c in api.containers(all=True)} == before
+
+
+@pytest.mark.parametrize("path", ["/v1.41/containers/json", "/v1.41/swarm", "/v1.41/secrets", "/v1.41/services/x/logs"])
+def test_other_reads_are_refused(proxy: tuple[str, int], path: str) -> None:
+    assert exchange(proxy, get(path)).startswith(b"HTTP/1.1 403 Forbidden")
+
+
+def test_a_second_request_on_a_kept_alive_connection_is_never_forwarded(proxy: tuple[str, int]) -> None:
+    smuggled = get("/v1.41/version").replace(b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n") + get(
+        "/v1.41/containers/json?all=1"
+    )
+    answer = exchange(proxy, smuggled)
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert answer.count(b"HTTP/1.1 ") == 1  # one answer, then the connection ends
+    assert b'"Image"' not in answer  # no container listing
