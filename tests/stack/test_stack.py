@@ -269,7 +269,9 @@ def foreign_service(prod: Prod) -> Iterator[str]:
         "com.director.deployment": "someone-else",
     }
     command = ["docker", "service", "create", "-d", "--no-resolve-image", "--name", name, "--network", network,
-               "--endpoint-mode", "dnsrr", "--limit-cpu", "0.1", "--limit-memory", "32m"]  # fmt: skip
+               "--endpoint-mode", "dnsrr", "--limit-cpu", "0.1", "--limit-memory", "32m",
+               # On this engine, where the test looks for its container (also beside a test cluster).
+               "--constraint", f"node.id=={prod.api.info()['Swarm']['NodeID']}"]  # fmt: skip
     for key, value in labels.items():
         command += ["--label", f"{key}={value}"]
     subprocess.run([*command, "director/base:latest", "httpd", "-f", "-p", "80"], check=True, capture_output=True)
