@@ -215,13 +215,19 @@ class Swarm:
             runs_site_script=rollout.runs_site_script,
         )
 
-    async def last_logs(self, container_id: str, lines: int) -> str:
+    async def last_logs(self, task_id: str, lines: int) -> str:
+        """Through the swarm's task logs, so a task on any node is read (its engine sends them)."""
+
         def logs(api: docker.APIClient) -> str:
             try:
-                env = api.inspect_container(container_id)["Config"].get("Env") or []
-                raw = api.logs(container_id, stdout=True, stderr=True, tail=lines)
-            except docker.errors.NotFound:
-                return ""
+                env = api.inspect_task(task_id)["Spec"].get("ContainerSpec", {}).get("Env") or []
+                response = api._get(
+                    api._url("/tasks/{0}/logs", task_id), params={"stdout": 1, "stderr": 1, "tail": lines}
+                )
+                api._raise_for_status(response)
+                raw = api._get_result_tty(False, response, False)
+            except docker.errors.APIError:
+                return ""  # gone, or its node cannot be asked (down): the message goes without
             # The site's env values may be secrets; ours (PORT=80, HOME=/site) are not.
             secrets = [value for key, _, value in (v.partition("=") for v in env) if key not in OWN_ENV_KEYS]
             return mask(bytes(raw).decode(errors="replace"), secrets)
@@ -229,11 +235,18 @@ class Swarm:
         return await self._run(logs)
 
     async def wait_gone(self, service: Service, timeout: float) -> None:
-        """Wait until no container of a removed service runs any more (its mounts are released)."""
+        """Wait until no task of a removed service holds a container on any node (its mounts are
+        released). The swarm's task list, not this engine's containers: tasks run on workers too."""
         deadline = time.monotonic() + timeout
-        label = f"com.docker.swarm.service.id={service.id}"
+
+        def holding(api: docker.APIClient) -> list[str]:
+            # By name prefix: a service filter would have to resolve the removed service and fail.
+            tasks = api.tasks(filters={"name": f"{service.name}."})
+            down = {n["ID"] for n in api.nodes() if n.get("Status", {}).get("State") == "down"}
+            return rollouts.holding_containers(tasks, service.id, down)
+
         while time.monotonic() < deadline:
-            if not await self._run(lambda api: api.containers(filters={"label": label})):
+            if not await self._run(holding):
                 return
             await self._wait_for_change(service.id, POLL_SECONDS)
         raise TransientError(f"tasks of {service.name} still running {timeout:.0f}s after removal")
