@@ -1,0 +1,29 @@
+"""The cluster tests (`make test-cluster`): the local stack's manager and two workers of
+scripts/cluster.sh, real engines joined to the machine's swarm. They are not part of `make test`:
+they drain and kill nodes, which would move the sites of tests running beside them. Without the
+workers up they are skipped, saying how to run them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from figures import MEASURED
+
+STATE = Path("/run/director-cluster")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    workers_up = all((STATE / f"w{i}.sock").exists() for i in (1, 2))
+    for item in items:
+        if "tests/cluster/" in str(item.path):
+            item.add_marker(pytest.mark.cluster)
+            if not workers_up:
+                item.add_marker(pytest.mark.skip(reason="no test cluster: make test-cluster brings one up"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if MEASURED:
+        terminalreporter.section("cluster: measured")
+        for line in MEASURED:
+            terminalreporter.write_line(line)
