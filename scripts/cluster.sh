@@ -139,13 +139,14 @@ PY
     wait_for 60 engine_up "$node" || { tail -n 20 "$LOGS/$node.log" >&2; die "$node: dockerd did not come up (log: $LOGS/$node.log)"; }
 }
 
+swarm_state() { wdocker "$1" info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null; }
+
 join() { # node index
-    local node=$1 i=$2 state token id
-    state=$(wdocker "$node" info --format '{{.Swarm.LocalNodeState}}')
-    if [ "$state" != active ]; then
-        [ "$state" = inactive ] || wait_for 60 bash -c "[ \"\$(docker -H unix://$(sock "$node") info --format '{{.Swarm.LocalNodeState}}')\" = active ]" || true
-    fi
-    if [ "$(wdocker "$node" info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
+    local node=$1 i=$2 token id
+    # A restarted engine rejoins by itself (its swarm state is in its data root): give it the time.
+    wait_for 30 bash -c "[ \"\$(docker -H unix://$(sock "$node") info --format '{{.Swarm.LocalNodeState}}')\" != pending ]" || true
+    if [ "$(swarm_state "$node")" != active ]; then
+        [ "$(swarm_state "$node")" = inactive ] || wdocker "$node" swarm leave --force >/dev/null 2>&1 || true
         log "$node: joining the swarm at $MANAGER_ADDR:2377"
         token=$(docker swarm join-token -q worker)
         wdocker "$node" swarm join --token "$token" --advertise-addr "$PREFIX.$((10 + i))" \
