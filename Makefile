@@ -98,12 +98,15 @@ cluster-up: up
 cluster-down:
 	bash scripts/cluster-down.sh
 
-# tests/cluster on a manager and two workers, not in `make test`: it joins engines to the machine's
-# swarm, drains and kills nodes (sites of parallel tests would move with them), and takes about
-# three minutes. The cluster goes down afterwards whatever the outcome.
+# tests/cluster on a manager and two workers, not in `make test`: it drains and kills nodes and
+# takes about three minutes. Its sites and nodes carry their own label (CLUSTER_TEST_LABEL), so the
+# sites of tests running beside it stay on the manager. The cluster goes down afterwards whatever
+# the outcome.
+CLUSTER_TEST_LABEL ?= director.cluster-test
 test-cluster: up $(VENV)/.installed
-	bash scripts/cluster-up.sh 2
-	$(PY) -m pytest tests/cluster -q -ra -m cluster; status=$$?; bash scripts/cluster-down.sh; exit $$status
+	SITE_NODE_LABEL=$(CLUSTER_TEST_LABEL) bash scripts/cluster-up.sh 2
+	CLUSTER_TEST_LABEL=$(CLUSTER_TEST_LABEL) $(PY) -m pytest tests/cluster -q -ra -m cluster; \
+		status=$$?; bash scripts/cluster-down.sh; exit $$status
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -18,8 +18,10 @@
 # process, namespace, interface or rule it did not make: processes are found by pid file, checked
 # against their command line, or by membership of the worker's own namespace or cgroup.
 #
-# Env: CLUSTER_BRIDGE (director0), CLUSTER_PREFIX (198.18.213), SITE_NODE_LABEL (director.sites),
-#      CLUSTER_IMAGES (extra images to copy to workers, space-separated)
+# Env: CLUSTER_BRIDGE (director0), CLUSTER_PREFIX (198.18.213), CLUSTER_IMAGES (extra images to
+#      copy to workers, space-separated), SITE_NODE_LABEL (director.sites): the label put on the
+#      workers, and on the manager too when it is another one (tests/cluster uses its own, so the
+#      sites of tests running beside it never land on a worker it kills; `down` takes it off again)
 set -euo pipefail
 
 BRIDGE=${CLUSTER_BRIDGE:-director0}
@@ -175,6 +177,10 @@ up() {
     local n=${1:-2} i node
     [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "usage: cluster.sh up N (1-99)"
     manager_checks
+    if [ "$(docker node inspect -f "{{index .Spec.Labels \"$SITE_NODE_LABEL\"}}" self)" != true ]; then
+        docker node update --label-add "$SITE_NODE_LABEL=true" self >/dev/null
+        mkdir -p "$STATE" && echo "$SITE_NODE_LABEL" >>"$STATE/manager-labels"
+    fi
     for i in $(seq 1 "$n"); do
         node=w$i
         net_up "$node" "$i"
@@ -224,6 +230,11 @@ remove_node() { # node
 down() {
     local node
     for node in $(workers); do remove_node "$node"; done
+    local label
+    for label in $(cat "$STATE/manager-labels" 2>/dev/null); do
+        docker node update --label-rm "$label" self >/dev/null 2>&1 || true
+    done
+    rm -f "$STATE/manager-labels"
     while iptables -C "${RULE[@]}" 2>/dev/null; do iptables -D "${RULE[@]}"; done
     rmdir "$STATE" "$DATA" 2>/dev/null || true
     log "down"
