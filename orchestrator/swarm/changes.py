@@ -185,6 +185,9 @@ class DockerChanges:
                 now = task_counts(api.services(status=True))
             except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
                 log.warning("docker task survey failed", extra=fields(error=str(exc)))
+                with contextlib.suppress(Exception):
+                    if api is not None:
+                        api.close()
                 api, nodes = None, 0
                 continue
             for change in moved(counts, now, time.time_ns()):
