@@ -50,6 +50,7 @@ netns() { echo "director-$1"; }
 sock() { echo "$STATE/$1.sock"; }
 exec_root() { echo "/run/dc-$1"; }   # short: containerd's socket paths live under it
 cgroup_parent() { echo "director-$1"; }
+self_id() { docker info --format "{{.Swarm.NodeID}}"; }
 wdocker() { local node=$1; shift; docker -H "unix://$(sock "$node")" "$@"; }
 engine_up() { wdocker "$1" info >/dev/null 2>&1; }
 
@@ -108,6 +109,19 @@ net_up() { # node index
     ip -n "$ns" -4 addr show dev eth0 | grep -qF " $PREFIX.$((10 + i))/24 " ||
         ip -n "$ns" addr add "$PREFIX.$((10 + i))/24" dev eth0
     ip -n "$ns" link set eth0 up
+    # A manager keeps the address its swarm was made with in Raft (make up's re-forming of a swarm
+    # advertised on 127.0.0.1 changes what it advertises, not its Raft member address), and workers
+    # dial that address for the control plane (2377) and the gossip bootstrap (7946). Inside the
+    # worker's own namespace, 127.0.0.1 on those ports is sent to the manager on the bridge; nothing
+    # outside the namespace changes. (A swarm made by make up from scratch needs none of it.)
+    nsenter --net="/var/run/netns/$ns" sh -c "
+        sysctl -qw net.ipv4.conf.all.route_localnet=1
+        for port in 2377 7946; do
+            iptables -t nat -C OUTPUT -d 127.0.0.1/32 -p tcp --dport \$port -j DNAT --to-destination $MANAGER_ADDR:\$port 2>/dev/null ||
+                iptables -t nat -A OUTPUT -d 127.0.0.1/32 -p tcp --dport \$port -j DNAT --to-destination $MANAGER_ADDR:\$port
+        done
+        iptables -t nat -C POSTROUTING -s 127.0.0.1/32 -d $MANAGER_ADDR/32 -j SNAT --to-source $PREFIX.$((10 + i)) 2>/dev/null ||
+            iptables -t nat -A POSTROUTING -s 127.0.0.1/32 -d $MANAGER_ADDR/32 -j SNAT --to-source $PREFIX.$((10 + i))"
     # Bridged frames pass the FORWARD chain (br_netfilter), whose policy Docker sets to DROP: the
     # workers' VXLAN and gossip between bridge ports must pass. Only between this bridge's ports.
     iptables -C "${RULE[@]}" 2>/dev/null || iptables -I "${RULE[@]}"
@@ -177,8 +191,8 @@ up() {
     local n=${1:-2} i node
     [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "usage: cluster.sh up N (1-99)"
     manager_checks
-    if [ "$(docker node inspect -f "{{index .Spec.Labels \"$SITE_NODE_LABEL\"}}" self)" != true ]; then
-        docker node update --label-add "$SITE_NODE_LABEL=true" self >/dev/null
+    if [ "$(docker node inspect -f "{{index .Spec.Labels \"$SITE_NODE_LABEL\"}}" "$(self_id)")" != true ]; then
+        docker node update --label-add "$SITE_NODE_LABEL=true" "$(self_id)" >/dev/null
         mkdir -p "$STATE" && echo "$SITE_NODE_LABEL" >>"$STATE/manager-labels"
     fi
     for i in $(seq 1 "$n"); do
@@ -232,7 +246,7 @@ down() {
     for node in $(workers); do remove_node "$node"; done
     local label
     for label in $(cat "$STATE/manager-labels" 2>/dev/null); do
-        docker node update --label-rm "$label" self >/dev/null 2>&1 || true
+        docker node update --label-rm "$label" "$(self_id)" >/dev/null 2>&1 || true
     done
     rm -f "$STATE/manager-labels"
     while iptables -C "${RULE[@]}" 2>/dev/null; do iptables -D "${RULE[@]}"; done
