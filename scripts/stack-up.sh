@@ -526,7 +526,11 @@ mkdir -p "$TRAEFIK_ETC"
 install_if_changed "$traefik_yml" "$TRAEFIK_ETC/traefik.yml"
 install_if_changed "$(cat "$TRAEFIK_SRC/dynamic.yml")" "$TRAEFIK_ETC/dynamic.yml"
 image_id=$(docker image inspect -f '{{.Id}}' "$TRAEFIK_IMAGE")
-cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT") "$TRAEFIK_ETC/traefik.yml" \
+# The swarm's address too: a container attached to the overlay announced its endpoint to other nodes
+# with the address of its time, so after a re-forming (above) Traefik is attached anew, or workers
+# could not answer it.
+swarm_addr=$(docker info --format '{{.Swarm.NodeAddr}}')
+cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT" "$swarm_addr") "$TRAEFIK_ETC/traefik.yml" \
     "$TRAEFIK_ETC/dynamic.yml" | sha256sum | cut -c1-16)
 cur=$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "com.director.stack-config"}}' "$TRAEFIK_NAME" 2>/dev/null || true)
 run_traefik() {
