@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,7 @@ import docker.errors
 import requests.exceptions
 
 from orchestrator.logs import fields
+from orchestrator.swarm.mapping import lost_running
 
 log = logging.getLogger("orchestrator.watcher")
 SERVICE_LABEL = "com.docker.swarm.service.id"
@@ -60,14 +61,15 @@ class DockerChange:
 Counts = dict[str, tuple[str, int, int]]  # service id -> (name, running tasks, desired tasks)
 
 
-def task_counts(services: list[dict[str, Any]]) -> Counts:
-    """Pure: what a service listing with status says about each service's tasks."""
+def task_counts(services: list[dict[str, Any]], lost: Counter[str] | None = None) -> Counts:
+    """Pure: what a service listing with status says about each service's tasks, without the
+    `lost` ones (running on a node that is down: see `mapping.lost_running`)."""
     counts: Counts = {}
     for service in services:
         status = service.get("ServiceStatus") or {}
         counts[service["ID"]] = (
             service["Spec"]["Name"],
-            int(status.get("RunningTasks") or 0),
+            max(0, int(status.get("RunningTasks") or 0) - (lost or Counter())[service["ID"]]),
             int(status.get("DesiredTasks") or 0),
         )
     return counts
@@ -92,6 +94,8 @@ class DockerChanges:
         self._timeout = timeout
         self._survey_seconds = survey_seconds
         self._survey_now = threading.Event()  # a node event: look at once
+        # Nodes the swarm says are down (as of the last node event): their tasks' states are stale.
+        self.down_nodes: frozenset[str] = frozenset()
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._listeners: list[Listener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -178,11 +182,14 @@ class DockerChanges:
                 if api is None:
                     api = docker.APIClient(base_url=self._base_url, version="auto", timeout=self._timeout)
                 if nudged or not nodes:
-                    nodes = len(api.nodes())  # node events are rare: counted again only after one
+                    listed = api.nodes()  # node events are rare: listed again only after one
+                    nodes = len(listed)
+                    self.down_nodes = frozenset(n["ID"] for n in listed if n.get("Status", {}).get("State") == "down")
                 if nodes < 2:
                     counts = {}
                     continue
-                now = task_counts(api.services(status=True))
+                lost = lost_running(api.tasks(filters={"node": sorted(self.down_nodes)})) if self.down_nodes else None
+                now = task_counts(api.services(status=True), lost)
             except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
                 log.warning("docker task survey failed", extra=fields(error=str(exc)))
                 with contextlib.suppress(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -30,7 +31,7 @@ from orchestrator.sites.spec import ServiceSpec
 from orchestrator.swarm.cache import SwarmCache
 from orchestrator.swarm.changes import DockerChange, DockerChanges
 from orchestrator.swarm.client import DockerClient
-from orchestrator.swarm.mapping import from_docker, last_error, service_of, to_docker
+from orchestrator.swarm.mapping import from_docker, last_error, lost_running, service_of, to_docker
 from orchestrator.swarm.tombstones import Tombstones
 
 T = TypeVar("T")
@@ -77,10 +78,16 @@ class Swarm:
         if (remembered := self.cache.service(name)) is not None:
             return remembered
 
+        down = self._down_nodes()
+
         def find(api: docker.APIClient) -> Service | None:
-            # The name filter matches prefixes; the status listing says what runs, in one call.
+            # The name filter matches prefixes; the status listing says what runs, in one call
+            # (and one more while a node is down: what it last said of its tasks is stale).
             found = [s for s in api.services(filters={"name": name}, status=True) if s["Spec"]["Name"] == name]
-            return service_of(found[0]) if found else None
+            if not found:
+                return None
+            lost = _lost(api, down, {"service": found[0]["ID"]})
+            return service_of(found[0], lost=lost[found[0]["ID"]])
 
         since = self.cache.seen(name)
         service = await self._run(find)
@@ -89,7 +96,16 @@ class Swarm:
         return service
 
     async def managed(self) -> list[Service]:
-        return await self._run(lambda api: [service_of(s) for s in api.services(filters=managed(), status=True)])
+        down = self._down_nodes()
+
+        def read(api: docker.APIClient) -> list[Service]:
+            lost = _lost(api, down)
+            return [service_of(s, lost=lost[s["ID"]]) for s in api.services(filters=managed(), status=True)]
+
+        return await self._run(read)
+
+    def _down_nodes(self) -> frozenset[str]:
+        return self._changes.down_nodes if self._changes is not None else frozenset()
 
     async def claims(self, label_keys: Sequence[str]) -> dict[str, frozenset[str]]:
         """From memory: Docker's label filters scan every service, so a lookup would grow with the
@@ -317,14 +333,18 @@ class Swarm:
             names = {n["Id"]: n["Name"] for n in api.networks()}
             # Every task in one call, grouped here: a call per service would grow with the fleet.
             tasks: dict[str, list[dict[str, Any]]] = {}
-            for task in api.tasks():
+            everything = api.tasks()
+            for task in everything:
                 tasks.setdefault(task.get("ServiceID", ""), []).append(task)
+            down = {n["ID"] for n in api.nodes() if n.get("Status", {}).get("State") == "down"}
+            lost = lost_running(t for t in everything if t.get("NodeID") in down)
             surveyed = []
             for raw in api.services(filters=managed(), status=True):
                 previous = raw.get("PreviousSpec")
                 surveyed.append(
                     service_of(
                         raw,
+                        lost=lost[raw["ID"]],
                         last_error=last_error(tasks.get(raw["ID"], [])),
                         live=from_docker(raw["Spec"], names),
                         previous=from_docker(previous, names) if previous else None,
@@ -383,3 +403,13 @@ class Swarm:
 
     async def _run(self, call: Callable[[docker.APIClient], T]) -> T:
         return await self._docker.run(call)
+
+
+def _lost(api: docker.APIClient, down: frozenset[str], filters: dict[str, Any] | None = None) -> Counter[str]:
+    """Running tasks of nodes that are down, per service (none asked for while every node is up)."""
+    if not down:
+        return Counter()
+    try:
+        return lost_running(api.tasks(filters={**(filters or {}), "node": sorted(down)}))
+    except docker.errors.NotFound:
+        return Counter()  # a node removed since it was seen down: its tasks went with it

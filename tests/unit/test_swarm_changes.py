@@ -3,9 +3,11 @@ other nodes: one change per service whose counts moved, none for what has events
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from orchestrator.swarm.changes import SERVICE_NAME_LABEL, moved, task_counts
+from orchestrator.swarm.mapping import lost_running, service_of
 
 
 def listed(ident: str, name: str, running: int, desired: int = 1) -> dict[str, Any]:
@@ -34,3 +36,21 @@ def test_services_created_or_removed_since_have_events_of_their_own() -> None:
     before = task_counts([listed("a", "site_0001", 1)])
     assert moved(before, task_counts([listed("b", "site_0002", 0)]), 1) == []
     assert moved({}, before, 1) == []  # the first survey only learns
+
+
+def test_a_task_a_lost_node_last_reported_running_does_not_count() -> None:
+    """Docker counts it (its state is what the node last said): a site on a dead node would look
+    healthy, and its loss would move no count."""
+    on_the_lost_node = [
+        {"ServiceID": "a", "Status": {"State": "running"}, "DesiredState": "shutdown"},
+        {"ServiceID": "b", "Status": {"State": "shutdown"}, "DesiredState": "shutdown"},
+    ]
+    lost = lost_running(on_the_lost_node)
+    assert lost == Counter({"a": 1})
+    before = task_counts([listed("a", "site_0001", 1), listed("b", "site_0002", 1)])
+    now = task_counts([listed("a", "site_0001", 1), listed("b", "site_0002", 1)], lost)
+    assert now["a"] == ("site_0001", 0, 1)
+    assert [c.service_id for c in moved(before, now, 1)] == ["a"]
+    raw = {**listed("a", "site_0001", 1), "Version": {"Index": 3}}
+    assert service_of(raw, lost=lost["a"]).running == 0
+    assert service_of(raw).running == 1
