@@ -58,7 +58,7 @@ engine_up() { wdocker "$1" info >/dev/null 2>&1; }
 engine_pid() {
     local pid
     pid=$(cat "$STATE/$1.pid" 2>/dev/null) || return 1
-    [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--host unix://$(sock "$1") " || return 1
+    [ -n "$pid" ] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "--host unix://$(sock "$1") " || return 1
     echo "$pid"
 }
 
@@ -81,7 +81,8 @@ kill_node_processes() { # node signal
 
 workers() { # every worker this script has state for, or a namespace of
     { ls "$STATE" 2>/dev/null | sed -n 's/^\(w[0-9]*\)\.\(pid\|node\)$/\1/p'
-      ip netns list 2>/dev/null | awk '{print $1}' | sed -n 's/^director-\(w[0-9]*\)$/\1/p'; } | sort -u
+      ip netns list 2>/dev/null | awk '{print $1}' | sed -n 's/^director-\(w[0-9]*\)$/\1/p'
+      ls "$DATA" 2>/dev/null | grep -x 'w[0-9]*'; } | sort -u
 }
 
 # ------------------------------------------------------------------------------------------- up
@@ -207,8 +208,8 @@ up() {
 
 # ------------------------------------------------------------------------------------------- down
 
-unmount_under() { # dir: every mount below it, deepest first
-    awk -v d="$1/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+unmount_under() { # dir: every mount at or below it (dockerd mounts its data root on itself), deepest first
+    awk -v d="$1" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
         umount -l "$m" 2>/dev/null || true
     done
 }
