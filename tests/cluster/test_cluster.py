@@ -37,6 +37,7 @@ from support import (
 from orchestrator.client import FilesClient
 
 SITES = 12
+STATE = "/run/director-cluster"  # scripts/cluster.sh: the workers' sockets
 
 
 @dataclass
@@ -196,6 +197,24 @@ async def test_a_terminal_and_a_file_read_of_a_worker_placed_site(
     async with await FilesClient.connect(f"amqp://director:director@127.0.0.1:5672/{stack.vhost}") as files:
         data, result = await files.read(site.id, "public/index.html")
     assert data.decode() == site.page and result.eof
+
+
+async def test_a_site_deleted_on_a_worker_is_removed_once_its_container_there_is_gone(
+    stack: Running, fleet: list[Site]
+) -> None:
+    """`site.removed` moves the files to the trash only once no container of the site runs on any
+    node (the swarm's tasks, not the manager's own containers)."""
+    site = on_a_worker(stack.api, fleet)[-1]
+    worker = ready_nodes(stack.api)[node_of(stack.api, site) or ""].removeprefix("director-")
+    fleet.remove(site)
+    result = await deploy(stack.director, stack.results, site_event("site.deleted", site.id, 2))
+    assert result.type == "site.removed", result.error
+    engine = docker.APIClient(base_url=f"unix://{STATE}/{worker}.sock", version="auto")
+    try:
+        assert engine.containers(filters={"label": f"com.docker.swarm.service.name={site.name}"}) == []
+    finally:
+        engine.close()
+    assert not (stack.sites_root / site.name).exists()
 
 
 async def moved_off(api: docker.APIClient, fleet: list[Site], node: str) -> bool:
