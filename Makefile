@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
 .PHONY: up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests lint schema \
-        asyncapi-schema bench clean images stack-demo stack-down test-stack
+        asyncapi-schema bench clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster
 
 # uv installs the same pins in a third of pip's time (pip is the fallback).
 $(VENV)/.installed: pyproject.toml
@@ -92,6 +92,24 @@ asyncapi-schema:
 
 bench: up $(VENV)/.installed
 	$(PY) bench/run.py
+
+# The test cluster: CLUSTER_WORKERS extra engines on this machine as swarm workers (scripts/cluster.sh).
+CLUSTER_WORKERS ?= 2
+cluster-up: up
+	bash scripts/cluster-up.sh $(CLUSTER_WORKERS)
+
+cluster-down:
+	bash scripts/cluster-down.sh
+
+# tests/cluster on a manager and two workers, not in `make test`: it drains and kills nodes and
+# takes about three minutes. Its sites and nodes carry their own label (CLUSTER_TEST_LABEL), so the
+# sites of tests running beside it stay on the manager. The cluster goes down afterwards whatever
+# the outcome.
+CLUSTER_TEST_LABEL ?= director.cluster-test
+test-cluster: up $(VENV)/.installed
+	SITE_NODE_LABEL=$(CLUSTER_TEST_LABEL) bash scripts/cluster-up.sh 2
+	CLUSTER_TEST_LABEL=$(CLUSTER_TEST_LABEL) $(PY) -m pytest tests/cluster -q -ra -m cluster; \
+		status=$$?; bash scripts/cluster-down.sh; exit $$status
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -65,7 +65,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
-        changes = DockerChanges(settings.docker_url, settings.docker_timeout_seconds)
+        changes = DockerChanges(settings.docker_url, settings.docker_timeout_seconds, settings.task_survey_seconds)
         stack.callback(changes.stop)
         docker_client = DockerClient(settings.docker_url, settings.docker_timeout_seconds, settings.concurrency)
         stack.callback(docker_client.close)

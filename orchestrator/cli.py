@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--dry-run", action="store_true", help="only say what would be done")
     mode.add_argument("--yes", action="store_true", help="do it")
 
+    commands.add_parser(
+        "drain", help="move every site off a swarm node with start-first rollouts, then drain it (no failed request)"
+    ).add_argument("node", help="node id or host name")
+
     site = commands.add_parser("site", help="one site's records, for an operator").add_subparsers(dest="action")
     reset = site.add_parser("reset-version", help="forget a site's recorded version and tombstone (asks first)")
     reset.add_argument("site_id", type=int)
@@ -90,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{mark}] {step.drift.kind}: {step.note}")
         print(f"{len(steps)} drifted, {sum(s.done for s in steps)} restored or removed")
         return 0
+    if args.command == "drain":
+        from orchestrator.ops.nodes import run_drain
+
+        moved = asyncio.run(run_drain(settings, args.node))
+        for one in moved:
+            print(f"{one.site}: {'moved' if one.error is None else 'left to the drain: ' + one.error}")
+        print(f"{sum(m.error is None for m in moved)} of {len(moved)} sites moved; {args.node} drained")
+        return 0 if all(m.error is None for m in moved) else 1
     if args.command == "site":
         if args.action != "reset-version":
             parser.error("site needs an action: reset-version")

@@ -124,8 +124,15 @@ class Settings(BaseSettings):
     # a few seconds after start never takes traffic, and a failing update is rolled back while
     # the old task still serves.
     stable_seconds: float = Field(default=5.0, ge=0)
-    # Site directories are local bind mounts: on a multi-node swarm, pin site tasks to the node(s)
-    # holding the sites root, e.g. "node.labels.director.sites==true".
+    # Site tasks bind-mount their directory by host path, so they may run only on nodes that have
+    # the sites root (shared storage, the same path on each): those labelled `<label>=true`
+    # (scripts/stack-up.sh labels the local manager, scripts/cluster.sh its workers). Empty: any
+    # node (a single-node swarm whose node nobody labels).
+    site_node_label: str = Field(default="director.sites", pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")
+    # On a swarm of several nodes, how often the task counts of every service are surveyed: the
+    # manager's event stream has no container events of other nodes (see swarm/changes.py). 0: never.
+    task_survey_seconds: float = Field(default=2.0, ge=0)
+    # More swarm constraints for site tasks, e.g. "node.labels.zone==a".
     placement_constraints: Annotated[CsvList, Field(default_factory=list)]
 
     # How long a deleted site's tombstone is kept (a late, older event cannot resurrect it): a

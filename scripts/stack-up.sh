@@ -12,6 +12,9 @@
 #   FORCE_IMAGES=1           rebuild the local images
 #   STACK_CACHE_DIR          download cache              (/var/cache/director-stack)
 #   RABBITMQ_TLS_DIR         broker CA/server/client certs (/etc/rabbitmq/tls)
+#   CLUSTER_BRIDGE           host bridge the swarm advertises on (director0)
+#   CLUSTER_PREFIX           its /24, here only (198.18.213: RFC 2544's benchmark range; .1 the manager)
+#   SITE_NODE_LABEL          node label marking where sites run (director.sites)
 set -euo pipefail
 
 NETWORK=${ORCHESTRATOR_NETWORK:-director-sites}
@@ -29,6 +32,10 @@ TRAEFIK_ETC=/etc/director-stack/traefik   # the installed copy of deploy/traefik
 DOCKERD_LOG=/var/log/dockerd.log
 TLS_DIR=${RABBITMQ_TLS_DIR:-/etc/rabbitmq/tls}
 RABBITMQ_CONF=/etc/rabbitmq/rabbitmq.conf
+BRIDGE=${CLUSTER_BRIDGE:-director0}
+PREFIX=${CLUSTER_PREFIX:-198.18.213}
+MANAGER_ADDR=$PREFIX.1
+SITE_NODE_LABEL=${SITE_NODE_LABEL:-director.sites}
 
 T0=$SECONDS
 log() { printf '[stack-up] %s\n' "$*"; }
@@ -61,6 +68,19 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
     log "apt: packages present"
 fi
+
+# ---------------------------------------------------------------- 2a0. the swarm's bridge
+# The swarm advertises on this bridge, not on loopback: test workers (scripts/cluster-up.sh: other
+# engines in network namespaces, a veth each on this bridge) must reach the manager, and a node
+# cannot join a swarm whose manager says it is 127.0.0.1. The subnet exists only on this machine;
+# everything local (RabbitMQ, Traefik's 8000/8080) stays on loopback. Made before dockerd starts:
+# a swarm manager restarting wants its advertised address to exist.
+if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    log "network: bridge $BRIDGE ($MANAGER_ADDR/24)"
+    ip link add "$BRIDGE" type bridge
+fi
+ip -4 addr show dev "$BRIDGE" | grep -qF " $MANAGER_ADDR/24 " || ip addr add "$MANAGER_ADDR/24" dev "$BRIDGE"
+ip link set "$BRIDGE" up
 
 # ---------------------------------------------------------------- 2a. dockerd
 # Every container this engine starts gets no-new-privileges: a setuid binary in a site's image (or
@@ -305,20 +325,44 @@ fi
 
 # ---------------------------------------------------------------- 4. swarm
 swarm_state() { docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}' 2>/dev/null; }
+swarm_ready() {
+    wait_for 60 swarm bash -c '[ "$(docker info --format "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}")" = "active true" ]' ||
+        die "swarm not active manager (state: $(swarm_state))"
+    # after a daemon restart the raft store needs a moment before accepting writes
+    wait_for 30 swarm-api docker node ls || die "swarm API not ready"
+}
 st=$(swarm_state)
 if [ "$st" = "active true" ]; then
     log "swarm: active manager"
 else
     if [ "${st%% *}" = inactive ]; then
-        log "swarm: init"
-        docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+        log "swarm: init, advertising $MANAGER_ADDR"
+        docker swarm init --advertise-addr "$MANAGER_ADDR" >/dev/null
     else
         log "swarm: state '$st', waiting"
     fi
-    wait_for 60 swarm bash -c '[ "$(docker info --format "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}")" = "active true" ]' ||
-        die "swarm not active manager (state: $(swarm_state))"
-    # after a daemon restart the raft store needs a moment before accepting writes
-    wait_for 30 swarm-api docker node ls || die "swarm API not ready"
+    swarm_ready
+fi
+# A swarm made by an earlier stack-up advertises 127.0.0.1, which no other node can reach. Leaving
+# and re-initialising would drop every service, config (the delete tombstones), secret and label;
+# --force-new-cluster re-forms the cluster from this manager's own Raft state with the new address
+# instead, keeping all of it (running tasks keep running). Only on a swarm of this one node: with
+# other nodes it would cut them off, and a real cluster's addresses are its operator's business.
+addr=$(docker info --format '{{.Swarm.NodeAddr}}')
+if [ "$addr" != "$MANAGER_ADDR" ]; then
+    if [ "$addr" = 127.0.0.1 ] && [ "$(docker node ls -q | wc -l)" = 1 ]; then
+        log "swarm: advertised on $addr; re-forming it from its own state on $MANAGER_ADDR"
+        docker swarm init --force-new-cluster --advertise-addr "$MANAGER_ADDR" >/dev/null
+        swarm_ready
+    else
+        log "swarm: advertised on $addr (not $MANAGER_ADDR; left as it is: test workers cannot join)"
+    fi
+fi
+# Sites run only on nodes with this label (ORCHESTRATOR_SITE_NODE_LABEL): this one holds the sites root.
+self=$(docker info --format '{{.Swarm.NodeID}}')
+if [ "$(docker node inspect -f "{{index .Spec.Labels \"$SITE_NODE_LABEL\"}}" "$self")" != true ]; then
+    log "swarm: labelling this node $SITE_NODE_LABEL=true"
+    docker node update --label-add "$SITE_NODE_LABEL=true" "$self" >/dev/null
 fi
 
 # ---------------------------------------------------------------- 5. network
@@ -484,7 +528,11 @@ mkdir -p "$TRAEFIK_ETC"
 install_if_changed "$traefik_yml" "$TRAEFIK_ETC/traefik.yml"
 install_if_changed "$(cat "$TRAEFIK_SRC/dynamic.yml")" "$TRAEFIK_ETC/dynamic.yml"
 image_id=$(docker image inspect -f '{{.Id}}' "$TRAEFIK_IMAGE")
-cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT") "$TRAEFIK_ETC/traefik.yml" \
+# The swarm's address too: a container attached to the overlay announced its endpoint to other nodes
+# with the address of its time, so after a re-forming (above) Traefik is attached anew, or workers
+# could not answer it.
+swarm_addr=$(docker info --format '{{.Swarm.NodeAddr}}')
+cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT" "$swarm_addr") "$TRAEFIK_ETC/traefik.yml" \
     "$TRAEFIK_ETC/dynamic.yml" | sha256sum | cut -c1-16)
 cur=$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "com.director.stack-config"}}' "$TRAEFIK_NAME" 2>/dev/null || true)
 run_traefik() {

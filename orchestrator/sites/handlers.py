@@ -264,8 +264,8 @@ async def _confirm(
 async def _broken(broken: Broken, version: int, before: Service | None, ctx: Context) -> ServiceFailed | SiteNotServing:
     """The error for a rollout that failed, with the task's last log lines (env values masked)."""
     message = broken.message
-    if broken.container_id:
-        logs = await ctx.swarm.last_logs(broken.container_id, LOG_LINES)
+    if broken.task_id:
+        logs = await ctx.swarm.last_logs(broken.task_id, LOG_LINES)
         if logs.strip():
             message += "; last log lines:\n" + logs[-2000:]
     if broken.code is ErrorCode.SERVICE_FAILED and not broken.rolled_back:

@@ -89,8 +89,8 @@ class SwarmPort(Protocol):
     async def converge(self, service: Service, rollout: Rollout) -> Ready | Broken:
         """Wait until the rollout is ready or broken; ConvergeTimeout past its deadline."""
 
-    async def last_logs(self, container_id: str, lines: int) -> str:
-        """The last lines a task's container wrote, the site's env values masked ("" when Docker
+    async def last_logs(self, task_id: str, lines: int) -> str:
+        """The last lines a task wrote, on whichever node, the site's env values masked ("" when Docker
         no longer has them)."""
 
     async def wait_gone(self, service: Service, timeout: float) -> None: ...

@@ -21,6 +21,8 @@ FAILURES_BEFORE_GIVING_UP = 2
 _FAILED = {"failed", "rejected"}
 _ROLLBACK = {"rollback_started", "rollback_paused", "rollback_completed"}
 _DONE = {None, "completed"}
+# Task states in which a task may have a container (and its mounts) on its node.
+_HOLDING = {"assigned", "accepted", "preparing", "ready", "starting", "running"}
 _IMAGE_MISSING = ("no such image", "pull access denied", "manifest unknown", "repository does not exist", "not found")
 # Fields the Engine fills in on the service's template only.
 _SERVICE_ONLY = ("Runtime",)
@@ -43,8 +45,8 @@ class Broken:
     code: ErrorCode
     message: str
     rolled_back: bool = False
-    # A container of a failed task whose last log lines may say why.
-    container_id: str | None = None
+    # A failed task whose last log lines may say why (read through the swarm: any node's).
+    task_id: str | None = None
 
 
 Assessment = Waiting | Ready | Broken
@@ -77,7 +79,7 @@ def assess_rollout(
             broken.code if broken else ErrorCode.SERVICE_FAILED,
             f"rolled back, the previous version keeps serving: {reason}",
             rolled_back=True,
-            container_id=broken.container_id if broken else None,
+            task_id=broken.task_id if broken else None,
         )
     if ours and state == "paused":
         return Broken(ErrorCode.SERVICE_FAILED, f"the update paused: {update.get('Message', '')}")
@@ -111,7 +113,7 @@ def _failures(tasks: Sequence[dict[str, Any]], since: float) -> list[dict[str, A
 def _classify(task: dict[str, Any], runs_site_script: bool) -> Broken:
     status = task["Status"]
     error = status.get("Err") or ""
-    container = (status.get("ContainerStatus") or {}).get("ContainerID") or None
+    task_id = task.get("ID") or None
     lowered = error.lower()
     if status["State"] == "rejected" and any(marker in lowered for marker in _IMAGE_MISSING):
         image = task["Spec"]["ContainerSpec"].get("Image", "").split("@")[0]
@@ -120,16 +122,26 @@ def _classify(task: dict[str, Any], runs_site_script: bool) -> Broken:
         return Broken(
             ErrorCode.NOT_LISTENING,
             f"nothing answered HTTP on the site's port in time ({error})",
-            container_id=container,
+            task_id=task_id,
         )
     exit_code = (status.get("ContainerStatus") or {}).get("ExitCode")
     if runs_site_script and (status["State"] == "complete" or "non-zero exit" in lowered):
         return Broken(
             ErrorCode.RUN_SCRIPT_FAILED,
             f"run.sh exited with status {exit_code if exit_code is not None else '?'}",
-            container_id=container,
+            task_id=task_id,
         )
-    return Broken(ErrorCode.SERVICE_FAILED, f"the task failed: {error or status['State']}", container_id=container)
+    return Broken(ErrorCode.SERVICE_FAILED, f"the task failed: {error or status['State']}", task_id=task_id)
+
+
+def holding_containers(tasks: Sequence[dict[str, Any]], service_id: str, down_nodes: set[str]) -> list[str]:
+    """Pure: the tasks of a removed service that may still have a container on their node. A node
+    that is down is not waited for: nothing there answers, and the swarm cleans up when it is back."""
+    return [
+        t["ID"]
+        for t in tasks
+        if t.get("ServiceID") == service_id and t["Status"]["State"] in _HOLDING and t.get("NodeID") not in down_nodes
+    ]
 
 
 def _servers(task: dict[str, Any], network: str, port: int) -> list[str]:

@@ -185,7 +185,7 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
             start_period_ns=round(settings.health_start_period_seconds * NANOSECONDS),
             retries=settings.health_retries,
         ),
-        constraints=tuple(settings.placement_constraints),
+        constraints=placement(settings),
         log_options={"max-size": settings.log_max_size, "max-file": str(settings.log_max_files)},
         update_delay_ns=round(settings.update_delay_seconds * NANOSECONDS),
         update_monitor_ns=round(settings.update_monitor_seconds * NANOSECONDS),
@@ -212,6 +212,12 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
             **common,  # type: ignore[arg-type]
         )
     return with_fingerprint(spec)
+
+
+def placement(settings: Settings) -> tuple[str, ...]:
+    """Swarm constraints of every site task: a node with the sites root, and the operator's own."""
+    own = f"node.labels.{settings.site_node_label}==true" if settings.site_node_label else None
+    return tuple(dict.fromkeys(c for c in (own, *settings.placement_constraints) if c))
 
 
 def with_fingerprint(spec: ServiceSpec) -> ServiceSpec:

@@ -4,6 +4,14 @@ It wakes handlers waiting for a service to change (instead of each polling on it
 listeners such as the health monitor. The stream is read in a thread (the SDK blocks); after a
 lost connection (Docker restarting) it reconnects with backoff and resumes from the last event's
 time, so nothing is skipped, and wakes every waiter, since anything may have changed meanwhile.
+
+On a swarm of several nodes the stream is not enough: a manager's stream carries the swarm's own
+events (services, nodes) for the whole cluster, but container events only for its own engine, so a
+task dying on a worker says nothing here. While the swarm has more than one node, a survey thread
+lists every service's task counts (one call, whatever the number of sites) every `survey_seconds`,
+and at once after any node event (a node down, drained, back), and delivers a `task` change for
+each service whose counts moved. A single-node swarm makes no survey call at all: its stream is
+complete.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +31,7 @@ import docker.errors
 import requests.exceptions
 
 from orchestrator.logs import fields
+from orchestrator.swarm.mapping import lost_running
 
 log = logging.getLogger("orchestrator.watcher")
 SERVICE_LABEL = "com.docker.swarm.service.id"
@@ -31,14 +40,14 @@ SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 # and shipping their exec_create/exec_start/exec_die events here would cost the daemon and us
 # three events per probe for nothing. ("health_status" matches its ": healthy" and ": unhealthy".)
 FILTERS = {
-    "type": ["service", "container"],
+    "type": ["service", "container", "node"],
     "event": ["create", "update", "remove", "start", "die", "kill", "oom", "destroy", "health_status"],
 }
 
 
 @dataclass(frozen=True)
 class DockerChange:
-    type: str  # "service" or "container"
+    type: str  # "service", "container", or "task" (the survey saw a service's task counts move)
     action: str  # e.g. "update", "die", "health_status: unhealthy"
     service_id: str
     time_ns: int
@@ -49,13 +58,44 @@ class DockerChange:
         return self.attributes.get("name" if self.type == "service" else SERVICE_NAME_LABEL, "")
 
 
+Counts = dict[str, tuple[str, int, int]]  # service id -> (name, running tasks, desired tasks)
+
+
+def task_counts(services: list[dict[str, Any]], lost: Counter[str] | None = None) -> Counts:
+    """Pure: what a service listing with status says about each service's tasks, without the
+    `lost` ones (running on a node that is down: see `mapping.lost_running`)."""
+    counts: Counts = {}
+    for service in services:
+        status = service.get("ServiceStatus") or {}
+        counts[service["ID"]] = (
+            service["Spec"]["Name"],
+            max(0, int(status.get("RunningTasks") or 0) - (lost or Counter())[service["ID"]]),
+            int(status.get("DesiredTasks") or 0),
+        )
+    return counts
+
+
+def moved(before: Counts, now: Counts, time_ns: int) -> list[DockerChange]:
+    """Pure: a change for every service whose counts differ from the last survey's. A service new
+    since then had its own `create` event; one gone, its `remove`."""
+    return [
+        DockerChange("task", "survey", service_id, time_ns, {SERVICE_NAME_LABEL: name})
+        for service_id, (name, running, desired) in now.items()
+        if service_id in before and before[service_id][1:] != (running, desired)
+    ]
+
+
 Listener = Callable[[DockerChange | None], None]  # None: the stream was lost; resynchronise
 
 
 class DockerChanges:
-    def __init__(self, base_url: str, timeout: float) -> None:
+    def __init__(self, base_url: str, timeout: float, survey_seconds: float = 2.0) -> None:
         self._base_url = base_url
         self._timeout = timeout
+        self._survey_seconds = survey_seconds
+        self._survey_now = threading.Event()  # a node event: look at once
+        # Nodes the swarm says are down (as of the last node event): their tasks' states are stale.
+        self.down_nodes: frozenset[str] = frozenset()
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._listeners: list[Listener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -71,9 +111,12 @@ class DockerChanges:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._read, name="docker-events", daemon=True)
         self._thread.start()
+        if self._survey_seconds > 0:
+            threading.Thread(target=self._survey, name="docker-tasks", daemon=True).start()
 
     def stop(self) -> None:
         self._stopped.set()
+        self._survey_now.set()
         with contextlib.suppress(Exception):
             if self._stream is not None:
                 self._stream.close()
@@ -108,6 +151,9 @@ class DockerChanges:
                 self.connected.set()
                 pause = 0.5
                 for raw in self._stream:
+                    if raw.get("Type") == "node":
+                        self._survey_now.set()  # a node went down, came back or was drained
+                        continue
                     event = _parse(raw)
                     if event is not None:
                         since = event.time_ns / 1e9
@@ -122,6 +168,38 @@ class DockerChanges:
                 since = time.time()
             self._stopped.wait(pause)
             pause = min(pause * 2, 5.0)
+
+    def _survey(self) -> None:
+        api: docker.APIClient | None = None
+        nodes = 0
+        counts: Counts = {}
+        while not self._stopped.is_set():
+            nudged = self._survey_now.wait(self._survey_seconds)
+            self._survey_now.clear()
+            if self._stopped.is_set():
+                return
+            try:
+                if api is None:
+                    api = docker.APIClient(base_url=self._base_url, version="auto", timeout=self._timeout)
+                if nudged or not nodes:
+                    listed = api.nodes()  # node events are rare: listed again only after one
+                    nodes = len(listed)
+                    self.down_nodes = frozenset(n["ID"] for n in listed if n.get("Status", {}).get("State") == "down")
+                if nodes < 2:
+                    counts = {}
+                    continue
+                lost = lost_running(api.tasks(filters={"node": sorted(self.down_nodes)})) if self.down_nodes else None
+                now = task_counts(api.services(status=True), lost)
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+                log.warning("docker task survey failed", extra=fields(error=str(exc)))
+                with contextlib.suppress(Exception):
+                    if api is not None:
+                        api.close()
+                api, nodes = None, 0
+                continue
+            for change in moved(counts, now, time.time_ns()):
+                self._deliver(change)
+            counts = now
 
     def _deliver(self, event: DockerChange | None) -> None:
         if self._loop is not None and not self._loop.is_closed():

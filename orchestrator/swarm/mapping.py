@@ -8,7 +8,8 @@ Times are nanoseconds on the wire.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from docker import types
@@ -27,9 +28,16 @@ def last_error(tasks: list[dict[str, Any]]) -> str | None:
     return str(latest["Status"]["Err"])
 
 
-def service_of(raw: dict[str, Any], **survey: Any) -> Service:
-    """A service listing (`status=True` fills in the running count) as our `Service`; `survey`:
-    the survey-only fields."""
+def lost_running(tasks: Iterable[dict[str, Any]]) -> Counter[str]:
+    """Per service, the tasks in state `running` among `tasks` (those of nodes that are down).
+    Docker's `RunningTasks` counts them: a task's state is what its node last said, and a lost node
+    says nothing more (its task stays `running`, desired `shutdown`, while a replacement starts)."""
+    return Counter(t.get("ServiceID", "") for t in tasks if t["Status"]["State"] == "running")
+
+
+def service_of(raw: dict[str, Any], *, lost: int = 0, **survey: Any) -> Service:
+    """A service listing (`status=True` fills in the running count) as our `Service`, without the
+    `lost` tasks of nodes that are down; `survey`: the survey-only fields."""
     spec = raw["Spec"]
     status = raw.get("ServiceStatus")
     return Service(
@@ -38,7 +46,7 @@ def service_of(raw: dict[str, Any], **survey: Any) -> Service:
         index=raw["Version"]["Index"],
         labels=dict(spec.get("Labels") or {}),
         replicas=spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 0),
-        running=status.get("RunningTasks") if status else None,
+        running=max(0, int(status.get("RunningTasks") or 0) - lost) if status else None,
         update_state=(raw.get("UpdateStatus") or {}).get("State"),
         updated_at=timestamp(raw.get("UpdatedAt", "")),
         **survey,

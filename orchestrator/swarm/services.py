@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -30,7 +31,7 @@ from orchestrator.sites.spec import ServiceSpec
 from orchestrator.swarm.cache import SwarmCache
 from orchestrator.swarm.changes import DockerChange, DockerChanges
 from orchestrator.swarm.client import DockerClient
-from orchestrator.swarm.mapping import from_docker, last_error, service_of, to_docker
+from orchestrator.swarm.mapping import from_docker, last_error, lost_running, service_of, to_docker
 from orchestrator.swarm.tombstones import Tombstones
 
 T = TypeVar("T")
@@ -77,10 +78,16 @@ class Swarm:
         if (remembered := self.cache.service(name)) is not None:
             return remembered
 
+        down = self._down_nodes()
+
         def find(api: docker.APIClient) -> Service | None:
-            # The name filter matches prefixes; the status listing says what runs, in one call.
+            # The name filter matches prefixes; the status listing says what runs, in one call
+            # (and one more while a node is down: what it last said of its tasks is stale).
             found = [s for s in api.services(filters={"name": name}, status=True) if s["Spec"]["Name"] == name]
-            return service_of(found[0]) if found else None
+            if not found:
+                return None
+            lost = _lost(api, down, {"service": found[0]["ID"]})
+            return service_of(found[0], lost=lost[found[0]["ID"]])
 
         since = self.cache.seen(name)
         service = await self._run(find)
@@ -89,7 +96,16 @@ class Swarm:
         return service
 
     async def managed(self) -> list[Service]:
-        return await self._run(lambda api: [service_of(s) for s in api.services(filters=managed(), status=True)])
+        down = self._down_nodes()
+
+        def read(api: docker.APIClient) -> list[Service]:
+            lost = _lost(api, down)
+            return [service_of(s, lost=lost[s["ID"]]) for s in api.services(filters=managed(), status=True)]
+
+        return await self._run(read)
+
+    def _down_nodes(self) -> frozenset[str]:
+        return self._changes.down_nodes if self._changes is not None else frozenset()
 
     async def claims(self, label_keys: Sequence[str]) -> dict[str, frozenset[str]]:
         """From memory: Docker's label filters scan every service, so a lookup would grow with the
@@ -215,13 +231,19 @@ class Swarm:
             runs_site_script=rollout.runs_site_script,
         )
 
-    async def last_logs(self, container_id: str, lines: int) -> str:
+    async def last_logs(self, task_id: str, lines: int) -> str:
+        """Through the swarm's task logs, so a task on any node is read (its engine sends them)."""
+
         def logs(api: docker.APIClient) -> str:
             try:
-                env = api.inspect_container(container_id)["Config"].get("Env") or []
-                raw = api.logs(container_id, stdout=True, stderr=True, tail=lines)
-            except docker.errors.NotFound:
-                return ""
+                env = api.inspect_task(task_id)["Spec"].get("ContainerSpec", {}).get("Env") or []
+                response = api._get(
+                    api._url("/tasks/{0}/logs", task_id), params={"stdout": 1, "stderr": 1, "tail": lines}
+                )
+                api._raise_for_status(response)
+                raw = api._get_result_tty(False, response, False)
+            except docker.errors.APIError:
+                return ""  # gone, or its node cannot be asked (down): the message goes without
             # The site's env values may be secrets; ours (PORT=80, HOME=/site) are not.
             secrets = [value for key, _, value in (v.partition("=") for v in env) if key not in OWN_ENV_KEYS]
             return mask(bytes(raw).decode(errors="replace"), secrets)
@@ -229,11 +251,18 @@ class Swarm:
         return await self._run(logs)
 
     async def wait_gone(self, service: Service, timeout: float) -> None:
-        """Wait until no container of a removed service runs any more (its mounts are released)."""
+        """Wait until no task of a removed service holds a container on any node (its mounts are
+        released). The swarm's task list, not this engine's containers: tasks run on workers too."""
         deadline = time.monotonic() + timeout
-        label = f"com.docker.swarm.service.id={service.id}"
+
+        def holding(api: docker.APIClient) -> list[str]:
+            # By name prefix: a service filter would have to resolve the removed service and fail.
+            tasks = api.tasks(filters={"name": f"{service.name}."})
+            down = {n["ID"] for n in api.nodes() if n.get("Status", {}).get("State") == "down"}
+            return rollouts.holding_containers(tasks, service.id, down)
+
         while time.monotonic() < deadline:
-            if not await self._run(lambda api: api.containers(filters={"label": label})):
+            if not await self._run(holding):
                 return
             await self._wait_for_change(service.id, POLL_SECONDS)
         raise TransientError(f"tasks of {service.name} still running {timeout:.0f}s after removal")
@@ -243,6 +272,27 @@ class Swarm:
             await asyncio.sleep(min(timeout, 0.5))
             return False
         return await self._changes.changed(service_id, timeout)
+
+    # --- nodes -------------------------------------------------------------------------------
+
+    async def set_availability(self, node: str, availability: str) -> None:
+        """`active`, `pause` (nothing new is placed there) or `drain` (its tasks move away)."""
+
+        def update(api: docker.APIClient) -> None:
+            raw = api.inspect_node(node)
+            api.update_node(raw["ID"], raw["Version"]["Index"], {**raw["Spec"], "Availability": availability})
+
+        await self._run(update)
+
+    async def sites_on(self, node: str) -> list[Service]:
+        """The managed services with a task meant to run on the node (by id or host name)."""
+
+        def read(api: docker.APIClient) -> list[Service]:
+            node_id = api.inspect_node(node)["ID"]
+            here = {t["ServiceID"] for t in api.tasks(filters={"node": node_id, "desired-state": "running"})}
+            return [service_of(s) for s in api.services(filters=managed(), status=True) if s["ID"] in here]
+
+        return await self._run(read)
 
     # --- tombstones (see `swarm.tombstones`) -----------------------------------------------------
 
@@ -283,14 +333,18 @@ class Swarm:
             names = {n["Id"]: n["Name"] for n in api.networks()}
             # Every task in one call, grouped here: a call per service would grow with the fleet.
             tasks: dict[str, list[dict[str, Any]]] = {}
-            for task in api.tasks():
+            everything = api.tasks()
+            for task in everything:
                 tasks.setdefault(task.get("ServiceID", ""), []).append(task)
+            down = {n["ID"] for n in api.nodes() if n.get("Status", {}).get("State") == "down"}
+            lost = lost_running(t for t in everything if t.get("NodeID") in down)
             surveyed = []
             for raw in api.services(filters=managed(), status=True):
                 previous = raw.get("PreviousSpec")
                 surveyed.append(
                     service_of(
                         raw,
+                        lost=lost[raw["ID"]],
                         last_error=last_error(tasks.get(raw["ID"], [])),
                         live=from_docker(raw["Spec"], names),
                         previous=from_docker(previous, names) if previous else None,
@@ -349,3 +403,13 @@ class Swarm:
 
     async def _run(self, call: Callable[[docker.APIClient], T]) -> T:
         return await self._docker.run(call)
+
+
+def _lost(api: docker.APIClient, down: frozenset[str], filters: dict[str, Any] | None = None) -> Counter[str]:
+    """Running tasks of nodes that are down, per service (none asked for while every node is up)."""
+    if not down:
+        return Counter()
+    try:
+        return lost_running(api.tasks(filters={**(filters or {}), "node": sorted(down)}))
+    except docker.errors.NotFound:
+        return Counter()  # a node removed since it was seen down: its tasks went with it

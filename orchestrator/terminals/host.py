@@ -20,7 +20,10 @@ REMOVE_TRIES = 100
 
 
 class TerminalHost:
-    """Session containers on the Docker host that holds the sites root."""
+    """Session containers on the orchestrator's own Docker engine, whichever node runs the site's
+    task: it sees the sites root (shared storage, the same path on every site node), a container
+    here can be attached to (a TTY stream), which a swarm task on another node cannot be, and the
+    session's latency is one local attach, not a hop through another node."""
 
     def __init__(self, docker_client: DockerClient, network: str, deployment: str) -> None:
         self._docker = docker_client
@@ -59,18 +62,29 @@ class TerminalHost:
                 network_mode=self._network,
                 log_config={"Type": "none"},
             )
-            created = api.create_container(
-                container.image,
-                command=list(container.command),
-                user=container.user,
-                environment=container.env,
-                working_dir=container.workdir,
-                labels=container.labels,
-                tty=True,
-                stdin_open=True,
-                host_config=host_config,
-                name=container.name,
-            )
+
+            def create() -> dict[str, Any]:
+                created: dict[str, Any] = api.create_container(
+                    container.image,
+                    command=list(container.command),
+                    user=container.user,
+                    environment=container.env,
+                    working_dir=container.workdir,
+                    labels=container.labels,
+                    tty=True,
+                    stdin_open=True,
+                    host_config=host_config,
+                    name=container.name,
+                )
+                return created
+
+            try:
+                created = create()
+            except docker.errors.ImageNotFound:
+                # The site's task may run on another node, which pulled its image; this one pulls
+                # it too (a custom image from the registry), once.
+                api.pull(container.image)
+                created = create()
             ident: str = created["Id"]
             try:
                 attached = api.attach_socket(ident, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})

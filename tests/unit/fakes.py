@@ -95,8 +95,8 @@ class FakeSwarm:
         self.answering.add(service.name)
         return Ready((SERVER,) if rollout.replicas else ())
 
-    async def last_logs(self, container_id: str, lines: int) -> str:
-        self.calls.append(f"last_logs {container_id}")
+    async def last_logs(self, task_id: str, lines: int) -> str:
+        self.calls.append(f"last_logs {task_id}")
         return self.logs
 
     async def wait_gone(self, service: Service, timeout: float) -> None:

@@ -409,7 +409,7 @@ async def test_a_static_site_needs_no_run_sh(
 async def test_a_crashing_run_sh_fails_with_its_last_log_lines(
     ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
 ) -> None:
-    swarm.broken = Broken(ErrorCode.RUN_SCRIPT_FAILED, "run.sh exited with status 1", container_id="c1")
+    swarm.broken = Broken(ErrorCode.RUN_SCRIPT_FAILED, "run.sh exited with status 1", task_id="t1")
     swarm.logs = "connecting with ***\nTraceback: boom\n"  # the adapter masks env values
 
     with pytest.raises(SiteNotServing) as info:
@@ -418,7 +418,7 @@ async def test_a_crashing_run_sh_fails_with_its_last_log_lines(
     error = info.value
     assert error.code is ErrorCode.RUN_SCRIPT_FAILED and not error.dead_letter
     assert "status 1; last log lines:\nconnecting with ***\nTraceback: boom" in error.message
-    assert "last_logs c1" in swarm.calls
+    assert "last_logs t1" in swarm.calls
 
 
 async def test_a_failed_update_that_was_rolled_back_reports_the_version_still_serving(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import ErrorCode
-from orchestrator.sites.rollout import Broken, Ready, Waiting, assess_rollout
+from orchestrator.sites.rollout import Broken, Ready, Waiting, assess_rollout, holding_containers
 
 SINCE = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 TEMPLATE = {"ContainerSpec": {"Image": "director/base:latest"}, "ForceUpdate": 0}
@@ -36,6 +36,7 @@ def task(
     if exit_code is not None:
         status["ContainerStatus"]["ExitCode"] = exit_code
     return {
+        "ID": f"t-{state}-{created}",
         "Spec": {**spec, "ContainerSpec": dict(spec["ContainerSpec"])},
         "DesiredState": desired,
         "CreatedAt": at(created),
@@ -90,7 +91,7 @@ def test_one_failed_start_may_be_bad_luck_two_are_a_broken_run_script() -> None:
     assert isinstance(run(service(), [first, task("starting", created=8)]), Waiting)
     second = task("failed", err="task: non-zero exit (1)", exit_code=1, created=9)
     outcome = run(service(), [first, second])
-    assert outcome == Broken(ErrorCode.RUN_SCRIPT_FAILED, "run.sh exited with status 1", container_id="c-failed-9")
+    assert outcome == Broken(ErrorCode.RUN_SCRIPT_FAILED, "run.sh exited with status 1", task_id="t-failed-9")
 
 
 def test_a_server_that_exits_cleanly_has_failed_too() -> None:
@@ -141,3 +142,19 @@ def test_a_restart_counts_only_tasks_of_the_bumped_force_update() -> None:
     assert isinstance(run(updating, [task("running", spec=TEMPLATE, created=-60)]), Waiting)
     done = service({"State": "completed", "StartedAt": at(1)}, template=bumped)
     assert run(done, [task("running", spec=bumped, created=3, ip="10.0.1.9")]) == Ready(("http://10.0.1.9:80",))
+
+
+def test_a_removed_service_is_gone_once_no_task_may_hold_a_container_on_a_live_node() -> None:
+    def placed(ident: str, state: str, node: str, service_id: str = "svc") -> dict[str, Any]:
+        return {"ID": ident, "ServiceID": service_id, "NodeID": node, "Status": {"State": state}}
+
+    tasks = [
+        placed("stopping", "running", "worker-1"),  # its container still runs: waited for
+        placed("starting", "starting", "manager"),
+        placed("done", "shutdown", "worker-2"),
+        placed("never-started", "pending", "manager"),  # no container yet, and never one now
+        placed("lost", "running", "dead-node"),  # a node that is down answers for nothing
+        placed("other", "running", "manager", service_id="a re-created site's service"),
+    ]
+    assert holding_containers(tasks, "svc", {"dead-node"}) == ["stopping", "starting"]
+    assert holding_containers(tasks[2:4], "svc", set()) == []

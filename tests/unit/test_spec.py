@@ -420,7 +420,15 @@ def test_wildcard_needs_both_the_setting_and_an_allowed_suffix(site_data: SiteDa
         build(site_data(domains=["*.example.com"]), settings)
 
 
-def test_placement_constraints_pin_site_tasks_to_the_sites_node(site_data: SiteData) -> None:
-    settings = Settings(placement_constraints="node.labels.director.sites==true")  # type: ignore[arg-type]
-    assert build(site_data(), settings).constraints == ("node.labels.director.sites==true",)
-    assert build(site_data()).constraints == ()
+def test_placement_constraints_pin_site_tasks_to_the_sites_nodes(site_data: SiteData) -> None:
+    assert build(site_data()).constraints == ("node.labels.director.sites==true",)
+    settings = Settings(site_node_label="", placement_constraints="node.labels.zone==a")  # type: ignore[arg-type]
+    assert build(site_data(), settings).constraints == ("node.labels.zone==a",)
+    # The label's constraint given again among the operator's is kept once.
+    settings = Settings(placement_constraints="node.labels.director.sites==true,node.labels.zone==a")  # type: ignore[arg-type]
+    assert build(site_data(), settings).constraints == ("node.labels.director.sites==true", "node.labels.zone==a")
+
+
+def test_a_site_node_label_cannot_inject_a_constraint() -> None:
+    with pytest.raises(ValueError):
+        Settings(site_node_label="x==true,node.role==manager")
