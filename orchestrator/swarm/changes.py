@@ -75,6 +75,16 @@ def task_counts(services: list[dict[str, Any]], lost: Counter[str] | None = None
     return counts
 
 
+def lost_tasks(api: docker.APIClient, down: frozenset[str], filters: dict[str, Any] | None = None) -> Counter[str]:
+    """Running tasks of nodes that are down, per service (none asked for while every node is up)."""
+    if not down:
+        return Counter()
+    try:
+        return lost_running(api.tasks(filters={**(filters or {}), "node": sorted(down)}))
+    except docker.errors.NotFound:
+        return Counter()  # a node removed since it was seen down: its tasks went with it
+
+
 def moved(before: Counts, now: Counts, time_ns: int) -> list[DockerChange]:
     """Pure: a change for every service whose counts differ from the last survey's. A service new
     since then had its own `create` event; one gone, its `remove`."""
@@ -188,8 +198,7 @@ class DockerChanges:
                 if nodes < 2:
                     counts = {}
                     continue
-                lost = lost_running(api.tasks(filters={"node": sorted(self.down_nodes)})) if self.down_nodes else None
-                now = task_counts(api.services(status=True), lost)
+                now = task_counts(api.services(status=True), lost_tasks(api, self.down_nodes))
             except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
                 log.warning("docker task survey failed", extra=fields(error=str(exc)))
                 with contextlib.suppress(Exception):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -29,7 +28,7 @@ from orchestrator.sites.protocols import Rollout, Service
 from orchestrator.sites.rollout import Broken, Ready
 from orchestrator.sites.spec import ServiceSpec
 from orchestrator.swarm.cache import SwarmCache
-from orchestrator.swarm.changes import DockerChange, DockerChanges
+from orchestrator.swarm.changes import DockerChange, DockerChanges, lost_tasks
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.mapping import from_docker, last_error, lost_running, service_of, to_docker
 from orchestrator.swarm.tombstones import Tombstones
@@ -86,7 +85,7 @@ class Swarm:
             found = [s for s in api.services(filters={"name": name}, status=True) if s["Spec"]["Name"] == name]
             if not found:
                 return None
-            lost = _lost(api, down, {"service": found[0]["ID"]})
+            lost = lost_tasks(api, down, {"service": found[0]["ID"]})
             return service_of(found[0], lost=lost[found[0]["ID"]])
 
         since = self.cache.seen(name)
@@ -99,7 +98,7 @@ class Swarm:
         down = self._down_nodes()
 
         def read(api: docker.APIClient) -> list[Service]:
-            lost = _lost(api, down)
+            lost = lost_tasks(api, down)
             return [service_of(s, lost=lost[s["ID"]]) for s in api.services(filters=managed(), status=True)]
 
         return await self._run(read)
@@ -403,13 +402,3 @@ class Swarm:
 
     async def _run(self, call: Callable[[docker.APIClient], T]) -> T:
         return await self._docker.run(call)
-
-
-def _lost(api: docker.APIClient, down: frozenset[str], filters: dict[str, Any] | None = None) -> Counter[str]:
-    """Running tasks of nodes that are down, per service (none asked for while every node is up)."""
-    if not down:
-        return Counter()
-    try:
-        return lost_running(api.tasks(filters={**(filters or {}), "node": sorted(down)}))
-    except docker.errors.NotFound:
-        return Counter()  # a node removed since it was seen down: its tasks went with it
