@@ -20,6 +20,7 @@ from support import (
     fresh_site_id,
     scope,
     stack_running,
+    terminal_section,
     wipe_sites,
 )
 
@@ -28,10 +29,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The loss counts of the fault and resilience streams (tests/support/streams.py)."""
     from support.streams import LOSS_REPORT
 
-    if LOSS_REPORT:
-        terminalreporter.section("fault and resilience streams: loss counts")
-        for line in LOSS_REPORT:
-            terminalreporter.write_line(line)
+    terminal_section(terminalreporter, "fault and resilience streams: loss counts", LOSS_REPORT)
 
 
 @pytest.fixture(scope="session")

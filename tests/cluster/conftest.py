@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from figures import MEASURED
-from support import Running, stack_running
+from support import Running, stack_running, terminal_section
 
 STATE = Path("/run/director-cluster")
 # The node label this module's sites are placed by (scripts/cluster.sh puts it on every node):
@@ -29,10 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if MEASURED:
-        terminalreporter.section("cluster: measured")
-        for line in MEASURED:
-            terminalreporter.write_line(line)
+    terminal_section(terminalreporter, "cluster: measured", MEASURED)
 
 
 @pytest.fixture(scope="session")

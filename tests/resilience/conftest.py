@@ -7,13 +7,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from support import SITE_RESULTS, Running, stack_running
-from support.streams import STREAM_SETTINGS
+from support import Running
+from support.streams import stream_stack
 
 
 @pytest.fixture(scope="module")
 async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
-    name = f"resilience-{request.module.__name__.rsplit('.', 1)[-1]}"
-    settings = STREAM_SETTINGS | getattr(request.module, "ORCHESTRATOR_SETTINGS", {})
-    async with stack_running(name, tmp_path_factory.mktemp("logs"), results_queue=SITE_RESULTS, **settings) as running:
+    async with stream_stack("resilience", request, tmp_path_factory) as running:
         yield running

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from prod import TIMINGS, Prod, connect, env_settings, prod_stack_exists, remove_upgrade_images, run_stack, site_ids
-from support import Director, Results, docker_api, wipe_sites
+from support import Director, Results, docker_api, terminal_section, wipe_sites
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,10 +25,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if TIMINGS:
-        terminalreporter.section("production stack: measured")
-        for line in TIMINGS:
-            terminalreporter.write_line(line)
+    terminal_section(terminalreporter, "production stack: measured", TIMINGS)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@
 - `process`: the orchestrator as a child process (and its command line);
 - `running`: the one fixture chain every suite builds on;
 - `terminals`: a terminal session as Director's web layer drives it;
-- `web`: requests through Traefik; `waiting`: `eventually`.
+- `web`: requests through Traefik; `waiting`: `eventually`; `report`: measured figures after the results.
 
 The names below are re-exported so a test imports what it uses from `support`.
 """
@@ -16,6 +16,7 @@ from support import scope
 from support.broker import DeadLetters, connected, publishing_as_director, reason
 from support.director import Director, Results, deploy, publish_reliably, site_event, write_site
 from support.process import OrchestratorProcess, orchestrator_env, orchestrator_running
+from support.report import terminal_section
 from support.running import Running, stack_running
 from support.scope import fresh_site_id
 from support.stack import (
@@ -83,6 +84,7 @@ __all__ = [
     "site_event",
     "stack_running",
     "terminal_bus",
+    "terminal_section",
     "wipe_sites",
     "write_site",
 ]

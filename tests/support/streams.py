@@ -6,22 +6,25 @@ process and of the messages: run beside the integration tests)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
 import docker
+import pytest
 
 from support import scope
 from support.broker import DeadLetters
 from support.director import Director, Results, publish_reliably, site_event
-from support.stack import TRAEFIK
+from support.running import Running, stack_running
+from support.stack import SITE_RESULTS, TRAEFIK
 from support.waiting import eventually
 
 # Loss counts of every fault scenario, printed at the end of the run (tests/conftest.py).
@@ -31,6 +34,19 @@ LOSS_REPORT: list[str] = []
 STREAM_SETTINGS = {"max_attempts": "30", "retry_budget_seconds": "3", "retry_delay_seconds": "2",
                    "converge_timeout_seconds": "90", "concurrency": "8", "prefetch": "32",
                    "docker_timeout_seconds": "3"}  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def stream_stack(
+    kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Running]:
+    """A module's own stack for stream tests (`kind`-<module>): `STREAM_SETTINGS` and the module's
+    `ORCHESTRATOR_SETTINGS` on top, listening on the durable results queue (results published
+    while the broker restarts are not missed)."""
+    name = f"{kind}-{request.module.__name__.rsplit('.', 1)[-1]}"
+    settings = STREAM_SETTINGS | getattr(request.module, "ORCHESTRATOR_SETTINGS", {})
+    async with stack_running(name, tmp_path_factory.mktemp("logs"), results_queue=SITE_RESULTS, **settings) as running:
+        yield running
 
 
 @dataclass
