@@ -16,6 +16,8 @@ from orchestrator import logs
 from orchestrator.config import Settings
 from orchestrator.ops import heartbeat
 
+LIST_PAGE = 200  # dead letters' table rows printed at once
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
@@ -192,15 +194,15 @@ async def _list_letters(settings: Settings, keep: Any, *, as_json: bool) -> None
         return
     page: list[Any] = []
     header = True
+
+    def flush() -> None:
+        rows = deadletters.as_table(page).splitlines()
+        print("\n".join(rows if header else rows[1:]), flush=True)
+
     async for letter in letters:
         page.append(letter)
         if len(page) >= LIST_PAGE:
-            rows = deadletters.as_table(page).splitlines()
-            print("\n".join(rows if header else rows[1:]), flush=True)
+            flush()
             page, header = [], False
     if page or header:
-        rows = deadletters.as_table(page).splitlines()
-        print("\n".join(rows if header else rows[1:]))
-
-
-LIST_PAGE = 200  # table rows printed at once
+        flush()
