@@ -31,12 +31,14 @@ from orchestrator.files.worker import Worker
 from orchestrator.logs import fields
 from orchestrator.ops import heartbeat, housekeeping, reports
 from orchestrator.ops.health import HealthMonitor
+from orchestrator.ops.netguard import NetworkGuard
 from orchestrator.sites.handlers import Context
 from orchestrator.sites.processor import SiteEvents
 from orchestrator.swarm.cache import VerifiedRoutes
 from orchestrator.swarm.changes import DockerChanges
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.logs import ServiceLogs
+from orchestrator.swarm.netns import SitesNetwork
 from orchestrator.swarm.services import Swarm
 from orchestrator.terminals.commands import TerminalCommands
 from orchestrator.terminals.host import TerminalHost
@@ -60,10 +62,7 @@ def _return_large_buffers_to_the_system() -> None:
 
 async def serve(settings: Settings) -> None:
     _return_large_buffers_to_the_system()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     async with contextlib.AsyncExitStack() as stack:
         changes = DockerChanges(settings.docker_url, settings.docker_timeout_seconds, settings.task_survey_seconds)
         stack.callback(changes.stop)
@@ -125,6 +124,10 @@ async def serve(settings: Settings) -> None:
             asyncio.create_task(_beat(settings, connection, consumers, swarm)),
             asyncio.create_task(housekeeping.keep_house(swarm.tombstones, settings, site_consumer.active)),
         ]
+        if settings.network_guard:
+            background.append(
+                asyncio.create_task(NetworkGuard(settings, _sites_network(settings, docker_client)).run())
+            )
         if settings.drift_report_seconds:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
             drift = reports.report_drift(
@@ -138,6 +141,40 @@ async def serve(settings: Settings) -> None:
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
         await stop.wait()
     log.info("stopped")
+
+
+async def guard(settings: Settings) -> None:
+    """`orchestrator netguard`: the network guard alone, on a node that runs sites."""
+    stop = _stop_on_signals()
+    docker_client = DockerClient(settings.docker_url, settings.docker_timeout_seconds, concurrency=1)
+    network_guard = NetworkGuard(settings, _sites_network(settings, docker_client))
+    task = asyncio.create_task(network_guard.run())
+    try:
+        # Healthy while the last pass wrote the filter (or found nothing of the network here).
+        while not stop.is_set() and not task.done():
+            beat = heartbeat.Beat(time.time(), [network_guard.problem] if network_guard.problem else [])
+            try:
+                heartbeat.write(settings.heartbeat_file, beat)
+            except OSError as exc:
+                log.warning("could not write the heartbeat", extra=fields(error=repr(exc)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.heartbeat_interval_seconds)
+    finally:
+        task.cancel()
+        docker_client.close()
+        settings.heartbeat_file.unlink(missing_ok=True)
+
+
+def _sites_network(settings: Settings, docker_client: DockerClient) -> SitesNetwork:
+    return SitesNetwork(docker_client, settings.network, settings.netns_dir)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 async def _site_events(
@@ -247,7 +284,10 @@ async def _beat(
         broker_ok = connection.connected.is_set() and not connection.is_closed
         consuming = broker_ok and all(c.consuming for c in consumers)
         try:
-            heartbeat.write(settings.heartbeat_file, heartbeat.Beat(time.time(), broker_ok, consuming, docker_ok))
+            heartbeat.write(
+                settings.heartbeat_file,
+                heartbeat.Beat(time.time(), heartbeat.orchestrator_problems(broker_ok, consuming, docker_ok)),
+            )
         except OSError as exc:
             log.warning("could not write the heartbeat", extra=fields(error=repr(exc)))
         await asyncio.sleep(interval)

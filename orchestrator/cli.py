@@ -1,5 +1,5 @@
 """The command line: `orchestrator run | healthcheck | status | reconcile | schema export | dead-letters ...
-| docker-proxy`.
+| docker-proxy | netguard`.
 
 Heavy imports (aio-pika, the docker SDK) happen inside the commands that need them, so
 `healthcheck` starts fast."""
@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     proxy = commands.add_parser("docker-proxy", help="a read-only window on the Docker API for Traefik")
     proxy.add_argument("--listen", default="0.0.0.0:2375", help="HOST:PORT (a network only Traefik shares)")
 
+    commands.add_parser(
+        "netguard", help="keep sites from opening connections on the sites network of this node (runs until stopped)"
+    )
+
     args = parser.parse_args(argv)
     settings = Settings()
     logs.setup()
@@ -122,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         if not settings.docker_url.startswith("unix://"):
             parser.error("docker-proxy forwards to a unix socket (ORCHESTRATOR_DOCKER_URL=unix://...)")
         asyncio.run(DockerProxy(settings.docker_url.removeprefix("unix://")).serve(host, int(port)))
+        return 0
+    if args.command == "netguard":
+        from orchestrator.app import guard
+
+        asyncio.run(guard(settings))
         return 0
     if args.command == "schema":
         from orchestrator.contract import schemas as contract

@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     docker_url: str = "unix:///var/run/docker.sock"
     docker_timeout_seconds: float = Field(default=30.0, gt=0)
     network: str = "director-sites"
+    # Keep sites from opening connections on that network (to each other, to Traefik's API, to
+    # anything on it) with a filter in the network's namespace on this node (ops/netguard.py).
+    # Needs root and the engine's exec-root; where the orchestrator runs in a container, leave it
+    # to `orchestrator netguard` on every site node (compose.yaml) and turn it off here.
+    network_guard: bool = True
+    # `<the engine's --exec-root>/netns`, where Docker keeps its network namespaces.
+    netns_dir: Path = Path("/var/run/docker/netns")
+    # Besides every join Docker reports: how often the guard checks the filter anyway.
+    network_guard_resync_seconds: float = Field(default=30.0, gt=0)
     # Time for a service's tasks to become healthy and stable before `site.failed`; covers a server
     # that never answers (health start period + retries) with room to spare.
     converge_timeout_seconds: float = Field(default=90.0, gt=0)

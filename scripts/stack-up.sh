@@ -82,6 +82,16 @@ fi
 ip -4 addr show dev "$BRIDGE" | grep -qF " $MANAGER_ADDR/24 " || ip addr add "$MANAGER_ADDR/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
 
+# ---------------------------------------------------------------- 2a00. mount propagation
+# `/` shared, as systemd makes it on every host it boots: the production stack's netguard mounts
+# Docker's network namespaces (/var/run/docker/netns) with rslave propagation, to see the ones
+# made after it started, and Docker refuses that under a private mount. Some machines (like this
+# one) boot without systemd and leave `/` private.
+if [ "$(findmnt -rno PROPAGATION /)" = private ]; then
+    log "mounts: / made shared (as systemd does)"
+    mount --make-rshared /
+fi
+
 # ---------------------------------------------------------------- 2a. dockerd
 # Every container this engine starts gets no-new-privileges: a setuid binary in a site's image (or
 # one a site writes) cannot raise its privileges (Engine 20.10's service API has no per-service
@@ -532,15 +542,17 @@ image_id=$(docker image inspect -f '{{.Id}}' "$TRAEFIK_IMAGE")
 # with the address of its time, so after a re-forming (above) Traefik is attached anew, or workers
 # could not answer it.
 swarm_addr=$(docker info --format '{{.Swarm.NodeAddr}}')
-cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT" "$swarm_addr") "$TRAEFIK_ETC/traefik.yml" \
+cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT" "$swarm_addr" edge) "$TRAEFIK_ETC/traefik.yml" \
     "$TRAEFIK_ETC/dynamic.yml" | sha256sum | cut -c1-16)
 cur=$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "com.director.stack-config"}}' "$TRAEFIK_NAME" 2>/dev/null || true)
 run_traefik() {
-    # The API entrypoint (8080) is published on loopback only: it shows every route.
+    # The API entrypoint (8080) is published on loopback only: it shows every route. The edge
+    # label lets it open connections to sites through the network guard (sites/isolation.py).
     docker run -d --name "$TRAEFIK_NAME" --restart unless-stopped \
         --network "$NETWORK" -p "127.0.0.1:$HTTP_PORT:80" -p "127.0.0.1:$API_PORT:8080" \
         -v /var/run/docker.sock:/var/run/docker.sock:ro -v "$TRAEFIK_ETC:/etc/traefik:ro" \
         --label com.director.stack-config="$cfg_hash" \
+        --label director.edge=true \
         "$TRAEFIK_IMAGE" --configFile=/etc/traefik/traefik.yml >/dev/null
 }
 if [ "$cur" = "true $cfg_hash" ]; then

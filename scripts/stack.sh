@@ -47,7 +47,7 @@ SITES_NETWORK=${SITES_NETWORK:-director-sites}
 STATE_DIR=${STACK_STATE_DIR:-/var/lib/director-stack/$STACK}
 CACHE_DIR=${STACK_CACHE_DIR:-/var/cache/director-stack}
 HEALTHY_TIMEOUT=${HEALTHY_TIMEOUT:-180}
-SERVICES=(rabbitmq traefik orchestrator)
+SERVICES=(rabbitmq traefik netguard orchestrator)
 # name:kept — `kept` secrets have a root-only copy in $STATE_DIR/secrets (Director needs its
 # password, operators the admin's); the others never leave the swarm.
 SECRETS=(rabbitmq_erlang_cookie: rabbitmq_admin_user:kept rabbitmq_admin_password:kept

@@ -1,5 +1,6 @@
 """The orchestrator's own health, without inbound HTTP: the running process writes a heartbeat
-file (connected to the broker, consuming, Docker answering); `orchestrator healthcheck` reads it.
+file (connected to the broker, consuming, Docker answering; for `orchestrator netguard`: the sites
+network filtered); `orchestrator healthcheck` reads it.
 
 Kept free of aio-pika and the docker SDK, so the check (run by Docker every few seconds) starts
 fast and cannot hang on a dead broker itself.
@@ -17,15 +18,13 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Beat:
     at: float  # epoch seconds
-    broker: bool
-    consuming: bool
-    docker: bool
+    problems: list[str]  # what is wrong at that moment; none: healthy
 
-    @property
-    def problems(self) -> list[str]:
-        found = [] if self.broker else ["not connected to the broker"]
-        found += [] if self.consuming else ["not consuming"]
-        return found + ([] if self.docker else ["docker does not answer"])
+
+def orchestrator_problems(broker: bool, consuming: bool, docker: bool) -> list[str]:
+    found = [] if broker else ["not connected to the broker"]
+    found += [] if consuming else ["not consuming"]
+    return found + ([] if docker else ["docker does not answer"])
 
 
 def write(path: Path, beat: Beat) -> None:
@@ -46,6 +45,8 @@ def check(path: Path, max_age: float, now: float | None = None) -> tuple[bool, s
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd) as file:
             beat = Beat(**json.loads(file.read(4096)))
+        if not isinstance(beat.at, (int, float)) or not isinstance(beat.problems, list):
+            raise TypeError("not a heartbeat")
     except FileNotFoundError:
         return False, f"no heartbeat at {path}: the orchestrator is not running (or still starting)"
     except OSError as exc:  # ELOOP: a link stands where the beat should be

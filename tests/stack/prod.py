@@ -127,6 +127,11 @@ class Prod:
         label = f"com.docker.swarm.service.name={self.name}_{name}"
         return self.api.containers(all=not running, filters={"label": label})  # type: ignore[no-any-return]
 
+    def address(self, container: str) -> str:
+        """The container's address on the stack's sites network."""
+        networks = self.api.inspect_container(container)["NetworkSettings"]["Networks"]
+        return str(networks[self.settings["SITES_NETWORK"]]["IPAddress"])
+
     def exec(self, container: str, *command: str) -> tuple[int, str]:
         run = self.api.exec_create(container, list(command))
         output = self.api.exec_start(run["Id"]).decode(errors="replace")

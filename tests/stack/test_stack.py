@@ -21,7 +21,7 @@ from support import broker_definitions, eventually, publish_reliably, site_event
 
 from orchestrator.config import Settings
 
-SERVICES = ("rabbitmq", "traefik", "docker-proxy", "orchestrator")
+SERVICES = ("rabbitmq", "traefik", "docker-proxy", "netguard", "orchestrator")
 
 
 def test_every_service_is_running_and_healthy(prod: Prod) -> None:
@@ -92,6 +92,14 @@ def test_swarm_native_details_as_deployed(prod: Prod) -> None:
     network = prod.api.inspect_network(prod.settings["SITES_NETWORK"])
     assert (network["Driver"], network["Attachable"]) == ("overlay", True)
 
+    # The network guard: on every site node, able to enter the network's namespace and write its
+    # filter, and nothing else (what it achieves: test_event_to_served_page_then_deleted).
+    guard = prod.service("netguard")["Spec"]
+    assert "Global" in guard["Mode"]
+    assert "node.labels.director.sites == true" in guard["TaskTemplate"]["Placement"]["Constraints"]
+    assert sorted(guard["TaskTemplate"]["ContainerSpec"]["CapabilityAdd"]) == ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]
+    assert len(prod.containers("netguard")) == 1
+
 
 async def test_broker_users_and_permissions_as_loaded_in_the_stack(prod: Prod) -> None:
     (broker,) = prod.containers("rabbitmq")
@@ -144,10 +152,19 @@ async def test_event_to_served_page_then_deleted(prod: Prod, foreign_service: st
         assert (await client.get(prod.web, headers={"Host": f"{foreign_service}.example.com"})).status_code == 404
     routers = await asyncio.to_thread(traefik_routers, prod)
     assert f"site_{site_id}@swarm" in routers and f"{foreign_service}@swarm" not in routers
-    # Traefik's API is not for the sites' network: a container there is refused.
+    # From inside another container on the sites network (as a hostile site): the network guard
+    # lets it open no connection there, to Traefik's API, to the site or to an orchestrator.
     (foreign,) = prod.api.containers(filters={"label": f"com.docker.swarm.service.name={foreign_service}"})
-    code, out = prod.exec(foreign["Id"], "wget", "-q", "-O-", "http://traefik:8080/api/http/routers")
-    assert code != 0 and "403" in out, out
+    (site_task,) = prod.api.containers(filters={"label": f"com.docker.swarm.service.name=site_{site_id:04d}"})
+    targets = {
+        "Traefik's API": "traefik 8080",
+        "the site": f"{prod.address(site_task['Id'])} 80",
+        "an orchestrator": f"{prod.address(prod.containers('orchestrator')[0]['Id'])} 9",
+    }
+    for target, where in targets.items():
+        code, out = prod.exec(foreign["Id"], "sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {where}")
+        assert "timed out" in out, (target, out)  # not "refused": no packet reached it
+    TIMINGS.append(f"from inside the sites network: {', '.join(targets)} unreachable (timed out)")
     # Nor is the Docker API's proxy: it is not on the sites' network at all.
     code, out = prod.exec(foreign["Id"], "wget", "-q", "-O-", "http://docker-proxy:2375/v1.41/version")
     assert code != 0 and "bad address" in out, out

@@ -118,6 +118,9 @@ def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str
         "ORCHESTRATOR_CONCURRENCY": "3",
         "ORCHESTRATOR_PREFETCH": "12",
         "ORCHESTRATOR_DEPLOYMENT": DEPLOYMENT,
+        # The sites network's filter is tests/security/test_site_network.py's: it runs the guard
+        # alone (`orchestrator netguard`) and puts the network back as it found it.
+        "ORCHESTRATOR_NETWORK_GUARD": "false",
         # Site files: an abandoned upload is seen removed within seconds, and a walk's entry budget
         # is met by the 100,000-entry directory of tests/integration/test_files.py.
         "ORCHESTRATOR_FILES_UPLOAD_IDLE_SECONDS": "3",

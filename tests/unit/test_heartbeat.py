@@ -6,19 +6,19 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.ops.heartbeat import Beat, check, write
+from orchestrator.ops.heartbeat import Beat, check, orchestrator_problems, write
 
 
 def test_a_fresh_beat_with_everything_up_is_healthy(tmp_path: Path) -> None:
     path = tmp_path / "beat"
-    write(path, Beat(time.time(), broker=True, consuming=True, docker=True))
+    write(path, Beat(time.time(), orchestrator_problems(broker=True, consuming=True, docker=True)))
     healthy, why = check(path, max_age=15)
     assert healthy and "healthy" in why
 
 
 def test_each_problem_is_named(tmp_path: Path) -> None:
     path = tmp_path / "beat"
-    write(path, Beat(time.time(), broker=False, consuming=False, docker=False))
+    write(path, Beat(time.time(), orchestrator_problems(broker=False, consuming=False, docker=False)))
     healthy, why = check(path, max_age=15)
     assert not healthy
     assert "broker" in why and "not consuming" in why and "docker" in why
@@ -26,7 +26,7 @@ def test_each_problem_is_named(tmp_path: Path) -> None:
 
 def test_a_stale_beat_means_a_stuck_process(tmp_path: Path) -> None:
     path = tmp_path / "beat"
-    write(path, Beat(1000.0, broker=True, consuming=True, docker=True))
+    write(path, Beat(1000.0, []))
     healthy, why = check(path, max_age=15, now=1016.0)
     assert not healthy and "16s ago" in why
 
@@ -52,7 +52,7 @@ def test_the_command_does_not_import_the_broker_or_docker_clients(tmp_path: Path
 
 def test_a_beat_from_the_future_is_not_healthy(tmp_path: Path) -> None:
     path = tmp_path / "beat"
-    write(path, Beat(time.time() + 3600, True, True, True))
+    write(path, Beat(time.time() + 3600, []))
     healthy, why = check(path, max_age=15)
     assert not healthy and "future" in why
 
@@ -65,6 +65,6 @@ def test_a_planted_link_is_neither_written_through_nor_read(tmp_path: Path) -> N
     partial.symlink_to(target)  # planted where the temporary file goes
     path.symlink_to(target)  # and where the beat goes
     assert not check(path, max_age=15)[0]
-    write(path, Beat(time.time(), True, True, True))
+    write(path, Beat(time.time(), []))
     assert target.read_text() == "precious" and not path.is_symlink()
     assert check(path, max_age=15)[0]

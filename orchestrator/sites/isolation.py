@@ -1,0 +1,54 @@
+"""Who may open a connection on the sites network: the rule set for one node. Pure.
+
+Sites share one overlay network with Traefik (per-site networks that Traefik joins do not scale:
+see the README's "Tenants on the network"). What keeps a site from reaching another site's task
+on any port, Traefik's API or anything else on that network is a packet filter in the network's
+own namespace on each node: Docker bridges every local endpoint of the network (`br0`) with the
+VXLAN device that carries traffic to and from other nodes, and the kernel passes bridged packets
+through that namespace's iptables FORWARD chain. The rule is default deny:
+
+- replies of an allowed connection pass (conntrack);
+- the edge (containers labelled `director.edge=true`: Traefik) may open connections;
+- traffic arriving from another node (`vxlan0`) passes: that node's own filter checked it where it
+  was sent from, so every node that runs sites runs the guard;
+- everything else is dropped: a site opening a connection to anything on the network.
+
+A site starting before the guard has seen it is already covered (it is not an edge); an edge
+starting is refused until the guard has seen it (Traefik answers 502 for that moment), which is
+the safe way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+
+EDGE_LABEL = "director.edge"  # "true" on the containers that may open connections to sites
+CHAIN = "DIRECTOR-SITES"
+OVERLAY_PORT = "vxlan0"  # Docker's name for the overlay's VXLAN device in the network's namespace
+
+
+def is_edge(labels: dict[str, str] | None) -> bool:
+    return (labels or {}).get(EDGE_LABEL, "").lower() == "true"
+
+
+def filter_table(edges: Iterable[IPv4Address]) -> str:
+    """The whole `filter` table of the network's namespace, for `iptables-restore` (which replaces
+    it at once: no moment without rules, and applying it twice changes nothing). Docker keeps
+    nothing of its own in that table."""
+    return "\n".join(
+        [
+            "*filter",
+            ":INPUT ACCEPT [0:0]",
+            ":FORWARD ACCEPT [0:0]",
+            ":OUTPUT ACCEPT [0:0]",
+            f":{CHAIN} - [0:0]",
+            f"-A FORWARD -j {CHAIN}",
+            f"-A {CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+            f"-A {CHAIN} -m physdev --physdev-in {OVERLAY_PORT} -j RETURN",
+            *(f"-A {CHAIN} -s {address}/32 -j RETURN" for address in sorted(set(edges))),
+            f"-A {CHAIN} -j DROP",
+            "COMMIT",
+            "",
+        ]
+    )

@@ -1,0 +1,114 @@
+"""The sites network on this node, as the network guard sees it: which local containers sit on it
+(Docker), where its namespace is, and its packet filter (iptables-restore run inside that
+namespace through nsenter). What the filter says is decided in `sites/isolation.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from ipaddress import IPv4Address, ip_interface
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from orchestrator.logs import fields
+from orchestrator.sites.isolation import is_edge
+from orchestrator.swarm.client import DockerClient
+
+log = logging.getLogger("orchestrator.netguard")
+RESTORE_TIMEOUT = 10.0
+
+
+class FilterNotApplied(Exception):
+    """The rules could not be written (no privilege, no iptables, a namespace gone meanwhile)."""
+
+
+class SitesNetwork:
+    def __init__(self, docker_client: DockerClient, name: str, netns_dir: Path) -> None:
+        self._docker = docker_client
+        self.name = name
+        self._netns_dir = netns_dir
+        self._id = ""
+
+    async def network_id(self) -> str:
+        if not self._id:
+            self._id = str((await self._docker.run(lambda api: api.inspect_network(self.name)))["Id"])
+        return self._id
+
+    def forget(self) -> None:
+        """The network may have been removed and made again under a new id."""
+        self._id = ""
+
+    def namespace(self, network_id: str) -> Path:
+        # libnetwork names an overlay network's namespace on a node "1-" + the network id's first
+        # ten characters, under the engine's exec-root (`--exec-root`, /var/run/docker by default).
+        return self._netns_dir / f"1-{network_id[:10]}"
+
+    async def edges(self, network_id: str) -> list[IPv4Address]:
+        """Addresses on the network of this node's containers labelled as the edge."""
+
+        def listed(api: docker.APIClient) -> list[IPv4Address]:
+            found = []
+            for container in api.containers(filters={"network": network_id, "label": "director.edge"}):
+                if not is_edge(container.get("Labels")):
+                    continue
+                for attached in ((container.get("NetworkSettings") or {}).get("Networks") or {}).values():
+                    if attached.get("NetworkID") == network_id and attached.get("IPAddress"):
+                        found.append(ip_interface(attached["IPAddress"]).ip)
+            return [address for address in found if isinstance(address, IPv4Address)]
+
+        return await self._docker.run(listed)
+
+    async def restore(self, namespace: Path, table: str) -> None:
+        """Replace the namespace's filter table with `table`, at once."""
+        try:
+            process = await asyncio.create_subprocess_exec(
+                "nsenter",
+                f"--net={namespace}",
+                "iptables-restore",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise FilterNotApplied(f"cannot run nsenter: {exc}") from exc
+        try:
+            async with asyncio.timeout(RESTORE_TIMEOUT):
+                _, err = await process.communicate(table.encode())
+        except TimeoutError as exc:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise FilterNotApplied("iptables-restore did not finish") from exc
+        if process.returncode:
+            raise FilterNotApplied(err.decode(errors="replace").strip()[-500:] or f"exit {process.returncode}")
+
+
+def follow_connects(base_url: str, network_id: str, nudge: Callable[[], None], stopped: threading.Event) -> None:
+    """Call `nudge` whenever a container joins the network on this engine, and after every
+    (re)connection of the stream (anything may have joined meanwhile). Blocks: run it in a thread.
+    Only a nudge: the guard reads the whole state again, so a lost event costs nothing."""
+    pause = 0.5
+    while not stopped.is_set():
+        try:
+            api = docker.APIClient(base_url=base_url, version="auto", timeout=None)
+            stream = api.events(
+                decode=True, filters={"type": ["network"], "event": ["connect"], "network": [network_id]}
+            )
+            nudge()
+            pause = 0.5
+            for _ in stream:
+                nudge()
+                if stopped.is_set():
+                    return
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            if stopped.is_set():
+                return
+            log.warning("network event stream lost; reconnecting", extra=fields(error=str(exc), retry_in=pause))
+        stopped.wait(pause)
+        pause = min(pause * 2, 5.0)

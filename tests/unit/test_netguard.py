@@ -1,0 +1,90 @@
+"""The network guard's rule set (pure) and when it writes it (a fake network namespace)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from orchestrator.config import Settings
+from orchestrator.ops.netguard import NetworkGuard
+from orchestrator.sites.isolation import CHAIN, filter_table, is_edge
+
+TRAEFIK, OTHER = IPv4Address("10.0.1.3"), IPv4Address("10.0.1.9")
+
+
+def rules(table: str) -> list[str]:
+    return [line for line in table.splitlines() if line.startswith(f"-A {CHAIN}")]
+
+
+def test_only_replies_other_nodes_and_the_edge_pass_and_everything_else_is_dropped() -> None:
+    table = filter_table([OTHER, TRAEFIK, TRAEFIK])
+    assert table.startswith("*filter\n") and table.endswith("COMMIT\n")
+    assert f"-A FORWARD -j {CHAIN}" in table.splitlines()
+    assert rules(table) == [
+        f"-A {CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        f"-A {CHAIN} -m physdev --physdev-in vxlan0 -j RETURN",
+        f"-A {CHAIN} -s 10.0.1.3/32 -j RETURN",  # sorted and once each: the same table every time
+        f"-A {CHAIN} -s 10.0.1.9/32 -j RETURN",
+        f"-A {CHAIN} -j DROP",
+    ]
+
+
+def test_with_no_edge_nothing_on_the_network_may_open_a_connection() -> None:
+    assert rules(filter_table([]))[-2:] == [
+        f"-A {CHAIN} -m physdev --physdev-in vxlan0 -j RETURN",
+        f"-A {CHAIN} -j DROP",
+    ]
+
+
+def test_only_an_explicit_true_label_makes_an_edge() -> None:
+    assert is_edge({"director.edge": "true"}) and is_edge({"director.edge": "True"})
+    assert not is_edge({"director.edge": "1"}) and not is_edge({}) and not is_edge(None)
+
+
+class FakeNetwork:
+    name = "director-sites"
+
+    def __init__(self, netns_dir: Path) -> None:
+        self.netns_dir = netns_dir
+        self.edge_addresses = [TRAEFIK]
+        self.written: list[tuple[Path, str]] = []
+
+    async def network_id(self) -> str:
+        return "kekxtnvqmwo6ozsvukm74yivc"
+
+    def forget(self) -> None:
+        pass
+
+    def namespace(self, network_id: str) -> Path:
+        return self.netns_dir / f"1-{network_id[:10]}"
+
+    async def edges(self, network_id: str) -> list[IPv4Address]:
+        return list(self.edge_addresses)
+
+    async def restore(self, namespace: Path, table: str) -> None:
+        self.written.append((namespace, table))
+
+
+async def test_the_filter_is_written_when_something_changed_and_only_then(tmp_path: Path) -> None:
+    network = FakeNetwork(tmp_path)
+    guard = NetworkGuard(Settings(), network)
+    network_id = await network.network_id()
+    namespace = network.namespace(network_id)
+
+    await guard.sync(network_id)
+    assert network.written == []  # no namespace: nothing of the network runs on this node
+
+    namespace.touch()
+    await guard.sync(network_id)
+    await guard.sync(network_id)
+    assert network.written == [(namespace, filter_table([TRAEFIK]))]  # once: nothing changed since
+
+    network.edge_addresses = [OTHER]  # Traefik restarted elsewhere on the network
+    await guard.sync(network_id)
+    assert network.written[-1] == (namespace, filter_table([OTHER]))
+
+    namespace.unlink()  # the last endpoint left; a new one brings a new, empty namespace
+    await guard.sync(network_id)
+    namespace.touch()
+    await guard.sync(network_id)
+    assert len(network.written) == 3 and guard.passes == 3
