@@ -116,10 +116,16 @@ async def test_a_site_cannot_write_past_its_disk_limit_and_keeps_serving(stack: 
     await served(f"site{neighbour}.test.example.com", "neighbour")
 
 
-async def test_status_shows_usage_and_limit_in_its_table(stack: Running) -> None:
+async def test_status_shows_usage_and_limit_in_its_table_and_a_delete_moves_the_subvolume_to_the_trash(
+    stack: Running,
+) -> None:
     site_id = await serving_site(stack, "counted")
     table = stack.orchestrator.cli("status", "--site", str(site_id))
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()[:2]
     assert "DISK" in header and "/8.0Mi" in row, table.stdout
     assert "SITE_DISK_LIMIT is not enforced" not in table.stdout
+    deleted = await deploy(stack.director, stack.results, site_event("site.deleted", site_id, 3))
+    assert deleted.type == "site.removed", deleted
+    [trashed] = (stack.sites_root / ".trash").glob(f"site_{site_id:04d}-*")
+    assert (trashed / "public" / "index.html").read_text() == "counted"
