@@ -33,6 +33,7 @@ _NO_LIMIT = 2**64 - 1
 SUBVOLUME_ROOT_INO = 256
 _NAME_MAX = 4087  # btrfs_ioctl_vol_args.name, NUL included
 SYSFS = Path("/sys/fs/btrfs")
+CAP_SYS_ADMIN = 21  # linux/capability.h
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,17 @@ def probe(root: Path) -> Support:
     fsid = str(uuid.UUID(bytes=bytes(info[16:32])))
     if not (SYSFS / fsid / "qgroups").is_dir():
         return Support(None, f"quotas are not enabled on the sites root's btrfs (btrfs quota enable {root})")
+    if not has_capability(Path("/proc/self/status").read_text(), CAP_SYS_ADMIN):
+        return Support(None, "the orchestrator lacks CAP_SYS_ADMIN, which setting a qgroup's limit needs")
     return Support(fsid)
+
+
+def has_capability(proc_status: str, capability: int) -> bool:
+    """Whether the effective set in a /proc/<pid>/status text holds `capability`."""
+    for line in proc_status.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> capability & 1)
+    return False
 
 
 def make_site_dir(parent_fd: int, name: str) -> None:

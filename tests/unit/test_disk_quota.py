@@ -59,3 +59,10 @@ async def test_without_quotas_a_limit_is_reported_not_enforced_and_sites_are_mad
     assert (site / "public").is_dir()
     assert dirs.disk_usage(["site_0001", "site_0002"]) == {}
     assert SiteDirs(tmp_path).quota_problem() is None  # no limit asked: nothing to say
+
+
+def test_setting_a_limit_needs_cap_sys_admin_in_the_effective_set() -> None:
+    status = "Name:\tpython\nCapInh:\t0000000000000000\nCapEff:\t%s\n"
+    assert quota.has_capability(status % "000001ffffffffff", quota.CAP_SYS_ADMIN)
+    assert not quota.has_capability(status % "00000000000000c3", quota.CAP_SYS_ADMIN)  # CHOWN, DAC_OVERRIDE, SETUID...
+    assert not quota.has_capability("Name:\tpython\n", quota.CAP_SYS_ADMIN)
