@@ -80,11 +80,16 @@ async def serve(settings: Settings) -> None:
         if not await _wait_for_docker(swarm, stop):
             return
         changes.start()
-        sitedirs = SiteDirs(settings.sites_root, settings.trash_dir_name)
+        sitedirs = SiteDirs.of(settings)
         if missing := sitedirs.missing_mount_options():
             log.error(
                 "the sites root is not mounted nosuid,nodev: mount it so (see the README's security model)",
                 extra=fields(sites_root=str(settings.sites_root), missing=",".join(missing)),
+            )
+        if why := await asyncio.to_thread(sitedirs.quota_problem):
+            log.error(
+                "SITE_DISK_LIMIT is set but the sites root cannot enforce it: sites run without a disk limit",
+                extra=fields(sites_root=str(settings.sites_root), why=why),
             )
         terminal_host = TerminalHost(terminal_docker, settings.terminal_network, settings.deployment)
         ctx = Context(

@@ -248,6 +248,9 @@ class Settings(BaseSettings):
     # low ports without NET_BIND_SERVICE).
     cap_add: Annotated[CsvList, Field(default_factory=list)]
     pids_limit: int = Field(default=512, ge=16)
+    # The most a site's directory may hold ("0": no limit; else e.g. 512Mi or 10Gi), enforced by
+    # the kernel where the sites root allows it (btrfs with quotas: see files/quota.py).
+    site_disk_limit: str = "0"
     log_max_size: str = "10m"
     log_max_files: int = Field(default=3, ge=1)
 

@@ -56,6 +56,7 @@ class ErrorCode(StrEnum):
     UPLOAD_UNKNOWN = "upload_unknown"
     BUSY = "busy"
     IO_ERROR = "io_error"
+    DISK_QUOTA_EXCEEDED = "disk_quota_exceeded"
 
 
 # The codes a file request's error reply may carry (`unauthenticated` never gets a reply).
@@ -75,6 +76,7 @@ FILE_ERROR_CODES = (
     ErrorCode.UPLOAD_UNKNOWN,
     ErrorCode.BUSY,
     ErrorCode.IO_ERROR,
+    ErrorCode.DISK_QUOTA_EXCEEDED,
 )
 
 

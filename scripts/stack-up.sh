@@ -57,7 +57,8 @@ wait_for() {
 # ---------------------------------------------------------------- 1. packages
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
 missing=()
-for p in docker.io rabbitmq-server busybox-static nginx curl; do
+# btrfs-progs: the disk-limit test builds a small btrfs (tests/security/test_disk_quota.py)
+for p in docker.io rabbitmq-server busybox-static nginx curl btrfs-progs; do
     pkg_installed "$p" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -67,8 +67,14 @@ def _finite(value: float) -> float:
 def memory_bytes(value: str) -> int:
     match = _MEMORY.fullmatch(value)
     if match is None:
-        raise ValueError(f"bad memory quantity {value!r}")
+        raise ValueError(f"bad quantity {value!r}: a positive integer with a unit Ki, Mi or Gi, e.g. 256Mi")
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def disk_bytes(value: str) -> int:
+    """A disk size as the settings write it: "0" (no limit) or a quantity written as memory's is
+    (`512Mi`, `10Gi`)."""
+    return 0 if value.strip() == "0" else memory_bytes(value.strip())
 
 
 Domain = Annotated[str, AfterValidator(parse_hostname), PlainSerializer(str, return_type=str)]

@@ -276,7 +276,7 @@ def failure(exc: OSError, shown: str) -> FileRefused:
         errno.ENXIO: (ErrorCode.NOT_REGULAR, "is not a regular file"),
         errno.EFBIG: (ErrorCode.TOO_LARGE, "is too large"),
         errno.ENOSPC: (ErrorCode.TOO_LARGE, "does not fit: no space left"),
-        errno.EDQUOT: (ErrorCode.TOO_LARGE, "does not fit: the quota is used up"),
+        errno.EDQUOT: (ErrorCode.DISK_QUOTA_EXCEEDED, "does not fit: the site's disk limit is reached"),
         errno.EACCES: (ErrorCode.IO_ERROR, "is not accessible to the site's user (permission denied)"),
         errno.EPERM: (ErrorCode.IO_ERROR, "may not be changed by the site's user (operation not permitted)"),
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import stat
@@ -17,8 +18,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orchestrator.config import Settings
+from orchestrator.contract.sites import disk_bytes
 from orchestrator.errors import UnsafePath
-from orchestrator.files import confined
+from orchestrator.files import confined, quota
+from orchestrator.files.quota import DiskUsage, Support
+from orchestrator.logs import fields
+
+log = logging.getLogger("orchestrator")
 
 SUBDIRS = ("public", "private")
 # The site's own uid (and gid) reads them; nobody else on the host.
@@ -30,9 +37,35 @@ _STAMP = re.compile(r"-(\d{8}T\d{12}Z)-")
 
 
 class SiteDirs:
-    def __init__(self, root: Path, trash_name: str = ".trash") -> None:
+    def __init__(self, root: Path, trash_name: str = ".trash", disk_limit: str = "0") -> None:
         self.root = Path(os.path.realpath(root))
         self.trash_name = trash_name
+        self.disk_limit = disk_bytes(disk_limit)  # a bad setting fails at start
+        self._support: Support | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> SiteDirs:
+        return cls(settings.sites_root, settings.trash_dir_name, settings.site_disk_limit)
+
+    def quota_problem(self) -> str | None:
+        """Why a disk limit is set but cannot be enforced (None: it is, or none is set)."""
+        support = self.quota_support()
+        return support.why if self.disk_limit and not support.enforced else None
+
+    def quota_support(self) -> Support:
+        """Whether the sites root can limit each site's disk (asked once, when the root exists)."""
+        if self._support is None:
+            support = quota.probe(self.root)
+            if not self.root.is_dir():
+                return support
+            self._support = support
+        return self._support
+
+    def disk_usage(self, names: list[str]) -> dict[str, DiskUsage]:
+        """Each site directory's usage and limit, where the filesystem keeps them (no walk)."""
+        support = self.quota_support()
+        found = ((name, quota.site_usage(support, self.root, name)) for name in names)
+        return {name: usage for name, usage in found if usage is not None}
 
     def missing_mount_options(self) -> list[str]:
         """What the sites root's mount lacks of `nosuid` and `nodev`: site directories are bind
@@ -90,8 +123,14 @@ class SiteDirs:
         self.root.mkdir(parents=True, exist_ok=True)
         root_fd = _open_dir(str(self.root))
         try:
-            site_fd = _make_dir(root_fd, name, SITE_MODE)
+            support = self.quota_support()
+            site_fd = _make_dir(root_fd, name, SITE_MODE, subvolume=support.enforced)
             try:
+                if support.enforced and not quota.set_limit(site_fd, self.disk_limit) and self.disk_limit:
+                    log.warning(
+                        "a site directory made before quotas were on is not limited (move it into a subvolume)",
+                        extra=fields(site=name),
+                    )
                 if os.fstat(site_fd).st_uid != owner:
                     _hand_over(site_fd, owner)
                 # No other host user reads a site (its private/ holds its secrets), whatever the
@@ -198,12 +237,16 @@ def _open_dir(path: str, dir_fd: int | None = None) -> int:
     return confined.child_dir(dir_fd, path)
 
 
-def _make_dir(parent_fd: int, name: str, mode: int) -> int:
-    """Open (creating if needed) the real directory `name` under `parent_fd`; refuse links."""
+def _make_dir(parent_fd: int, name: str, mode: int, *, subvolume: bool = False) -> int:
+    """Open (creating if needed: as a subvolume of its own, where its disk is limited) the real
+    directory `name` under `parent_fd`; refuse links."""
     if "/" in name or name in ("", ".", ".."):
         raise UnsafePath(f"{name!r} is not a single path component")
     with contextlib.suppress(FileExistsError):
-        os.mkdir(name, mode, dir_fd=parent_fd)
+        if subvolume:
+            quota.make_site_dir(parent_fd, name)
+        else:
+            os.mkdir(name, mode, dir_fd=parent_fd)
     try:
         return _open_dir(name, dir_fd=parent_fd)
     except OSError as exc:

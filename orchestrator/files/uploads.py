@@ -115,7 +115,7 @@ class Uploads:
             )
         try:
             if size:
-                await self._worker.as_site(site, lambda: _append(upload.fd, request.data))
+                await self._worker.as_site(site, lambda: _append(upload.fd, request.data, paths.join(parts)))
             upload.received += size
             upload.last = (request.offset, size)
             if not request.final:
@@ -274,15 +274,18 @@ def decoded_size(encoded: str) -> int:
     return len(encoded) // 4 * 3 - encoded.count("=", max(0, len(encoded) - 2))
 
 
-def _append(fd: int, encoded: str) -> None:
+def _append(fd: int, encoded: str, shown: str) -> None:
     try:
         data = binascii.a2b_base64(encoded, strict_mode=True)
     except binascii.Error:
         raise FileRefused("data is not standard base64", code=ErrorCode.INVALID_REQUEST) from None
     view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    try:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    except OSError as exc:  # EDQUOT past the site's disk limit, ENOSPC: the upload is discarded
+        raise confined.failure(exc, shown) from None
 
 
 def _commit(upload: Upload) -> tuple[Entry, str]:
@@ -290,7 +293,10 @@ def _commit(upload: Upload) -> tuple[Entry, str]:
     the target (without replacing anything, for if_none_match); then sync the directory."""
     shown = paths.join(upload.parts)
     name = upload.parts[-1]
-    os.fsync(upload.fd)
+    try:
+        os.fsync(upload.fd)  # a filesystem may find out only now that the data does not fit
+    except OSError as exc:
+        raise confined.failure(exc, shown) from None
     os.fchmod(upload.fd, upload.mode if upload.mode is not None else DEFAULT_FILE_MODE)
     _check_target(upload.parent, name, upload)
     try:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from orchestrator.contract.results import Drift
+from orchestrator.files.quota import DiskUsage
 from orchestrator.sites.labels import FINGERPRINT, RESTARTED_BY
 from orchestrator.sites.protocols import Service
 from orchestrator.sites.spec import ServiceSpec
@@ -33,6 +34,7 @@ class Fleet:
     services: Sequence[Service]
     drift: list[Drift] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # about the platform, not a site
+    disks: dict[str, DiskUsage] = field(default_factory=dict)  # by service name, where known
 
     def drift_of(self, name: str) -> list[Drift]:
         return [d for d in self.drift if d.subject == name]

@@ -73,7 +73,7 @@ async def reconcile(swarm: Swarm, fleet: Fleet, *, dry_run: bool) -> list[Reconc
 async def run_reconcile(settings: Settings, *, dry_run: bool) -> list[ReconcileStep]:
     swarm = cli_swarm(settings)
     try:
-        fleet = await survey(swarm, SiteDirs(settings.sites_root, settings.trash_dir_name), settings)
+        fleet = await survey(swarm, SiteDirs.of(settings), settings)
         return await reconcile(swarm, fleet, dry_run=dry_run)
     finally:
         swarm.close()

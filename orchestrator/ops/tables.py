@@ -16,3 +16,11 @@ def escaped(text: str) -> str:
     """Control and format characters shown as escapes: text that came from outside (a publisher's
     message id, a routing key) must not move the cursor or forge rows on an operator's terminal."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def size(count: int) -> str:
+    """Bytes in the units the settings use (Ki, Mi, Gi), one decimal past a unit."""
+    for unit, scale in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.1f}{unit}"
+    return str(count)

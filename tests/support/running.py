@@ -4,7 +4,7 @@ Docker share, the orchestrator consuming, and Director's and an operator's conne
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,14 +32,19 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def stack_running(
-    name: str, log_dir: Path, *, results_queue: str | None = None, **settings: str
+    name: str,
+    log_dir: Path,
+    *,
+    results_queue: str | None = None,
+    sites_root: Callable[[str], contextlib.AbstractContextManager[Path]] = scratch_sites_root,
+    **settings: str,
 ) -> AsyncIterator[Running]:
     """Everything a test needs, torn down in reverse; `settings` override the test defaults
     (`orchestrator_env`); `results_queue`: listen on the durable results queue (survives broker
-    restarts) instead of a private one."""
+    restarts) instead of a private one; `sites_root`: makes the sites root from a name prefix."""
     with (
         fresh_vhost(f"orchestrator-{name}-{scope.NAME}") as vhost,
-        scratch_sites_root(f"orchestrator-{name}-{scope.NAME}") as root,
+        sites_root(f"orchestrator-{name}-{scope.NAME}") as root,
         docker_without_test_sites() as api,
     ):
         env = orchestrator_env(vhost, root, **settings)

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,36 @@ def scratch_sites_root(prefix: str) -> Iterator[Path]:
     finally:
         subprocess.run(["umount", "-l", str(root)], check=False)
         shutil.rmtree(root.parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def btrfs_sites_root(prefix: str, size_mib: int = 160) -> Iterator[Path]:
+    """A sites root on a small btrfs of its own (a loop image, quotas enabled, `nosuid,nodev`),
+    where a site's disk limit is enforced; unmounted and deleted after."""
+    base = Path(f"/tmp/{prefix}-{uuid.uuid4().hex[:8]}")
+    image, root = base / "sites.btrfs", base / "sites"
+    root.mkdir(parents=True)
+    try:
+        with image.open("wb") as file:
+            file.truncate(size_mib * 2**20)
+        subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True, capture_output=True)
+        # A loop device set up by mount is detached (autoclear) when the file system is unmounted.
+        subprocess.run(["mount", "-o", "loop,nosuid,nodev", str(image), str(root)], check=True)
+        try:
+            subprocess.run(["btrfs", "quota", "enable", str(root)], check=True, capture_output=True)
+            yield root
+        finally:
+            # The sites' containers (removed with their services just before) may still be
+            # stopping and hold their bind mounts; past the wait it is detached, and the loop
+            # device goes when the last of them lets go.
+            deadline = time.monotonic() + 30
+            while subprocess.run(["umount", str(root)], check=False, capture_output=True).returncode:
+                if time.monotonic() > deadline:
+                    subprocess.run(["umount", "-l", str(root)], check=False)
+                    break
+                time.sleep(0.5)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def docker_api() -> docker.APIClient:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import os
 import stat
 import uuid
@@ -199,3 +200,33 @@ async def test_a_chunk_of_an_ended_upload_is_refused_at_once_saying_why(registry
     with pytest.raises(FileRefused, match="ended: the site was deleted"):
         await write(registry, upload, 1, b"y")
     assert asyncio.get_running_loop().time() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    ("errno_", "expected"),
+    [(errno.EDQUOT, ErrorCode.DISK_QUOTA_EXCEEDED), (errno.ENOSPC, ErrorCode.TOO_LARGE)],
+)
+async def test_a_chunk_the_disk_refuses_is_answered_so_and_its_upload_removed(
+    registry: Uploads, root: Path, monkeypatch: pytest.MonkeyPatch, errno_: int, expected: ErrorCode
+) -> None:
+    upload = uuid.uuid4()
+    await write(registry, upload, 0, b"x" * 10)
+    assert temporaries(root)
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno_, os.strerror(errno_))
+
+    monkeypatch.setattr(uploads.os, "write", full)
+    assert await code(write(registry, upload, 10, b"y" * 10)) is expected
+    assert temporaries(root) == [] and registry.live() == frozenset()
+
+
+async def test_a_final_sync_the_disk_refuses_is_disk_quota_exceeded_and_leaves_nothing(
+    registry: Uploads, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(fd: int) -> None:
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(uploads.os, "fsync", refused)
+    assert await code(write(registry, uuid.uuid4(), 0, b"x" * 10, final=True)) is ErrorCode.DISK_QUOTA_EXCEEDED
+    assert temporaries(root) == [] and not (root / "site_0001" / "public" / "f.txt").exists()
