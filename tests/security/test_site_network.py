@@ -9,18 +9,11 @@ is put back as it was found."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import docker
-import pytest
 from support import (
-    ROOT,
     Director,
     OrchestratorProcess,
     Results,
@@ -30,6 +23,7 @@ from support import (
     site_event,
     write_site,
 )
+from support.network import address, answers, filter_restored, guarding
 
 from orchestrator.config import Settings
 from orchestrator.sites.spec import service_name
@@ -38,54 +32,9 @@ PORT = Settings().site_port
 NETWORK = Settings().network
 
 
-def address(api: docker.APIClient, container: dict[str, Any]) -> str:
-    return str(api.inspect_container(container["Id"])["NetworkSettings"]["Networks"][NETWORK]["IPAddress"])
-
-
 def task_container(api: docker.APIClient, site_id: int) -> dict[str, Any]:
     (container,) = api.containers(filters={"label": f"com.docker.swarm.service.name={service_name(site_id)}"})
     return cast(dict[str, Any], container)
-
-
-def answers(api: docker.APIClient, container: dict[str, Any], target: str, port: int) -> bool:
-    """Whether an HTTP request from inside `container` (as the site's own user) gets an answer."""
-    probe = api.exec_create(
-        container["Id"], ["sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {target} {port}"]
-    )
-    return b"HTTP/" in api.exec_start(probe["Id"])
-
-
-@pytest.fixture
-def namespace(api: docker.APIClient) -> Iterator[Path]:
-    """The sites network's namespace on this node, its filter table put back afterwards."""
-    path = Settings().netns_dir / f"1-{api.inspect_network(NETWORK)['Id'][:10]}"
-    assert path.exists(), "the sites network has no namespace on this node (no endpoint on it?)"
-    found = subprocess.run(
-        ["nsenter", f"--net={path}", "iptables-save", "-t", "filter"], capture_output=True, check=True
-    ).stdout
-    yield path
-    if path.exists():
-        subprocess.run(["nsenter", f"--net={path}", "iptables-restore"], input=found, check=True)
-
-
-@contextlib.contextmanager
-def guarding(env: dict[str, str], log_path: Path) -> Iterator[None]:
-    """`orchestrator netguard` as on a production node, once it has written the filter (a second
-    or so: waited for here, off the event loop's mind)."""
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "netguard"], env=env, cwd=ROOT, stdout=log, stderr=log
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while "sites network filtered" not in log_path.read_text():
-            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()[-2000:]
-            time.sleep(0.1)
-        yield
-        assert "cannot filter" not in log_path.read_text()
-    finally:
-        process.terminate()
-        assert process.wait(10) == 0, log_path.read_text()[-2000:]
 
 
 async def test_a_site_reaches_no_other_site_and_not_traefik_yet_every_site_is_served(
@@ -94,7 +43,6 @@ async def test_a_site_reaches_no_other_site_and_not_traefik_yet_every_site_is_se
     sites_root: Path,
     api: docker.APIClient,
     orchestrator: OrchestratorProcess,
-    namespace: Path,
     tmp_path: Path,
 ) -> None:
     first, second, later = fresh_site_id(), fresh_site_id(), fresh_site_id()
@@ -107,13 +55,14 @@ async def test_a_site_reaches_no_other_site_and_not_traefik_yet_every_site_is_se
 
     a, b = await asyncio.gather(create(first), create(second))
     (traefik,) = api.containers(filters={"name": "director-traefik"})
-    a_ip, b_ip, traefik_ip = address(api, a), address(api, b), address(api, traefik)
+    a_ip, b_ip, traefik_ip = (address(api, container, NETWORK) for container in (a, b, traefik))
     # Without the guard the probe does reach a neighbour: what follows is the guard's doing.
     assert await asyncio.to_thread(answers, api, a, b_ip, PORT)
 
-    with guarding(orchestrator.env, tmp_path / "netguard.log"):
+    namespace = Settings().netns_dir / f"1-{api.inspect_network(NETWORK)['Id'][:10]}"
+    with filter_restored(namespace), guarding(orchestrator.env, tmp_path / "netguard.log"):
         c = await create(later)  # a site started while the guard runs is closed in as well
-        c_ip = address(api, c)
+        c_ip = address(api, c, NETWORK)
         probes = {
             f"site A -> site B {b_ip}:{PORT}": (a, b_ip, PORT),
             f"site B -> site A {a_ip}:{PORT}": (b, a_ip, PORT),
