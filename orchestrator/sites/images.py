@@ -124,7 +124,7 @@ def newest_tag(tags: list[str]) -> int | None:
 
 def tags_to_delete(tags: list[str], keep: int) -> list[str]:
     """The tags past the newest `keep` versions, oldest first; tags that are no version are kept."""
-    versions = sorted((int(tag) for tag in tags if tag.isdigit() and len(tag) < 20), reverse=True)
+    versions = sorted({int(tag) for tag in tags if tag.isdigit() and len(tag) < 20}, reverse=True)
     return [str(version) for version in sorted(versions[keep:])]
 
 

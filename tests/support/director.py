@@ -40,6 +40,10 @@ def site_event(
     if type_ in ("site.deleted", "site.restart_requested"):
         event["site"] = {"id": site_id}
         return event
+    if type_ == "site.image_requested":  # `image` is the recipe
+        event["site"] = {"id": site_id}
+        event["image"] = image or {"parent": "director/base:latest", "packages": []}
+        return event
     event["site"] = {
         "id": site_id,
         "name": f"test site {site_id}",

@@ -135,6 +135,7 @@ def test_same_recipe_other_version_is_another_image() -> None:
 def test_gc_keeps_the_newest_versions_and_tags_that_are_no_version() -> None:
     assert tags_to_delete(["1", "10", "2", "9", "latest", "3"], 3) == ["1", "2"]
     assert tags_to_delete(["5"], 3) == []
+    assert tags_to_delete(["2", "3", "4", "4"], 3) == []  # a rebuilt version counts once
     assert newest_tag(["latest", "9", "10"]) == 10 and newest_tag(["x"]) is None
 
 
