@@ -16,23 +16,12 @@ from support import (
     registry_tags,
     served,
     site_event,
+    write_jq_site,
 )
 
 from orchestrator.config import Settings
 
 REGISTRY = Settings().registry
-
-
-def write_jq_site(sites_root: Path, site_id: int) -> None:
-    """A run.sh that needs jq (not in the default image) to make the page it serves."""
-    site_dir = sites_root / f"site_{site_id:04d}"
-    (site_dir / "public").mkdir(parents=True, exist_ok=True)
-    (site_dir / "private").mkdir(exist_ok=True)
-    (site_dir / "run.sh").write_text(
-        "#!/bin/sh\nset -e\nmkdir -p /tmp/www\n"
-        f'jq -rn \'"made by jq for site " + "{site_id}"\' >/tmp/www/index.html\n'
-        'exec httpd -f -p "$PORT" -h /tmp/www\n'
-    )
 
 
 async def test_a_built_image_is_pushed_and_a_site_updated_to_it_serves_what_only_it_has(
