@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
 .PHONY: up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests lint schema \
-        asyncapi-schema bench clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster
+        asyncapi-schema bench bench-cluster clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster
 
 # uv installs the same pins in a third of pip's time (pip is the fallback).
 $(VENV)/.installed: pyproject.toml
@@ -92,6 +92,11 @@ asyncapi-schema:
 
 bench: up $(VENV)/.installed
 	$(PY) bench/run.py
+
+# The cluster figures (bench/cluster.py): two workers up, the section, the workers down again.
+bench-cluster: up $(VENV)/.installed
+	bash scripts/cluster-up.sh 2
+	$(PY) bench/run.py --only cluster; status=$$?; bash scripts/cluster-down.sh; exit $$status
 
 # The test cluster: CLUSTER_WORKERS extra engines on this machine as swarm workers (scripts/cluster.sh).
 CLUSTER_WORKERS ?= 2

@@ -19,6 +19,9 @@ fleet     1,000 sites (200 serving): start-up, status, a drift survey and a depl
 files     site files over the bus (bench/files.py): a 4 KiB files.read round trip against a bare
           aio-pika request/reply echo; 50 MiB up and down against bare chunked publishing of the
           same bytes; a listing of 10,000 entries against reading the directory locally.
+cluster   only when asked (`make bench-cluster`: the test cluster's two workers and the manager,
+          bench/cluster.py): the burst on three nodes against the floor on the same cluster, and
+          `orchestrator drain` of a worker under a request loop (requests failed); medians of runs.
 """
 
 from __future__ import annotations
@@ -32,17 +35,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bus
+import cluster
 import deploys
 import files
 import scale
 from common import FIRST_SITE, FLEET_SITE, bench_running, log, peak_rss_mb, traefik_refresh, wipe
 
-SECTIONS = ("pure", "burst", "truth", "noop", "terminal", "redeploy", "health", "idle", "fleet", "files")
+SECTIONS = ("pure", "burst", "truth", "noop", "terminal", "redeploy", "health", "idle", "fleet", "files", "cluster")
+ON_REQUEST = {"cluster"}  # needs the test cluster up: never part of a plain `make bench`
 PRODUCTION_REFRESH, LOCAL_REFRESH = 5, 1  # Traefik's swarm-provider refresh (deploy/traefik/traefik.yml)
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    only = set(args.only.split(",")) if args.only else set(SECTIONS) - ON_REQUEST
     report: dict[str, Any] = {}
     if "pure" in only:
         report["pure"] = bus.pure_ratios()
@@ -70,6 +75,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 report["health"] = await deploys.health_detection(bench, sites[1])
             if "files" in only:
                 report["files"] = await files.files_section(bench, args.files_reads)
+            if "cluster" in only:
+                report["cluster"] = await cluster.cluster_section(bench, sites, args.cluster_runs)
             if only & {"idle", "fleet"}:
                 wipe()
                 log(f"Traefik at its production refresh ({PRODUCTION_REFRESH} s)")
@@ -126,6 +133,14 @@ def table(report: dict[str, Any]) -> str:
                      f"{f['cpu_mc']['machine_mc']} mc"))  # fmt: skip
     if "files" in report:
         rows += files.files_table(report["files"])
+    if "cluster" in report:
+        c = report["cluster"]
+        burst = f"burst of {c['sites']} on {c['nodes']} nodes: median {c['burst_seconds_median']} s of {c['runs']}"
+        floor = f"{c['ratio_median']}x the floor on the cluster ({c['floor_seconds_median']} s)"
+        drained = [d["failed"] for d in c["drains"]]
+        rows.append(("cluster", burst, floor))
+        rows.append(("cluster", f"orchestrator drain of a worker: median {c['drain_seconds_median']} s",
+                     f"requests failed: median {c['drain_failed_median']} {drained}"))  # fmt: skip
     if "pure" in report:
         p = report["pure"]
         rows.append(("pure", f"json.loads {p['json_loads_us']} us",
@@ -145,6 +160,7 @@ if __name__ == "__main__":
     parser.add_argument("--fleet", type=int, default=1000)
     parser.add_argument("--window", type=float, default=60.0, help="seconds of each CPU reading")
     parser.add_argument("--files-reads", type=int, default=2000, help="4 KiB files.read round trips timed")
+    parser.add_argument("--cluster-runs", type=int, default=3, help="bursts and drains of the cluster section")
     parser.add_argument("--json", type=Path, help="also write the report here")
     arguments = parser.parse_args()
     outcome = asyncio.run(main(arguments))

@@ -34,6 +34,7 @@ from orchestrator.ops.health import HealthMonitor
 from orchestrator.ops.netguard import NetworkGuard
 from orchestrator.sites.handlers import Context
 from orchestrator.sites.processor import SiteEvents
+from orchestrator.swarm.builds import ImageBuilder
 from orchestrator.swarm.cache import VerifiedRoutes
 from orchestrator.swarm.changes import DockerChanges
 from orchestrator.swarm.client import DockerClient
@@ -92,12 +93,16 @@ async def serve(settings: Settings) -> None:
                 extra=fields(sites_root=str(settings.sites_root), why=why),
             )
         terminal_host = TerminalHost(terminal_docker, settings.terminal_network, settings.deployment)
+        # Image builds on Docker calls of their own: a build never holds a deploy's worker.
+        builder = ImageBuilder(settings)
+        stack.callback(builder.close)
         ctx = Context(
             settings=settings,
             swarm=swarm,
             sitedirs=sitedirs,
             routes=routes,
             verified=VerifiedRoutes(swarm.cache, settings.reverify_seconds),
+            images=builder,
         )
 
         connection = await broker.connect(settings.broker_url(), settings, stop)

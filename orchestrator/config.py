@@ -177,7 +177,28 @@ class Settings(BaseSettings):
     trash_dir_name: str = ".trash"
     default_image: str = "director/base:latest"
     allowed_default_images: Annotated[CsvList, Field(default_factory=lambda: ["director/base:latest"])]
-    registry: str = "registry.director.local/sites"
+    # Custom images: the local stack's registry (scripts/stack-up.sh) on the bridge every test node
+    # reaches; production names its own (TLS).
+    registry: str = "198.18.213.1:5000/sites"
+    # The registry's HTTP API (tags listed, old manifests deleted): plain HTTP on the local stack's
+    # bridge, declared insecure to every engine; production: https.
+    registry_api_url: str = "http://198.18.213.1:5000"
+    # --- site image builds (site.image_requested) ---------------------------------------------
+    # Builds are heavy (a CPU for seconds, the tools image's apt): at most this many at once, on
+    # Docker calls of their own, so a build never holds a deploy's worker.
+    build_concurrency: int = Field(default=1, ge=1, le=8)
+    # A build past this is cancelled (the connection is closed, which stops Docker's build).
+    build_timeout_seconds: float = Field(default=300, gt=0)
+    # Limits of every build step's container (Docker's `container_limits`).
+    build_memory_mib: int = Field(default=512, ge=16)
+    build_cpu_shares: int = Field(default=512, ge=2)
+    # Builds have no network: packages come from this local repository (Debian .debs and their
+    # Packages index, made by stack-up), resolved and unpacked by the tools image's apt.
+    build_packages_dir: Path = Path("/var/lib/director-registry/debs")
+    build_tools_image: str = "director/debian:bookworm"
+    max_image_packages: int = Field(default=32, ge=0, le=256)
+    # The newest tags kept per site in the registry (and on the builder); older ones are deleted.
+    image_keep: int = Field(default=3, ge=1)
     static_image: str = "nginx:latest"
     site_port: int = Field(default=80, ge=1, le=65535)
     traefik_entrypoint: str = "web"

@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     NOT_LISTENING = "not_listening"
     IMAGE_NOT_FOUND = "image_not_found"
     NO_RUN_SCRIPT = "no_run_script"
+    IMAGE_BUILD_FAILED = "image_build_failed"
     NOT_ROUTED = "not_routed"
     CONVERGE_TIMEOUT = "converge_timeout"
     TRANSIENT_ERROR = "transient_error"
@@ -155,6 +156,14 @@ class TerminalRefused(PermanentError):
     would open a terminal nobody watches, so it is never dead-lettered."""
 
     code = ErrorCode.INTERNAL_ERROR
+    dead_letter = False
+
+
+class ImageBuildFailed(PermanentError):
+    """The site's image recipe did not build (a package that is not there, a timeout): the owner
+    hears why with the build log's last lines; an operator has nothing to replay."""
+
+    code = ErrorCode.IMAGE_BUILD_FAILED
     dead_letter = False
 
 

@@ -137,7 +137,8 @@ engine_start() { # node
     # A killed engine's leftovers (its containerd, shims, containers) go before a fresh start.
     kill_node_processes "$node" KILL
     mkdir -p "$STATE" "$DATA/$node" "$LOGS" "$(exec_root "$node")"
-    # The manager's daemon settings (no-new-privileges for every container, log options) without
+    # The manager's daemon settings (no-new-privileges for every container, the local registry
+    # declared insecure: workers pull custom site images from it, log options) without
     # what names this engine's own places.
     python3 - /etc/docker/daemon.json "$STATE/$node.json" <<'PY'
 import json, os, sys

@@ -21,6 +21,7 @@
 #   REFRESH_BASE=1     rebuild the Debian rootfs (new security updates) even if cached
 #   FORCE_IMAGES=1     rebuild every image (Docker's layer cache still applies)
 #   PYTHON             a Python >= 3.11 with pip, to build the wheels  (python3)
+#   IMAGES_ONLY=base   only director/debian:bookworm
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,6 +99,8 @@ fi
 # Older rootfs tarballs are of no use any more.
 find "$CACHE_DIR" -maxdepth 1 -name 'debian-bookworm-*.tar' ! -name "$(basename "$tarball")" -delete
 base_id=$(image_id "$DEBIAN_IMAGE")
+# The local stack needs only this one (the tools stage of site image builds: scripts/stack-up.sh).
+[ "${IMAGES_ONLY:-}" != base ] || exit 0
 
 # ---------------------------------------------------------------- 2. images from Dockerfiles
 # build REPO CONTEXT_DIR BUILD_ARG... : tag REPO:<digest> and REPO:latest; sets $built.

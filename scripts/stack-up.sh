@@ -15,6 +15,8 @@
 #   CLUSTER_BRIDGE           host bridge the swarm advertises on (director0)
 #   CLUSTER_PREFIX           its /24, here only (198.18.213: RFC 2544's benchmark range; .1 the manager)
 #   SITE_NODE_LABEL          node label marking where sites run (director.sites)
+#   REGISTRY_PORT            the local registry's port on the bridge address (5000)
+#   SITE_PACKAGES            Debian packages site image builds may install (jq sqlite3 tree)
 set -euo pipefail
 
 NETWORK=${ORCHESTRATOR_NETWORK:-director-sites}
@@ -36,6 +38,15 @@ BRIDGE=${CLUSTER_BRIDGE:-director0}
 PREFIX=${CLUSTER_PREFIX:-198.18.213}
 MANAGER_ADDR=$PREFIX.1
 SITE_NODE_LABEL=${SITE_NODE_LABEL:-director.sites}
+REGISTRY_PORT=${REGISTRY_PORT:-5000}
+REGISTRY_ADDR=$MANAGER_ADDR:$REGISTRY_PORT
+REGISTRY_DATA=/var/lib/director-registry
+REGISTRY_CONF=/etc/director-stack/registry.yml
+REGISTRY_PID=/run/director-registry.pid
+REGISTRY_LOG=/var/log/director-registry.log
+SITE_PACKAGES=${SITE_PACKAGES:-jq sqlite3 tree}
+SITE_DEBS=${SITE_DEBS:-/var/lib/director-registry/debs}
+TOOLS_IMAGE=director/debian:bookworm
 
 T0=$SECONDS
 log() { printf '[stack-up] %s\n' "$*"; }
@@ -57,8 +68,9 @@ wait_for() {
 # ---------------------------------------------------------------- 1. packages
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
 missing=()
-# btrfs-progs: the disk-limit test builds a small btrfs (tests/security/test_disk_quota.py)
-for p in docker.io rabbitmq-server busybox-static nginx curl btrfs-progs; do
+# btrfs-progs: the disk-limit test builds a small btrfs (tests/security/test_disk_quota.py);
+# docker-registry and apt-utils: the sites' image registry and its package repository.
+for p in docker.io rabbitmq-server busybox-static nginx curl btrfs-progs docker-registry apt-utils; do
     pkg_installed "$p" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -99,12 +111,17 @@ fi
 # flag). Merged into an existing daemon.json; a running dockerd reloads it on SIGHUP.
 DAEMON_JSON=/etc/docker/daemon.json
 mkdir -p /etc/docker
-nnp_changed=$(python3 - "$DAEMON_JSON" <<'PY'
+# The local registry (section 9) speaks plain HTTP on the bridge address, which exists only on this
+# machine: every engine is told so explicitly (insecure-registries; scripts/cluster.sh copies this
+# file to its workers). Both keys are reloadable: SIGHUP applies them without a restart.
+nnp_changed=$(python3 - "$DAEMON_JSON" "$REGISTRY_ADDR" <<'PY'
 import json, os, sys
-path = sys.argv[1]
+path, registry = sys.argv[1:]
 config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
-if config.get("no-new-privileges") is not True:
+insecure = config.get("insecure-registries", [])
+if config.get("no-new-privileges") is not True or registry not in insecure:
     config["no-new-privileges"] = True
+    config["insecure-registries"] = [*insecure, registry] if registry not in insecure else insecure
     with open(path + ".new", "w") as file:
         json.dump(config, file, indent=2)
     os.replace(path + ".new", path)
@@ -115,7 +132,7 @@ DOCKER_STARTED=0
 if docker info >/dev/null 2>&1; then
     log "docker: running"
     if [ "$nnp_changed" = changed ]; then
-        log "docker: no-new-privileges for every container (reloaded)"
+        log "docker: no-new-privileges for every container, registry $REGISTRY_ADDR over HTTP (reloaded)"
         pkill -HUP -x dockerd || true
     fi
 else
@@ -585,6 +602,54 @@ if ! findmnt -n -o OPTIONS --mountpoint "$SITES_ROOT" 2>/dev/null | grep -Eq 'no
     log "sites root: $SITES_ROOT mounted nosuid,nodev"
 fi
 
+# ---------------------------------------------------------------- 9. registry and site packages
+# Debian's docker-registry (distribution 2.8) on the bridge address, where the test cluster's
+# workers reach it too; plain HTTP, declared insecure in every engine's daemon.json (the address
+# exists only on this machine; production: TLS). Deletes enabled: old site image tags are removed.
+mkdir -p "$REGISTRY_DATA" "$(dirname "$REGISTRY_CONF")"
+registry_conf="version: 0.1
+log: {level: warn, fields: {service: director-registry}}
+storage:
+  filesystem: {rootdirectory: $REGISTRY_DATA/storage}
+  delete: {enabled: true}
+  cache: {blobdescriptor: inmemory}
+http: {addr: '$REGISTRY_ADDR', headers: {X-Content-Type-Options: [nosniff]}}"
+registry_pid() { local pid; pid=$(cat "$REGISTRY_PID" 2>/dev/null) && [ -n "$pid" ] &&
+    grep -qa docker-registry "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"; }
+registry_up() { curl -sf -o /dev/null -m 2 "http://$REGISTRY_ADDR/v2/"; }
+if [ "$(cat "$REGISTRY_CONF" 2>/dev/null)" != "$registry_conf" ]; then
+    printf '%s' "$registry_conf" >"$REGISTRY_CONF"
+    if pid=$(registry_pid); then kill "$pid"; wait_for 10 registry-stop bash -c "! kill -0 $pid"; fi
+fi
+if registry_pid >/dev/null && registry_up; then
+    log "registry: $REGISTRY_ADDR up"
+else
+    if pid=$(registry_pid); then kill "$pid" || true; fi
+    log "registry: starting on $REGISTRY_ADDR ($REGISTRY_DATA)"
+    setsid nohup docker-registry serve "$REGISTRY_CONF" >>"$REGISTRY_LOG" 2>&1 </dev/null &
+    echo $! >"$REGISTRY_PID"
+    wait_for 20 registry registry_up || { tail -n 20 "$REGISTRY_LOG" >&2; die "registry did not come up (log: $REGISTRY_LOG)"; }
+fi
+# Site image builds run without a network (no package mirror is reachable from a container here):
+# the packages they may install are this local repository, fetched on the host with their
+# dependencies (apt-get download) and indexed; the build's tools stage (director/debian) resolves
+# and unpacks from it (see the README's Cluster section).
+debs_want="$(printf '%s\n' $SITE_PACKAGES | sort -u | tr '\n' ' ')"
+if [ "$(cat "$SITE_DEBS/.packages" 2>/dev/null)" != "$debs_want" ] || [ ! -s "$SITE_DEBS/Packages" ]; then
+    log "site packages: fetching $debs_want and their dependencies into $SITE_DEBS"
+    rm -rf "$SITE_DEBS.new" && mkdir -p "$SITE_DEBS.new"
+    closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+        --no-replaces --no-enhances $SITE_PACKAGES | grep -E '^[a-z0-9]' | sort -u)
+    (cd "$SITE_DEBS.new" && apt-get download -qq $closure >/var/log/director-site-debs.log 2>&1 &&
+        apt-ftparchive packages . >Packages 2>>/var/log/director-site-debs.log) ||
+        { tail -n 20 /var/log/director-site-debs.log >&2; die "fetching site packages failed"; }
+    echo "$debs_want" >"$SITE_DEBS.new/.packages"
+    rm -rf "$SITE_DEBS" && mv "$SITE_DEBS.new" "$SITE_DEBS"
+else
+    log "site packages: $SITE_DEBS ($debs_want)"
+fi
+docker image inspect "$TOOLS_IMAGE" >/dev/null 2>&1 || IMAGES_ONLY=base bash "$(dirname "$0")/images.sh"
+
 # ---------------------------------------------------------------- existing services
 # After a daemon (re)start swarm re-schedules tasks with a few seconds' delay;
 # wait (bounded) so callers can rely on routing right after this script.
@@ -598,4 +663,4 @@ if [ "$DOCKER_STARTED" = 1 ] && ! services_converged; then
     sleep $((REFRESH * 2 + 1))   # let Traefik's swarm poll pick up the new task IPs
 fi
 
-log "ready in $((SECONDS - T0))s: amqp://127.0.0.1:5672  amqps://localhost:5671  http://127.0.0.1:$HTTP_PORT  api=http://127.0.0.1:$API_PORT  network=$NETWORK  sites=$SITES_ROOT"
+log "ready in $((SECONDS - T0))s: amqp://127.0.0.1:5672  amqps://localhost:5671  http://127.0.0.1:$HTTP_PORT  api=http://127.0.0.1:$API_PORT  network=$NETWORK  sites=$SITES_ROOT  registry=http://$REGISTRY_ADDR"

@@ -18,7 +18,7 @@ from orchestrator.config import Settings
 from orchestrator.contract import headers as hdr
 from orchestrator.contract.files import FILE_REQUESTS, RESULTS, STREAMING, ErrorReply
 from orchestrator.contract.results import DriftReport, SiteHealth, SiteResult, SiteResultType
-from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteRestartRequested, SiteUpdated
+from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteImageRequested, SiteRestartRequested, SiteUpdated
 from orchestrator.contract.terminals import TERMINAL_COMMANDS, TerminalUpdate, TerminalUpdateType
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -35,7 +35,8 @@ def _type_of(model: type[BaseModel]) -> str:
 
 
 INBOUND_MODELS: dict[str, type[BaseModel]] = {
-    _type_of(model): model for model in (SiteCreated, SiteUpdated, SiteDeleted, SiteRestartRequested)
+    _type_of(model): model
+    for model in (SiteCreated, SiteUpdated, SiteDeleted, SiteRestartRequested, SiteImageRequested)
 }
 RESULT_TYPES: tuple[str, ...] = get_args(SiteResultType)
 # Published on the results exchange besides the results of site events.

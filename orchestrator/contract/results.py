@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, Field
 from orchestrator.contract.base import Model, SiteId
 from orchestrator.errors import ErrorCode
 
-SiteResultType = Literal["site.deployed", "site.removed", "site.failed", "site.stale"]
+SiteResultType = Literal["site.deployed", "site.removed", "site.failed", "site.stale", "site.image_built"]
 
 
 class SiteResult(Model):
@@ -20,6 +20,8 @@ class SiteResult(Model):
 
     `site.deployed` of a serving site means it answered through Traefik (see `probe`).
     `site.stale` means the event was older than what the swarm already holds and changed nothing.
+    `site.image_built` answers a `site.image_requested`: `image` names what was pushed, and
+    `version` is the image's version.
     Results are delivered at least once: deduplicate by `causation_id`.
     """
 
@@ -39,6 +41,11 @@ class SiteResult(Model):
     )
     probe: Probe | None = Field(default=None, description="For `site.deployed` of a serving site: what was verified.")
     note: str | None = Field(default=None, description="Anything else the site's owner should know.")
+    image: str | None = Field(
+        default=None,
+        description="For `site.image_built`: the image pushed, pinned by digest (`REGISTRY/site_0042:3@sha256:...`), "
+        "for a `site.updated` to name.",
+    )
 
 
 def failed(

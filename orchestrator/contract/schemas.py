@@ -45,7 +45,14 @@ from orchestrator.contract.files import (
     WriteResult,
 )
 from orchestrator.contract.results import Drift, DriftReport, ErrorInfo, ServiceRef, SiteHealth, SiteResult
-from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteEvent, SiteRestartRequested, SiteUpdated
+from orchestrator.contract.sites import (
+    SiteCreated,
+    SiteDeleted,
+    SiteEvent,
+    SiteImageRequested,
+    SiteRestartRequested,
+    SiteUpdated,
+)
 from orchestrator.contract.terminals import (
     TerminalClose,
     TerminalCommand,
@@ -94,7 +101,21 @@ def _examples() -> dict[str, BaseModel]:
         "site.restart_requested": SiteRestartRequested.model_validate(
             {**common, "version": 2, "type": "site.restart_requested", "site": {"id": 1}}
         ),
+        "site.image_requested": SiteImageRequested.model_validate(
+            {
+                **common,
+                "version": 3,
+                "type": "site.image_requested",
+                "site": {"id": 1},
+                "image": {"parent": "director/base:latest", "packages": ["jq", "sqlite3"]},
+            }
+        ),
         "site.deployed": SiteResult(type="site.deployed", applied_version=1, service=_SERVICE, **result),
+        "site.image_built": SiteResult(
+            type="site.image_built",
+            image="198.18.213.1:5000/sites/site_0001:3@sha256:" + "5" * 64,
+            **{**result, "version": 3},
+        ),
         "site.removed": SiteResult(type="site.removed", **result),
         "site.stale": SiteResult(type="site.stale", applied_version=4, service=_SERVICE, **result),
         "site.failed": SiteResult(

@@ -29,6 +29,11 @@ Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _MEMORY = re.compile(r"([1-9][0-9]{0,12})(Ki|Mi|Gi)", re.ASCII)
 _UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+# Debian's package name rule (Policy 5.6.1), bounded: nothing a shell, apt or a Dockerfile would
+# read as anything but a name (no spaces, quotes, `$`, `;`, `=`, `/`, options or versions).
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{0,62}", re.ASCII)
+# The contract's own ceiling; the operator's (`MAX_IMAGE_PACKAGES`) is usually lower.
+MAX_PACKAGES = 256
 
 
 def _env_key(key: str) -> str:
@@ -58,6 +63,12 @@ def _memory(value: str) -> str:
     return value
 
 
+def _package(name: str) -> str:
+    if not _PACKAGE.fullmatch(name):
+        raise ValueError("a package is a Debian package name: ^[a-z0-9][a-z0-9+.-]{0,62}$")
+    return name
+
+
 def _finite(value: float) -> float:
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
@@ -81,6 +92,7 @@ Domain = Annotated[str, AfterValidator(parse_hostname), PlainSerializer(str, ret
 EnvKey = Annotated[str, Field(max_length=128), AfterValidator(_env_key)]
 EnvValue = Annotated[str, Field(max_length=32768), AfterValidator(_env_value)]
 ImageName = Annotated[str, AfterValidator(parse_reference)]
+PackageName = Annotated[str, AfterValidator(_package)]
 
 
 class SiteKind(StrEnum):
@@ -123,6 +135,17 @@ class SiteRef(Model):
     id: SiteId
 
 
+class ImageRecipe(Model):
+    """What a site's custom image is made of: an allowed default image and Debian packages. No
+    setup commands: a shell command run as root at build time cannot be made safe here."""
+
+    parent: ImageName = Field(description="One of the operator's allowed default images.")
+    packages: Annotated[list[PackageName], Field(max_length=MAX_PACKAGES)] = Field(
+        default_factory=list,
+        description="Debian package names, installed with their dependencies (at most MAX_IMAGE_PACKAGES).",
+    )
+
+
 def service_name(site_id: int) -> str:
     """The site's swarm service, `site_0042`: the name the product promises."""
     return f"site_{site_id:04d}"
@@ -163,6 +186,19 @@ class SiteRestartRequested(_Event):
     site: SiteRef
 
 
+class SiteImageRequested(_Event):
+    """Build the site's custom image `REGISTRY/site_0042:<version>` from this recipe and push it;
+    answered by `site.image_built` (its reference, pinned by digest) or `site.failed`
+    (`image_build_failed`). `version` is the image's: it grows with every new recipe of the site,
+    and a `site.updated` naming the built reference deploys it."""
+
+    type: Literal["site.image_requested"]
+    site: SiteRef
+    image: ImageRecipe
+
+
 SiteUpserted = SiteCreated | SiteUpdated
-SiteEvent = Annotated[SiteCreated | SiteUpdated | SiteDeleted | SiteRestartRequested, Field(discriminator="type")]
-SITE_EVENT_TYPES = ("site.created", "site.updated", "site.deleted", "site.restart_requested")
+SiteEvent = Annotated[
+    SiteCreated | SiteUpdated | SiteDeleted | SiteRestartRequested | SiteImageRequested, Field(discriminator="type")
+]
+SITE_EVENT_TYPES = ("site.created", "site.updated", "site.deleted", "site.restart_requested", "site.image_requested")

@@ -22,6 +22,7 @@ from orchestrator.contract.sites import (
     SiteCreated,
     SiteDeleted,
     SiteEvent,
+    SiteImageRequested,
     SiteKind,
     SiteRestartRequested,
     SiteUpdated,
@@ -30,9 +31,12 @@ from orchestrator.contract.sites import (
 )
 from orchestrator.errors import DomainConflict, ErrorCode, NotFound, ServiceFailed, SiteNotServing
 from orchestrator.sites.domains import HOST_LABEL, lock_keys, lookup_labels, overlaps
+from orchestrator.sites.images import admit_build, newest_tag, tags_to_delete
 from orchestrator.sites.labels import FINGERPRINT, RESTARTED_BY
 from orchestrator.sites.locks import Changes, KeyedLocks
 from orchestrator.sites.protocols import (
+    ImagesPort,
+    NoImages,
     NoMemory,
     Rollout,
     RoutesPort,
@@ -68,6 +72,8 @@ class Context:
     verified: VerifiedPort = field(default_factory=NoMemory)
     # Closed when a site is deleted, before its files move: terminals, file streams and uploads.
     sessions: Sequence[SessionsPort] = ()
+    # Builds of custom images (site.image_requested); without a builder they are refused.
+    images: ImagesPort = field(default_factory=NoImages)
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,20 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> SiteResult:
     return _result(event, "site.removed", None, None)
 
 
+async def build_image(event: SiteImageRequested, ctx: Context) -> SiteResult:
+    """Build the site's image `REGISTRY/site_0042:<version>`, push it, keep the newest
+    `IMAGE_KEEP` versions. A request older than a version the registry holds is stale; a
+    redelivered one reuses what it built."""
+    build = admit_build(event.site.id, event.version, event.image, ctx.settings)
+    tags = await ctx.images.tags(build.repository)
+    newest = newest_tag(tags)
+    if newest is not None and newest > event.version:
+        return _result(event, "site.stale", None, newest)
+    reference = await ctx.images.build(build)
+    await ctx.images.delete(build.repository, tags_to_delete([*tags, build.tag], ctx.settings.image_keep))
+    return _result(event, "site.image_built", None, None, image=reference)
+
+
 async def _apply(spec: ServiceSpec, site: Site, current: Service | None, ctx: Context) -> Service:
     """Create or update the service once no other site claims its domains. A domain another site
     holds is waited for briefly (it is usually moving between two sites, the other's update on
@@ -275,12 +295,13 @@ async def _broken(broken: Broken, version: int, before: Service | None, ctx: Con
 
 
 def _result(
-    event: SiteUpserted | SiteDeleted | SiteRestartRequested,
+    event: SiteUpserted | SiteDeleted | SiteRestartRequested | SiteImageRequested,
     type_: SiteResultType,
     service: Service | None,
     applied_version: int | None,
     probe: Probe | None = None,
     note: str | None = None,
+    image: str | None = None,
 ) -> SiteResult:
     return SiteResult(
         type=type_,
@@ -291,6 +312,7 @@ def _result(
         service=ServiceRef(name=service.name, id=service.id, replicas=service.replicas) if service else None,
         probe=probe,
         note=note,
+        image=image,
     )
 
 
@@ -303,5 +325,7 @@ async def dispatch(event: SiteEvent, ctx: Context) -> SiteResult:
             return await delete_site(event, ctx)
         case SiteRestartRequested():
             return await restart_site(event, ctx)
+        case SiteImageRequested():
+            return await build_image(event, ctx)
         case _:
             assert_never(event)

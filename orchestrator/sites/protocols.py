@@ -2,7 +2,8 @@
 and `Service`, a site service as the swarm holds it.
 
 `swarm.services.Swarm`, `files.sitedirs.SiteDirs`, `traefik.routes.TraefikRoutes`,
-`swarm.cache.VerifiedRoutes`, `terminals.host.TerminalHost` and `files.service.SiteFiles` implement
+`swarm.cache.VerifiedRoutes`, `swarm.builds.ImageBuilder`, `terminals.host.TerminalHost` and
+`files.service.SiteFiles` implement
 them; the unit tests give handlers in-memory fakes (tests/unit/fakes.py), so their decisions are
 tested without I/O.
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator.contract.results import Probe
+from orchestrator.errors import ImageBuildFailed
+from orchestrator.sites.images import Build
 from orchestrator.sites.labels import DOMAINS, FINGERPRINT, KIND, SITE_ID, version_of
 from orchestrator.sites.rollout import Broken, Ready
 from orchestrator.sites.spec import ServiceSpec
@@ -111,6 +114,33 @@ class Rollout:
     replicas: int
     runs_site_script: bool
     timeout: float
+
+
+class ImagesPort(Protocol):
+    """Site images: the registry's tags of a repository, builds and pushes, and deletes."""
+
+    async def tags(self, repository: str) -> list[str]:
+        """The tags the registry holds for `repository` (none when it has no such repository)."""
+
+    async def build(self, build: Build) -> str:
+        """Build and push; the pushed reference pinned by digest. ImageBuildFailed with the build
+        log's last lines (masked) when the recipe does not build or past the build timeout."""
+
+    async def delete(self, repository: str, tags: Sequence[str]) -> None:
+        """Delete these tags' manifests from the registry and the builder's images (best effort)."""
+
+
+class NoImages:
+    """No builder: every build request is refused (a process without one, the unit tests' default)."""
+
+    async def tags(self, repository: str) -> list[str]:
+        return []
+
+    async def build(self, build: Build) -> str:
+        raise ImageBuildFailed("this orchestrator builds no images")
+
+    async def delete(self, repository: str, tags: Sequence[str]) -> None:
+        return None
 
 
 class SiteDirsPort(Protocol):

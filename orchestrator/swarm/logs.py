@@ -110,7 +110,7 @@ class ServiceLogs:
         """The last `lines` lines of the service's tasks, oldest first; None: no such service."""
 
         def read(api: docker.APIClient) -> list[LogRecord] | None:
-            secrets = _secrets(api, name)
+            secrets = site_secrets(api, name)
             if secrets is None:
                 return None
             if lines == 0:
@@ -132,7 +132,7 @@ class ServiceLogs:
         lines before), or from `since_ns`; None when the service is gone."""
         api = docker.APIClient(base_url=self._base_url, version=version, timeout=None)
         try:
-            secrets = _secrets(api, name)
+            secrets = site_secrets(api, name)
             if secrets is None:
                 api.close()
                 return None
@@ -161,12 +161,12 @@ class ServiceLogs:
         """Blocking: whether the service is still there (a follow whose stream ended asks)."""
         api = docker.APIClient(base_url=self._base_url, version=version, timeout=30)
         try:
-            return _secrets(api, name) is not None
+            return site_secrets(api, name) is not None
         finally:
             api.close()
 
 
-def _secrets(api: docker.APIClient, name: str) -> list[str] | None:
+def site_secrets(api: docker.APIClient, name: str) -> list[str] | None:
     """The site's env values (often secrets), to mask; None when the service does not exist."""
     try:
         spec = api.inspect_service(name)["Spec"]

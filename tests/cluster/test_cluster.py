@@ -25,12 +25,19 @@ from support import (
     Results,
     Running,
     TerminalBus,
+    connected,
     deploy,
     eventually,
     fetch,
     fresh_site_id,
+    fresh_vhost,
+    orchestrator_env,
+    orchestrator_running,
+    publishing_as_director,
+    scope,
     site_event,
     terminal_bus,
+    write_jq_site,
     write_site,
 )
 
@@ -215,6 +222,58 @@ async def test_a_site_deleted_on_a_worker_is_removed_once_its_container_there_is
     finally:
         engine.close()
     assert not (stack.sites_root / site.name).exists()
+
+
+async def test_a_custom_image_is_built_pushed_and_pulled_by_a_worker_from_the_registry(stack: Running) -> None:
+    """`site.image_requested` builds on the manager and pushes to the registry on the bridge; a site
+    of that image placed on a worker (an orchestrator of its own here, constrained to workers) is
+    pulled there, by digest, and served through Traefik."""
+    site_id = fresh_site_id()
+    with fresh_vhost(f"orchestrator-cluster-images-{scope.NAME}") as vhost:
+        env = orchestrator_env(
+            vhost,
+            stack.sites_root,
+            site_node_label=stack.orchestrator.env["ORCHESTRATOR_SITE_NODE_LABEL"],
+            placement_constraints="node.role==worker",
+        )
+        log = stack.sites_root.parent / f"cluster-images-{scope.NAME}.log"
+        async with (
+            orchestrator_running(env, log),
+            connected("guest", vhost) as admin,
+            publishing_as_director(vhost) as director,
+        ):
+            results = Results(admin)
+            await results.start()
+            recipe = {"parent": "director/base:latest", "packages": ["jq"]}
+            started = time.monotonic()
+            built = await deploy(director, results, site_event("site.image_requested", site_id, 1, image=recipe))
+            build_s = time.monotonic() - started
+            assert built.type == "site.image_built" and built.image, built
+            write_jq_site(stack.sites_root, site_id)
+            host = f"img{site_id}.cluster.example.com"
+            image = {"name": built.image, "custom": True}
+            started = time.monotonic()
+            result = await deploy(
+                director, results, site_event("site.created", site_id, 1, domains=[host], image=image), timeout=120
+            )
+            deploy_s = time.monotonic() - started
+            assert result.type == "site.deployed", result.error
+            site = Site(site_id, host, f"made by jq for site {site_id}")
+            worker = ready_nodes(stack.api)[node_of(stack.api, site) or ""].removeprefix("director-")
+            assert worker.startswith("w"), worker
+            response = await fetch(host)
+            assert response.status_code == 200 and site.page in response.text
+            engine = docker.APIClient(base_url=f"unix://{STATE}/{worker}.sock", version="auto")
+            try:  # the worker pulled it from the registry, by digest: nothing was loaded into it
+                tagged, digest = built.image.split("@")
+                pulled = f"{tagged.rsplit(':', 1)[0]}@{digest}"
+                assert pulled in engine.inspect_image(pulled)["RepoDigests"]
+            finally:
+                engine.close()
+    MEASURED.append(
+        f"custom image (jq): site.image_requested -> site.image_built {build_s:.1f} s; "
+        f"site.created with it -> site.deployed on {worker} (pulled from the registry) {deploy_s:.1f} s"
+    )
 
 
 async def moved_off(api: docker.APIClient, fleet: list[Site], node: str) -> bool:

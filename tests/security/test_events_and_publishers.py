@@ -672,6 +672,8 @@ async def test_secret_env_value_of_a_valid_site_stays_out_of_results_and_logs(
 
 # --- 7. image policy -------------------------------------------------------------------------
 
+REGISTRY = Settings().registry  # custom images' registry (the local stack's)
+
 
 @pytest.mark.parametrize(
     ("site_id", "image", "code"),
@@ -679,15 +681,16 @@ async def test_secret_env_value_of_a_valid_site_stays_out_of_results_and_logs(
         (SEC + 50, {"name": "busybox:latest", "custom": False}, "image_not_allowed"),
         (SEC + 51, {"name": "evil.example.com/x:1", "custom": True}, "image_not_allowed"),
         (SEC + 52, {"name": "localhost:5000/x:1", "custom": True}, "image_not_allowed"),
-        (SEC + 53, {"name": "registry.director.local/sites-evil/x:1", "custom": True}, "image_not_allowed"),
+        (SEC + 53, {"name": f"{REGISTRY}-evil/x:1", "custom": True}, "image_not_allowed"),
         (SEC + 54, {"name": "--privileged", "custom": True}, "invalid_event"),
         (SEC + 55, {"name": "--privileged", "custom": False}, "invalid_event"),
         (SEC + 56, {"name": "director/base:latest --privileged", "custom": False}, "invalid_event"),
         (
             SEC + 57,
-            {"name": "registry.director.local/sites/site_0042/private-app:1", "custom": True},
+            {"name": f"{REGISTRY}/site_0042/private-app:1", "custom": True},
             "image_not_allowed",
         ),
+        (SEC + 58, {"name": f"{REGISTRY}/site_0042:1", "custom": True}, "image_not_allowed"),
     ],
     ids=[
         "default not allowed",
@@ -698,6 +701,7 @@ async def test_secret_env_value_of_a_valid_site_stays_out_of_results_and_logs(
         "option default",
         "option suffix",
         "another tenant's image",
+        "another tenant's built image",
     ],
 )
 async def test_images_outside_the_policy_are_refused(

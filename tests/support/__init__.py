@@ -14,7 +14,7 @@ The names below are re-exported so a test imports what it uses from `support`.
 
 from support import scope
 from support.broker import DeadLetters, connected, publishing_as_director, reason
-from support.director import Director, Results, deploy, publish_reliably, site_event, write_site
+from support.director import Director, Results, deploy, publish_reliably, site_event, write_jq_site, write_site
 from support.process import OrchestratorProcess, orchestrator_env, orchestrator_running
 from support.report import terminal_section
 from support.running import Running, stack_running
@@ -35,6 +35,7 @@ from support.stack import (
     fresh_vhost,
     make_vhost,
     rabbitmqctl,
+    registry_tags,
     scratch_sites_root,
     service,
     wipe_sites,
@@ -77,6 +78,7 @@ __all__ = [
     "publishing_as_director",
     "rabbitmqctl",
     "reason",
+    "registry_tags",
     "scope",
     "scratch_sites_root",
     "served",
@@ -86,5 +88,6 @@ __all__ = [
     "terminal_bus",
     "terminal_section",
     "wipe_sites",
+    "write_jq_site",
     "write_site",
 ]

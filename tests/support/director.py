@@ -40,6 +40,10 @@ def site_event(
     if type_ in ("site.deleted", "site.restart_requested"):
         event["site"] = {"id": site_id}
         return event
+    if type_ == "site.image_requested":  # `image` is the recipe
+        event["site"] = {"id": site_id}
+        event["image"] = image or {"parent": "director/base:latest", "packages": []}
+        return event
     event["site"] = {
         "id": site_id,
         "name": f"test site {site_id}",
@@ -195,3 +199,15 @@ def write_site(sites_root: Path, site_id: int, *, page: str, run_sh: bool = True
     if run_sh:
         (site_dir / "run.sh").write_text('#!/bin/sh\nexec httpd -f -p "$PORT" -h /site/public\n')
     return site_dir
+
+
+def write_jq_site(sites_root: Path, site_id: int) -> None:
+    """A run.sh that needs jq (not in the default image) to make the page it serves."""
+    site_dir = sites_root / f"site_{site_id:04d}"
+    (site_dir / "public").mkdir(parents=True, exist_ok=True)
+    (site_dir / "private").mkdir(exist_ok=True)
+    (site_dir / "run.sh").write_text(
+        "#!/bin/sh\nset -e\nmkdir -p /tmp/www\n"
+        f'jq -rn \'"made by jq for site " + "{site_id}"\' >/tmp/www/index.html\n'
+        'exec httpd -f -p "$PORT" -h /tmp/www\n'
+    )

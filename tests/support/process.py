@@ -135,8 +135,14 @@ async def orchestrator_running(env: dict[str, str], log_path: Path) -> AsyncIter
     """The orchestrator consuming; on exit SIGTERM must stop it with exit code 0."""
     process = OrchestratorProcess(env, log_path)
     process.start()
-    await process.wait_consuming()
-    yield process
+    try:
+        await process.wait_consuming()
+        yield process
+    except BaseException:
+        # A failed test must not leave it consuming: a vhost of the same name later is joined again.
+        if process.alive:
+            process.stop()
+        raise
     if process.alive:
         code = process.stop()
         assert code == 0, f"orchestrator exited {code} on SIGTERM: {process.tail()}"

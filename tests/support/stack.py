@@ -17,6 +17,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests
 
 from orchestrator.config import Settings
 from support.scope import SITE_IDS
@@ -33,6 +34,10 @@ DEAD_LETTERS = "orchestrator.site-events.dead"
 SITE_RESULTS = "orchestrator.site-results"
 MANAGED = {"label": "com.director.managed-by=orchestrator"}
 SITE_UID_BASE = Settings.model_fields["site_uid_base"].default  # a site's uid is this + its id
+# Site images: the local stack's registry (the settings' defaults) and the label a built image carries.
+REGISTRY = Settings.model_fields["registry"].default
+REGISTRY_API = Settings.model_fields["registry_api_url"].default
+IMAGE_SITE_LABEL = "com.director.image.site"
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -147,6 +152,60 @@ def wipe_sites(api: docker.APIClient, site_ids: range | set[int] = SITE_IDS) -> 
         if ours(container["Labels"]):
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_container(container["Id"], force=True)
+    wipe_images(api, site_ids)
+
+
+def registry_tags(site_id: int) -> list[str]:
+    """The tags the local registry holds for a site's image."""
+    response = requests.get(f"{REGISTRY_API}/v2/{_registry_name(site_id)}/tags/list", timeout=10)
+    return [] if response.status_code == 404 else sorted(response.json().get("tags") or [])
+
+
+def _registry_name(site_id: int) -> str:
+    return f"{REGISTRY.partition('/')[2]}/site_{site_id:04d}"
+
+
+def wipe_images(api: docker.APIClient, site_ids: range | set[int]) -> None:
+    """The sites' built images: their manifests in the registry and the builder's local copies (an
+    image a removed site's container still uses is waited for, briefly)."""
+    deadline = time.monotonic() + 20
+    for image in api.images(filters={"label": IMAGE_SITE_LABEL}):
+        if int((image.get("Labels") or {}).get(IMAGE_SITE_LABEL, "0")) in site_ids:
+            while True:
+                try:
+                    api.remove_image(image["Id"], force=True)
+                except docker.errors.NotFound:
+                    pass
+                except docker.errors.APIError:
+                    if time.monotonic() < deadline:
+                        time.sleep(0.5)
+                        continue
+                break
+    try:
+        catalog = _catalog()
+    except requests.exceptions.RequestException:
+        return  # no registry: nothing of ours in it
+    names = {_registry_name(site_id) for site_id in site_ids}
+    for name in set(catalog) & names:
+        for tag in requests.get(f"{REGISTRY_API}/v2/{name}/tags/list", timeout=10).json().get("tags") or []:
+            head = requests.head(
+                f"{REGISTRY_API}/v2/{name}/manifests/{tag}",
+                headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+                timeout=10,
+            )
+            if digest := head.headers.get("Docker-Content-Digest"):
+                requests.delete(f"{REGISTRY_API}/v2/{name}/manifests/{digest}", timeout=10)
+
+
+def _catalog() -> list[str]:
+    """Every repository in the registry (a page holds at most 1,000)."""
+    names: list[str] = []
+    while True:
+        params = {"n": "1000", **({"last": names[-1]} if names else {})}
+        page = requests.get(f"{REGISTRY_API}/v2/_catalog", params=params, timeout=10).json().get("repositories") or []
+        names += page
+        if len(page) < 1000:
+            return names
 
 
 @contextlib.contextmanager

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from orchestrator.contract.results import Probe
-from orchestrator.errors import DockerConflict, NotRouted, OrchestratorError, UnsafePath
+from orchestrator.errors import DockerConflict, ImageBuildFailed, NotRouted, OrchestratorError, UnsafePath
 from orchestrator.sites.domains import ClaimIndex
+from orchestrator.sites.images import Build
 from orchestrator.sites.labels import RESTARTED_BY
 from orchestrator.sites.protocols import Rollout, Service
 from orchestrator.sites.rollout import Broken, Ready
@@ -167,3 +168,28 @@ class FakeRoutes:
         if name in self.unrouted:
             raise NotRouted(f"{host} was not served by {name}")
         return Probe(url="http://traefik", host=host, status=200, duration_ms=1.0)
+
+
+@dataclass
+class FakeImages:
+    """A registry and a builder in memory: tags per repository, builds that fail when told."""
+
+    registry: dict[str, list[str]] = field(default_factory=dict)
+    built: list[Build] = field(default_factory=list)
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    fails: str = ""
+
+    async def tags(self, repository: str) -> list[str]:
+        return list(self.registry.get(repository, []))
+
+    async def build(self, build: Build) -> str:
+        if self.fails:
+            raise ImageBuildFailed(f"{build.reference} did not build: {self.fails}")
+        self.built.append(build)
+        self.registry.setdefault(build.repository, []).append(build.tag)
+        return f"{build.reference}@sha256:{'a' * 64}"
+
+    async def delete(self, repository: str, tags: Sequence[str]) -> None:
+        for tag in tags:
+            self.registry[repository].remove(tag)
+            self.deleted.append((repository, tag))

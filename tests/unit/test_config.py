@@ -16,7 +16,7 @@ def test_defaults_match_the_local_stack() -> None:
     assert settings.allowed_default_images == ["director/base:latest"]
     assert settings.network == "director-sites"
     assert settings.static_image == "nginx:latest"
-    assert settings.registry == "registry.director.local/sites"
+    assert settings.registry == "198.18.213.1:5000/sites"
     assert settings.allowed_publishers == ["director"]
     assert settings.inbound_exchange == "director.sites"
     assert settings.work_queue == "orchestrator.site-events"

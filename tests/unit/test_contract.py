@@ -14,8 +14,8 @@ from orchestrator.contract.sites import SiteEvent
 from orchestrator.contract.terminals import TerminalUpdate
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-INBOUND_EXAMPLES = ["site.created", "site.updated", "site.deleted", "site.restart_requested"]
-RESULT_EXAMPLES = ["site.deployed", "site.removed", "site.failed", "site.stale"]
+INBOUND_EXAMPLES = ["site.created", "site.updated", "site.deleted", "site.restart_requested", "site.image_requested"]
+RESULT_EXAMPLES = ["site.deployed", "site.removed", "site.failed", "site.stale", "site.image_built"]
 COMMAND_EXAMPLES = ["terminal.open", "terminal.input", "terminal.resize", "terminal.close"]
 REPORT_EXAMPLES = ["site.health", "orchestrator.drift"]
 SESSION_EXAMPLES = ["terminal.opened", "terminal.output", "terminal.closed", "terminal.failed"]
