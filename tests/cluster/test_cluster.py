@@ -1,11 +1,13 @@
 """A manager and two workers (scripts/cluster.sh): real engines, real VXLAN between their network
 namespaces. Twelve sites deployed as Director deploys them, then, in this order: placement on every
-node and serving through Traefik; a terminal and a file read of a worker-placed site; Swarm's own
+node and serving through Traefik; the network guard on every node against sites on different
+nodes; a terminal and a file read of a worker-placed site; Swarm's own
 drain and `orchestrator drain` under a request loop; a worker's engine killed outright."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import subprocess
 import time
@@ -13,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -40,8 +43,10 @@ from support import (
     write_jq_site,
     write_site,
 )
+from support.network import address, answers, filter_restored, guarding
 
 from orchestrator.client import FilesClient
+from orchestrator.config import Settings
 
 SITES = 12
 STATE = "/run/director-cluster"  # scripts/cluster.sh: the workers' sockets
@@ -186,6 +191,71 @@ async def echo_latency(bus: TerminalBus, site: Site, rounds: int = 20) -> float:
     await session.send("close")
     await session.wait_type("closed")
     return statistics.median(times)
+
+
+@dataclass
+class Node:
+    """One engine of the cluster as the network guard on it sees it."""
+
+    host: str
+    docker_url: str
+    netns_dir: Path
+
+    @classmethod
+    def named(cls, host: str) -> Node:
+        if host.startswith("director-w"):  # scripts/cluster.sh: its socket and exec-root
+            worker = host.removeprefix("director-")
+            return cls(host, f"unix://{STATE}/{worker}.sock", Path(f"/run/dc-{worker}/netns"))
+        return cls(host, Settings().docker_url, Settings().netns_dir)
+
+
+async def test_sites_on_different_nodes_open_no_connection_to_each_other(
+    stack: Running, fleet: list[Site], tmp_path: Path
+) -> None:
+    """The network guard on every node (as compose's global `netguard`): a site's connection to a
+    site on another node is dropped on the node it is sent from, both ways; Traefik on the
+    manager still serves the workers' sites over the overlay."""
+    nodes = ready_nodes(stack.api)
+    network = stack.orchestrator.env.get("ORCHESTRATOR_NETWORK", Settings().network)
+    one_per_node: dict[str, Site] = {}
+    for site in fleet:
+        one_per_node.setdefault(nodes[node_of(stack.api, site) or ""], site)
+    assert len(one_per_node) >= 2, one_per_node
+    manager = stack.api.info()["Name"]
+    guarded = [Node.named(host) for host in sorted({manager, *one_per_node})]
+    engines = {node.host: docker.APIClient(base_url=node.docker_url, version="auto") for node in guarded}
+    try:
+        tasks = {}
+        for host, site in one_per_node.items():
+            (container,) = engines[host].containers(filters={"label": f"com.docker.swarm.service.name={site.name}"})
+            tasks[host] = (engines[host], container, address(engines[host], container, network))
+        pairs = [(x, y) for x in tasks for y in tasks if x != y]
+
+        def probe(pair: tuple[str, str]) -> bool:
+            (engine, container, _), (_, _, target) = tasks[pair[0]], tasks[pair[1]]
+            return answers(engine, container, target, Settings().site_port)
+
+        # Without the guards a site does reach one on another node: what follows is their doing.
+        assert await asyncio.to_thread(probe, pairs[0])
+        network_id = stack.api.inspect_network(network)["Id"]
+        with contextlib.ExitStack() as guards:
+            for node in guarded:
+                guards.enter_context(filter_restored(node.netns_dir / f"1-{network_id[:10]}"))
+                env = {**stack.orchestrator.env, "ORCHESTRATOR_DOCKER_URL": node.docker_url,
+                       "ORCHESTRATOR_NETNS_DIR": str(node.netns_dir), "ORCHESTRATOR_NETWORK": network}  # fmt: skip
+                guards.enter_context(guarding(env, tmp_path / f"netguard-{node.host}.log"))
+            reached = await asyncio.gather(*(asyncio.to_thread(probe, pair) for pair in pairs))
+            for site in one_per_node.values():
+                response = await fetch(site.host)
+                assert response.status_code == 200 and site.page in response.text, (site.name, response.status_code)
+    finally:
+        for engine in engines.values():
+            engine.close()
+    MEASURED.append(
+        f"network guard on {len(guarded)} nodes: {sum(reached)} of {len(pairs)} cross-node site-to-site "
+        f"connections opened ({', '.join(f'{x} -> {y}' for x, y in pairs)}); every site served through Traefik"
+    )
+    assert not any(reached), [pair for pair, ok in zip(pairs, reached, strict=True) if ok]
 
 
 async def test_a_terminal_and_a_file_read_of_a_worker_placed_site(
