@@ -11,12 +11,13 @@ worker (xdist's loadgroup) beside the rest of the security suite.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import docker
 import pytest
-from support import Running, deploy, fresh_site_id, served, site_event, stack_running, write_site
+from support import SITE_UID_BASE, Running, deploy, fresh_site_id, served, site_event, stack_running, write_site
 from support.stack import btrfs_sites_root
 
 from orchestrator.client import FilesClient, FilesError
@@ -114,6 +115,35 @@ async def test_a_site_cannot_write_past_its_disk_limit_and_keeps_serving(stack: 
     assert as_the_site(stack.api, neighbour, "sync")[0] == 0
     assert disk_of(stack, neighbour)["used"] >= 6 * MiB  # type: ignore[operator]
     await served(f"site{neighbour}.test.example.com", "neighbour")
+
+
+async def test_a_site_s_own_subvolumes_and_snapshots_count_against_its_limit(stack: Running) -> None:
+    """The escape of full qgroups: anyone may make a subvolume in a directory they can write, and
+    its data would count against a qgroup of its own. Done here as the site's user on the host (the
+    site's image has no btrfs tool; the kernel asks nothing more of a container)."""
+    site_id = await serving_site(stack, "nested")
+    site_dir = stack.sites_root / f"site_{site_id:04d}"
+    uid = str(SITE_UID_BASE + site_id)
+
+    def as_site_user(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups", *command], capture_output=True, text=True
+        )
+
+    made = as_site_user("btrfs", "subvolume", "create", str(site_dir / "private" / "nested"))
+    assert made.returncode == 0, made.stderr  # the kernel lets the site make one: it must count
+    filled = as_site_user("dd", "if=/dev/zero", f"of={site_dir}/private/nested/fill", "bs=1M", "count=32")
+    assert filled.returncode != 0 and "Disk quota exceeded" in filled.stderr, filled.stderr
+    as_site_user("rm", f"{site_dir}/private/nested/fill")
+    snapshot = as_site_user(
+        "btrfs", "subvolume", "snapshot", str(site_dir / "private" / "nested"), str(site_dir / "snap")
+    )
+    assert snapshot.returncode == 0, snapshot.stderr
+    filled = as_site_user("dd", "if=/dev/zero", f"of={site_dir}/snap/fill", "bs=1M", "count=32")
+    assert filled.returncode != 0 and "Disk quota exceeded" in filled.stderr, filled.stderr
+    assert as_site_user("sync").returncode == 0
+    used = disk_of(stack, site_id)["used"]
+    assert used is not None and LIMIT - MiB <= used <= LIMIT, used  # all of it counted as the site's
 
 
 async def test_status_shows_usage_and_limit_in_its_table_and_a_delete_moves_the_subvolume_to_the_trash(

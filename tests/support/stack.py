@@ -20,6 +20,7 @@ import docker.errors
 import requests
 
 from orchestrator.config import Settings
+from orchestrator.files import quota
 from support.scope import SITE_IDS
 
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -93,7 +94,7 @@ def scratch_sites_root(prefix: str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def btrfs_sites_root(prefix: str, size_mib: int = 160) -> Iterator[Path]:
-    """A sites root on a small btrfs of its own (a loop image, quotas enabled, `nosuid,nodev`),
+    """A sites root on a small btrfs of its own (a loop image, simple quotas, `nosuid,nodev`),
     where a site's disk limit is enforced; unmounted and deleted after."""
     base = Path(f"/tmp/{prefix}-{uuid.uuid4().hex[:8]}")
     image, root = base / "sites.btrfs", base / "sites"
@@ -105,7 +106,7 @@ def btrfs_sites_root(prefix: str, size_mib: int = 160) -> Iterator[Path]:
         # A loop device set up by mount is detached (autoclear) when the file system is unmounted.
         subprocess.run(["mount", "-o", "loop,nosuid,nodev", str(image), str(root)], check=True)
         try:
-            subprocess.run(["btrfs", "quota", "enable", str(root)], check=True, capture_output=True)
+            quota.enable_simple_quotas(root)
             yield root
         finally:
             # The sites' containers (removed with their services just before) may still be

@@ -66,3 +66,10 @@ def test_setting_a_limit_needs_cap_sys_admin_in_the_effective_set() -> None:
     assert quota.has_capability(status % "000001ffffffffff", quota.CAP_SYS_ADMIN)
     assert not quota.has_capability(status % "00000000000000c3", quota.CAP_SYS_ADMIN)  # CHOWN, DAC_OVERRIDE, SETUID...
     assert not quota.has_capability("Name:\tpython\n", quota.CAP_SYS_ADMIN)
+
+
+def test_a_site_is_limited_through_a_qgroup_one_level_above_its_subvolume() -> None:
+    # Level 1, the subvolume's own id: unique per site directory, and the one parent the kernel's
+    # simple quotas give to every subvolume made inside it.
+    assert quota.site_qgroup(257) == (1 << 48) | 257
+    assert quota.site_qgroup(257) >> 48 == 1 and quota.site_qgroup(257) & (2**48 - 1) == 257
