@@ -20,16 +20,25 @@ the safe way round.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from ipaddress import IPv4Address
 
 EDGE_LABEL = "director.edge"  # "true" on the containers that may open connections to sites
 CHAIN = "DIRECTOR-SITES"
+SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
+_SITE_TASK = re.compile(r"site_[0-9]+")  # contract.sites.service_name
 OVERLAY_PORT = "vxlan0"  # Docker's name for the overlay's VXLAN device in the network's namespace
 
 
 def is_edge(labels: dict[str, str] | None) -> bool:
-    return (labels or {}).get(EDGE_LABEL, "").lower() == "true"
+    """Whether a container may open connections to sites. A container's labels include its
+    image's, and a site may run an image of its own making: a site's task is never an edge,
+    whatever it says (Swarm writes the service name label over the image's)."""
+    found = labels or {}
+    if _SITE_TASK.fullmatch(found.get(SERVICE_NAME_LABEL, "")):
+        return False
+    return found.get(EDGE_LABEL, "").lower() == "true"
 
 
 def filter_table(edges: Iterable[IPv4Address]) -> str:

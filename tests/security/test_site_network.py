@@ -1,6 +1,7 @@
 """Tenants on the network (finding 5): from inside a site, the other sites' task addresses and
 Traefik (its API and its entrypoint) are unreachable on the sites network once the network guard
-runs, for sites started before it and after it; every site is still served through Traefik.
+runs, for sites started before it and after it, and for a site whose image claims to be the edge;
+every site is still served through Traefik.
 
 The guard runs here as it does on a production node (`orchestrator netguard`, alone); the test
 orchestrators leave the network alone (ORCHESTRATOR_NETWORK_GUARD=false), and the network's filter
@@ -9,6 +10,7 @@ is put back as it was found."""
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,6 +39,18 @@ def task_container(api: docker.APIClient, site_id: int) -> dict[str, Any]:
     return cast(dict[str, Any], container)
 
 
+def edge_claiming_image(api: docker.APIClient, site_id: int) -> str:
+    """`REGISTRY/site_NNNN:edge`: the base image with `LABEL director.edge=true`, in the site's own
+    namespace of the registry (as a site owner may push one)."""
+    repository, tag = f"{Settings().registry}/{service_name(site_id)}", "edge"
+    dockerfile = io.BytesIO(b"FROM director/base:latest\nLABEL director.edge=true\n")
+    for _ in api.build(fileobj=dockerfile, tag=f"{repository}:{tag}", network_mode="none", rm=True, decode=True):
+        pass
+    for line in api.push(repository, tag, stream=True, decode=True):
+        assert "error" not in line, line
+    return f"{repository}:{tag}"
+
+
 async def test_a_site_reaches_no_other_site_and_not_traefik_yet_every_site_is_served(
     director: Director,
     results: Results,
@@ -46,14 +60,18 @@ async def test_a_site_reaches_no_other_site_and_not_traefik_yet_every_site_is_se
     tmp_path: Path,
 ) -> None:
     first, second, later = fresh_site_id(), fresh_site_id(), fresh_site_id()
+    # Site A runs an image of its own that claims to be the edge: a site's task never is one.
+    spoofing = await asyncio.to_thread(edge_claiming_image, api, first)
 
-    async def create(site_id: int) -> dict[str, Any]:
+    async def create(site_id: int, image: str | None = None) -> dict[str, Any]:
         write_site(sites_root, site_id, page=f"tenant {site_id}")
-        event = site_event("site.created", site_id, 1, domains=[f"net{site_id}.example.com"])
+        custom = {"name": image, "custom": True} if image else None
+        event = site_event("site.created", site_id, 1, domains=[f"net{site_id}.example.com"], image=custom)
         assert (await deploy(director, results, event)).type == "site.deployed"
         return task_container(api, site_id)
 
-    a, b = await asyncio.gather(create(first), create(second))
+    a, b = await asyncio.gather(create(first, spoofing), create(second))
+    assert api.inspect_container(a["Id"])["Config"]["Labels"]["director.edge"] == "true"
     (traefik,) = api.containers(filters={"name": "director-traefik"})
     a_ip, b_ip, traefik_ip = (address(api, container, NETWORK) for container in (a, b, traefik))
     # Without the guard the probe does reach a neighbour: what follows is the guard's doing.

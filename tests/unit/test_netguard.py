@@ -6,6 +6,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from orchestrator.config import Settings
+from orchestrator.contract.sites import service_name
 from orchestrator.ops.netguard import NetworkGuard
 from orchestrator.sites.isolation import CHAIN, filter_table, is_edge
 
@@ -38,7 +39,14 @@ def test_with_no_edge_nothing_on_the_network_may_open_a_connection() -> None:
 
 def test_only_an_explicit_true_label_makes_an_edge() -> None:
     assert is_edge({"director.edge": "true"}) and is_edge({"director.edge": "True"})
+    assert is_edge({"director.edge": "true", "com.docker.swarm.service.name": "director_traefik"})
     assert not is_edge({"director.edge": "1"}) and not is_edge({}) and not is_edge(None)
+
+
+def test_a_site_task_is_never_an_edge_whatever_its_image_says() -> None:
+    # `LABEL director.edge=true` in a custom image reaches the container's labels.
+    assert not is_edge({"director.edge": "true", "com.docker.swarm.service.name": service_name(42)})
+    assert not is_edge({"director.edge": "true", "com.docker.swarm.service.name": service_name(123456)})
 
 
 class FakeNetwork:
