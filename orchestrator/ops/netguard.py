@@ -19,7 +19,7 @@ from typing import Protocol
 from orchestrator.config import Settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.logs import fields
-from orchestrator.sites.isolation import filter_table
+from orchestrator.sites.isolation import NODE_CHAIN, filter_table, node_chain
 from orchestrator.swarm.netns import FilterNotApplied, follow_connects
 
 log = logging.getLogger("orchestrator.netguard")
@@ -36,6 +36,7 @@ class Network(Protocol):
     def namespace(self, network_id: str) -> Path: ...
     async def edges(self, network_id: str) -> list[IPv4Address]: ...
     async def restore(self, namespace: Path, table: str) -> None: ...
+    async def guard_node(self, chain: str, table: str) -> bool: ...
 
 
 class NetworkGuard:
@@ -88,6 +89,8 @@ class NetworkGuard:
             stopped.set()
 
     async def sync(self, network_id: str) -> None:
+        if await self._network.guard_node(NODE_CHAIN, node_chain()):
+            log.info("the node closed to containers on its sites' way out", extra=fields(chain=NODE_CHAIN))
         namespace = self._network.namespace(network_id)
         try:
             inode = namespace.stat().st_ino

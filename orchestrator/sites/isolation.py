@@ -13,6 +13,12 @@ through that namespace's iptables FORWARD chain. The rule is default deny:
   was sent from, so every node that runs sites runs the guard;
 - everything else is dropped: a site opening a connection to anything on the network.
 
+The node itself is the other way round a site could go: its traffic to the node's own addresses
+leaves through Docker's `docker_gwbridge` (a site's way out), and there it would reach what
+listens on the node (Swarm's ports; a VXLAN packet sent to the node's UDP 4789 would come out of
+`vxlan0` on the sites network as if from another node; the local registry). `node_chain` drops what
+a container on that bridge opens to the node: sites need nothing of it.
+
 A site starting before the guard has seen it is already covered (it is not an edge); an edge
 starting is refused until the guard has seen it (Traefik answers 502 for that moment), which is
 the safe way round.
@@ -26,6 +32,8 @@ from ipaddress import IPv4Address
 
 EDGE_LABEL = "director.edge"  # "true" on the containers that may open connections to sites
 CHAIN = "DIRECTOR-SITES"
+NODE_CHAIN = "DIRECTOR-NODE"  # in the node's own filter table, jumped to from INPUT
+SITES_EGRESS = "docker_gwbridge"  # the bridge by which containers on overlay networks go out
 SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 _SITE_TASK = re.compile(r"site_[0-9]+")  # contract.sites.service_name
 OVERLAY_PORT = "vxlan0"  # Docker's name for the overlay's VXLAN device in the network's namespace
@@ -57,6 +65,22 @@ def filter_table(edges: Iterable[IPv4Address]) -> str:
             f"-A {CHAIN} -m physdev --physdev-in {OVERLAY_PORT} -j RETURN",
             *(f"-A {CHAIN} -s {address}/32 -j RETURN" for address in sorted(set(edges))),
             f"-A {CHAIN} -j DROP",
+            "COMMIT",
+            "",
+        ]
+    )
+
+
+def node_chain() -> str:
+    """`NODE_CHAIN` for `iptables-restore --noflush` in the node's own namespace (the chain alone:
+    the rest of that table is Docker's and the operator's): replies pass, nothing else a container
+    on `SITES_EGRESS` opens to the node itself."""
+    return "\n".join(
+        [
+            "*filter",
+            f":{NODE_CHAIN} - [0:0]",
+            f"-A {NODE_CHAIN} -i {SITES_EGRESS} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+            f"-A {NODE_CHAIN} -i {SITES_EGRESS} -j DROP",
             "COMMIT",
             "",
         ]

@@ -66,27 +66,44 @@ class SitesNetwork:
 
     async def restore(self, namespace: Path, table: str) -> None:
         """Replace the namespace's filter table with `table`, at once."""
+        await _run("nsenter", f"--net={namespace}", "iptables-restore", stdin=table)
+
+    async def guard_node(self, chain: str, table: str) -> bool:
+        """Write `chain` (`table`, for `iptables-restore --noflush`) into this process's own filter
+        table and jump to it first from INPUT, unless the jump is there already (True: written)."""
         try:
-            process = await asyncio.create_subprocess_exec(
-                "nsenter",
-                f"--net={namespace}",
-                "iptables-restore",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
-            raise FilterNotApplied(f"cannot run nsenter: {exc}") from exc
-        try:
-            async with asyncio.timeout(RESTORE_TIMEOUT):
-                _, err = await process.communicate(table.encode())
-        except TimeoutError as exc:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            raise FilterNotApplied("iptables-restore did not finish") from exc
-        if process.returncode:
-            raise FilterNotApplied(err.decode(errors="replace").strip()[-500:] or f"exit {process.returncode}")
+            await _run("iptables", "-C", "INPUT", "-j", chain)
+            return False
+        except FilterNotApplied:
+            pass
+        await _run("iptables-restore", "--noflush", stdin=table)
+        await _run("iptables", "-I", "INPUT", "1", "-j", chain)
+        return True
+
+
+async def _run(*command: str, stdin: str = "") -> None:
+    """FilterNotApplied unless `command` exits 0 within RESTORE_TIMEOUT."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise FilterNotApplied(f"cannot run {command[0]}: {exc}") from exc
+    try:
+        async with asyncio.timeout(RESTORE_TIMEOUT):
+            _, err = await process.communicate(stdin.encode())
+    except TimeoutError as exc:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        raise FilterNotApplied(f"{command[0]} did not finish") from exc
+    if process.returncode:
+        raise FilterNotApplied(
+            err.decode(errors="replace").strip()[-500:] or f"{command[0]}: exit {process.returncode}"
+        )
 
 
 def follow_connects(base_url: str, network_id: str, nudge: Callable[[], None], stopped: threading.Event) -> None:

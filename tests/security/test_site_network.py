@@ -25,7 +25,7 @@ from support import (
     site_event,
     write_site,
 )
-from support.network import address, answers, filter_restored, guarding
+from support.network import address, answers, filter_restored, guarding, node_chain_removed
 
 from orchestrator.config import Settings
 from orchestrator.sites.spec import service_name
@@ -74,11 +74,14 @@ async def test_a_site_reaches_no_other_site_and_not_traefik_yet_every_site_is_se
     assert api.inspect_container(a["Id"])["Config"]["Labels"]["director.edge"] == "true"
     (traefik,) = api.containers(filters={"name": "director-traefik"})
     a_ip, b_ip, traefik_ip = (address(api, container, NETWORK) for container in (a, b, traefik))
-    # Without the guard the probe does reach a neighbour: what follows is the guard's doing.
+    # Without the guard the probe does reach a neighbour and the node's registry (on the swarm's
+    # own address): what follows is the guard's doing.
+    registry_host, _, registry_port = Settings().registry.split("/")[0].partition(":")
     assert await asyncio.to_thread(answers, api, a, b_ip, PORT)
+    assert await asyncio.to_thread(answers, api, a, registry_host, int(registry_port))
 
     namespace = Settings().netns_dir / f"1-{api.inspect_network(NETWORK)['Id'][:10]}"
-    with filter_restored(namespace), guarding(orchestrator.env, tmp_path / "netguard.log"):
+    with filter_restored(namespace), node_chain_removed(), guarding(orchestrator.env, tmp_path / "netguard.log"):
         c = await create(later)  # a site started while the guard runs is closed in as well
         c_ip = address(api, c, NETWORK)
         probes = {
@@ -88,6 +91,8 @@ async def test_a_site_reaches_no_other_site_and_not_traefik_yet_every_site_is_se
             f"site A -> site C {c_ip}:{PORT}": (a, c_ip, PORT),
             f"site A -> Traefik's API {traefik_ip}:8080": (a, traefik_ip, 8080),
             f"site A -> Traefik's entrypoint {traefik_ip}:80": (a, traefik_ip, 80),
+            f"site A -> the node's registry {registry_host}:{registry_port}": (a, registry_host, int(registry_port)),
+            f"site B -> the node's swarm port {registry_host}:2377": (b, registry_host, 2377),
         }
         reached = await asyncio.gather(*(asyncio.to_thread(answers, api, *probe) for probe in probes.values()))
         assert not any(reached), {name: "REACHED" for name, ok in zip(probes, reached, strict=True) if ok}

@@ -153,13 +153,15 @@ async def test_event_to_served_page_then_deleted(prod: Prod, foreign_service: st
     routers = await asyncio.to_thread(traefik_routers, prod)
     assert f"site_{site_id}@swarm" in routers and f"{foreign_service}@swarm" not in routers
     # From inside another container on the sites network (as a hostile site): the network guard
-    # lets it open no connection there, to Traefik's API, to the site or to an orchestrator.
+    # lets it open no connection there, to Traefik's API, to the site or to an orchestrator, nor to
+    # the node itself by its way out.
     (foreign,) = prod.api.containers(filters={"label": f"com.docker.swarm.service.name={foreign_service}"})
     (site_task,) = prod.api.containers(filters={"label": f"com.docker.swarm.service.name=site_{site_id:04d}"})
     targets = {
         "Traefik's API": "traefik 8080",
         "the site": f"{prod.address(site_task['Id'])} 80",
         "an orchestrator": f"{prod.address(prod.containers('orchestrator')[0]['Id'])} 9",
+        "the node's swarm port": f"{prod.api.info()['Swarm']['NodeAddr']} 2377",
     }
     for target, where in targets.items():
         code, out = prod.exec(foreign["Id"], "sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {where}")

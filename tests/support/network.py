@@ -14,6 +14,7 @@ from typing import Any
 
 import docker
 
+from orchestrator.sites.isolation import NODE_CHAIN
 from support.stack import ROOT
 
 
@@ -41,6 +42,21 @@ def filter_restored(namespace: Path) -> Iterator[None]:
     finally:
         if namespace.exists():
             subprocess.run(["nsenter", f"--net={namespace}", "iptables-restore"], input=found, check=True)
+
+
+@contextlib.contextmanager
+def node_chain_removed() -> Iterator[None]:
+    """The guard's chain in this machine's own filter table (sites/isolation.py `node_chain`)
+    removed afterwards, unless it was there before (a guard of the demo's, say)."""
+    there = subprocess.run(["iptables", "-S", NODE_CHAIN], capture_output=True).returncode == 0
+    try:
+        yield
+    finally:
+        if not there:
+            while subprocess.run(["iptables", "-D", "INPUT", "-j", NODE_CHAIN], capture_output=True).returncode == 0:
+                pass
+            subprocess.run(["iptables", "-F", NODE_CHAIN], capture_output=True)
+            subprocess.run(["iptables", "-X", NODE_CHAIN], capture_output=True)
 
 
 @contextlib.contextmanager

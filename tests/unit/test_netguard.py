@@ -8,7 +8,7 @@ from pathlib import Path
 from orchestrator.config import Settings
 from orchestrator.contract.sites import service_name
 from orchestrator.ops.netguard import NetworkGuard
-from orchestrator.sites.isolation import CHAIN, filter_table, is_edge
+from orchestrator.sites.isolation import CHAIN, NODE_CHAIN, filter_table, is_edge, node_chain
 
 TRAEFIK, OTHER = IPv4Address("10.0.1.3"), IPv4Address("10.0.1.9")
 
@@ -56,6 +56,7 @@ class FakeNetwork:
         self.netns_dir = netns_dir
         self.edge_addresses = [TRAEFIK]
         self.written: list[tuple[Path, str]] = []
+        self.node_chains: list[tuple[str, str]] = []
 
     async def network_id(self) -> str:
         return "kekxtnvqmwo6ozsvukm74yivc"
@@ -71,6 +72,10 @@ class FakeNetwork:
 
     async def restore(self, namespace: Path, table: str) -> None:
         self.written.append((namespace, table))
+
+    async def guard_node(self, chain: str, table: str) -> bool:
+        self.node_chains.append((chain, table))
+        return True
 
 
 async def test_the_filter_is_written_when_something_changed_and_only_then(tmp_path: Path) -> None:
@@ -96,3 +101,13 @@ async def test_the_filter_is_written_when_something_changed_and_only_then(tmp_pa
     namespace.touch()
     await guard.sync(network_id)
     assert len(network.written) == 3 and guard.passes == 3
+    assert network.node_chains[0] == (NODE_CHAIN, node_chain())  # checked at every pass
+    assert len(network.node_chains) == 6
+
+
+def test_the_node_drops_what_containers_on_the_sites_way_out_open_to_it() -> None:
+    assert node_chain().splitlines()[1:4] == [
+        f":{NODE_CHAIN} - [0:0]",
+        f"-A {NODE_CHAIN} -i docker_gwbridge -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        f"-A {NODE_CHAIN} -i docker_gwbridge -j DROP",
+    ]
