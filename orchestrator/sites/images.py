@@ -13,6 +13,7 @@ the site's (there are none to give), and its user and entrypoint stay the parent
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
@@ -126,6 +127,19 @@ def tags_to_delete(tags: list[str], keep: int) -> list[str]:
     """The tags past the newest `keep` versions, oldest first; tags that are no version are kept."""
     versions = sorted({int(tag) for tag in tags if tag.isdigit() and len(tag) < 20}, reverse=True)
     return [str(version) for version in sorted(versions[keep:])]
+
+
+def tags_in_use(repository: str, images: Iterable[str]) -> set[str]:
+    """The tags of `repository` among `images` (references a service runs or rolls back to,
+    `repo:tag@sha256:...` or `repo:tag`): garbage collection leaves them, or the swarm could not
+    start the site's task again on another node."""
+    found = set()
+    for image in images:
+        name = image.split("@", 1)[0]
+        head, colon, tag = name.rpartition(":")
+        if colon and "/" not in tag and head == repository:
+            found.add(tag)
+    return found
 
 
 def log_tail(log: str, lines: int = 20, limit: int = 2000) -> str:

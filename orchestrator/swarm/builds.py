@@ -22,12 +22,13 @@ from typing import Any
 import docker
 import docker.errors
 import requests
+import urllib3
 
 from orchestrator.config import Settings
 from orchestrator.contract.sites import service_name
 from orchestrator.errors import ErrorCode, ImageBuildFailed, TransientError
 from orchestrator.logs import fields, mask
-from orchestrator.sites.images import PACKAGES_DIR, RECIPE_LABEL, Build, dockerfile, log_tail
+from orchestrator.sites.images import PACKAGES_DIR, RECIPE_LABEL, Build, dockerfile, log_tail, tags_in_use
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.logs import site_secrets
 
@@ -110,6 +111,8 @@ class ImageBuilder:
                     "cpushares": settings.build_cpu_shares,
                 },
                 decode=True,
+                # Without it the SDK sends `timeout=None` and the client's own is never used.
+                timeout=remaining,
             )
             for chunk in stream:
                 text = str(chunk.get("stream") or chunk.get("status") or "")
@@ -122,11 +125,17 @@ class ImageBuilder:
                 if time.monotonic() > deadline:
                     failure = f"the build took longer than {settings.build_timeout_seconds:.0f}s"
                     break
-        except requests.exceptions.ReadTimeout:
+        except (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError):
+            # A read past the deadline while streaming surfaces as urllib3's own error.
             failure = f"the build took longer than {settings.build_timeout_seconds:.0f}s"
         except docker.errors.APIError as exc:
             failure = str(exc.explanation or exc)
-        except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
+        except (
+            requests.exceptions.RequestException,
+            urllib3.exceptions.HTTPError,
+            docker.errors.DockerException,
+            OSError,
+        ) as exc:
             raise TransientError(
                 f"docker is unreachable during a build: {exc}", code=ErrorCode.DOCKER_UNAVAILABLE
             ) from exc
@@ -150,8 +159,12 @@ class ImageBuilder:
         return digest
 
     def _delete(self, api: docker.APIClient, repository: str, tags: Iterable[str]) -> None:
-        """Best effort: what fails now goes at the next build (the list is recomputed from the registry)."""
+        """Best effort: what fails now goes at the next build (the list is recomputed from the registry).
+        A tag the site's service runs or would roll back to is kept, however old."""
+        in_use = tags_in_use(repository, self._service_images(api, repository.rpartition("/")[2]))
         for tag in tags:
+            if tag in in_use:
+                continue
             try:
                 if digest := self._digest(repository, tag):
                     response = requests.delete(self._url(repository, f"manifests/{digest}"), timeout=REGISTRY_TIMEOUT)
@@ -164,6 +177,16 @@ class ImageBuilder:
                 log.warning(
                     "an old site image was not deleted", extra=fields(image=f"{repository}:{tag}", error=str(exc)[:200])
                 )
+
+    @staticmethod
+    def _service_images(api: docker.APIClient, name: str) -> list[str]:
+        images = []
+        for service in api.services(filters={"name": name}):
+            for spec in (service.get("Spec"), service.get("PreviousSpec")):
+                image = ((spec or {}).get("TaskTemplate") or {}).get("ContainerSpec", {}).get("Image")
+                if image:
+                    images.append(str(image))
+        return images
 
     # --- the registry's HTTP API ----------------------------------------------------------------
 

@@ -43,6 +43,13 @@ async def test_a_built_image_is_pushed_and_a_site_updated_to_it_serves_what_only
     spec = api.inspect_service(f"site_{site_id:04d}")["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert spec["Image"] == built.image
 
+    # Newer versions built but not deployed: the one the site runs is kept past IMAGE_KEEP (3), or
+    # the swarm could not start its task again on another node.
+    for version in (2, 3, 4, 5):
+        newer = await deploy(director, results, site_event("site.image_requested", site_id, version, image=recipe))
+        assert newer.type == "site.image_built", newer
+    assert registry_tags(site_id) == ["1", "3", "4", "5"]
+
 
 async def test_the_same_request_again_reuses_the_image_and_old_versions_are_deleted(
     director: Director, results: Results, site_id: int

@@ -17,7 +17,7 @@ from orchestrator.contract.sites import Image, ImageRecipe, SiteImageRequested
 from orchestrator.errors import ErrorCode, ImageBuildFailed, ImageNotAllowed, InvalidEvent
 from orchestrator.sites import policy
 from orchestrator.sites.handlers import Context, dispatch
-from orchestrator.sites.images import admit_build, dockerfile, log_tail, newest_tag, tags_to_delete
+from orchestrator.sites.images import admit_build, dockerfile, log_tail, newest_tag, tags_in_use, tags_to_delete
 
 REPOSITORY = "198.18.213.1:5000/sites/site_0042"
 
@@ -191,3 +191,15 @@ async def test_without_a_builder_builds_are_refused() -> None:
     ctx = Context(settings=Settings(), swarm=FakeSwarm(), sitedirs=FakeSiteDirs(), routes=FakeRoutes())
     with pytest.raises(ImageBuildFailed):
         await dispatch(request(), ctx)
+
+
+def test_a_tag_a_service_runs_or_rolls_back_to_is_in_use_however_old() -> None:
+    repository = "198.18.213.1:5000/sites/site_0042"
+    images = [
+        f"{repository}:3@sha256:{'a' * 64}",  # what runs (pinned by digest, as built)
+        f"{repository}:1",  # what an update would roll back to
+        f"{repository}/app:7",  # another repository under the site's namespace
+        "198.18.213.1:5000/sites/site_0043:2",  # another site's
+        "director/base:latest",
+    ]
+    assert tags_in_use(repository, images) == {"3", "1"}
