@@ -130,14 +130,16 @@ async def serve(settings: Settings) -> None:
             connection.reconnect_callbacks.add(consumer.refresh_active)
         stack.push_async_callback(_finish, consumers, settings.shutdown_grace_seconds)
 
+        # The network guard's failure makes this process unhealthy too: its sites are not closed in.
+        network_guard = (
+            NetworkGuard(settings, _sites_network(settings, docker_client)) if settings.network_guard else None
+        )
         background = [
-            asyncio.create_task(_beat(settings, connection, consumers, swarm)),
+            asyncio.create_task(_beat(settings, connection, consumers, swarm, network_guard)),
             asyncio.create_task(housekeeping.keep_house(swarm.tombstones, settings, site_consumer.active)),
         ]
-        if settings.network_guard:
-            background.append(
-                asyncio.create_task(NetworkGuard(settings, _sites_network(settings, docker_client)).run())
-            )
+        if network_guard is not None:
+            background.append(asyncio.create_task(network_guard.run()))
         if settings.drift_report_seconds:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
             drift = reports.report_drift(
@@ -281,7 +283,11 @@ async def _finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:
 
 
 async def _beat(
-    settings: Settings, connection: AbstractRobustConnection, consumers: tuple[QueueConsumer, ...], swarm: Swarm
+    settings: Settings,
+    connection: AbstractRobustConnection,
+    consumers: tuple[QueueConsumer, ...],
+    swarm: Swarm,
+    network_guard: NetworkGuard | None,
 ) -> None:
     """The heartbeat `orchestrator healthcheck` reads (see `ops.heartbeat`)."""
     interval = settings.heartbeat_interval_seconds
@@ -296,7 +302,11 @@ async def _beat(
         try:
             heartbeat.write(
                 settings.heartbeat_file,
-                heartbeat.Beat(time.time(), heartbeat.orchestrator_problems(broker_ok, consuming, docker_ok)),
+                heartbeat.Beat(
+                    time.time(),
+                    heartbeat.orchestrator_problems(broker_ok, consuming, docker_ok)
+                    + ([network_guard.problem] if network_guard and network_guard.problem else []),
+                ),
             )
         except OSError as exc:
             log.warning("could not write the heartbeat", extra=fields(error=repr(exc)))

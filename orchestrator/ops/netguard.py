@@ -33,8 +33,9 @@ class Network(Protocol):
 
     async def network_id(self) -> str: ...
     def forget(self) -> None: ...
-    def namespace(self, network_id: str) -> Path: ...
-    async def edges(self, network_id: str) -> list[IPv4Address]: ...
+    def namespaces(self, network_id: str) -> list[Path]: ...
+    async def endpoints(self, network_id: str) -> tuple[list[IPv4Address], int]: ...
+    async def bridged_packets_filtered(self, namespace: Path) -> bool: ...
     async def restore(self, namespace: Path, table: str) -> None: ...
     async def guard_node(self, chain: str, table: str) -> bool: ...
 
@@ -43,7 +44,7 @@ class NetworkGuard:
     def __init__(self, settings: Settings, network: Network) -> None:
         self._settings = settings
         self._network = network
-        self._written: tuple[int, str] | None = None  # (namespace inode, table) last written
+        self._written: dict[Path, tuple[int, str]] = {}  # namespace -> (its inode, the table) last written
         self._failing = ""
         self.passes = 0  # passes that wrote a filter (for tests and the log)
 
@@ -55,25 +56,26 @@ class NetworkGuard:
     async def run(self) -> None:
         nudged = asyncio.Event()
         loop = asyncio.get_running_loop()
-        stopped = threading.Event()
-        follower: threading.Thread | None = None
+        following: tuple[str, threading.Event] | None = None  # the network id followed, its stop
         try:
             while True:
                 try:
                     network_id = await self._network.network_id()
-                    if follower is None:
-                        follower = threading.Thread(
+                    if following is None or following[0] != network_id:  # first, or a network made anew
+                        if following is not None:
+                            following[1].set()
+                        following = (network_id, threading.Event())
+                        threading.Thread(
                             target=follow_connects,
                             args=(
                                 self._settings.docker_url,
                                 network_id,
                                 lambda: loop.call_soon_threadsafe(nudged.set),
-                                stopped,
+                                following[1],
                             ),
                             name="netguard-events",
                             daemon=True,
-                        )
-                        follower.start()
+                        ).start()
                     await self.sync(network_id)
                 except (OrchestratorError, FilterNotApplied, OSError) as exc:
                     self._network.forget()
@@ -86,30 +88,40 @@ class NetworkGuard:
                 except TimeoutError:
                     pass
         finally:
-            stopped.set()
+            if following is not None:
+                following[1].set()
 
     async def sync(self, network_id: str) -> None:
+        """One pass; FilterNotApplied (or Docker's errors) when the network is not filtered here."""
         if await self._network.guard_node(NODE_CHAIN, node_chain()):
             log.info("the node closed to containers on its sites' way out", extra=fields(chain=NODE_CHAIN))
-        namespace = self._network.namespace(network_id)
-        try:
-            inode = namespace.stat().st_ino
-        except FileNotFoundError:
-            self._written = None  # nothing of the network on this node yet: nothing to filter
-            return
-        table = filter_table(await self._network.edges(network_id))
-        if self._written == (inode, table):
-            return
-        await self._network.restore(namespace, table)
-        self._written = (inode, table)
-        self.passes += 1
+        edges, local = await self._network.endpoints(network_id)
+        namespaces = self._network.namespaces(network_id)
+        if not namespaces and local:
+            raise FilterNotApplied(
+                f"{local} containers are on the network here, but its namespace is not under {self._settings.netns_dir}"
+            )
+        table = filter_table(edges)
+        written = {}
+        for namespace in namespaces:
+            try:
+                inode = namespace.stat().st_ino
+            except FileNotFoundError:
+                continue  # gone meanwhile: the next pass looks again
+            if self._written.get(namespace) != (inode, table):
+                if not await self._network.bridged_packets_filtered(namespace):
+                    raise FilterNotApplied(f"{namespace}: net.bridge.bridge-nf-call-iptables is off there")
+                await self._network.restore(namespace, table)
+                self.passes += 1
+                log.info(
+                    "sites network filtered: sites may not open connections on it",
+                    extra=fields(network=self._network.name, namespace=str(namespace), edges=len(set(edges))),
+                )
+            written[namespace] = (inode, table)
+        self._written = written
         if self._failing:
             log.info("sites network filtered again", extra=fields(network=self._network.name))
             self._failing = ""
-        log.info(
-            "sites network filtered: sites may not open connections on it",
-            extra=fields(network=self._network.name, namespace=str(namespace), edges=table.count(" -s ")),
-        )
 
     def _report(self, error: str) -> None:
         """Loud once per distinct failure: an unfiltered network is a security hole, not noise."""

@@ -44,25 +44,35 @@ class SitesNetwork:
         """The network may have been removed and made again under a new id."""
         self._id = ""
 
-    def namespace(self, network_id: str) -> Path:
-        # libnetwork names an overlay network's namespace on a node "1-" + the network id's first
-        # ten characters, under the engine's exec-root (`--exec-root`, /var/run/docker by default).
-        return self._netns_dir / f"1-{network_id[:10]}"
+    def namespaces(self, network_id: str) -> list[Path]:
+        """The network's namespaces on this node. libnetwork names an overlay network's namespace
+        "<epoch>-" + the network id's first ten characters, under the engine's exec-root
+        (`--exec-root`, /var/run/docker by default); the epoch is 1 unless it made it anew."""
+        return sorted(self._netns_dir.glob(f"*-{network_id[:10]}"))
 
-    async def edges(self, network_id: str) -> list[IPv4Address]:
-        """Addresses on the network of this node's containers labelled as the edge."""
+    async def endpoints(self, network_id: str) -> tuple[list[IPv4Address], int]:
+        """Addresses on the network of this node's containers that are the edge, and how many
+        containers of this node are on it."""
 
-        def listed(api: docker.APIClient) -> list[IPv4Address]:
+        def listed(api: docker.APIClient) -> tuple[list[IPv4Address], int]:
+            containers = api.containers(filters={"network": network_id})
             found = []
-            for container in api.containers(filters={"network": network_id, "label": "director.edge"}):
+            for container in containers:
                 if not is_edge(container.get("Labels")):
                     continue
                 for attached in ((container.get("NetworkSettings") or {}).get("Networks") or {}).values():
                     if attached.get("NetworkID") == network_id and attached.get("IPAddress"):
                         found.append(ip_interface(attached["IPAddress"]).ip)
-            return [address for address in found if isinstance(address, IPv4Address)]
+            return [address for address in found if isinstance(address, IPv4Address)], len(containers)
 
         return await self._docker.run(listed)
+
+    async def bridged_packets_filtered(self, namespace: Path) -> bool:
+        """Whether the kernel passes the namespace's bridged packets through its iptables (Docker
+        turns it on for its networks): without it the filter would see nothing."""
+        setting = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+        output = await _run("nsenter", f"--net={namespace}", "cat", setting)
+        return output.strip() == "1"
 
     async def restore(self, namespace: Path, table: str) -> None:
         """Replace the namespace's filter table with `table`, at once."""
@@ -81,20 +91,20 @@ class SitesNetwork:
         return True
 
 
-async def _run(*command: str, stdin: str = "") -> None:
-    """FilterNotApplied unless `command` exits 0 within RESTORE_TIMEOUT."""
+async def _run(*command: str, stdin: str = "") -> str:
+    """`command`'s output; FilterNotApplied unless it exits 0 within RESTORE_TIMEOUT."""
     try:
         process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
     except OSError as exc:
         raise FilterNotApplied(f"cannot run {command[0]}: {exc}") from exc
     try:
         async with asyncio.timeout(RESTORE_TIMEOUT):
-            _, err = await process.communicate(stdin.encode())
+            out, err = await process.communicate(stdin.encode())
     except TimeoutError as exc:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
@@ -104,6 +114,7 @@ async def _run(*command: str, stdin: str = "") -> None:
         raise FilterNotApplied(
             err.decode(errors="replace").strip()[-500:] or f"{command[0]}: exit {process.returncode}"
         )
+    return out.decode(errors="replace")[-4096:]
 
 
 def follow_connects(base_url: str, network_id: str, nudge: Callable[[], None], stopped: threading.Event) -> None:

@@ -74,11 +74,11 @@ async def test_a_site_reaches_no_other_site_and_not_traefik_yet_every_site_is_se
     assert api.inspect_container(a["Id"])["Config"]["Labels"]["director.edge"] == "true"
     (traefik,) = api.containers(filters={"name": "director-traefik"})
     a_ip, b_ip, traefik_ip = (address(api, container, NETWORK) for container in (a, b, traefik))
-    # Without the guard the probe does reach a neighbour and the node's registry (on the swarm's
-    # own address): what follows is the guard's doing.
+    # Without the guard the probe does reach a neighbour: what follows is the guard's doing. (The
+    # node's own ports are not asked first: the production stack's netguard, which the stack
+    # tests run beside this one, may have closed them already.)
     registry_host, _, registry_port = Settings().registry.split("/")[0].partition(":")
     assert await asyncio.to_thread(answers, api, a, b_ip, PORT)
-    assert await asyncio.to_thread(answers, api, a, registry_host, int(registry_port))
 
     namespace = Settings().netns_dir / f"1-{api.inspect_network(NETWORK)['Id'][:10]}"
     with filter_restored(namespace), node_chain_removed(), guarding(orchestrator.env, tmp_path / "netguard.log"):

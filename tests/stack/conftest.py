@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prod import TIMINGS, Prod, connect, env_settings, prod_stack_exists, remove_upgrade_images, run_stack, site_ids
 from support import Director, Results, docker_api, terminal_section, wipe_sites
+from support.network import node_chain_removed
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,6 +33,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 async def prod() -> AsyncIterator[Prod]:
     settings = env_settings()
     existed = prod_stack_exists(settings["DIRECTOR_STACK"])
+    # The stack's netguard (host network) closes this machine to sites' containers: a stack this
+    # fixture brings up and down takes that chain with it.
+    host_chain = contextlib.ExitStack()
+    if not existed:
+        host_chain.enter_context(node_chain_removed())
     started = time.monotonic()
     run_stack("deploy")
     TIMINGS.append(
@@ -63,6 +69,7 @@ async def prod() -> AsyncIterator[Prod]:
         started = time.monotonic()
         run_stack("down")
         TIMINGS.append(f"scripts/stack.sh down: {time.monotonic() - started:.1f}s")
+        host_chain.close()
     remove_upgrade_images()
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import pytest
+
 from orchestrator.config import Settings
 from orchestrator.contract.sites import service_name
 from orchestrator.ops.netguard import NetworkGuard
 from orchestrator.sites.isolation import CHAIN, NODE_CHAIN, filter_table, is_edge, node_chain
+from orchestrator.swarm.netns import FilterNotApplied
 
 TRAEFIK, OTHER = IPv4Address("10.0.1.3"), IPv4Address("10.0.1.9")
 
@@ -55,6 +58,8 @@ class FakeNetwork:
     def __init__(self, netns_dir: Path) -> None:
         self.netns_dir = netns_dir
         self.edge_addresses = [TRAEFIK]
+        self.local = 2  # containers of this node on the network
+        self.bridge_filtering = True
         self.written: list[tuple[Path, str]] = []
         self.node_chains: list[tuple[str, str]] = []
 
@@ -64,11 +69,14 @@ class FakeNetwork:
     def forget(self) -> None:
         pass
 
-    def namespace(self, network_id: str) -> Path:
-        return self.netns_dir / f"1-{network_id[:10]}"
+    def namespaces(self, network_id: str) -> list[Path]:
+        return sorted(self.netns_dir.glob(f"*-{network_id[:10]}"))
 
-    async def edges(self, network_id: str) -> list[IPv4Address]:
-        return list(self.edge_addresses)
+    async def endpoints(self, network_id: str) -> tuple[list[IPv4Address], int]:
+        return list(self.edge_addresses), self.local
+
+    async def bridged_packets_filtered(self, namespace: Path) -> bool:
+        return self.bridge_filtering
 
     async def restore(self, namespace: Path, table: str) -> None:
         self.written.append((namespace, table))
@@ -82,12 +90,14 @@ async def test_the_filter_is_written_when_something_changed_and_only_then(tmp_pa
     network = FakeNetwork(tmp_path)
     guard = NetworkGuard(Settings(), network)
     network_id = await network.network_id()
-    namespace = network.namespace(network_id)
+    namespace = tmp_path / f"1-{network_id[:10]}"
 
+    network.local = 0
     await guard.sync(network_id)
-    assert network.written == []  # no namespace: nothing of the network runs on this node
+    assert network.written == [] and guard.problem == ""  # nothing of the network on this node
 
     namespace.touch()
+    network.local = 2
     await guard.sync(network_id)
     await guard.sync(network_id)
     assert network.written == [(namespace, filter_table([TRAEFIK]))]  # once: nothing changed since
@@ -96,13 +106,25 @@ async def test_the_filter_is_written_when_something_changed_and_only_then(tmp_pa
     await guard.sync(network_id)
     assert network.written[-1] == (namespace, filter_table([OTHER]))
 
-    namespace.unlink()  # the last endpoint left; a new one brings a new, empty namespace
+    namespace.unlink()  # the last endpoint left; Docker made it anew under another epoch
+    again = tmp_path / f"2-{network_id[:10]}"
+    again.touch()
     await guard.sync(network_id)
-    namespace.touch()
-    await guard.sync(network_id)
-    assert len(network.written) == 3 and guard.passes == 3
-    assert network.node_chains[0] == (NODE_CHAIN, node_chain())  # checked at every pass
-    assert len(network.node_chains) == 6
+    assert network.written[-1] == (again, filter_table([OTHER])) and guard.passes == 3
+    assert network.node_chains[0] == (NODE_CHAIN, node_chain()) and len(network.node_chains) == 5  # every pass
+
+
+async def test_a_network_it_cannot_filter_is_a_problem_not_a_quiet_pass(tmp_path: Path) -> None:
+    network = FakeNetwork(tmp_path)
+    guard = NetworkGuard(Settings(), network)
+    network_id = await network.network_id()
+    with pytest.raises(FilterNotApplied, match="not under"):  # containers here, no namespace found
+        await guard.sync(network_id)
+    (tmp_path / f"1-{network_id[:10]}").touch()
+    network.bridge_filtering = False
+    with pytest.raises(FilterNotApplied, match="bridge-nf-call-iptables"):
+        await guard.sync(network_id)
+    assert network.written == []
 
 
 def test_the_node_drops_what_containers_on_the_sites_way_out_open_to_it() -> None:
