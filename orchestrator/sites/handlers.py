@@ -8,6 +8,7 @@ serving site is published only once its tasks answer, steadily, and Traefik serv
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,9 +30,10 @@ from orchestrator.contract.sites import (
     SiteUpserted,
     service_name,
 )
-from orchestrator.errors import DomainConflict, ErrorCode, NotFound, ServiceFailed, SiteNotServing
+from orchestrator.errors import DomainConflict, ErrorCode, NotFound, OrchestratorError, ServiceFailed, SiteNotServing
+from orchestrator.logs import fields
 from orchestrator.sites.domains import HOST_LABEL, lock_keys, lookup_labels, overlaps
-from orchestrator.sites.images import admit_build, newest_tag, tags_to_delete
+from orchestrator.sites.images import admit_build, image_repository, newest_tag, tags_to_delete
 from orchestrator.sites.labels import FINGERPRINT, RESTARTED_BY
 from orchestrator.sites.locks import Changes, KeyedLocks
 from orchestrator.sites.protocols import (
@@ -49,6 +51,8 @@ from orchestrator.sites.protocols import (
 from orchestrator.sites.rollout import Broken
 from orchestrator.sites.spec import ServiceSpec, desired_service, site_uid
 from orchestrator.traefik.labels import probe_host
+
+log = logging.getLogger("orchestrator.sites")
 
 LOG_LINES = 10
 DAY = 86400.0
@@ -201,7 +205,19 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> SiteResult:
     for sessions in ctx.sessions:
         await sessions.close_site(site_id)  # before the files move: nobody edits the trash
     await ctx.sitedirs.trash(name, tag=event.event_id.hex[:8])
+    await _forget_images(site_id, ctx)
     return _result(event, "site.removed", None, None)
+
+
+async def _forget_images(site_id: int, ctx: Context) -> None:
+    """A deleted site's built images go too (a site made again under its id starts with none).
+    Best effort: the site is gone whatever the registry says; what stays goes at the next delete."""
+    repository = image_repository(site_id, ctx.settings)
+    try:
+        if tags := await ctx.images.tags(repository):
+            await ctx.images.delete(repository, tags)
+    except OrchestratorError as exc:
+        log.warning("a deleted site's images were not deleted", extra=fields(site_id=site_id, error=str(exc)[:200]))
 
 
 async def build_image(event: SiteImageRequested, ctx: Context) -> SiteResult:
@@ -209,6 +225,9 @@ async def build_image(event: SiteImageRequested, ctx: Context) -> SiteResult:
     `IMAGE_KEEP` versions. A request older than a version the registry holds is stale; a
     redelivered one reuses what it built."""
     build = admit_build(event.site.id, event.version, event.image, ctx.settings)
+    deleted_at = await ctx.swarm.tombstone(event.site.id)
+    if deleted_at is not None and deleted_at > event.version:
+        return _result(event, "site.stale", None, None)  # for a site deleted since: nothing to build
     tags = await ctx.images.tags(build.repository)
     newest = newest_tag(tags)
     if newest is not None and newest > event.version:

@@ -26,14 +26,15 @@ import urllib3
 
 from orchestrator.config import Settings
 from orchestrator.contract.sites import service_name
-from orchestrator.errors import ErrorCode, ImageBuildFailed, TransientError
+from orchestrator.errors import DockerRejected, ErrorCode, ImageBuildFailed, OrchestratorError, TransientError
 from orchestrator.logs import fields, mask
 from orchestrator.sites.images import PACKAGES_DIR, RECIPE_LABEL, Build, dockerfile, log_tail, tags_in_use
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.logs import site_secrets
 
 log = logging.getLogger("orchestrator.builds")
-MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+# What a manifest may be: Docker's own, and OCI's (what newer builders push).
+MANIFEST = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
 # A build's log kept in memory: its end says why it failed.
 MAX_LOG = 256 * 1024
 REGISTRY_TIMEOUT = 10.0
@@ -173,7 +174,7 @@ class ImageBuilder:
                 api.remove_image(f"{repository}:{tag}", noprune=False)
             except docker.errors.NotFound:
                 pass
-            except (requests.exceptions.RequestException, docker.errors.APIError) as exc:
+            except (requests.exceptions.RequestException, docker.errors.APIError, OrchestratorError) as exc:
                 log.warning(
                     "an old site image was not deleted", extra=fields(image=f"{repository}:{tag}", error=str(exc)[:200])
                 )
@@ -199,19 +200,31 @@ class ImageBuilder:
             response = requests.get(self._url(repository, "tags/list"), timeout=REGISTRY_TIMEOUT)
             if response.status_code == 404:
                 return []
-            response.raise_for_status()
+            _refused(response, f"list {repository}")
             return [str(tag) for tag in (response.json().get("tags") or [])[:10_000]]
         except (requests.exceptions.RequestException, ValueError) as exc:
             raise TransientError(f"the registry did not list {repository}: {exc}", code=ErrorCode.DOCKER_ERROR) from exc
 
     def _digest(self, repository: str, tag: str) -> str | None:
-        response = requests.head(
-            self._url(repository, f"manifests/{tag}"), headers={"Accept": MANIFEST}, timeout=REGISTRY_TIMEOUT
-        )
+        try:
+            response = requests.head(
+                self._url(repository, f"manifests/{tag}"), headers={"Accept": MANIFEST}, timeout=REGISTRY_TIMEOUT
+            )
+        except requests.exceptions.RequestException as exc:
+            raise TransientError(f"the registry did not answer for {repository}:{tag}: {exc}") from exc
         if response.status_code == 404:
             return None
-        response.raise_for_status()
+        _refused(response, f"look up {repository}:{tag}")
         return response.headers.get("Docker-Content-Digest")
+
+
+def _refused(response: requests.Response, what: str) -> None:
+    """A registry's 4xx is a refusal (credentials, rights: retrying asks the same), anything else
+    not 2xx passes (a registry restarting); both raised as our errors, never as Docker's."""
+    if 400 <= response.status_code < 500 and response.status_code != 429:
+        raise DockerRejected(f"the registry refused to {what} ({response.status_code}): check its credentials")
+    if not response.ok:
+        raise TransientError(f"the registry could not {what} ({response.status_code})", code=ErrorCode.DOCKER_ERROR)
 
 
 def _context(out: Any, build: Build, packages_dir: Path) -> None:

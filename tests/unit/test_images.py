@@ -203,3 +203,25 @@ def test_a_tag_a_service_runs_or_rolls_back_to_is_in_use_however_old() -> None:
         "director/base:latest",
     ]
     assert tags_in_use(repository, images) == {"3", "1"}
+
+
+async def test_a_request_for_a_site_deleted_since_builds_nothing(ctx: Context, images: FakeImages) -> None:
+    assert isinstance(ctx.swarm, FakeSwarm)
+    ctx.swarm.tombstones[42] = 5
+    result = await dispatch(request(version=4), ctx)
+    assert result.type == "site.stale" and images.built == []
+
+
+async def test_a_deleted_site_takes_its_built_images_with_it(ctx: Context, images: FakeImages) -> None:
+    images.registry[REPOSITORY] = ["2", "3"]
+    body = {
+        "event_id": str(uuid.uuid4()),
+        "type": "site.deleted",
+        "version": 9,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "site": {"id": 42},
+    }
+    deleted = parse_event(json.dumps(body).encode(), "site.deleted")
+    result = await dispatch(deleted, ctx)
+    assert result.type == "site.removed"
+    assert images.registry[REPOSITORY] == [] and images.deleted == [(REPOSITORY, "2"), (REPOSITORY, "3")]
