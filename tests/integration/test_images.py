@@ -50,6 +50,11 @@ async def test_a_built_image_is_pushed_and_a_site_updated_to_it_serves_what_only
         assert newer.type == "site.image_built", newer
     assert registry_tags(site_id) == ["1", "3", "4", "5"]
 
+    # A deleted site's images go with it: a site made again under its id starts with none.
+    removed = await deploy(director, results, site_event("site.deleted", site_id, 6))
+    assert removed.type == "site.removed", removed
+    assert registry_tags(site_id) == []
+
 
 async def test_the_same_request_again_reuses_the_image_and_old_versions_are_deleted(
     director: Director, results: Results, site_id: int
