@@ -43,7 +43,7 @@ from support import (
     write_jq_site,
     write_site,
 )
-from support.network import address, answers, filter_restored, guarding
+from support.network import address, answers, filter_restored, guarding, node_chain_removed
 
 from orchestrator.client import FilesClient
 from orchestrator.config import Settings
@@ -239,6 +239,7 @@ async def test_sites_on_different_nodes_open_no_connection_to_each_other(
         assert await asyncio.to_thread(probe, pairs[0])
         network_id = stack.api.inspect_network(network)["Id"]
         with contextlib.ExitStack() as guards:
+            guards.enter_context(node_chain_removed())  # every guard here writes this machine's
             for node in guarded:
                 guards.enter_context(filter_restored(node.netns_dir / f"1-{network_id[:10]}"))
                 env = {**stack.orchestrator.env, "ORCHESTRATOR_DOCKER_URL": node.docker_url,
