@@ -90,8 +90,10 @@ schema: $(VENV)/.installed
 asyncapi-schema:
 	bash scripts/fetch-asyncapi-schema.sh >/dev/null
 
+# Everything on one node, then the cluster figures (bench-cluster below).
 bench: up $(VENV)/.installed
 	$(PY) bench/run.py
+	$(MAKE) --no-print-directory bench-cluster
 
 # The cluster figures (bench/cluster.py): two workers up, the section, the workers down again.
 bench-cluster: up $(VENV)/.installed
