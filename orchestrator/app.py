@@ -132,14 +132,17 @@ async def serve(settings: Settings) -> None:
 
         # The network guard's failure makes this process unhealthy too: its sites are not closed in.
         network_guard = (
-            NetworkGuard(settings, _sites_network(settings, docker_client)) if settings.network_guard else None
+            NetworkGuard(settings, _sites_network(settings, docker_client), lasts_with_process=True)
+            if settings.network_guard
+            else None
         )
         background = [
             asyncio.create_task(_beat(settings, connection, consumers, swarm, network_guard)),
             asyncio.create_task(housekeeping.keep_house(swarm.tombstones, settings, site_consumer.active)),
         ]
         if network_guard is not None:
-            background.append(asyncio.create_task(network_guard.run()))
+            network_guard.start()
+            stack.push_async_callback(network_guard.close)
         if settings.drift_report_seconds:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
             drift = reports.report_drift(
@@ -160,10 +163,10 @@ async def guard(settings: Settings) -> None:
     stop = _stop_on_signals()
     docker_client = DockerClient(settings.docker_url, settings.docker_timeout_seconds, concurrency=1)
     network_guard = NetworkGuard(settings, _sites_network(settings, docker_client))
-    task = asyncio.create_task(network_guard.run())
+    network_guard.start()
     try:
         # Healthy while the last pass wrote the filter (or found nothing of the network here).
-        while not stop.is_set() and not task.done():
+        while not stop.is_set() and network_guard.running:  # a loop that died beats no more
             beat = heartbeat.Beat(time.time(), [network_guard.problem] if network_guard.problem else [])
             try:
                 heartbeat.write(settings.heartbeat_file, beat)
@@ -172,13 +175,13 @@ async def guard(settings: Settings) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.heartbeat_interval_seconds)
     finally:
-        task.cancel()
+        await network_guard.close()  # the filter stays: fail closed
         docker_client.close()
         settings.heartbeat_file.unlink(missing_ok=True)
 
 
 def _sites_network(settings: Settings, docker_client: DockerClient) -> SitesNetwork:
-    return SitesNetwork(docker_client, settings.network, settings.netns_dir)
+    return SitesNetwork(docker_client, settings.network, settings.netns_dir, settings.docker_url)
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -591,6 +591,18 @@ wait_for 30 traefik traefik_404 && wait_for 10 traefik-api traefik_api || {
 
 for old in "${OLD_IMAGES[@]}"; do docker image rm "$old" >/dev/null 2>&1 || true; done
 
+# A stopped guard's filter on the sites network. The network guard runs inside `orchestrator run`
+# here and takes its filter away when it stops; one killed outright leaves it, naming the Traefik
+# address of its time, and a Traefik started since would find every site closed to it. Taken away
+# (a running orchestrator's guard writes it again within a pass: ORCHESTRATOR_NETWORK_GUARD_*).
+net_id=$(docker network inspect -f '{{.Id}}' "$NETWORK")
+for ns in /var/run/docker/netns/*-"${net_id:0:10}"; do
+    [ -e "$ns" ] && nsenter --net="$ns" iptables -S DIRECTOR-SITES >/dev/null 2>&1 || continue
+    log "network: a stopped guard's filter taken away ($ns)"
+    printf '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n' |
+        nsenter --net="$ns" iptables-restore
+done
+
 # ---------------------------------------------------------------- 8. sites root
 # Its own mount, nosuid and nodev: every site directory bind-mounted into a task inherits both, so
 # a setuid file or a device node a site leaves means nothing on the host or in another container.

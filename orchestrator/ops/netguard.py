@@ -10,8 +10,11 @@ made again, after the last container left and a new one came, is a difference)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Protocol
@@ -19,8 +22,8 @@ from typing import Protocol
 from orchestrator.config import Settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.logs import fields
-from orchestrator.sites.isolation import NODE_CHAIN, filter_table, node_chain
-from orchestrator.swarm.netns import FilterNotApplied, follow_connects
+from orchestrator.sites.isolation import NODE_CHAIN, filter_table, node_chain, open_table
+from orchestrator.swarm.netns import FilterNotApplied
 
 log = logging.getLogger("orchestrator.netguard")
 SETTLE_SECONDS = 0.05  # a burst of joins (a fleet starting) is one pass
@@ -38,15 +41,24 @@ class Network(Protocol):
     async def bridged_packets_filtered(self, namespace: Path) -> bool: ...
     async def restore(self, namespace: Path, table: str) -> None: ...
     async def guard_node(self, chain: str, table: str) -> bool: ...
+    async def release_node(self, chain: str) -> None: ...
+    def follow(self, network_id: str, nudge: Callable[[], None], stopped: threading.Event) -> None:
+        """Call `nudge` (from any thread) when a container joins, until `stopped` is set."""
 
 
 class NetworkGuard:
-    def __init__(self, settings: Settings, network: Network) -> None:
+    def __init__(self, settings: Settings, network: Network, *, lasts_with_process: bool = False) -> None:
+        """`lasts_with_process`: the filter is taken away when the guard stops (inside `orchestrator
+        run` on a host: nobody would keep it current after, and a Traefik started then would find
+        every site closed to it). `orchestrator netguard` leaves it in place: a node whose guard
+        restarts stays closed (fail closed)."""
         self._settings = settings
         self._network = network
+        self._lasts_with_process = lasts_with_process
+        self._task: asyncio.Task[None] | None = None
         self._written: dict[Path, tuple[int, str]] = {}  # namespace -> (its inode, the table) last written
         self._failing = ""
-        self.passes = 0  # passes that wrote a filter (for tests and the log)
+        self.passes = 0  # passes that wrote a changed filter (for tests and the log)
 
     @property
     def problem(self) -> str:
@@ -65,17 +77,7 @@ class NetworkGuard:
                         if following is not None:
                             following[1].set()
                         following = (network_id, threading.Event())
-                        threading.Thread(
-                            target=follow_connects,
-                            args=(
-                                self._settings.docker_url,
-                                network_id,
-                                lambda: loop.call_soon_threadsafe(nudged.set),
-                                following[1],
-                            ),
-                            name="netguard-events",
-                            daemon=True,
-                        ).start()
+                        self._network.follow(network_id, functools.partial(_nudge, loop, nudged), following[1])
                     await self.sync(network_id)
                 except (OrchestratorError, FilterNotApplied, OSError) as exc:
                     self._network.forget()
@@ -90,6 +92,35 @@ class NetworkGuard:
         finally:
             if following is not None:
                 following[1].set()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run())
+
+    async def close(self) -> None:
+        """Stop, and when the filter lasts with the process take it away: after the loop has
+        stopped, so no pass of it writes the filter again behind us."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._lasts_with_process:
+            await self._take_away()
+
+    async def _take_away(self) -> None:
+        for namespace in self._written:
+            try:
+                await self._network.restore(namespace, open_table())
+            except (FilterNotApplied, OSError) as exc:
+                log.warning("the sites network's filter stays", extra=fields(namespace=str(namespace), error=str(exc)))
+        self._written = {}
+        try:
+            await self._network.release_node(NODE_CHAIN)
+        except (FilterNotApplied, OSError) as exc:
+            log.warning("the node's chain stays", extra=fields(chain=NODE_CHAIN, error=str(exc)))
 
     async def sync(self, network_id: str) -> None:
         """One pass; FilterNotApplied (or Docker's errors) when the network is not filtered here."""
@@ -108,10 +139,12 @@ class NetworkGuard:
                 inode = namespace.stat().st_ino
             except FileNotFoundError:
                 continue  # gone meanwhile: the next pass looks again
+            # Written at every pass, changed or not: whatever took it away (a guard of another
+            # process stopping, an operator) is undone within a pass.
+            if not await self._network.bridged_packets_filtered(namespace):
+                raise FilterNotApplied(f"{namespace}: net.bridge.bridge-nf-call-iptables is off there")
+            await self._network.restore(namespace, table)
             if self._written.get(namespace) != (inode, table):
-                if not await self._network.bridged_packets_filtered(namespace):
-                    raise FilterNotApplied(f"{namespace}: net.bridge.bridge-nf-call-iptables is off there")
-                await self._network.restore(namespace, table)
                 self.passes += 1
                 log.info(
                     "sites network filtered: sites may not open connections on it",
@@ -131,3 +164,8 @@ class NetworkGuard:
                 extra=fields(network=self._network.name, error=error),
             )
             self._failing = error
+
+
+def _nudge(loop: asyncio.AbstractEventLoop, nudged: asyncio.Event) -> None:
+    """From the event stream's thread: wake the guard's loop."""
+    loop.call_soon_threadsafe(nudged.set)

@@ -71,6 +71,12 @@ def filter_table(edges: Iterable[IPv4Address]) -> str:
     )
 
 
+def open_table() -> str:
+    """The namespace's filter table as Docker leaves it: nothing filtered (a guard taking its
+    filter away)."""
+    return "\n".join(["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", "COMMIT", ""])
+
+
 def node_chain() -> str:
     """`NODE_CHAIN` for `iptables-restore --noflush` in the node's own namespace (the chain alone:
     the rest of that table is Docker's and the operator's): replies pass, nothing else a container

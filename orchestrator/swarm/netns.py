@@ -29,8 +29,9 @@ class FilterNotApplied(Exception):
 
 
 class SitesNetwork:
-    def __init__(self, docker_client: DockerClient, name: str, netns_dir: Path) -> None:
+    def __init__(self, docker_client: DockerClient, name: str, netns_dir: Path, docker_url: str) -> None:
         self._docker = docker_client
+        self._docker_url = docker_url  # the event stream's own connection
         self.name = name
         self._netns_dir = netns_dir
         self._id = ""
@@ -43,6 +44,15 @@ class SitesNetwork:
     def forget(self) -> None:
         """The network may have been removed and made again under a new id."""
         self._id = ""
+
+    def follow(self, network_id: str, nudge: Callable[[], None], stopped: threading.Event) -> None:
+        """`follow_connects` in a thread of its own, until `stopped` is set."""
+        threading.Thread(
+            target=follow_connects,
+            args=(self._docker_url, network_id, nudge, stopped),
+            name="netguard-events",
+            daemon=True,
+        ).start()
 
     def namespaces(self, network_id: str) -> list[Path]:
         """The network's namespaces on this node. libnetwork names an overlay network's namespace
@@ -89,6 +99,14 @@ class SitesNetwork:
         await _run("iptables-restore", "--noflush", stdin=table)
         await _run("iptables", "-I", "INPUT", "1", "-j", chain)
         return True
+
+    async def release_node(self, chain: str) -> None:
+        """`chain` and its jumps out of this process's own filter table."""
+        with contextlib.suppress(FilterNotApplied):
+            while True:
+                await _run("iptables", "-D", "INPUT", "-j", chain)
+        await _run("iptables", "-F", chain)
+        await _run("iptables", "-X", chain)
 
 
 async def _run(*command: str, stdin: str = "") -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 from orchestrator.config import Settings
 from orchestrator.contract.sites import service_name
 from orchestrator.ops.netguard import NetworkGuard
-from orchestrator.sites.isolation import CHAIN, NODE_CHAIN, filter_table, is_edge, node_chain
+from orchestrator.sites.isolation import CHAIN, NODE_CHAIN, filter_table, is_edge, node_chain, open_table
 from orchestrator.swarm.netns import FilterNotApplied
 
 TRAEFIK, OTHER = IPv4Address("10.0.1.3"), IPv4Address("10.0.1.9")
@@ -62,6 +65,7 @@ class FakeNetwork:
         self.bridge_filtering = True
         self.written: list[tuple[Path, str]] = []
         self.node_chains: list[tuple[str, str]] = []
+        self.released: list[str] = []
 
     async def network_id(self) -> str:
         return "kekxtnvqmwo6ozsvukm74yivc"
@@ -85,8 +89,14 @@ class FakeNetwork:
         self.node_chains.append((chain, table))
         return True
 
+    async def release_node(self, chain: str) -> None:
+        self.released.append(chain)
 
-async def test_the_filter_is_written_when_something_changed_and_only_then(tmp_path: Path) -> None:
+    def follow(self, network_id: str, nudge: Callable[[], None], stopped: threading.Event) -> None:
+        self.followed = network_id
+
+
+async def test_the_filter_is_written_at_every_pass_and_follows_the_edge_and_the_namespace(tmp_path: Path) -> None:
     network = FakeNetwork(tmp_path)
     guard = NetworkGuard(Settings(), network)
     network_id = await network.network_id()
@@ -100,11 +110,12 @@ async def test_the_filter_is_written_when_something_changed_and_only_then(tmp_pa
     network.local = 2
     await guard.sync(network_id)
     await guard.sync(network_id)
-    assert network.written == [(namespace, filter_table([TRAEFIK]))]  # once: nothing changed since
+    # Again at every pass (whatever took it away meanwhile is undone), counted as a change once.
+    assert network.written == [(namespace, filter_table([TRAEFIK]))] * 2 and guard.passes == 1
 
     network.edge_addresses = [OTHER]  # Traefik restarted elsewhere on the network
     await guard.sync(network_id)
-    assert network.written[-1] == (namespace, filter_table([OTHER]))
+    assert network.written[-1] == (namespace, filter_table([OTHER])) and guard.passes == 2
 
     namespace.unlink()  # the last endpoint left; Docker made it anew under another epoch
     again = tmp_path / f"2-{network_id[:10]}"
@@ -112,6 +123,22 @@ async def test_the_filter_is_written_when_something_changed_and_only_then(tmp_pa
     await guard.sync(network_id)
     assert network.written[-1] == (again, filter_table([OTHER])) and guard.passes == 3
     assert network.node_chains[0] == (NODE_CHAIN, node_chain()) and len(network.node_chains) == 5  # every pass
+
+
+async def test_a_guard_inside_the_orchestrator_takes_its_filter_away_when_it_stops(tmp_path: Path) -> None:
+    network = FakeNetwork(tmp_path)
+    namespace = tmp_path / f"1-{(await network.network_id())[:10]}"
+    namespace.touch()
+    for lasts_with_process, last_table in ((True, open_table()), (False, filter_table([TRAEFIK]))):
+        guard = NetworkGuard(Settings(), network, lasts_with_process=lasts_with_process)
+        guard.start()
+        for _ in range(200):  # its first pass
+            if guard.passes:
+                break
+            await asyncio.sleep(0.01)
+        await guard.close()
+        assert network.written[-1] == (namespace, last_table)  # `netguard` alone leaves it: fail closed
+    assert network.released == [NODE_CHAIN]  # the node's chain too, by the one inside the orchestrator
 
 
 async def test_a_network_it_cannot_filter_is_a_problem_not_a_quiet_pass(tmp_path: Path) -> None:
