@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests lint schema \
+.PHONY: suite up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests lint schema \
         asyncapi-schema bench bench-cluster clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster
 
 # uv installs the same pins in a third of pip's time (pip is the fallback).
@@ -41,20 +41,22 @@ stack-down:
 test-stack: up $(VENV)/.installed stack-tests
 
 # The whole suite on the real stack, cheapest first so a failure shows early. The stack and the
-# virtualenv are made side by side, then lint (style, types, layers) next to the unit tests (stop at
-# the first failure); then the integration and security tests on parallel workers (each its own
-# vhost, site ids and deployment name: tests/support/scope.py) side by side with the production
-# stack's tests (tests/stack: its own broker, Traefik, networks and site ids; mostly waiting for
-# health checks, so they cost the run about 20 s, not their 2 minutes); then the fault tests alone
-# (they restart RabbitMQ and dockerd for the whole machine).
-TEST_WORKERS ?= 4
+# virtualenv are made side by side; then lint (style, types, layers) next to the unit tests (stop at
+# the first failure), followed by the resilience, fault, integration and security tests on parallel
+# workers (each its own vhost, site ids and deployment name: tests/support/scope.py; the fault
+# tests their own broker node and Docker gate). Beside all of that, from the start, the production
+# stack's tests (tests/stack: its own broker, Traefik, networks and site ids), which mostly wait
+# for health checks. A fault of the whole machine (a real dockerd stop) is `make test-slow`'s.
+TEST_WORKERS ?= 6
 test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target ready
-	$(MAKE) --no-print-directory -j2 --output-sync=target checks
-	$(MAKE) --no-print-directory -j2 --output-sync=target integration-tests stack-tests
-	$(PY) -m pytest tests/faults -q -ra -m 'not slow'
+	$(MAKE) --no-print-directory -j2 --output-sync=target suite stack-tests
 
 ready: up $(VENV)/.installed demo-stop
+
+suite:
+	$(MAKE) --no-print-directory -j2 --output-sync=target checks
+	$(MAKE) --no-print-directory integration-tests
 
 checks: lint unit-first
 
@@ -65,11 +67,12 @@ unit-first: $(VENV)/.installed asyncapi-schema
 test-slow: up $(VENV)/.installed
 	$(PY) -m pytest tests/faults -q -ra -m slow
 
-# Longest first: xdist hands out work in collection order, so the resilience group (one worker,
-# about two minutes) starts at once and the short tests fill the other workers around it.
+# Longest first: xdist hands out work in collection order, so the long streams of the resilience
+# and fault tests start at once and the short tests fill the workers around them. Six workers:
+# the tests mostly wait (health checks, restarts), and eight overloaded two cores.
 integration-tests:
-	$(PY) -m pytest tests/resilience tests/integration tests/security -q -ra -n $(TEST_WORKERS) --dist loadgroup \
-		--durations=12
+	$(PY) -m pytest tests/resilience tests/faults tests/integration tests/security -q -ra -n $(TEST_WORKERS) \
+		-m 'not slow' --durations=12
 
 stack-tests:
 	$(PY) -m pytest tests/stack -q -ra

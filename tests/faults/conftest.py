@@ -1,24 +1,37 @@
 """Fault tests get a stack per module (`support.running`), tuned to ride out a Docker outage,
 listening on the durable results queue (results published while the broker restarts are not
-missed). They restart RabbitMQ and stop dockerd for the whole machine, so they run alone, after
-everything else (`make test`)."""
+missed). The faults are real but the module's own: its orchestrator's broker is a RabbitMQ node
+started for the module (`support.rabbit.own_broker`), restarted and stopped for real, and its
+Docker is reached through a gate the tests hang (`support.dockergate`). Nothing else on the
+machine notices, so these run on the parallel workers. The one fault of the whole machine, a real
+dockerd stop (every container restarts), is marked `faults` and `slow`: `make test-slow`, alone."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from support import Running
+from support import Running, scope
+from support.dockergate import DockerGate, docker_gate
+from support.rabbit import Broker, own_broker
 from support.streams import stream_stack
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/faults/" in str(item.path):
-            item.add_marker(pytest.mark.faults)
+@pytest.fixture(scope="session")  # one node per test process, a vhost per module
+def broker() -> Iterator[Broker]:
+    with own_broker(f"faults-{scope.NAME}") as node:
+        yield node
 
 
 @pytest.fixture(scope="module")
-async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
-    async with stream_stack("faults", request, tmp_path_factory) as running:
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerGate]:
+    with docker_gate(tmp_path_factory.mktemp("gate") / "docker.sock") as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, broker: Broker, gate: DockerGate
+) -> AsyncIterator[Running]:
+    async with stream_stack("faults", request, tmp_path_factory, broker, docker_url=gate.url) as running:
         yield running

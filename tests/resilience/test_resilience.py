@@ -20,9 +20,6 @@ from hypothesis import strategies as st
 from support import Director, OrchestratorProcess, Results, eventually, publish_reliably, scope, site_event, write_site
 from support.streams import new_stream, next_site, run
 
-# One worker runs them all, on one orchestrator of their own (xdist's loadgroup): set up once.
-pytestmark = pytest.mark.xdist_group("resilience")
-
 # 100 events per stream: a kill lands among dozens in flight and queued, and every stream still
 # spans several versions, deletes and re-creates per site; the machine faults keep 200.
 STREAM_SITES = 10

@@ -4,8 +4,8 @@ own code writing past its limit is refused by the kernel and the site keeps serv
 it is answered `disk_quota_exceeded` and leaves nothing behind; another site writes on unaffected;
 `orchestrator status` shows each site's usage and limit.
 
-The module costs a vhost, an orchestrator and two sites of its own (about 20 s): it runs on one
-worker (xdist's loadgroup) beside the rest of the security suite.
+The module costs a vhost, an orchestrator and two sites of its own (about 20 s) on each worker
+that runs one of its tests.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from orchestrator.client import FilesClient, FilesError
 from orchestrator.files import paths
 from orchestrator.sites.spec import service_name
 
-pytestmark = pytest.mark.xdist_group("disk_quota")
 LIMIT = 8 * 2**20
 MiB = 2**20
 

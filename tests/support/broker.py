@@ -11,14 +11,15 @@ import aio_pika.exceptions
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from support.director import Director
+from support.rabbit import LOCAL_BROKER, Broker
 from support.stack import DEAD_LETTERS
 from support.waiting import eventually
 
 
 @contextlib.asynccontextmanager
-async def connected(user: str, vhost: str) -> AsyncIterator[AbstractRobustConnection]:
+async def connected(user: str, vhost: str, broker: Broker = LOCAL_BROKER) -> AsyncIterator[AbstractRobustConnection]:
     """A robust connection as a local-stack broker user (their passwords are their names)."""
-    connection = await aio_pika.connect_robust(f"amqp://{user}:{user}@127.0.0.1:5672/{vhost}")
+    connection = await aio_pika.connect_robust(broker.url(user, vhost))
     try:
         yield connection
     finally:
@@ -26,8 +27,8 @@ async def connected(user: str, vhost: str) -> AsyncIterator[AbstractRobustConnec
 
 
 @contextlib.asynccontextmanager
-async def publishing_as_director(vhost: str) -> AsyncIterator[Director]:
-    async with connected("director", vhost) as connection:
+async def publishing_as_director(vhost: str, broker: Broker = LOCAL_BROKER) -> AsyncIterator[Director]:
+    async with connected("director", vhost, broker) as connection:
         publisher = Director(connection)
         await publisher.start()
         yield publisher

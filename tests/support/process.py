@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from support.rabbit import LOCAL_BROKER, Broker
 from support.scope import DEPLOYMENT
 from support.stack import ROOT, TRAEFIK, TRAEFIK_API
 from support.waiting import eventually
@@ -82,11 +83,11 @@ class OrchestratorProcess:
         return out
 
 
-def orchestrator_env(vhost: str, sites_root: Path, **overrides: str) -> dict[str, str]:
+def orchestrator_env(vhost: str, sites_root: Path, broker: Broker = LOCAL_BROKER, **overrides: str) -> dict[str, str]:
     """Settings for a test orchestrator: short timings, its own vhost and sites root."""
     env = {
-        "ORCHESTRATOR_AMQP_URL": f"amqp://orchestrator:orchestrator@127.0.0.1:5672/{vhost}",
-        "ORCHESTRATOR_REPLAY_AMQP_URL": f"amqp://director:director@127.0.0.1:5672/{vhost}",
+        "ORCHESTRATOR_AMQP_URL": broker.url("orchestrator", vhost),
+        "ORCHESTRATOR_REPLAY_AMQP_URL": broker.url("director", vhost),
         "ORCHESTRATOR_SITES_ROOT": str(sites_root),
         "ORCHESTRATOR_CONVERGE_TIMEOUT_SECONDS": "45",
         # Fast health checks: a task answers within ~3 s, a silent one is found out within ~8 s.

@@ -15,6 +15,7 @@ from support import scope
 from support.broker import DeadLetters, connected, publishing_as_director
 from support.director import Director, Results
 from support.process import OrchestratorProcess, orchestrator_env, orchestrator_running
+from support.rabbit import LOCAL_BROKER, Broker
 from support.stack import docker_without_test_sites, fresh_vhost, scratch_sites_root
 
 
@@ -28,6 +29,7 @@ class Running:
     results: Results
     director: Director
     dead_letters: DeadLetters
+    broker: Broker = LOCAL_BROKER
 
 
 @contextlib.asynccontextmanager
@@ -37,22 +39,24 @@ async def stack_running(
     *,
     results_queue: str | None = None,
     sites_root: Callable[[str], contextlib.AbstractContextManager[Path]] = scratch_sites_root,
+    broker: Broker = LOCAL_BROKER,
     **settings: str,
 ) -> AsyncIterator[Running]:
     """Everything a test needs, torn down in reverse; `settings` override the test defaults
     (`orchestrator_env`); `results_queue`: listen on the durable results queue (survives broker
-    restarts) instead of a private one; `sites_root`: makes the sites root from a name prefix."""
+    restarts) instead of a private one; `sites_root`: makes the sites root from a name prefix;
+    `broker`: the node to use (the local stack's, or a test's own)."""
     with (
-        fresh_vhost(f"orchestrator-{name}-{scope.NAME}") as vhost,
+        fresh_vhost(f"orchestrator-{name}-{scope.NAME}", broker) as vhost,
         sites_root(f"orchestrator-{name}-{scope.NAME}") as root,
         docker_without_test_sites() as api,
     ):
-        env = orchestrator_env(vhost, root, **settings)
+        env = orchestrator_env(vhost, root, broker, **settings)
         async with (
             orchestrator_running(env, log_dir / f"{name}.log") as process,
-            connected("guest", vhost) as admin,
-            publishing_as_director(vhost) as director,
+            connected("guest", vhost, broker) as admin,
+            publishing_as_director(vhost, broker) as director,
         ):
             results = Results(admin, queue=results_queue)
             await results.start()
-            yield Running(vhost, root, api, process, admin, results, director, DeadLetters(admin))
+            yield Running(vhost, root, api, process, admin, results, director, DeadLetters(admin), broker)

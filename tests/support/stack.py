@@ -21,6 +21,7 @@ import requests
 
 from orchestrator.config import Settings
 from orchestrator.files import quota
+from support.rabbit import LOCAL_BROKER, Broker
 from support.scope import SITE_IDS
 
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -42,7 +43,7 @@ IMAGE_SITE_LABEL = "com.director.image.site"
 
 
 def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+    LOCAL_BROKER.ctl(*args)
 
 
 def broker_definitions() -> dict[str, Any]:
@@ -50,11 +51,11 @@ def broker_definitions() -> dict[str, Any]:
     return json.loads(DEFINITIONS.read_text())  # type: ignore[no-any-return]
 
 
-def make_vhost(name: str) -> None:
+def make_vhost(name: str, broker: Broker = LOCAL_BROKER) -> None:
     """A fresh vhost with the local stack's users and their least-privilege permissions, in one
     `import_definitions` (each rabbitmqctl start costs over a second)."""
     with contextlib.suppress(subprocess.CalledProcessError):
-        rabbitmqctl("delete_vhost", name)
+        broker.ctl("delete_vhost", name)
     # The permissions the file grants on "/", granted on `name` instead; guest administers the tests.
     definitions = broker_definitions()
     grants = [{**g, "vhost": name} for g in definitions["permissions"] if g["vhost"] == "/"]
@@ -68,14 +69,14 @@ def make_vhost(name: str) -> None:
         )
         file.flush()
         os.chmod(file.name, 0o644)  # read by the broker's own user
-        rabbitmqctl("import_definitions", file.name)
+        broker.ctl("import_definitions", file.name)
 
 
 @contextlib.contextmanager
-def fresh_vhost(name: str) -> Iterator[str]:
-    make_vhost(name)
+def fresh_vhost(name: str, broker: Broker = LOCAL_BROKER) -> Iterator[str]:
+    make_vhost(name, broker)
     yield name
-    rabbitmqctl("delete_vhost", name)
+    broker.ctl("delete_vhost", name)
 
 
 @contextlib.contextmanager

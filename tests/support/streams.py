@@ -23,6 +23,7 @@ import pytest
 from support import scope
 from support.broker import DeadLetters
 from support.director import Director, Results, publish_reliably, site_event
+from support.rabbit import LOCAL_BROKER, Broker
 from support.running import Running, stack_running
 from support.stack import SITE_RESULTS, TRAEFIK
 from support.waiting import eventually
@@ -38,14 +39,20 @@ STREAM_SETTINGS = {"max_attempts": "30", "retry_budget_seconds": "3", "retry_del
 
 @contextlib.asynccontextmanager
 async def stream_stack(
-    kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    broker: Broker = LOCAL_BROKER,
+    **overrides: str,
 ) -> AsyncIterator[Running]:
-    """A module's own stack for stream tests (`kind`-<module>): `STREAM_SETTINGS` and the module's
-    `ORCHESTRATOR_SETTINGS` on top, listening on the durable results queue (results published
-    while the broker restarts are not missed)."""
+    """A module's own stack for stream tests (`kind`-<module>) on `broker`: `STREAM_SETTINGS`, the
+    module's `ORCHESTRATOR_SETTINGS` and `overrides` on top, listening on the durable results queue
+    (results published while the broker restarts are not missed)."""
     name = f"{kind}-{request.module.__name__.rsplit('.', 1)[-1]}"
-    settings = STREAM_SETTINGS | getattr(request.module, "ORCHESTRATOR_SETTINGS", {})
-    async with stack_running(name, tmp_path_factory.mktemp("logs"), results_queue=SITE_RESULTS, **settings) as running:
+    settings = STREAM_SETTINGS | getattr(request.module, "ORCHESTRATOR_SETTINGS", {}) | overrides
+    async with stack_running(
+        name, tmp_path_factory.mktemp("logs"), results_queue=SITE_RESULTS, broker=broker, **settings
+    ) as running:
         yield running
 
 
@@ -176,15 +183,6 @@ async def still_consuming(director: Director, results: Results, site_id: int) ->
 # --- faults ------------------------------------------------------------------------------------
 
 
-def restart_rabbitmq() -> None:
-    """The broker application stops and starts again: every client's connection drops, queues keep
-    what they held (the Erlang node stays up, so this takes seconds, not the service's restart)."""
-    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, capture_output=True, timeout=120)
-    time.sleep(1)
-    subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, capture_output=True, timeout=120)
-    subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, capture_output=True, timeout=120)
-
-
 def stop_dockerd() -> None:
     subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=False)
     deadline = time.monotonic() + 60
@@ -214,16 +212,6 @@ def start_dockerd() -> None:
             return
         time.sleep(0.5)
     raise AssertionError("dockerd, its swarm or Traefik did not come back within 120 s")
-
-
-def hang_dockerd(seconds: float) -> None:
-    """dockerd stops answering (SIGSTOP) for `seconds`, then carries on: a hung daemon, whose
-    callers time out, without the restart of every container a real stop costs."""
-    subprocess.run(["pkill", "-STOP", "-x", "dockerd"], check=True)
-    try:
-        time.sleep(seconds)
-    finally:
-        subprocess.run(["pkill", "-CONT", "-x", "dockerd"], check=True)
 
 
 def summary(name: str, counts: dict[str, Any]) -> str:

@@ -1,9 +1,12 @@
-"""Operators replay what a Docker outage dead-lettered, and each event is applied exactly once."""
+"""Operators replay what a Docker outage dead-lettered, and each event is applied exactly once.
+The outage is this module's orchestrator's alone: it reaches dockerd through a gate that the test
+stops (`support.dockergate`), so every other test on the machine keeps its Docker."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +17,33 @@ from support import (
     Director,
     OrchestratorProcess,
     Results,
+    Running,
     eventually,
     scope,
     site_event,
     write_site,
 )
-from support.streams import hang_dockerd, publish_reliably
-
-pytestmark = pytest.mark.faults
+from support.dockergate import DockerGate, docker_gate
+from support.streams import publish_reliably, stream_stack
 
 REPLAY_SITES = iter(range(scope.FAULT_SITES + 300, scope.FAULT_SITES + 400))
 # Give up quickly so the outage dead-letters the events.
 ORCHESTRATOR_SETTINGS = {"max_attempts": "2", "retry_budget_seconds": "1", "retry_delay_seconds": "1",
                          "docker_timeout_seconds": "2"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerGate]:
+    with docker_gate(tmp_path_factory.mktemp("gate") / "docker.sock") as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, gate: DockerGate
+) -> AsyncIterator[Running]:
+    async with stream_stack("resilience", request, tmp_path_factory, docker_url=gate.url) as running:
+        yield running
 
 
 def dead_letters(orchestrator: OrchestratorProcess, *args: str) -> str:
@@ -47,12 +64,13 @@ async def test_events_dead_lettered_during_a_docker_outage_replay_exactly_once(
     admin: AbstractRobustConnection,
     api: docker.APIClient,
     sites_root: Path,
+    gate: DockerGate,
 ) -> None:
     site_ids = [next(REPLAY_SITES) for _ in range(5)]
     for site_id in site_ids:
         write_site(sites_root, site_id, page=f"replayed {site_id}")
     events = [site_event("site.created", s, 1, serving=False) for s in site_ids]  # replays, not rollouts, under test
-    hung = asyncio.create_task(asyncio.to_thread(hang_dockerd, 15))  # every Docker call times out
+    hung = asyncio.create_task(asyncio.to_thread(gate.hang, 12))  # every Docker call times out
     try:
         await asyncio.sleep(0.5)
         for event in events:

@@ -1,0 +1,126 @@
+"""RabbitMQ nodes the tests talk to: the local stack's (`LOCAL_BROKER`, shared by every test
+process) or one a test module starts for itself (`own_broker`) so that it can stop and restart its
+broker without dropping every other test's connections. The fault tests use their own; so their
+broker restarts run on the parallel workers instead of alone at the end of the run."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+CTL_TIMEOUT = 120
+START_TIMEOUT = 60
+DEFINITIONS = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "definitions.json"
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A node on this machine: its AMQP port on loopback and its Erlang node name (None: the
+    local stack's default node)."""
+
+    port: int = 5672
+    node: str | None = None
+
+    def url(self, user: str, vhost: str = "") -> str:
+        """AMQP as a local-stack user (their passwords are their names)."""
+        return f"amqp://{user}:{user}@127.0.0.1:{self.port}/{vhost}"
+
+    def ctl(self, *args: str, timeout: float = CTL_TIMEOUT) -> None:
+        node = ["-n", self.node] if self.node else []
+        subprocess.run(["rabbitmqctl", "-q", *node, *args], check=True, capture_output=True, timeout=timeout)
+
+    def stop_app(self) -> None:
+        """The broker application stops (every client's connection drops); its node stays up."""
+        self.ctl("stop_app")
+
+    def start_app(self) -> None:
+        self.ctl("start_app")
+        self.ctl("await_startup")
+
+    def restart_app(self) -> None:
+        """Stopped and started again: queues keep what they held, seconds rather than a node's
+        restart."""
+        self.stop_app()
+        time.sleep(1)
+        self.start_app()
+
+
+LOCAL_BROKER = Broker()
+
+
+def _users(workdir: Path) -> Path:
+    """The local stack's users (their passwords are their names, hashed as RabbitMQ does:
+    base64(salt + sha256(salt + password))) as a definitions file the broker's user can read."""
+    users = json.loads(DEFINITIONS.read_text())["users"]
+    for user in users:
+        salt = os.urandom(4)
+        user["password_hash"] = base64.b64encode(salt + hashlib.sha256(salt + user["name"].encode()).digest()).decode()
+    path = workdir / "users.json"
+    path.write_text(json.dumps({"users": users}))
+    shutil.chown(path, "rabbitmq", "rabbitmq")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def own_broker(name: str) -> Iterator[Broker]:
+    """A RabbitMQ node of its own on loopback (Debian's server, the local stack's users and limits,
+    no TLS, no plugins; its data in a temporary directory), stopped and deleted after. The CLI reaches it
+    with the local stack's Erlang cookie: both run as the rabbitmq user."""
+    node = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
+    port, dist_port = _free_port(), _free_port()
+    base = Path(tempfile.mkdtemp(prefix=f"rabbitmq-{name}-"))
+    (base / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{port}\nmax_message_size = 4194304\n")
+    (base / "enabled_plugins").write_text("[].\n")
+    shutil.chown(base, "rabbitmq", "rabbitmq")
+    for child in base.iterdir():
+        shutil.chown(child, "rabbitmq", "rabbitmq")
+    env = {
+        **os.environ,
+        "RABBITMQ_NODENAME": node,
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(dist_port),
+        # Erlang distribution on loopback only, like the AMQP listener.
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(base / "log"),
+        "RABBITMQ_PID_FILE": str(base / "pid"),
+    }
+    broker = Broker(port, node)
+    subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, capture_output=True, timeout=CTL_TIMEOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:  # -detached returns before the node registers; await_startup needs it registered
+            try:
+                broker.ctl("await_startup", "--timeout", "30")
+                break
+            except subprocess.CalledProcessError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        broker.ctl("import_definitions", str(_users(base)))
+        yield broker
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            broker.ctl("stop", str(base / "pid"))  # returns once the node's process has exited
+        shutil.rmtree(base, ignore_errors=True)
