@@ -47,7 +47,7 @@ test-stack: up $(VENV)/.installed stack-tests
 # tests their own broker node and Docker gate). Beside all of that, from the start, the production
 # stack's tests (tests/stack: its own broker, Traefik, networks and site ids), which mostly wait
 # for health checks. A fault of the whole machine (a real dockerd stop) is `make test-slow`'s.
-TEST_WORKERS ?= 6
+TEST_WORKERS ?= 4
 test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target ready
 	$(MAKE) --no-print-directory -j2 --output-sync=target suite stack-tests
@@ -68,8 +68,9 @@ test-slow: up $(VENV)/.installed
 	$(PY) -m pytest tests/faults -q -ra -m slow
 
 # Longest first: xdist hands out work in collection order, so the long streams of the resilience
-# and fault tests start at once and the short tests fill the workers around them. Six workers:
-# the tests mostly wait (health checks, restarts), and eight overloaded two cores.
+# and fault tests start at once and the short tests fill the workers around them. Four workers:
+# six took 15 s less but starved the production stack's tests beside them (their replicas' health
+# checks timed out), eight failed a test's own deadlines.
 integration-tests:
 	$(PY) -m pytest tests/resilience tests/faults tests/integration tests/security -q -ra -n $(TEST_WORKERS) \
 		-m 'not slow' --durations=12
