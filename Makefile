@@ -60,8 +60,10 @@ suite:
 
 checks: lint unit-first
 
+# Two workers: beside the production stack's start they get the CPU share that the critical path
+# (unit, then the integration tests) needs; the stack's tests have minutes to spare.
 unit-first: $(VENV)/.installed asyncapi-schema
-	$(PY) -m pytest tests/unit -q -x
+	$(PY) -m pytest tests/unit -q -x -n 2
 
 # Faults too slow for make test's budget (a real dockerd stop and start: every container restarts).
 test-slow: up $(VENV)/.installed
