@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: suite up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests lint schema \
+.PHONY: up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests lint schema \
         asyncapi-schema bench bench-cluster clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster
 
 # uv installs the same pins in a third of pip's time (pip is the fallback).
@@ -42,26 +42,22 @@ test-stack: up $(VENV)/.installed stack-tests
 
 # The whole suite on the real stack, cheapest first so a failure shows early. The stack and the
 # virtualenv are made side by side; then lint (style, types, layers) next to the unit tests (stop at
-# the first failure), followed by the resilience, fault, integration and security tests on parallel
+# the first failure); then the resilience, fault, integration and security tests on parallel
 # workers (each its own vhost, site ids and deployment name: tests/support/scope.py; the fault
-# tests their own broker node and Docker gate). Beside all of that, from the start, the production
-# stack's tests (tests/stack: its own broker, Traefik, networks and site ids), which mostly wait
-# for health checks. A fault of the whole machine (a real dockerd stop) is `make test-slow`'s.
+# tests their own broker node and Docker gate) beside the production stack's tests (tests/stack:
+# its own broker, Traefik, networks and site ids; mostly waiting for health checks). Started
+# beside the unit tests instead, the stack's tests slowed them by 15-20 s and the rest no less. A
+# fault of the whole machine (a real dockerd stop) is `make test-slow`'s.
 TEST_WORKERS ?= 4
 test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target ready
-	$(MAKE) --no-print-directory -j2 --output-sync=target suite stack-tests
+	$(MAKE) --no-print-directory -j2 --output-sync=target checks
+	$(MAKE) --no-print-directory -j2 --output-sync=target integration-tests stack-tests
 
 ready: up $(VENV)/.installed demo-stop
 
-suite:
-	$(MAKE) --no-print-directory -j2 --output-sync=target checks
-	$(MAKE) --no-print-directory integration-tests
-
 checks: lint unit-first
 
-# Two workers: beside the production stack's start they get the CPU share that the critical path
-# (unit, then the integration tests) needs; the stack's tests have minutes to spare.
 unit-first: $(VENV)/.installed asyncapi-schema
 	$(PY) -m pytest tests/unit -q -x -n 2
 
