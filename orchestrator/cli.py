@@ -1,25 +1,60 @@
 """The command line: `orchestrator run | healthcheck | status | reconcile | schema export | dead-letters ...
 | docker-proxy | netguard`.
 
-Heavy imports (aio-pika, the docker SDK) happen inside the commands that need them, so
+Heavy imports (aio-pika, the docker SDK, pydantic) happen inside the commands that need them, so
 `healthcheck` starts fast."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import math
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import logs
-from orchestrator.config import Settings
 from orchestrator.ops import heartbeat
+
+if TYPE_CHECKING:
+    from orchestrator.config import Settings
 
 LIST_PAGE = 200  # dead letters' table rows printed at once
 
 
+# What `healthcheck` reads without Settings, as Settings reads it (tests/unit/test_heartbeat.py pins both).
+HEARTBEAT_FILE = ("ORCHESTRATOR_HEARTBEAT_FILE", "/tmp/orchestrator.heartbeat")
+HEARTBEAT_INTERVAL = ("ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS", "5.0")
+
+
+def healthcheck_without_settings(environ: Mapping[str, str]) -> tuple[Path, float] | None:
+    """The heartbeat's path and interval for `healthcheck`, which Docker runs every 5 s in every
+    replica: reading them without pydantic's import saves a fifth of a second of CPU a run (5 % of
+    a core per replica). None for anything unusual (a value Settings would refuse or a key spelled
+    in another case), which Settings then reads, and refuses with its own message."""
+    names = {HEARTBEAT_FILE[0], HEARTBEAT_INTERVAL[0]}
+    if any(key.upper() in names and key not in names for key in environ):
+        return None
+    try:
+        interval = float(environ.get(*HEARTBEAT_INTERVAL))
+    except ValueError:
+        return None
+    path = environ.get(*HEARTBEAT_FILE)
+    if not (math.isfinite(interval) and interval > 0) or not path:
+        return None
+    return Path(path), interval
+
+
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv) == ["healthcheck"]:
+        lean = healthcheck_without_settings(os.environ)
+        if lean is not None:
+            return _healthcheck(*lean)
+    import asyncio  # not for the healthcheck above: a twentieth of a second
+
+    from orchestrator.config import Settings
+
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="consume site events and make the swarm match (the default)")
@@ -83,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(settings))
         return 0
     if args.command == "healthcheck":
-        healthy, why = heartbeat.check(settings.heartbeat_file, max_age=3 * settings.heartbeat_interval_seconds)
-        print(why, file=sys.stdout if healthy else sys.stderr)
-        return 0 if healthy else 1
+        return _healthcheck(settings.heartbeat_file, settings.heartbeat_interval_seconds)
     if args.command == "status":
         from orchestrator.ops import status as fleet
 
@@ -143,7 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     return _dead_letters(args, settings)
 
 
+def _healthcheck(path: Path, interval: float) -> int:
+    healthy, why = heartbeat.check(path, max_age=3 * interval)
+    print(why, file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
+
+
 def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     from orchestrator.ops import deadletters
 
     if args.action == "purge":
