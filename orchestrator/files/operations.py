@@ -8,12 +8,15 @@ count against a `Budget` and stop with `too_large` rather than run on.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import heapq
 import os
 import stat
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 
@@ -87,6 +90,55 @@ def _describe_fd(fd: int, parts: Parts) -> Entry:
 # --- list, stat --------------------------------------------------------------------------------
 
 
+DirKey = tuple[int, int, int, int, int]  # site's directory fd's device, inode, ctime, mtime; the site
+
+
+class SortedNames:
+    """The sorted names of directories listed lately, so that paging through a big directory
+    scans it for its first page and bisects for the others (100 pages of 100,000 entries were 100
+    scans). Bounded: at most `max_names` names in all (least recently used first out), and a
+    directory only while it has more than a page and at most `max_names` entries.
+
+    Keyed by the directory's device, inode, ctime and mtime: any change to its entries moves both
+    times, and a site cannot forge ctime (setting mtime sets ctime to now), so neither a reused
+    inode nor a planted mtime gets another directory's names. The kernel's file-time clock is
+    coarse, so a directory changed within `settle_seconds` is not kept: a change in the same tick
+    would leave the key as it was."""
+
+    def __init__(self, max_names: int = 120_000, settle_seconds: float = 1.0) -> None:
+        self.max_names = max_names
+        self.settle_seconds = settle_seconds
+        self._lists: OrderedDict[DirKey, list[str]] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()  # the file worker threads share it
+
+    def key(self, fd: int, site: int) -> DirKey | None:
+        """The directory's key, or None while it changed too lately to be kept."""
+        st = os.fstat(fd)
+        if time.time() - max(st.st_ctime, st.st_mtime) < self.settle_seconds:
+            return None
+        return (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_mtime_ns, site)
+
+    def get(self, key: DirKey) -> list[str] | None:
+        with self._lock:
+            names = self._lists.get(key)
+            if names is not None:
+                self._lists.move_to_end(key)
+            return names
+
+    def put(self, key: DirKey, names: list[str]) -> None:
+        if len(names) > self.max_names:
+            return
+        with self._lock:
+            if key in self._lists:
+                return
+            self._lists[key] = names
+            self._held += len(names)
+            while self._held > self.max_names:
+                _, dropped = self._lists.popitem(last=False)
+                self._held -= len(dropped)
+
+
 def list_dir(
     site_fd: int,
     parts: Parts,
@@ -95,13 +147,20 @@ def list_dir(
     budget: Budget,
     live_uploads: Container[object] = (),
     stale_seconds: float | None = None,
+    sorted_names: tuple[SortedNames, int] | None = None,
 ) -> ListResult:
-    """A page of the directory's entries sorted by name, after `after`. Each page scans the
-    directory once keeping only the `limit` smallest names past the cursor (memory: one page).
+    """A page of the directory's entries sorted by name, after `after`. With `sorted_names` (the
+    cache and the site's id) the first page's scan keeps every name (up to the cache's bound: a few
+    MB) and the next pages bisect; without it, or past the bound, each page scans the directory
+    keeping only the `limit` smallest names past the cursor (memory: one page).
     Temporary files of uploads that no longer run, older than `stale_seconds`, are removed on the
     way (what a crashed process left)."""
     with closing(confined.open_dir(site_fd, parts)) as fd:
-        names = heapq.nsmallest(limit + 1, _names(fd, after, budget, live_uploads, stale_seconds))
+        names = None
+        if sorted_names is not None:
+            names = _cached_page(fd, after, limit, budget, live_uploads, stale_seconds, *sorted_names)
+        if names is None:
+            names = heapq.nsmallest(limit + 1, _names(fd, after, budget, live_uploads, stale_seconds))
         entries = []
         for name in names[:limit]:
             if not paths.listable(name):
@@ -113,6 +172,38 @@ def list_dir(
                     raise
         more = len(names) > limit
         return ListResult(entries=entries, next_cursor=paths.encode_cursor(names[limit - 1]) if more else None)
+
+
+def _cached_page(
+    fd: int,
+    after: str | None,
+    limit: int,
+    budget: Budget,
+    live_uploads: Container[object],
+    stale_seconds: float | None,
+    cache: SortedNames,
+    site: int,
+) -> list[str] | None:
+    """The page's names (and the next one's first) from the cache, filling it on a miss; None
+    when the directory is not one to keep (changing, one page, or too big: a plain scan then)."""
+    key = cache.key(fd, site)
+    if key is None:
+        return None
+    names = cache.get(key)
+    if names is None:
+        everything = []
+        for name in _names(fd, None, budget, live_uploads, stale_seconds):
+            everything.append(name)
+            if len(everything) > cache.max_names:
+                return None  # too big to hold: a scan per page keeps one page
+        everything.sort()
+        # Kept when there is a next page, and when the scan did not change the directory itself
+        # (a stale temporary removed: the names are right, the key is not).
+        if len(everything) > limit and cache.key(fd, site) == key:
+            cache.put(key, everything)
+        names = everything
+    start = bisect.bisect_right(names, after) if after is not None else 0
+    return names[start : start + limit + 1]
 
 
 def _names(

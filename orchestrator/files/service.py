@@ -70,6 +70,7 @@ class SiteFiles:
         self.worker = worker
         self.services = services
         self.logs = logs
+        self.sorted_names = operations.SortedNames()  # paging through a big directory: one scan
         self.uploads = Uploads(
             worker,
             Limits(
@@ -126,12 +127,15 @@ class SiteFiles:
         match request:
             case FilesList():
                 parts, after = paths.split(request.path), paths.decode_cursor(request.cursor)
-                # A page scans the whole directory: bounded in time, not in entries (100,000 are fine).
+                # A scan of the whole directory: bounded in time, not in entries (100,000 are fine).
                 budget = Budget(settings.files_walk_max_seconds, 2**62, "the listing")
                 live, stale = self.uploads.live(), settings.files_upload_idle_seconds
+                cached = (self.sorted_names, site.id)
                 return await worker.in_site(
                     site,
-                    lambda fd: ok_reply(operations.list_dir(fd, parts, after, request.limit, budget, live, stale)),
+                    lambda fd: ok_reply(
+                        operations.list_dir(fd, parts, after, request.limit, budget, live, stale, cached)
+                    ),
                 )
             case FilesStat():
                 parts = paths.split(request.path)

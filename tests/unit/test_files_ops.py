@@ -145,6 +145,83 @@ def test_a_listing_pages_in_name_order_without_temporaries(site: Path, fd: int) 
     assert seen == names and pages == 3
 
 
+def pages_of(fd: int, parts: tuple[str, ...], cache: operations.SortedNames | None, site_id: int = 1) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        cached = (cache, site_id) if cache is not None else None
+        page = operations.list_dir(fd, parts, paths.decode_cursor(cursor), 1000, budget(), (), None, cached)
+        seen += [e.name for e in page.entries]
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor
+
+
+@pytest.fixture
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times a directory was scanned."""
+    counted = [0]
+    scan = operations._names
+
+    def counting(*args: object, **kwargs: object) -> Iterator[str]:
+        counted[0] += 1
+        return scan(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(operations, "_names", counting)
+    return counted
+
+
+def test_paging_a_big_directory_scans_it_once_with_the_cache(site: Path, fd: int, scans: list[int]) -> None:
+    folder = site / "private" / "many"
+    folder.mkdir()
+    names = sorted(f"f{i:04d}" for i in range(2500))
+    for name in names:
+        (folder / name).touch()
+    (folder / paths.temp_name(uuid.uuid4())).touch()
+    cache = operations.SortedNames(settle_seconds=0)
+    assert pages_of(fd, ("private", "many"), cache) == names and scans[0] == 1
+    assert pages_of(fd, ("private", "many"), None) == names and scans[0] == 4  # a scan a page
+    assert pages_of(fd, ("private", "many"), cache, site_id=2) == names and scans[0] == 5  # not another site's
+
+
+def test_a_change_between_pages_shows_on_the_next_page(site: Path, fd: int) -> None:
+    folder = site / "private" / "many"
+    folder.mkdir()
+    for i in range(1500):
+        (folder / f"f{i:04d}").touch()
+    cache = operations.SortedNames(settle_seconds=0)
+    first = operations.list_dir(fd, ("private", "many"), None, 1000, budget(), (), None, (cache, 1))
+    time.sleep(0.05)  # past the file-time clock's tick: the change moves the directory's times
+    (folder / "f1499").unlink()
+    (folder / "g-new").touch()
+    cursor = paths.decode_cursor(first.next_cursor)
+    rest = operations.list_dir(fd, ("private", "many"), cursor, 1000, budget(), (), None, (cache, 1))
+    assert [e.name for e in rest.entries][-2:] == ["f1498", "g-new"]
+
+
+def test_a_directory_changed_within_the_settling_time_is_not_kept(site: Path, fd: int, scans: list[int]) -> None:
+    folder = site / "private" / "many"
+    folder.mkdir()
+    for i in range(1500):
+        (folder / f"f{i:04d}").touch()
+    cache = operations.SortedNames(settle_seconds=60)  # its times are seconds old at most
+    assert len(pages_of(fd, ("private", "many"), cache)) == 1500 and scans[0] == 2
+
+
+def test_the_cache_holds_a_bounded_number_of_names(site: Path, fd: int, scans: list[int]) -> None:
+    for folder in ("a", "b"):
+        (site / "private" / folder).mkdir()
+        for i in range(1200):
+            (site / "private" / folder / f"f{i:04d}").touch()
+    cache = operations.SortedNames(max_names=2000, settle_seconds=0)
+    assert len(pages_of(fd, ("private", "a"), cache)) == 1200 and scans[0] == 1
+    assert len(pages_of(fd, ("private", "b"), cache)) == 1200 and scans[0] == 2  # "a" made room
+    assert len(pages_of(fd, ("private", "a"), cache)) == 1200 and scans[0] == 3
+    # Too big to hold: each page's attempt stops past the bound, then a page's scan (two pages: 4).
+    small = operations.SortedNames(max_names=1000, settle_seconds=0)
+    assert pages_of(fd, ("private", "a"), small) == sorted(f"f{i:04d}" for i in range(1200)) and scans[0] == 7
+
+
 def test_a_listing_shows_links_as_links(fd: int, outside: Path) -> None:
     entries = {e.name: e for e in operations.list_dir(fd, ("private",), None, 10, budget()).entries}
     assert (entries["out"].type, entries["out"].target) == ("symlink", str(outside))
