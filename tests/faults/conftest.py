@@ -3,8 +3,10 @@ listening on the durable results queue (results published while the broker resta
 missed). The faults are real but the module's own: its orchestrator's broker is a RabbitMQ node
 started for the module (`support.rabbit.own_broker`), restarted and stopped for real, and its
 Docker is reached through a gate the tests hang (`support.dockergate`). Nothing else on the
-machine notices, so these run on the parallel workers. The one fault of the whole machine, a real
-dockerd stop (every container restarts), is marked `faults` and `slow`: `make test-slow`, alone."""
+machine notices; `make test` still runs them after the parallel phase, because their stream of
+deploys beside the production stack's tests starved that stack's replicas (Makefile). The one
+fault of the whole machine, a real dockerd stop (every container restarts), is marked `faults` and
+`slow`: `make test-slow`, alone."""
 
 from __future__ import annotations
 
