@@ -23,6 +23,7 @@ from support import (
     terminal_section,
     wipe_sites,
 )
+from support.dockergate import DockerGate, docker_gate
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -36,6 +37,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
     async with stack_running("test", tmp_path_factory.mktemp("logs")) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerGate]:
+    """A module's own way to dockerd, which its tests can hang (`support.dockergate`): a module
+    stack given `docker_url=gate.url` meets a Docker outage that no other test sees."""
+    with docker_gate(tmp_path_factory.mktemp("gate") / "docker.sock") as opened:
+        yield opened
 
 
 @pytest.fixture(autouse=True)

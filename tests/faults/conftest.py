@@ -1,10 +1,11 @@
 """Fault tests get a stack per module (`support.running`), tuned to ride out a Docker outage,
 listening on the durable results queue (results published while the broker restarts are not
 missed). The faults are real but the module's own: its orchestrator's broker is a RabbitMQ node
-started for the module (`support.rabbit.own_broker`), restarted and stopped for real, and its
-Docker is reached through a gate the tests hang (`support.dockergate`). Nothing else on the
-machine notices; `make test` still runs them after the parallel phase, because their stream of
-deploys beside the production stack's tests starved that stack's replicas (Makefile). The one
+started for the test process (`support.rabbit.own_broker`; a vhost per module), restarted and
+stopped for real, and its Docker is reached through a gate the tests hang (`gate`:
+tests/conftest.py). Nothing else on the machine notices; `make test` still runs them after the
+parallel phase, because their stream of deploys beside the production stack's tests starved that
+stack's replicas (Makefile). The one
 fault of the whole machine, a real dockerd stop (every container restarts), is marked `faults` and
 `slow`: `make test-slow`, alone."""
 
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from support import Running, scope
-from support.dockergate import DockerGate, docker_gate
+from support.dockergate import DockerGate
 from support.rabbit import Broker, own_broker
 from support.streams import stream_stack
 
@@ -23,12 +24,6 @@ from support.streams import stream_stack
 def broker() -> Iterator[Broker]:
     with own_broker(f"faults-{scope.NAME}") as node:
         yield node
-
-
-@pytest.fixture(scope="module")
-def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerGate]:
-    with docker_gate(tmp_path_factory.mktemp("gate") / "docker.sock") as opened:
-        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +23,13 @@ from support import (
     site_event,
     write_site,
 )
-from support.dockergate import DockerGate, docker_gate
+from support.dockergate import DockerGate
 from support.streams import publish_reliably, stream_stack
 
 REPLAY_SITES = iter(range(scope.FAULT_SITES + 300, scope.FAULT_SITES + 400))
 # Give up quickly so the outage dead-letters the events.
 ORCHESTRATOR_SETTINGS = {"max_attempts": "2", "retry_budget_seconds": "1", "retry_delay_seconds": "1",
                          "docker_timeout_seconds": "2"}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerGate]:
-    with docker_gate(tmp_path_factory.mktemp("gate") / "docker.sock") as opened:
-        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """A Docker outage for one orchestrator only: it talks to dockerd through this forwarder (a
-process of its own), and `hung()` stops the forwarder (SIGSTOP) as a hung dockerd would be stopped:
+process of its own), and `hang()` stops the forwarder (SIGSTOP) as a hung dockerd would be stopped:
 connections still open in the kernel's backlog, nothing answers, every call times out. The rest of
 the machine keeps its Docker, so a test of what an outage does to our events runs on the parallel
 workers instead of alone (a real dockerd stop, for the whole machine: `make test-slow`).
@@ -32,18 +32,13 @@ class DockerGate:
     def url(self) -> str:
         return f"unix://{self.path}"
 
-    @contextlib.contextmanager
-    def hung(self) -> Iterator[None]:
-        """Docker does not answer this gate's clients while the block runs."""
+    def hang(self, seconds: float) -> None:
+        """Docker does not answer this gate's clients for `seconds`."""
         self._process.send_signal(signal.SIGSTOP)
         try:
-            yield
+            time.sleep(seconds)
         finally:
             self._process.send_signal(signal.SIGCONT)
-
-    def hang(self, seconds: float) -> None:
-        with self.hung():
-            time.sleep(seconds)
 
 
 @contextlib.contextmanager
