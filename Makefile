@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests lint schema \
+.PHONY: up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests fault-tests stack-then-fault-tests lint schema \
         asyncapi-schema bench bench-cluster clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster
 
 # uv installs the same pins in a third of pip's time (pip is the fallback).
@@ -45,19 +45,18 @@ test-stack: up $(VENV)/.installed stack-tests
 # the first failure); then the resilience, integration and security tests on parallel workers
 # (each its own vhost, site ids and deployment name: tests/support/scope.py) beside the production
 # stack's tests (tests/stack: its own broker, Traefik, networks and site ids; mostly waiting for
-# health checks); then the fault tests. Those restart their own broker node and hang their own
-# Docker gate, so they could run on the workers, and did (40 s sooner); but their stream of 200
-# deploys beside the stack's tests starved the stack's replicas (a standby that did not take
-# over, a replica restarted while its broker was away: once in eight runs at four workers, once
-# at six), so they run after.
+# health checks) and, once those are done, the fault tests (as worker 9). The fault tests restart
+# their own broker node and hang their own Docker gate, so nothing else notices the faults; they
+# follow the stack's tests rather than run beside them because their stream of 200 deploys starved
+# the production stack's replicas (a standby that did not take over, a replica restarted while its
+# broker was away: once in eight runs at four workers, once at six).
 # Started beside the unit tests instead, the stack's tests slowed them by 15-20 s and the rest no
 # less. A fault of the whole machine (a real dockerd stop) is `make test-slow`'s.
 TEST_WORKERS ?= 4
 test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target ready
 	$(MAKE) --no-print-directory -j2 --output-sync=target checks
-	$(MAKE) --no-print-directory -j2 --output-sync=target integration-tests stack-tests
-	$(PY) -m pytest tests/faults -q -ra -m 'not slow'
+	$(MAKE) --no-print-directory -j2 --output-sync=target integration-tests stack-then-fault-tests
 
 ready: up $(VENV)/.installed demo-stop
 
@@ -80,6 +79,12 @@ integration-tests:
 
 stack-tests:
 	$(PY) -m pytest tests/stack -q -ra
+
+fault-tests:
+	TEST_WORKER=9 $(PY) -m pytest tests/faults -q -ra -m 'not slow'
+
+stack-then-fault-tests: stack-tests
+	$(MAKE) --no-print-directory fault-tests
 
 unit: $(VENV)/.installed asyncapi-schema
 	$(PY) -m pytest tests/unit -q
