@@ -3,9 +3,10 @@ never step on each other: a block of site ids, a vhost, a deployment name.
 
 `TEST_SLOT` (0-9) separates whole runs on one machine (e.g. two developers' checkouts); the
 xdist worker (gw0, gw1, ...) separates the workers of one run, and `TEST_WORKER` (0-9) stands in
-for it in a pytest beside them (`make test` runs the fault tests as worker 9 next to the others). Each gets 1,000 site ids from
-20000 + 10000 x slot + 1000 x worker: +0..499 for `fresh_site_id()`, +500..599 for the security
-module's fixed ids, +600..999 for the fault streams. The benchmark keeps 8000-8999 and 200000 on.
+for it in a pytest beside them (`make test` runs the fault tests as worker 9 next to the others).
+Each gets 1,000 site ids from 20000 + 10000 x slot + 1000 x worker: +0..499 for
+`fresh_site_id()`, +500..599 for the security module's fixed ids, +600..999 for the fault streams.
+The benchmark keeps 8000-8999 and 200000 on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import os
 
 SLOT = int(os.environ.get("TEST_SLOT", "0"))
-WORKER = int(os.environ.get("TEST_WORKER") or os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+WORKER = int(os.environ.get("TEST_WORKER") or _XDIST_WORKER or 0)
 if not (0 <= SLOT < 10 and 0 <= WORKER < 10):
     raise RuntimeError(f"TEST_SLOT {SLOT} and xdist worker {WORKER} must each be 0-9")
 
