@@ -1,7 +1,8 @@
 """`orchestrator reconcile`: put back what was changed by hand, never touching files.
 
 `plan` (pure) says what each drift calls for; `reconcile` does it, acting only on a service still
-as surveyed (Docker's version index), so a deploy in between is never undone.
+as surveyed (its spec and previous spec: `swarm.mapping.as_surveyed`), so a deploy in between is
+never undone.
 """
 
 from __future__ import annotations
@@ -54,12 +55,12 @@ async def reconcile(swarm: Swarm, fleet: Fleet, *, dry_run: bool) -> list[Reconc
         if dry_run or step.action == "report":
             done.append(step)
             continue
-        index = services[step.drift.subject].index
+        surveyed = services[step.drift.subject]
         try:
             if step.action == "restore":
-                acted = await swarm.restore(step.drift.subject, index)
+                acted = await swarm.restore(surveyed)
             else:
-                acted = await swarm.remove_if_unchanged(step.drift.subject, index)
+                acted = await swarm.remove_if_unchanged(surveyed)
         except DockerConflict:
             acted = False
         if acted:

@@ -53,6 +53,20 @@ def service_of(raw: dict[str, Any], *, lost: int = 0, **survey: Any) -> Service:
     )
 
 
+def as_surveyed(surveyed: Service, raw: dict[str, Any], network_names: Mapping[str, str]) -> bool:
+    """Whether the service `raw` (an inspect) is still what the survey saw. Docker moves a
+    service's version index for its own rollout bookkeeping too (the update status of the very hand
+    edit that reconcile undoes, going from updating to completed), so a moved index alone is not a
+    change: the spec and the previous spec are compared. A deploy changes the spec's labels."""
+    if raw["Version"]["Index"] == surveyed.index:
+        return True
+    previous = raw.get("PreviousSpec")
+    return (
+        from_docker(raw["Spec"], network_names) == surveyed.live
+        and (from_docker(previous, network_names) if previous else None) == surveyed.previous
+    )
+
+
 def from_docker(raw: dict[str, Any], network_names: Mapping[str, str]) -> ServiceSpec:
     """The inverse of `to_docker`: the `ServiceSpec` a service's Docker `Spec` says, so its
     fingerprint can be compared with the one recorded at apply (a hand edit shows as a

@@ -30,7 +30,7 @@ from orchestrator.sites.spec import ServiceSpec
 from orchestrator.swarm.cache import SwarmCache
 from orchestrator.swarm.changes import DockerChange, DockerChanges, lost_tasks
 from orchestrator.swarm.client import DockerClient
-from orchestrator.swarm.mapping import from_docker, last_error, lost_running, service_of, to_docker
+from orchestrator.swarm.mapping import as_surveyed, from_docker, last_error, lost_running, service_of, to_docker
 from orchestrator.swarm.tombstones import Tombstones
 
 T = TypeVar("T")
@@ -353,19 +353,19 @@ class Swarm:
 
         return await self._run(read)
 
-    async def restore(self, name: str, index: int) -> bool:
+    async def restore(self, surveyed: Service) -> bool:
         """Put back Docker's previous spec of the service (the applied one, before a hand edit),
-        only if the service is still as surveyed at `index`; False when it changed since."""
+        only if the service is still as surveyed; False when it changed since."""
 
         def restore(api: docker.APIClient) -> bool:
-            raw = api.inspect_service(name)
+            raw = api.inspect_service(surveyed.name)
             previous = raw.get("PreviousSpec")
-            if raw["Version"]["Index"] != index or not previous:
+            if not previous or not self._as_surveyed(api, surveyed, raw):
                 return False
             # Docker refuses the write if anything changed in between ("update out of sequence").
             api.update_service(
                 raw["ID"],
-                index,
+                raw["Version"]["Index"],
                 name=previous["Name"],
                 task_template=previous["TaskTemplate"],
                 labels=previous.get("Labels"),
@@ -376,27 +376,33 @@ class Swarm:
             )
             return True
 
-        self.cache.forget(name)
+        self.cache.forget(surveyed.name)
         return await self._run(restore)
 
-    async def remove_if_unchanged(self, name: str, index: int) -> bool:
-        """Remove the service only if it is still as surveyed at `index` (a site re-created since
-        must not go); False when it changed."""
+    async def remove_if_unchanged(self, surveyed: Service) -> bool:
+        """Remove the service only if it is still as surveyed (a site re-created since must not
+        go); False when it changed."""
 
         def remove(api: docker.APIClient) -> bool:
             try:
-                if api.inspect_service(name)["Version"]["Index"] != index:
+                if not self._as_surveyed(api, surveyed, api.inspect_service(surveyed.name)):
                     return False
-                api.remove_service(name)
+                api.remove_service(surveyed.name)
             except docker.errors.NotFound:
                 return True
             return True
 
-        self.cache.forget(name)
+        self.cache.forget(surveyed.name)
         removed = await self._run(remove)
         if removed:
-            self.cache.claims.remove(name)
+            self.cache.claims.remove(surveyed.name)
         return removed
+
+    @staticmethod
+    def _as_surveyed(api: docker.APIClient, surveyed: Service, raw: dict[str, Any]) -> bool:
+        if raw["Version"]["Index"] == surveyed.index:  # the common case needs no network names
+            return True
+        return as_surveyed(surveyed, raw, {n["Id"]: n["Name"] for n in api.networks()})
 
     # --- plumbing -----------------------------------------------------------------------------
 

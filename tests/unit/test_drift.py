@@ -17,7 +17,7 @@ from orchestrator.ops.reconcile import plan
 from orchestrator.sites.labels import FINGERPRINT, RESTARTED_BY, SITE_ID, VERSION
 from orchestrator.sites.protocols import Service
 from orchestrator.sites.spec import ServiceSpec, desired_service, with_fingerprint
-from orchestrator.swarm.mapping import from_docker, to_docker
+from orchestrator.swarm.mapping import as_surveyed, from_docker, to_docker
 
 SiteData = Callable[..., dict[str, Any]]
 NETWORKS = {"n3tw0rk1d": "director-sites"}
@@ -109,6 +109,37 @@ def test_an_edit_over_the_applied_spec_is_restorable(site_data: SiteData) -> Non
     assert not restorable(state(hand, previous=None))
     twice = replace(spec, env={**spec.env, "HAND": "0"})
     assert not restorable(state(hand, previous=twice))  # two edits: the applied spec is gone
+
+
+def inspected(spec: dict[str, Any], previous: dict[str, Any] | None, index: int) -> dict[str, Any]:
+    return {"ID": "id", "Version": {"Index": index}, "Spec": spec, "PreviousSpec": previous}
+
+
+def test_a_service_is_as_surveyed_while_only_dockers_rollout_bookkeeping_moved(site_data: SiteData) -> None:
+    spec = applied(site_data)
+    stored = as_docker_stores_it(spec)
+    hand = copy.deepcopy(stored)
+    hand["TaskTemplate"]["ContainerSpec"]["Env"].append("HAND=1")
+    surveyed = state(from_docker(hand, NETWORKS), previous=spec)  # index 7
+
+    assert as_surveyed(surveyed, inspected(hand, stored, 7), NETWORKS)
+    # The hand edit's own rollout completing moves the index: still the service reconcile saw.
+    assert as_surveyed(surveyed, inspected(hand, stored, 9), NETWORKS)
+
+
+def test_a_deploy_or_another_edit_since_the_survey_is_a_change(site_data: SiteData) -> None:
+    spec = applied(site_data)
+    stored = as_docker_stores_it(spec)
+    hand = copy.deepcopy(stored)
+    hand["TaskTemplate"]["ContainerSpec"]["Env"].append("HAND=1")
+    surveyed = state(from_docker(hand, NETWORKS), previous=spec)
+
+    deployed = as_docker_stores_it(applied(site_data, env={"NEW": "1"}))
+    assert not as_surveyed(surveyed, inspected(deployed, hand, 9), NETWORKS)
+    again = copy.deepcopy(hand)
+    again["TaskTemplate"]["ContainerSpec"]["Env"].append("HAND=2")
+    assert not as_surveyed(surveyed, inspected(again, hand, 9), NETWORKS)
+    assert not as_surveyed(surveyed, inspected(hand, None, 9), NETWORKS)  # previous spec gone
 
 
 def test_find_drift_finds_every_kind_and_reconcile_plans_only_safe_steps(site_data: SiteData) -> None:
