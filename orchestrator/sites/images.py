@@ -142,6 +142,21 @@ def tags_in_use(repository: str, images: Iterable[str]) -> set[str]:
     return found
 
 
+def missing_packages(wanted: Iterable[str], index: str) -> list[str]:
+    """The names among `wanted` that the repository's `Packages` index neither has nor provides,
+    in the order asked. Checked before building: a mistyped name fails at once with a clear
+    message, not after a build container, whose last line of output (apt's "Unable to locate
+    package") Docker may drop when a loaded machine is slow to copy it."""
+    known: set[str] = set()
+    for line in index.splitlines():
+        field, _, value = line.partition(":")
+        if field == "Package":
+            known.add(value.strip())
+        elif field == "Provides":
+            known.update(item.split("(")[0].strip() for item in value.split(","))
+    return [name for name in wanted if name not in known]
+
+
 def log_tail(log: str, lines: int = 20, limit: int = 2000) -> str:
     """The build log's last lines, at most `limit` characters (the end, where the error is)."""
     tail = "\n".join(log.rstrip("\n").splitlines()[-lines:])

@@ -28,7 +28,15 @@ from orchestrator.config import Settings
 from orchestrator.contract.sites import service_name
 from orchestrator.errors import DockerRejected, ErrorCode, ImageBuildFailed, OrchestratorError, TransientError
 from orchestrator.logs import fields, mask
-from orchestrator.sites.images import PACKAGES_DIR, RECIPE_LABEL, Build, dockerfile, log_tail, tags_in_use
+from orchestrator.sites.images import (
+    PACKAGES_DIR,
+    RECIPE_LABEL,
+    Build,
+    dockerfile,
+    log_tail,
+    missing_packages,
+    tags_in_use,
+)
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.logs import site_secrets
 
@@ -40,6 +48,7 @@ MAX_LOG = 256 * 1024
 REGISTRY_TIMEOUT = 10.0
 # The package repository in a build context: its index and .debs, nothing else.
 _REPOSITORY_FILES = ("Packages",)
+_MAX_INDEX = 64 * 2**20  # a Packages index read whole to check names (all of Debian's is ~50 MB)
 
 
 class ImageBuilder:
@@ -78,6 +87,7 @@ class ImageBuilder:
         settings = self._settings
         started = time.monotonic()
         deadline = started + settings.build_timeout_seconds
+        _check_packages(build, settings.build_packages_dir)
         with tempfile.TemporaryFile() as context:
             _context(context, build, settings.build_packages_dir)
             self._run_build(api, build, context, deadline)
@@ -225,6 +235,25 @@ def _refused(response: requests.Response, what: str) -> None:
         raise DockerRejected(f"the registry refused to {what} ({response.status_code}): check its credentials")
     if not response.ok:
         raise TransientError(f"the registry could not {what} ({response.status_code})", code=ErrorCode.DOCKER_ERROR)
+
+
+def _check_packages(build: Build, packages_dir: Path) -> None:
+    """Fail before building when the repository lacks a package asked for (`missing_packages`)."""
+    if not build.packages:
+        return
+    try:
+        with open(packages_dir / "Packages", "rb") as index:
+            text = index.read(_MAX_INDEX + 1)
+    except FileNotFoundError:
+        return  # no index to read: apt in the build says what it cannot find
+    except OSError as exc:
+        raise ImageBuildFailed(f"the package repository {packages_dir} cannot be read: {exc}") from None
+    if len(text) > _MAX_INDEX:
+        return  # past what is worth holding here: apt checks it
+    if missing := missing_packages(build.packages, text.decode(errors="replace")):
+        raise ImageBuildFailed(
+            f"{build.reference} was not built: the site package repository has no {', '.join(missing)}"
+        )
 
 
 def _context(out: Any, build: Build, packages_dir: Path) -> None:

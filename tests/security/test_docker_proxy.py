@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import docker
 import pytest
-from support import ROOT
+from support import ROOT, scope
 
 from orchestrator.config import Settings
 
@@ -71,13 +71,29 @@ def body(answer: bytes) -> bytes:
     return out
 
 
-def test_the_swarm_providers_reads_reach_docker(proxy: tuple[str, int], api: docker.APIClient) -> None:
+@pytest.fixture
+def a_service(api: docker.APIClient) -> Iterator[str]:
+    """A service of this test's own (no task: it only has to be listed)."""
+    task = docker.types.TaskTemplate(docker.types.ContainerSpec("director/base:latest", ["true"]))
+    created = api.create_service(task, name=f"proxy-read-{scope.NAME}", mode=docker.types.ServiceMode("replicated", 0))
+    try:
+        yield created["ID"]
+    finally:
+        api.remove_service(created["ID"])
+
+
+def test_the_swarm_providers_reads_reach_docker(proxy: tuple[str, int], api: docker.APIClient, a_service: str) -> None:
     network = exchange(proxy, get(f"/v1.41/networks/{NETWORK}"))
     assert network.startswith(b"HTTP/1.1 200 OK"), network[:200]
     assert json.loads(body(network))["Name"] == NETWORK
+    # Other test workers create and remove services meanwhile: the listing lies between Docker's
+    # own listings just before and just after it, and holds this test's service.
+    before = {s["ID"] for s in api.services()}
     services = exchange(proxy, get("/v1.41/services"))
+    after = {s["ID"] for s in api.services()}
     assert services.startswith(b"HTTP/1.1 200 OK"), services[:200]
-    assert sorted(s["ID"] for s in json.loads(body(services))) == sorted(s["ID"] for s in api.services())
+    listed = {s["ID"] for s in json.loads(body(services))}
+    assert a_service in listed and before & after <= listed <= before | after, (listed, before, after)
     version = exchange(proxy, get("/v1.41/version"))
     assert json.loads(body(version))["ApiVersion"] == api.version()["ApiVersion"]
 

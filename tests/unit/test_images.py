@@ -17,7 +17,15 @@ from orchestrator.contract.sites import Image, ImageRecipe, SiteImageRequested
 from orchestrator.errors import ErrorCode, ImageBuildFailed, ImageNotAllowed, InvalidEvent
 from orchestrator.sites import policy
 from orchestrator.sites.handlers import Context, dispatch
-from orchestrator.sites.images import admit_build, dockerfile, log_tail, newest_tag, tags_in_use, tags_to_delete
+from orchestrator.sites.images import (
+    admit_build,
+    dockerfile,
+    log_tail,
+    missing_packages,
+    newest_tag,
+    tags_in_use,
+    tags_to_delete,
+)
 
 REPOSITORY = "198.18.213.1:5000/sites/site_0042"
 
@@ -225,3 +233,20 @@ async def test_a_deleted_site_takes_its_built_images_with_it(ctx: Context, image
     result = await dispatch(deleted, ctx)
     assert result.type == "site.removed"
     assert images.registry[REPOSITORY] == [] and images.deleted == [(REPOSITORY, "2"), (REPOSITORY, "3")]
+
+
+INDEX = """Package: jq
+Version: 1.6-2.1
+Depends: libjq1 (= 1.6-2.1)
+
+Package: libjq1
+Provides: libjq (= 1.6), jq-lib
+Description: Package: not-a-field-here
+"""
+
+
+def test_the_packages_a_repository_lacks_are_named_in_the_order_asked() -> None:
+    assert missing_packages(["jq", "libjq1", "jq-lib", "libjq"], INDEX) == []
+    assert missing_packages(["zzz", "jq", "no-such-package", "Package"], INDEX) == ["zzz", "no-such-package", "Package"]
+    assert missing_packages(["not-a-field-here"], INDEX) == ["not-a-field-here"]
+    assert missing_packages(["jq"], "") == ["jq"]
