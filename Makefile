@@ -70,9 +70,10 @@ test-slow: up $(VENV)/.installed
 	$(PY) -m pytest tests/faults -q -ra -m slow
 
 # Longest first: xdist hands out work in collection order, so the long streams of the resilience
-# tests start at once and the short tests fill the workers around them. Four workers:
-# six took 15 s less but starved the production stack's tests beside them (their replicas' health
-# checks timed out), eight failed a test's own deadlines.
+# tests start at once and the short tests fill the workers around them. Four workers: five or six
+# gave no shorter phase (six starved the production stack's tests beside them: their replicas'
+# health checks timed out), eight failed a test's own deadlines. At most 9: the fault tests beside
+# them are worker 9.
 integration-tests:
 	$(PY) -m pytest tests/resilience tests/integration tests/security -q -ra -n $(TEST_WORKERS) \
 		-m 'not slow' --durations=12

@@ -142,17 +142,24 @@ def tags_in_use(repository: str, images: Iterable[str]) -> set[str]:
     return found
 
 
-def missing_packages(wanted: Iterable[str], index: str) -> list[str]:
-    """The names among `wanted` that the repository's `Packages` index neither has nor provides,
-    in the order asked. Checked before building: a mistyped name fails at once with a clear
-    message, not after a build container, whose last line of output (apt's "Unable to locate
-    package") Docker may drop when a loaded machine is slow to copy it."""
+def missing_packages(wanted: Iterable[str], index: Iterable[str]) -> list[str]:
+    """The names among `wanted` that a repository's `Packages` index (its lines) neither has nor
+    provides, in the order asked. Checked before building, so a mistyped name fails at once and is
+    named. Lenient where apt is (field names in any case, a folded `Provides`, CRLF): a name apt
+    would find must never fail here."""
     known: set[str] = set()
-    for line in index.splitlines():
-        field, _, value = line.partition(":")
-        if field == "Package":
+    field = ""
+    for number, line in enumerate(index):
+        if number == 0:
+            line = line.removeprefix("\ufeff")
+        if line[:1] in (" ", "\t"):  # a continuation of the field before
+            value = line
+        else:
+            field, _, value = line.partition(":")
+            field = field.strip().lower()
+        if field == "package":
             known.add(value.strip())
-        elif field == "Provides":
+        elif field == "provides":
             known.update(item.split("(")[0].strip() for item in value.split(","))
     return [name for name in wanted if name not in known]
 

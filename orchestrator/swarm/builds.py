@@ -48,7 +48,7 @@ MAX_LOG = 256 * 1024
 REGISTRY_TIMEOUT = 10.0
 # The package repository in a build context: its index and .debs, nothing else.
 _REPOSITORY_FILES = ("Packages",)
-_MAX_INDEX = 64 * 2**20  # a Packages index read whole to check names (all of Debian's is ~50 MB)
+_MAX_INDEX = 256 * 2**20  # a Packages index read line by line to check names (all of Debian's is ~50 MB)
 
 
 class ImageBuilder:
@@ -242,15 +242,15 @@ def _check_packages(build: Build, packages_dir: Path) -> None:
     if not build.packages:
         return
     try:
-        with open(packages_dir / "Packages", "rb") as index:
-            text = index.read(_MAX_INDEX + 1)
+        with open(packages_dir / "Packages", encoding="utf-8", errors="replace") as index:
+            if os.fstat(index.fileno()).st_size > _MAX_INDEX:
+                return  # past what is worth reading here: apt checks it
+            missing = missing_packages(build.packages, index)
     except FileNotFoundError:
         return  # no index to read: apt in the build says what it cannot find
     except OSError as exc:
         raise ImageBuildFailed(f"the package repository {packages_dir} cannot be read: {exc}") from None
-    if len(text) > _MAX_INDEX:
-        return  # past what is worth holding here: apt checks it
-    if missing := missing_packages(build.packages, text.decode(errors="replace")):
+    if missing:
         raise ImageBuildFailed(
             f"{build.reference} was not built: the site package repository has no {', '.join(missing)}"
         )

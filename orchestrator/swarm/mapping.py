@@ -9,7 +9,7 @@ Times are nanoseconds on the wire.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from docker import types
@@ -53,17 +53,21 @@ def service_of(raw: dict[str, Any], *, lost: int = 0, **survey: Any) -> Service:
     )
 
 
-def as_surveyed(surveyed: Service, raw: dict[str, Any], network_names: Mapping[str, str]) -> bool:
+def as_surveyed(surveyed: Service, raw: dict[str, Any], network_names: Callable[[], Mapping[str, str]]) -> bool:
     """Whether the service `raw` (an inspect) is still what the survey saw. Docker moves a
     service's version index for its own rollout bookkeeping too (the update status of the very hand
     edit that reconcile undoes, going from updating to completed), so a moved index alone is not a
-    change: the spec and the previous spec are compared. A deploy changes the spec's labels."""
+    change: the spec and the previous spec are compared (`network_names` is only called then).
+    Any write moves the previous spec to the surveyed live one, so a deploy in between differs."""
+    if raw["ID"] != surveyed.id:  # removed and made again under the name since
+        return False
     if raw["Version"]["Index"] == surveyed.index:
         return True
     previous = raw.get("PreviousSpec")
+    names = network_names()
     return (
-        from_docker(raw["Spec"], network_names) == surveyed.live
-        and (from_docker(previous, network_names) if previous else None) == surveyed.previous
+        from_docker(raw["Spec"], names) == surveyed.live
+        and (from_docker(previous, names) if previous else None) == surveyed.previous
     )
 
 

@@ -329,7 +329,7 @@ class Swarm:
         to specs), with its last task error."""
 
         def read(api: docker.APIClient) -> list[Service]:
-            names = {n["Id"]: n["Name"] for n in api.networks()}
+            names = _network_names(api)
             # Every task in one call, grouped here: a call per service would grow with the fleet.
             tasks: dict[str, list[dict[str, Any]]] = {}
             everything = api.tasks()
@@ -360,7 +360,7 @@ class Swarm:
         def restore(api: docker.APIClient) -> bool:
             raw = api.inspect_service(surveyed.name)
             previous = raw.get("PreviousSpec")
-            if not previous or not self._as_surveyed(api, surveyed, raw):
+            if not previous or not as_surveyed(surveyed, raw, lambda: _network_names(api)):
                 return False
             # Docker refuses the write if anything changed in between ("update out of sequence").
             api.update_service(
@@ -385,7 +385,7 @@ class Swarm:
 
         def remove(api: docker.APIClient) -> bool:
             try:
-                if not self._as_surveyed(api, surveyed, api.inspect_service(surveyed.name)):
+                if not as_surveyed(surveyed, api.inspect_service(surveyed.name), lambda: _network_names(api)):
                     return False
                 api.remove_service(surveyed.name)
             except docker.errors.NotFound:
@@ -398,13 +398,11 @@ class Swarm:
             self.cache.claims.remove(surveyed.name)
         return removed
 
-    @staticmethod
-    def _as_surveyed(api: docker.APIClient, surveyed: Service, raw: dict[str, Any]) -> bool:
-        if raw["Version"]["Index"] == surveyed.index:  # the common case needs no network names
-            return True
-        return as_surveyed(surveyed, raw, {n["Id"]: n["Name"] for n in api.networks()})
-
     # --- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, call: Callable[[docker.APIClient], T]) -> T:
         return await self._docker.run(call)
+
+
+def _network_names(api: docker.APIClient) -> dict[str, str]:
+    return {n["Id"]: n["Name"] for n in api.networks()}

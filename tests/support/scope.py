@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 
 SLOT = int(os.environ.get("TEST_SLOT", "0"))
-_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-WORKER = int(os.environ.get("TEST_WORKER") or _XDIST_WORKER or 0)
+# xdist's own worker number wins: a TEST_WORKER left in the environment must not make every
+# worker the same one.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
+WORKER = int(_XDIST_WORKER or os.environ.get("TEST_WORKER") or 0)
 if not (0 <= SLOT < 10 and 0 <= WORKER < 10):
     raise RuntimeError(f"TEST_SLOT {SLOT} and xdist worker {WORKER} must each be 0-9")
 

@@ -111,8 +111,8 @@ def test_an_edit_over_the_applied_spec_is_restorable(site_data: SiteData) -> Non
     assert not restorable(state(hand, previous=twice))  # two edits: the applied spec is gone
 
 
-def inspected(spec: dict[str, Any], previous: dict[str, Any] | None, index: int) -> dict[str, Any]:
-    return {"ID": "id", "Version": {"Index": index}, "Spec": spec, "PreviousSpec": previous}
+def inspected(spec: dict[str, Any], previous: dict[str, Any] | None, index: int, id: str = "id") -> dict[str, Any]:
+    return {"ID": id, "Version": {"Index": index}, "Spec": spec, "PreviousSpec": previous}
 
 
 def test_a_service_is_as_surveyed_while_only_dockers_rollout_bookkeeping_moved(site_data: SiteData) -> None:
@@ -122,9 +122,9 @@ def test_a_service_is_as_surveyed_while_only_dockers_rollout_bookkeeping_moved(s
     hand["TaskTemplate"]["ContainerSpec"]["Env"].append("HAND=1")
     surveyed = state(from_docker(hand, NETWORKS), previous=spec)  # index 7
 
-    assert as_surveyed(surveyed, inspected(hand, stored, 7), NETWORKS)
+    assert as_surveyed(surveyed, inspected(hand, stored, 7), lambda: NETWORKS)
     # The hand edit's own rollout completing moves the index: still the service reconcile saw.
-    assert as_surveyed(surveyed, inspected(hand, stored, 9), NETWORKS)
+    assert as_surveyed(surveyed, inspected(hand, stored, 9), lambda: NETWORKS)
 
 
 def test_a_deploy_or_another_edit_since_the_survey_is_a_change(site_data: SiteData) -> None:
@@ -135,11 +135,16 @@ def test_a_deploy_or_another_edit_since_the_survey_is_a_change(site_data: SiteDa
     surveyed = state(from_docker(hand, NETWORKS), previous=spec)
 
     deployed = as_docker_stores_it(applied(site_data, env={"NEW": "1"}))
-    assert not as_surveyed(surveyed, inspected(deployed, hand, 9), NETWORKS)
+    assert not as_surveyed(surveyed, inspected(deployed, hand, 9), lambda: NETWORKS)
     again = copy.deepcopy(hand)
     again["TaskTemplate"]["ContainerSpec"]["Env"].append("HAND=2")
-    assert not as_surveyed(surveyed, inspected(again, hand, 9), NETWORKS)
-    assert not as_surveyed(surveyed, inspected(hand, None, 9), NETWORKS)  # previous spec gone
+    assert not as_surveyed(surveyed, inspected(again, hand, 9), lambda: NETWORKS)
+    assert not as_surveyed(surveyed, inspected(hand, None, 9), lambda: NETWORKS)  # previous spec gone
+    relabelled = copy.deepcopy(hand)
+    relabelled["Labels"][VERSION] = "5"  # a deploy, or a version reset, changes labels only
+    assert not as_surveyed(surveyed, inspected(relabelled, hand, 9), lambda: NETWORKS)
+    # Removed and made again under its name since, however alike: another service.
+    assert not as_surveyed(surveyed, inspected(hand, stored, 7, id="other"), lambda: NETWORKS)
 
 
 def test_find_drift_finds_every_kind_and_reconcile_plans_only_safe_steps(site_data: SiteData) -> None:

@@ -246,7 +246,14 @@ Description: Package: not-a-field-here
 
 
 def test_the_packages_a_repository_lacks_are_named_in_the_order_asked() -> None:
-    assert missing_packages(["jq", "libjq1", "jq-lib", "libjq"], INDEX) == []
-    assert missing_packages(["zzz", "jq", "no-such-package", "Package"], INDEX) == ["zzz", "no-such-package", "Package"]
-    assert missing_packages(["not-a-field-here"], INDEX) == ["not-a-field-here"]
-    assert missing_packages(["jq"], "") == ["jq"]
+    lines = INDEX.splitlines()
+    assert missing_packages(["jq", "libjq1", "jq-lib", "libjq"], lines) == []
+    assert missing_packages(["zzz", "jq", "no-such-package", "Package"], lines) == ["zzz", "no-such-package", "Package"]
+    assert missing_packages(["not-a-field-here"], lines) == ["not-a-field-here"]
+    assert missing_packages(["jq"], []) == ["jq"]
+
+
+def test_a_name_apt_would_find_is_never_called_missing() -> None:
+    index = "\ufeffpackage: a\r\nProvides: b,\r\n c (= 1),\r\n\td\r\nDescription: x\r\n e\r\n"
+    assert missing_packages(["a", "b", "c", "d"], index.splitlines(keepends=True)) == []
+    assert missing_packages(["e", "x"], index.splitlines(keepends=True)) == ["e", "x"]
