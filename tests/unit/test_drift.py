@@ -18,6 +18,7 @@ from orchestrator.sites.labels import FINGERPRINT, RESTARTED_BY, SITE_ID, VERSIO
 from orchestrator.sites.protocols import Service
 from orchestrator.sites.spec import ServiceSpec, desired_service, with_fingerprint
 from orchestrator.swarm.mapping import as_surveyed, from_docker, to_docker
+from orchestrator.swarm.services import Swarm
 
 SiteData = Callable[..., dict[str, Any]]
 NETWORKS = {"n3tw0rk1d": "director-sites"}
@@ -183,3 +184,49 @@ def test_a_service_without_a_recorded_fingerprint_is_not_called_edited(site_data
     spec = applied(site_data)
     legacy = replace(spec, labels={k: v for k, v in spec.labels.items() if k != FINGERPRINT})
     assert not edited(legacy)
+
+
+class OneServiceEngine:
+    """Docker's API as `Swarm.restore` and `remove_if_unchanged` use it, for one service; `run`
+    makes it the `DockerClient` too. It refuses a write at a stale index, as Docker does."""
+
+    def __init__(self, spec: dict[str, Any], previous: dict[str, Any], index: int) -> None:
+        self.service = inspected(spec, previous, index)
+        self.writes: list[tuple[int, dict[str, Any]]] = []
+        self.removed = False
+
+    async def run(self, call: Callable[[Any], Any]) -> Any:
+        return call(self)
+
+    def inspect_service(self, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.service)
+
+    def networks(self) -> list[dict[str, str]]:
+        return [{"Id": id, "Name": name} for id, name in NETWORKS.items()]
+
+    def update_service(self, service_id: str, version: int, **spec: Any) -> None:
+        assert version == self.service["Version"]["Index"], "update out of sequence"
+        self.writes.append((version, spec))
+
+    def remove_service(self, name: str) -> None:
+        self.removed = True
+
+
+async def test_restore_writes_the_applied_spec_at_the_index_docker_holds_now(site_data: SiteData) -> None:
+    spec = applied(site_data)
+    stored = as_docker_stores_it(spec)
+    hand = copy.deepcopy(stored)
+    hand["TaskTemplate"]["ContainerSpec"]["Env"].append("HAND=1")
+    surveyed = state(from_docker(hand, NETWORKS), previous=spec)  # surveyed at index 7
+    engine = OneServiceEngine(hand, stored, index=9)  # the edit's rollout completed since
+    swarm = Swarm(engine)  # type: ignore[arg-type]
+
+    assert await swarm.restore(surveyed)
+    ((version, written),) = engine.writes
+    assert version == 9 and written["task_template"] == stored["TaskTemplate"]
+    assert written["labels"] == stored["Labels"]
+
+    engine.service = inspected(as_docker_stores_it(applied(site_data, env={"NEW": "1"})), hand, 10)
+    assert not await swarm.restore(surveyed)  # a deploy since: left alone
+    assert not await swarm.remove_if_unchanged(surveyed) and not engine.removed
+    assert len(engine.writes) == 1
