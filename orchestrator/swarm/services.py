@@ -385,9 +385,10 @@ class Swarm:
 
         def remove(api: docker.APIClient) -> bool:
             try:
-                if not as_surveyed(surveyed, api.inspect_service(surveyed.name), lambda: _network_names(api)):
+                raw = api.inspect_service(surveyed.name)
+                if not as_surveyed(surveyed, raw, lambda: _network_names(api)):
                     return False
-                api.remove_service(surveyed.name)
+                api.remove_service(raw["ID"])  # the service compared, not whatever has its name by now
             except docker.errors.NotFound:
                 return True
             return True

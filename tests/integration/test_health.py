@@ -58,8 +58,8 @@ async def test_a_site_whose_server_exits_is_down_at_once_and_healthy_once_swarm_
     director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
 ) -> None:
     """The bound the README states: down within seconds of the exit (Docker's `die` event,
-    whatever the number of sites, not the probes' 60 s rest), healthy again within the restart delay plus the stability
-    window (test settings: 1 s + 2 s) and a look."""
+    whatever the number of sites, not the probes' 60 s rest), healthy again within the restart
+    delay plus the stability window (test settings: 1 s + 2 s) and a look."""
     host = f"exits{site_id}.example.com"
     write_site(sites_root, site_id, page=f"exit page {site_id}")
     assert (

@@ -11,7 +11,8 @@ import aio_pika.exceptions
 import aiormq.exceptions
 import pytest
 from aio_pika.abc import AbstractRobustConnection
-from support import DeadLetters, Director, Results, deploy, rabbitmqctl, site_event
+from support import DeadLetters, Director, Results, deploy, site_event
+from support.rabbit import LOCAL_BROKER
 
 from orchestrator.contract.decoding import MAX_BODY
 
@@ -35,7 +36,7 @@ async def test_a_poison_flood_stays_within_the_dead_letter_bound_and_the_service
     site_id: int,
 ) -> None:
     # The definitions bound the dead letters at 10,000; a test-sized bound, same mechanism.
-    rabbitmqctl("set_policy", "-p", vhost, "--apply-to", "queues", "--priority", "9", "test-dead-letters",
+    LOCAL_BROKER.ctl("set_policy", "-p", vhost, "--apply-to", "queues", "--priority", "9", "test-dead-letters",
                 r"^orchestrator\.site-events\.dead$", '{"max-length": 100, "overflow": "drop-head"}')  # fmt: skip
     try:
         await dead_letters.take()
@@ -69,7 +70,7 @@ async def test_a_poison_flood_stays_within_the_dead_letter_bound_and_the_service
             assert len(message.body) == 4096 and headers["x-orchestrator-truncated"] == MAX_BODY + 12
             assert headers["x-orchestrator-body-sha256"] == hashlib.sha256(oversized[0]).hexdigest()
     finally:
-        rabbitmqctl("clear_policy", "-p", vhost, "test-dead-letters")
+        LOCAL_BROKER.ctl("clear_policy", "-p", vhost, "test-dead-letters")
 
 
 async def test_director_can_neither_redeclare_nor_delete_its_exchanges(vhost: str) -> None:

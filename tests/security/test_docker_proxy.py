@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import docker
 import pytest
-from support import ROOT, scope
+from support import ROOT, scope, service
 
 from orchestrator.config import Settings
 
@@ -95,17 +95,9 @@ def test_the_swarm_providers_reads_reach_docker(proxy: tuple[str, int], api: doc
     assert services.startswith(b"HTTP/1.1 200 OK"), services[:200]
     listed = {s["ID"] for s in json.loads(body(services))}
     assert a_service in listed and before & after <= listed, (listed, before, after)
-    assert all(gone(api, extra) for extra in listed - before - after), (listed, before, after)
+    assert all(service(api, extra) is None for extra in listed - before - after), (listed, before, after)
     version = exchange(proxy, get("/v1.41/version"))
     assert json.loads(body(version))["ApiVersion"] == api.version()["ApiVersion"]
-
-
-def gone(api: docker.APIClient, service_id: str) -> bool:
-    try:
-        api.inspect_service(service_id)
-    except docker.errors.NotFound:
-        return True
-    return False
 
 
 def test_a_write_never_reaches_docker(proxy: tuple[str, int], api: docker.APIClient) -> None:

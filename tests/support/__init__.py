@@ -16,6 +16,7 @@ from support import scope
 from support.broker import DeadLetters, connected, publishing_as_director, reason
 from support.director import Director, Results, deploy, publish_reliably, site_event, write_jq_site, write_site
 from support.process import OrchestratorProcess, orchestrator_env, orchestrator_running
+from support.rabbit import broker_definitions
 from support.report import terminal_section
 from support.running import Running, stack_running
 from support.scope import fresh_site_id
@@ -29,12 +30,10 @@ from support.stack import (
     SITE_UID_BASE,
     TRAEFIK,
     TRAEFIK_API,
-    broker_definitions,
     docker_api,
     docker_without_test_sites,
     fresh_vhost,
     make_vhost,
-    rabbitmqctl,
     registry_tags,
     scratch_sites_root,
     service,
@@ -76,7 +75,6 @@ __all__ = [
     "orchestrator_running",
     "publish_reliably",
     "publishing_as_director",
-    "rabbitmqctl",
     "reason",
     "registry_tags",
     "scope",

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CTL_TIMEOUT = 120
 START_TIMEOUT = 60
@@ -60,10 +61,15 @@ class Broker:
 LOCAL_BROKER = Broker()
 
 
+def broker_definitions() -> dict[str, Any]:
+    """The broker's users, permissions and exchanges, as the local stack and compose.yaml load them."""
+    return json.loads(DEFINITIONS.read_text())  # type: ignore[no-any-return]
+
+
 def _users(workdir: Path) -> Path:
     """The local stack's users (their passwords are their names, hashed as RabbitMQ does:
     base64(salt + sha256(salt + password))) as a definitions file the broker's user can read."""
-    users = json.loads(DEFINITIONS.read_text())["users"]
+    users = broker_definitions()["users"]
     for user in users:
         salt = os.urandom(4)
         user["password_hash"] = base64.b64encode(salt + hashlib.sha256(salt + user["name"].encode()).digest()).decode()

@@ -21,7 +21,7 @@ import requests
 
 from orchestrator.config import Settings
 from orchestrator.files import quota
-from support.rabbit import LOCAL_BROKER, Broker
+from support.rabbit import LOCAL_BROKER, Broker, broker_definitions
 from support.scope import SITE_IDS
 
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -29,7 +29,6 @@ DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:directo
 TRAEFIK = os.environ.get("TEST_TRAEFIK_URL", "http://127.0.0.1:8000")
 TRAEFIK_API = os.environ.get("TEST_TRAEFIK_API_URL", "http://127.0.0.1:8080")
 ROOT = Path(__file__).resolve().parents[2]
-DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
 INBOUND = "director.sites"
 RESULTS = "orchestrator.results"
 DEAD_LETTERS = "orchestrator.site-events.dead"
@@ -40,15 +39,6 @@ SITE_UID_BASE = Settings.model_fields["site_uid_base"].default  # a site's uid i
 REGISTRY = Settings.model_fields["registry"].default
 REGISTRY_API = Settings.model_fields["registry_api_url"].default
 IMAGE_SITE_LABEL = "com.director.image.site"
-
-
-def rabbitmqctl(*args: str) -> None:
-    LOCAL_BROKER.ctl(*args)
-
-
-def broker_definitions() -> dict[str, Any]:
-    """The broker's users, permissions and exchanges, as the local stack and compose.yaml load them."""
-    return json.loads(DEFINITIONS.read_text())  # type: ignore[no-any-return]
 
 
 def make_vhost(name: str, broker: Broker = LOCAL_BROKER) -> None:

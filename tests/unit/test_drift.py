@@ -208,7 +208,7 @@ class OneServiceEngine:
         assert version == self.service["Version"]["Index"], "update out of sequence"
         self.writes.append((version, spec))
 
-    def remove_service(self, name: str) -> None:
+    def remove_service(self, service: str) -> None:
         self.removed = True
 
 
