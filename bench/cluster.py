@@ -1,7 +1,7 @@
 """The cluster figures (`make bench-cluster`: the local stack's manager and the test cluster's two
 workers, scripts/cluster.sh): a burst on three nodes against the swarm's own parallel create of the
 same services on the same cluster, and `orchestrator drain` of a worker under a request loop
-(requests failed: goal 0). Each repeated; the medians go to the README."""
+(requests failed: goal 0). Each repeated; the medians go to bench/results/."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """On-demand system benchmark on the local stack (`make bench`): the whole orchestrator with its
 production defaults, measured against baselines run in the same session, printed as ratios (a JSON
-document and a table). These machines are noisy: compare ratios, not absolute numbers.
+document and a table) and saved to bench/results/<UTC start>.json, from which docs/benchmarks.md is
+generated (`make docs`). These machines are noisy: compare ratios, not absolute numbers.
 
 pure      parse + spec against json.loads.
 burst     N site.created until every site.deployed, against the floor: the same services without a
@@ -28,7 +29,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
+import os
+import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,7 @@ from common import FIRST_SITE, FLEET_SITE, bench_running, log, peak_rss_mb, trae
 SECTIONS = ("pure", "burst", "truth", "noop", "terminal", "redeploy", "health", "idle", "fleet", "files", "cluster")
 ON_REQUEST = {"cluster"}  # needs the test cluster up: never part of a plain `make bench`
 PRODUCTION_REFRESH, LOCAL_REFRESH = 5, 1  # Traefik's swarm-provider refresh (deploy/traefik/traefik.yml)
+RESULTS = Path(__file__).resolve().parent / "results"  # one JSON per run, named by its UTC start
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -149,6 +155,26 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(f"{name:<9} {left:<{width}}  {right}" for name, left, right in rows)
 
 
+def save(report: dict[str, Any], arguments: argparse.Namespace, started: datetime.datetime) -> Path:
+    """The run's report with what it ran on, as `bench/results/<UTC start>.json` (or `--json`)."""
+    git = ["git", "-C", str(RESULTS.parent)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    document = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "commit": commit or None,
+        "uncommitted_changes": bool(changed.stdout.strip()),
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
+        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(arguments).items()},
+        "report": report,
+    }
+    path = arguments.json or RESULTS / f"{started.strftime('%Y-%m-%dT%H%M%SZ')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", help=f"comma-separated sections of {','.join(SECTIONS)}")
@@ -161,10 +187,11 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=float, default=60.0, help="seconds of each CPU reading")
     parser.add_argument("--files-reads", type=int, default=2000, help="4 KiB files.read round trips timed")
     parser.add_argument("--cluster-runs", type=int, default=3, help="bursts and drains of the cluster section")
-    parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--json", type=Path, help=f"write the results here instead of {RESULTS}/<UTC start>.json")
     arguments = parser.parse_args()
+    started = datetime.datetime.now(datetime.UTC)
     outcome = asyncio.run(main(arguments))
     print(json.dumps(outcome, indent=2))
     print(table(outcome))
-    if arguments.json:
-        arguments.json.write_text(json.dumps(outcome, indent=2))
+    saved = save(outcome, arguments, started)
+    log(f"results: {saved}")
