@@ -84,7 +84,7 @@ async def serve(settings: Settings) -> None:
         sitedirs = SiteDirs.of(settings)
         if missing := sitedirs.missing_mount_options():
             log.error(
-                "the sites root is not mounted nosuid,nodev: mount it so (see the README's security model)",
+                "the sites root is not mounted nosuid,nodev: mount it so (see docs/security.md)",
                 extra=fields(sites_root=str(settings.sites_root), missing=",".join(missing)),
             )
         if why := await asyncio.to_thread(sitedirs.quota_problem):

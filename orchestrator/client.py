@@ -57,7 +57,7 @@ DEFAULT_CHUNK = 1024 * 1024
 
 
 class FilesError(Exception):
-    """The orchestrator refused the request; `code` is machine-readable (see the README)."""
+    """The orchestrator refused the request; `code` is machine-readable (docs/files.md)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")

@@ -1,7 +1,7 @@
 """Every setting of the orchestrator, read once from the environment (prefix ``ORCHESTRATOR_``).
 
 Defaults fit the local stack built by ``scripts/stack-up.sh``; production overrides them
-(see ``compose.yaml`` and the README's configuration table).
+(see ``compose.yaml`` and docs/configuration.md).
 """
 
 from __future__ import annotations

@@ -645,7 +645,7 @@ fi
 # Site image builds run without a network (no package mirror is reachable from a container here):
 # the packages they may install are this local repository, fetched on the host with their
 # dependencies (apt-get download) and indexed; the build's tools stage (director/debian) resolves
-# and unpacks from it (see the README's Cluster section).
+# and unpacks from it (see docs/sites.md).
 debs_want="$(printf '%s\n' $SITE_PACKAGES | sort -u | tr '\n' ' ')"
 if [ "$(cat "$SITE_DEBS/.packages" 2>/dev/null)" != "$debs_want" ] || [ ! -s "$SITE_DEBS/Packages" ]; then
     log "site packages: fetching $debs_want and their dependencies into $SITE_DEBS"

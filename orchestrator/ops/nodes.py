@@ -2,7 +2,7 @@
 
 Swarm's own drain (`docker node update --availability drain`) stops a node's tasks first and
 starts their replacements after: every site has one replica, so each would be unreachable for a
-start and a stability window (measured in the README's Cluster section). `orchestrator drain NODE`
+start and a stability window. `orchestrator drain NODE`
 pauses the node instead (nothing new lands there, nothing stops), moves each site's task with the
 start-first rollout every redeploy uses (the new task answers, on another node, before Traefik
 drops the old one, which keeps serving through `DRAIN_SECONDS`), and only then drains the node, for

@@ -1,7 +1,7 @@
 """Who may open a connection on the sites network: the rule set for one node. Pure.
 
 Sites share one overlay network with Traefik (per-site networks that Traefik joins do not scale:
-see the README's "Tenants on the network"). What keeps a site from reaching another site's task
+see docs/limits.md). What keeps a site from reaching another site's task
 on any port, Traefik's API or anything else on that network is a packet filter in the network's
 own namespace on each node: Docker bridges every local endpoint of the network (`br0`) with the
 VXLAN device that carries traffic to and from other nodes, and the kernel passes bridged packets

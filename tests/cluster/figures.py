@@ -1,3 +1,3 @@
-"""What the cluster tests measured, printed at the end of the run (the README's Cluster figures)."""
+"""What the cluster tests measured, printed at the end of the run."""
 
 MEASURED: list[str] = []

@@ -57,7 +57,7 @@ def failed_tasks(api: docker.APIClient, site_id: int) -> int:
 async def test_a_site_whose_server_exits_is_down_at_once_and_healthy_once_swarm_restarted_it(
     director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
 ) -> None:
-    """The bound the README states: down within seconds of the exit (Docker's `die` event,
+    """The bound docs/guarantees.md states: down within seconds of the exit (Docker's `die` event,
     whatever the number of sites, not the probes' 60 s rest), healthy again within the restart
     delay plus the stability window (test settings: 1 s + 2 s) and a look."""
     host = f"exits{site_id}.example.com"
@@ -76,9 +76,8 @@ async def test_a_site_whose_server_exits_is_down_at_once_and_healthy_once_swarm_
     healthy_after = time.monotonic() - killed
 
     assert [h.status for h in statuses] == ["down", "healthy"], statuses
-    # About 1 s on a quiet machine (README, Bounds). The bound tells Docker's `die` event from the
-    # probes, which rest 60 s between looks once healthy; 10 s leaves room for a starved machine
-    # (5.2 s once, with make test's workers, fault stream and stack tests on both cores).
+    # The bound tells Docker's `die` event from the probes, which rest 60 s between looks once
+    # healthy; 10 s leaves room for a machine whose cores are busy with the rest of the suite.
     assert down_after < 10, down_after
     assert healthy_after < 20, healthy_after
     await served(host, f"exit page {site_id}")
