@@ -40,18 +40,8 @@ stack-down:
 
 test-stack: up $(VENV)/.installed stack-tests
 
-# The whole suite on the real stack, cheapest first so a failure shows early. The stack and the
-# virtualenv are made side by side; then lint (style, types, layers) next to the unit tests (stop at
-# the first failure); then the resilience, integration and security tests on parallel workers
-# (each its own vhost, site ids and deployment name: tests/support/scope.py) beside the production
-# stack's tests (tests/stack: its own broker, Traefik, networks and site ids; mostly waiting for
-# health checks) and, once those are done, the fault tests (as worker 9). The fault tests restart
-# their own broker node and hang their own Docker gate, so nothing else notices the faults; they
-# follow the stack's tests rather than run beside them because their stream of 200 deploys starved
-# the production stack's replicas (a standby that did not take over, a replica restarted while its
-# broker was away: once in eight runs at four workers, once at six).
-# Started beside the unit tests instead, the stack's tests slowed them by 15-20 s and the rest no
-# less. A fault of the whole machine (a real dockerd stop) is `make test-slow`'s.
+# The whole suite on the real stack, cheapest first: docs/development.md ("The suite") says how it is
+# scheduled and why.
 TEST_WORKERS ?= 4
 test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target ready
@@ -69,11 +59,7 @@ unit-first: $(VENV)/.installed asyncapi-schema
 test-slow: up $(VENV)/.installed
 	$(PY) -m pytest tests/faults -q -ra -m slow
 
-# Longest first: xdist hands out work in collection order, so the long streams of the resilience
-# tests start at once and the short tests fill the workers around them. Four workers: five or six
-# gave no shorter phase (six starved the production stack's tests beside them: their replicas'
-# health checks timed out), eight failed a test's own deadlines. At most 9: the fault tests beside
-# them are worker 9.
+# Longest first, four workers, at most 9 (the fault tests are worker 9): docs/development.md.
 integration-tests:
 	$(PY) -m pytest tests/resilience tests/integration tests/security -q -ra -n $(TEST_WORKERS) \
 		-m 'not slow' --durations=12
@@ -121,10 +107,9 @@ cluster-up: up
 cluster-down:
 	bash scripts/cluster-down.sh
 
-# tests/cluster on a manager and two workers, not in `make test`: it drains and kills nodes and
-# takes about three minutes. Its sites and nodes carry their own label (CLUSTER_TEST_LABEL), so the
-# sites of tests running beside it stay on the manager. The cluster goes down afterwards whatever
-# the outcome.
+# tests/cluster on a manager and two workers (not in `make test`: docs/development.md). Its sites and
+# nodes carry their own label (CLUSTER_TEST_LABEL), so the sites of tests running beside it stay on
+# the manager. The cluster goes down afterwards whatever the outcome.
 CLUSTER_TEST_LABEL ?= director.cluster-test
 test-cluster: up $(VENV)/.installed
 	SITE_NODE_LABEL=$(CLUSTER_TEST_LABEL) bash scripts/cluster-up.sh 2

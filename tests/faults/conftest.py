@@ -3,11 +3,9 @@ listening on the durable results queue (results published while the broker resta
 missed). The faults are real but the module's own: its orchestrator's broker is a RabbitMQ node
 started for the test process (`support.rabbit.own_broker`; a vhost per module), restarted and
 stopped for real, and its Docker is reached through a gate the tests hang (`gate`:
-tests/conftest.py). Nothing else on the machine notices: `make test` runs them beside the
-integration workers, as worker 9, once the production stack's tests are done (their stream of
-deploys beside those starved that stack's replicas: Makefile). The one fault of the whole
-machine, a real dockerd stop (every container restarts), is marked `faults` and `slow`:
-`make test-slow`, alone."""
+tests/conftest.py), so nothing else on the machine notices (when `make test` runs them:
+docs/development.md). The one fault of the whole machine, a real dockerd stop (every container
+restarts), is marked `faults` and `slow`: `make test-slow`, alone."""
 
 from __future__ import annotations
 

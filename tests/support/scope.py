@@ -3,7 +3,7 @@ never step on each other: a block of site ids, a vhost, a deployment name.
 
 `TEST_SLOT` (0-9) separates whole runs on one machine (e.g. two developers' checkouts); the
 xdist worker (gw0, gw1, ...) separates the workers of one run, and `TEST_WORKER` (0-9) stands in
-for it in a pytest beside them (`make test` runs the fault tests as worker 9 next to the others).
+for it in a pytest run beside them (docs/development.md).
 Each gets 1,000 site ids from 20000 + 10000 x slot + 1000 x worker: +0..499 for
 `fresh_site_id()`, +500..599 for the security module's fixed ids, +600..999 for the fault streams.
 The benchmark keeps 8000-8999 and 200000 on.
