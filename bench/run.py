@@ -155,16 +155,22 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(f"{name:<9} {left:<{width}}  {right}" for name, left, right in rows)
 
 
-def save(report: dict[str, Any], arguments: argparse.Namespace, started: datetime.datetime) -> Path:
-    """The run's report with what it ran on, as `bench/results/<UTC start>.json` (or `--json`)."""
+def revision() -> dict[str, Any]:
+    """The commit the run starts from, and whether the tree differs from it."""
     git = ["git", "-C", str(RESULTS.parent)]
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return {"commit": commit or None, "uncommitted_changes": bool(changed.stdout.strip())}
+
+
+def save(
+    report: dict[str, Any], arguments: argparse.Namespace, started: datetime.datetime, code: dict[str, Any]
+) -> Path:
+    """The run's report with what it ran, as `bench/results/<UTC start>.json` (or `--json`)."""
     document = {
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "commit": commit or None,
-        "uncommitted_changes": bool(changed.stdout.strip()),
+        **code,
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(arguments).items()},
         "report": report,
@@ -189,9 +195,9 @@ if __name__ == "__main__":
     parser.add_argument("--cluster-runs", type=int, default=3, help="bursts and drains of the cluster section")
     parser.add_argument("--json", type=Path, help=f"write the results here instead of {RESULTS}/<UTC start>.json")
     arguments = parser.parse_args()
-    started = datetime.datetime.now(datetime.UTC)
+    started, code = datetime.datetime.now(datetime.UTC), revision()
     outcome = asyncio.run(main(arguments))
     print(json.dumps(outcome, indent=2))
     print(table(outcome))
-    saved = save(outcome, arguments, started)
+    saved = save(outcome, arguments, started, code)
     log(f"results: {saved}")
