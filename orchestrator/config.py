@@ -1,7 +1,7 @@
 """Every setting of the orchestrator, read once from the environment (prefix ``ORCHESTRATOR_``).
 
 Defaults fit the local stack built by ``scripts/stack-up.sh``; production overrides them
-(see ``compose.yaml`` and docs/configuration.md).
+(see ``compose.yaml``). docs/configuration.md is generated from this class.
 """
 
 from __future__ import annotations
@@ -27,33 +27,43 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", frozen=True, extra="ignore")
 
     # --- broker -------------------------------------------------------------------------------
+    # The broker, as the orchestrator's user (`amqps://` for TLS).
     amqp_url: str = "amqp://orchestrator:orchestrator@127.0.0.1:5672/"
     # A Docker secret holding the broker password; replaces the password in amqp_url.
     amqp_password_file: Path | None = None
+    # TLS: the CA that verifies the broker, and a client certificate and key.
     amqp_ca_file: Path | None = None
     amqp_cert_file: Path | None = None
     amqp_key_file: Path | None = None
-    # Low enough that a dead broker is noticed within seconds.
+    # The AMQP heartbeat: low enough that a dead broker is noticed within seconds.
     heartbeat_seconds: int = Field(default=5, ge=1)
-    # Operators replay dead letters as a publisher Director trusts (the broker checks user_id).
+    # Operators replay dead letters as a publisher Director trusts (the broker checks user_id): its
+    # URL, and a file holding its password.
     replay_amqp_url: str = "amqp://director:director@127.0.0.1:5672/"
     replay_password_file: Path | None = None
 
     # --- topology -----------------------------------------------------------------------------
+    # Director's site events: its exchange, the binding, and the work queue they are consumed from.
     inbound_exchange: str = "director.sites"
     binding_key: str = "site.*"
     work_queue: str = "orchestrator.site-events"
+    # Where results, `site.health` and `orchestrator.drift` are published.
     results_exchange: str = "orchestrator.results"
     # A durable queue of results for Director, so results survive while Director is away.
     # Empty disables it; results are still published with `mandatory`.
     results_queue: str = "orchestrator.site-results"
+    # Delayed retries: a transiently failed event waits in the retry queue for its TTL.
     retry_exchange: str = "orchestrator.retry"
     retry_queue: str = "orchestrator.site-events.retry"
     # Where expired retries come back from; bound to the work queue. Only our user may write here.
     requeue_exchange: str = "orchestrator.requeue"
+    # Dead letters, with why in their headers (`orchestrator dead-letters` reads the queue).
     dead_letter_exchange: str = "orchestrator.dead-letters"
     dead_letter_queue: str = "orchestrator.site-events.dead"
-    # Redeliveries before the broker dead-letters a message that keeps crashing the process.
+    # Redeliveries before the broker dead-letters a message that keeps crashing the process. A queue
+    # argument, like retry_delay_seconds: RabbitMQ refuses to redeclare a queue with another value
+    # (the orchestrator exits at start with PRECONDITION_FAILED), so changing it on a running
+    # deployment means deleting and recreating the queue.
     delivery_limit: int = Field(default=5, ge=1)
     # Terminal sessions: Director's commands (their own queue, so a keystroke never waits behind a
     # deploy) and the sessions' events, routing key `terminal.<session_id>`.
@@ -79,20 +89,30 @@ class Settings(BaseSettings):
     # Messages held at once; more than `concurrency`, so events queued behind one busy site's lock
     # do not take every slot from the other sites.
     prefetch: int = Field(default=32, ge=1)
+    # How long a publish waits for the broker's confirm.
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
     # In-process retry budget for transient errors; far below RabbitMQ's 30 min consumer timeout.
     retry_budget_seconds: float = Field(default=30.0, ge=0)
+    # The retry queue's TTL: how long a transiently failed event waits before it is tried again (a
+    # queue argument: see delivery_limit).
     retry_delay_seconds: float = Field(default=15.0, gt=0)
+    # Deliveries before a transiently failing event is dead-lettered.
     max_attempts: int = Field(default=5, ge=1)
+    # On SIGTERM, how long in-flight messages may take to finish; the rest go back to the queue.
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     # `orchestrator healthcheck` reads this file; the running process rewrites it every interval.
     heartbeat_file: Path = Path("/tmp/orchestrator.heartbeat")
     heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+    # Broker users whose site events, terminal commands and file requests are accepted (the broker
+    # vouches for the messages' user_id).
     allowed_publishers: Annotated[CsvList, Field(default_factory=lambda: ["director"])]
 
     # --- docker / swarm -----------------------------------------------------------------------
+    # The Docker engine: a swarm manager's API.
     docker_url: str = "unix:///var/run/docker.sock"
+    # The bound of one Docker API call.
     docker_timeout_seconds: float = Field(default=30.0, gt=0)
+    # The overlay network site services join, which Traefik watches.
     network: str = "director-sites"
     # Keep sites from opening connections on that network (to each other, to Traefik's API, to
     # anything on it) with a filter in the network's namespace on this node (ops/netguard.py).
@@ -115,6 +135,7 @@ class Settings(BaseSettings):
     # `down` (site.health) until its next update or restart_requested starts it afresh.
     restart_max_attempts: int = Field(default=30, ge=0, le=1000)
     restart_window_seconds: float = Field(default=600.0, ge=0)
+    # How long a stopping task has after SIGTERM before it is killed (drain_seconds is added).
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     # A stopping task keeps serving this long after SIGTERM, so Traefik (which drops a task once
     # its desired state is shutdown, at its next refresh) stops sending it requests first.
@@ -126,6 +147,7 @@ class Settings(BaseSettings):
     # exec per rest instead of one per interval (see sites/scripts.py).
     health_interval_seconds: float = Field(default=0.5, gt=0)
     health_idle_seconds: float = Field(default=60.0, ge=0)
+    # Each probe's bound, the grace at a task's start, and the failures before it is unhealthy.
     health_timeout_seconds: float = Field(default=3.0, gt=0)
     health_start_period_seconds: float = Field(default=30.0, ge=0)
     health_retries: int = Field(default=3, ge=1)
@@ -164,6 +186,7 @@ class Settings(BaseSettings):
     # Traefik's API (its `traefik` entrypoint, deploy/traefik/traefik.yml), to check that it routes
     # to exactly the current tasks; empty: not checked. The local stack publishes it on loopback.
     traefik_api_url: str = "http://127.0.0.1:8080"
+    # How long Traefik may take to serve a healthy site before `not_routed`.
     route_timeout_seconds: float = Field(default=20.0, gt=0)
     # A redelivered event of a site verified this recently, with nothing happened to its tasks
     # since (Docker's events say), reuses that check instead of asking Traefik again.
@@ -173,10 +196,21 @@ class Settings(BaseSettings):
     router_priority: int = Field(default=1, ge=1)
 
     # --- sites --------------------------------------------------------------------------------
+    # Site directories: the same path on the host (site tasks bind-mount them by host path); mount it
+    # nosuid,nodev.
     sites_root: Path = Path("/srv/director/sites")
+    # Where deleted sites' directories go, under the sites root.
     trash_dir_name: str = ".trash"
+    # The image of a dynamic site that names none, and of static sites' terminals.
     default_image: str = "director/base:latest"
+    # Non-custom images a site may name.
     allowed_default_images: Annotated[CsvList, Field(default_factory=lambda: ["director/base:latest"])]
+    # The image of static sites.
+    static_image: str = "nginx:latest"
+    # The port sites listen on ($PORT).
+    site_port: int = Field(default=80, ge=1, le=65535)
+    # The Traefik entrypoint site routers use.
+    traefik_entrypoint: str = "web"
     # Custom images: the local stack's registry (scripts/stack-up.sh) on the bridge every test node
     # reaches; production names its own (TLS).
     registry: str = "198.18.213.1:5000/sites"
@@ -196,14 +230,13 @@ class Settings(BaseSettings):
     # Packages index, made by stack-up), resolved and unpacked by the tools image's apt.
     build_packages_dir: Path = Path("/var/lib/director-registry/debs")
     build_tools_image: str = "director/debian:bookworm"
+    # Packages one image recipe may name.
     max_image_packages: int = Field(default=32, ge=0, le=256)
     # The newest tags kept per site in the registry (and on the builder); older ones are deleted.
     image_keep: int = Field(default=3, ge=1)
-    static_image: str = "nginx:latest"
-    site_port: int = Field(default=80, ge=1, le=65535)
-    traefik_entrypoint: str = "web"
 
     # --- terminals ------------------------------------------------------------------------------
+    # Open sessions per site.
     terminal_max_per_site: int = Field(default=3, ge=1)
     # Sessions this process holds at once, whatever the sites.
     terminal_max_total: int = Field(default=100, ge=1)
@@ -228,6 +261,7 @@ class Settings(BaseSettings):
     files_site_concurrency: int = Field(default=12, ge=1)
     # The most bytes one `files.read` returns and one `files.write` chunk carries.
     files_chunk_bytes: int = Field(default=1024 * 1024, ge=4096, le=16 * 1024 * 1024)
+    # The largest upload, and the largest zip a `files.archive` streams (past them: `too_large`).
     files_max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=0)
     files_max_archive_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
     # Walks of a whole tree (usage, archive, recursive delete) and scans of one directory (a
@@ -250,13 +284,17 @@ class Settings(BaseSettings):
     logs_follow_max_seconds: float = Field(default=3600.0, gt=0)
 
     # --- security -----------------------------------------------------------------------------
+    # When set, a site's domains must end in one of these.
     allowed_domain_suffixes: Annotated[CsvList, Field(default_factory=list)]
+    # Whether IP literals, and wildcards (`*.school.example`, which own their zone), may be domains.
     allow_ip_domains: bool = False
     allow_wildcard_domains: bool = False
+    # Ceilings of a site's CPU and memory limits (larger requests are clamped).
     max_cpus: float = Field(default=2.0, gt=0)
     max_memory: str = "2Gi"
     # Host names (and everything under them) no site may claim, e.g. the panel's own.
     reserved_domains: Annotated[CsvList, Field(default_factory=list)]
+    # Domains one site may claim.
     max_domains_per_site: int = Field(default=20, ge=1)
     # A claim on a domain another site holds waits this long for a move in flight, then fails.
     domain_wait_seconds: float = Field(default=5.0, ge=0)
@@ -268,10 +306,12 @@ class Settings(BaseSettings):
     # Capabilities a site keeps; none needed by a non-root site (Docker lets containers bind
     # low ports without NET_BIND_SERVICE).
     cap_add: Annotated[CsvList, Field(default_factory=list)]
+    # Processes per site task.
     pids_limit: int = Field(default=512, ge=16)
     # The most a site's directory may hold ("0": no limit; else e.g. 512Mi or 10Gi), enforced by
     # the kernel where the sites root allows it (btrfs with quotas: see files/quota.py).
     site_disk_limit: str = "0"
+    # Site containers' json-file logs: the size of a file, and the files kept.
     log_max_size: str = "10m"
     log_max_files: int = Field(default=3, ge=1)
 
