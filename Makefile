@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests fault-tests stack-then-fault-tests lint schema \
+.PHONY: up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests fault-tests stack-then-fault-tests lint docs schema \
         asyncapi-schema bench bench-cluster clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster
 
 # uv installs the same pins in a third of pip's time (pip is the fallback).
@@ -81,6 +81,11 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-cache
+	$(PY) scripts/docs.py --check
+
+# docs/configuration.md from Settings, docs/benchmarks.md from bench/results/ (scripts/docs.py).
+docs: $(VENV)/.installed
+	$(PY) scripts/docs.py
 
 schema: $(VENV)/.installed
 	$(VENV)/bin/orchestrator schema export --dir schemas

@@ -1,0 +1,123 @@
+"""The generated documentation (scripts/docs.py): the configuration page follows `Settings`, the
+benchmark page each section's newest run, and the docs point only at what exists."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from orchestrator.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def docs() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_generator", ROOT / "scripts" / "docs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_configuration_page_is_what_settings_generate(docs: ModuleType) -> None:
+    page, undocumented = docs.configuration_page()
+    assert undocumented == []
+    assert (ROOT / "docs" / "configuration.md").read_text() == page, "run `make docs`"
+
+
+def test_every_setting_has_its_variable_default_and_comment_on_the_page(docs: ModuleType) -> None:
+    page, _ = docs.configuration_page()
+    for name, field in Settings.model_fields.items():
+        assert f"`ORCHESTRATOR_{name.upper()}`" in page
+        assert docs.default_of(field) in page
+    assert "| `ORCHESTRATOR_HEALTH_INTERVAL_SECONDS`<br>`ORCHESTRATOR_HEALTH_IDLE_SECONDS` |" in page
+    assert "`0.5`<br>`60`" in page
+
+
+SOURCE = """
+class Settings(BaseSettings):
+    # --- first section ---
+    # Shared by a and b.
+    a: int = 1
+    b: int = 2
+
+    c: int = 3
+
+    # --- second section ---
+    # d alone.
+    d: str = "x"
+    # e and f,
+    # over two lines.
+    e: str = "y"
+    f: str = "z"
+"""
+
+
+def test_a_comment_block_documents_the_fields_below_it_up_to_a_blank_line(docs: ModuleType) -> None:
+    groups = docs.documented_fields(SOURCE)
+    assert [(g.section, g.names, g.comment) for g in groups] == [
+        ("first section", ["a", "b"], "Shared by a and b."),
+        ("first section", ["c"], ""),
+        ("second section", ["d"], "d alone."),
+        ("second section", ["e", "f"], "e and f, over two lines."),
+    ]
+
+
+def test_a_setting_without_a_comment_is_reported(
+    docs: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    source = (ROOT / "orchestrator" / "config.py").read_text()
+    bare = source.replace("    # The Docker engine: a swarm manager's API.\n", "\n")
+    assert bare != source
+    (tmp_path / "config.py").write_text(bare)
+    monkeypatch.setattr(docs, "CONFIG_SOURCE", tmp_path / "config.py")
+    _, undocumented = docs.configuration_page()
+    assert undocumented == ["docker_url"]
+
+
+def _run(report: dict[str, Any], started: str = "2026-01-01T00:00:00+00:00") -> str:
+    return json.dumps({"started_at": started, "commit": "abc", "machine": {"cpus": 2}, "report": report})
+
+
+BURST = {"sites": 30, "seconds": 18.0, "served_at_result": 30, "floor_seconds": 12.0, "ratio_to_floor": 1.5}
+
+
+def test_each_section_comes_from_its_newest_run(docs: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "2026-01-01T000000Z.json").write_text(_run({"burst": BURST, "truth": {"false_successes": 0}}))
+    (tmp_path / "2026-01-02T000000Z.json").write_text(_run({"burst": BURST | {"ratio_to_floor": 1.2}}))
+    newest = docs.newest_runs(tmp_path)
+    assert newest["burst"][0] == "2026-01-02T000000Z.json"
+    assert newest["burst"][2]["ratio_to_floor"] == 1.2
+    assert newest["truth"][0] == "2026-01-01T000000Z.json"
+
+
+def test_a_missed_goal_is_marked(docs: ModuleType) -> None:
+    (met,) = docs.SECTIONS["burst"](BURST)
+    (missed,) = docs.SECTIONS["burst"](BURST | {"ratio_to_floor": 1.51})
+    (late,) = docs.SECTIONS["burst"](BURST | {"served_at_result": 29})
+    assert (met.met, missed.met, late.met) == (True, False, False)
+
+
+def test_links_anchors_and_paths_that_lead_nowhere_are_found(docs: ModuleType, tmp_path: Path) -> None:
+    for folder in ("docs", "tests/unit", "orchestrator/bus"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "orchestrator" / "config.py").write_text("")
+    (tmp_path / "docs" / "other.md").write_text("# Other\n")
+    page = tmp_path / "docs" / "page.md"
+    page.write_text(
+        "# Title\n[ok](other.md) [gone](gone.md) [anchor](#title) [no anchor](other.md#nothing-here)\n"
+        "`orchestrator/config.py` `bus/nothing.py` `tests/unit/` `public/` `/etc/passwd` `a/b`\n"
+    )
+    assert list(docs.stale_references([page], tmp_path)) == [
+        "docs/page.md: the link gone.md leads nowhere",
+        "docs/page.md: other.md has no heading #nothing-here",
+        "docs/page.md: `bus/nothing.py` does not exist",
+    ]
