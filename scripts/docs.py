@@ -7,8 +7,9 @@
 - docs/benchmarks.md from bench/results/*.json: the goals below against each section's newest run.
 
 `--check` also follows what README.md and docs/*.md point at: every relative link and its anchor,
-and every path in backquotes that starts with one of the repository's folders (or one of
-orchestrator/'s), so a moved file fails the check until the docs follow it.
+every path in backquotes that starts with one of the repository's folders (or one of
+orchestrator/'s), and every `orchestrator.package.module[.name]` in backquotes, so a moved file or
+a renamed name fails the check until the docs follow it.
 
     python scripts/docs.py           # write both pages (`make docs`)
     python scripts/docs.py --check   # exit 1 when a page is not current or points at nothing (`make lint`)
@@ -396,6 +397,21 @@ def anchors(page: Path) -> set[str]:
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
+def python_name_exists(root: Path, dotted: str) -> bool:
+    """Whether `orchestrator.a.b.name` is a package, a module, or a name a module defines (read, not imported)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        base = root.joinpath(*parts[:cut])
+        module = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+        if module.exists():
+            rest = parts[cut:]
+            if not rest:
+                return True
+            defined = rf"^(?:class|def|async def)\s+{rest[0]}\b|^{rest[0]}\s*[:=]"
+            return len(rest) <= 2 and re.search(defined, module.read_text(), re.M) is not None
+    return False
+
+
 def stale_references(pages: list[Path], root: Path = ROOT) -> Iterator[str]:
     for page in pages:
         text, where = page.read_text(), page.relative_to(root)
@@ -409,6 +425,9 @@ def stale_references(pages: list[Path], root: Path = ROOT) -> Iterator[str]:
             elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
                 yield f"{where}: {dest.name} has no heading #{anchor}"
         for token in re.findall(r"`([^`\s]+)`", text):
+            if re.fullmatch(r"orchestrator(\.\w+){2,}", token) and not python_name_exists(root, token):
+                yield f"{where}: `{token}` does not exist"
+                continue
             path = token.split("::")[0]
             if not re.fullmatch(r"[\w.-]+(/[\w.*-]+)+/?|[\w.-]+/", path):
                 continue

@@ -109,15 +109,17 @@ def test_a_missed_goal_is_marked(docs: ModuleType) -> None:
 def test_links_anchors_and_paths_that_lead_nowhere_are_found(docs: ModuleType, tmp_path: Path) -> None:
     for folder in ("docs", "tests/unit", "orchestrator/bus"):
         (tmp_path / folder).mkdir(parents=True)
-    (tmp_path / "orchestrator" / "config.py").write_text("")
+    (tmp_path / "orchestrator" / "config.py").write_text("class Settings:\n    pass\n")
     (tmp_path / "docs" / "other.md").write_text("# Other\n")
     page = tmp_path / "docs" / "page.md"
     page.write_text(
         "# Title\n[ok](other.md) [gone](gone.md) [anchor](#title) [no anchor](other.md#nothing-here)\n"
         "`orchestrator/config.py` `bus/nothing.py` `tests/unit/` `public/` `/etc/passwd` `a/b`\n"
+        "`orchestrator.config.Settings` `orchestrator.config.Gone` `orchestrator.results` `files.read`\n"
     )
     assert list(docs.stale_references([page], tmp_path)) == [
         "docs/page.md: the link gone.md leads nowhere",
         "docs/page.md: other.md has no heading #nothing-here",
         "docs/page.md: `bus/nothing.py` does not exist",
+        "docs/page.md: `orchestrator.config.Gone` does not exist",
     ]
