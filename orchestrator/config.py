@@ -6,6 +6,7 @@ Defaults fit the local stack built by ``scripts/stack-up.sh``; production overri
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -121,6 +122,9 @@ class Settings(BaseSettings):
     network_guard: bool = True
     # `<the engine's --exec-root>/netns`, where Docker keeps its network namespaces.
     netns_dir: Path = Path("/var/run/docker/netns")
+    # Networks (CIDRs) sites may not reach besides the nodes and the registry, which the guard
+    # finds itself: the operator's own infrastructure (sites/isolation.py `node_chain`).
+    network_guard_blocked: Annotated[CsvList, Field(default_factory=list)]
     # Besides every join Docker reports: how often the guard checks the filter anyway.
     network_guard_resync_seconds: float = Field(default=30.0, gt=0)
     # Time for a service's tasks to become healthy and stable before `site.failed`; covers a server
@@ -318,12 +322,26 @@ class Settings(BaseSettings):
     _csv = field_validator(
         "allowed_publishers",
         "allowed_default_images",
+        "network_guard_blocked",
         "allowed_domain_suffixes",
         "cap_add",
         "placement_constraints",
         "reserved_domains",
         mode="before",
     )(_split_csv)
+
+    @field_validator("network_guard_blocked")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            IPv4Network(network)  # ValueError: not an IPv4 network
+        return value
+
+    def registry_hosts(self) -> list[str]:
+        """The registry's host names or addresses (of the image names and of its API)."""
+        hosts = {self.registry.split("/")[0].rpartition(":")[0] or self.registry.split("/")[0]}
+        hosts.add(urlsplit(self.registry_api_url).hostname or "")
+        return sorted(h for h in hosts if h)
 
     def broker_url(self) -> str:
         return _with_password(self.amqp_url, self.amqp_password_file)

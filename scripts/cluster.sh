@@ -12,7 +12,9 @@
 # subnet that exists only on this machine), and a dockerd started in it with nsenter (not `ip netns
 # exec`, which remounts /sys: the engine then finds no cgroups) and its own UTS namespace (its node's
 # host name is director-wN), data root, exec root, socket, pid file and cgroup parent (so its
-# containers can be found and killed), without iptables or a default bridge. Every engine sees the
+# containers can be found and killed), without a default bridge, with Docker's own iptables rules in
+# its namespace: its sites' way out (docker_gwbridge) is masqueraded as on a production node, and
+# the network guard of a worker runs in that namespace (tests/cluster). Every engine sees the
 # host's file system: the sites root is the same path on every node, as shared storage gives in
 # production. Images come from the manager (`docker save | docker load`). Nothing here touches a
 # process, namespace, interface or rule it did not make: processes are found by pid file, checked
@@ -152,7 +154,7 @@ PY
     setsid nsenter --net="/var/run/netns/$ns" unshare --uts sh -c 'hostname "$0" && exec "$@"' "director-$node" \
         dockerd --config-file "$STATE/$node.json" --data-root "$DATA/$node" --exec-root "$(exec_root "$node")" \
         --host "unix://$(sock "$node")" --pidfile "$STATE/$node.pid" --cgroup-parent "$(cgroup_parent "$node")" \
-        --iptables=false --ip-masq=false --bridge=none \
+        --bridge=none \
         >>"$LOGS/$node.log" 2>&1 </dev/null &
     wait_for 60 engine_up "$node" || { tail -n 20 "$LOGS/$node.log" >&2; die "$node: dockerd did not come up (log: $LOGS/$node.log)"; }
 }

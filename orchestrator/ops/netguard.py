@@ -14,8 +14,8 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable
-from ipaddress import IPv4Address
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +40,8 @@ class Network(Protocol):
     async def endpoints(self, network_id: str) -> tuple[list[IPv4Address], int]: ...
     async def bridged_packets_filtered(self, namespace: Path) -> bool: ...
     async def restore(self, namespace: Path, table: str) -> None: ...
+    async def nodes(self, network_id: str, hosts: Iterable[str]) -> list[IPv4Address]: ...
+    async def trusted(self) -> list[IPv4Address]: ...
     async def guard_node(self, chain: str, table: str) -> bool: ...
     async def release_node(self, chain: str) -> None: ...
     def follow(self, network_id: str, nudge: Callable[[], None], stopped: threading.Event) -> None:
@@ -58,6 +60,9 @@ class NetworkGuard:
         self._task: asyncio.Task[None] | None = None
         self._written: dict[Path, tuple[int, str]] = {}  # namespace -> (its inode, the table) last written
         self._failing = ""
+        self._node_table = ""  # the node's chain last written
+        self._blocked_hosts = settings.registry_hosts()
+        self._blocked_networks = [IPv4Network(n) for n in settings.network_guard_blocked]
         self.passes = 0  # passes that wrote a changed filter (for tests and the log)
 
     @property
@@ -124,8 +129,14 @@ class NetworkGuard:
 
     async def sync(self, network_id: str) -> None:
         """One pass; FilterNotApplied (or Docker's errors) when the network is not filtered here."""
-        if await self._network.guard_node(NODE_CHAIN, node_chain()):
-            log.info("the node closed to containers on its sites' way out", extra=fields(chain=NODE_CHAIN))
+        nodes = await self._network.nodes(network_id, self._blocked_hosts)
+        node_table = node_chain([*nodes, *self._blocked_networks], await self._network.trusted())
+        if await self._network.guard_node(NODE_CHAIN, node_table) or node_table != self._node_table:
+            log.info(
+                "the nodes closed to sites' containers on their way out",
+                extra=fields(chain=NODE_CHAIN, nodes=[str(n) for n in nodes]),
+            )
+        self._node_table = node_table
         edges, local = await self._network.endpoints(network_id)
         namespaces = self._network.namespaces(network_id)
         if not namespaces and local:

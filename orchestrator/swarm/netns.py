@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
-from collections.abc import Callable
-from ipaddress import IPv4Address, ip_interface
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Address, ip_address, ip_interface
 from pathlib import Path
 
 import docker
@@ -17,11 +18,12 @@ import docker.errors
 import requests.exceptions
 
 from orchestrator.logs import fields
-from orchestrator.sites.isolation import is_edge
+from orchestrator.sites.isolation import SITES_EGRESS, is_edge, is_site_container
 from orchestrator.swarm.client import DockerClient
 
 log = logging.getLogger("orchestrator.netguard")
 RESTORE_TIMEOUT = 10.0
+HOOKS = ("INPUT", "FORWARD")  # the built-in chains that jump to the node's chain, first
 
 
 class FilterNotApplied(Exception):
@@ -88,25 +90,86 @@ class SitesNetwork:
         """Replace the namespace's filter table with `table`, at once."""
         await _run("nsenter", f"--net={namespace}", "iptables-restore", stdin=table)
 
+    async def nodes(self, network_id: str, hosts: Iterable[str]) -> list[IPv4Address]:
+        """Every node address this engine knows (its own, the managers', on a manager every node's,
+        the network's peers) and the addresses `hosts` resolve to (the registry's, say)."""
+
+        def known(api: docker.APIClient) -> set[str]:
+            swarm = api.info().get("Swarm") or {}
+            found = {swarm.get("NodeAddr") or ""}
+            found |= {str(m.get("Addr", "")).rpartition(":")[0] for m in swarm.get("RemoteManagers") or []}
+            if swarm.get("ControlAvailable"):
+                for node in api.nodes():
+                    found.add((node.get("Status") or {}).get("Addr") or "")
+                    found.add(str((node.get("ManagerStatus") or {}).get("Addr", "")).rpartition(":")[0])
+            with contextlib.suppress(docker.errors.NotFound):
+                found |= {p.get("IP") or "" for p in api.inspect_network(network_id, verbose=True).get("Peers") or []}
+            return found
+
+        found = await self._docker.run(known)
+        for host in hosts:
+            found |= await asyncio.to_thread(_resolved, host)
+        return sorted(a for a in map(_ipv4, found) if a is not None and not (a.is_loopback or a.is_unspecified))
+
+    async def trusted(self) -> list[IPv4Address]:
+        """Addresses on `SITES_EGRESS` of this engine's containers that are not a site's."""
+
+        def listed(api: docker.APIClient) -> list[IPv4Address]:
+            try:
+                attached = api.inspect_network(SITES_EGRESS).get("Containers") or {}
+            except docker.errors.NotFound:
+                return []  # no container on an overlay network here yet
+            labels = {c["Id"]: c.get("Labels") for c in api.containers()}
+            return [
+                ip_interface(endpoint["IPv4Address"]).ip  # type: ignore[misc]
+                for container_id, endpoint in attached.items()
+                if container_id in labels
+                and not is_site_container(labels[container_id])
+                and endpoint.get("IPv4Address")
+            ]
+
+        return await self._docker.run(listed)
+
     async def guard_node(self, chain: str, table: str) -> bool:
-        """Write `chain` (`table`, for `iptables-restore --noflush`) into this process's own filter
-        table and jump to it first from INPUT, unless the jump is there already (True: written)."""
-        try:
-            await _run("iptables", "-C", "INPUT", "-j", chain)
-            return False
-        except FilterNotApplied:
-            pass
+        """Write `chain` (`table`, for `iptables-restore --noflush`: that chain alone, replaced at
+        once) into this process's own filter table, and jump to it first from INPUT and FORWARD
+        where no jump is (True: a jump was added)."""
         await _run("iptables-restore", "--noflush", stdin=table)
-        await _run("iptables", "-I", "INPUT", "1", "-j", chain)
-        return True
+        added = False
+        for hook in HOOKS:
+            try:
+                await _run("iptables", "-C", hook, "-j", chain)
+            except FilterNotApplied:
+                await _run("iptables", "-I", hook, "1", "-j", chain)
+                added = True
+        return added
 
     async def release_node(self, chain: str) -> None:
         """`chain` and its jumps out of this process's own filter table."""
-        with contextlib.suppress(FilterNotApplied):
-            while True:
-                await _run("iptables", "-D", "INPUT", "-j", chain)
+        for hook in HOOKS:
+            with contextlib.suppress(FilterNotApplied):
+                while True:
+                    await _run("iptables", "-D", hook, "-j", chain)
         await _run("iptables", "-F", chain)
         await _run("iptables", "-X", chain)
+
+
+def _ipv4(text: str) -> IPv4Address | None:
+    try:
+        address = ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    return address if isinstance(address, IPv4Address) else None
+
+
+def _resolved(host: str) -> set[str]:
+    """The IPv4 addresses `host` names (an address, or a name resolved now; none if it does not)."""
+    if not host:
+        return set()
+    try:
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)}
+    except OSError:
+        return set()
 
 
 async def _run(*command: str, stdin: str = "") -> str:

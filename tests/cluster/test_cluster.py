@@ -24,6 +24,7 @@ import pytest
 from figures import MEASURED
 from support import (
     ROOT,
+    SITE_UID_BASE,
     Director,
     Results,
     Running,
@@ -43,7 +44,16 @@ from support import (
     write_jq_site,
     write_site,
 )
-from support.network import address, answers, filter_restored, guarding, node_chain_removed
+from support.network import (
+    answers,
+    filter_restored,
+    guarding,
+    node_chain_removed,
+    opens,
+    send_as_site,
+    udp_received,
+    vxlan_datagram,
+)
 
 from orchestrator.client import FilesClient
 from orchestrator.config import Settings
@@ -195,57 +205,110 @@ async def echo_latency(bus: TerminalBus, site: Site, rounds: int = 20) -> float:
 
 @dataclass
 class Node:
-    """One engine of the cluster as the network guard on it sees it."""
+    """One engine of the cluster as the network guard on it sees it: its socket, its exec-root and
+    its own network namespace (None: this machine's)."""
 
     host: str
     docker_url: str
     netns_dir: Path
+    netns: Path | None = None
 
     @classmethod
     def named(cls, host: str) -> Node:
-        if host.startswith("director-w"):  # scripts/cluster.sh: its socket and exec-root
+        if host.startswith("director-w"):  # scripts/cluster.sh: its socket, exec-root and namespace
             worker = host.removeprefix("director-")
-            return cls(host, f"unix://{STATE}/{worker}.sock", Path(f"/run/dc-{worker}/netns"))
+            return cls(
+                host, f"unix://{STATE}/{worker}.sock", Path(f"/run/dc-{worker}/netns"), Path(f"/run/netns/{host}")
+            )
         return cls(host, Settings().docker_url, Settings().netns_dir)
 
 
-async def test_sites_on_different_nodes_open_no_connection_to_each_other(
+@dataclass
+class Task:
+    """A site's task container as seen on its node."""
+
+    node: str
+    engine: docker.APIClient
+    container: dict[str, Any]
+    ip: str
+    mac: str
+    pid: int
+
+
+async def test_sites_on_different_nodes_open_no_connection_to_each_other_nor_to_the_nodes(
     stack: Running, fleet: list[Site], tmp_path: Path
 ) -> None:
-    """The network guard on every node (as compose's global `netguard`): a site's connection to a
-    site on another node is dropped on the node it is sent from, both ways; Traefik on the
-    manager still serves the workers' sites over the overlay."""
-    nodes = ready_nodes(stack.api)
+    """The network guard on every node, each in its node's own namespace (as compose's global
+    `netguard` on the host network), the workers masquerading their sites' way out as production
+    nodes do. A site's connection to a site on another node is dropped where it is sent from,
+    both ways; a site on a worker, as its own user, sends an ordinary UDP datagram to another
+    node's VXLAN port holding the sites network's VNI and a frame for a site there (which, let
+    through, comes out on that node's sites network as the overlay's own), and opens TCP to the
+    nodes' Swarm ports and the registry: none of it arrives. Traefik on the manager still serves
+    every site over the overlay."""
+    api = stack.api
+    nodes = ready_nodes(api)
+    addresses = {n["Description"]["Hostname"]: n["Status"]["Addr"] for n in api_nodes(api)}
     network = stack.orchestrator.env.get("ORCHESTRATOR_NETWORK", Settings().network)
+    found = api.inspect_network(network)
+    vni = int(found["Options"]["com.docker.network.driver.overlay.vxlanid_list"].split(",")[0])
     one_per_node: dict[str, Site] = {}
     for site in fleet:
-        one_per_node.setdefault(nodes[node_of(stack.api, site) or ""], site)
-    assert len(one_per_node) >= 2, one_per_node
-    manager = stack.api.info()["Name"]
+        one_per_node.setdefault(nodes[node_of(api, site) or ""], site)
+    workers = sorted(h for h in one_per_node if h.startswith("director-w"))
+    assert len(workers) >= 2, one_per_node
+    manager = api.info()["Name"]
     guarded = [Node.named(host) for host in sorted({manager, *one_per_node})]
     engines = {node.host: docker.APIClient(base_url=node.docker_url, version="auto") for node in guarded}
     try:
         tasks = {}
         for host, site in one_per_node.items():
             (container,) = engines[host].containers(filters={"label": f"com.docker.swarm.service.name={site.name}"})
-            tasks[host] = (engines[host], container, address(engines[host], container, network))
+            inspected = engines[host].inspect_container(container["Id"])
+            attached = inspected["NetworkSettings"]["Networks"][network]
+            tasks[host] = Task(host, engines[host], container, attached["IPAddress"], attached["MacAddress"],
+                               inspected["State"]["Pid"])  # fmt: skip
         pairs = [(x, y) for x in tasks for y in tasks if x != y]
+        attacker = tasks[workers[0]]
+        uid = SITE_UID_BASE + one_per_node[workers[0]].id
+        victims = [tasks[workers[1]], *([tasks[manager]] if manager in tasks else [])]
 
         def probe(pair: tuple[str, str]) -> bool:
-            (engine, container, _), (_, _, target) = tasks[pair[0]], tasks[pair[1]]
-            return answers(engine, container, target, Settings().site_port)
+            source, target = tasks[pair[0]], tasks[pair[1]]
+            return answers(source.engine, source.container, target.ip, Settings().site_port)
 
-        # Without the guards a site does reach one on another node: what follows is their doing.
+        def forged(victim: Task) -> str:
+            """What the victim's site receives of a datagram the attacker sends its node's VXLAN port."""
+            port = 47000 + len(victim.node)
+            inner = {"src_mac": attacker.mac, "dst_mac": victim.mac, "src_ip": attacker.ip, "dst_ip": victim.ip,
+                     "dst_port": str(port)}  # fmt: skip
+            with udp_received(victim.pid, port, 3) as received:
+                datagram = vxlan_datagram(vni, inner, f"forged for {victim.node}".encode())
+                send_as_site(attacker.pid, uid, datagram, addresses[victim.node], 4789)
+                return received()
+
+        node_ports = [(manager, 2377), (manager, 7946), (manager, 5000), (workers[1], 7946)]
+
+        def reach_nodes() -> dict[str, bool]:
+            return {f"{host}:{port}": opens(attacker.engine, attacker.container, addresses[host], port)
+                    for host, port in node_ports}  # fmt: skip
+
+        # Without the guards a site does reach one on another node, and the forged datagram
+        # arrives: what follows is the guards' doing.
         assert await asyncio.to_thread(probe, pairs[0])
-        network_id = stack.api.inspect_network(network)["Id"]
+        before = await asyncio.to_thread(forged, victims[0])
+        assert before == f"forged for {victims[0].node}", before
+        network_id = found["Id"]
         with contextlib.ExitStack() as guards:
-            guards.enter_context(node_chain_removed())  # every guard here writes this machine's
             for node in guarded:
+                guards.enter_context(node_chain_removed(node.netns))
                 guards.enter_context(filter_restored(node.netns_dir / f"1-{network_id[:10]}"))
                 env = {**stack.orchestrator.env, "ORCHESTRATOR_DOCKER_URL": node.docker_url,
                        "ORCHESTRATOR_NETNS_DIR": str(node.netns_dir), "ORCHESTRATOR_NETWORK": network}  # fmt: skip
-                guards.enter_context(guarding(env, tmp_path / f"netguard-{node.host}.log"))
+                guards.enter_context(guarding(env, tmp_path / f"netguard-{node.host}.log", node.netns))
             reached = await asyncio.gather(*(asyncio.to_thread(probe, pair) for pair in pairs))
+            injected = {v.node: await asyncio.to_thread(forged, v) for v in victims}
+            opened = await asyncio.to_thread(reach_nodes)
             for site in one_per_node.values():
                 response = await fetch(site.host)
                 assert response.status_code == 200 and site.page in response.text, (site.name, response.status_code)
@@ -253,10 +316,14 @@ async def test_sites_on_different_nodes_open_no_connection_to_each_other(
         for engine in engines.values():
             engine.close()
     MEASURED.append(
-        f"network guard on {len(guarded)} nodes: {sum(reached)} of {len(pairs)} cross-node site-to-site "
-        f"connections opened ({', '.join(f'{x} -> {y}' for x, y in pairs)}); every site served through Traefik"
+        f"network guard on {len(guarded)} nodes, each in its own namespace: {sum(reached)} of {len(pairs)} "
+        f"cross-node site-to-site connections opened; a forged VXLAN datagram from a site on {attacker.node} "
+        f"reached {sum(map(bool, injected.values()))} of {len(injected)} sites ({', '.join(injected)}); "
+        f"{sum(opened.values())} of {len(opened)} node ports opened ({', '.join(opened)}); every site served"
     )
     assert not any(reached), [pair for pair, ok in zip(pairs, reached, strict=True) if ok]
+    assert not any(injected.values()), injected
+    assert not any(opened.values()), opened
 
 
 async def test_a_terminal_and_a_file_read_of_a_worker_placed_site(

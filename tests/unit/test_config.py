@@ -133,3 +133,9 @@ def test_password_file_keeps_an_ipv6_host_and_an_encoded_user(tmp_path: Path) ->
     secret.write_text("pw\n")
     settings = Settings(amqp_url="amqp://my%40user:old@[::1]:5672/vh", amqp_password_file=secret)
     assert settings.broker_url() == "amqp://my%40user:pw@[::1]:5672/vh"
+
+
+def test_the_guards_blocked_networks_are_ipv4_networks() -> None:
+    assert Settings(network_guard_blocked="10.0.0.0/8, 192.0.2.7").network_guard_blocked == ["10.0.0.0/8", "192.0.2.7"]
+    with pytest.raises(ValidationError):
+        Settings(network_guard_blocked="not-a-network")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
-from ipaddress import IPv4Address
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
@@ -13,10 +13,20 @@ import pytest
 from orchestrator.config import Settings
 from orchestrator.contract.sites import service_name
 from orchestrator.ops.netguard import NetworkGuard
-from orchestrator.sites.isolation import CHAIN, NODE_CHAIN, filter_table, is_edge, node_chain, open_table
+from orchestrator.sites.isolation import (
+    CHAIN,
+    NODE_CHAIN,
+    filter_table,
+    is_edge,
+    is_site_container,
+    node_chain,
+    open_table,
+)
 from orchestrator.swarm.netns import FilterNotApplied
 
 TRAEFIK, OTHER = IPv4Address("10.0.1.3"), IPv4Address("10.0.1.9")
+MANAGER, WORKER = IPv4Address("198.18.213.1"), IPv4Address("198.18.213.12")
+STACK_CONTAINER = IPv4Address("172.18.0.3")  # this node's Traefik on docker_gwbridge
 
 
 def rules(table: str) -> list[str]:
@@ -65,6 +75,8 @@ class FakeNetwork:
         self.bridge_filtering = True
         self.written: list[tuple[Path, str]] = []
         self.node_chains: list[tuple[str, str]] = []
+        self.node_addresses = [MANAGER, WORKER]
+        self.asked_hosts: list[str] = []
         self.released: list[str] = []
 
     async def network_id(self) -> str:
@@ -84,6 +96,13 @@ class FakeNetwork:
 
     async def restore(self, namespace: Path, table: str) -> None:
         self.written.append((namespace, table))
+
+    async def nodes(self, network_id: str, hosts: Iterable[str]) -> list[IPv4Address]:
+        self.asked_hosts = list(hosts)
+        return list(self.node_addresses)
+
+    async def trusted(self) -> list[IPv4Address]:
+        return [STACK_CONTAINER]
 
     async def guard_node(self, chain: str, table: str) -> bool:
         self.node_chains.append((chain, table))
@@ -122,7 +141,12 @@ async def test_the_filter_is_written_at_every_pass_and_follows_the_edge_and_the_
     again.touch()
     await guard.sync(network_id)
     assert network.written[-1] == (again, filter_table([OTHER])) and guard.passes == 3
-    assert network.node_chains[0] == (NODE_CHAIN, node_chain()) and len(network.node_chains) == 5  # every pass
+    # The node's chain at every pass too, naming the nodes the engine knows now.
+    assert network.node_chains[0] == (NODE_CHAIN, node_chain([MANAGER, WORKER], [STACK_CONTAINER]))
+    assert len(network.node_chains) == 5 and network.asked_hosts == ["198.18.213.1"]  # the registry's
+    network.node_addresses = [MANAGER]  # the worker left the swarm
+    await guard.sync(network_id)
+    assert network.node_chains[-1] == (NODE_CHAIN, node_chain([MANAGER], [STACK_CONTAINER]))
 
 
 async def test_a_guard_inside_the_orchestrator_takes_its_filter_away_when_it_stops(tmp_path: Path) -> None:
@@ -154,9 +178,31 @@ async def test_a_network_it_cannot_filter_is_a_problem_not_a_quiet_pass(tmp_path
     assert network.written == []
 
 
-def test_the_node_drops_what_containers_on_the_sites_way_out_open_to_it() -> None:
-    assert node_chain().splitlines()[1:4] == [
+def test_the_nodes_are_closed_to_what_containers_on_the_sites_way_out_open() -> None:
+    """Jumped to from INPUT (this node) and FORWARD (other nodes, routed): Swarm's ports are
+    dropped for anyone anywhere (a crafted VXLAN datagram to another node's 4789 would come out on
+    its sites network); the stack's own containers and replies pass; this node, the other nodes and
+    blocked networks are closed to everything else, but for an exception's one rule."""
+    database = (IPv4Address("198.18.213.1"), 5432)
+    table = node_chain([WORKER, MANAGER, IPv4Network("10.20.0.0/16"), WORKER], [STACK_CONTAINER], [database])
+    assert table.splitlines()[1:] == [
         f":{NODE_CHAIN} - [0:0]",
-        f"-A {NODE_CHAIN} -i docker_gwbridge -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
-        f"-A {NODE_CHAIN} -i docker_gwbridge -j DROP",
+        f"-A {NODE_CHAIN} ! -i docker_gwbridge -j RETURN",
+        f"-A {NODE_CHAIN} -p udp -m multiport --dports 4789,7946 -j DROP",
+        f"-A {NODE_CHAIN} -p tcp -m multiport --dports 2377,7946 -j DROP",
+        f"-A {NODE_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        f"-A {NODE_CHAIN} -s 172.18.0.3/32 -j RETURN",
+        f"-A {NODE_CHAIN} -d 198.18.213.1/32 -p tcp --dport 5432 -j RETURN",
+        f"-A {NODE_CHAIN} -m addrtype --dst-type LOCAL,BROADCAST,MULTICAST -j DROP",
+        f"-A {NODE_CHAIN} -d 10.20.0.0/16 -j DROP",
+        f"-A {NODE_CHAIN} -d 198.18.213.1/32 -j DROP",
+        f"-A {NODE_CHAIN} -d 198.18.213.12/32 -j DROP",
+        "COMMIT",
     ]
+
+
+def test_a_site_task_or_a_container_made_for_a_site_is_never_trusted_on_the_way_out() -> None:
+    assert is_site_container({"com.docker.swarm.service.name": service_name(7)})
+    assert is_site_container({"com.director.managed-by": "orchestrator", "com.director.terminal-session": "x"})
+    assert not is_site_container({"com.docker.swarm.service.name": "director_orchestrator"})
+    assert not is_site_container(None)
