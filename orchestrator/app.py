@@ -245,22 +245,21 @@ async def _files(
     connection: AbstractRobustConnection, settings: Settings, swarm: Swarm, sitedirs: SiteDirs, docker: DockerClient
 ) -> tuple[QueueConsumer, SiteFiles]:
     """File and log requests on their own channel (a click in the file manager never waits behind
-    a deploy); streams of replies (archives, log follows) on another."""
+    a deploy); each stream of replies (an archive, a log follow) on a channel of its own."""
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     await channel.set_qos(prefetch_count=settings.files_prefetch)
     declared = await topology.declare_files(channel, settings)
-    streams = await connection.channel(publisher_confirms=True, on_return_raises=True)
-    replies = ReplyPublisher(streams, settings.publish_timeout_seconds)
+    replies = ReplyPublisher.opener(connection, settings.publish_timeout_seconds, settings.amqp_max_message_bytes)
     quick = await connection.channel(publisher_confirms=False)  # one-shot replies
     site_files = SiteFiles(
         settings,
         Worker(sitedirs.root, settings.files_workers),
         swarm,
         ServiceLogs(docker, settings.docker_url),
-        replies.send,
+        replies,
     )
     receiver = Receiver(
-        FileRequests(site_files, settings.files_reply_queue_prefix),
+        FileRequests(site_files, settings.files_reply_queue_prefix, settings.amqp_max_message_bytes),
         Settler(
             channel,
             QueuePolicy(settings.files_exchange, 1, None, declared.dead_letters, MAX_FILE_REQUEST_BODY),

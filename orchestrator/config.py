@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -22,6 +22,17 @@ def _split_csv(value: object) -> object:
 
 
 CsvList = Annotated[list[str], NoDecode]
+
+
+# A file chunk's message, besides the chunk's base64: the request's path (4,096 characters, 6
+# bytes each when JSON escapes them) and the other fields, with room to spare.
+CHUNK_MESSAGE_OVERHEAD = 64 * 1024
+REPLY_BUDGET_BYTES = 1024 * 1024
+
+
+def chunk_message_bytes(chunk_bytes: int) -> int:
+    """The largest message that carries a file chunk of `chunk_bytes` (a write or a read reply)."""
+    return 4 * ((chunk_bytes + 2) // 3) + CHUNK_MESSAGE_OVERHEAD
 
 
 class Settings(BaseSettings):
@@ -38,6 +49,9 @@ class Settings(BaseSettings):
     amqp_key_file: Path | None = None
     # The AMQP heartbeat: low enough that a dead broker is noticed within seconds.
     heartbeat_seconds: int = Field(default=5, ge=1)
+    # The broker's `max_message_size` (rabbitmq.conf): a larger message closes the channel that
+    # carried it. Every reply stays below it, and a file chunk (FILES_CHUNK_BYTES) must fit in it.
+    amqp_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=256 * 1024)
     # Operators replay dead letters as a publisher Director trusts (the broker checks user_id): its
     # URL, and a file holding its password.
     replay_amqp_url: str = "amqp://director:director@127.0.0.1:5672/"
@@ -336,6 +350,22 @@ class Settings(BaseSettings):
         for network in value:
             IPv4Network(network)  # ValueError: not an IPv4 network
         return value
+
+    @model_validator(mode="after")
+    def _chunks_fit_the_broker(self) -> Settings:
+        largest = chunk_message_bytes(self.files_chunk_bytes)
+        if largest > self.amqp_max_message_bytes:
+            raise ValueError(
+                f"files_chunk_bytes {self.files_chunk_bytes} makes messages of up to {largest} bytes (base64 and "
+                f"the rest of a files.write or files.read), past amqp_max_message_bytes {self.amqp_max_message_bytes} "
+                "(the broker's max_message_size): the broker would close the channel that carries one"
+            )
+        return self
+
+    def reply_budget_bytes(self) -> int:
+        """What one reply of entries or lines (a listing page, a log tail, a follow's batch) may
+        hold: well below the broker's limit, and small enough for a browser."""
+        return min(REPLY_BUDGET_BYTES, self.amqp_max_message_bytes // 4)
 
     def registry_hosts(self) -> list[str]:
         """The registry's host names or addresses (of the image names and of its API)."""

@@ -10,14 +10,18 @@ by default). A request naming anything else gets no reply; it is dead-lettered.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from orchestrator.bus import broker
+from orchestrator.contract.files import error_reply
+from orchestrator.errors import ErrorCode
 from orchestrator.logs import fields
 
 log = logging.getLogger("orchestrator.replies")
@@ -41,6 +45,16 @@ def is_direct(name: str) -> bool:
     return name.startswith(DIRECT_REPLY_TO + ".")
 
 
+def within_limit(body: bytes, max_bytes: int) -> bytes:
+    """`body`, or a `too_large` error in its place when the broker would refuse it (a message past
+    its max_message_size closes the channel that carries it, and what else was in flight there).
+    Every reply is bounded where it is made; this is the last line behind those bounds."""
+    if len(body) <= max_bytes:
+        return body
+    log.error("a reply past the broker's message size limit was not sent", extra=fields(bytes=len(body)))
+    return error_reply(ErrorCode.TOO_LARGE, f"the reply would be {len(body)} bytes, past the broker's {max_bytes}")
+
+
 class ReplyPublisher:
     """Publishes a stream's replies one at a time, each confirmed by the broker.
 
@@ -50,13 +64,32 @@ class ReplyPublisher:
     ends at its own limit (or `logs.stop`) instead.
     """
 
-    def __init__(self, channel: AbstractChannel, timeout: float) -> None:
+    def __init__(self, channel: AbstractChannel, timeout: float, max_bytes: int) -> None:
         self._channel = channel
         self._timeout = timeout
+        self._max_bytes = max_bytes
+
+    @classmethod
+    def opener(
+        cls, connection: AbstractConnection, timeout: float, max_bytes: int
+    ) -> Callable[[], contextlib.AbstractAsyncContextManager[Callable[[str, str, bytes], Awaitable[bool]]]]:
+        """A channel of its own for each stream (opened when it starts, closed when it ends):
+        whatever closes one stream's channel ends that stream, not the others'."""
+
+        @contextlib.asynccontextmanager
+        async def opened() -> AsyncIterator[Callable[[str, str, bytes], Awaitable[bool]]]:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            try:
+                yield cls(channel, timeout, max_bytes).send
+            finally:
+                with contextlib.suppress(*broker.PUBLISH_ERRORS):
+                    await channel.close()
+
+        return opened
 
     async def send(self, reply_to: str, correlation_id: str, body: bytes) -> bool:
         message = aio_pika.Message(
-            body,
+            within_limit(body, self._max_bytes),
             content_type="application/json",
             correlation_id=correlation_id,
             delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,

@@ -27,6 +27,10 @@ MAX_PATH = 4096
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 200
 MAX_LOG_LINES = 1000
+# A link text (up to 4,095 bytes) is shown up to this many bytes, a log line up to this many
+# characters; past them the text is cut and marked (`target_truncated`, `truncated`).
+MAX_TARGET_BYTES = 1024
+MAX_LOG_LINE_CHARS = 8192
 PERMISSION_BITS = 0o777
 
 RelPath = Annotated[
@@ -64,7 +68,13 @@ class FilesList(_Request):
     cursor: str | None = Field(
         default=None, max_length=2048, description="`next_cursor` of the previous page; null: the first page."
     )
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    limit: int = Field(
+        default=DEFAULT_LIMIT,
+        ge=1,
+        le=MAX_LIMIT,
+        description="Entries at most; a page holds fewer when they would make the reply too large "
+        "(long names or link texts): `next_cursor` then goes on from the last one it holds.",
+    )
 
 
 class FilesStat(_Request):
@@ -227,6 +237,11 @@ class Entry(Model):
     mode: int = Field(description="Permission bits as an integer.")
     mtime: AwareDatetime
     target: str | None = Field(default=None, description="Symlinks only: the link text, never followed.")
+    target_truncated: bool = Field(
+        default=False,
+        description=f"`target` is not the exact link text: it was longer than {MAX_TARGET_BYTES} bytes (cut) or "
+        "not UTF-8 (bytes that are not shown as U+FFFD).",
+    )
 
 
 class ListResult(Model):
@@ -281,10 +296,19 @@ class LogLine(Model):
     ts: AwareDatetime
     task: str = Field(description="The swarm task that wrote the line.")
     text: str = Field(description="The line, the site's env values masked (***).")
+    truncated: bool = Field(
+        default=False, description=f"The line was longer than {MAX_LOG_LINE_CHARS} characters: cut."
+    )
 
 
 class LogsResult(Model):
     lines: list[LogLine]
+    omitted: int = Field(
+        default=0,
+        ge=0,
+        description="The oldest of the lines asked for that were left out to keep the reply below the broker's "
+        "message size limit (a follow sends such lines in more replies instead).",
+    )
 
 
 class LogsUpdate(Model):
@@ -292,7 +316,7 @@ class LogsUpdate(Model):
 
     stream_id: uuid.UUID
     seq: int = Field(ge=0)
-    lines: list[LogLine]
+    lines: list[LogLine] = Field(description="A batch of lines; more lines than one reply may hold go in several.")
     last: bool = Field(default=False, description="The stream ends with this reply (`reason` says why).")
     reason: str | None = None
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from orchestrator.contract.files import DeleteResult, Entry, EntryResult, ListResult, StatResult, UsageResult
 from orchestrator.errors import ErrorCode, FileRefused
 from orchestrator.files import confined, paths
+from orchestrator.files.bounds import ReplySpace
 from orchestrator.files.paths import Parts
 
 DEFAULT_FILE_MODE = 0o660
@@ -148,8 +149,10 @@ def list_dir(
     live_uploads: Container[object] = (),
     stale_seconds: float | None = None,
     sorted_names: tuple[SortedNames, int] | None = None,
+    reply_bytes: int = 1024 * 1024,
 ) -> ListResult:
-    """A page of the directory's entries sorted by name, after `after`. With `sorted_names` (the
+    """A page of the directory's entries sorted by name, after `after`: at most `limit` entries,
+    and fewer when more would make the reply larger than `reply_bytes`. With `sorted_names` (the
     cache and the site's id) the first page's scan keeps every name (up to the cache's bound: a few
     MB) and the next pages bisect; without it, or past the bound, each page scans the directory
     keeping only the `limit` smallest names past the cursor (memory: one page).
@@ -161,17 +164,24 @@ def list_dir(
             names = _cached_page(fd, after, limit, budget, live_uploads, stale_seconds, *sorted_names)
         if names is None:
             names = heapq.nsmallest(limit + 1, _names(fd, after, budget, live_uploads, stale_seconds))
-        entries = []
+        entries: list[Entry] = []
+        space = ReplySpace(reply_bytes)
+        covered = 0  # names this page answers for, listed or not
         for name in names[:limit]:
-            if not paths.listable(name):
-                continue  # not UTF-8: no request could name it either
-            try:
-                entries.append(describe(fd, name, (*parts, name)))
-            except FileRefused as exc:
-                if exc.code is not ErrorCode.NOT_FOUND:  # removed since the scan: not listed
-                    raise
-        more = len(names) > limit
-        return ListResult(entries=entries, next_cursor=paths.encode_cursor(names[limit - 1]) if more else None)
+            if paths.listable(name):  # not UTF-8: no request could name it either
+                try:
+                    found = describe(fd, name, (*parts, name))
+                except FileRefused as exc:
+                    if exc.code is not ErrorCode.NOT_FOUND:  # removed since the scan: not listed
+                        raise
+                else:
+                    # The first entry always goes (one entry is a few KB at most): every page moves on.
+                    if not space.take(found) and entries:
+                        break
+                    entries.append(found)
+            covered += 1
+        more = covered < len(names)
+        return ListResult(entries=entries, next_cursor=paths.encode_cursor(names[covered - 1]) if more else None)
 
 
 def _cached_page(

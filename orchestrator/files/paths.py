@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from orchestrator.contract.files import Entry, EntryType
+from orchestrator.contract.files import MAX_TARGET_BYTES, Entry, EntryType
 from orchestrator.errors import ErrorCode, FileRefused, InvalidRequest
 
 # An upload's temporary file, beside its target: hidden from `list`, never addressable by a request.
@@ -128,7 +128,17 @@ def entry_type(mode: int) -> EntryType:
     return "other"
 
 
+def link_text(target: str) -> tuple[str, bool]:
+    """A link's text as `os.readlink` gives it (bytes that are not UTF-8 as surrogates) made
+    showable: at most MAX_TARGET_BYTES bytes, anything not UTF-8 as U+FFFD, and whether that
+    changed it."""
+    raw = os.fsencode(target)
+    shown = raw[:MAX_TARGET_BYTES].decode(errors="replace")
+    return shown, len(raw) > MAX_TARGET_BYTES or shown.encode() != raw
+
+
 def entry(parts: Parts, st: os.stat_result, target: str | None = None) -> Entry:
+    shown, truncated = link_text(target) if target is not None else (None, False)
     return Entry(
         name=parts[-1] if parts else "",
         path=join(parts),
@@ -136,7 +146,8 @@ def entry(parts: Parts, st: os.stat_result, target: str | None = None) -> Entry:
         size=st.st_size,
         mode=stat.S_IMODE(st.st_mode),
         mtime=datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC),
-        target=target,
+        target=shown,
+        target_truncated=truncated,
     )
 
 

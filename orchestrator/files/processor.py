@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import DEFAULT_EXCHANGE, Completed, Failed, Outcome, Outgoing, Received
-from orchestrator.bus.replies import reply_queue_allowed
+from orchestrator.bus.replies import reply_queue_allowed, within_limit
 from orchestrator.contract.decoding import parse_file_request
 from orchestrator.contract.files import FileRequest, FilesRead, FilesWrite, LogsStop, error_reply
 from orchestrator.errors import FileRefused, InvalidRequest, OrchestratorError
@@ -26,9 +26,10 @@ _QUIET = (FilesRead,)
 
 
 class FileRequests:
-    def __init__(self, files: SiteFiles, reply_queue_prefix: str) -> None:
+    def __init__(self, files: SiteFiles, reply_queue_prefix: str, max_reply_bytes: int) -> None:
         self.files = files
         self.reply_queue_prefix = reply_queue_prefix
+        self.max_reply_bytes = max_reply_bytes
 
     def parse(self, envelope: Envelope) -> FileRequest:
         if not reply_queue_allowed(envelope.reply_to, self.reply_queue_prefix):
@@ -49,7 +50,7 @@ class FileRequests:
         envelope = received.envelope
         requester = Requester(str(envelope.reply_to), str(envelope.correlation_id))
         body = await self.files.handle(message, requester)
-        outgoing = [] if body is None else [self._reply(requester, body)]
+        outgoing = [] if body is None else [self._reply(requester, within_limit(body, self.max_reply_bytes))]
         quiet = isinstance(message, _QUIET) or (isinstance(message, FilesWrite) and not message.final)
         return Completed(outgoing, _facts(message), outcome=message.type, quiet=quiet)
 

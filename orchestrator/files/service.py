@@ -28,7 +28,6 @@ from orchestrator.contract.files import (
     FilesStat,
     FilesUsage,
     FilesWrite,
-    LogLine,
     LogsFollow,
     LogsResult,
     LogsStop,
@@ -42,8 +41,9 @@ from orchestrator.contract.sites import service_name
 from orchestrator.errors import ErrorCode, FileRefused
 from orchestrator.files import operations, paths
 from orchestrator.files.archive import ZipStream
+from orchestrator.files.bounds import ReplySpace
 from orchestrator.files.operations import Budget
-from orchestrator.files.streams import Requester, Send, Streams
+from orchestrator.files.streams import Replies, Requester, Streams, log_line
 from orchestrator.files.uploads import Limits, Uploads, decoded_size
 from orchestrator.files.worker import SiteRef, Worker
 from orchestrator.logs import fields
@@ -64,7 +64,7 @@ class SiteFiles:
     """Carries out file and log requests (see the module docstring)."""
 
     def __init__(
-        self, settings: Settings, worker: Worker, services: ServicesPort, logs: ServiceLogs, send: Send
+        self, settings: Settings, worker: Worker, services: ServicesPort, logs: ServiceLogs, replies: Replies
     ) -> None:
         self.settings = settings
         self.worker = worker
@@ -83,10 +83,11 @@ class SiteFiles:
         self.streams = Streams(
             worker,
             logs,
-            send,
+            replies,
             max_streams=settings.files_max_streams,
             max_per_site=settings.files_max_streams_per_site,
             follow_seconds=settings.logs_follow_max_seconds,
+            reply_bytes=settings.reply_budget_bytes(),
         )
         self._inflight: dict[int, int] = {}
         self._settled = asyncio.Condition()
@@ -130,11 +131,11 @@ class SiteFiles:
                 # A scan of the whole directory: bounded in time, not in entries (100,000 are fine).
                 budget = Budget(settings.files_walk_max_seconds, 2**62, "the listing")
                 live, stale = self.uploads.live(), settings.files_upload_idle_seconds
-                cached = (self.sorted_names, site.id)
+                cached, most = (self.sorted_names, site.id), settings.reply_budget_bytes()
                 return await worker.in_site(
                     site,
                     lambda fd: ok_reply(
-                        operations.list_dir(fd, parts, after, request.limit, budget, live, stale, cached)
+                        operations.list_dir(fd, parts, after, request.limit, budget, live, stale, cached, most)
                     ),
                 )
             case FilesStat():
@@ -178,8 +179,15 @@ class SiteFiles:
                 records = await self.logs.tail(site.name, request.lines)
                 if records is None:
                     raise _site_not_found(site.id)
-                lines = [LogLine(ts=r.ts, task=r.task, text=r.text) for r in records]
-                return ok_reply(LogsResult(lines=lines))
+                # The newest lines that fit one reply (a site's lines can be 16 KiB of control characters).
+                space, lines = ReplySpace(settings.reply_budget_bytes()), []
+                for record in reversed(records):
+                    line = log_line(record)
+                    if not space.take(line):
+                        break
+                    lines.append(line)
+                lines.reverse()
+                return ok_reply(LogsResult(lines=lines, omitted=len(records) - len(lines)))
             case LogsFollow():
                 await self.streams.follow(site, site.name, request.stream_id, request.lines, requester)
                 return None

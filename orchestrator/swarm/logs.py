@@ -18,13 +18,15 @@ import docker
 import docker.errors
 from docker.types.daemon import CancellableStream
 
+from orchestrator.contract.files import MAX_LOG_LINE_CHARS
 from orchestrator.errors import OrchestratorError
 from orchestrator.logs import mask
 from orchestrator.swarm.client import DockerClient, map_api_error
 from orchestrator.swarm.services import OWN_ENV_KEYS
 
 log = logging.getLogger("orchestrator.logs")
-# A line longer than this is cut (Docker itself splits lines at 16 KiB).
+# A line longer than this is read no further (Docker itself splits lines at 16 KiB); it is shown
+# up to MAX_LOG_LINE_CHARS, once the site's env values in it are masked.
 MAX_LINE = 16 * 1024
 TASK_LABEL = b"com.docker.swarm.task.id="
 
@@ -37,6 +39,7 @@ class LogRecord:
     ns: int
     task: str
     text: str
+    truncated: bool = False
 
     @property
     def ts(self) -> datetime:
@@ -54,7 +57,8 @@ def parse_line(raw: bytes, secrets: list[str]) -> LogRecord | None:
     task = ""
     if (start := details.find(TASK_LABEL)) >= 0:
         task = details[start + len(TASK_LABEL) :].split(b",", 1)[0].decode("ascii", "replace")
-    return LogRecord(ns, task, mask(text[:MAX_LINE].decode(errors="replace"), secrets))
+    masked = mask(text[:MAX_LINE].decode(errors="replace"), secrets)
+    return LogRecord(ns, task, masked[:MAX_LOG_LINE_CHARS], len(text) > MAX_LINE or len(masked) > MAX_LOG_LINE_CHARS)
 
 
 def parse_ns(stamp: str) -> int | None:

@@ -135,6 +135,15 @@ def test_password_file_keeps_an_ipv6_host_and_an_encoded_user(tmp_path: Path) ->
     assert settings.broker_url() == "amqp://my%40user:pw@[::1]:5672/vh"
 
 
+def test_a_file_chunk_must_fit_the_brokers_message_size() -> None:
+    assert Settings(files_chunk_bytes=2 * 1024 * 1024).files_chunk_bytes == 2 * 1024 * 1024
+    with pytest.raises(ValidationError, match="max_message_size"):
+        Settings(files_chunk_bytes=4 * 1024 * 1024)
+    with pytest.raises(ValidationError, match="max_message_size"):
+        Settings(amqp_max_message_bytes=1024 * 1024, files_chunk_bytes=1024 * 1024)
+    assert Settings(amqp_max_message_bytes=1024 * 1024, files_chunk_bytes=512 * 1024).reply_budget_bytes() == 256 * 1024
+
+
 def test_the_guards_blocked_networks_are_ipv4_networks() -> None:
     assert Settings(network_guard_blocked="10.0.0.0/8, 192.0.2.7").network_guard_blocked == ["10.0.0.0/8", "192.0.2.7"]
     with pytest.raises(ValidationError):

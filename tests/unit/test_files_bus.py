@@ -80,7 +80,7 @@ def envelope(body: dict[str, Any] | bytes, *, op: str = "files.stat", reply_to: 
 
 
 def processor(files: FakeFiles) -> FileRequests:
-    return FileRequests(files, PREFIX)  # type: ignore[arg-type]
+    return FileRequests(files, PREFIX, 4 * 1024 * 1024)  # type: ignore[arg-type]
 
 
 async def test_a_request_is_answered_at_its_reply_to_with_its_correlation_id() -> None:

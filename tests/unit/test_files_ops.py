@@ -390,3 +390,26 @@ def test_waiting_for_the_requester_does_not_count_against_an_archives_time(site:
             pass
     finally:
         stream.close()
+
+
+def test_a_listing_page_stops_before_its_reply_grows_past_its_bytes(site: Path, fd: int) -> None:
+    """Links with 4,095-byte targets of control characters (six bytes each in JSON): a page holds
+    fewer than `limit` of them, cut and marked; the next page goes on where it stopped."""
+    target = "\x01" * 4095
+    for i in range(40):
+        os.symlink(target, site / "private" / f"l{i:02d}")
+    os.symlink(b"/\xff", os.fsencode(site / "private" / "odd"))
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = operations.list_dir(fd, ("private",), cursor, 200, budget(), reply_bytes=64 * 1024)
+        assert len(page.model_dump_json()) <= 64 * 1024
+        seen += page.entries
+        pages += 1
+        if page.next_cursor is None:
+            break
+        cursor = paths.decode_cursor(page.next_cursor)
+    assert pages > 1 and [e.name for e in seen] == [f"l{i:02d}" for i in range(40)] + ["odd", "out", "secret-link"]
+    links = {e.name: e for e in seen}
+    assert links["l00"].target == "\x01" * 1024 and links["l00"].target_truncated
+    assert links["odd"].target == "/\ufffd" and links["odd"].target_truncated
+    assert links["out"].target is not None and not links["out"].target_truncated
