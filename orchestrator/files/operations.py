@@ -51,7 +51,11 @@ class Budget:
                 f"{self.what} stopped: more than {self.entries} entries (FILES_WALK_MAX_ENTRIES)",
                 code=ErrorCode.TOO_LARGE,
             )
-        if self.seen % CLOCK_EVERY < count and time.monotonic() - self.started > self.seconds:
+        if self.seen % CLOCK_EVERY < count:
+            self.check_clock()
+
+    def check_clock(self) -> None:
+        if time.monotonic() - self.started > self.seconds:
             raise FileRefused(
                 f"{self.what} stopped after {self.seconds:g} s (FILES_WALK_MAX_SECONDS), {self.seen} entries in",
                 code=ErrorCode.TOO_LARGE,

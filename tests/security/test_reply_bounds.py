@@ -1,9 +1,9 @@
 """A site that makes the orchestrator's replies huge or its streams costly (round four): links with
 4,095-byte targets of control characters (six bytes each in JSON) and one that is not UTF-8, 200
-log lines of 16 KiB of them, and a dozen streams asked for at once. Every request gets an answer
-below the broker's message size limit (a larger one would close the channel that carries it, and
-lose what else was in flight there), and another tenant's requests and its log follow are
-answered throughout."""
+log lines of 16 KiB of them, a sparse terabyte to archive, and a dozen streams asked for at once.
+Every request gets an answer below the broker's message size limit (a larger one would close the
+channel that carries it, and lose what else was in flight there), and another tenant's requests
+and its log follow are answered throughout."""
 
 from __future__ import annotations
 
@@ -155,6 +155,32 @@ async def test_replies_stay_below_the_brokers_limit_whatever_the_site_plants_or_
         assert got == LINES and batches > 2, (got, batches)
     assert problems == []
     print(f"list: {pages} pages in {listed_s:.1f} s; tail: {len(shown)} of {LINES} lines; follow: {batches} batches")
+
+
+async def test_an_archive_of_a_sparse_terabyte_is_refused_before_it_is_read(
+    client: FilesClient, stack: Running, loud: int, quiet: int
+) -> None:
+    """`truncate -s 1T`: zeros compress 229:1, so a size cap on the zip alone let each archive
+    read ~230 GB (minutes of CPU). A file counts by its size before a byte of it is read."""
+    den = stack.sites_root / f"site_{loud:04d}" / "private" / "sparse"
+    den.mkdir()
+    with (den / "z").open("wb") as file:
+        file.truncate(1 << 40)
+    for path in (den, den / "z"):
+        owned(path, loud)
+    async with another_tenant(client, quiet) as problems:
+        started = time.monotonic()
+        codes = await asyncio.gather(
+            *(
+                client.request("files.archive", {"site_id": loud, "path": "private/sparse"}, timeout=15)
+                for _ in range(3)
+            ),
+            return_exceptions=True,
+        )
+        took = time.monotonic() - started
+    assert [getattr(c, "code", c) for c in codes] == ["too_large"] * 3
+    assert took < 5, took
+    assert problems == []
 
 
 async def test_a_site_gets_its_stream_limit_however_many_ask_at_once_and_an_id_runs_once(

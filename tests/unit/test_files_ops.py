@@ -392,6 +392,50 @@ def test_waiting_for_the_requester_does_not_count_against_an_archives_time(site:
         stream.close()
 
 
+def test_a_sparse_file_counts_by_its_size_before_a_byte_is_read(site: Path, fd: int) -> None:
+    with (site / "private" / "z").open("wb") as file:
+        file.truncate(1 << 40)  # a terabyte of holes: 229:1 as zeros, minutes of CPU to read
+    started = time.process_time()
+    assert code(_zip, fd, ("private",), 4096, 1 << 30) is ErrorCode.TOO_LARGE
+    assert time.process_time() - started < 1
+
+
+def test_an_archive_looks_at_the_clock_after_every_piece_it_reads(site: Path, fd: int) -> None:
+    (site / "public" / "big").write_bytes(bytes(4 << 20))  # one file: no entry tick on the way
+    stream = ZipStream(fd, ("public",), 1 << 30, 1 << 30, Budget(0.0, 1000))
+    try:
+        with pytest.raises(FileRefused) as refused:
+            stream.next_chunk()
+        assert refused.value.code is ErrorCode.TOO_LARGE and "FILES_WALK_MAX_SECONDS" in refused.value.message
+    finally:
+        stream.close()
+        stream.close()  # twice is nothing
+
+
+def test_an_archive_closed_while_its_piece_is_made_in_another_thread_stops_there(site: Path, fd: int) -> None:
+    """A stream cancelled while a file thread makes its next piece closes it from another thread
+    (the old code: "generator already executing", and a descriptor closed under the walk)."""
+    with (site / "public" / "big").open("wb") as file:
+        file.truncate(512 << 20)  # half a second of zeros to read and compress
+    stream = ZipStream(fd, ("public",), 1 << 30, 1 << 30, budget())
+    outcome: list[object] = []
+    maker = threading.Thread(target=lambda: outcome.append(code(stream.next_chunk)))
+    maker.start()
+    time.sleep(0.02)
+    stream.close()
+    maker.join(10)
+    assert outcome == [ErrorCode.IO_ERROR]
+    assert code(stream.next_chunk) is ErrorCode.IO_ERROR
+
+
+def test_archive_names_carry_no_windows_separator_and_link_texts_their_bytes(site: Path, fd: int) -> None:
+    (site / "public" / "..\\..\\evil:stream").write_text("x")
+    os.symlink(b"\xff\xfe not utf-8", os.fsencode(site / "public" / "odd"))
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(_zip(fd, ("public",)))))
+    assert sorted(archive.namelist()) == [".._.._evil_stream", "index.html", "odd"]
+    assert archive.read("odd") == b"\xff\xfe not utf-8"
+
+
 def test_a_listing_page_stops_before_its_reply_grows_past_its_bytes(site: Path, fd: int) -> None:
     """Links with 4,095-byte targets of control characters (six bytes each in JSON): a page holds
     fewer than `limit` of them, cut and marked; the next page goes on where it stopped."""
