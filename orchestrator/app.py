@@ -253,7 +253,7 @@ async def _files(
     quick = await connection.channel(publisher_confirms=False)  # one-shot replies
     site_files = SiteFiles(
         settings,
-        Worker(sitedirs.root, settings.files_workers),
+        Worker(sitedirs.root, settings.files_workers, settings.files_site_threads),
         swarm,
         ServiceLogs(docker, settings.docker_url),
         replies,

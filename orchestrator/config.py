@@ -275,6 +275,9 @@ class Settings(BaseSettings):
     files_prefetch: int = Field(default=32, ge=1)
     # Threads doing file I/O (the event loop never touches a site's files).
     files_workers: int = Field(default=8, ge=1)
+    # File threads one site's requests may hold at once: its other requests wait their turn
+    # without a thread, so a site whose requests are slow leaves the rest to the other sites.
+    files_site_threads: int = Field(default=2, ge=1)
     # Requests of one site in flight at once; past it the reply is `busy`.
     files_site_concurrency: int = Field(default=12, ge=1)
     # The most bytes one `files.read` returns and one `files.write` chunk carries.

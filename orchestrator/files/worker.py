@@ -3,13 +3,19 @@
 The event loop never does file I/O; a job runs in one of `workers` threads with the thread's
 filesystem uid/gid set to the site's for its duration (`confined.acting_as`), with the site
 directory opened (as root, from the sites root, without following links) when it needs it.
+
+One site's jobs hold at most `per_site` threads at once; its others wait their turn in the event
+loop, holding no thread, so a site whose requests are slow (a huge directory kept changing, listed
+again and again) leaves the other threads to the other sites. The pool takes jobs first come,
+first served: a job of another site waits behind at most `per_site` jobs of each busy site.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,20 +37,39 @@ class SiteRef:
 
 
 class Worker:
-    def __init__(self, root: Path, workers: int) -> None:
+    def __init__(self, root: Path, workers: int, per_site: int | None = None) -> None:
         self.root = root
         self._pool = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="files", initializer=confined.drop_supplementary_groups
         )
+        self._per_site = max(1, per_site if per_site is not None else workers)
+        self._turns: dict[int, tuple[asyncio.Semaphore, int]] = {}  # site -> its threads, jobs holding or waiting
 
     async def as_site(self, site: SiteRef, job: Callable[[], T]) -> T:
         """`job()` in a file thread acting as the site's user."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._as_site, site, job)
+        async with self._turn(site.id):
+            return await asyncio.get_running_loop().run_in_executor(self._pool, self._as_site, site, job)
 
     async def in_site(self, site: SiteRef, job: Callable[[int], T]) -> T:
         """`job(site_fd)` in a file thread acting as the site's user, given its directory (opened
         as root first: the sites root need not be open to the sites' users)."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._in_site, site, job)
+        async with self._turn(site.id):
+            return await asyncio.get_running_loop().run_in_executor(self._pool, self._in_site, site, job)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, site_id: int) -> AsyncIterator[None]:
+        """One of the site's `per_site` threads (bounded: an entry per site with jobs)."""
+        gate, users = self._turns.get(site_id) or (asyncio.Semaphore(self._per_site), 0)
+        self._turns[site_id] = (gate, users + 1)
+        try:
+            async with gate:
+                yield
+        finally:
+            gate, users = self._turns[site_id]
+            if users == 1:
+                del self._turns[site_id]
+            else:
+                self._turns[site_id] = (gate, users - 1)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
