@@ -6,6 +6,7 @@ port, its home or its idea of which site it is.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 SITE_MOUNT = "/site"
@@ -20,11 +21,12 @@ class SiteEnv(NamedTuple):
     SITE_ID: str
     SITE_DIR: str
     # Read by the programs in `sites.scripts` (drain on stop, stability before healthy, the
-    # health probe's rest once steady and its request timeout).
+    # health probe's rest once steady, its request timeout and the age from which a task is steady).
     DRAIN_SECONDS: str
     STABLE_SECONDS: str
     HEALTH_IDLE_SECONDS: str
     HEALTH_TIMEOUT_SECONDS: str
+    HEALTH_YOUNG_SECONDS: str
 
 
 RESERVED_ENV_KEYS = frozenset(SiteEnv._fields)
@@ -38,6 +40,7 @@ def site_env(
     stable_seconds: float,
     health_idle_seconds: float,
     health_timeout_seconds: float,
+    health_young_seconds: float = 0.0,
 ) -> dict[str, str]:
     return SiteEnv(
         PORT=str(port),
@@ -51,4 +54,5 @@ def site_env(
         STABLE_SECONDS=f"{round(stable_seconds * 4) / 4:g}",
         HEALTH_IDLE_SECONDS=str(round(health_idle_seconds)),
         HEALTH_TIMEOUT_SECONDS=str(max(1, round(health_timeout_seconds))),
+        HEALTH_YOUNG_SECONDS=str(math.ceil(health_young_seconds)),
     )._asdict()

@@ -5,7 +5,8 @@ official images' shells both run them).
   then exit so that a fresh task starts it.
 - `NGINX_START`: write nginx's configuration to tmpfs and run it (static sites).
 - `HEALTH_PROBE`: the health check: does $PORT answer HTTP, and has it answered for long enough?
-  Once it has, each probe first rests for $HEALTH_IDLE_SECONDS inside the container (see below).
+  Once the task is steady, each probe rests for $HEALTH_IDLE_SECONDS inside the container before it
+  can pass, whatever the site does there (see below).
 
 Both entry programs supervise their server: on SIGTERM they keep it serving for $DRAIN_SECONDS
 (Traefik stops routing to a task once its desired state is shutdown, at its next refresh), then
@@ -85,16 +86,26 @@ supervise nginx -e stderr -c /tmp/nginx.conf -g "daemon off;"
 # a second from inside the container: a request there is a cheap fork, while each Docker probe is
 # an exec that costs dockerd, containerd and runc tens of milliseconds of CPU.
 #
-# Once steady, a probe first rests for $HEALTH_IDLE_SECONDS, then asks once: Docker starts a task's
-# next probe only `interval` after the last one ended (the health check's timeout is longer than
-# the rest), so a steady site costs one exec per rest instead of one per interval: fast where a
-# rollout waits on it, nearly free while it idles. A task that dies is seen at once anyway (Docker's
-# `die` event); one that hangs, within the rest plus the retries.
+# Once the task is older than $HEALTH_YOUNG_SECONDS (the start period, the window and a look: its
+# age is the kernel's, from PID 1's start time, which nothing in the container can change) it is
+# steady, and a steady probe rests $HEALTH_IDLE_SECONDS before it can pass, whatever the site does:
+# the rest is measured on the kernel's clock and slept again when its `sleep` is killed early, and
+# no file in the container (the site owns /tmp) shortens it. Docker starts a task's next probe only
+# `interval` after the last one ended (its timeout covers the rest), so a steady site costs one
+# exec per rest: fast where a rollout waits on it, nearly free while it idles. A steady probe that
+# finds no mark of a pass before it asks first and fails at once, so a server that hangs is found
+# within the rest plus the retries; a site that plays with the marks changes only how soon its
+# own failure shows. Killing the probe itself fails it (Swarm replaces a task that fails
+# `retries` of them). A task that dies is seen at once anyway (Docker's `die` event).
 HEALTH_PROBE = f"""\
-[ -e {PASSING_MARK} ] && sleep "${{HEALTH_IDLE_SECONDS:-0}}"
-[ -e {IDLE_MARK} ] && {{ : > {PASSING_MARK}; exit 0; }}
 u="http://127.0.0.1:$PORT/"
 t="${{HEALTH_TIMEOUT_SECONDS:-3}}"
+now() {{ read -r up _ < /proc/uptime; echo "${{up%.*}}${{up#*.}}"; }}
+age() {{ read -r s < /proc/1/stat; s=${{s##*) }}; set -- $s; echo $(( $(now) - ${{20}} )); }}
+rest() {{
+  e=$(( $(now) + $1 * 100 ))
+  while l=$(( e - $(now) )) && [ "$l" -gt 0 ]; do sleep "$((l / 100)).$((l % 100 / 10))$((l % 10))"; done
+}}
 bounded() {{ if command -v timeout >/dev/null 2>&1; then timeout "$t" "$@"; else "$@"; fi; }}
 answers() {{
   if command -v wget >/dev/null 2>&1; then
@@ -103,6 +114,16 @@ answers() {{
     curl -s -m "$t" -o /dev/null "$u"
   fi
 }}
+if [ "$(age)" -ge "$(( ${{HEALTH_YOUNG_SECONDS:-0}} * 100 ))" ]; then
+  [ -e {PASSING_MARK} ] || [ -e {IDLE_MARK} ] || answers || exit 1
+  rest "${{HEALTH_IDLE_SECONDS:-0}}"
+  [ -e {IDLE_MARK} ] && exit 0
+  answers && {{ : > {PASSING_MARK}; exit 0; }}
+  rm -f {PASSING_MARK}
+  exit 1
+fi
+[ -e {PASSING_MARK} ] && rest "${{HEALTH_IDLE_SECONDS:-0}}"
+[ -e {IDLE_MARK} ] && {{ : > {PASSING_MARK}; exit 0; }}
 if [ -e {STABLE_MARK} ]; then
   answers && {{ : > {PASSING_MARK}; exit 0; }}
   rm -f {PASSING_MARK}

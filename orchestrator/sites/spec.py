@@ -164,6 +164,11 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         stable_seconds=settings.stable_seconds,
         health_idle_seconds=settings.health_idle_seconds,
         health_timeout_seconds=settings.health_timeout_seconds,
+        # Past the start period, the stability window and the probes on either side of it.
+        health_young_seconds=settings.health_start_period_seconds
+        + settings.stable_seconds
+        + 2 * settings.health_timeout_seconds
+        + settings.health_interval_seconds,
     )
     uid = site_uid(site.id, settings)
     tmpfs = (Mount(target="/tmp", type="tmpfs"), Mount(target="/run", type="tmpfs"))
@@ -180,8 +185,8 @@ def desired_service(site: Site, version: int, settings: Settings, site_dir: Pure
         healthcheck=HealthCheck(
             command=HEALTH_PROBE,
             interval_ns=round(settings.health_interval_seconds * NANOSECONDS),
-            # A steady probe rests `health_idle_seconds` before it asks (see `sites.scripts`).
-            timeout_ns=round((settings.health_idle_seconds + settings.health_timeout_seconds + 1) * NANOSECONDS),
+            # A steady probe may ask, rest `health_idle_seconds`, and ask again (see `sites.scripts`).
+            timeout_ns=round((settings.health_idle_seconds + 2 * settings.health_timeout_seconds + 1) * NANOSECONDS),
             start_period_ns=round(settings.health_start_period_seconds * NANOSECONDS),
             retries=settings.health_retries,
         ),

@@ -126,3 +126,34 @@ async def test_a_crash_looping_site_is_restarted_a_bounded_number_of_times(
     await eventually(given_up, timeout=60)
     await asyncio.sleep(3)  # past the restart delay: no further container is started
     assert len(tasks()) == attempts + 1
+
+
+# The site deletes what the probe keeps in /tmp and kills every `sleep` it sees, in a loop.
+PROBE_BREAKER = """#!/bin/sh
+(while :; do rm -f /tmp/.orchestrator-*; killall sleep 2>/dev/null; usleep 50000; done) &
+exec httpd -f -p "$PORT" -h /site/public
+"""
+
+
+async def test_a_site_cannot_make_its_health_probe_run_more_often_than_once_per_rest(
+    director: Director, results: Results, sites_root: Path, site_id: int, api: docker.APIClient
+) -> None:
+    """Round four: deleting /tmp/.orchestrator-passing in a loop kept Docker at six health execs
+    a second (each tens of ms of dockerd's CPU). A steady task's probe now rests its whole time
+    by the kernel's clock, whatever the site does to the marks or the probe's `sleep`."""
+    site_dir = write_site(sites_root, site_id, page="breaker")
+    (site_dir / "run.sh").write_text(PROBE_BREAKER)
+    host = f"breaker{site_id}.example.com"
+    result = await deploy(director, results, site_event("site.created", site_id, 1, domains=[host]))
+    assert result.type == "site.deployed", result
+    (container,) = api.containers(filters={"label": f"com.docker.swarm.service.name={service_name(site_id)}"})
+    env = dict(v.split("=", 1) for v in api.inspect_container(container["Id"])["Config"]["Env"])
+    await asyncio.sleep(float(env["HEALTH_YOUNG_SECONDS"]) + 1)  # past its start: steady
+    started = int(time.time())
+    await asyncio.sleep(8)
+    watched = {"container": container["Id"], "event": "exec_start"}
+    events = api.events(since=started, until=int(time.time()), filters=watched, decode=True)
+    execs = sum(1 for _ in events)
+    assert execs <= 1, f"{execs} health execs in 8 s (one per {env['HEALTH_IDLE_SECONDS']} s rest at most)"
+    response = await fetch(host)
+    assert response.status_code == 200 and "breaker" in response.text
