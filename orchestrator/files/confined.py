@@ -45,6 +45,11 @@ _SYSCALLS = {
     "aarch64": {"openat2": 437, "renameat2": 276, "setgroups": 159},
 }.get(platform.machine(), {})
 _libc = ctypes.CDLL(None, use_errno=True)
+# uid_t and gid_t are unsigned: a site's uid may pass 2**31 (a site id past 1,147,483,647 above the
+# default base), which a signed return would show as a negative number.
+for _call in (_libc.setfsuid, _libc.setfsgid):
+    _call.argtypes, _call.restype = [ctypes.c_uint32], ctypes.c_uint32
+UNCHANGED = 0xFFFFFFFF  # (uid_t) -1: change nothing, say what it is
 
 
 class _OpenHow(ctypes.Structure):
@@ -132,7 +137,7 @@ def acting_as(uid: int, gid: int) -> Iterator[None]:
     _libc.setfsgid(gid)
     _libc.setfsuid(uid)
     try:
-        if _libc.setfsuid(-1) != uid or _libc.setfsgid(-1) != gid:
+        if _libc.setfsuid(UNCHANGED) != uid or _libc.setfsgid(UNCHANGED) != gid:
             raise FileRefused("could not act as the site's user", code=ErrorCode.IO_ERROR)
         yield
     finally:

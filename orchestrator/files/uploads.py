@@ -61,6 +61,13 @@ class Upload:
     writing: bool = True  # a chunk (or the start) is being written: others wait
     touched: float = field(default_factory=time.monotonic)
 
+    @property
+    def key(self) -> Key:
+        return (self.site.id, self.id)
+
+
+Key = tuple[int, uuid.UUID]  # the site's id, the upload's
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -74,14 +81,15 @@ class Uploads:
     def __init__(self, worker: Worker, limits: Limits) -> None:
         self._worker = worker
         self._limits = limits
-        self._uploads: dict[uuid.UUID, Upload] = {}
-        self._completed: OrderedDict[uuid.UUID, tuple[int, WriteResult]] = OrderedDict()
-        self._ended: OrderedDict[uuid.UUID, str] = OrderedDict()
+        # Keyed by site and upload id: a chunk naming another site's upload finds nothing of it.
+        self._uploads: dict[Key, Upload] = {}
+        self._completed: OrderedDict[Key, tuple[Parts, int, WriteResult]] = OrderedDict()
+        self._ended: OrderedDict[Key, str] = OrderedDict()
         self._changed = asyncio.Condition()
         self._sweeper: asyncio.Task[None] | None = None
 
     def live(self) -> frozenset[uuid.UUID]:
-        return frozenset(self._uploads)
+        return frozenset(upload.id for upload in self._uploads.values())
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep())
@@ -95,9 +103,9 @@ class Uploads:
     async def write(self, site: SiteRef, request: FilesWrite, parts: Parts) -> WriteResult:
         """Carry out one chunk; its base64 is decoded in the file thread that writes it."""
         size = decoded_size(request.data)
-        done = self._completed.get(request.upload_id)
-        if done is not None and request.final and request.offset == done[0]:
-            return done[1]  # a redelivered final chunk: the file is in place already
+        done = self._completed.get((site.id, request.upload_id))
+        if done is not None and request.final and (parts, request.offset) == done[:2]:
+            return done[2]  # a redelivered final chunk: the file is in place already
         upload = await self._turn(site, request, parts)
         if upload.site != site or upload.parts != parts:
             await self._release(upload)
@@ -125,9 +133,9 @@ class Uploads:
         except BaseException as exc:
             await self._discard(upload, f"a chunk failed: {exc!r}"[:300])
             raise
-        self._uploads.pop(upload.id, None)
+        self._uploads.pop(upload.key, None)
         result = WriteResult(received=upload.received, entry=entry, etag=etag)
-        self._completed[upload.id] = (request.offset, result)
+        self._completed[upload.key] = (parts, request.offset, result)
         while len(self._completed) > COMPLETED_KEPT:
             self._completed.popitem(last=False)
         await self._notify()
@@ -137,27 +145,28 @@ class Uploads:
         """The upload, held for this chunk once every chunk before it was written; a new upload
         for a chunk at offset 0 of an unknown id."""
         upload_id, offset = request.upload_id, request.offset
-        if upload_id in self._ended and upload_id not in self._uploads:
-            raise _unknown(f"upload {upload_id} ended: {self._ended[upload_id]}")
+        key = (site.id, upload_id)
+        if key in self._ended and key not in self._uploads:
+            raise _unknown(f"upload {upload_id} ended: {self._ended[key]}")
 
         def ready() -> bool:
-            upload = self._uploads.get(upload_id)
+            upload = self._uploads.get(key)
             return (offset == 0 if upload is None else not upload.writing and upload.received >= offset) or (
-                upload_id in self._completed
+                key in self._completed
             )
 
         if not ready():
-            wait = ORDER_WAIT_SECONDS if upload_id in self._uploads else UNKNOWN_WAIT_SECONDS
+            wait = ORDER_WAIT_SECONDS if key in self._uploads else UNKNOWN_WAIT_SECONDS
             try:
                 async with self._changed:
                     await asyncio.wait_for(self._changed.wait_for(ready), wait)
             except TimeoutError:
-                upload = self._uploads.get(upload_id)
+                upload = self._uploads.get(key)
                 have = f"has {upload.received} bytes" if upload else "is unknown (expired, aborted or never started)"
                 raise _unknown(f"upload {upload_id} {have}; a chunk at {offset}") from None
-        upload = self._uploads.get(upload_id)
+        upload = self._uploads.get(key)
         if upload is None:
-            if upload_id in self._completed:
+            if key in self._completed:
                 raise _unknown(f"upload {upload_id} is complete already")
             return await self._begin(site, request, parts)
         upload.writing = True
@@ -173,11 +182,11 @@ class Uploads:
                 code=ErrorCode.BUSY,
             )
         upload = Upload(request.upload_id, site, parts, request.if_match, request.if_none_match, request.mode)
-        self._uploads[upload.id] = upload  # writing: its next chunks wait
+        self._uploads[upload.key] = upload  # writing: its next chunks wait
         try:
             await self._worker.in_site(site, lambda site_fd: _begin(site_fd, upload))
         except BaseException:
-            self._uploads.pop(upload.id, None)
+            self._uploads.pop(upload.key, None)
             await self._notify()
             raise
         return upload
@@ -193,8 +202,8 @@ class Uploads:
 
     async def _discard(self, upload: Upload, reason: str) -> None:
         log.info("upload discarded", extra=fields(upload_id=str(upload.id), site_id=upload.site.id, reason=reason))
-        self._uploads.pop(upload.id, None)
-        self._ended[upload.id] = reason
+        self._uploads.pop(upload.key, None)
+        self._ended[upload.key] = reason
         while len(self._ended) > ENDED_KEPT:
             self._ended.popitem(last=False)
         if upload.fd >= 0:

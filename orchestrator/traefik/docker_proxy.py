@@ -6,14 +6,19 @@ every node. `orchestrator docker-proxy` sits between the two: it listens on a ne
 shares (`compose.yaml`) and forwards a request to the socket only when `allowed` says so, one
 request per connection (a `Connection: close` of our own, so a kept-alive connection cannot carry
 an unchecked second request). Everything else is answered 403 and never reaches Docker.
+
+What Docker answers about services and tasks is passed on without their containers' environment
+(`scrub`): a site's env holds its secrets, and the swarm provider reads labels, never env.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,9 @@ READABLE = re.compile(
 HEAD_LIMIT = 16 * 1024  # bytes of request line and headers
 HEAD_TIMEOUT = 10.0  # seconds for a client to send them
 MAX_CONNECTIONS = 64  # at once; Traefik needs a handful
+MAX_ANSWER = 64 * 1024 * 1024  # bytes of one answer of Docker's that is scrubbed (every service's spec)
+# Answers that carry containers' specs: services and tasks, listed or one by one.
+SCRUBBED = re.compile(r"/(?:v1\.\d{1,3}/)?(?:services|tasks)(?:/[^/]+)?/?")
 
 
 def allowed(method: str, target: str) -> bool:
@@ -68,6 +76,55 @@ def forwarded_head(method: str, target: str, headers: list[tuple[str, str]]) -> 
     hop = {"connection", "keep-alive", "proxy-connection", "upgrade"}
     kept = [f"{name}: {value}" for name, value in headers if name.lower() not in hop]
     return "\r\n".join([f"{method} {target} HTTP/1.1", *kept, "Connection: close", "", ""]).encode("latin-1")
+
+
+def scrub(document: Any) -> Any:
+    """Pure: a service's or a task's JSON (or a list of them) without any container spec's `Env`."""
+    if isinstance(document, list):
+        return [scrub(item) for item in document]
+    if isinstance(document, dict):
+        return {
+            key: scrub(value) if key != "ContainerSpec" or not isinstance(value, dict) else _without_env(value)
+            for key, value in document.items()
+        }
+    return document
+
+
+def _without_env(spec: dict[str, Any]) -> dict[str, Any]:
+    return {key: scrub(value) for key, value in spec.items() if key != "Env"}
+
+
+def scrubbed_answer(answer: bytes) -> bytes:
+    """Pure: Docker's whole answer (it closes the connection after it) with `scrub` applied to a
+    JSON body, sent with its length; an answer that is not HTTP or not JSON is a 502, never the
+    unscrubbed body."""
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if not sep or not lines[0].startswith("HTTP/1."):
+        return refusal("502 Bad Gateway", "docker's answer was not HTTP\n")
+    headers = [line for line in lines[1:] if line]
+    framing = ("transfer-encoding", "content-length")
+    if any(h.lower().startswith("transfer-encoding:") and "chunked" in h.lower() for h in headers):
+        body = _dechunked(body)
+    if lines[0].split(" ")[1:2] == ["200"]:
+        try:
+            body = json.dumps(scrub(json.loads(body)), separators=(",", ":")).encode()
+        except ValueError:
+            return refusal("502 Bad Gateway", "docker's answer was not JSON\n")
+    kept = [h for h in headers if h.partition(":")[0].strip().lower() not in framing]
+    return "\r\n".join([lines[0], *kept, f"Content-Length: {len(body)}", "", ""]).encode("latin-1") + body
+
+
+def _dechunked(body: bytes) -> bytes:
+    out, rest = bytearray(), body
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        rest = rest[size + 2 :]
+    return bytes(out)
 
 
 def refusal(status: str, why: str) -> bytes:
@@ -117,6 +174,16 @@ class DockerProxy:
         try:
             docker_writer.write(forwarded_head(method, target, headers))
             await docker_writer.drain()
+            if method == "GET" and SCRUBBED.fullmatch(urlsplit(target).path):
+                answer = bytearray()
+                while chunk := await docker_reader.read(64 * 1024):
+                    answer += chunk
+                    if len(answer) > MAX_ANSWER:
+                        writer.write(refusal("502 Bad Gateway", "docker's answer is too large to scrub\n"))
+                        return
+                writer.write(scrubbed_answer(bytes(answer)))
+                await writer.drain()
+                return
             while chunk := await docker_reader.read(64 * 1024):
                 writer.write(chunk)
                 await writer.drain()

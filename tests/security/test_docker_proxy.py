@@ -1,6 +1,7 @@
 """Traefik's window on Docker (`orchestrator docker-proxy`, traefik/docker_proxy.py) against the
-real Engine: the swarm provider's reads pass; a write, a read of anything else and a second request
-smuggled on a kept-alive connection never reach Docker."""
+real Engine: the swarm provider's reads pass, without any container's environment (a site's
+secrets); a write, a read of anything else and a second request smuggled on a kept-alive
+connection never reach Docker."""
 
 from __future__ import annotations
 
@@ -71,11 +72,15 @@ def body(answer: bytes) -> bytes:
     return out
 
 
+SECRET = "s3cret-database-password"
+
+
 @pytest.fixture
 def a_service(api: docker.APIClient) -> Iterator[str]:
-    """A service of this test's own (no task: it only has to be listed)."""
-    task = docker.types.TaskTemplate(docker.types.ContainerSpec("director/base:latest", ["true"]))
-    created = api.create_service(task, name=f"proxy-read-{scope.NAME}", mode=docker.types.ServiceMode("replicated", 0))
+    """A service of this test's own, with a secret in its env, and one task that runs once."""
+    spec = docker.types.ContainerSpec("director/base:latest", ["true"], env={"DB_PASSWORD": SECRET})
+    task = docker.types.TaskTemplate(spec, restart_policy=docker.types.RestartPolicy("none"))
+    created = api.create_service(task, name=f"proxy-read-{scope.NAME}", mode=docker.types.ServiceMode("replicated", 1))
     try:
         yield created["ID"]
     finally:
@@ -98,6 +103,24 @@ def test_the_swarm_providers_reads_reach_docker(proxy: tuple[str, int], api: doc
     assert all(service(api, extra) is None for extra in listed - before - after), (listed, before, after)
     version = exchange(proxy, get("/v1.41/version"))
     assert json.loads(body(version))["ApiVersion"] == api.version()["ApiVersion"]
+
+
+def test_services_and_tasks_are_read_without_any_containers_env(
+    proxy: tuple[str, int], api: docker.APIClient, a_service: str
+) -> None:
+    """Round four: `/services` and `/tasks` returned every site's `Env` (its secrets) to Traefik."""
+    tasks_of = f"/v1.41/tasks?filters=%7B%22service%22%3A%5B%22{a_service}%22%5D%7D"
+    deadline = time.monotonic() + 20
+    while not json.loads(body(exchange(proxy, get(tasks_of)))):
+        assert time.monotonic() < deadline, "no task of the service"
+        time.sleep(0.2)
+    assert SECRET in json.dumps(api.inspect_service(a_service))  # Docker itself has it
+    for path in ("/v1.41/services", f"/v1.41/services/{a_service}", tasks_of, "/v1.41/tasks"):
+        answer = exchange(proxy, get(path))
+        assert answer.startswith(b"HTTP/1.1 200 OK"), (path, answer[:200])
+        assert SECRET.encode() not in answer and b'"Env"' not in answer, path
+    listed = json.loads(body(exchange(proxy, get(f"/v1.41/services/{a_service}"))))
+    assert listed["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].startswith("director/base")  # the rest is there
 
 
 def test_a_write_never_reaches_docker(proxy: tuple[str, int], api: docker.APIClient) -> None:

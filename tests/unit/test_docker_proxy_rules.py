@@ -3,9 +3,11 @@ requests pass, and what Docker receives of them."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from orchestrator.traefik.docker_proxy import allowed, forwarded_head, parse_head
+from orchestrator.traefik.docker_proxy import allowed, forwarded_head, parse_head, scrub, scrubbed_answer
 
 READS = [
     "/_ping",
@@ -83,3 +85,23 @@ def test_docker_gets_one_request_that_closes_its_connection() -> None:
         "GET", "/v1.41/tasks", [("Host", "docker"), ("Connection", "keep-alive"), ("Keep-Alive", "timeout=5")]
     )
     assert forwarded == b"GET /v1.41/tasks HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+
+
+def test_services_and_tasks_are_passed_on_without_their_containers_env() -> None:
+    service = {"ID": "x",
+               "Spec": {"Labels": {"a": "b"}, "TaskTemplate": {"ContainerSpec": {"Image": "i", "Env": ["K=secret"]}}},
+               "PreviousSpec": {"TaskTemplate": {"ContainerSpec": {"Env": ["K=old"]}}}}  # fmt: skip
+    task = {"Spec": {"ContainerSpec": {"Env": ["K=secret"], "Image": "i"}}}
+    assert scrub([service, task]) == [
+        {"ID": "x", "Spec": {"Labels": {"a": "b"}, "TaskTemplate": {"ContainerSpec": {"Image": "i"}}},
+         "PreviousSpec": {"TaskTemplate": {"ContainerSpec": {}}}},
+        {"Spec": {"ContainerSpec": {"Image": "i"}}},
+    ]  # fmt: skip
+    body = json.dumps([task]).encode()
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    answer = scrubbed_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nApi-Version: 1.41\r\n\r\n" + chunked)
+    head, _, sent = answer.partition(b"\r\n\r\n")
+    assert b"secret" not in answer and json.loads(sent) == [{"Spec": {"ContainerSpec": {"Image": "i"}}}]
+    assert b"Transfer-Encoding" not in head and f"Content-Length: {len(sent)}".encode() in head
+    assert scrubbed_answer(b"HTTP/1.1 200 OK\r\n\r\nnot json").startswith(b"HTTP/1.1 502")
+    assert scrubbed_answer(b"HTTP/1.1 404 Not Found\r\n\r\n{}").startswith(b"HTTP/1.1 404")

@@ -457,3 +457,21 @@ def test_a_listing_page_stops_before_its_reply_grows_past_its_bytes(site: Path, 
     assert links["l00"].target == "\x01" * 1024 and links["l00"].target_truncated
     assert links["odd"].target == "/\ufffd" and links["odd"].target_truncated
     assert links["out"].target is not None and not links["out"].target_truncated
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
+def test_a_thread_acts_as_a_site_whose_uid_is_past_two_to_the_31(site: Path, fd: int) -> None:
+    """A site id past 1,147,483,647 above the default uid base: setfsuid's unsigned uid read as
+    signed made every file operation of such a site fail."""
+    uid = 1_000_000_000 + 1_200_000_000
+    os.chown(site / "public", uid, uid)
+    made: list[int] = []
+
+    def act() -> None:
+        with confined.acting_as(uid, uid):
+            made.append(operations.make_dir(fd, ("public", "mine"), False, None).entry.mode)
+
+    thread = threading.Thread(target=act)
+    thread.start()
+    thread.join()
+    assert made and (site / "public" / "mine").stat().st_uid == uid

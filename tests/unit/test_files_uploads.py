@@ -230,3 +230,21 @@ async def test_a_final_sync_the_disk_refuses_is_disk_quota_exceeded_and_leaves_n
     monkeypatch.setattr(uploads.os, "fsync", refused)
     assert await code(write(registry, uuid.uuid4(), 0, b"x" * 10, final=True)) is ErrorCode.DISK_QUOTA_EXCEEDED
     assert temporaries(root) == [] and not (root / "site_0001" / "public" / "f.txt").exists()
+
+
+async def test_a_final_chunk_resent_with_another_sites_upload_id_learns_nothing_of_that_upload(
+    registry: Uploads, root: Path
+) -> None:
+    """Completed uploads are remembered by site and upload id (and path): the final chunk again,
+    from another site with the same id, is that site's own upload, never the first one's reply."""
+    (root / "site_0002" / "public").mkdir(parents=True)
+    upload = uuid.uuid4()
+    mine = await write(registry, upload, 0, b"site one's", final=True)
+    request, parts, _ = chunk(upload, 0, b"two", final=True)
+    theirs = await registry.write(
+        SiteRef(2, "site_0002", os.getuid()), request.model_copy(update={"site_id": 2}), parts
+    )
+    assert theirs.etag != mine.etag and theirs.received == 3  # type: ignore[attr-defined]
+    assert (root / "site_0001" / "public" / "f.txt").read_bytes() == b"site one's"
+    # The same site, another path: refused, not answered with the first one's reply.
+    assert await code(write(registry, upload, 0, b"x", final=True, path="public/g.txt")) is ErrorCode.UPLOAD_UNKNOWN
