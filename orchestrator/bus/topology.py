@@ -3,7 +3,11 @@
 director.sites (topic) --site.*--> orchestrator.site-events (quorum, single active consumer)
     | rejected past the delivery limit (a message that keeps crashing us)
     v
-orchestrator.dead-letters (topic) --#--> orchestrator.site-events.dead (quorum)
+orchestrator.dead-letters (topic) --site.*--> orchestrator.site-events.dead (quorum)
+                                  --terminal.*--> orchestrator.terminal-commands.dead (classic)
+                                  --files.*, logs.*--> orchestrator.file-requests.dead (classic)
+    (a dead-letter queue per kind, each bounded by its policy: a flood of bad file or terminal
+    requests never pushes site events' letters out)
 orchestrator.retry (topic) --#--> orchestrator.site-events.retry (quorum, TTL)
     | TTL expired: dead-lettered, routing key kept
     v
@@ -136,7 +140,8 @@ async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
     dead_letter_queue = await channel.declare_queue(
         settings.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
     )
-    await dead_letter_queue.bind(dead_letters, "#")
+    await dead_letter_queue.unbind(dead_letters, "#")  # every kind's letters, before each had its own
+    await dead_letter_queue.bind(dead_letters, settings.binding_key)
     retry_queue = await channel.declare_queue(
         settings.retry_queue, durable=True, arguments=retry_queue_arguments(settings)
     )
@@ -164,6 +169,7 @@ async def declare_terminals(channel: AbstractChannel, settings: Settings) -> Ter
         settings.terminal_queue, durable=True, arguments=terminal_queue_arguments(settings)
     )
     await queue.bind(commands, settings.terminal_binding_key)
+    await _side_dead_letters(channel, dead_letters, settings.terminal_queue, (settings.terminal_binding_key,))
     return TerminalTopology(queue, events, dead_letters)
 
 
@@ -176,4 +182,15 @@ async def declare_files(channel: AbstractChannel, settings: Settings) -> FileTop
     queue = await channel.declare_queue(settings.files_queue, durable=True, arguments=file_queue_arguments(settings))
     for key in FILE_BINDING_KEYS:
         await queue.bind(requests, key)
+    await _side_dead_letters(channel, dead_letters, settings.files_queue, FILE_BINDING_KEYS)
     return FileTopology(queue, dead_letters)
+
+
+async def _side_dead_letters(
+    channel: AbstractChannel, dead_letters: AbstractExchange, queue: str, keys: tuple[str, ...]
+) -> None:
+    """`<queue>.dead`: the letters of one kind of request, kept apart from the site events' (its
+    bounds are the broker's policy; nobody replays them: they are for an operator to read)."""
+    dead = await channel.declare_queue(f"{queue}.dead", durable=True, arguments={"x-queue-type": "classic"})
+    for key in keys:
+        await dead.bind(dead_letters, key)

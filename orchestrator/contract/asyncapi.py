@@ -260,8 +260,10 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
         ),
         dead_letters: _exchange(
             dead_letters,
-            f"Messages given up on, bound with `#` to the quorum queue `{_setting('dead_letter_queue')}`, "
-            "which `orchestrator dead-letters list|replay|purge` reads.",
+            f"Messages given up on, a queue per kind: site events to the quorum queue "
+            f"`{_setting('dead_letter_queue')}`, which `orchestrator dead-letters list|replay|purge` reads; file "
+            f"requests to `{_setting('files_queue')}.dead`, terminal commands to `{_setting('terminal_queue')}.dead` "
+            "(bounded, for an operator to read).",
             "{routing_key}",
             {"routing_key": {"description": "The routing key the message was first published with."}},
         ),

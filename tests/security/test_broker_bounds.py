@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import subprocess
+import uuid
 
 import aio_pika
 import aio_pika.exceptions
@@ -85,3 +87,52 @@ async def test_director_can_neither_redeclare_nor_delete_its_exchanges(vhost: st
                     await channel.declare_exchange("director.sites", aio_pika.ExchangeType.TOPIC, durable=True)
                 else:
                     await channel.exchange_delete("director.sites")
+
+
+async def test_bad_file_requests_have_their_own_bounded_dead_letters_and_reply_queues_a_policy(
+    vhost: str, director: Director, admin: AbstractRobustConnection, dead_letters: DeadLetters
+) -> None:
+    """Round four: invalid file (and terminal) requests shared the site events' dead-letter queue,
+    whose drop-head bound then pushed site events' letters out; `director.replies.*` queues had no
+    bound at all, the file request queue a count only. A test-sized bound, the same mechanism."""
+    LOCAL_BROKER.ctl("set_policy", "-p", vhost, "--apply-to", "queues", "--priority", "9", "test-file-letters",
+                     r"^orchestrator\.file-requests\.dead$", '{"max-length": 50, "overflow": "drop-head"}')  # fmt: skip
+    connection = await aio_pika.connect(f"amqp://director:director@127.0.0.1:5672/{vhost}")
+    try:
+        await dead_letters.take()
+        await director.publish(body=b"a site event's letter", routing_key="site.created", message_id="kept-letter")
+        channel = await connection.channel(publisher_confirms=True)
+        files = await channel.get_exchange("director.files", ensure=False)
+        for i in range(200):  # no reply_to: nobody can be answered, so each is dead-lettered
+            await files.publish(aio_pika.Message(b"{}", user_id="director", message_id=f"bad-{i}"), "files.list")
+        probe = await admin.channel()
+
+        async def count(name: str) -> int:
+            return (await probe.declare_queue(name, passive=True)).declaration_result.message_count or 0
+
+        for _ in range(120):  # every request taken and dead-lettered (nothing consumed the letters)
+            if await count("orchestrator.file-requests") == 0 and await count("orchestrator.file-requests.dead") == 50:
+                break
+            await asyncio.sleep(0.25)
+        assert await count("orchestrator.file-requests.dead") == 50  # its own bound, oldest out
+        await dead_letters.take()
+        assert "kept-letter" in dead_letters.seen  # the site event's letter is apart, not pushed out
+
+        # A reply queue Director declares is bounded by the broker's policy, so is the file queue.
+        reply_channel = await connection.channel()
+        reply_queue = f"director.replies.bounds-{uuid.uuid4().hex[:8]}"
+        await reply_channel.declare_queue(reply_queue, exclusive=True, auto_delete=True)
+        listed = (
+            await asyncio.to_thread(
+                subprocess.run,
+                ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "policy", "--no-table-headers"],
+                capture_output=True, text=True, check=True, timeout=30,
+            )
+        ).stdout  # fmt: skip
+        policies = dict(line.split("\t", 1) for line in listed.strip().splitlines())
+        assert policies[reply_queue] == "director-replies"
+        assert policies["orchestrator.file-requests"] == "orchestrator-file-requests"
+        assert policies["orchestrator.terminal-commands.dead"] == "orchestrator-request-dead-letters"
+    finally:
+        await connection.close()
+        LOCAL_BROKER.ctl("clear_policy", "-p", vhost, "test-file-letters")

@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from support.director import Director
 from support.rabbit import LOCAL_BROKER, Broker
-from support.stack import DEAD_LETTERS
+from support.stack import ALL_DEAD_LETTERS
 from support.waiting import eventually
 
 
@@ -45,7 +45,8 @@ def reason(message: AbstractIncomingMessage) -> str:
 
 
 class DeadLetters:
-    """Takes (and acks) what reaches the dead-letter queue, remembering every message by id."""
+    """Takes (and acks) what reaches the dead-letter queues (one per kind), remembering every
+    message by id."""
 
     def __init__(self, admin: AbstractRobustConnection) -> None:
         self.admin = admin
@@ -56,10 +57,11 @@ class DeadLetters:
         taken: list[AbstractIncomingMessage] = []
         try:
             channel = await self.admin.channel()
-            queue = await channel.declare_queue(DEAD_LETTERS, passive=True)
-            while (message := await queue.get(no_ack=True, fail=False)) is not None:
-                taken.append(message)
-                self.seen[message.message_id or ""] = message
+            for name in ALL_DEAD_LETTERS:
+                queue = await channel.declare_queue(name, passive=True)
+                while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                    taken.append(message)
+                    self.seen[message.message_id or ""] = message
             await channel.close()
         except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
             pass

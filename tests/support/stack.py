@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 INBOUND = "director.sites"
 RESULTS = "orchestrator.results"
 DEAD_LETTERS = "orchestrator.site-events.dead"
+# A dead-letter queue per kind (bus/topology.py): site events', file requests', terminal commands'.
+ALL_DEAD_LETTERS = (DEAD_LETTERS, "orchestrator.file-requests.dead", "orchestrator.terminal-commands.dead")
 SITE_RESULTS = "orchestrator.site-results"
 MANAGED = {"label": "com.director.managed-by=orchestrator"}
 SITE_UID_BASE = Settings.model_fields["site_uid_base"].default  # a site's uid is this + its id
