@@ -45,8 +45,8 @@ RUN set -eux; \
 # directories and hands them to each site's uid, and its file workers act as each site's user
 # per thread (setfsuid from root: the kernel then drops the file-system capabilities for them).
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-# No inbound HTTP: the process writes a heartbeat (broker connected, consuming, Docker answering)
-# and this reads it.
+# No inbound HTTP: the process writes a heartbeat (consuming, Docker answering; a broker away is
+# said but passes: orchestrator/ops/heartbeat.py) and this reads it.
 HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=6 CMD ["orchestrator", "healthcheck"]
 ENTRYPOINT ["orchestrator"]
 CMD ["run"]

@@ -293,23 +293,28 @@ async def _beat(
 ) -> None:
     """The heartbeat `orchestrator healthcheck` reads (see `ops.heartbeat`)."""
     interval = settings.heartbeat_interval_seconds
+    lost_at: float | None = None  # when the broker connection went away
+    # A reconnect restores the consumers a moment after the connection, and a broker going away
+    # closes them a moment before it: not consuming is a problem only two beats in a row.
+    idle_beats = 0
     while True:
         try:
             await asyncio.wait_for(swarm.ping(), interval)
             docker_ok = True
         except (OrchestratorError, TimeoutError):
             docker_ok = False
-        broker_ok = connection.connected.is_set() and not connection.is_closed
-        consuming = broker_ok and all(c.consuming for c in consumers)
+        now = time.time()
+        if connection.connected.is_set() and not connection.is_closed:
+            lost_at = None
+        elif lost_at is None:
+            lost_at = now
+        idle_beats = 0 if lost_at is not None or all(c.consuming for c in consumers) else idle_beats + 1
+        away = None if lost_at is None else now - lost_at
+        beat = heartbeat.orchestrator_beat(now, away, idle_beats < 2, docker_ok)
+        if network_guard and network_guard.problem:
+            beat.problems.append(network_guard.problem)
         try:
-            heartbeat.write(
-                settings.heartbeat_file,
-                heartbeat.Beat(
-                    time.time(),
-                    heartbeat.orchestrator_problems(broker_ok, consuming, docker_ok)
-                    + ([network_guard.problem] if network_guard and network_guard.problem else []),
-                ),
-            )
+            heartbeat.write(settings.heartbeat_file, beat)
         except OSError as exc:
             log.warning("could not write the heartbeat", extra=fields(error=repr(exc)))
         await asyncio.sleep(interval)

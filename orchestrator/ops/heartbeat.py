@@ -1,6 +1,13 @@
 """The orchestrator's own health, without inbound HTTP: the running process writes a heartbeat
-file (connected to the broker, consuming, Docker answering; for `orchestrator netguard`: the sites
-network filtered); `orchestrator healthcheck` reads it.
+file (consuming, Docker answering; for `orchestrator netguard`: the sites network filtered);
+`orchestrator healthcheck` reads it.
+
+The check fails for what a restart of this process can mend: a stuck process (a stale beat), a
+consumer gone while the connection is up, Docker not answering. A broker that went away is said
+(degraded) but does not fail it: the connection comes back by itself when the broker does, and
+Swarm replaces a container whose check keeps failing, so an outage longer than the retries would
+restart every replica at once, over and over, for nothing. A process that never reached the
+broker writes no beat at all, so a release that cannot connect fails its check and rolls back.
 
 Kept free of aio-pika and the docker SDK, so the check (run by Docker every few seconds) starts
 fast and cannot hang on a dead broker itself.
@@ -11,20 +18,23 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class Beat:
     at: float  # epoch seconds
-    problems: list[str]  # what is wrong at that moment; none: healthy
+    problems: list[str]  # what is wrong at that moment (the check fails); none: healthy
+    degraded: list[str] = field(default_factory=list)  # what is away but comes back by itself (said, not failed)
 
 
-def orchestrator_problems(broker: bool, consuming: bool, docker: bool) -> list[str]:
-    found = [] if broker else ["not connected to the broker"]
-    found += [] if consuming else ["not consuming"]
-    return found + ([] if docker else ["docker does not answer"])
+def orchestrator_beat(at: float, broker_away: float | None, consuming: bool, docker: bool) -> Beat:
+    """`broker_away`: seconds since the connection was lost, None while it is up."""
+    problems = [] if consuming or broker_away is not None else ["not consuming"]
+    problems += [] if docker else ["docker does not answer"]
+    away = [] if broker_away is None else [f"not connected to the broker for {broker_away:.0f}s (reconnecting)"]
+    return Beat(at, problems, away)
 
 
 def write(path: Path, beat: Beat) -> None:
@@ -45,7 +55,11 @@ def check(path: Path, max_age: float, now: float | None = None) -> tuple[bool, s
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd) as file:
             beat = Beat(**json.loads(file.read(4096)))
-        if not isinstance(beat.at, (int, float)) or not isinstance(beat.problems, list):
+        if (
+            not isinstance(beat.at, (int, float))
+            or not isinstance(beat.problems, list)
+            or not isinstance(beat.degraded, list)
+        ):
             raise TypeError("not a heartbeat")
     except FileNotFoundError:
         return False, f"no heartbeat at {path}: the orchestrator is not running (or still starting)"
@@ -60,4 +74,5 @@ def check(path: Path, max_age: float, now: float | None = None) -> tuple[bool, s
         return False, f"heartbeat dated {-age:.0f}s in the future: not written by a running orchestrator"
     if beat.problems:
         return False, "; ".join(beat.problems)
-    return True, f"healthy (heartbeat {max(age, 0.0):.1f}s ago)"
+    degraded = f"; degraded: {'; '.join(beat.degraded)}" if beat.degraded else ""
+    return True, f"healthy (heartbeat {max(age, 0.0):.1f}s ago){degraded}"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,22 +11,44 @@ import pytest
 
 from orchestrator.cli import HEARTBEAT_FILE, HEARTBEAT_INTERVAL, healthcheck_without_settings
 from orchestrator.config import Settings
-from orchestrator.ops.heartbeat import Beat, check, orchestrator_problems, write
+from orchestrator.ops.heartbeat import Beat, check, orchestrator_beat, write
 
 
 def test_a_fresh_beat_with_everything_up_is_healthy(tmp_path: Path) -> None:
     path = tmp_path / "beat"
-    write(path, Beat(time.time(), orchestrator_problems(broker=True, consuming=True, docker=True)))
+    write(path, orchestrator_beat(time.time(), broker_away=None, consuming=True, docker=True))
     healthy, why = check(path, max_age=15)
-    assert healthy and "healthy" in why
+    assert healthy and "healthy" in why and "degraded" not in why
 
 
 def test_each_problem_is_named(tmp_path: Path) -> None:
     path = tmp_path / "beat"
-    write(path, Beat(time.time(), orchestrator_problems(broker=False, consuming=False, docker=False)))
+    write(path, orchestrator_beat(time.time(), broker_away=None, consuming=False, docker=False))
     healthy, why = check(path, max_age=15)
     assert not healthy
-    assert "broker" in why and "not consuming" in why and "docker" in why
+    assert "not consuming" in why and "docker" in why
+
+
+def test_a_broker_away_is_said_but_does_not_fail_the_check(tmp_path: Path) -> None:
+    """Swarm replaces a container whose check keeps failing: an outage longer than its retries would
+    restart every replica at once, and again, while the connection comes back by itself."""
+    path = tmp_path / "beat"
+    write(path, orchestrator_beat(time.time(), broker_away=42.4, consuming=False, docker=True))
+    healthy, why = check(path, max_age=15)
+    assert healthy, why
+    assert "degraded: not connected to the broker for 42s (reconnecting)" in why
+    # What a restart could mend still fails it, the broker away or not.
+    write(path, orchestrator_beat(time.time(), broker_away=42.4, consuming=False, docker=False))
+    healthy, why = check(path, max_age=15)
+    assert not healthy and why == "docker does not answer"
+
+
+def test_a_beat_without_degraded_reads_as_before(tmp_path: Path) -> None:
+    """A beat written by the release before (no `degraded` field) during a rolling update."""
+    (tmp_path / "old").write_text(json.dumps({"at": time.time(), "problems": []}))
+    assert check(tmp_path / "old", max_age=15)[0]
+    (tmp_path / "bad").write_text(json.dumps({"at": time.time(), "problems": [], "degraded": "x"}))
+    assert not check(tmp_path / "bad", max_age=15)[0]
 
 
 def test_a_stale_beat_means_a_stuck_process(tmp_path: Path) -> None:
