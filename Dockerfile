@@ -18,25 +18,22 @@ RUN set -eux; \
     apt-get clean; rm -rf /var/lib/apt/lists/*; \
     python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or later needed, not " + sys.version'
 
-# The dependencies first (a layer that changes only with pyproject.toml), then the package.
-# A `wheels/` directory in the build context (scripts/images.sh puts the dependencies' wheels
-# there, built on the host) is used when present; PIP_INDEX_ARGS="--no-index" then keeps pip
-# off the network. Without it pip asks PyPI.
+# The locked dependencies first (requirements/server.txt, hashes checked: a layer that changes
+# only with the lock), then the package without dependencies, built by the locked setuptools
+# (requirements/build.txt). A `wheels/` directory in the build context (scripts/images.sh puts the
+# locked wheels there, downloaded on the host) is used when present; PIP_INDEX_ARGS="--no-index"
+# then keeps pip off the network. Without it pip asks PyPI.
 ARG PIP_INDEX_ARGS=
-COPY pyproject.toml wheels* /build/
+COPY requirements/server.txt requirements/build.txt wheels* /build/
 RUN set -eux; \
     python3 -m venv /opt/orchestrator; \
-    mkdir -p /build/stub/orchestrator; \
-    cp /build/pyproject.toml /build/stub/; touch /build/stub/README.md /build/stub/orchestrator/__init__.py; \
     /opt/orchestrator/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_INDEX_ARGS \
-        --find-links /build /build/stub; \
-    /opt/orchestrator/bin/pip uninstall -y -q orchestrator
-COPY README.md /build/src/
+        --find-links /build --require-hashes -r /build/server.txt -r /build/build.txt
+COPY README.md pyproject.toml /build/src/
 COPY orchestrator /build/src/orchestrator
 RUN set -eux; \
-    cp /build/pyproject.toml /build/src/; \
     /opt/orchestrator/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_INDEX_ARGS \
-        --find-links /build --no-deps /build/src; \
+        --no-build-isolation --no-deps /build/src; \
     rm -rf /build; \
     ln -s /opt/orchestrator/bin/orchestrator /usr/local/bin/orchestrator
 

@@ -3,15 +3,24 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests fault-tests stack-then-fault-tests lint docs schema \
+.PHONY: lock up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests fault-tests stack-then-fault-tests lint docs schema \
         asyncapi-schema bench bench-cluster clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster
 
-# uv installs the same pins in a third of pip's time (pip is the fallback).
-$(VENV)/.installed: pyproject.toml
+# The virtualenv is exactly requirements/dev.txt (the lock: `make lock`), then this repository's
+# distributions from their directories without dependencies. uv installs it in a third of pip's
+# time (pip is the fallback); its version is the lock's.
+LOCAL_DISTS := -e .
+$(VENV)/.installed: requirements/dev.txt requirements/build.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q uv && $(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev]' \
-		|| $(PY) -m pip install -q -e '.[dev]'
+	( $(PY) -m pip install -q "uv==$$(sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements/dev.txt)" && \
+	  $(VENV)/bin/uv pip sync -q --python $(PY) requirements/dev.txt && \
+	  $(VENV)/bin/uv pip install -q --python $(PY) --no-deps --build-constraints requirements/build.txt $(LOCAL_DISTS) ) \
+	|| ( $(PY) -m pip install -q -r requirements/dev.txt && $(PY) -m pip install -q --no-deps $(LOCAL_DISTS) )
 	touch $@
+
+# The lock files from the pyproject.toml files (scripts/lock.sh); UPGRADE=1 takes the newest versions.
+lock: $(VENV)/.installed
+	bash scripts/lock.sh
 
 up:
 	bash scripts/stack-up.sh
@@ -82,6 +91,7 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) scripts/docs.py --check
+	$(PY) scripts/check_deps.py
 
 # docs/configuration.md from Settings, docs/benchmarks.md from bench/results/ (scripts/docs.py).
 docs: $(VENV)/.installed

@@ -6,7 +6,8 @@
 #   director/debian:bookworm          a minimal Debian bookworm (mmdebstrap, then `docker import`;
 #                                     the rootfs tarball is cached in $STACK_CACHE_DIR)
 #   director/orchestrator:<hash>      ./Dockerfile on that base: Debian's python3 and the package
-#                                     from this working tree (dependencies as wheels built here)
+#                                     from this working tree (its locked dependencies as wheels
+#                                     downloaded here)
 #   director/rabbitmq:<hash>          deploy/rabbitmq/Dockerfile: Debian's rabbitmq-server
 #   director/traefik:latest           the local stack's Traefik image (scripts/stack-up.sh builds it)
 #
@@ -121,27 +122,24 @@ build() {
     docker tag "$built" "$repo:latest"
 }
 
-# The orchestrator: its dependencies as wheels built here (this machine reaches PyPI from the host
-# only), cached by pyproject.toml; then a context of exactly what the Dockerfile copies.
-deps_key=$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)
+# The orchestrator: its locked dependencies as wheels downloaded here (this machine reaches PyPI
+# from the host only; hashes checked), cached by the lock; then a context of exactly what the
+# Dockerfile copies.
+deps_key=$(cat "$ROOT/requirements/server.txt" "$ROOT/requirements/build.txt" | sha256sum | cut -c1-16)
 wheels=$CACHE_DIR/wheels/$deps_key
 if [ ! -f "$wheels/.complete" ]; then
-    log "building the dependencies' wheels ($deps_key)"
+    log "downloading the locked dependencies' wheels ($deps_key)"
     rm -rf "$wheels"; mkdir -p "$wheels"
-    "$PYTHON" - "$ROOT/pyproject.toml" >"$WORK/requirements.txt" <<'EOF'
-import sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    project = tomllib.load(f)
-print("\n".join(project["project"]["dependencies"] + project["build-system"]["requires"] + ["wheel"]))
-EOF
-    "$PYTHON" -m pip wheel -q --disable-pip-version-check -w "$wheels" -r "$WORK/requirements.txt" \
-        >"$WORK/pip.log" 2>&1 || { tail -n 30 "$WORK/pip.log" >&2; die "pip wheel failed"; }
+    "$PYTHON" -m pip download -q --disable-pip-version-check --only-binary=:all: --no-deps -d "$wheels" \
+        -r "$ROOT/requirements/server.txt" -r "$ROOT/requirements/build.txt" >"$WORK/pip.log" 2>&1 ||
+        { tail -n 30 "$WORK/pip.log" >&2; die "pip download failed"; }
     touch "$wheels/.complete"
 fi
 find "$CACHE_DIR/wheels" -mindepth 1 -maxdepth 1 ! -name "$deps_key" -exec rm -rf {} +
 context=$CACHE_DIR/build/orchestrator
-rm -rf "$context"; mkdir -p "$context/wheels"
+rm -rf "$context"; mkdir -p "$context/wheels" "$context/requirements"
 cp "$ROOT/Dockerfile" "$ROOT/pyproject.toml" "$context/"
+cp "$ROOT/requirements/server.txt" "$ROOT/requirements/build.txt" "$context/requirements/"
 # The README is only the package's long description: a stub, so a documentation change rebuilds
 # (and rolls) nothing.
 printf '# orchestrator\n\nSee the README of the repository.\n' >"$context/README.md"
