@@ -19,21 +19,23 @@ RUN set -eux; \
     python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or later needed, not " + sys.version'
 
 # The locked dependencies first (requirements/server.txt, hashes checked: a layer that changes
-# only with the lock), then the package without dependencies, built by the locked setuptools
-# (requirements/build.txt). A `wheels/` directory in the build context (scripts/images.sh puts the
-# locked wheels there, downloaded on the host) is used when present; PIP_INDEX_ARGS="--no-index"
-# then keeps pip off the network. Without it pip asks PyPI.
+# only with the lock), then the contract (contract/, its own distribution) and the server without
+# dependencies, built by the locked setuptools (requirements/build.txt). A `wheels/` directory in
+# the build context (scripts/images.sh puts the locked wheels there, downloaded on the host) is
+# used when present; PIP_INDEX_ARGS="--no-index" then keeps pip off the network. Without it pip
+# asks PyPI (for the locked dependencies only: the contract is built from contract/).
 ARG PIP_INDEX_ARGS=
 COPY requirements/server.txt requirements/build.txt wheels* /build/
 RUN set -eux; \
     python3 -m venv /opt/orchestrator; \
     /opt/orchestrator/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_INDEX_ARGS \
         --find-links /build --require-hashes -r /build/server.txt -r /build/build.txt
+COPY contract /build/contract
 COPY README.md pyproject.toml /build/src/
 COPY orchestrator /build/src/orchestrator
 RUN set -eux; \
     /opt/orchestrator/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_INDEX_ARGS \
-        --no-build-isolation --no-deps /build/src; \
+        --no-build-isolation --no-deps /build/contract /build/src; \
     rm -rf /build; \
     ln -s /opt/orchestrator/bin/orchestrator /usr/local/bin/orchestrator
 

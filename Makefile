@@ -7,10 +7,11 @@ PY     := $(VENV)/bin/python
         asyncapi-schema bench bench-cluster clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster
 
 # The virtualenv is exactly requirements/dev.txt (the lock: `make lock`), then this repository's
-# distributions from their directories without dependencies. uv installs it in a third of pip's
-# time (pip is the fallback); its version is the lock's.
-LOCAL_DISTS := -e .
-$(VENV)/.installed: requirements/dev.txt requirements/build.txt pyproject.toml
+# distributions from their directories without dependencies (the contract, contract/, first: the
+# server depends on it). uv installs it in a third of pip's time (pip is the fallback); its version
+# is the lock's.
+LOCAL_DISTS := -e ./contract -e .
+$(VENV)/.installed: requirements/dev.txt requirements/build.txt pyproject.toml contract/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	( $(PY) -m pip install -q "uv==$$(sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements/dev.txt)" && \
 	  $(VENV)/bin/uv pip sync -q --python $(PY) requirements/dev.txt && \

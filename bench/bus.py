@@ -17,11 +17,11 @@ import aio_pika
 from common import API, FIRST_SITE, VHOST, Bench, host
 from support import connected, site_event
 
+from orchestrator.bus.decoding import parse_event
 from orchestrator.config import Settings
-from orchestrator.contract.decoding import parse_event
-from orchestrator.contract.sites import SiteCreated
-from orchestrator.contract.terminals import TerminalUpdate
 from orchestrator.sites.spec import desired_service
+from orchestrator_contract.sites import SiteCreated
+from orchestrator_contract.terminals import TerminalUpdate
 
 # --- no-op throughput ------------------------------------------------------------------------------
 

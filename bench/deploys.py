@@ -16,9 +16,10 @@ from common import API, TRAEFIK, Bench, host, log, page, served_now, until_serve
 from support import site_event, write_site
 
 from orchestrator.config import Settings
-from orchestrator.contract.sites import SiteCreated
-from orchestrator.sites.spec import ServiceSpec, desired_service
+from orchestrator.sites.service import ServiceSpec
+from orchestrator.sites.spec import desired_service
 from orchestrator.swarm.mapping import to_docker
+from orchestrator_contract.sites import SiteCreated
 
 # --- burst ------------------------------------------------------------------------------------------
 

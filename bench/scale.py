@@ -56,9 +56,9 @@ def fill(count: int, first: int) -> None:
     """`count` managed, not-serving site services created straight through the SDK (as if the
     orchestrator had applied them long ago), so a thousand-site fleet takes minutes, not an hour."""
     from orchestrator.config import Settings
-    from orchestrator.contract.sites import SiteCreated
     from orchestrator.sites.spec import desired_service
     from orchestrator.swarm.mapping import to_docker
+    from orchestrator_contract.sites import SiteCreated
 
     settings = Settings()
 

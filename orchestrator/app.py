@@ -17,21 +17,21 @@ from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 from orchestrator import retry
 from orchestrator.bus import broker, topology
 from orchestrator.bus.consumer import QueueConsumer
+from orchestrator.bus.decoding import MAX_BODY, MAX_COMMAND_BODY, MAX_FILE_REQUEST_BODY
 from orchestrator.bus.receiver import Receiver, Trust
 from orchestrator.bus.replies import ReplyPublisher
 from orchestrator.bus.settlement import QueuePolicy, Settler
 from orchestrator.config import Settings
-from orchestrator.contract.decoding import MAX_BODY, MAX_COMMAND_BODY, MAX_FILE_REQUEST_BODY
-from orchestrator.contract.terminals import TerminalUpdate
 from orchestrator.errors import DockerUnavailable, OrchestratorError
 from orchestrator.files.processor import FileRequests
 from orchestrator.files.service import SiteFiles
 from orchestrator.files.sitedirs import SiteDirs
 from orchestrator.files.worker import Worker
-from orchestrator.logs import fields
-from orchestrator.ops import heartbeat, housekeeping, reports
-from orchestrator.ops.health import HealthMonitor
-from orchestrator.ops.netguard import NetworkGuard
+from orchestrator.logging_setup import fields
+from orchestrator.monitor import heartbeat, housekeeping, reports
+from orchestrator.monitor.health import HealthMonitor
+from orchestrator.netguard.guard import NetworkGuard
+from orchestrator.netguard.network import SitesNetwork
 from orchestrator.sites.handlers import Context
 from orchestrator.sites.processor import SiteEvents
 from orchestrator.swarm.builds import ImageBuilder
@@ -39,12 +39,12 @@ from orchestrator.swarm.cache import VerifiedRoutes
 from orchestrator.swarm.changes import DockerChanges
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.logs import ServiceLogs
-from orchestrator.swarm.netns import SitesNetwork
 from orchestrator.swarm.services import Swarm
-from orchestrator.terminals.commands import TerminalCommands
 from orchestrator.terminals.host import TerminalHost
+from orchestrator.terminals.processor import TerminalCommands
 from orchestrator.terminals.sessions import TerminalSessions
 from orchestrator.traefik.routes import TraefikRoutes
+from orchestrator_contract.terminals import TerminalUpdate
 
 log = logging.getLogger("orchestrator")
 M_MMAP_THRESHOLD = -3  # malloc.h
@@ -291,7 +291,7 @@ async def _beat(
     swarm: Swarm,
     network_guard: NetworkGuard | None,
 ) -> None:
-    """The heartbeat `orchestrator healthcheck` reads (see `ops.heartbeat`)."""
+    """The heartbeat `orchestrator healthcheck` reads (see `monitor.heartbeat`)."""
     interval = settings.heartbeat_interval_seconds
     lost_at: float | None = None  # when the broker connection went away
     # A reconnect restores the consumers a moment after the connection, and a broker going away

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import logs
-from orchestrator.ops import heartbeat
+from orchestrator import logging_setup
+from orchestrator.monitor import heartbeat
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     settings = Settings()
-    logs.setup()
+    logging_setup.setup()
     if args.command in (None, "run"):
         from orchestrator.app import serve
 
@@ -120,12 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "healthcheck":
         return _healthcheck(settings.heartbeat_file, settings.heartbeat_interval_seconds)
     if args.command == "status":
-        from orchestrator.ops import status as fleet
+        from orchestrator.commands import status as fleet
 
         print(asyncio.run(fleet.run_status(settings, as_json_output=args.json, site=args.site)))
         return 0
     if args.command == "reconcile":
-        from orchestrator.ops.reconcile import run_reconcile
+        from orchestrator.commands.reconcile import run_reconcile
 
         steps = asyncio.run(run_reconcile(settings, dry_run=args.dry_run))
         for step in steps:
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(steps)} drifted, {sum(s.done for s in steps)} restored or removed")
         return 0
     if args.command == "drain":
-        from orchestrator.ops.nodes import run_drain
+        from orchestrator.commands.drain import run_drain
 
         moved = asyncio.run(run_drain(settings, args.node))
         for one in moved:
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Forget the recorded version of site {args.site_id}? Type 'reset' to confirm: ", "reset"
         ):
             return 2
-        from orchestrator.ops.reset import reset_version
+        from orchestrator.commands.reset import reset_version
 
         print(asyncio.run(reset_version(settings, args.site_id)))
         return 0
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(guard(settings))
         return 0
     if args.command == "schema":
-        from orchestrator.contract import schemas as contract
+        from orchestrator.schemas import export as contract
 
         if args.action != "export":
             parser.error("schema needs an action: export")
@@ -185,7 +185,7 @@ def _healthcheck(path: Path, interval: float) -> int:
 def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from orchestrator.ops import deadletters
+    from orchestrator.commands import dead_letters as deadletters
 
     if args.action == "purge":
         if not args.yes and not _confirmed(
@@ -231,7 +231,7 @@ def _confirmed(question: str, word: str) -> bool:
 async def _list_letters(settings: Settings, keep: Any, *, as_json: bool) -> None:
     """Printed as they are read: ten thousand letters never sit in memory. JSON: one array, a
     letter per line. Table: a page at a time, its columns sized per page."""
-    from orchestrator.ops import deadletters
+    from orchestrator.commands import dead_letters as deadletters
 
     letters = deadletters.stream_letters(settings, keep)
     if as_json:

@@ -36,7 +36,7 @@ import aio_pika
 import aio_pika.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
 
-from orchestrator.contract.files import (
+from orchestrator_contract.files import (
     ArchiveChunk,
     DeleteResult,
     Entry,

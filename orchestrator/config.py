@@ -130,14 +130,14 @@ class Settings(BaseSettings):
     # The overlay network site services join, which Traefik watches.
     network: str = "director-sites"
     # Keep sites from opening connections on that network (to each other, to Traefik's API, to
-    # anything on it) with a filter in the network's namespace on this node (ops/netguard.py).
+    # anything on it) with a filter in the network's namespace on this node (netguard/).
     # Needs root and the engine's exec-root; where the orchestrator runs in a container, leave it
     # to `orchestrator netguard` on every site node (compose.yaml) and turn it off here.
     network_guard: bool = True
     # `<the engine's --exec-root>/netns`, where Docker keeps its network namespaces.
     netns_dir: Path = Path("/var/run/docker/netns")
     # Networks (CIDRs) sites may not reach besides the nodes and the registry, which the guard
-    # finds itself: the operator's own infrastructure (sites/isolation.py `node_chain`).
+    # finds itself: the operator's own infrastructure (netguard/rules.py `node_chain`).
     network_guard_blocked: Annotated[CsvList, Field(default_factory=list)]
     # Besides every join Docker reports: how often the guard checks the filter anyway.
     network_guard_resync_seconds: float = Field(default=30.0, gt=0)

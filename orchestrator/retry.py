@@ -27,7 +27,7 @@ from tenacity import (
 )
 
 from orchestrator.errors import DockerConflict, OrchestratorError, TransientError
-from orchestrator.logs import fields
+from orchestrator.logging_setup import fields
 
 log = logging.getLogger("orchestrator")
 

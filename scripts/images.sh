@@ -143,7 +143,8 @@ cp "$ROOT/requirements/server.txt" "$ROOT/requirements/build.txt" "$context/requ
 # The README is only the package's long description: a stub, so a documentation change rebuilds
 # (and rolls) nothing.
 printf '# orchestrator\n\nSee the README of the repository.\n' >"$context/README.md"
-tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - orchestrator | tar -C "$context" -xf -
+tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' -cf - orchestrator contract |
+    tar -C "$context" -xf -
 cp "$wheels"/*.whl "$context/wheels/"
 build "$ORCHESTRATOR_REPO" "$context" "BASE=$DEBIAN_IMAGE" "PIP_INDEX_ARGS=--no-index"
 ORCHESTRATOR_IMAGE=$built

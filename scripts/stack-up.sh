@@ -565,7 +565,7 @@ cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT" "
 cur=$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "com.director.stack-config"}}' "$TRAEFIK_NAME" 2>/dev/null || true)
 run_traefik() {
     # The API entrypoint (8080) is published on loopback only: it shows every route. The edge
-    # label lets it open connections to sites through the network guard (sites/isolation.py).
+    # label lets it open connections to sites through the network guard (orchestrator/netguard/rules.py).
     docker run -d --name "$TRAEFIK_NAME" --restart unless-stopped \
         --network "$NETWORK" -p "127.0.0.1:$HTTP_PORT:80" -p "127.0.0.1:$API_PORT:8080" \
         -v /var/run/docker.sock:/var/run/docker.sock:ro -v "$TRAEFIK_ETC:/etc/traefik:ro" \

@@ -23,7 +23,7 @@ from orchestrator import retry
 from orchestrator.bus.envelope import Envelope, believed_headers
 from orchestrator.config import Settings
 from orchestrator.errors import PublishFailed
-from orchestrator.logs import fields
+from orchestrator.logging_setup import fields
 
 log = logging.getLogger("orchestrator.broker")
 

@@ -1,7 +1,8 @@
-"""Consuming one queue: hand each delivery to its processor, count what is in flight, stop cleanly.
+"""Consuming one queue: hand each delivery to its receiver, count what is in flight, stop cleanly.
 
-A processor settles every delivery it is given (see `settlement`); a bug that escapes it still
-never leaves a message hanging: it is rejected and the broker dead-letters it with `x-death`.
+The receiver settles every delivery it is given (see `receiver` and `settlement`); a bug that
+escapes it still never leaves a message hanging: it is rejected and the broker dead-letters it
+with `x-death`.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ from collections.abc import Awaitable, Callable
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from orchestrator.bus import broker
-from orchestrator.logs import fields
+from orchestrator.logging_setup import fields
 
 log = logging.getLogger("orchestrator.consumer")
 
-Processor = Callable[[AbstractIncomingMessage], Awaitable[None]]
+# A queue's `receiver.Receiver`: takes one delivery and settles it.
+OnDelivery = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
 
 class QueueConsumer:
-    def __init__(self, queue: AbstractQueue, process: Processor) -> None:
+    def __init__(self, queue: AbstractQueue, receive: OnDelivery) -> None:
         self.queue = queue
-        self._process = process
+        self._receive = receive
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -79,7 +81,7 @@ class QueueConsumer:
         self._inflight += 1
         self._idle.clear()
         try:
-            await self._process(message)
+            await self._receive(message)
         except Exception:
             log.exception("message could not be settled; rejecting it", extra=fields(queue=self.queue.name))
             with contextlib.suppress(*broker.PUBLISH_ERRORS):

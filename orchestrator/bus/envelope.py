@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.contract.headers import ATTEMPTS, PREFIX, PUBLISHER, ROUTING_KEY
 from orchestrator.errors import Unauthenticated
+from orchestrator_contract.headers import ATTEMPTS, PREFIX, PUBLISHER, ROUTING_KEY
 
 # A retry count can only grow to the configured attempts; anything beyond is not ours.
 MAX_ATTEMPTS_SEEN = 1000

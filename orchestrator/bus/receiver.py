@@ -25,7 +25,7 @@ from orchestrator.bus.envelope import Envelope, authenticate
 from orchestrator.bus.outcomes import Failed, Outcome, Received
 from orchestrator.bus.settlement import Delivery, Settler
 from orchestrator.errors import OrchestratorError, PermanentError
-from orchestrator.logs import fields
+from orchestrator.logging_setup import fields
 
 log = logging.getLogger("orchestrator.receiver")
 M = TypeVar("M")

@@ -20,9 +20,9 @@ import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from orchestrator.bus import broker
-from orchestrator.contract.files import error_reply
-from orchestrator.errors import ErrorCode
-from orchestrator.logs import fields
+from orchestrator.logging_setup import fields
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.files import error_reply
 
 log = logging.getLogger("orchestrator.replies")
 

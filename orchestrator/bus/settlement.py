@@ -32,9 +32,9 @@ from orchestrator import retry
 from orchestrator.bus import broker
 from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import DEFAULT_EXCHANGE, Completed, Failed, Outcome, Outgoing
-from orchestrator.contract import headers as hdr
 from orchestrator.errors import OrchestratorError, PublishFailed
-from orchestrator.logs import fields
+from orchestrator.logging_setup import fields
+from orchestrator_contract import headers as hdr
 
 log = logging.getLogger("orchestrator.settlement")
 # What a dead-letter copy keeps of a body larger than its queue's contract admits.

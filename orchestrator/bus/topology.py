@@ -86,7 +86,7 @@ class FileTopology:
     dead_letters: AbstractExchange
 
 
-# The operations' routing keys (`files.list`, ..., `logs.follow`): see contract.files.
+# The operations' routing keys (`files.list`, ..., `logs.follow`): see orchestrator_contract.files.
 FILE_BINDING_KEYS = ("files.*", "logs.*")
 
 

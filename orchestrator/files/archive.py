@@ -25,10 +25,11 @@ import zipfile
 from collections.abc import Generator
 from typing import Any
 
-from orchestrator.errors import ErrorCode, FileRefused
+from orchestrator.errors import FileRefused
 from orchestrator.files import confined, paths
 from orchestrator.files.operations import Budget, closing
 from orchestrator.files.paths import Parts
+from orchestrator_contract.codes import ErrorCode
 
 PIECE = 256 * 1024
 # Larger files get zip64 headers from the start (their size is only known as they are read).

@@ -25,7 +25,8 @@ import platform
 import stat
 from collections.abc import Iterator
 
-from orchestrator.errors import ErrorCode, FileRefused
+from orchestrator.errors import FileRefused
+from orchestrator_contract.codes import ErrorCode
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

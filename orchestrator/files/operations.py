@@ -20,11 +20,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 
-from orchestrator.contract.files import DeleteResult, Entry, EntryResult, ListResult, StatResult, UsageResult
-from orchestrator.errors import ErrorCode, FileRefused
+from orchestrator.errors import FileRefused
 from orchestrator.files import confined, paths
 from orchestrator.files.bounds import ReplySpace
 from orchestrator.files.paths import Parts
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.files import DeleteResult, Entry, EntryResult, ListResult, StatResult, UsageResult
 
 DEFAULT_FILE_MODE = 0o660
 DEFAULT_DIR_MODE = 0o770

@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from orchestrator.contract.files import MAX_TARGET_BYTES, Entry, EntryType
-from orchestrator.errors import ErrorCode, FileRefused, InvalidRequest
+from orchestrator.errors import FileRefused, InvalidRequest
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.files import MAX_TARGET_BYTES, Entry, EntryType
 
 # An upload's temporary file, beside its target: hidden from `list`, never addressable by a request.
 TEMP_PREFIX = ".~orchestrator-upload-"

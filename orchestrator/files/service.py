@@ -16,7 +16,20 @@ from collections.abc import AsyncIterator
 from typing import Protocol, assert_never
 
 from orchestrator.config import Settings
-from orchestrator.contract.files import (
+from orchestrator.errors import FileRefused
+from orchestrator.files import operations, paths
+from orchestrator.files.archive import ZipStream
+from orchestrator.files.bounds import ReplySpace
+from orchestrator.files.operations import Budget
+from orchestrator.files.streams import Replies, Requester, Streams, log_line
+from orchestrator.files.uploads import Limits, Uploads, decoded_size
+from orchestrator.files.worker import SiteRef, Worker
+from orchestrator.logging_setup import fields
+from orchestrator.sites.service import Service
+from orchestrator.sites.spec import site_uid
+from orchestrator.swarm.logs import ServiceLogs
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.files import (
     FileRequest,
     FilesArchive,
     FilesChmod,
@@ -37,19 +50,7 @@ from orchestrator.contract.files import (
     ok_reply,
     read_reply,
 )
-from orchestrator.contract.sites import service_name
-from orchestrator.errors import ErrorCode, FileRefused
-from orchestrator.files import operations, paths
-from orchestrator.files.archive import ZipStream
-from orchestrator.files.bounds import ReplySpace
-from orchestrator.files.operations import Budget
-from orchestrator.files.streams import Replies, Requester, Streams, log_line
-from orchestrator.files.uploads import Limits, Uploads, decoded_size
-from orchestrator.files.worker import SiteRef, Worker
-from orchestrator.logs import fields
-from orchestrator.sites.protocols import Service
-from orchestrator.sites.spec import site_uid
-from orchestrator.swarm.logs import ServiceLogs
+from orchestrator_contract.sites import service_name
 
 log = logging.getLogger("orchestrator.files")
 # How long a site's deletion waits for its file requests in flight.

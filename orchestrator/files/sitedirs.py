@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.config import Settings
-from orchestrator.contract.sites import disk_bytes
 from orchestrator.errors import UnsafePath
 from orchestrator.files import confined, quota
 from orchestrator.files.quota import DiskUsage, Support
-from orchestrator.logs import fields
+from orchestrator.logging_setup import fields
+from orchestrator_contract.sites import disk_bytes
 
 log = logging.getLogger("orchestrator")
 

@@ -26,13 +26,14 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
-from orchestrator.contract.files import ArchiveChunk, LogLine, LogsUpdate, error_reply, ok_reply
-from orchestrator.errors import ErrorCode, FileRefused, OrchestratorError
+from orchestrator.errors import FileRefused, OrchestratorError
 from orchestrator.files.archive import ZipStream
 from orchestrator.files.bounds import ReplySpace
 from orchestrator.files.worker import SiteRef, Worker
-from orchestrator.logs import fields
+from orchestrator.logging_setup import fields
 from orchestrator.swarm.logs import LogRecord, LogStream, ServiceLogs
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.files import ArchiveChunk, LogLine, LogsUpdate, error_reply, ok_reply
 
 log = logging.getLogger("orchestrator.files")
 

@@ -26,13 +26,14 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from orchestrator.contract.files import Entry, FilesWrite, WriteResult
-from orchestrator.errors import ErrorCode, FileRefused
+from orchestrator.errors import FileRefused
 from orchestrator.files import confined, paths
 from orchestrator.files.operations import DEFAULT_FILE_MODE
 from orchestrator.files.paths import Parts
 from orchestrator.files.worker import SiteRef, Worker
-from orchestrator.logs import fields
+from orchestrator.logging_setup import fields
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.files import Entry, FilesWrite, WriteResult
 
 log = logging.getLogger("orchestrator.files")
 # How long a chunk waits for the chunks before it (delivered at once, parsed in parallel), and for

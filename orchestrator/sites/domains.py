@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-HOST_LABEL = "com.director.host."
-ZONE_LABEL = "com.director.zone."
+from orchestrator.labels import HOST_CLAIM, ZONE_CLAIM
 
 
 def base(claim: str) -> str:
@@ -51,9 +50,9 @@ def claim_labels(claims: Iterable[str]) -> dict[str, str]:
     """The labels recording `claims` on their service."""
     labels: dict[str, str] = {}
     for claim in claims:
-        labels[HOST_LABEL + claim] = ""
+        labels[HOST_CLAIM + claim] = ""
         for zone in ancestors(base(claim)):
-            labels[ZONE_LABEL + zone] = ""
+            labels[ZONE_CLAIM + zone] = ""
     return labels
 
 
@@ -61,10 +60,10 @@ def lookup_labels(claim: str) -> list[str]:
     """Label keys whose holders are every service with a claim overlapping `claim` (a superset:
     check each holder's claims with `overlaps`)."""
     name = base(claim)
-    covering = [HOST_LABEL + "*." + zone for zone in (name, *ancestors(name))]
+    covering = [HOST_CLAIM + "*." + zone for zone in (name, *ancestors(name))]
     if claim.startswith("*."):
-        return [*covering, HOST_LABEL + name, ZONE_LABEL + name]
-    return [HOST_LABEL + name, *covering]
+        return [*covering, HOST_CLAIM + name, ZONE_CLAIM + name]
+    return [HOST_CLAIM + name, *covering]
 
 
 def lock_keys(claims: Iterable[str]) -> tuple[set[str], set[str]]:
@@ -105,7 +104,7 @@ class ClaimIndex:
     def replace(self, service: str, labels: Iterable[str]) -> None:
         """Record `service`'s claims from its labels (non-claim labels are ignored)."""
         self.remove(service)
-        keys = frozenset(k for k in labels if k.startswith((HOST_LABEL, ZONE_LABEL)))
+        keys = frozenset(k for k in labels if k.startswith((HOST_CLAIM, ZONE_CLAIM)))
         if keys:
             self._by_service[service] = keys
             for key in keys:

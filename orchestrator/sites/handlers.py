@@ -16,9 +16,31 @@ from typing import assert_never
 
 from orchestrator import retry
 from orchestrator.config import Settings
-from orchestrator.contract.hostnames import Hostname, parse_hostname
-from orchestrator.contract.results import Probe, ServiceRef, SiteResult, SiteResultType
-from orchestrator.contract.sites import (
+from orchestrator.errors import DomainConflict, NotFound, OrchestratorError, ServiceFailed, SiteNotServing
+from orchestrator.labels import FINGERPRINT, HOST_CLAIM, RESTARTED_BY
+from orchestrator.logging_setup import fields
+from orchestrator.sites.domains import lock_keys, lookup_labels, overlaps
+from orchestrator.sites.images import admit_build, image_repository, newest_tag, tags_to_delete
+from orchestrator.sites.locks import Changes, KeyedLocks
+from orchestrator.sites.protocols import (
+    ImagesPort,
+    NoImages,
+    NoMemory,
+    Rollout,
+    RoutesPort,
+    SessionsPort,
+    SiteDirsPort,
+    SwarmPort,
+    VerifiedPort,
+)
+from orchestrator.sites.rollout import Broken
+from orchestrator.sites.service import Service, ServiceSpec
+from orchestrator.sites.spec import desired_service, site_uid
+from orchestrator.traefik.labels import probe_host
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.hostnames import Hostname, parse_hostname
+from orchestrator_contract.results import Probe, ServiceRef, SiteResult, SiteResultType
+from orchestrator_contract.sites import (
     Site,
     SiteCreated,
     SiteDeleted,
@@ -30,27 +52,6 @@ from orchestrator.contract.sites import (
     SiteUpserted,
     service_name,
 )
-from orchestrator.errors import DomainConflict, ErrorCode, NotFound, OrchestratorError, ServiceFailed, SiteNotServing
-from orchestrator.logs import fields
-from orchestrator.sites.domains import HOST_LABEL, lock_keys, lookup_labels, overlaps
-from orchestrator.sites.images import admit_build, image_repository, newest_tag, tags_to_delete
-from orchestrator.sites.labels import FINGERPRINT, RESTARTED_BY
-from orchestrator.sites.locks import Changes, KeyedLocks
-from orchestrator.sites.protocols import (
-    ImagesPort,
-    NoImages,
-    NoMemory,
-    Rollout,
-    RoutesPort,
-    Service,
-    SessionsPort,
-    SiteDirsPort,
-    SwarmPort,
-    VerifiedPort,
-)
-from orchestrator.sites.rollout import Broken
-from orchestrator.sites.spec import ServiceSpec, desired_service, site_uid
-from orchestrator.traefik.labels import probe_host
 
 log = logging.getLogger("orchestrator.sites")
 
@@ -267,7 +268,7 @@ async def _taken(name: str, site: Site, ctx: Context) -> list[str]:
     for other, labels in (await ctx.swarm.claims(keys)).items():
         if other == name:
             continue
-        theirs = [key[len(HOST_LABEL) :] for key in labels if key.startswith(HOST_LABEL)]
+        theirs = [key[len(HOST_CLAIM) :] for key in labels if key.startswith(HOST_CLAIM)]
         clashes = sorted({mine for mine in site.hostnames for claim in theirs if overlaps(mine, claim)})
         if clashes:
             taken.append(f"{', '.join(clashes)} already routed to {other}")

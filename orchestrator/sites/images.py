@@ -17,18 +17,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
-from orchestrator.contract.images import with_default_tag
-from orchestrator.contract.sites import ImageRecipe, service_name
 from orchestrator.errors import ImageNotAllowed
+from orchestrator.labels import IMAGE_RECIPE, IMAGE_SITE, IMAGE_VERSION
+from orchestrator_contract.images import with_default_tag
+from orchestrator_contract.sites import ImageRecipe, service_name
 
 # The build context's directory holding the package repository (the tools stage copies it).
 PACKAGES_DIR = "debs"
-# Labels on a built image: the recipe it was built from (a redelivery reuses the image) and the site.
-RECIPE_LABEL = "com.director.image.recipe"
-SITE_LABEL = "com.director.image.site"
-# Every version is its own image (also the same recipe again): deleting an old version's manifest,
-# which removes every tag on it, must never take a newer version with it.
-VERSION_LABEL = "com.director.image.version"
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ class Build:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {RECIPE_LABEL: self.recipe, SITE_LABEL: str(self.site_id), VERSION_LABEL: self.tag}
+        return {IMAGE_RECIPE: self.recipe, IMAGE_SITE: str(self.site_id), IMAGE_VERSION: self.tag}
 
 
 def admit_build(site_id: int, version: int, recipe: ImageRecipe, settings: Settings) -> Build:

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
-from orchestrator.contract.hostnames import Hostname
-from orchestrator.contract.images import parse_reference, repository_of, with_default_tag
-from orchestrator.contract.sites import Image, Resources, memory_bytes, service_name
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
 from orchestrator.sites.domains import reserved_by
+from orchestrator_contract.hostnames import Hostname
+from orchestrator_contract.images import parse_reference, repository_of, with_default_tag
+from orchestrator_contract.sites import Image, Resources, memory_bytes, service_name
 
 
 def resolve_image(image: Image | None, site_id: int, settings: Settings) -> str:

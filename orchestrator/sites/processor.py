@@ -10,13 +10,13 @@ from collections.abc import Hashable
 from typing import Any
 
 from orchestrator import retry
+from orchestrator.bus.decoding import parse_event
 from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import Completed, Failed, Outcome, Outgoing, Received
-from orchestrator.contract.decoding import parse_event
-from orchestrator.contract.results import SiteResult, failed
-from orchestrator.contract.sites import SiteEvent
 from orchestrator.errors import OrchestratorError
 from orchestrator.sites.handlers import Context, dispatch
+from orchestrator_contract.results import SiteResult, failed
+from orchestrator_contract.sites import SiteEvent
 
 
 class SiteEvents:

@@ -1,5 +1,4 @@
-"""What the handlers need from the world, as small protocols (the "ports" of ports and adapters),
-and `Service`, a site service as the swarm holds it.
+"""What the handlers need from the world, as small protocols (the "ports" of ports and adapters).
 
 `swarm.services.Swarm`, `files.sitedirs.SiteDirs`, `traefik.routes.TraefikRoutes`,
 `swarm.cache.VerifiedRoutes`, `swarm.builds.ImageBuilder`, `terminals.host.TerminalHost` and
@@ -15,60 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.contract.results import Probe
 from orchestrator.errors import ImageBuildFailed
 from orchestrator.sites.images import Build
-from orchestrator.sites.labels import DOMAINS, FINGERPRINT, KIND, SITE_ID, version_of
 from orchestrator.sites.rollout import Broken, Ready
-from orchestrator.sites.spec import ServiceSpec
-
-
-@dataclass(frozen=True)
-class Service:
-    """A site service as the swarm holds it. A survey (status, drift) also maps its live and
-    previous Docker specs back to `ServiceSpec`s and reads its last task error."""
-
-    id: str
-    name: str
-    index: int  # Docker's version index, for optimistic concurrency
-    labels: dict[str, str]
-    replicas: int
-    # From a status listing: tasks running (answering: site tasks are health-gated) and the
-    # rollout's state; None when the swarm was not asked.
-    running: int | None = None
-    update_state: str | None = None
-    updated_at: float = 0.0  # epoch seconds of the last change to the service
-    # Survey only: the spec as Docker holds it now, Docker's previous one, the last task error.
-    live: ServiceSpec | None = None
-    previous: ServiceSpec | None = None
-    last_error: str | None = None
-
-    @property
-    def settled(self) -> bool:
-        """Every task of the spec in force answers and no rollout is under way."""
-        return self.running == self.replicas and self.update_state in (None, "completed", "rollback_completed")
-
-    @property
-    def site_version(self) -> int:
-        return version_of(self.labels)
-
-    @property
-    def site_id(self) -> int | None:
-        value = self.labels.get(SITE_ID, "")
-        return int(value) if value.isdigit() else None
-
-    @property
-    def fingerprint(self) -> str | None:
-        return self.labels.get(FINGERPRINT)
-
-    @property
-    def kind(self) -> str:
-        return self.labels.get(KIND, "dynamic")
-
-    @property
-    def domains(self) -> tuple[str, ...]:
-        raw = self.labels.get(DOMAINS, "")
-        return tuple(d for d in raw.split(",") if d)
+from orchestrator.sites.service import Service, ServiceSpec
+from orchestrator_contract.results import Probe
 
 
 class SwarmPort(Protocol):

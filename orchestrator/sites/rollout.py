@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.errors import ErrorCode
+from orchestrator_contract.codes import ErrorCode
 
 # Failed tasks of a new service before we call it broken rather than unlucky.
 FAILURES_BEFORE_GIVING_UP = 2

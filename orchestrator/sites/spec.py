@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field, fields, replace
 from pathlib import PurePath
-from typing import Any, Literal
 
 from orchestrator.config import Settings
-from orchestrator.contract.env import SITE_MOUNT, site_env
-from orchestrator.contract.sites import Site, SiteKind, service_name
-from orchestrator.sites.domains import claim_labels
-from orchestrator.sites.labels import (
+from orchestrator.labels import (
     DEPLOYMENT,
     DOMAINS,
-    FINGERPRINT,
     KIND,
     MANAGED_BY,
     MANAGER,
     SITE_ID,
     VERSION,
 )
+from orchestrator.sites.domains import claim_labels
 from orchestrator.sites.policy import check_domains, clamp_resources, resolve_image
 from orchestrator.sites.scripts import HEALTH_PROBE, NGINX_START, RUN_SCRIPT
+from orchestrator.sites.service import NANOSECONDS, HealthCheck, Mount, ServiceSpec, with_fingerprint
 from orchestrator.traefik import labels as traefik
-
-NANOSECONDS = 1_000_000_000
+from orchestrator_contract.env import SITE_MOUNT, site_env
+from orchestrator_contract.sites import Site, SiteKind, service_name
 
 # Static sites: nginx serves /site/public from the site directory mounted read-only at /site.
 # Mounting `public/` itself would let Docker resolve a link the site planted there on the host
@@ -59,77 +53,9 @@ http {
 """
 
 
-@dataclass(frozen=True)
-class Mount:
-    target: str
-    source: str = ""
-    type: Literal["bind", "tmpfs"] = "bind"
-    read_only: bool = False
-
-
-@dataclass(frozen=True)
-class HealthCheck:
-    """Docker's health check of a task (times in nanoseconds, as the Engine takes them)."""
-
-    command: str
-    interval_ns: int
-    timeout_ns: int
-    start_period_ns: int
-    retries: int
-
-
 def site_uid(site_id: int, settings: Settings) -> int:
     """The uid (and gid) a site's tasks run as and its directory belongs to."""
     return settings.site_uid_base + site_id
-
-
-LATER_FIELDS = ("restart_max_attempts", "restart_window_ns")
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """Everything the swarm adapter needs to create or update one site service."""
-
-    name: str
-    image: str
-    labels: dict[str, str]
-    network: str
-    replicas: int
-    nano_cpus: int
-    memory_bytes: int
-    command: tuple[str, ...] | None = None
-    user: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    workdir: str | None = None
-    mounts: tuple[Mount, ...] = ()
-    read_only: bool = True
-    init: bool = True
-    cap_drop: tuple[str, ...] = ("ALL",)
-    cap_add: tuple[str, ...] = ()
-    pids_limit: int = 0
-    healthcheck: HealthCheck | None = None
-    log_options: dict[str, str] = field(default_factory=dict)
-    constraints: tuple[str, ...] = ()
-    update_delay_ns: int = 0
-    update_monitor_ns: int = 0
-    restart_delay_ns: int = 0
-    stop_grace_ns: int = 0
-    # Fields added after services were first fingerprinted: left out of the fingerprint at zero,
-    # so an upgrade does not make every older service look edited by hand.
-    restart_max_attempts: int = 0
-    restart_window_ns: int = 0
-
-    def fingerprint(self) -> str:
-        """A digest of the spec without our bookkeeping labels: equal fingerprints, nothing to change."""
-        # Shallow and explicit: dataclasses.asdict deep-copies and cost two thirds of a spec's build.
-        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["mounts"] = [vars(m) for m in self.mounts]
-        data["healthcheck"] = vars(self.healthcheck) if self.healthcheck else None
-        data["labels"] = {k: v for k, v in self.labels.items() if k not in (VERSION, FINGERPRINT)}
-        for name in LATER_FIELDS:
-            if not data[name]:
-                del data[name]
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def desired_service(site: Site, version: int, settings: Settings, site_dir: PurePath) -> ServiceSpec:
@@ -223,7 +149,3 @@ def placement(settings: Settings) -> tuple[str, ...]:
     """Swarm constraints of every site task: a node with the sites root, and the operator's own."""
     own = f"node.labels.{settings.site_node_label}==true" if settings.site_node_label else None
     return tuple(dict.fromkeys(c for c in (own, *settings.placement_constraints) if c))
-
-
-def with_fingerprint(spec: ServiceSpec) -> ServiceSpec:
-    return replace(spec, labels=spec.labels | {FINGERPRINT: spec.fingerprint()})

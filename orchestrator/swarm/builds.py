@@ -25,12 +25,11 @@ import requests
 import urllib3
 
 from orchestrator.config import Settings
-from orchestrator.contract.sites import service_name
-from orchestrator.errors import DockerRejected, ErrorCode, ImageBuildFailed, OrchestratorError, TransientError
-from orchestrator.logs import fields, mask
+from orchestrator.errors import DockerRejected, ImageBuildFailed, OrchestratorError, TransientError
+from orchestrator.labels import IMAGE_RECIPE
+from orchestrator.logging_setup import fields, mask
 from orchestrator.sites.images import (
     PACKAGES_DIR,
-    RECIPE_LABEL,
     Build,
     dockerfile,
     log_tail,
@@ -39,6 +38,8 @@ from orchestrator.sites.images import (
 )
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.logs import site_secrets
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.sites import service_name
 
 log = logging.getLogger("orchestrator.builds")
 # What a manifest may be: Docker's own, and OCI's (what newer builders push).
@@ -77,7 +78,7 @@ class ImageBuilder:
             image = api.inspect_image(build.reference)
         except docker.errors.NotFound:
             return None
-        if (image.get("Config", {}).get("Labels") or {}).get(RECIPE_LABEL) != build.recipe:
+        if (image.get("Config", {}).get("Labels") or {}).get(IMAGE_RECIPE) != build.recipe:
             return None
         pushed = self._digest(build.repository, build.tag)
         mine = {d.partition("@")[2] for d in image.get("RepoDigests") or [] if d.startswith(build.repository + "@")}

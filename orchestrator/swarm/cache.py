@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.contract.results import Probe
 from orchestrator.sites.domains import ClaimIndex
-from orchestrator.sites.protocols import Service
+from orchestrator.sites.service import Service
 from orchestrator.swarm.changes import DockerChange
+from orchestrator_contract.results import Probe
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,11 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from orchestrator.logs import fields
+from orchestrator.labels import SWARM_SERVICE_ID, SWARM_SERVICE_NAME
+from orchestrator.logging_setup import fields
 from orchestrator.swarm.mapping import lost_running
 
 log = logging.getLogger("orchestrator.watcher")
-SERVICE_LABEL = "com.docker.swarm.service.id"
-SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 # Only what can change what a service serves, asked of Docker itself: its health probes are execs,
 # and shipping their exec_create/exec_start/exec_die events here would cost the daemon and us
 # three events per probe for nothing. ("health_status" matches its ": healthy" and ": unhealthy".)
@@ -55,7 +54,7 @@ class DockerChange:
 
     @property
     def service_name(self) -> str:
-        return self.attributes.get("name" if self.type == "service" else SERVICE_NAME_LABEL, "")
+        return self.attributes.get("name" if self.type == "service" else SWARM_SERVICE_NAME, "")
 
 
 Counts = dict[str, tuple[str, int, int]]  # service id -> (name, running tasks, desired tasks)
@@ -89,7 +88,7 @@ def moved(before: Counts, now: Counts, time_ns: int) -> list[DockerChange]:
     """Pure: a change for every service whose counts differ from the last survey's. A service new
     since then had its own `create` event; one gone, its `remove`."""
     return [
-        DockerChange("task", "survey", service_id, time_ns, {SERVICE_NAME_LABEL: name})
+        DockerChange("task", "survey", service_id, time_ns, {SWARM_SERVICE_NAME: name})
         for service_id, (name, running, desired) in now.items()
         if service_id in before and before[service_id][1:] != (running, desired)
     ]
@@ -231,7 +230,7 @@ def _parse(raw: dict[str, Any]) -> DockerChange | None:
     actor = raw.get("Actor") or {}
     attributes = actor.get("Attributes") or {}
     kind = raw.get("Type", "")
-    service_id = actor.get("ID", "") if kind == "service" else attributes.get(SERVICE_LABEL, "")
+    service_id = actor.get("ID", "") if kind == "service" else attributes.get(SWARM_SERVICE_ID, "")
     if not service_id:
         return None  # a container that is not a swarm task
     if raw.get("Action", "").startswith("exec_"):

@@ -14,7 +14,8 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from orchestrator.errors import DockerConflict, DockerRejected, DockerUnavailable, ErrorCode, TransientError
+from orchestrator.errors import DockerConflict, DockerRejected, DockerUnavailable, TransientError
+from orchestrator_contract.codes import ErrorCode
 
 T = TypeVar("T")
 

@@ -18,17 +18,18 @@ import docker
 import docker.errors
 from docker.types.daemon import CancellableStream
 
-from orchestrator.contract.files import MAX_LOG_LINE_CHARS
 from orchestrator.errors import OrchestratorError
-from orchestrator.logs import mask
+from orchestrator.labels import SWARM_TASK_ID
+from orchestrator.logging_setup import mask
 from orchestrator.swarm.client import DockerClient, map_api_error
 from orchestrator.swarm.services import OWN_ENV_KEYS
+from orchestrator_contract.files import MAX_LOG_LINE_CHARS
 
 log = logging.getLogger("orchestrator.logs")
 # A line longer than this is read no further (Docker itself splits lines at 16 KiB); it is shown
 # up to MAX_LOG_LINE_CHARS, once the site's env values in it are masked.
 MAX_LINE = 16 * 1024
-TASK_LABEL = b"com.docker.swarm.task.id="
+TASK_DETAIL = f"{SWARM_TASK_ID}=".encode()
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ def parse_line(raw: bytes, secrets: list[str]) -> LogRecord | None:
         return None
     details, _, text = rest.partition(b" ") if rest.startswith(b"com.docker.") else (b"", b"", rest)
     task = ""
-    if (start := details.find(TASK_LABEL)) >= 0:
-        task = details[start + len(TASK_LABEL) :].split(b",", 1)[0].decode("ascii", "replace")
+    if (start := details.find(TASK_DETAIL)) >= 0:
+        task = details[start + len(TASK_DETAIL) :].split(b",", 1)[0].decode("ascii", "replace")
     masked = mask(text[:MAX_LINE].decode(errors="replace"), secrets)
     return LogRecord(ns, task, masked[:MAX_LOG_LINE_CHARS], len(text) > MAX_LINE or len(masked) > MAX_LOG_LINE_CHARS)
 

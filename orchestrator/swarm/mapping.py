@@ -14,10 +14,9 @@ from typing import Any
 
 from docker import types
 
-from orchestrator.sites import spec as specs
-from orchestrator.sites.protocols import Service
+from orchestrator.sites import service as specs
 from orchestrator.sites.rollout import timestamp
-from orchestrator.sites.spec import ServiceSpec
+from orchestrator.sites.service import Service, ServiceSpec
 
 
 def last_error(tasks: list[dict[str, Any]]) -> str | None:

@@ -19,19 +19,19 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 
-from orchestrator.contract.env import RESERVED_ENV_KEYS
 from orchestrator.errors import ConvergeTimeout, DockerConflict, OrchestratorError, TransientError
-from orchestrator.logs import mask
+from orchestrator.labels import MANAGED_BY, MANAGER, RESTARTED_BY, VERSION, managed
+from orchestrator.logging_setup import mask
 from orchestrator.sites import rollout as rollouts
-from orchestrator.sites.labels import MANAGED_BY, MANAGER, RESTARTED_BY, VERSION, managed
-from orchestrator.sites.protocols import Rollout, Service
+from orchestrator.sites.protocols import Rollout
 from orchestrator.sites.rollout import Broken, Ready
-from orchestrator.sites.spec import ServiceSpec
+from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.swarm.cache import SwarmCache
 from orchestrator.swarm.changes import DockerChange, DockerChanges, lost_tasks
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.mapping import as_surveyed, from_docker, last_error, lost_running, service_of, to_docker
 from orchestrator.swarm.tombstones import Tombstones
+from orchestrator_contract.env import RESERVED_ENV_KEYS
 
 T = TypeVar("T")
 

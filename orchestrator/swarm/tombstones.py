@@ -15,10 +15,10 @@ from typing import Any
 import docker
 import docker.errors
 
-from orchestrator.contract.sites import service_name
-from orchestrator.sites.labels import EXPIRES, MANAGED_BY, MANAGER, SITE_ID, TOMBSTONE, VERSION, managed, version_of
+from orchestrator.labels import EXPIRES, MANAGED_BY, MANAGER, SITE_ID, TOMBSTONE, VERSION, managed, version_of
 from orchestrator.sites.rollout import timestamp
 from orchestrator.swarm.client import DockerClient
+from orchestrator_contract.sites import service_name
 
 TOMBSTONE_PREFIX = "orchestrator-tombstone-"
 

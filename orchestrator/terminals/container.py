@@ -15,10 +15,10 @@ from pathlib import PurePath
 from typing import Any
 
 from orchestrator.config import Settings
-from orchestrator.contract.env import SITE_MOUNT
-from orchestrator.contract.sites import SiteKind, memory_bytes
-from orchestrator.sites.labels import DEPLOYMENT, KIND, MANAGED_BY, MANAGER, OWNER, SESSION, SITE_ID
+from orchestrator.labels import DEPLOYMENT, KIND, MANAGED_BY, MANAGER, OWNER, SESSION, SITE_ID
 from orchestrator.sites.spec import site_uid
+from orchestrator_contract.env import SITE_MOUNT
+from orchestrator_contract.sites import SiteKind, memory_bytes
 
 # Env of a site's service that is about its server, not about the site.
 _SERVER_ONLY_ENV = ("NGINX_CONF",)

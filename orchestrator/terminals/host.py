@@ -11,10 +11,10 @@ from typing import Any
 import docker
 import docker.errors
 
-from orchestrator.contract.sites import service_name
-from orchestrator.sites.labels import DEPLOYMENT, MANAGED_BY, MANAGER, OWNER, SESSION, SITE_ID, managed
+from orchestrator.labels import DEPLOYMENT, MANAGED_BY, MANAGER, OWNER, SESSION, SITE_ID, managed
 from orchestrator.swarm.client import DockerClient
 from orchestrator.terminals.container import SessionContainer
+from orchestrator_contract.sites import service_name
 
 REMOVE_TRIES = 100
 

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.config import Settings
-from orchestrator.contract.sites import service_name
-from orchestrator.contract.terminals import TerminalUpdate, TerminalUpdateType
-from orchestrator.errors import ErrorCode, NotFound, OrchestratorError, TerminalRefused
-from orchestrator.logs import fields
+from orchestrator.errors import NotFound, OrchestratorError, TerminalRefused
+from orchestrator.logging_setup import fields
 from orchestrator.sites.protocols import SiteDirsPort
 from orchestrator.terminals import container as terminalspec
 from orchestrator.terminals.host import TerminalHost
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.sites import service_name
+from orchestrator_contract.terminals import TerminalUpdate, TerminalUpdateType
 
 log = logging.getLogger("orchestrator.terminals")
 

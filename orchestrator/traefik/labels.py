@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestrator.contract.hostnames import Hostname, parse_hostname
+from orchestrator_contract.hostnames import Hostname, parse_hostname
 
 # Set on every answer a site's router passes on, so the orchestrator can tell the site's own
 # answer from Traefik's "no router" 404 (Traefik also sets it on its 502 for the router).

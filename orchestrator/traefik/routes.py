@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import httpx
 
-from orchestrator.contract.results import Probe
 from orchestrator.errors import NotRouted
 from orchestrator.traefik.labels import SERVED_BY
+from orchestrator_contract.results import Probe
 
 # Traefik's own answers when it cannot reach a backend.
 _GATEWAY_ERRORS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}

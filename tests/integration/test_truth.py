@@ -26,7 +26,7 @@ from support import (
     write_site,
 )
 
-from orchestrator.contract.results import SiteResult
+from orchestrator_contract.results import SiteResult
 
 
 def run_sh(sites_root: Path, site_id: int, script: str, page: str = "") -> Path:

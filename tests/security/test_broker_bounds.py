@@ -16,7 +16,7 @@ from aio_pika.abc import AbstractRobustConnection
 from support import DeadLetters, Director, Results, deploy, site_event
 from support.rabbit import LOCAL_BROKER
 
-from orchestrator.contract.decoding import MAX_BODY
+from orchestrator.bus.decoding import MAX_BODY
 
 
 async def test_a_message_over_the_brokers_limit_is_refused_by_the_broker(vhost: str) -> None:

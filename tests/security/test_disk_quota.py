@@ -22,7 +22,7 @@ from support.stack import btrfs_sites_root
 
 from orchestrator.client import FilesClient, FilesError
 from orchestrator.files import paths
-from orchestrator.sites.spec import service_name
+from orchestrator_contract.sites import service_name
 
 LIMIT = 8 * 2**20
 MiB = 2**20

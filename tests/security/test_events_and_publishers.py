@@ -42,8 +42,8 @@ from support import (
 
 from orchestrator.bus import broker
 from orchestrator.config import Settings
-from orchestrator.contract.results import SiteResult
-from orchestrator.contract.sites import memory_bytes
+from orchestrator_contract.results import SiteResult
+from orchestrator_contract.sites import memory_bytes
 
 # Unique per session: domains never collide with another session's sites in the shared swarm.
 RUN = uuid.uuid4().hex[:6]

@@ -22,7 +22,7 @@ from support import (
     write_site,
 )
 
-from orchestrator.sites.spec import service_name
+from orchestrator_contract.sites import service_name
 
 # A tiny server in the site's image: the health probe (Host 127.0.0.1) gets a short page, anything
 # through Traefik (the site's own Host) gets `BODY` after the headers.

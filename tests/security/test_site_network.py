@@ -28,7 +28,7 @@ from support import (
 from support.network import address, answers, filter_restored, guarding, node_chain_removed
 
 from orchestrator.config import Settings
-from orchestrator.sites.spec import service_name
+from orchestrator_contract.sites import service_name
 
 PORT = Settings().site_port
 NETWORK = Settings().network

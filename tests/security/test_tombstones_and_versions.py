@@ -9,9 +9,9 @@ import time
 import docker
 from support import Director, OrchestratorProcess, Results, deploy, fresh_site_id, site_event
 
-from orchestrator.contract.sites import MAX_VERSION
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.tombstones import Tombstones, configs
+from orchestrator_contract.sites import MAX_VERSION
 
 DAY = 86400
 

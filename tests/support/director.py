@@ -14,7 +14,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from orchestrator.contract.results import SiteHealth, SiteResult
+from orchestrator_contract.results import SiteHealth, SiteResult
 from support.stack import INBOUND, RESULTS
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import docker
 
-from orchestrator.sites.isolation import NODE_CHAIN
+from orchestrator.netguard.rules import NODE_CHAIN
 from support.stack import ROOT
 
 
@@ -53,7 +53,7 @@ def in_netns(netns: Path | None, command: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def node_chain_removed(netns: Path | None = None) -> Iterator[None]:
-    """The guard's chain in a node's own filter table (sites/isolation.py `node_chain`; this
+    """The guard's chain in a node's own filter table (netguard/rules.py `node_chain`; this
     machine's, or the namespace `netns`'s: a test worker's) removed afterwards, with its jumps,
     unless it was there before (a guard of the demo's, say)."""
 

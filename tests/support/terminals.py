@@ -15,7 +15,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from orchestrator.contract.terminals import TerminalUpdate
+from orchestrator_contract.terminals import TerminalUpdate
 from support.broker import connected
 
 COMMANDS = "director.terminals"

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from orchestrator.contract.results import Probe
 from orchestrator.errors import DockerConflict, ImageBuildFailed, NotRouted, OrchestratorError, UnsafePath
+from orchestrator.labels import RESTARTED_BY
 from orchestrator.sites.domains import ClaimIndex
 from orchestrator.sites.images import Build
-from orchestrator.sites.labels import RESTARTED_BY
-from orchestrator.sites.protocols import Rollout, Service
+from orchestrator.sites.protocols import Rollout
 from orchestrator.sites.rollout import Broken, Ready
-from orchestrator.sites.spec import ServiceSpec
+from orchestrator.sites.service import Service, ServiceSpec
+from orchestrator_contract.results import Probe
 
 SERVER = "http://10.0.1.2:80"
 

@@ -19,12 +19,12 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from orchestrator.config import Settings
-from orchestrator.contract import headers as hdr
-from orchestrator.contract.asyncapi import DEAD_LETTER, FILE_ERROR, FILE_REPLIES, REPLIES
-from orchestrator.contract.files import FILE_REQUESTS
-from orchestrator.contract.results import DriftReport, SiteHealth, SiteResultType
-from orchestrator.contract.sites import SITE_EVENT_TYPES
-from orchestrator.contract.terminals import TERMINAL_COMMANDS, TerminalUpdateType
+from orchestrator.schemas.asyncapi import DEAD_LETTER, FILE_ERROR, FILE_REPLIES, REPLIES
+from orchestrator_contract import headers as hdr
+from orchestrator_contract.files import FILE_REQUESTS
+from orchestrator_contract.results import DriftReport, SiteHealth, SiteResultType
+from orchestrator_contract.sites import SITE_EVENT_TYPES
+from orchestrator_contract.terminals import TERMINAL_COMMANDS, TerminalUpdateType
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "schemas" / "asyncapi.json"
 FETCH = "scripts/fetch-asyncapi-schema.sh"

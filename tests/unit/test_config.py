@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrator.config import Settings
-from orchestrator.contract.env import RESERVED_ENV_KEYS
+from orchestrator_contract.env import RESERVED_ENV_KEYS
 
 
 def test_defaults_match_the_local_stack() -> None:

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from orchestrator.contract import schemas as contract
-from orchestrator.contract.decoding import parse_command, parse_file_request
-from orchestrator.contract.files import FILE_REQUESTS, RESULTS, ErrorReply, OkReply
-from orchestrator.contract.results import SiteResult
-from orchestrator.contract.sites import SiteEvent
-from orchestrator.contract.terminals import TerminalUpdate
+from orchestrator.bus.decoding import parse_command, parse_file_request
+from orchestrator.schemas import export as schemas
+from orchestrator_contract.files import FILE_REQUESTS, RESULTS, ErrorReply, OkReply
+from orchestrator_contract.results import SiteResult
+from orchestrator_contract.sites import SiteEvent
+from orchestrator_contract.terminals import TerminalUpdate
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 INBOUND_EXAMPLES = ["site.created", "site.updated", "site.deleted", "site.restart_requested", "site.image_requested"]
@@ -27,31 +27,31 @@ def committed() -> dict[str, str]:
 
 
 def test_committed_schema_files_are_exactly_the_generated_set() -> None:
-    assert set(committed()) == set(contract.documents())
+    assert set(committed()) == set(schemas.documents())
 
 
-@pytest.mark.parametrize("name", sorted(contract.documents()))
+@pytest.mark.parametrize("name", sorted(schemas.documents()))
 def test_committed_schema_file_equals_the_generated_document(name: str) -> None:
     # On a mismatch: `orchestrator schema export` regenerates schemas/ from the models.
-    assert committed()[name] == contract.render(contract.documents()[name])
+    assert committed()[name] == schemas.render(schemas.documents()[name])
 
 
 def test_every_event_type_has_an_example() -> None:
-    names = {Path(name).stem for name in contract.documents() if name.startswith("examples/")}
+    names = {Path(name).stem for name in schemas.documents() if name.startswith("examples/")}
     assert names == set(
         INBOUND_EXAMPLES + RESULT_EXAMPLES + REPORT_EXAMPLES + COMMAND_EXAMPLES + SESSION_EXAMPLES + FILE_EXAMPLES
     )
 
 
 def test_export_writes_the_committed_files(tmp_path: Path) -> None:
-    written = contract.export(tmp_path)
+    written = schemas.export(tmp_path)
     assert {str(p.relative_to(tmp_path)) for p in written} == set(committed())
     for name, text in committed().items():
         assert (tmp_path / name).read_text() == text
 
 
 def test_render_is_stable_and_sorted() -> None:
-    assert contract.render({"b": 1, "a": [1, 2]}) == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
+    assert schemas.render({"b": 1, "a": [1, 2]}) == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
 
 
 @pytest.mark.parametrize("name", INBOUND_EXAMPLES)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.contract.sites import disk_bytes
-from orchestrator.errors import ErrorCode
+from orchestrator.commands.status import disk_cell, disk_json
+from orchestrator.commands.tables import size
 from orchestrator.files import confined, quota
 from orchestrator.files.quota import DiskUsage
 from orchestrator.files.sitedirs import SiteDirs
-from orchestrator.ops.status import disk_cell, disk_json
-from orchestrator.ops.tables import size
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.sites import disk_bytes
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.config import Settings
-from orchestrator.contract.hostnames import parse_hostname
 from orchestrator.errors import DomainNotAllowed
 from orchestrator.sites import domains
 from orchestrator.sites.policy import check_domains
+from orchestrator_contract.hostnames import parse_hostname
 
 
 @pytest.mark.parametrize(

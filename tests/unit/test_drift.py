@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
+from orchestrator.commands.reconcile import plan
 from orchestrator.config import Settings
-from orchestrator.contract.sites import Site
-from orchestrator.ops.drift import DAY, Inventory, edited, find_drift, restorable
-from orchestrator.ops.reconcile import plan
-from orchestrator.sites.labels import FINGERPRINT, RESTARTED_BY, SITE_ID, VERSION
-from orchestrator.sites.protocols import Service
-from orchestrator.sites.spec import ServiceSpec, desired_service, with_fingerprint
+from orchestrator.labels import FINGERPRINT, RESTARTED_BY, SITE_ID, VERSION
+from orchestrator.monitor.drift import DAY, Inventory, edited, find_drift, restorable
+from orchestrator.sites.service import Service, ServiceSpec, with_fingerprint
+from orchestrator.sites.spec import desired_service
 from orchestrator.swarm.mapping import as_surveyed, from_docker, to_docker
 from orchestrator.swarm.services import Swarm
+from orchestrator_contract.sites import Site
 
 SiteData = Callable[..., dict[str, Any]]
 NETWORKS = {"n3tw0rk1d": "director-sites"}

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from orchestrator.bus.decoding import MAX_BODY, parse_event, readable_parts, site_id_of
 from orchestrator.bus.envelope import Envelope, authenticate, believed_headers
 from orchestrator.config import Settings
-from orchestrator.contract.decoding import MAX_BODY, parse_event, readable_parts, site_id_of
-from orchestrator.contract.headers import ATTEMPTS, EXCHANGE, PUBLISHER, ROUTING_KEY
-from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteUpdated
 from orchestrator.errors import InvalidEvent, Unauthenticated
+from orchestrator_contract.headers import ATTEMPTS, EXCHANGE, PUBLISHER, ROUTING_KEY
+from orchestrator_contract.sites import SiteCreated, SiteDeleted, SiteUpdated
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 # The documented defaults, read without the environment.

@@ -11,8 +11,9 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.config import Settings
-from orchestrator.contract.results import failed
-from orchestrator.contract.sites import (
+from orchestrator.sites.policy import resolve_image
+from orchestrator_contract.results import failed
+from orchestrator_contract.sites import (
     Resources,
     Site,
     SiteCreated,
@@ -22,7 +23,6 @@ from orchestrator.contract.sites import (
     SiteUpdated,
     memory_bytes,
 )
-from orchestrator.sites.policy import resolve_image
 
 SiteData = Callable[..., dict[str, Any]]
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"

@@ -15,20 +15,14 @@ from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import DEFAULT_EXCHANGE, Completed, Received
 from orchestrator.bus.replies import reply_queue_allowed
 from orchestrator.config import Settings
-from orchestrator.contract.files import FileRequest, FilesStat
-from orchestrator.errors import (
-    DockerUnavailable,
-    ErrorCode,
-    FileRefused,
-    InvalidRequest,
-    OrchestratorError,
-    Unauthenticated,
-)
+from orchestrator.errors import DockerUnavailable, FileRefused, InvalidRequest, OrchestratorError, Unauthenticated
 from orchestrator.files.processor import FileRequests
 from orchestrator.files.service import SiteFiles
 from orchestrator.files.streams import Requester
 from orchestrator.files.worker import Worker
 from orchestrator.swarm.logs import parse_line, parse_ns
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.files import FileRequest, FilesStat
 
 PREFIX = "director.replies."
 DIRECT = "amq.rabbitmq.reply-to.g1h2AA1yZXBseUA5NTAyNjUzAAALOQAAAABrEf0/.H74X/UVhbz6Stge2Y5JTkQ=="

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ErrorCode, FileRefused
+from orchestrator.errors import FileRefused
 from orchestrator.files import confined, operations, paths
 from orchestrator.files.archive import ZipStream
 from orchestrator.files.operations import Budget
+from orchestrator_contract.codes import ErrorCode
 
 
 @pytest.fixture(params=["openat2", "walk"], autouse=True)

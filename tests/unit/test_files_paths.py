@@ -11,8 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from orchestrator.contract.decoding import MAX_FILE_REQUEST_BODY, parse_file_request
-from orchestrator.contract.files import (
+from orchestrator.bus.decoding import MAX_FILE_REQUEST_BODY, parse_file_request
+from orchestrator.errors import FileRefused, InvalidRequest
+from orchestrator.files import paths
+from orchestrator.files.operations import Chunk
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.files import (
     FILE_REQUESTS,
     FilesChmod,
     FilesWrite,
@@ -21,9 +25,6 @@ from orchestrator.contract.files import (
     ok_reply,
     read_reply,
 )
-from orchestrator.errors import ErrorCode, FileRefused, InvalidRequest
-from orchestrator.files import paths
-from orchestrator.files.operations import Chunk
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.contract.files import FilesWrite
-from orchestrator.errors import ErrorCode, FileRefused
+from orchestrator.errors import FileRefused
 from orchestrator.files import paths, uploads
 from orchestrator.files.uploads import Limits, Uploads
 from orchestrator.files.worker import SiteRef, Worker
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.files import FilesWrite
 
 SITE = SiteRef(1, "site_0001", os.getuid())  # the test's own user: no switch needed
 

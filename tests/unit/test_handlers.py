@@ -16,10 +16,8 @@ import pytest
 from fakes import SERVER, FakeRoutes, FakeSiteDirs, FakeSwarm
 
 from orchestrator.config import Settings
-from orchestrator.contract.sites import SiteCreated, SiteDeleted, SiteEvent, SiteRestartRequested, SiteUpdated
 from orchestrator.errors import (
     DomainConflict,
-    ErrorCode,
     ImageNotAllowed,
     NotFound,
     NotRouted,
@@ -27,12 +25,13 @@ from orchestrator.errors import (
     SiteNotServing,
     UnsafePath,
 )
+from orchestrator.labels import FINGERPRINT, VERSION
 from orchestrator.sites.handlers import Apply, Context, Stale, Unchanged, decide_upsert, dispatch
-from orchestrator.sites.labels import FINGERPRINT, VERSION
-from orchestrator.sites.protocols import Service
 from orchestrator.sites.rollout import Broken
-from orchestrator.sites.spec import ServiceSpec
+from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.swarm.cache import SwarmCache, VerifiedRoutes
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.sites import SiteCreated, SiteDeleted, SiteEvent, SiteRestartRequested, SiteUpdated
 
 NAME = "site_0001"
 

@@ -6,11 +6,11 @@ import asyncio
 
 from fakes import FakeSwarm
 
-from orchestrator.contract.results import SiteHealth
-from orchestrator.ops.health import HEALTHY, UNHEALTHY, HealthMonitor, classify
-from orchestrator.sites.labels import SITE_ID
-from orchestrator.sites.protocols import Service
+from orchestrator.labels import SITE_ID
+from orchestrator.monitor.health import HEALTHY, UNHEALTHY, HealthMonitor, classify
+from orchestrator.sites.service import Service
 from orchestrator.swarm.changes import DockerChange
+from orchestrator_contract.results import SiteHealth
 
 NAME = "site_0007"
 

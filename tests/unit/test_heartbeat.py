@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.cli import HEARTBEAT_FILE, HEARTBEAT_INTERVAL, healthcheck_without_settings
 from orchestrator.config import Settings
-from orchestrator.ops.heartbeat import Beat, check, orchestrator_beat, write
+from orchestrator.monitor.heartbeat import Beat, check, orchestrator_beat, write
 
 
 def test_a_fresh_beat_with_everything_up_is_healthy(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.contract.hostnames import MAX_LENGTH, Hostname, parse_hostname
+from orchestrator_contract.hostnames import MAX_LENGTH, Hostname, parse_hostname
 
 
 def _name_of_length(length: int) -> str:

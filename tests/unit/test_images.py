@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from fakes import FakeImages, FakeRoutes, FakeSiteDirs, FakeSwarm
 
+from orchestrator.bus.decoding import parse_event
 from orchestrator.config import Settings
-from orchestrator.contract.decoding import parse_event
-from orchestrator.contract.sites import Image, ImageRecipe, SiteImageRequested
-from orchestrator.errors import ErrorCode, ImageBuildFailed, ImageNotAllowed, InvalidEvent
+from orchestrator.errors import ImageBuildFailed, ImageNotAllowed, InvalidEvent
 from orchestrator.sites import policy
 from orchestrator.sites.handlers import Context, dispatch
 from orchestrator.sites.images import (
@@ -26,6 +25,8 @@ from orchestrator.sites.images import (
     tags_in_use,
     tags_to_delete,
 )
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.sites import Image, ImageRecipe, SiteImageRequested
 
 REPOSITORY = "198.18.213.1:5000/sites/site_0042"
 

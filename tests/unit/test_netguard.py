@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import Settings
-from orchestrator.contract.sites import service_name
-from orchestrator.ops.netguard import NetworkGuard
-from orchestrator.sites.isolation import (
+from orchestrator.netguard.guard import NetworkGuard
+from orchestrator.netguard.network import FilterNotApplied
+from orchestrator.netguard.rules import (
     CHAIN,
     NODE_CHAIN,
     filter_table,
@@ -22,7 +22,7 @@ from orchestrator.sites.isolation import (
     node_chain,
     open_table,
 )
-from orchestrator.swarm.netns import FilterNotApplied
+from orchestrator_contract.sites import service_name
 
 TRAEFIK, OTHER = IPv4Address("10.0.1.3"), IPv4Address("10.0.1.9")
 MANAGER, WORKER = IPv4Address("198.18.213.1"), IPv4Address("198.18.213.12")

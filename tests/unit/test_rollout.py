@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import ErrorCode
 from orchestrator.sites.rollout import Broken, Ready, Waiting, assess_rollout, holding_containers
+from orchestrator_contract.codes import ErrorCode
 
 SINCE = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 TEMPLATE = {"ContainerSpec": {"Image": "director/base:latest"}, "ForceUpdate": 0}

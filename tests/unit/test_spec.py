@@ -7,22 +7,13 @@ from typing import Any
 import pytest
 
 from orchestrator.config import Settings
-from orchestrator.contract.sites import Site
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
-from orchestrator.sites import spec as spec_module
-from orchestrator.sites.spec import (
-    DEPLOYMENT,
-    DOMAINS,
-    FINGERPRINT,
-    MANAGED_BY,
-    SITE_ID,
-    VERSION,
-    Mount,
-    ServiceSpec,
-    desired_service,
-    service_name,
-)
+from orchestrator.labels import DEPLOYMENT, DOMAINS, FINGERPRINT, MANAGED_BY, SITE_ID, VERSION
+from orchestrator.sites import service as spec_module
+from orchestrator.sites.service import Mount, ServiceSpec
+from orchestrator.sites.spec import desired_service
 from orchestrator.swarm.mapping import to_docker
+from orchestrator_contract.sites import Site, service_name
 
 SiteData = Callable[..., dict[str, Any]]
 SITE_DIR = PurePath("/srv/director/sites/site_0001")

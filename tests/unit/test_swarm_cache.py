@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.contract.results import Probe
-from orchestrator.sites.protocols import Service
+from orchestrator.sites.service import Service
 from orchestrator.swarm.cache import SwarmCache, VerifiedRoutes
 from orchestrator.swarm.changes import DockerChange
+from orchestrator_contract.results import Probe
 
 SERVICE = Service("svc1", "site_0001", 7, {}, 1, running=1, update_state="completed")
 PROBE = Probe(url="http://traefik", host="a.example.com", status=200, duration_ms=1.5)

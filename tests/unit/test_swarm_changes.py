@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from orchestrator.swarm.changes import SERVICE_NAME_LABEL, moved, task_counts
+from orchestrator.labels import SWARM_SERVICE_NAME
+from orchestrator.swarm.changes import moved, task_counts
 from orchestrator.swarm.mapping import lost_running, service_of
 
 
@@ -26,7 +27,7 @@ def test_a_service_whose_counts_moved_is_a_change_of_that_service() -> None:
     now = task_counts([listed("a", "site_0001", 0), listed("b", "site_0002", 1)])
     (change,) = moved(before, now, 42)
     assert (change.type, change.service_id, change.service_name, change.time_ns) == ("task", "a", "site_0001", 42)
-    assert change.attributes == {SERVICE_NAME_LABEL: "site_0001"}
+    assert change.attributes == {SWARM_SERVICE_NAME: "site_0001"}
     # Scaled to zero is a move too; the same counts are none.
     assert [c.service_id for c in moved(now, task_counts([listed("a", "site_0001", 0, 0)]), 43)] == ["a"]
     assert moved(now, now, 44) == []

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import docker.errors
 import pytest
 
-from orchestrator.contract.sites import MAX_VERSION
 from orchestrator.errors import DockerConflict, DockerRejected, TransientError
 from orchestrator.sites.rollout import timestamp
 from orchestrator.swarm.client import map_api_error as _map_api_error
 from orchestrator.swarm.tombstones import tombstone_name
+from orchestrator_contract.sites import MAX_VERSION
 
 
 def api_error(status: int, explanation: str) -> docker.errors.APIError:

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from orchestrator.bus.decoding import parse_command, session_id_of
 from orchestrator.config import Settings
-from orchestrator.contract.decoding import parse_command, session_id_of
-from orchestrator.contract.sites import Site
-from orchestrator.contract.terminals import MAX_TERMINAL_INPUT, TerminalInput, TerminalOpen, TerminalResize
 from orchestrator.errors import InvalidEvent
 from orchestrator.sites.spec import desired_service
 from orchestrator.terminals.container import SESSION, session_container
+from orchestrator_contract.sites import Site
+from orchestrator_contract.terminals import MAX_TERMINAL_INPUT, TerminalInput, TerminalOpen, TerminalResize
 
 SiteData = Callable[..., dict[str, Any]]
 

@@ -14,10 +14,11 @@ import pytest
 from fakes import FakeSiteDirs
 
 from orchestrator.config import Settings
-from orchestrator.contract.terminals import TerminalUpdate
-from orchestrator.errors import ErrorCode, TerminalRefused
+from orchestrator.errors import TerminalRefused
 from orchestrator.terminals.container import SessionContainer
 from orchestrator.terminals.sessions import TerminalSessions
+from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.terminals import TerminalUpdate
 
 
 @dataclass

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from orchestrator.config import Settings
-from orchestrator.contract.hostnames import Hostname, parse_hostname
-from orchestrator.contract.sites import Site
 from orchestrator.sites.spec import desired_service
 from orchestrator.traefik import labels as traefik
+from orchestrator_contract.hostnames import Hostname, parse_hostname
+from orchestrator_contract.sites import Site
 
 _TERM = r"(Host\(`[a-z0-9.-]+`\)|HostRegexp\(`\^\[a-z0-9-\]\+\\\.[a-z0-9\\.-]+\$`\))"
 RULE = re.compile(rf"{_TERM}( \|\| {_TERM})*")

@@ -1,0 +1,81 @@
+"""`orchestrator reconcile`: put back what was changed by hand, never touching files.
+
+`plan` (pure) says what each drift calls for; `reconcile` does it, acting only on a service still
+as surveyed (its spec and previous spec: `swarm.mapping.as_surveyed`), so a deploy in between is
+never undone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from orchestrator.commands.wiring import cli_swarm
+from orchestrator.config import Settings
+from orchestrator.errors import DockerConflict
+from orchestrator.files.sitedirs import SiteDirs
+from orchestrator.monitor.drift import Fleet, restorable
+from orchestrator.monitor.survey import survey
+from orchestrator.swarm.services import Swarm
+from orchestrator_contract.results import Drift
+
+
+@dataclass(frozen=True)
+class ReconcileStep:
+    drift: Drift
+    action: Literal["restore", "remove", "report"]
+    note: str  # what reconcile does (or would do), for the operator
+    done: bool = False
+
+
+def plan(fleet: Fleet) -> list[ReconcileStep]:
+    """What reconcile does: put back a hand-edited service whose applied spec Docker still holds,
+    remove a deleted site's service. Files are never touched; the rest is only reported."""
+    services = {s.name: s for s in fleet.services}
+    steps = []
+    for drift in fleet.drift:
+        service = services.get(drift.subject)
+        if drift.kind == "edited" and service is not None and restorable(service):
+            note = f"restore {drift.subject} to version {service.site_version} as applied"
+            steps.append(ReconcileStep(drift, "restore", note))
+        elif drift.kind == "edited":
+            note = f"cannot restore {drift.subject}: have Director send the site again"
+            steps.append(ReconcileStep(drift, "report", note))
+        elif drift.kind == "tombstoned":
+            steps.append(ReconcileStep(drift, "remove", f"remove {drift.subject}: its site was deleted"))
+        else:
+            note = f"leave {drift.subject} alone (files are never deleted automatically)"
+            steps.append(ReconcileStep(drift, "report", note))
+    return steps
+
+
+async def reconcile(swarm: Swarm, fleet: Fleet, *, dry_run: bool) -> list[ReconcileStep]:
+    services = {s.name: s for s in fleet.services}
+    done = []
+    for step in plan(fleet):
+        if dry_run or step.action == "report":
+            done.append(step)
+            continue
+        surveyed = services[step.drift.subject]
+        try:
+            if step.action == "restore":
+                acted = await swarm.restore(surveyed)
+            else:
+                acted = await swarm.remove_if_unchanged(surveyed)
+        except DockerConflict:
+            acted = False
+        if acted:
+            done.append(replace(step, done=True))
+        else:
+            note = f"{step.drift.subject} changed since it was surveyed (a deploy?): left alone; run again"
+            done.append(replace(step, action="report", note=note))
+    return done
+
+
+async def run_reconcile(settings: Settings, *, dry_run: bool) -> list[ReconcileStep]:
+    swarm = cli_swarm(settings)
+    try:
+        fleet = await survey(swarm, SiteDirs.of(settings), settings)
+        return await reconcile(swarm, fleet, dry_run=dry_run)
+    finally:
+        swarm.close()

@@ -1,0 +1,91 @@
+"""`orchestrator status`: every managed site as the swarm holds it, with its health and drift."""
+
+from __future__ import annotations
+
+import json
+
+from orchestrator.commands.tables import escaped, render, size
+from orchestrator.commands.wiring import cli_swarm
+from orchestrator.config import Settings
+from orchestrator.files.quota import DiskUsage
+from orchestrator.files.sitedirs import SiteDirs
+from orchestrator.monitor.drift import Fleet
+from orchestrator.monitor.health import classify
+from orchestrator.monitor.survey import survey
+from orchestrator.sites.service import Service
+
+# Drift that is about a path under the sites root rather than a service.
+_PATH_DRIFT = ("unmanaged_dir", "old_trash")
+
+
+def health_of(service: Service) -> str:
+    if service.replicas == 0:
+        return "not serving"
+    return classify(service.running or 0, service.replicas, 0).status
+
+
+def disk_json(usage: DiskUsage | None) -> dict[str, int | None] | None:
+    """Bytes the site's directory holds and its limit; null where the filesystem keeps no count."""
+    return None if usage is None else {"used": usage.used, "limit": usage.limit}
+
+
+def disk_cell(usage: DiskUsage | None) -> str:
+    if usage is None:
+        return "-"
+    return f"{size(usage.used)}/{size(usage.limit) if usage.limit else 'no limit'}"
+
+
+def as_json(fleet: Fleet, site: int | None = None) -> str:
+    sites = [
+        {
+            "site_id": s.site_id,
+            "service": s.name,
+            "version": s.site_version,
+            "running": s.running or 0,
+            "desired": s.replicas,
+            "health": health_of(s),
+            "domains": list(s.domains),
+            "last_error": s.last_error,
+            "drift": [d.model_dump(mode="json") for d in fleet.drift_of(s.name)],
+            "disk": disk_json(fleet.disks.get(s.name)),
+        }
+        for s in fleet.services
+        if site is None or s.site_id == site
+    ]
+    other = [d.model_dump(mode="json") for d in fleet.drift if d.kind in _PATH_DRIFT]
+    other = [d for d in other if site is None or d["site_id"] == site]
+    return json.dumps({"sites": sites, "other_drift": other, "warnings": fleet.warnings}, indent=2)
+
+
+def as_table(fleet: Fleet, site: int | None = None) -> str:
+    rows = [
+        (
+            str(s.site_id or "-"),
+            s.name,
+            str(s.site_version),
+            f"{s.running or 0}/{s.replicas}",
+            health_of(s),
+            ",".join(s.domains) or "-",
+            ",".join(d.kind for d in fleet.drift_of(s.name)) or "-",
+            disk_cell(fleet.disks.get(s.name)),
+            escaped((s.last_error or "-")[:60]),
+        )
+        for s in sorted(fleet.services, key=lambda s: s.name)
+        if site is None or s.site_id == site
+    ]
+    lines = [render(("SITE", "SERVICE", "VERSION", "TASKS", "HEALTH", "DOMAINS", "DRIFT", "DISK", "LAST ERROR"), rows)]
+    if fleet.warnings:
+        lines += [f"warning: {w}" for w in fleet.warnings]
+    for d in fleet.drift:
+        if d.kind in _PATH_DRIFT and (site is None or d.site_id == site):
+            lines.append(f"{d.kind}: {escaped(d.subject)}: {d.detail}")
+    return "\n".join(lines)
+
+
+async def run_status(settings: Settings, *, as_json_output: bool, site: int | None) -> str:
+    swarm = cli_swarm(settings)
+    try:
+        fleet = await survey(swarm, SiteDirs.of(settings), settings)
+    finally:
+        swarm.close()
+    return as_json(fleet, site) if as_json_output else as_table(fleet, site)
