@@ -1,6 +1,7 @@
-"""The composition root of `orchestrator run`: build the adapters, wire each queue to its processor,
-consume until SIGTERM/SIGINT, and take it all down again in the reverse order (one exit stack, so
-setup and teardown cannot drift apart)."""
+"""The composition root of `orchestrator run`: build the adapters, wire each queue of the binding
+table to its processor, consume until SIGTERM/SIGINT, and take it all down again in the reverse
+order (one exit stack: whatever starts registers its stop at once, so setup and teardown cannot
+drift apart)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ import functools
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from orchestrator import retry
 from orchestrator.bus import broker, topology
 from orchestrator.bus.consumer import QueueConsumer
 from orchestrator.bus.decoding import MAX_BODY, MAX_COMMAND_BODY, MAX_FILE_REQUEST_BODY
-from orchestrator.bus.receiver import Receiver, Trust
+from orchestrator.bus.receiver import Processor, Receiver, Trust
 from orchestrator.bus.replies import ReplyPublisher
 from orchestrator.bus.settlement import QueuePolicy, Settler
 from orchestrator.config import Settings
@@ -47,111 +51,172 @@ from orchestrator.traefik.routes import TraefikRoutes
 from orchestrator_contract.terminals import TerminalUpdate
 
 log = logging.getLogger("orchestrator")
+M = TypeVar("M")
 M_MMAP_THRESHOLD = -3  # malloc.h
 # Terminal commands are small and latency-bound: many in flight, on their own channel. Each held
 # message may be as large as the broker admits (max_message_size), so this bounds memory too.
 TERMINAL_PREFETCH = 64
 
 
-def _return_large_buffers_to_the_system() -> None:
-    """File chunks make buffers of a MiB or more (a body, its base64, its bytes). glibc's dynamic
-    threshold would move such buffers from mmap onto the heap after the first is freed, where
-    fragmentation keeps the peak resident; a fixed threshold maps them and gives them back."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
+@dataclass(frozen=True)
+class Binding:
+    """One queue `orchestrator run` consumes. Everything else about consuming it (a channel of its
+    own with confirms, receive → authenticate → parse → process → settle) is the same for all."""
+
+    declare: Callable[[AbstractChannel, Settings], Awaitable[topology.Declared]]
+    exchange: str  # Director's exchange: what an allowed publisher sent there is taken
+    prefetch: int
+    attempts: int  # deliveries before a transient failure is dead-lettered (1: no delayed retry)
+    max_body: int  # the largest body the queue's contract admits
+    requeue_exchange: str | None = None  # our own way back for delayed retries
+    quick_replies: bool = False  # one-shot replies on a channel without confirms
+
+
+def bindings(settings: Settings) -> dict[str, Binding]:
+    """The queues of `orchestrator run`, by the processor each feeds."""
+    return {
+        "sites": Binding(
+            topology.declare,
+            settings.inbound_exchange,
+            max(settings.prefetch, settings.concurrency),
+            settings.max_attempts,
+            MAX_BODY,
+            requeue_exchange=settings.requeue_exchange,
+        ),
+        "terminals": Binding(
+            topology.declare_terminals, settings.terminal_exchange, TERMINAL_PREFETCH, 1, MAX_COMMAND_BODY
+        ),
+        "files": Binding(
+            topology.declare_files,
+            settings.files_exchange,
+            settings.files_prefetch,
+            1,
+            MAX_FILE_REQUEST_BODY,
+            quick_replies=True,
+        ),
+    }
+
+
+async def consume(
+    connection: AbstractRobustConnection, binding: Binding, processor: Processor[M], settings: Settings
+) -> QueueConsumer:
+    """Declare a binding's queue on a channel of its own and put its processor behind it (not yet
+    consuming: `QueueConsumer.start`)."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    await channel.set_qos(prefetch_count=binding.prefetch)
+    declared = await binding.declare(channel, settings)
+    quick = await connection.channel(publisher_confirms=False) if binding.quick_replies else None
+    policy = QueuePolicy(binding.exchange, binding.attempts, declared.retry, declared.dead_letters, binding.max_body)
+    receiver = Receiver(
+        processor,
+        Settler(channel, policy, settings.publish_timeout_seconds, unconfirmed=quick),
+        Trust(binding.exchange, settings.allowed_publishers, binding.requeue_exchange),
+    )
+    return QueueConsumer(declared.queue, receiver)
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """Docker, Traefik and the site builder, as `orchestrator run` uses them."""
+
+    changes: DockerChanges
+    docker: DockerClient
+    swarm: Swarm
+    terminal_docker: DockerClient  # a keystroke's resize never waits behind deploys
+    logs_docker: DockerClient  # a log view never waits behind deploys either
+    routes: TraefikRoutes
+    builder: ImageBuilder  # Docker calls of its own: a build never holds a deploy's worker
+
+
+def _adapters(settings: Settings, stack: contextlib.AsyncExitStack) -> Adapters:
+    def client(concurrency: int) -> DockerClient:
+        made = DockerClient(settings.docker_url, settings.docker_timeout_seconds, concurrency)
+        stack.callback(made.close)
+        return made
+
+    changes = DockerChanges(settings.docker_url, settings.docker_timeout_seconds, settings.task_survey_seconds)
+    stack.callback(changes.stop)
+    docker = client(settings.concurrency)
+    swarm = Swarm(docker, changes=changes, network=settings.network, port=settings.site_port)
+    terminal_docker, logs_docker = client(4), client(2)
+    routes = TraefikRoutes(settings.traefik_url, settings.traefik_api_url)
+    stack.push_async_callback(routes.close)
+    builder = ImageBuilder(settings)
+    stack.callback(builder.close)
+    return Adapters(changes, docker, swarm, terminal_docker, logs_docker, routes, builder)
 
 
 async def serve(settings: Settings) -> None:
     _return_large_buffers_to_the_system()
     stop = _stop_on_signals()
     async with contextlib.AsyncExitStack() as stack:
-        changes = DockerChanges(settings.docker_url, settings.docker_timeout_seconds, settings.task_survey_seconds)
-        stack.callback(changes.stop)
-        docker_client = DockerClient(settings.docker_url, settings.docker_timeout_seconds, settings.concurrency)
-        stack.callback(docker_client.close)
-        swarm = Swarm(docker_client, changes=changes, network=settings.network, port=settings.site_port)
-        # Terminal sessions get their own Docker calls: a keystroke's resize never waits behind deploys.
-        terminal_docker = DockerClient(settings.docker_url, settings.docker_timeout_seconds, concurrency=4)
-        stack.callback(terminal_docker.close)
-        # And site logs theirs: a log view never waits behind deploys either.
-        logs_docker = DockerClient(settings.docker_url, settings.docker_timeout_seconds, concurrency=2)
-        stack.callback(logs_docker.close)
-        routes = TraefikRoutes(settings.traefik_url, settings.traefik_api_url)
-        stack.push_async_callback(routes.close)
+        adapters = _adapters(settings, stack)
+        swarm = adapters.swarm
         if not await _wait_for_docker(swarm, stop):
             return
-        changes.start()
+        adapters.changes.start()
         sitedirs = SiteDirs.of(settings)
-        if missing := sitedirs.missing_mount_options():
-            log.error(
-                "the sites root is not mounted nosuid,nodev: mount it so (see docs/security.md)",
-                extra=fields(sites_root=str(settings.sites_root), missing=",".join(missing)),
-            )
-        if why := await asyncio.to_thread(sitedirs.quota_problem):
-            log.error(
-                "SITE_DISK_LIMIT is set but the sites root cannot enforce it: sites run without a disk limit",
-                extra=fields(sites_root=str(settings.sites_root), why=why),
-            )
-        terminal_host = TerminalHost(terminal_docker, settings.terminal_network, settings.deployment)
-        # Image builds on Docker calls of their own: a build never holds a deploy's worker.
-        builder = ImageBuilder(settings)
-        stack.callback(builder.close)
+        await _warn_about_the_sites_root(sitedirs, settings)
         ctx = Context(
             settings=settings,
             swarm=swarm,
             sitedirs=sitedirs,
-            routes=routes,
+            routes=adapters.routes,
             verified=VerifiedRoutes(swarm.cache, settings.reverify_seconds),
-            images=builder,
+            images=adapters.builder,
         )
-
         connection = await broker.connect(settings.broker_url(), settings, stop)
         stack.push_async_callback(connection.close)
-        site_consumer, results = await _site_events(connection, settings, ctx)
-        # A standby says nothing about health until it has taken over.
-        report = functools.partial(broker.publish_report, results, settings.publish_timeout_seconds)
-        monitor = HealthMonitor(swarm, functools.partial(report, True), active=site_consumer.active)
-        changes.listen(monitor.on_change)
-        await monitor.start(await swarm.managed())
-        stack.callback(monitor.stop)
         # Terminal output on a connection of its own: a flood of it, throttled by the broker, never
         # slows the results and acknowledgements of site events (flow control is per connection).
         output = await broker.connect(settings.broker_url(), settings, stop, name="orchestrator-terminal-output")
         stack.push_async_callback(output.close)
-        terminal_consumer, sessions = await _terminals(connection, output, settings, terminal_host, sitedirs)
-        stack.push_async_callback(sessions.stop)
-        files_consumer, site_files = await _files(connection, settings, swarm, sitedirs, logs_docker)
-        stack.push_async_callback(site_files.stop)
+        terminal_host = TerminalHost(adapters.terminal_docker, settings.terminal_network, settings.deployment)
+        sessions = TerminalSessions(settings, terminal_host, sitedirs, await _terminal_output(output, settings))
+        site_files = _site_files(connection, settings, swarm, sitedirs, adapters.logs_docker)
         ctx.sessions = (terminal_host, site_files)
+        processors: dict[str, Processor[Any]] = {
+            "sites": SiteEvents(ctx, settings.results_exchange, settings.retry_budget_seconds),
+            "terminals": TerminalCommands(sessions, settings.terminal_events_exchange),
+            "files": FileRequests(site_files, settings.files_reply_queue_prefix, settings.amqp_max_message_bytes),
+        }
+        consumers = {
+            name: await consume(connection, binding, processors[name], settings)
+            for name, binding in bindings(settings).items()
+        }
+        active = consumers["sites"].active
+        # Reports of our own (health, drift) on the site events' channel, as their results.
+        results = await consumers["sites"].queue.channel.get_exchange(settings.results_exchange, ensure=False)
+        report = functools.partial(broker.publish_report, results, settings.publish_timeout_seconds)
+        # A standby says nothing about health until it has taken over.
+        monitor = HealthMonitor(swarm, functools.partial(report, True), active=active)
+        adapters.changes.listen(monitor.on_change)
+        await monitor.start(await swarm.managed())
+        stack.callback(monitor.stop)
+        await sessions.start(consumers["terminals"].active)
+        stack.push_async_callback(sessions.stop)
+        site_files.start()
+        stack.push_async_callback(site_files.stop)
 
-        consumers = (site_consumer, terminal_consumer, files_consumer)
-        for consumer in consumers:
+        for consumer in consumers.values():
             await consumer.start()
             connection.reconnect_callbacks.add(consumer.refresh_active)
-        stack.push_async_callback(_finish, consumers, settings.shutdown_grace_seconds)
+        stack.push_async_callback(finish, tuple(consumers.values()), settings.shutdown_grace_seconds)
 
         # The network guard's failure makes this process unhealthy too: its sites are not closed in.
-        network_guard = (
-            NetworkGuard(settings, _sites_network(settings, docker_client), lasts_with_process=True)
-            if settings.network_guard
-            else None
-        )
-        background = [
-            asyncio.create_task(_beat(settings, connection, consumers, swarm, network_guard)),
-            asyncio.create_task(housekeeping.keep_house(swarm.tombstones, settings, site_consumer.active)),
-        ]
-        if network_guard is not None:
+        network_guard = None
+        if settings.network_guard:
+            network_guard = NetworkGuard(settings, _sites_network(settings, adapters.docker), lasts_with_process=True)
             network_guard.start()
             stack.push_async_callback(network_guard.close)
+        stack.callback(settings.heartbeat_file.unlink, missing_ok=True)
+        beat = _beat(settings, connection, tuple(consumers.values()), swarm, network_guard)
+        _background(stack, beat)
+        _background(stack, housekeeping.keep_house(swarm.tombstones, settings, active))
         if settings.drift_report_seconds:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
-            drift = reports.report_drift(
-                swarm, sitedirs, settings, functools.partial(report, False), site_consumer.active
-            )
-            background.append(asyncio.create_task(drift))
-        stack.callback(settings.heartbeat_file.unlink, missing_ok=True)
-        for task in background:
-            stack.callback(task.cancel)
+            drift = reports.report_drift(swarm, sitedirs, settings, functools.partial(report, False), active)
+            _background(stack, drift)
 
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
         await stop.wait()
@@ -180,6 +245,74 @@ async def guard(settings: Settings) -> None:
         settings.heartbeat_file.unlink(missing_ok=True)
 
 
+async def finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:
+    """First thing on the way down: no consumer takes a new message, and every in-flight one
+    finishes within the one grace period (what is left goes back to its queue on close)."""
+    for consumer in consumers:
+        consumer.stop_taking()
+    inflight = sum(c.inflight for c in consumers)
+    log.info("stopping: no new messages; finishing in-flight ones", extra=fields(inflight=inflight))
+    drained = await asyncio.gather(*(consumer.drain(grace) for consumer in consumers))
+    if not all(drained):
+        left = sum(c.inflight for c in consumers)
+        log.warning("grace period over; unfinished messages go back to the queue", extra=fields(inflight=left))
+
+
+def _background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None]) -> None:
+    """A loop that runs until the process stops: cancelled, and waited for, on the way down."""
+    task = asyncio.create_task(work)
+
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(cancel)
+
+
+async def _terminal_output(
+    output: AbstractRobustConnection, settings: Settings
+) -> Callable[[TerminalUpdate], Awaitable[None]]:
+    """Sessions' updates, without confirms (a flood of them waits for the broker, nothing more)."""
+    channel = await output.channel(publisher_confirms=False)
+    updates = await channel.get_exchange(settings.terminal_events_exchange, ensure=False)
+
+    async def emit(update: TerminalUpdate) -> None:
+        await broker.send(updates, update.routing_key, update.model_dump_json().encode())
+
+    return emit
+
+
+def _site_files(
+    connection: AbstractRobustConnection, settings: Settings, swarm: Swarm, sitedirs: SiteDirs, docker: DockerClient
+) -> SiteFiles:
+    """Files and logs; each stream of replies (an archive, a log follow) on a channel of its own."""
+    replies = ReplyPublisher.opener(connection, settings.publish_timeout_seconds, settings.amqp_max_message_bytes)
+    worker = Worker(sitedirs.root, settings.files_workers, settings.files_site_threads)
+    return SiteFiles(settings, worker, swarm, ServiceLogs(docker, settings.docker_url), replies)
+
+
+async def _warn_about_the_sites_root(sitedirs: SiteDirs, settings: Settings) -> None:
+    if missing := sitedirs.missing_mount_options():
+        log.error(
+            "the sites root is not mounted nosuid,nodev: mount it so (see docs/security.md)",
+            extra=fields(sites_root=str(settings.sites_root), missing=",".join(missing)),
+        )
+    if why := await asyncio.to_thread(sitedirs.quota_problem):
+        log.error(
+            "SITE_DISK_LIMIT is set but the sites root cannot enforce it: sites run without a disk limit",
+            extra=fields(sites_root=str(settings.sites_root), why=why),
+        )
+
+
+def _return_large_buffers_to_the_system() -> None:
+    """File chunks make buffers of a MiB or more (a body, its base64, its bytes). glibc's dynamic
+    threshold would move such buffers from mmap onto the heap after the first is freed, where
+    fragmentation keeps the peak resident; a fixed threshold maps them and gives them back."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
+
+
 def _sites_network(settings: Settings, docker_client: DockerClient) -> SitesNetwork:
     return SitesNetwork(docker_client, settings.network, settings.netns_dir, settings.docker_url)
 
@@ -190,98 +323,6 @@ def _stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
-
-
-async def _site_events(
-    connection: AbstractRobustConnection, settings: Settings, ctx: Context
-) -> tuple[QueueConsumer, AbstractExchange]:
-    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-    await channel.set_qos(prefetch_count=max(settings.prefetch, settings.concurrency))
-    declared = await topology.declare(channel, settings)
-    policy = QueuePolicy(
-        settings.inbound_exchange, settings.max_attempts, declared.retry, declared.dead_letters, MAX_BODY
-    )
-    receiver = Receiver(
-        SiteEvents(ctx, settings.results_exchange, settings.retry_budget_seconds),
-        Settler(channel, policy, settings.publish_timeout_seconds),
-        Trust(settings.inbound_exchange, settings.allowed_publishers, settings.requeue_exchange),
-    )
-    return QueueConsumer(declared.work_queue, receiver), declared.results
-
-
-async def _terminals(
-    connection: AbstractRobustConnection,
-    output_connection: AbstractRobustConnection,
-    settings: Settings,
-    host: TerminalHost,
-    sitedirs: SiteDirs,
-) -> tuple[QueueConsumer, TerminalSessions]:
-    """Terminal commands on their own channel; session output, without confirms, on its own connection."""
-    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-    await channel.set_qos(prefetch_count=TERMINAL_PREFETCH)
-    declared = await topology.declare_terminals(channel, settings)
-    output = await output_connection.channel(publisher_confirms=False)
-    updates = await output.get_exchange(settings.terminal_events_exchange, ensure=False)
-
-    async def emit(update: TerminalUpdate) -> None:
-        await broker.send(updates, update.routing_key, update.model_dump_json().encode())
-
-    sessions = TerminalSessions(settings, host, sitedirs, emit)
-    receiver = Receiver(
-        TerminalCommands(sessions, settings.terminal_events_exchange),
-        Settler(
-            channel,
-            QueuePolicy(settings.terminal_exchange, 1, None, declared.dead_letters, MAX_COMMAND_BODY),
-            settings.publish_timeout_seconds,
-        ),
-        Trust(settings.terminal_exchange, settings.allowed_publishers),
-    )
-    consumer = QueueConsumer(declared.commands, receiver)
-    await sessions.start(consumer.active)
-    return consumer, sessions
-
-
-async def _files(
-    connection: AbstractRobustConnection, settings: Settings, swarm: Swarm, sitedirs: SiteDirs, docker: DockerClient
-) -> tuple[QueueConsumer, SiteFiles]:
-    """File and log requests on their own channel (a click in the file manager never waits behind
-    a deploy); each stream of replies (an archive, a log follow) on a channel of its own."""
-    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-    await channel.set_qos(prefetch_count=settings.files_prefetch)
-    declared = await topology.declare_files(channel, settings)
-    replies = ReplyPublisher.opener(connection, settings.publish_timeout_seconds, settings.amqp_max_message_bytes)
-    quick = await connection.channel(publisher_confirms=False)  # one-shot replies
-    site_files = SiteFiles(
-        settings,
-        Worker(sitedirs.root, settings.files_workers, settings.files_site_threads),
-        swarm,
-        ServiceLogs(docker, settings.docker_url),
-        replies,
-    )
-    receiver = Receiver(
-        FileRequests(site_files, settings.files_reply_queue_prefix, settings.amqp_max_message_bytes),
-        Settler(
-            channel,
-            QueuePolicy(settings.files_exchange, 1, None, declared.dead_letters, MAX_FILE_REQUEST_BODY),
-            settings.publish_timeout_seconds,
-            unconfirmed=quick,
-        ),
-        Trust(settings.files_exchange, settings.allowed_publishers),
-    )
-    site_files.start()
-    return QueueConsumer(declared.requests, receiver), site_files
-
-
-async def _finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:
-    """First thing on the way down: take no new message, let in-flight ones finish."""
-    for consumer in consumers:
-        consumer.stop_taking()
-    inflight = sum(c.inflight for c in consumers)
-    log.info("stopping: no new messages; finishing in-flight ones", extra=fields(inflight=inflight))
-    if not await consumers[0].drain(grace):
-        log.warning(
-            "grace period over; unfinished messages go back to the queue", extra=fields(inflight=consumers[0].inflight)
-        )
 
 
 async def _beat(

@@ -39,18 +39,12 @@ from orchestrator.errors import BrokerSetupError
 
 
 @dataclass(frozen=True)
-class Topology:
-    work_queue: AbstractQueue
-    results: AbstractExchange
-    retry: AbstractExchange
-    dead_letters: AbstractExchange
+class Declared:
+    """What a queue's consumer needs of its declared topology."""
 
-
-@dataclass(frozen=True)
-class TerminalTopology:
-    commands: AbstractQueue
-    events: AbstractExchange
+    queue: AbstractQueue
     dead_letters: AbstractExchange
+    retry: AbstractExchange | None = None  # delayed retries (site events only)
 
 
 def work_queue_arguments(settings: Settings) -> FieldTable:
@@ -78,12 +72,6 @@ def retry_queue_arguments(settings: Settings) -> FieldTable:
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
-
-
-@dataclass(frozen=True)
-class FileTopology:
-    requests: AbstractQueue
-    dead_letters: AbstractExchange
 
 
 # The operations' routing keys (`files.list`, ..., `logs.follow`): see orchestrator_contract.files.
@@ -129,7 +117,7 @@ async def directors(channel: AbstractChannel, name: str) -> AbstractExchange:
         ) from exc
 
 
-async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
+async def declare(channel: AbstractChannel, settings: Settings) -> Declared:
     topic = aio_pika.ExchangeType.TOPIC
     inbound = await directors(channel, settings.inbound_exchange)
     results = await channel.declare_exchange(settings.results_exchange, topic, durable=True)
@@ -156,24 +144,24 @@ async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
             settings.results_queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
         await results_queue.bind(results, "site.*")
-    return Topology(work_queue, results, retry, dead_letters)
+    return Declared(work_queue, dead_letters, retry=retry)
 
 
-async def declare_terminals(channel: AbstractChannel, settings: Settings) -> TerminalTopology:
+async def declare_terminals(channel: AbstractChannel, settings: Settings) -> Declared:
     """On its own channel, after `declare` (which creates the dead letters)."""
     topic = aio_pika.ExchangeType.TOPIC
     commands = await directors(channel, settings.terminal_exchange)
-    events = await channel.declare_exchange(settings.terminal_events_exchange, topic, durable=True)
+    await channel.declare_exchange(settings.terminal_events_exchange, topic, durable=True)
     dead_letters = await channel.declare_exchange(settings.dead_letter_exchange, topic, durable=True)
     queue = await channel.declare_queue(
         settings.terminal_queue, durable=True, arguments=terminal_queue_arguments(settings)
     )
     await queue.bind(commands, settings.terminal_binding_key)
     await _side_dead_letters(channel, dead_letters, settings.terminal_queue, (settings.terminal_binding_key,))
-    return TerminalTopology(queue, events, dead_letters)
+    return Declared(queue, dead_letters)
 
 
-async def declare_files(channel: AbstractChannel, settings: Settings) -> FileTopology:
+async def declare_files(channel: AbstractChannel, settings: Settings) -> Declared:
     """On its own channel, after `declare` (which creates the dead letters)."""
     requests = await directors(channel, settings.files_exchange)
     dead_letters = await channel.declare_exchange(
@@ -183,7 +171,7 @@ async def declare_files(channel: AbstractChannel, settings: Settings) -> FileTop
     for key in FILE_BINDING_KEYS:
         await queue.bind(requests, key)
     await _side_dead_letters(channel, dead_letters, settings.files_queue, FILE_BINDING_KEYS)
-    return FileTopology(queue, dead_letters)
+    return Declared(queue, dead_letters)
 
 
 async def _side_dead_letters(
