@@ -174,6 +174,12 @@ class DockerUnavailable(TransientError):
     code = ErrorCode.DOCKER_UNAVAILABLE
 
 
+class BrokerUnavailable(TransientError):
+    """The broker cannot be reached (refused, unreachable, credentials refused, timed out)."""
+
+    code = ErrorCode.TRANSIENT_ERROR
+
+
 class DockerConflict(TransientError):
     """The service changed under us (update out of sequence, 409): reload and try again."""
 

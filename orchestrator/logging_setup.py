@@ -24,7 +24,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def setup(level: str = "INFO") -> None:
+def setup(level: str = "INFO", *, libraries: int = logging.WARNING) -> None:
+    """JSON lines on stderr (stdout is a command's own report). `libraries`: the level of the
+    clients' own loggers; a one-shot command raises it, as it says itself what went wrong."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -32,7 +34,7 @@ def setup(level: str = "INFO") -> None:
     root.setLevel(level)
     # Libraries that log every request or frame at INFO (httpx: one line per Traefik check).
     for noisy in ("aio_pika", "aiormq", "urllib3", "docker", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(max(libraries, logging.getLevelName(level)))
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:

@@ -27,7 +27,7 @@ import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import annotated_types
 from pydantic.fields import FieldInfo
@@ -90,6 +90,8 @@ def type_of(field: FieldInfo) -> str:
         kind = "list"
     elif annotation == Path | None:
         kind = "path, optional"
+    elif choices := [arg for part in get_args(annotation) for arg in get_args(part) if isinstance(arg, str)]:
+        kind = "one of " + ", ".join(choices) + (", optional" if type(None) in get_args(annotation) else "")
     else:
         kind = str(annotation)
     bounds = []

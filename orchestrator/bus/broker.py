@@ -22,7 +22,7 @@ from yarl import URL
 from orchestrator import retry
 from orchestrator.bus.envelope import Envelope, believed_headers
 from orchestrator.config import Settings
-from orchestrator.errors import PublishFailed
+from orchestrator.errors import BrokerUnavailable, PublishFailed
 from orchestrator.logging_setup import fields
 
 log = logging.getLogger("orchestrator.broker")
@@ -44,15 +44,20 @@ async def connect(
     if "heartbeat" not in target.query:
         target = target.update_query(heartbeat=settings.heartbeat_seconds)
     errors = (TimeoutError, ConnectionError, OSError, aiormq.exceptions.AMQPError)
-    async for attempt in retry.until_ready("the broker", errors if patient else (), stop):
-        with attempt:
-            return await aio_pika.connect_robust(
-                target,
-                # Back within a second or two of a broker restart (aio-pika's default waits 5 s).
-                reconnect_interval=1,
-                ssl_context=_ssl_context(settings) if target.scheme == "amqps" else None,
-                client_properties={"connection_name": name},
-            )
+    try:
+        async for attempt in retry.until_ready("the broker", errors if patient else (), stop):
+            with attempt:
+                return await aio_pika.connect_robust(
+                    target,
+                    # Back within a second or two of a broker restart (aio-pika's default waits 5 s).
+                    reconnect_interval=1,
+                    ssl_context=_ssl_context(settings) if target.scheme == "amqps" else None,
+                    client_properties={"connection_name": name},
+                )
+    except errors as exc:
+        # Named by host and port only: the URL may carry a password.
+        why = str(exc) or type(exc).__name__
+        raise BrokerUnavailable(f"cannot connect to the broker at {target.host}:{target.port}: {why}") from exc
     raise AssertionError("unreachable: the retry loop returns or raises")
 
 

@@ -1,204 +1,106 @@
-"""Operators' view of the dead-letter queue: list, replay, purge.
-
-Replay republishes each message to its original exchange and routing key with confirms, as the
-replay user (the broker stamps `user_id`, which the consumer authenticates), strips the broker's
-`x-death` headers, marks it replayed, and only then acks it off the dead-letter queue: a crash in
-the middle duplicates at worst, never loses.
-"""
+"""`orchestrator dead-letters list | replay | purge`: inspect and replay dead-lettered events
+(the queue's reading and replay rules: `bus.dead_letters`)."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
-import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from collections.abc import AsyncIterator
+from dataclasses import asdict
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
-from yarl import URL
-
-from orchestrator.bus import broker
-from orchestrator.bus.decoding import site_id_of
+from orchestrator.bus import dead_letters
+from orchestrator.bus.dead_letters import DeadLetter, Filter
+from orchestrator.commands.output import OK, REFUSED, Progress, confirmed, print_json, say
 from orchestrator.commands.tables import escaped, render
 from orchestrator.config import Settings
-from orchestrator_contract import headers as hdr
+
+LIST_PAGE = 200  # table rows printed at once
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    id: str
-    routing_key: str
-    exchange: str
-    site_id: int | None
-    reason: str
-    message: str
-    attempts: int
-    first_failure: str | None
-    last_failure: str | None
-    age_seconds: float | None
-    publisher: str | None  # the broker user who published it, as far as it is proven
-    truncated: int | None = None  # the original size of a body cut to its head (never replayed)
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "purge":
+        return _purge(args, settings)
+    ids = getattr(args, "ids", [])
+    keep = dead_letters.make_filter(ids=ids, site=args.site, reason=args.reason)
+    if args.action == "list":
+        asyncio.run(_list(dead_letters.stream_letters(settings, keep), as_json=args.output == "json"))
+        return OK
+    return _replay(args, settings, keep)
 
-    @classmethod
-    def of(cls, message: AbstractIncomingMessage, settings: Settings) -> DeadLetter:
-        headers = dict(message.headers or {})
-        death = _first_death(headers)
-        try:
-            site_id = site_id_of(json.loads(message.body))
-        except (ValueError, RecursionError):
-            site_id = None
-        last = _str(headers.get(hdr.LAST_FAILURE)) or _str(death.get("time"))
-        return cls(
-            id=message.message_id or f"tag-{message.delivery_tag}",
-            routing_key=_str(headers.get(hdr.ROUTING_KEY)) or _death_key(death) or message.routing_key or "",
-            exchange=_replay_target(_str(headers.get(hdr.EXCHANGE)) or _str(death.get("exchange")), settings),
-            site_id=site_id,
-            reason=_str(headers.get(hdr.ERROR_CODE)) or _str(death.get("reason")) or "unknown",
-            message=_str(headers.get(hdr.ERROR_MESSAGE)) or "",
-            attempts=_int(headers.get(hdr.ATTEMPTS) or death.get("count")),
-            first_failure=_str(headers.get(hdr.FIRST_FAILURE)) or last,
-            last_failure=last,
-            age_seconds=_age(last),
-            publisher=_publisher(message, headers, death, settings),
-            truncated=_int(headers.get(hdr.TRUNCATED)) or None,
+
+def _purge(args: argparse.Namespace, settings: Settings) -> int:
+    question = f"Delete every message in {settings.dead_letter_queue}? Type 'purge' to confirm: "
+    if not args.yes and not confirmed(question, "purge"):
+        return REFUSED
+    purged = asyncio.run(dead_letters.purge(settings))
+    if args.output == "json":
+        print_json({"purged": purged})
+    else:
+        print(f"purged {purged} dead letters")
+    return OK
+
+
+def _replay(args: argparse.Namespace, settings: Settings, keep: Filter) -> int:
+    if not (args.ids or args.site is not None or args.reason or args.all):
+        say("say what to replay: message ids, --site, --reason or --all")
+        return REFUSED
+    if args.include_unauthenticated and not args.ids:
+        say("--include-unauthenticated needs explicit message ids")
+        return REFUSED
+    progress = Progress()
+    done, skipped = asyncio.run(
+        dead_letters.replay(
+            settings,
+            keep,
+            dry_run=args.dry_run,
+            include_unauthenticated=args.include_unauthenticated,
+            progress=progress,
         )
-
-
-Filter = Callable[[DeadLetter], bool]
-
-
-def make_filter(*, ids: Iterable[str] = (), site: int | None = None, reason: str | None = None) -> Filter:
-    wanted = set(ids)
-
-    def keep(letter: DeadLetter) -> bool:
-        return (
-            (not wanted or letter.id in wanted)
-            and (site is None or letter.site_id == site)
-            and (reason is None or letter.reason == reason)
+    )
+    progress.done()
+    if args.output == "json":
+        print_json(
+            {
+                "dry_run": args.dry_run,
+                "replayed": [asdict(letter) for letter in done],
+                "skipped": [asdict(letter) for letter in skipped],
+            }
         )
-
-    return keep
-
-
-async def _each(
-    channel: AbstractChannel, settings: Settings
-) -> AsyncIterator[tuple[AbstractIncomingMessage, DeadLetter]]:
-    """Every dead letter in turn, taken unacked (closing the channel puts back what was not acked),
-    one at a time: a queue of ten thousand letters is never all in this process's memory."""
-    queue = await channel.declare_queue(settings.dead_letter_queue, passive=True)
-    for _ in range(queue.declaration_result.message_count or 0):
-        message = await queue.get(no_ack=False, fail=False, timeout=10)
-        if message is None:
-            return
-        yield message, DeadLetter.of(message, settings)
+        return OK
+    print(f"{'would replay' if args.dry_run else 'replayed'} {len(done)} dead letters")
+    print(as_table(done))
+    if skipped:
+        print(f"skipped {len(skipped)} dead letters from an unproven publisher (a replay would make them trusted):")
+        print(as_table(skipped))
+    return OK
 
 
-async def count(settings: Settings) -> int:
-    connection = await broker.connect(settings.broker_url(), settings, patient=False)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(settings.dead_letter_queue, passive=True)
-        return int(queue.declaration_result.message_count or 0)
+async def _list(letters: AsyncIterator[DeadLetter], *, as_json: bool) -> None:
+    """Printed as they are read: ten thousand letters never sit in memory. JSON: one array, a
+    letter per line. Table: a page at a time, its columns sized per page."""
+    if as_json:
+        count = 0
+        print("[", end="")
+        async for letter in letters:
+            print(("\n" if not count else ",\n") + json.dumps(asdict(letter)), end="", flush=True)
+            count += 1
+        print("\n]" if count else "]")
+        return
+    page: list[DeadLetter] = []
+    header = True
 
+    def flush() -> None:
+        rows = as_table(page).splitlines()
+        print("\n".join(rows if header else rows[1:]), flush=True)
 
-async def stream_letters(settings: Settings, keep: Filter) -> AsyncIterator[DeadLetter]:
-    """The chosen letters as they are read (the CLI prints each at once)."""
-    connection = await broker.connect(settings.broker_url(), settings, patient=False)
-    async with connection:
-        channel = await connection.channel()
-        async for _, letter in _each(channel, settings):
-            if keep(letter):
-                yield letter
-
-
-async def replay(
-    settings: Settings,
-    keep: Filter,
-    *,
-    dry_run: bool,
-    include_unauthenticated: bool = False,
-    out: TextIO = sys.stderr,
-) -> tuple[list[DeadLetter], list[DeadLetter]]:
-    """Replay the chosen letters; return (replayed, skipped).
-
-    Replay republishes as the replay user, whom the consumer trusts. A letter whose original
-    publisher is not proven to be an allowed one (refused as unauthenticated, or dead-lettered by
-    the broker without proof) would be laundered that way, so it is skipped unless asked for.
-    """
-    source = await broker.connect(settings.broker_url(), settings, patient=False)
-    target = await broker.connect(settings.replay_broker_url(), settings, patient=False)
-    replay_user = URL(settings.replay_broker_url()).user or "guest"
-    replayed: list[DeadLetter] = []
-    async with source, target:
-        channel = await source.channel()
-        publisher = await target.channel(publisher_confirms=True, on_return_raises=True)
-        trusted = set(settings.allowed_publishers)
-        skipped: list[DeadLetter] = []
-        progress = _Progress(await count(settings), out)
-        async for message, letter in _each(channel, settings):
-            progress.step()
-            if not keep(letter):
-                continue
-            # A terminal command replayed later would open or feed a terminal nobody watches, a file
-            # request would answer a requester that stopped waiting long ago, a truncated body is
-            # not the event any more.
-            if (
-                (letter.publisher not in trusted and not include_unauthenticated)
-                or letter.exchange in (settings.terminal_exchange, settings.files_exchange)
-                or letter.truncated is not None
-            ):
-                skipped.append(letter)
-                continue
-            if not dry_run:
-                exchange = await publisher.get_exchange(letter.exchange, ensure=False)
-                await broker.publish(
-                    exchange,
-                    letter.routing_key,
-                    message.body,
-                    timeout=settings.publish_timeout_seconds,
-                    headers=_replay_headers(message),
-                    message_id=message.message_id,
-                    correlation_id=message.correlation_id,
-                    user_id=replay_user,
-                    content_type=message.content_type,
-                )
-                await message.ack()  # only after the broker confirmed the copy
-            replayed.append(letter)
-        progress.done()
-    return replayed, skipped
-
-
-async def purge(settings: Settings) -> int:
-    connection = await broker.connect(settings.broker_url(), settings, patient=False)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(settings.dead_letter_queue, passive=True)
-        result = await queue.purge()
-        return int(result.message_count or 0)
-
-
-def _replay_target(exchange: str | None, settings: Settings) -> str:
-    """Replay publishes only to an exchange Director publishes to, whatever a header says."""
-    directors = (settings.inbound_exchange, settings.terminal_exchange, settings.files_exchange)
-    return exchange if exchange in directors else settings.inbound_exchange
-
-
-def _replay_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
-    headers = {
-        k: v for k, v in (message.headers or {}).items() if k not in (*hdr.BROKER_DEATH, *hdr.FAILURE, *hdr.ORIGIN)
-    }
-    headers[hdr.REPLAYED] = _int(headers.get(hdr.REPLAYED)) + 1
-    return headers
-
-
-def as_json(letters: list[DeadLetter]) -> str:
-    return json.dumps([asdict(letter) for letter in letters], indent=2)
-
-
-def as_json_line(letter: DeadLetter) -> str:
-    return json.dumps(asdict(letter))
+    async for letter in letters:
+        page.append(letter)
+        if len(page) >= LIST_PAGE:
+            flush()
+            page, header = [], False
+    if page or header:
+        flush()
 
 
 def as_table(letters: list[DeadLetter]) -> str:
@@ -214,90 +116,6 @@ def as_table(letters: list[DeadLetter]) -> str:
         for letter in letters
     ]
     return render(("ID", "ROUTING KEY", "SITE", "REASON", "ATTEMPTS", "AGE"), rows)
-
-
-class _Progress:
-    """A one-line progress bar on stderr for replays of more than a handful of messages."""
-
-    def __init__(self, total: int, out: TextIO, width: int = 30) -> None:
-        self.total, self.out, self.width, self.done_count = total, out, width, 0
-        self.enabled = total >= 20
-        self.started = time.monotonic()
-
-    def step(self) -> None:
-        self.done_count += 1
-        if self.enabled and (self.done_count % 10 == 0 or self.done_count == self.total):
-            filled = self.width * self.done_count // self.total
-            rate = self.done_count / max(time.monotonic() - self.started, 1e-6)
-            self.out.write(
-                f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done_count}/{self.total} ({rate:.0f}/s)"
-            )
-            self.out.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            self.out.write("\n")
-
-
-def _publisher(
-    message: AbstractIncomingMessage, headers: dict[str, Any], death: dict[str, Any], settings: Settings
-) -> str | None:
-    """Who published the letter, trusting only what the broker or the orchestrator vouches for.
-
-    Our own dead-letter copies carry `x-orchestrator-publisher` only after authenticating (a forged
-    one is dropped). A letter the broker dead-lettered keeps the original `user_id`, which the
-    broker checked when it came in through the inbound exchange; through the requeue exchange it
-    carries our header from its first delivery.
-    """
-    if not death:
-        return _str(headers.get(hdr.PUBLISHER))
-    origin = _str(death.get("exchange"))
-    if origin == settings.inbound_exchange:
-        return message.user_id
-    if origin == settings.requeue_exchange:
-        return _str(headers.get(hdr.PUBLISHER))
-    return None
-
-
-def _first_death(headers: dict[str, Any]) -> dict[str, Any]:
-    deaths = headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        return deaths[0]
-    return {}
-
-
-def _death_key(death: dict[str, Any]) -> str | None:
-    keys = death.get("routing-keys")
-    return _str(keys[0]) if isinstance(keys, list) and keys else None
-
-
-def _str(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    return str(value)
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _age(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    try:
-        moment = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round((datetime.now(UTC) - moment).total_seconds(), 1)
 
 
 def _human(seconds: float | None) -> str:

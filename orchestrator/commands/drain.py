@@ -11,11 +11,13 @@ whatever else still runs there.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+from orchestrator.commands.output import FAILED, OK, REFUSED, confirmed, print_json
 from orchestrator.commands.wiring import cli_swarm
 from orchestrator.config import Settings
 from orchestrator.errors import OrchestratorError
@@ -59,9 +61,44 @@ async def drain(swarm: Swarm, node: str, settings: Settings) -> list[Moved]:
     return list(moved)
 
 
+async def sites_on(settings: Settings, node: str) -> list[str]:
+    swarm = cli_swarm(settings)
+    try:
+        return sorted(service.name for service in await swarm.sites_on(node))
+    finally:
+        swarm.close()
+
+
 async def run_drain(settings: Settings, node: str) -> list[Moved]:
     swarm = cli_swarm(settings)
     try:
         return await drain(swarm, node, settings)
     finally:
         swarm.close()
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    """`--dry-run` names the sites that would move and changes nothing; otherwise an operator
+    confirms (or passes `--yes`). Exits FAILED when a site could not move first."""
+    node = args.node
+    if args.dry_run or not args.yes:
+        sites = asyncio.run(sites_on(settings, node))
+        if args.dry_run:
+            if args.output == "json":
+                print_json({"node": node, "dry_run": True, "sites": sites})
+            else:
+                print(
+                    "\n".join([*(f"{site}: would move" for site in sites), f"{len(sites)} sites would move off {node}"])
+                )
+            return OK
+        question = f"Move {len(sites)} sites off {node} and drain it? Type 'drain' to confirm: "
+        if not confirmed(question, "drain"):
+            return REFUSED
+    moved = asyncio.run(run_drain(settings, node))
+    if args.output == "json":
+        print_json({"node": node, "dry_run": False, "sites": [asdict(m) for m in moved]})
+    else:
+        for one in moved:
+            print(f"{one.site}: {'moved' if one.error is None else 'left to the drain: ' + one.error}")
+        print(f"{sum(m.error is None for m in moved)} of {len(moved)} sites moved; {node} drained")
+    return OK if all(m.error is None for m in moved) else FAILED

@@ -7,9 +7,12 @@ never undone.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from orchestrator.commands.output import DRIFT, OK, print_json
 from orchestrator.commands.wiring import cli_swarm
 from orchestrator.config import Settings
 from orchestrator.errors import DockerConflict
@@ -79,3 +82,23 @@ async def run_reconcile(settings: Settings, *, dry_run: bool) -> list[ReconcileS
         return await reconcile(swarm, fleet, dry_run=dry_run)
     finally:
         swarm.close()
+
+
+def as_json(steps: list[ReconcileStep]) -> list[dict[str, object]]:
+    return [
+        {"drift": step.drift.model_dump(mode="json"), "action": step.action, "note": step.note, "done": step.done}
+        for step in steps
+    ]
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    """A dry run exits DRIFT when it found any (as `git diff --exit-code`)."""
+    steps = asyncio.run(run_reconcile(settings, dry_run=args.dry_run))
+    if args.output == "json":
+        print_json({"dry_run": args.dry_run, "steps": as_json(steps)})
+    else:
+        for step in steps:
+            mark = "done" if step.done else ("would" if args.dry_run and step.action != "report" else "-")
+            print(f"[{mark}] {step.drift.kind}: {step.note}")
+        print(f"{len(steps)} drifted, {sum(s.done for s in steps)} restored or removed")
+    return DRIFT if args.dry_run and steps else OK

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 
+from orchestrator.commands.output import DRIFT, OK
 from orchestrator.commands.tables import escaped, render, size
 from orchestrator.commands.wiring import cli_swarm
 from orchestrator.config import Settings
@@ -82,10 +85,21 @@ def as_table(fleet: Fleet, site: int | None = None) -> str:
     return "\n".join(lines)
 
 
-async def run_status(settings: Settings, *, as_json_output: bool, site: int | None) -> str:
+def drift_shown(fleet: Fleet, site: int | None) -> bool:
+    """Whether what the command shows (one site's, or the whole fleet's) has drifted."""
+    return any(site is None or d.site_id == site for d in fleet.drift)
+
+
+async def run_status(settings: Settings) -> Fleet:
     swarm = cli_swarm(settings)
     try:
-        fleet = await survey(swarm, SiteDirs.of(settings), settings)
+        return await survey(swarm, SiteDirs.of(settings), settings)
     finally:
         swarm.close()
-    return as_json(fleet, site) if as_json_output else as_table(fleet, site)
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    """Exits DRIFT when anything shown drifted, so a script or a probe can tell."""
+    fleet = asyncio.run(run_status(settings))
+    print(as_json(fleet, args.site) if args.output == "json" else as_table(fleet, args.site))
+    return DRIFT if drift_shown(fleet, args.site) else OK

@@ -459,7 +459,7 @@ async def test_draining_a_worker(stack: Running, fleet: list[Site]) -> None:
     assert before, "no site on director-w1 to move"
 
     async def orchestrator_drain() -> None:
-        done = await asyncio.to_thread(stack.orchestrator.cli, "drain", w1)
+        done = await asyncio.to_thread(stack.orchestrator.cli, "drain", w1, "--yes")
         assert done.returncode == 0, done.stdout + done.stderr
 
     load, took = await under_load(fleet, orchestrator_drain())

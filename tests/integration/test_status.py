@@ -11,9 +11,10 @@ from support import Director, OrchestratorProcess, Results, deploy, eventually, 
 
 
 def status_of(orchestrator: OrchestratorProcess, site_id: int) -> dict[str, Any]:
-    done = orchestrator.cli("status", "--json", "--site", str(site_id))
-    assert done.returncode == 0, done.stderr
+    """The site as `status -o json --site` shows it; the command exits 1 when it has drifted."""
+    done = orchestrator.cli("status", "-o", "json", "--site", str(site_id))
     (site,) = json.loads(done.stdout)["sites"]
+    assert done.returncode == (1 if site["drift"] else 0), done.stderr
     return site  # type: ignore[no-any-return]
 
 
@@ -51,8 +52,8 @@ async def test_a_hand_edit_shows_as_drift_and_reconcile_restores_it(
     edited = status_of(orchestrator, site_id)
     assert [d["kind"] for d in edited["drift"]] == ["edited"], edited
 
-    dry = orchestrator.cli("reconcile", "--dry-run")
-    assert dry.returncode == 0 and f"[would] edited: restore {name}" in dry.stdout, dry.stdout
+    dry = orchestrator.cli("reconcile", "--dry-run")  # exits 1: it found drift
+    assert dry.returncode == 1 and f"[would] edited: restore {name}" in dry.stdout, dry.stdout
     assert "EDITED_BY_HAND=1" in env_of(api, name)  # a dry run changes nothing
 
     done = orchestrator.cli("reconcile", "--yes")
@@ -68,7 +69,7 @@ async def test_a_site_directory_without_a_service_is_reported_never_removed(
 ) -> None:
     stray = write_site(sites_root, site_id, page="nobody serves me")
     done = orchestrator.cli("status")
-    assert done.returncode == 0
+    assert done.returncode == 1  # the stray directory is drift
     assert f"unmanaged_dir: site_{site_id:04d}" in done.stdout
     assert orchestrator.cli("reconcile", "--yes").returncode == 0
     assert (stray / "public" / "index.html").read_text() == "nobody serves me"

@@ -48,7 +48,7 @@ def dead_letters(orchestrator: OrchestratorProcess, *args: str) -> str:
 
 
 def listed(orchestrator: OrchestratorProcess, *args: str) -> list[dict[str, Any]]:
-    return json.loads(dead_letters(orchestrator, "list", "--json", *args))  # type: ignore[no-any-return]
+    return json.loads(dead_letters(orchestrator, "list", "-o", "json", *args))  # type: ignore[no-any-return]
 
 
 async def test_events_dead_lettered_during_a_docker_outage_replay_exactly_once(

@@ -65,7 +65,7 @@ def as_the_site(api: docker.APIClient, site_id: int, script: str) -> tuple[int, 
 
 
 def disk_of(stack: Running, site_id: int) -> dict[str, int | None]:
-    status = stack.orchestrator.cli("status", "--json", "--site", str(site_id))
+    status = stack.orchestrator.cli("status", "-o", "json", "--site", str(site_id))
     assert status.returncode == 0, status.stderr
     [site] = json.loads(status.stdout)["sites"]
     assert site["disk"] is not None, site

@@ -42,6 +42,7 @@ from support import (
 
 from orchestrator.bus import broker
 from orchestrator.config import Settings
+from orchestrator.errors import BrokerUnavailable
 from orchestrator_contract.results import SiteResult
 from orchestrator_contract.sites import memory_bytes
 
@@ -768,14 +769,15 @@ async def test_amqps_with_the_ca_and_a_client_cert_connects(url: str) -> None:
 
 async def test_amqps_with_a_wrong_ca_fails(tmp_path: Path) -> None:
     cert, _ = rogue_ca(tmp_path)
-    with pytest.raises((ssl.SSLError, aiormq.exceptions.AMQPConnectionError)) as info:
+    # broker.connect says it as BrokerUnavailable, with the TLS error's own words (and as its cause).
+    with pytest.raises((BrokerUnavailable, ssl.SSLError, aiormq.exceptions.AMQPConnectionError)) as info:
         await _connect_once(AMQPS_URL, tls_settings(amqp_ca_file=cert))
     assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
 
 
 async def test_amqps_with_a_client_cert_from_another_ca_is_refused(tmp_path: Path) -> None:
     cert, key = rogue_ca(tmp_path)
-    with pytest.raises((ssl.SSLError, ConnectionError, aiormq.exceptions.AMQPError)):
+    with pytest.raises((BrokerUnavailable, ssl.SSLError, ConnectionError, aiormq.exceptions.AMQPError)):
         connection = await _connect_once(AMQPS_URL, tls_settings(amqp_cert_file=cert, amqp_key_file=key))
         await connection.close()
 

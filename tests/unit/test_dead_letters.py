@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from orchestrator.commands.dead_letters import DeadLetter, _replay_target, as_table
+from orchestrator.bus.dead_letters import DeadLetter, _replay_target
+from orchestrator.commands.dead_letters import as_table
 from orchestrator.config import Settings
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import HEARTBEAT_FILE, HEARTBEAT_INTERVAL, healthcheck_without_settings
+from orchestrator.commands.healthcheck import HEARTBEAT_FILE, HEARTBEAT_INTERVAL, without_settings
 from orchestrator.config import Settings
 from orchestrator.monitor.heartbeat import Beat, check, orchestrator_beat, write
 
@@ -109,7 +109,7 @@ def test_the_healthcheck_reads_its_two_settings_as_settings_does(monkeypatch: py
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         settings = Settings()
-        assert healthcheck_without_settings(env) == (settings.heartbeat_file, settings.heartbeat_interval_seconds)
+        assert without_settings(env) == (settings.heartbeat_file, settings.heartbeat_interval_seconds)
 
 
 @pytest.mark.parametrize(
@@ -124,4 +124,4 @@ def test_the_healthcheck_reads_its_two_settings_as_settings_does(monkeypatch: py
     ],
 )
 def test_anything_unusual_is_left_to_settings(env: dict[str, str]) -> None:
-    assert healthcheck_without_settings(env) is None
+    assert without_settings(env) is None
