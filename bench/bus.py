@@ -19,7 +19,9 @@ from support import connected, site_event
 
 from orchestrator.bus.decoding import parse_event
 from orchestrator.config import Settings
+from orchestrator.sites.admission import admit
 from orchestrator.sites.spec import desired_service
+from orchestrator.slices import Admission, SiteRuntime
 from orchestrator_contract.sites import SiteCreated
 from orchestrator_contract.terminals import TerminalUpdate
 
@@ -164,6 +166,7 @@ def attach_rtt(count: int) -> float:
 
 def pure_ratios() -> dict[str, float]:
     settings = Settings()
+    admission, runtime = Admission.of(settings), SiteRuntime.of(settings)  # built once, as the handler's
     body = json.dumps(site_event("site.created", 42, 3, domains=[f"d{i}.example.com" for i in range(5)])).encode()
     root = Path("/srv/director/sites/site_0042")
 
@@ -179,7 +182,7 @@ def pure_ratios() -> dict[str, float]:
     def spec() -> None:
         event = parse_event(body, "site.created")
         assert isinstance(event, SiteCreated)
-        desired_service(event.site, event.version, settings, root)
+        desired_service(admit(event.site, admission), event.version, runtime, root)
 
     base = per_call(lambda: json.loads(body))
     return {

@@ -16,8 +16,10 @@ from common import API, TRAEFIK, Bench, host, log, page, served_now, until_serve
 from support import site_event, write_site
 
 from orchestrator.config import Settings
+from orchestrator.sites.admission import admit
 from orchestrator.sites.service import ServiceSpec
 from orchestrator.sites.spec import desired_service
+from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.swarm.mapping import to_docker
 from orchestrator_contract.sites import SiteCreated
 
@@ -33,7 +35,7 @@ def floor_specs(sites: list[int], root: Path) -> list[ServiceSpec]:
         site_dir = write_site(root, site_id, page=page(site_id))
         Path(site_dir).chmod(0o755)
         event = SiteCreated.model_validate(site_event("site.created", site_id, 1, domains=[host(site_id)]))
-        spec = desired_service(event.site, 1, settings, site_dir)
+        spec = desired_service(admit(event.site, Admission.of(settings)), 1, SiteRuntime.of(settings), site_dir)
         specs.append(dataclasses.replace(spec, healthcheck=None))
     return specs
 

@@ -56,17 +56,20 @@ def fill(count: int, first: int) -> None:
     """`count` managed, not-serving site services created straight through the SDK (as if the
     orchestrator had applied them long ago), so a thousand-site fleet takes minutes, not an hour."""
     from orchestrator.config import Settings
+    from orchestrator.sites.admission import admit
     from orchestrator.sites.spec import desired_service
+    from orchestrator.slices import Admission, SiteRuntime
     from orchestrator.swarm.mapping import to_docker
     from orchestrator_contract.sites import SiteCreated
 
     settings = Settings()
+    admission, runtime = Admission.of(settings), SiteRuntime.of(settings)
 
     def create(site_id: int) -> None:
         event = SiteCreated.model_validate(
             site_event("site.created", site_id, 1, domains=[host(site_id)], serving=False)
         )
-        spec = desired_service(event.site, 1, settings, settings.sites_root / f"site_{site_id:04d}")
+        spec = desired_service(admit(event.site, admission), 1, runtime, settings.sites_root / f"site_{site_id:04d}")
         API.create_service(name=spec.name, **to_docker(spec))
 
     with ThreadPoolExecutor(8) as pool:

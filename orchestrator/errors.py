@@ -57,11 +57,16 @@ class Unauthenticated(PermanentError):
     code = ErrorCode.UNAUTHENTICATED
 
 
-class ImageNotAllowed(PermanentError):
+class NotAdmitted(PermanentError):
+    """The operator's policy refuses what the site asks for (`sites.admission`); each refusal is
+    a subclass with its own code."""
+
+
+class ImageNotAllowed(NotAdmitted):
     code = ErrorCode.IMAGE_NOT_ALLOWED
 
 
-class DomainNotAllowed(PermanentError):
+class DomainNotAllowed(NotAdmitted):
     code = ErrorCode.DOMAIN_NOT_ALLOWED
 
 

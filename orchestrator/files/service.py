@@ -215,7 +215,7 @@ class SiteFiles:
         name = service_name(site_id)
         if await self.services.get(name) is None:
             raise _site_not_found(site_id)
-        return SiteRef(site_id, name, site_uid(site_id, self.settings))
+        return SiteRef(site_id, name, site_uid(site_id, self.settings.site_uid_base))
 
     @contextlib.asynccontextmanager
     async def _slot(self, site_id: int) -> AsyncIterator[None]:

@@ -13,7 +13,8 @@ with a few label-filtered lookups whose cost does not grow with the number of si
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from orchestrator.labels import HOST_CLAIM, ZONE_CLAIM
 
@@ -76,6 +77,37 @@ def lock_keys(claims: Iterable[str]) -> tuple[set[str], set[str]]:
     exclusive = {base(claim) for claim in claims}
     shared = {zone for claim in claims for zone in ancestors(base(claim))} - exclusive
     return exclusive, shared
+
+
+@dataclass(frozen=True)
+class Claims:
+    """A site's domain claims, read once (at admission): the labels recording them on its service,
+    the locks under which they are checked and recorded, the label keys of every possible rival."""
+
+    hosts: tuple[str, ...]
+    labels: dict[str, str]
+    exclusive: frozenset[str]
+    shared: frozenset[str]
+    lookup: tuple[str, ...]
+
+    def clashes(self, holders: Mapping[str, Iterable[str]], own: str) -> list[str]:
+        """ "<domains> already routed to <service>" for every other service (of `holders`, from a
+        `lookup`) whose claims overlap ours."""
+        taken = []
+        for other, labels in holders.items():
+            if other == own:
+                continue
+            theirs = [key[len(HOST_CLAIM) :] for key in labels if key.startswith(HOST_CLAIM)]
+            clashes = sorted({mine for mine in self.hosts for claim in theirs if overlaps(mine, claim)})
+            if clashes:
+                taken.append(f"{', '.join(clashes)} already routed to {other}")
+        return taken
+
+
+def claims_of(hosts: Sequence[str]) -> Claims:
+    exclusive, shared = lock_keys(hosts)
+    lookup = tuple(dict.fromkeys(key for host in hosts for key in lookup_labels(host)))
+    return Claims(tuple(hosts), claim_labels(hosts), frozenset(exclusive), frozenset(shared), lookup)
 
 
 def reserved_by(claim: str, reserved: Iterable[str]) -> str | None:

@@ -17,9 +17,9 @@ from typing import assert_never
 from orchestrator import retry
 from orchestrator.config import Settings
 from orchestrator.errors import DomainConflict, NotFound, OrchestratorError, ServiceFailed, SiteNotServing
-from orchestrator.labels import FINGERPRINT, HOST_CLAIM, RESTARTED_BY
+from orchestrator.labels import FINGERPRINT, RESTARTED_BY
 from orchestrator.logging_setup import fields
-from orchestrator.sites.domains import lock_keys, lookup_labels, overlaps
+from orchestrator.sites.admission import Admitted, admit
 from orchestrator.sites.images import admit_build, image_repository, newest_tag, tags_to_delete
 from orchestrator.sites.locks import Changes, KeyedLocks
 from orchestrator.sites.protocols import (
@@ -36,12 +36,12 @@ from orchestrator.sites.protocols import (
 from orchestrator.sites.rollout import Broken
 from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.sites.spec import desired_service, site_uid
+from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.traefik.labels import probe_host
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.hostnames import Hostname, parse_hostname
 from orchestrator_contract.results import Probe, ServiceRef, SiteResult, SiteResultType
 from orchestrator_contract.sites import (
-    Site,
     SiteCreated,
     SiteDeleted,
     SiteEvent,
@@ -79,6 +79,13 @@ class Context:
     sessions: Sequence[SessionsPort] = ()
     # Builds of custom images (site.image_requested); without a builder they are refused.
     images: ImagesPort = field(default_factory=NoImages)
+    # What the pure decisions read of the settings (`orchestrator.slices`), built once.
+    admission: Admission = field(init=False)
+    runtime: SiteRuntime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission.of(self.settings)
+        self.runtime = SiteRuntime.of(self.settings)
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class Unchanged:
 
 @dataclass(frozen=True)
 class Apply:
+    admitted: Admitted
     spec: ServiceSpec
     current: Service | None
     clears_tombstone: bool  # the site was deleted at an older version: it comes back
@@ -107,19 +115,24 @@ Decision = Stale | Unchanged | Apply
 
 
 def decide_upsert(
-    version: int, current: Service | None, deleted_at: int | None, desired: Callable[[], ServiceSpec]
+    version: int,
+    current: Service | None,
+    deleted_at: int | None,
+    admit: Callable[[], Admitted],
+    build: Callable[[Admitted], ServiceSpec],
 ) -> Decision:
     """Pure: what an upsert at `version` means, given the service (or the tombstone of a deleted
-    site). `desired` builds the spec (policy may refuse it), only once the event is not stale: an
-    old event is stale, whatever policy says of it now."""
+    site). The site is admitted (policy may refuse it) and its spec built only once the event is
+    not stale: an old event is stale, whatever policy says of it now."""
     if current is not None and current.site_version > version:
         return Stale(current.site_version, current)
     if deleted_at is not None and deleted_at >= version:
         return Stale(deleted_at, None)
-    spec = desired()
+    admitted = admit()
+    spec = build(admitted)
     if current and current.fingerprint == spec.labels[FINGERPRINT] and current.site_version == version:
         return Unchanged(current)
-    return Apply(spec, current, clears_tombstone=deleted_at is not None)
+    return Apply(admitted, spec, current, clears_tombstone=deleted_at is not None)
 
 
 async def upsert_site(event: SiteUpserted, ctx: Context) -> SiteResult:
@@ -134,16 +147,17 @@ async def upsert_site(event: SiteUpserted, ctx: Context) -> SiteResult:
                 event.version,
                 current,
                 deleted_at,
-                lambda: desired_service(site, event.version, ctx.settings, ctx.sitedirs.path(name)),
+                lambda: admit(site, ctx.admission),
+                lambda admitted: desired_service(admitted, event.version, ctx.runtime, ctx.sitedirs.path(name)),
             )
             match decision:
                 case Stale(applied=applied, current=holder):
                     return _result(event, "site.stale", holder, applied)
                 case Unchanged(current=deployed):
                     since = deployed.updated_at
-                case Apply(spec=spec, clears_tombstone=clears):
+                case Apply(admitted=admitted, spec=spec, clears_tombstone=clears):
                     since = time.time()
-                    deployed = await _apply(spec, site, current, ctx)
+                    deployed = await _apply(spec, admitted, current, ctx)
                     if clears:
                         await swarm.clear_tombstone(site.id)
                 case _:
@@ -213,7 +227,7 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> SiteResult:
 async def _forget_images(site_id: int, ctx: Context) -> None:
     """A deleted site's built images go too (a site made again under its id starts with none).
     Best effort: the site is gone whatever the registry says; what stays goes at the next delete."""
-    repository = image_repository(site_id, ctx.settings)
+    repository = image_repository(site_id, ctx.settings.registry)
     try:
         if tags := await ctx.images.tags(repository):
             await ctx.images.delete(repository, tags)
@@ -225,7 +239,7 @@ async def build_image(event: SiteImageRequested, ctx: Context) -> SiteResult:
     """Build the site's image `REGISTRY/site_0042:<version>`, push it, keep the newest
     `IMAGE_KEEP` versions. A request older than a version the registry holds is stale; a
     redelivered one reuses what it built."""
-    build = admit_build(event.site.id, event.version, event.image, ctx.settings)
+    build = admit_build(event.site.id, event.version, event.image, ctx.admission)
     deleted_at = await ctx.swarm.tombstone(event.site.id)
     if deleted_at is not None and deleted_at > event.version:
         return _result(event, "site.stale", None, None)  # for a site deleted since: nothing to build
@@ -238,17 +252,17 @@ async def build_image(event: SiteImageRequested, ctx: Context) -> SiteResult:
     return _result(event, "site.image_built", None, None, image=reference)
 
 
-async def _apply(spec: ServiceSpec, site: Site, current: Service | None, ctx: Context) -> Service:
+async def _apply(spec: ServiceSpec, admitted: Admitted, current: Service | None, ctx: Context) -> Service:
     """Create or update the service once no other site claims its domains. A domain another site
     holds is waited for briefly (it is usually moving between two sites, the other's update on
     its way), without holding a Docker worker; then the claim fails."""
-    exclusive, shared = lock_keys(site.hostnames)
+    claims = admitted.claims
     deadline = time.monotonic() + ctx.settings.domain_wait_seconds
     while True:
-        async with ctx.claims.hold(exclusive, shared):
-            taken = await _taken(spec.name, site, ctx)
+        async with ctx.claims.hold(claims.exclusive, claims.shared):
+            taken = claims.clashes(await ctx.swarm.claims(claims.lookup), spec.name)
             if not taken:
-                await ctx.sitedirs.ensure(spec.name, site_uid(site.id, ctx.settings))
+                await ctx.sitedirs.ensure(spec.name, site_uid(admitted.site.id, ctx.runtime.uid_base))
                 deployed = await (ctx.swarm.update(current, spec) if current else ctx.swarm.create(spec))
                 break
         remaining = deadline - time.monotonic()
@@ -256,23 +270,9 @@ async def _apply(spec: ServiceSpec, site: Site, current: Service | None, ctx: Co
             raise DomainConflict(f"{'; '.join(taken)} (still after {ctx.settings.domain_wait_seconds:.0f}s)")
         # Woken by a release here; the 1 s bound covers a release by another orchestrator process.
         await ctx.released.wait(min(remaining, 1.0))
-    if current and set(current.domains) - set(site.hostnames):
+    if current and set(current.domains) - set(admitted.hosts):
         await ctx.released.notify()
     return deployed
-
-
-async def _taken(name: str, site: Site, ctx: Context) -> list[str]:
-    """ "<domain> is routed to <service>" for every claim of another site overlapping ours."""
-    keys = list(dict.fromkeys(key for host in site.hostnames for key in lookup_labels(host)))
-    taken = []
-    for other, labels in (await ctx.swarm.claims(keys)).items():
-        if other == name:
-            continue
-        theirs = [key[len(HOST_CLAIM) :] for key in labels if key.startswith(HOST_CLAIM)]
-        clashes = sorted({mine for mine in site.hostnames for claim in theirs if overlaps(mine, claim)})
-        if clashes:
-            taken.append(f"{', '.join(clashes)} already routed to {other}")
-    return taken
 
 
 async def _confirm(

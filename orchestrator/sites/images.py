@@ -16,9 +16,9 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from orchestrator.config import Settings
 from orchestrator.errors import ImageNotAllowed
 from orchestrator.labels import IMAGE_RECIPE, IMAGE_SITE, IMAGE_VERSION
+from orchestrator.slices import Admission
 from orchestrator_contract.images import with_default_tag
 from orchestrator_contract.sites import ImageRecipe, service_name
 
@@ -56,28 +56,27 @@ class Build:
         return {IMAGE_RECIPE: self.recipe, IMAGE_SITE: str(self.site_id), IMAGE_VERSION: self.tag}
 
 
-def admit_build(site_id: int, version: int, recipe: ImageRecipe, settings: Settings) -> Build:
+def admit_build(site_id: int, version: int, recipe: ImageRecipe, policy: Admission) -> Build:
     """The build a recipe asks for, or ImageNotAllowed: the parent must be an allowed default image
     and the packages at most `MAX_IMAGE_PACKAGES` (duplicates count once)."""
-    allowed = {with_default_tag(name) for name in settings.allowed_default_images}
-    if with_default_tag(recipe.parent) not in allowed:
+    if with_default_tag(recipe.parent) not in policy.allowed_default_images:
         raise ImageNotAllowed(f"parent image {recipe.parent!r} is not an allowed default image")
     packages = tuple(sorted(set(recipe.packages)))
-    if len(packages) > settings.max_image_packages:
-        raise ImageNotAllowed(f"an image has at most {settings.max_image_packages} packages, not {len(packages)}")
+    if len(packages) > policy.max_image_packages:
+        raise ImageNotAllowed(f"an image has at most {policy.max_image_packages} packages, not {len(packages)}")
     return Build(
         site_id=site_id,
         version=version,
         parent=recipe.parent,
         packages=packages,
-        repository=image_repository(site_id, settings),
-        tools_image=settings.build_tools_image,
+        repository=image_repository(site_id, policy.registry),
+        tools_image=policy.build_tools_image,
     )
 
 
-def image_repository(site_id: int, settings: Settings) -> str:
-    """`REGISTRY/site_0042`: the site's own namespace, which `policy.resolve_image` admits."""
-    return f"{settings.registry.rstrip('/')}/{service_name(site_id)}"
+def image_repository(site_id: int, registry: str) -> str:
+    """`REGISTRY/site_0042`: the site's own namespace, which `admission.resolve_image` admits."""
+    return f"{registry.rstrip('/')}/{service_name(site_id)}"
 
 
 # apt reads only the local repository (no other source, no lists of the tools image), resolves

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Set
 
 
 class _Shared:
@@ -24,7 +24,7 @@ class KeyedLocks:
         self._keys: dict[str, _Shared] = {}
 
     @contextlib.asynccontextmanager
-    async def hold(self, exclusive: set[str], shared: set[str]) -> AsyncIterator[None]:
+    async def hold(self, exclusive: Set[str], shared: Set[str]) -> AsyncIterator[None]:
         wanted = sorted([(key, True) for key in exclusive] + [(key, False) for key in shared - exclusive])
         taken: list[tuple[str, bool]] = []
         try:

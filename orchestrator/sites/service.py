@@ -11,8 +11,6 @@ from typing import Any, Literal
 
 from orchestrator.labels import DOMAINS, FINGERPRINT, KIND, SITE_ID, VERSION, version_of
 
-NANOSECONDS = 1_000_000_000
-
 
 @dataclass(frozen=True)
 class Mount:

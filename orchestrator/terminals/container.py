@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from orchestrator.config import Settings
 from orchestrator.labels import DEPLOYMENT, KIND, MANAGED_BY, MANAGER, OWNER, SESSION, SITE_ID
 from orchestrator.sites.spec import site_uid
+from orchestrator.slices import Admission, SiteRuntime
 from orchestrator_contract.env import SITE_MOUNT
-from orchestrator_contract.sites import SiteKind, memory_bytes
+from orchestrator_contract.sites import SiteKind
 
 # Env of a site's service that is about its server, not about the site.
 _SERVER_ONLY_ENV = ("NGINX_CONF",)
@@ -49,7 +49,8 @@ def session_container(
     site_id: int,
     session_id: uuid.UUID,
     site_dir: PurePath,
-    settings: Settings,
+    runtime: SiteRuntime,
+    admission: Admission,
     owner: str = "",
 ) -> SessionContainer:
     """The session container for a site whose service spec (Docker's `Spec`) is `service`."""
@@ -58,7 +59,7 @@ def session_container(
     limits = task.get("Resources", {}).get("Limits", {})
     labels = service.get("Labels", {})
     static = labels.get(KIND) == SiteKind.STATIC.value
-    uid = site_uid(site_id, settings)
+    uid = site_uid(site_id, runtime.uid_base)
     env = dict(_pair(item) for item in container.get("Env", []) if "=" in item)
     for key in _SERVER_ONLY_ENV:
         env.pop(key, None)
@@ -66,7 +67,7 @@ def session_container(
     return SessionContainer(
         name=container_name(site_id, session_id),
         # The image the site runs now (pinned digest included), or a shell image for nginx sites.
-        image=settings.default_image if static else str(container.get("Image", settings.default_image)),
+        image=admission.default_image if static else str(container.get("Image", admission.default_image)),
         command=("/bin/sh", "-l"),
         # Never the live spec's user or capabilities: a service made before sites had their own
         # uid, or edited by hand, must not hand out a root shell.
@@ -79,12 +80,12 @@ def session_container(
             SITE_ID: str(site_id),
             SESSION: str(session_id),
             OWNER: owner,
-            DEPLOYMENT: settings.deployment,
+            DEPLOYMENT: runtime.deployment,
         },
-        nano_cpus=int(limits.get("NanoCPUs", 0)) or round(settings.max_cpus * 1e9),
-        memory_bytes=int(limits.get("MemoryBytes", 0)) or memory_bytes(settings.max_memory),
-        pids_limit=int(limits.get("Pids", 0)) or settings.pids_limit,
-        cap_add=tuple(settings.cap_add),
+        nano_cpus=int(limits.get("NanoCPUs", 0)) or round(admission.max_cpus * 1e9),
+        memory_bytes=int(limits.get("MemoryBytes", 0)) or admission.max_memory_bytes,
+        pids_limit=int(limits.get("Pids", 0)) or runtime.pids_limit,
+        cap_add=runtime.cap_add,
     )
 
 

@@ -25,6 +25,7 @@ from orchestrator.config import Settings
 from orchestrator.errors import NotFound, OrchestratorError, TerminalRefused
 from orchestrator.logging_setup import fields
 from orchestrator.sites.protocols import SiteDirsPort
+from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.terminals import container as terminalspec
 from orchestrator.terminals.host import TerminalHost
 from orchestrator_contract.codes import ErrorCode
@@ -62,6 +63,7 @@ class Session:
 class TerminalSessions:
     def __init__(self, settings: Settings, host: TerminalHost, sitedirs: SiteDirsPort, emit: Emit) -> None:
         self.settings = settings
+        self.runtime, self.admission = SiteRuntime.of(settings), Admission.of(settings)
         self.host = host
         self.sitedirs = sitedirs
         self.emit = emit
@@ -136,7 +138,7 @@ class TerminalSessions:
             if not await self.sitedirs.check(name):
                 raise NotFound(f"site {site_id} has no directory (it is being deleted)")
             container = terminalspec.session_container(
-                service, site_id, session_id, self.sitedirs.path(name), self.settings, self.owner
+                service, site_id, session_id, self.sitedirs.path(name), self.runtime, self.admission, self.owner
             )
             container_id, tty = await self.host.start(container, cols, rows)
             try:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from orchestrator.config import Settings
 from orchestrator.errors import DomainNotAllowed
 from orchestrator.sites import domains
-from orchestrator.sites.policy import check_domains
+from orchestrator.sites.admission import check_domains
+from orchestrator.slices import Admission
 from orchestrator_contract.hostnames import parse_hostname
 
 
@@ -74,20 +75,22 @@ def test_claim_labels_record_hosts_and_their_zones() -> None:
 def test_reserved_names_and_everything_under_them_are_refused(claim: str) -> None:
     settings = Settings(reserved_domains=["panel.school.example"], allow_wildcard_domains=True)
     with pytest.raises(DomainNotAllowed, match="reserved"):
-        check_domains([parse_hostname(claim)], settings)
+        check_domains([parse_hostname(claim)], Admission.of(settings))
 
 
 def test_names_beside_a_reserved_one_are_allowed() -> None:
     settings = Settings(reserved_domains=["panel.school.example"], allow_wildcard_domains=True)
-    check_domains([parse_hostname("alice.school.example"), parse_hostname("*.alice.school.example")], settings)
+    check_domains(
+        [parse_hostname("alice.school.example"), parse_hostname("*.alice.school.example")], Admission.of(settings)
+    )
 
 
 def test_a_site_has_at_most_the_configured_number_of_domains() -> None:
     settings = Settings(max_domains_per_site=3)
     hosts = [parse_hostname(f"d{i}.example.com") for i in range(4)]
-    check_domains(hosts[:3], settings)
+    check_domains(hosts[:3], Admission.of(settings))
     with pytest.raises(DomainNotAllowed, match="at most 3"):
-        check_domains(hosts, settings)
+        check_domains(hosts, Admission.of(settings))
 
 
 def test_the_claim_index_answers_lookups_like_the_labels_would() -> None:

@@ -14,8 +14,10 @@ from orchestrator.commands.reconcile import plan
 from orchestrator.config import Settings
 from orchestrator.labels import FINGERPRINT, RESTARTED_BY, SITE_ID, VERSION
 from orchestrator.monitor.drift import DAY, Inventory, edited, find_drift, restorable
+from orchestrator.sites.admission import admit
 from orchestrator.sites.service import Service, ServiceSpec, with_fingerprint
 from orchestrator.sites.spec import desired_service
+from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.swarm.mapping import as_surveyed, from_docker, to_docker
 from orchestrator.swarm.services import Swarm
 from orchestrator_contract.sites import Site
@@ -25,7 +27,8 @@ NETWORKS = {"n3tw0rk1d": "director-sites"}
 
 
 def applied(site_data: SiteData, **site: Any) -> ServiceSpec:
-    return desired_service(Site.model_validate(site_data(**site)), 4, Settings(), PurePath("/srv/sites/site_0001"))
+    admitted = admit(Site.model_validate(site_data(**site)), Admission.of(Settings()))
+    return desired_service(admitted, 4, SiteRuntime.of(Settings()), PurePath("/srv/sites/site_0001"))
 
 
 def as_docker_stores_it(spec: ServiceSpec) -> dict[str, Any]:

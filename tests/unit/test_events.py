@@ -11,7 +11,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.config import Settings
-from orchestrator.sites.policy import resolve_image
+from orchestrator.sites.admission import resolve_image
+from orchestrator.slices import Admission
 from orchestrator_contract.results import failed
 from orchestrator_contract.sites import (
     Resources,
@@ -272,7 +273,9 @@ def test_a_site_without_an_image_gets_the_default_base_image(site_data: SiteData
     del data["image"]
     site = Site.model_validate(data)
     assert site.image is None
-    assert resolve_image(site.image, site.id, Settings(default_image="director/base:2")) == "director/base:2"
+    assert (
+        resolve_image(site.image, site.id, Admission.of(Settings(default_image="director/base:2"))) == "director/base:2"
+    )
 
 
 @pytest.mark.parametrize("cpus", [1e-10, 0.001, 0.0099])

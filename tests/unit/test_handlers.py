@@ -26,6 +26,7 @@ from orchestrator.errors import (
     UnsafePath,
 )
 from orchestrator.labels import FINGERPRINT, VERSION
+from orchestrator.sites.admission import Admitted
 from orchestrator.sites.handlers import Apply, Context, Stale, Unchanged, decide_upsert, dispatch
 from orchestrator.sites.rollout import Broken
 from orchestrator.sites.service import Service, ServiceSpec
@@ -518,33 +519,45 @@ def _service(version: int, fingerprint: str) -> Service:
     return Service("id1", NAME, 3, {VERSION: str(version), FINGERPRINT: fingerprint}, 1)
 
 
-def _desired(fingerprint: str) -> Callable[[], ServiceSpec]:
-    def build() -> ServiceSpec:
+_ADMITTED = cast(Admitted, object())  # what admission decided: only passed through here
+
+
+def _admitted() -> Admitted:
+    return _ADMITTED
+
+
+def _desired(fingerprint: str) -> Callable[[Admitted], ServiceSpec]:
+    def build(admitted: Admitted) -> ServiceSpec:
+        assert admitted is _ADMITTED
         return ServiceSpec(NAME, "img", {FINGERPRINT: fingerprint}, "net", 1, 1, 1)
 
     return build
 
 
-def _refused() -> ServiceSpec:
+def _refused() -> Admitted:
     raise ImageNotAllowed("policy changed since")
 
 
+def _unbuilt(admitted: Admitted) -> ServiceSpec:
+    raise AssertionError("no spec is built for a stale event")
+
+
 def test_an_older_event_is_stale_whatever_policy_says_of_it_now() -> None:
-    assert decide_upsert(3, _service(5, "f"), None, _refused) == Stale(5, _service(5, "f"))
-    assert decide_upsert(3, None, 3, _refused) == Stale(3, None)  # deleted at its own version
+    assert decide_upsert(3, _service(5, "f"), None, _refused, _unbuilt) == Stale(5, _service(5, "f"))
+    assert decide_upsert(3, None, 3, _refused, _unbuilt) == Stale(3, None)  # deleted at its own version
 
 
 def test_the_same_version_and_spec_is_unchanged_and_anything_else_applies() -> None:
     current = _service(4, "f")
-    assert decide_upsert(4, current, None, _desired("f")) == Unchanged(current)
-    assert isinstance(decide_upsert(4, current, None, _desired("g")), Apply)  # same version, new spec
-    assert isinstance(decide_upsert(5, current, None, _desired("f")), Apply)  # a newer version
+    assert decide_upsert(4, current, None, _admitted, _desired("f")) == Unchanged(current)
+    assert isinstance(decide_upsert(4, current, None, _admitted, _desired("g")), Apply)  # same version, new spec
+    assert isinstance(decide_upsert(5, current, None, _admitted, _desired("f")), Apply)  # a newer version
 
 
 def test_a_site_deleted_at_an_older_version_comes_back_and_clears_its_tombstone() -> None:
-    decision = decide_upsert(6, None, 5, _desired("f"))
+    decision = decide_upsert(6, None, 5, _admitted, _desired("f"))
     assert isinstance(decision, Apply) and decision.clears_tombstone and decision.current is None
-    assert not cast(Apply, decide_upsert(6, None, None, _desired("f"))).clears_tombstone
+    assert not cast(Apply, decide_upsert(6, None, None, _admitted, _desired("f"))).clears_tombstone
 
 
 async def test_a_delete_of_a_site_that_existed_keeps_its_tombstone_for_days(

@@ -14,7 +14,7 @@ from fakes import FakeImages, FakeRoutes, FakeSiteDirs, FakeSwarm
 from orchestrator.bus.decoding import parse_event
 from orchestrator.config import Settings
 from orchestrator.errors import ImageBuildFailed, ImageNotAllowed, InvalidEvent
-from orchestrator.sites import policy
+from orchestrator.sites import admission
 from orchestrator.sites.handlers import Context, dispatch
 from orchestrator.sites.images import (
     admit_build,
@@ -25,6 +25,7 @@ from orchestrator.sites.images import (
     tags_in_use,
     tags_to_delete,
 )
+from orchestrator.slices import Admission
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.sites import Image, ImageRecipe, SiteImageRequested
 
@@ -91,36 +92,36 @@ def test_setup_commands_are_not_part_of_the_contract() -> None:
     # Unknown fields are ignored (Director may add fields): a "setup" never reaches a build.
     recipe = ImageRecipe.model_validate({"parent": "director/base:latest", "packages": [], "setup": ["id"]})
     assert not hasattr(recipe, "setup")
-    assert "setup" not in dockerfile(admit_build(42, 1, recipe, Settings()))
+    assert "setup" not in dockerfile(admit_build(42, 1, recipe, Admission.of(Settings())))
 
 
 def test_the_parent_must_be_an_allowed_default_image() -> None:
     with pytest.raises(ImageNotAllowed):
-        admit_build(42, 1, request(parent="evil.io/x:1").image, Settings())
-    assert admit_build(42, 1, request(parent="director/base").image, Settings()).parent == "director/base"
+        admit_build(42, 1, request(parent="evil.io/x:1").image, Admission.of(Settings()))
+    assert admit_build(42, 1, request(parent="director/base").image, Admission.of(Settings())).parent == "director/base"
 
 
 def test_packages_are_bounded_by_the_setting_and_counted_once() -> None:
     settings = Settings(max_image_packages=2)
-    assert admit_build(42, 1, request(["jq", "tree", "jq"]).image, settings).packages == ("jq", "tree")
+    assert admit_build(42, 1, request(["jq", "tree", "jq"]).image, Admission.of(settings)).packages == ("jq", "tree")
     with pytest.raises(ImageNotAllowed):
-        admit_build(42, 1, request(["jq", "tree", "sqlite3"]).image, settings)
+        admit_build(42, 1, request(["jq", "tree", "sqlite3"]).image, Admission.of(settings))
     with pytest.raises(InvalidEvent):  # the contract's own ceiling
         parse_event(event([f"p{i}" for i in range(257)]), "site.image_requested")
 
 
 def test_the_image_lands_in_the_sites_own_namespace_which_policy_admits() -> None:
     settings = Settings()
-    build = admit_build(42, 7, request().image, settings)
+    build = admit_build(42, 7, request().image, Admission.of(settings))
     assert build.reference == f"{REPOSITORY}:7"
     pinned = f"{build.reference}@sha256:{'a' * 64}"
-    assert policy.resolve_image(Image(name=pinned, custom=True), 42, settings) == pinned
+    assert admission.resolve_image(Image(name=pinned, custom=True), 42, Admission.of(settings)) == pinned
     with pytest.raises(ImageNotAllowed):  # another tenant cannot run it
-        policy.resolve_image(Image(name=f"{REPOSITORY}:7", custom=True), 43, settings)
+        admission.resolve_image(Image(name=f"{REPOSITORY}:7", custom=True), 43, Admission.of(settings))
 
 
 def test_the_dockerfile_unpacks_offline_into_the_parent_and_runs_nothing_there() -> None:
-    build = admit_build(42, 3, request(["tree", "jq"]).image, Settings())
+    build = admit_build(42, 3, request(["tree", "jq"]).image, Admission.of(Settings()))
     text = dockerfile(build)
     lines = text.splitlines()
     assert lines[0] == "FROM director/debian:bookworm AS packages"
@@ -132,12 +133,12 @@ def test_the_dockerfile_unpacks_offline_into_the_parent_and_runs_nothing_there()
 
 
 def test_a_recipe_without_packages_is_the_parent_relabelled() -> None:
-    text = dockerfile(admit_build(42, 3, request([]).image, Settings()))
+    text = dockerfile(admit_build(42, 3, request([]).image, Admission.of(Settings())))
     assert text.splitlines()[0] == "FROM director/base:latest" and "RUN" not in text
 
 
 def test_same_recipe_other_version_is_another_image() -> None:
-    a, b = (admit_build(42, v, request().image, Settings()) for v in (3, 4))
+    a, b = (admit_build(42, v, request().image, Admission.of(Settings())) for v in (3, 4))
     assert a.recipe == b.recipe and dockerfile(a) != dockerfile(b)
 
 

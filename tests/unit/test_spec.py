@@ -10,8 +10,10 @@ from orchestrator.config import Settings
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
 from orchestrator.labels import DEPLOYMENT, DOMAINS, FINGERPRINT, MANAGED_BY, SITE_ID, VERSION
 from orchestrator.sites import service as spec_module
+from orchestrator.sites.admission import admit
 from orchestrator.sites.service import Mount, ServiceSpec
 from orchestrator.sites.spec import desired_service
+from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.swarm.mapping import to_docker
 from orchestrator_contract.sites import Site, service_name
 
@@ -21,7 +23,9 @@ RULE = "traefik.http.routers.site_0001.rule"
 
 
 def build(data: dict[str, Any], settings: Settings | None = None, version: int = 1) -> ServiceSpec:
-    return desired_service(Site.model_validate(data), version, settings or Settings(), SITE_DIR)
+    settings = settings or Settings()
+    admitted = admit(Site.model_validate(data), Admission.of(settings))
+    return desired_service(admitted, version, SiteRuntime.of(settings), SITE_DIR)
 
 
 def _mount(spec: ServiceSpec, target: str) -> Mount:

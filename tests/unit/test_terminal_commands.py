@@ -14,7 +14,9 @@ import pytest
 from orchestrator.bus.decoding import parse_command, session_id_of
 from orchestrator.config import Settings
 from orchestrator.errors import InvalidEvent
+from orchestrator.sites.admission import admit
 from orchestrator.sites.spec import desired_service
+from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.terminals.container import SESSION, session_container
 from orchestrator_contract.sites import Site
 from orchestrator_contract.terminals import MAX_TERMINAL_INPUT, TerminalInput, TerminalOpen, TerminalResize
@@ -72,7 +74,8 @@ def test_the_session_id_of_an_invalid_command_is_read_when_it_can_be() -> None:
 
 def _service(site_data: SiteData, settings: Settings, **site: Any) -> dict[str, Any]:
     """The Docker `Spec` of a site's service, as the swarm adapter would write it."""
-    spec = desired_service(Site.model_validate(site_data(**site)), 3, settings, PurePath("/srv/sites/site_0001"))
+    admitted = admit(Site.model_validate(site_data(**site)), Admission.of(settings))
+    spec = desired_service(admitted, 3, SiteRuntime.of(settings), PurePath("/srv/sites/site_0001"))
     return {
         "Labels": spec.labels,
         "TaskTemplate": {
@@ -90,7 +93,9 @@ def _service(site_data: SiteData, settings: Settings, **site: Any) -> dict[str, 
 def test_a_dynamic_sites_session_runs_its_image_user_env_and_limits(site_data: SiteData) -> None:
     settings = Settings()
     service = _service(site_data, settings, env={"GREETING": "hi"}, resources={"cpus": 0.5, "memory": "128Mi"})
-    container = session_container(service, 1, SESSION_ID, PurePath("/srv/sites/site_0001"), settings)
+    container = session_container(
+        service, 1, SESSION_ID, PurePath("/srv/sites/site_0001"), SiteRuntime.of(settings), Admission.of(settings)
+    )
 
     assert container.image == service["TaskTemplate"]["ContainerSpec"]["Image"]
     assert container.user == "1000000001:1000000001"
@@ -104,7 +109,9 @@ def test_a_dynamic_sites_session_runs_its_image_user_env_and_limits(site_data: S
 def test_a_static_sites_session_runs_the_base_image_not_nginx(site_data: SiteData) -> None:
     settings = Settings(default_image="director/base:2", allowed_default_images=["director/base:2"])
     service = _service(site_data, settings, kind="static")
-    container = session_container(service, 1, SESSION_ID, PurePath("/srv/sites/site_0001"), settings)
+    container = session_container(
+        service, 1, SESSION_ID, PurePath("/srv/sites/site_0001"), SiteRuntime.of(settings), Admission.of(settings)
+    )
 
     assert service["TaskTemplate"]["ContainerSpec"]["Image"] == "nginx:latest"
     assert container.image == "director/base:2"
@@ -115,6 +122,13 @@ def test_a_session_never_takes_its_user_or_capabilities_from_the_live_service() 
     """A service made before sites had their own uid, or edited by hand, has no user or root."""
     for container in ({"Image": "php:8"}, {"Image": "php:8", "User": "0:0", "CapabilityAdd": ["CAP_SYS_ADMIN"]}):
         service = {"Labels": {}, "TaskTemplate": {"ContainerSpec": container}}
-        session = session_container(service, 5, SESSION_ID, PurePath("/srv/sites/site_0005"), Settings())
+        session = session_container(
+            service,
+            5,
+            SESSION_ID,
+            PurePath("/srv/sites/site_0005"),
+            SiteRuntime.of(Settings()),
+            Admission.of(Settings()),
+        )
         assert session.user == "1000000005:1000000005"
         assert session.cap_add == ()

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from orchestrator.config import Settings
+from orchestrator.sites.admission import admit
 from orchestrator.sites.spec import desired_service
+from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.traefik import labels as traefik
 from orchestrator_contract.hostnames import Hostname, parse_hostname
 from orchestrator_contract.sites import Site
@@ -120,7 +122,8 @@ def test_sites_with_arbitrary_domains_yield_only_host_rules(domains: list[str]) 
     rule = _labels(list(site.hostnames))["traefik.http.routers.site_0001.rule"]
     assert RULE.fullmatch(rule), rule
     # The production path too: policy permitting everything, the service's rule is still only Host terms.
-    spec = desired_service(site, 1, PERMISSIVE, PurePath("/srv/director/sites/site_0001"))
+    admitted = admit(site, Admission.of(PERMISSIVE))
+    spec = desired_service(admitted, 1, SiteRuntime.of(PERMISSIVE), PurePath("/srv/director/sites/site_0001"))
     assert spec.labels["traefik.http.routers.site_0001.rule"] == rule
 
 
