@@ -93,6 +93,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) scripts/docs.py --check
 	$(PY) scripts/check_deps.py
+	$(PY) scripts/sizes.py
 
 # docs/configuration.md from Settings, docs/benchmarks.md from bench/results/ (scripts/docs.py).
 docs: $(VENV)/.installed

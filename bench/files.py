@@ -93,24 +93,11 @@ async def files_section(bench: Bench, reads: int) -> dict[str, Any]:
 async def _files_measure(
     client: FilesClient, bench: Bench, size: int, count: int, total: int, chunk: int
 ) -> dict[str, Any]:
-    site, root, process = FILES_SITE, bench.root, bench.process
+    site, process = FILES_SITE, bench.process
     guest = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
-    log("files: 4 KiB read round trips, the orchestrator and the bare echo")
-    await client.write(site, "public/4k.bin", os.urandom(size))
-    ours = []
-    for i in range(count + 100):
-        started = time.perf_counter()
-        await client.read(site, "public/4k.bin")
-        if i >= 100:  # warmed up
-            ours.append(time.perf_counter() - started)
     connection, channel, pending = await _bare_channel(guest)
-    bare = []
-    request = json.dumps({"size": size}).encode()
-    for i in range(count + 100):
-        started = time.perf_counter()
-        await _bare_request(channel, pending, "echo", request)
-        if i >= 100:
-            bare.append(time.perf_counter() - started)
+    log("files: 4 KiB read round trips, the orchestrator and the bare echo")
+    ours, bare = await _read_round_trips(client, site, size, count, channel, pending)
     ours_median, ours_p99 = _percentiles(ours)
     bare_median, bare_p99 = _percentiles(bare)
 
@@ -119,6 +106,55 @@ async def _files_measure(
     pid = process.proc.pid  # type: ignore[union-attr]
     _reset_peak(pid)
     rss_before = _rss_mb(pid, "VmRSS")
+    upload, download = await _transfers(client, site, data)
+    rss_growth = _rss_mb(pid, "VmHWM") - rss_before
+    bare_push = await _bare_push(connection, channel, pending, data, chunk)
+    bare_pull = await _bare_pull(channel, pending, total, chunk)
+    await connection.close()
+
+    log("files: listing 10,000 entries, over the bus and locally")
+    listing, local_listing = await _listings(client, bench.root, site)
+    mib = total / 1024 / 1024
+    return {
+        "read_4k": {"median_ms": round(ours_median * 1000, 2), "p99_ms": round(ours_p99 * 1000, 2),
+                    "bare_median_ms": round(bare_median * 1000, 2), "bare_p99_ms": round(bare_p99 * 1000, 2),
+                    "median_ratio": round(ours_median / bare_median, 2), "p99_ratio": round(ours_p99 / bare_p99, 2),
+                    "round_trips": count},
+        "upload_50mib": {"mib_per_s": round(mib / upload, 1), "bare_mib_per_s": round(mib / bare_push["json"], 1),
+                         "ratio": round(bare_push["json"] / upload, 2),
+                         "bare_raw_mib_per_s": round(mib / bare_push["raw"], 1),
+                         "ratio_to_raw": round(bare_push["raw"] / upload, 2)},
+        "download_50mib": {"mib_per_s": round(mib / download, 1), "bare_mib_per_s": round(mib / bare_pull, 1),
+                           "ratio": round(bare_pull / download, 2)},
+        "list_10000": {"seconds": round(listing, 3), "pages": 10, "local_seconds": round(local_listing, 3),
+                       "ratio": round(listing / local_listing, 1)},
+        "rss_growth_mb_during_transfers": round(rss_growth, 1),
+    }  # fmt: skip
+
+
+async def _read_round_trips(
+    client: FilesClient, site: int, size: int, count: int, channel: Any, pending: dict[str, Any]
+) -> tuple[list[float], list[float]]:
+    """Seconds per 4 KiB read through the orchestrator, and per bare echo of the same size."""
+    await client.write(site, "public/4k.bin", os.urandom(size))
+    ours = []
+    for i in range(count + 100):
+        started = time.perf_counter()
+        await client.read(site, "public/4k.bin")
+        if i >= 100:  # warmed up
+            ours.append(time.perf_counter() - started)
+    bare = []
+    request = json.dumps({"size": size}).encode()
+    for i in range(count + 100):
+        started = time.perf_counter()
+        await _bare_request(channel, pending, "echo", request)
+        if i >= 100:
+            bare.append(time.perf_counter() - started)
+    return ours, bare
+
+
+async def _transfers(client: FilesClient, site: int, data: bytes) -> tuple[float, float]:
+    """Seconds to upload `data` through the orchestrator and to download it back."""
     started = time.perf_counter()
     await client.write(site, "public/50m.bin", data)
     upload = time.perf_counter() - started
@@ -128,12 +164,17 @@ async def _files_measure(
         downloaded.update(piece)
     download = time.perf_counter() - started
     assert downloaded.hexdigest() == hashlib.sha256(data).hexdigest()
-    rss_growth = _rss_mb(pid, "VmHWM") - rss_before
+    return upload, download
 
-    # Bare push: the same bytes in chunks of the same size, 8 in flight with confirms (as the
-    # client's upload window), to a consumer that answers once it has them all: raw, and as the
-    # contract carries them (base64 in JSON, decoded by the consumer). The last chunk carries the
-    # reply_to: a direct reply-to request leaves on the channel that consumes the replies.
+
+async def _bare_push(
+    connection: Any, channel: Any, pending: dict[str, Any], data: bytes, chunk: int
+) -> dict[str, float]:
+    """Bare push: the same bytes in chunks of the same size, 8 in flight with confirms (as the
+    client's upload window), to a consumer that answers once it has them all: raw, and as the
+    contract carries them (base64 in JSON, decoded by the consumer). The last chunk carries the
+    reply_to: a direct reply-to request leaves on the channel that consumes the replies."""
+    total = len(data)
     publisher = await connection.channel(publisher_confirms=True)
     bare_push: dict[str, float] = {}
     for encoding in ("raw", "json"):
@@ -159,7 +200,11 @@ async def _files_measure(
         await asyncio.gather(*inflight)
         await asyncio.wait_for(done, 120)
         bare_push[encoding] = time.perf_counter() - started
-    # Bare pull: the same bytes sent back in chunks to a reply queue.
+    return bare_push
+
+
+async def _bare_pull(channel: Any, pending: dict[str, Any], total: int, chunk: int) -> float:
+    """Bare pull: seconds for the same bytes sent back in chunks to a reply queue."""
     replies: asyncio.Queue[bytes] = asyncio.Queue()
     correlation_id = uuid.uuid4().hex
     pending[correlation_id] = replies
@@ -173,10 +218,11 @@ async def _files_measure(
     )
     for _ in range(total // chunk):
         base64.b64decode(json.loads(await asyncio.wait_for(replies.get(), 60))["result"]["data"])
-    bare_pull = time.perf_counter() - started
-    await connection.close()
+    return time.perf_counter() - started
 
-    log("files: listing 10,000 entries, over the bus and locally")
+
+async def _listings(client: FilesClient, root: Path, site: int) -> tuple[float, float]:
+    """Seconds to list 10,000 entries over the bus (pages of 1,000), and locally."""
     folder = root / f"site_{site:04d}" / "public" / "many"
     folder.mkdir()
     for i in range(10_000):
@@ -190,22 +236,7 @@ async def _files_measure(
         local = sorted((e.name, e.stat(follow_symlinks=False).st_size) for e in scan)
     local_listing = time.perf_counter() - started
     assert len(local) == 10_000
-    mib = total / 1024 / 1024
-    return {
-        "read_4k": {"median_ms": round(ours_median * 1000, 2), "p99_ms": round(ours_p99 * 1000, 2),
-                    "bare_median_ms": round(bare_median * 1000, 2), "bare_p99_ms": round(bare_p99 * 1000, 2),
-                    "median_ratio": round(ours_median / bare_median, 2), "p99_ratio": round(ours_p99 / bare_p99, 2),
-                    "round_trips": count},
-        "upload_50mib": {"mib_per_s": round(mib / upload, 1), "bare_mib_per_s": round(mib / bare_push["json"], 1),
-                         "ratio": round(bare_push["json"] / upload, 2),
-                         "bare_raw_mib_per_s": round(mib / bare_push["raw"], 1),
-                         "ratio_to_raw": round(bare_push["raw"] / upload, 2)},
-        "download_50mib": {"mib_per_s": round(mib / download, 1), "bare_mib_per_s": round(mib / bare_pull, 1),
-                           "ratio": round(bare_pull / download, 2)},
-        "list_10000": {"seconds": round(listing, 3), "pages": 10, "local_seconds": round(local_listing, 3),
-                       "ratio": round(listing / local_listing, 1)},
-        "rss_growth_mb_during_transfers": round(rss_growth, 1),
-    }  # fmt: skip
+    return listing, local_listing
 
 
 def _start_echo(url: str) -> subprocess.Popen[str]:

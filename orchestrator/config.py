@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from orchestrator.logging_setup import Level
 
 
 def _split_csv(value: object) -> object:
@@ -115,10 +117,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=5, ge=1)
     # On SIGTERM, how long in-flight messages may take to finish; the rest go back to the queue.
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
-    # Log lines (JSON, on stderr) at this level and above. Unset: INFO for the long-running
-    # commands (run, netguard, docker-proxy), WARNING for the one-shot ones, whose own report
-    # (on stdout) is what an operator reads.
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+    # Log lines (JSON, on stderr) at this level and above; unset: INFO for run, netguard and
+    # docker-proxy, WARNING for the one-shot commands, whose report (on stdout) is what one reads.
+    log_level: Level | None = None
     # `orchestrator healthcheck` reads this file; the running process rewrites it every interval.
     heartbeat_file: Path = Path("/tmp/orchestrator.heartbeat")
     heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
@@ -339,11 +340,6 @@ class Settings(BaseSettings):
     # Site containers' json-file logs: the size of a file, and the files kept.
     log_max_size: str = "10m"
     log_max_files: int = Field(default=3, ge=1)
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: object) -> object:
-        return (value.strip().upper() or None) if isinstance(value, str) else value
 
     _csv = field_validator(
         "allowed_publishers",

@@ -7,7 +7,17 @@ import logging
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator
+
+
+def _upper(value: object) -> object:
+    return (value.strip().upper() or None) if isinstance(value, str) else value
+
+
+# A log level as ORCHESTRATOR_LOG_LEVEL names it, in any case ("" is unset).
+Level = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
 
 
 class JsonFormatter(logging.Formatter):

@@ -27,7 +27,7 @@ import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args, get_origin
 
 import annotated_types
 from pydantic.fields import FieldInfo
@@ -81,6 +81,13 @@ def documented_fields(source: str) -> list[Documented]:
     return fields
 
 
+def _choices(annotation: Any) -> list[str]:
+    """The values of a Literal, through Optional and Annotated."""
+    if get_origin(annotation) is Literal:
+        return [arg for arg in get_args(annotation) if isinstance(arg, str)]
+    return [choice for arg in get_args(annotation) for choice in _choices(arg)]
+
+
 def type_of(field: FieldInfo) -> str:
     annotation = field.annotation
     names = {str: "text", int: "integer", float: "number", bool: "true/false", Path: "path"}
@@ -90,7 +97,7 @@ def type_of(field: FieldInfo) -> str:
         kind = "list"
     elif annotation == Path | None:
         kind = "path, optional"
-    elif choices := [arg for part in get_args(annotation) for arg in get_args(part) if isinstance(arg, str)]:
+    elif choices := _choices(annotation):
         kind = "one of " + ", ".join(choices) + (", optional" if type(None) in get_args(annotation) else "")
     else:
         kind = str(annotation)

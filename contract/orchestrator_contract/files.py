@@ -11,9 +11,8 @@ without following links, by `orchestrator.files`.
 
 from __future__ import annotations
 
-import base64
 import uuid
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field
 
@@ -374,37 +373,3 @@ class ErrorReply(Model):
 
     ok: Literal[False] = False
     error: ReplyError
-
-
-def ok_reply(result: FileResult) -> bytes:
-    """`{"ok": true, "result": ...}` without building a second model around a large result."""
-    return b'{"ok":true,"result":' + result.model_dump_json().encode() + b"}"
-
-
-def read_reply(chunk: _Chunk) -> bytes:
-    """The reply of a `files.read` (a `ReadResult`), written directly: the data is the bulk of
-    it, and is copied once into base64 instead of through a model."""
-    head = b'{"ok":true,"result":{"data":"'
-    tail = f'","offset":{chunk.offset},"size":{chunk.size},"eof":{"true" if chunk.eof else "false"},"etag":"'
-    return head + base64.b64encode(chunk.data) + tail.encode() + chunk.etag.encode() + b'"}}'
-
-
-class _Chunk(Protocol):
-    @property
-    def data(self) -> bytes: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def size(self) -> int: ...
-
-    @property
-    def eof(self) -> bool: ...
-
-    @property
-    def etag(self) -> str: ...
-
-
-def error_reply(code: ErrorCode, message: str) -> bytes:
-    return ErrorReply(error=ReplyError(code=code, message=message)).model_dump_json().encode()

@@ -1,5 +1,5 @@
-"""Replies to requests (`director.files`): where the orchestrator may answer, and a publisher for
-streams of replies (archives, log follows) that says when the requester is gone.
+"""Replies to requests (`director.files`): their bodies, where the orchestrator may answer, and a
+publisher for streams of replies (archives, log follows) that says when the requester is gone.
 
 Replies go to the default exchange with routing key = the request's `reply_to`. The broker lets
 the orchestrator write there (it must, for replies), which would let it publish into any queue,
@@ -10,10 +10,12 @@ by default). A request naming anything else gets no reply; it is dead-lettered.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 import aio_pika
 import aiormq.exceptions
@@ -22,7 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from orchestrator.bus import broker
 from orchestrator.logging_setup import fields
 from orchestrator_contract.codes import ErrorCode
-from orchestrator_contract.files import error_reply
+from orchestrator_contract.files import ErrorReply, FileResult, ReplyError
 
 log = logging.getLogger("orchestrator.replies")
 
@@ -105,3 +107,40 @@ class ReplyPublisher:
             log.warning("could not publish a reply; ending its stream", extra=fields(error=repr(exc)))
             return False
         return True
+
+
+# --- bodies --------------------------------------------------------------------------------------
+
+
+def ok_reply(result: FileResult) -> bytes:
+    """`{"ok": true, "result": ...}` without building a second model around a large result."""
+    return b'{"ok":true,"result":' + result.model_dump_json().encode() + b"}"
+
+
+def read_reply(chunk: _Chunk) -> bytes:
+    """The reply of a `files.read` (a `ReadResult`), written directly: the data is the bulk of
+    it, and is copied once into base64 instead of through a model."""
+    head = b'{"ok":true,"result":{"data":"'
+    tail = f'","offset":{chunk.offset},"size":{chunk.size},"eof":{"true" if chunk.eof else "false"},"etag":"'
+    return head + base64.b64encode(chunk.data) + tail.encode() + chunk.etag.encode() + b'"}}'
+
+
+class _Chunk(Protocol):
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def etag(self) -> str: ...
+
+
+def error_reply(code: ErrorCode, message: str) -> bytes:
+    return ErrorReply(error=ReplyError(code=code, message=message)).model_dump_json().encode()

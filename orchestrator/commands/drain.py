@@ -38,7 +38,7 @@ class Moved:
 
 
 async def drain(swarm: Swarm, node: str, settings: Settings) -> list[Moved]:
-    await swarm.set_availability(node, "pause")
+    await swarm.nodes.set_availability(node, "pause")
     slots = asyncio.Semaphore(MOVES_AT_ONCE)
 
     async def move(service: Service) -> Moved:
@@ -55,16 +55,16 @@ async def drain(swarm: Swarm, node: str, settings: Settings) -> list[Moved]:
             log.info("site moved off a node", extra=fields(service=service.name, node=node))
             return Moved(service.name)
 
-    moved = await asyncio.gather(*(move(s) for s in await swarm.sites_on(node)))
+    moved = await asyncio.gather(*(move(s) for s in await swarm.nodes.sites_on(node)))
     # A site that could not move still goes with Swarm's drain: the node is being emptied anyway.
-    await swarm.set_availability(node, "drain")
+    await swarm.nodes.set_availability(node, "drain")
     return list(moved)
 
 
 async def sites_on(settings: Settings, node: str) -> list[str]:
     swarm = cli_swarm(settings)
     try:
-        return sorted(service.name for service in await swarm.sites_on(node))
+        return sorted(service.name for service in await swarm.nodes.sites_on(node))
     finally:
         swarm.close()
 

@@ -62,9 +62,9 @@ async def reconcile(swarm: Swarm, fleet: Fleet, *, dry_run: bool) -> list[Reconc
         surveyed = services[step.drift.subject]
         try:
             if step.action == "restore":
-                acted = await swarm.restore(surveyed)
+                acted = await swarm.fleet.restore(surveyed)
             else:
-                acted = await swarm.remove_if_unchanged(surveyed)
+                acted = await swarm.fleet.remove_if_unchanged(surveyed)
         except DockerConflict:
             acted = False
         if acted:

@@ -36,7 +36,7 @@ async def reset_version(settings: Settings, site_id: int) -> Reset:
     try:
         deleted_at = await swarm.tombstones.get(site_id)
         await swarm.tombstones.clear(site_id)
-        before = await swarm.reset_version(service_name(site_id))
+        before = await swarm.fleet.reset_version(service_name(site_id))
     finally:
         swarm.close()
     return Reset(site_id, service_name(site_id), before, deleted_at)

@@ -27,8 +27,8 @@ from typing import Any
 
 from orchestrator.errors import FileRefused
 from orchestrator.files import confined, paths
-from orchestrator.files.operations import Budget, closing
 from orchestrator.files.paths import Parts
+from orchestrator.files.walks import Budget, closing
 from orchestrator_contract.codes import ErrorCode
 
 PIECE = 256 * 1024

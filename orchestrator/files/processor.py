@@ -15,11 +15,11 @@ from typing import Any
 from orchestrator.bus.decoding import parse_file_request
 from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import DEFAULT_EXCHANGE, Completed, Failed, Outcome, Outgoing, Received
-from orchestrator.bus.replies import reply_queue_allowed, within_limit
+from orchestrator.bus.replies import error_reply, reply_queue_allowed, within_limit
 from orchestrator.errors import FileRefused, InvalidRequest, OrchestratorError
 from orchestrator.files.service import SiteFiles
 from orchestrator.files.streams import Requester
-from orchestrator_contract.files import FileRequest, FilesRead, FilesWrite, LogsStop, error_reply
+from orchestrator_contract.files import FileRequest, FilesRead, FilesWrite, LogsStop
 
 # Operations not worth a log line each (a download or an upload is a stream of them).
 _QUIET = (FilesRead,)

@@ -15,14 +15,15 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol, assert_never
 
+from orchestrator.bus.replies import ok_reply, read_reply
 from orchestrator.config import Settings
 from orchestrator.errors import FileRefused
-from orchestrator.files import operations, paths
+from orchestrator.files import listing, operations, paths, walks
 from orchestrator.files.archive import ZipStream
 from orchestrator.files.bounds import ReplySpace
-from orchestrator.files.operations import Budget
 from orchestrator.files.streams import Replies, Requester, Streams, log_line
 from orchestrator.files.uploads import Limits, Uploads, decoded_size
+from orchestrator.files.walks import Budget
 from orchestrator.files.worker import SiteRef, Worker
 from orchestrator.logging_setup import fields
 from orchestrator.sites.service import Service
@@ -47,8 +48,6 @@ from orchestrator_contract.files import (
     LogsStopResult,
     LogsTail,
     WriteResult,
-    ok_reply,
-    read_reply,
 )
 from orchestrator_contract.sites import service_name
 
@@ -71,7 +70,7 @@ class SiteFiles:
         self.worker = worker
         self.services = services
         self.logs = logs
-        self.sorted_names = operations.SortedNames()  # paging through a big directory: one scan
+        self.sorted_names = listing.SortedNames()  # paging through a big directory: one scan
         self.uploads = Uploads(
             worker,
             Limits(
@@ -136,7 +135,7 @@ class SiteFiles:
                 return await worker.in_site(
                     site,
                     lambda fd: ok_reply(
-                        operations.list_dir(fd, parts, after, request.limit, budget, live, stale, cached, most)
+                        listing.list_dir(fd, parts, after, request.limit, budget, live, stale, cached, most)
                     ),
                 )
             case FilesStat():
@@ -170,7 +169,7 @@ class SiteFiles:
                 return await worker.in_site(site, lambda fd: ok_reply(operations.chmod(fd, parts, request.mode)))
             case FilesUsage():
                 parts, budget = paths.split(request.path), self._budget("the usage walk")
-                return await worker.in_site(site, lambda fd: ok_reply(operations.usage(fd, parts, budget)))
+                return await worker.in_site(site, lambda fd: ok_reply(walks.usage(fd, parts, budget)))
             case FilesArchive():
                 parts, budget = paths.split(request.path), self._budget("the archive")
                 chunk, most = settings.files_chunk_bytes, settings.files_max_archive_bytes

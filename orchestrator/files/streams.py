@@ -20,20 +20,21 @@ import contextlib
 import hashlib
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
+from orchestrator.bus.replies import error_reply, ok_reply
 from orchestrator.errors import FileRefused, OrchestratorError
 from orchestrator.files.archive import ZipStream
 from orchestrator.files.bounds import ReplySpace
+from orchestrator.files.follows import End, Handoff, pump
 from orchestrator.files.worker import SiteRef, Worker
 from orchestrator.logging_setup import fields
 from orchestrator.swarm.logs import LogRecord, LogStream, ServiceLogs
 from orchestrator_contract.codes import ErrorCode
-from orchestrator_contract.files import ArchiveChunk, LogLine, LogsUpdate, error_reply, ok_reply
+from orchestrator_contract.files import ArchiveChunk, LogLine, LogsUpdate
 
 log = logging.getLogger("orchestrator.files")
 
@@ -45,7 +46,6 @@ Replies = Callable[[], AbstractAsyncContextManager[Send]]
 BATCH_SECONDS = 0.1
 BATCH_LINES = 200
 QUEUED_LINES = 1000
-RECONNECT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,6 @@ def _not_ended(stream: Stream) -> None:
     """A stream ended while it was starting (its site deleted, `logs.stop`, shutdown) never runs."""
     if stream.reason is not None:
         raise FileRefused(f"the {stream.kind} was ended before it started: {stream.reason}", code=ErrorCode.IO_ERROR)
-
-
-@dataclass(frozen=True)
-class _End:
-    reason: str
 
 
 class Streams:
@@ -246,11 +241,11 @@ class Streams:
         try:
             version = await self._logs.api_version()
             loop = asyncio.get_running_loop()
-            lines: asyncio.Queue[LogRecord | _End] = asyncio.Queue(QUEUED_LINES)
+            lines: asyncio.Queue[LogRecord | End] = asyncio.Queue(QUEUED_LINES)
             opened: asyncio.Future[None] = loop.create_future()
             thread = threading.Thread(
-                target=self._pump,
-                args=(follow, service, version, backlog, loop, lines, opened),
+                target=pump,
+                args=(self._logs, follow, service, version, backlog, Handoff(follow, loop, lines, opened)),
                 name=f"follow-{stream_id}",
                 daemon=True,
             )
@@ -273,7 +268,7 @@ class Streams:
         await self._end([follow], "stopped by logs.stop")
         return True
 
-    async def _forward(self, follow: Follow, lines: asyncio.Queue[LogRecord | _End]) -> None:
+    async def _forward(self, follow: Follow, lines: asyncio.Queue[LogRecord | End]) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._follow_seconds
         gone = False
@@ -298,7 +293,7 @@ class Streams:
                         item = await asyncio.wait_for(lines.get(), timeout)
                     except TimeoutError:
                         break
-                    if isinstance(item, _End):
+                    if isinstance(item, End):
                         reason = item.reason
                         break
                     line = log_line(item)
@@ -324,86 +319,3 @@ class Streams:
                 "log follow ended",
                 extra=fields(stream_id=str(follow.stream_id), site_id=follow.site_id, reason=reason or "gone"),
             )
-
-    def _pump(
-        self,
-        follow: Follow,
-        service: str,
-        version: str,
-        backlog: int,
-        loop: asyncio.AbstractEventLoop,
-        lines: asyncio.Queue[LogRecord | _End],
-        opened: asyncio.Future[None],
-    ) -> None:
-        """The follow's thread: Docker's stream into the queue, reconnecting (from the last line
-        seen) when Docker ends it while the service is still there."""
-
-        def put(item: LogRecord | _End) -> bool:
-            future = asyncio.run_coroutine_threadsafe(lines.put(item), loop)
-            while not follow.stopped.is_set():
-                try:
-                    future.result(timeout=0.5)
-                    return True
-                except TimeoutError:
-                    continue
-            future.cancel()
-            return False
-
-        def tell_opened(error: BaseException | None) -> None:
-            def settle() -> None:
-                if opened.done():
-                    return
-                if error is None:
-                    opened.set_result(None)
-                else:
-                    opened.set_exception(error)
-
-            loop.call_soon_threadsafe(settle)
-
-        since: int | None = None
-        first = True
-        try:
-            while not follow.stopped.is_set():
-                began = time.time_ns()
-                try:
-                    stream = self._logs.follow(service, version, backlog, since)
-                except OrchestratorError as exc:
-                    if first:
-                        tell_opened(exc)
-                        return
-                    put(_End(f"docker: {exc.message}"))
-                    return
-                if stream is None:
-                    gone = FileRefused(f"{service} does not exist", code=ErrorCode.SITE_NOT_FOUND)
-                    if first:
-                        tell_opened(gone)
-                    else:
-                        put(_End("the site's service is gone"))
-                    return
-                follow.docker = stream
-                if first:
-                    tell_opened(None)
-                    first = False
-                if follow.stopped.is_set():
-                    stream.close()
-                    return
-                for record in stream:
-                    if since is not None and record.ns <= since:
-                        continue  # seen before the reconnect
-                    since = record.ns
-                    if not put(record):
-                        return
-                stream.close()
-                if follow.stopped.is_set():
-                    return
-                since = since if since is not None else began
-                if not self._logs.exists(service, version):
-                    put(_End("the site's service is gone"))
-                    return
-                follow.stopped.wait(RECONNECT_SECONDS)
-        except Exception as exc:  # a bug or Docker gone: the follow ends, saying why
-            log.warning("log follow failed", extra=fields(stream_id=str(follow.stream_id), error=repr(exc)))
-            if first:
-                tell_opened(exc)
-            else:
-                put(_End(f"reading the logs failed: {exc!r}"))

@@ -13,7 +13,7 @@ from orchestrator.swarm.services import Swarm
 
 async def survey(swarm: Swarm, sitedirs: SiteDirs, settings: Settings) -> Fleet:
     services, tombstones, (dirs, trash) = await asyncio.gather(
-        swarm.survey(), swarm.tombstones.all(), sitedirs.inventory()
+        swarm.fleet.survey(), swarm.tombstones.all(), sitedirs.inventory()
     )
     fleet = find_drift(Inventory(services, tombstones, dirs, trash), settings.trash_max_age_days)
     if missing := sitedirs.missing_mount_options():

@@ -125,6 +125,14 @@ def _examples() -> dict[str, BaseModel]:
             ),
             **result,
         ),
+        **_report_examples(),
+        **_terminal_examples(),
+        **_file_examples(),
+    }
+
+
+def _report_examples() -> dict[str, BaseModel]:
+    return {
         "site.health": SiteHealth(
             event_id=uuid.UUID("00000000-0000-4000-8000-000000000004"),
             occurred_at=_WHEN,
@@ -146,6 +154,11 @@ def _examples() -> dict[str, BaseModel]:
                 )
             ],
         ),
+    }
+
+
+def _terminal_examples() -> dict[str, BaseModel]:
+    return {
         "terminal.open": TerminalOpen(session_id=_SESSION, site_id=1, cols=120, rows=32),
         "terminal.input": TerminalInput(session_id=_SESSION, data="ZWNobyBoaQo="),
         "terminal.resize": TerminalResize(session_id=_SESSION, cols=100, rows=40),
@@ -165,7 +178,6 @@ def _examples() -> dict[str, BaseModel]:
             reason="no open terminal session 00000000-0000-4000-8000-000000000003",
             code=ErrorCode.UNKNOWN_SESSION,
         ),
-        **_file_examples(),
     }
 
 

@@ -1,5 +1,6 @@
-"""The Docker adapter for site services: read, create, update, restart and remove them, follow a
-rollout, and survey the fleet for status and drift.
+"""The Docker adapter for site services: read, create, update, restart and remove them, and follow
+a rollout. The fleet as a whole (a survey, putting back a hand edit) is `swarm.fleet`'s, the nodes
+`swarm.nodes`', tombstones `swarm.tombstones`'.
 
 The docker SDK is synchronous: every call runs on `swarm.client.DockerClient`'s bounded pool, which
 also maps Docker's failures to our error types (the only place that does). What is remembered
@@ -14,13 +15,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import docker
 import docker.errors
 
 from orchestrator.errors import ConvergeTimeout, DockerConflict, OrchestratorError, TransientError
-from orchestrator.labels import MANAGED_BY, MANAGER, RESTARTED_BY, VERSION, managed
+from orchestrator.labels import MANAGED_BY, MANAGER, RESTARTED_BY, managed
 from orchestrator.logging_setup import mask
 from orchestrator.sites import rollout as rollouts
 from orchestrator.sites.protocols import Rollout
@@ -29,7 +30,9 @@ from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.swarm.cache import SwarmCache
 from orchestrator.swarm.changes import DockerChange, DockerChanges, lost_tasks
 from orchestrator.swarm.client import DockerClient
-from orchestrator.swarm.mapping import as_surveyed, from_docker, last_error, lost_running, service_of, to_docker
+from orchestrator.swarm.fleet import ManagedServices
+from orchestrator.swarm.mapping import service_of, to_docker
+from orchestrator.swarm.nodes import Nodes
 from orchestrator.swarm.tombstones import Tombstones
 from orchestrator_contract.env import RESERVED_ENV_KEYS
 
@@ -58,6 +61,9 @@ class Swarm:
         self._port = port
         self.cache = SwarmCache(changes.connected if changes is not None else None)
         self.tombstones = Tombstones(docker_client)
+        # What operators' commands and the drift report ask of the swarm as a whole.
+        self.fleet = ManagedServices(docker_client, self.cache)
+        self.nodes = Nodes(docker_client)
         self._claims_built: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         if changes is not None:
@@ -272,27 +278,6 @@ class Swarm:
             return False
         return await self._changes.changed(service_id, timeout)
 
-    # --- nodes -------------------------------------------------------------------------------
-
-    async def set_availability(self, node: str, availability: str) -> None:
-        """`active`, `pause` (nothing new is placed there) or `drain` (its tasks move away)."""
-
-        def update(api: docker.APIClient) -> None:
-            raw = api.inspect_node(node)
-            api.update_node(raw["ID"], raw["Version"]["Index"], {**raw["Spec"], "Availability": availability})
-
-        await self._run(update)
-
-    async def sites_on(self, node: str) -> list[Service]:
-        """The managed services with a task meant to run on the node (by id or host name)."""
-
-        def read(api: docker.APIClient) -> list[Service]:
-            node_id = api.inspect_node(node)["ID"]
-            here = {t["ServiceID"] for t in api.tasks(filters={"node": node_id, "desired-state": "running"})}
-            return [service_of(s) for s in api.services(filters=managed(), status=True) if s["ID"] in here]
-
-        return await self._run(read)
-
     # --- tombstones (see `swarm.tombstones`) -----------------------------------------------------
 
     async def tombstone(self, site_id: int) -> int | None:
@@ -304,106 +289,7 @@ class Swarm:
     async def clear_tombstone(self, site_id: int) -> None:
         await self.tombstones.clear(site_id)
 
-    async def reset_version(self, name: str) -> int | None:
-        """Forget the version a site's service records (label set to 0, its tasks untouched), so
-        the next event of any version applies; the version it had, or None without a service."""
-
-        def reset(api: docker.APIClient) -> int | None:
-            try:
-                raw = api.inspect_service(name)
-            except docker.errors.NotFound:
-                return None
-            labels = dict(raw["Spec"].get("Labels") or {})
-            before = int(labels.get(VERSION, "0") or 0)
-            labels[VERSION] = "0"
-            api.update_service(raw["ID"], raw["Version"]["Index"], labels=labels, fetch_current_spec=True)
-            return before
-
-        self.cache.forget(name)
-        return await self._run(reset)
-
-    # --- status and drift ---------------------------------------------------------------------
-
-    async def survey(self) -> list[Service]:
-        """Every managed service as it is now and as it was before its last update (mapped back
-        to specs), with its last task error."""
-
-        def read(api: docker.APIClient) -> list[Service]:
-            names = _network_names(api)
-            # Every task in one call, grouped here: a call per service would grow with the fleet.
-            tasks: dict[str, list[dict[str, Any]]] = {}
-            everything = api.tasks()
-            for task in everything:
-                tasks.setdefault(task.get("ServiceID", ""), []).append(task)
-            down = {n["ID"] for n in api.nodes() if n.get("Status", {}).get("State") == "down"}
-            lost = lost_running(t for t in everything if t.get("NodeID") in down)
-            surveyed = []
-            for raw in api.services(filters=managed(), status=True):
-                previous = raw.get("PreviousSpec")
-                surveyed.append(
-                    service_of(
-                        raw,
-                        lost=lost[raw["ID"]],
-                        last_error=last_error(tasks.get(raw["ID"], [])),
-                        live=from_docker(raw["Spec"], names),
-                        previous=from_docker(previous, names) if previous else None,
-                    )
-                )
-            return surveyed
-
-        return await self._run(read)
-
-    async def restore(self, surveyed: Service) -> bool:
-        """Put back Docker's previous spec of the service (the applied one, before a hand edit),
-        only if the service is still as surveyed; False when it changed since."""
-
-        def restore(api: docker.APIClient) -> bool:
-            raw = api.inspect_service(surveyed.name)
-            previous = raw.get("PreviousSpec")
-            if not previous or not as_surveyed(surveyed, raw, lambda: _network_names(api)):
-                return False
-            # Docker refuses the write if anything changed in between ("update out of sequence").
-            api.update_service(
-                raw["ID"],
-                raw["Version"]["Index"],
-                name=previous["Name"],
-                task_template=previous["TaskTemplate"],
-                labels=previous.get("Labels"),
-                mode=previous.get("Mode"),
-                update_config=previous.get("UpdateConfig"),
-                rollback_config=previous.get("RollbackConfig"),
-                endpoint_spec=previous.get("EndpointSpec"),
-            )
-            return True
-
-        self.cache.forget(surveyed.name)
-        return await self._run(restore)
-
-    async def remove_if_unchanged(self, surveyed: Service) -> bool:
-        """Remove the service only if it is still as surveyed (a site re-created since must not
-        go); False when it changed."""
-
-        def remove(api: docker.APIClient) -> bool:
-            try:
-                raw = api.inspect_service(surveyed.name)
-                if not as_surveyed(surveyed, raw, lambda: _network_names(api)):
-                    return False
-                api.remove_service(raw["ID"])  # the service compared, not whatever has its name by now
-            except docker.errors.NotFound:
-                return True
-            return True
-
-        self.cache.forget(surveyed.name)
-        removed = await self._run(remove)
-        if removed:
-            self.cache.claims.remove(surveyed.name)
-        return removed
-
     # --- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, call: Callable[[docker.APIClient], T]) -> T:
         return await self._docker.run(call)
-
-
-def _network_names(api: docker.APIClient) -> dict[str, str]:
-    return {n["Id"]: n["Name"] for n in api.networks()}

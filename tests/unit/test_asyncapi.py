@@ -19,7 +19,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from orchestrator.config import Settings
-from orchestrator.schemas.asyncapi import DEAD_LETTER, FILE_ERROR, FILE_REPLIES, REPLIES
+from orchestrator.schemas.messages import DEAD_LETTER, FILE_ERROR, FILE_REPLIES, REPLIES
 from orchestrator_contract import headers as hdr
 from orchestrator_contract.files import FILE_REQUESTS
 from orchestrator_contract.results import DriftReport, SiteHealth, SiteResultType

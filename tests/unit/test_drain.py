@@ -18,6 +18,7 @@ class NodeSwarm:
         self.sites = [Service(id=n, name=n, index=1, labels={}, replicas=1) for n in sites]
         self.broken = broken
         self.calls: list[str] = []
+        self.nodes = self  # the swarm's nodes too
 
     async def set_availability(self, node: str, availability: str) -> None:
         self.calls.append(f"{availability} {node}")

@@ -224,12 +224,12 @@ async def test_restore_writes_the_applied_spec_at_the_index_docker_holds_now(sit
     engine = OneServiceEngine(hand, stored, index=9)  # the edit's rollout completed since
     swarm = Swarm(engine)  # type: ignore[arg-type]
 
-    assert await swarm.restore(surveyed)
+    assert await swarm.fleet.restore(surveyed)
     ((version, written),) = engine.writes
     assert version == 9 and written["task_template"] == stored["TaskTemplate"]
     assert written["labels"] == stored["Labels"]
 
     engine.service = inspected(as_docker_stores_it(applied(site_data, env={"NEW": "1"})), hand, 10)
-    assert not await swarm.restore(surveyed)  # a deploy since: left alone
-    assert not await swarm.remove_if_unchanged(surveyed) and not engine.removed
+    assert not await swarm.fleet.restore(surveyed)  # a deploy since: left alone
+    assert not await swarm.fleet.remove_if_unchanged(surveyed) and not engine.removed
     assert len(engine.writes) == 1

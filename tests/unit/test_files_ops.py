@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import FileRefused
-from orchestrator.files import confined, operations, paths
+from orchestrator.files import confined, listing, operations, paths, walks
 from orchestrator.files.archive import ZipStream
-from orchestrator.files.operations import Budget
+from orchestrator.files.walks import Budget
 from orchestrator_contract.codes import ErrorCode
 
 
@@ -137,7 +137,7 @@ def test_a_listing_pages_in_name_order_without_temporaries(site: Path, fd: int) 
     (folder / paths.temp_name(uuid.uuid4())).touch()
     seen, cursor, pages = [], None, 0
     while True:
-        page = operations.list_dir(fd, ("private", "many"), paths.decode_cursor(cursor), 1000, budget())
+        page = listing.list_dir(fd, ("private", "many"), paths.decode_cursor(cursor), 1000, budget())
         seen += [e.name for e in page.entries]
         pages += 1
         if page.next_cursor is None:
@@ -146,12 +146,12 @@ def test_a_listing_pages_in_name_order_without_temporaries(site: Path, fd: int) 
     assert seen == names and pages == 3
 
 
-def pages_of(fd: int, parts: tuple[str, ...], cache: operations.SortedNames | None, site_id: int = 1) -> list[str]:
+def pages_of(fd: int, parts: tuple[str, ...], cache: listing.SortedNames | None, site_id: int = 1) -> list[str]:
     seen: list[str] = []
     cursor = None
     while True:
         cached = (cache, site_id) if cache is not None else None
-        page = operations.list_dir(fd, parts, paths.decode_cursor(cursor), 1000, budget(), (), None, cached)
+        page = listing.list_dir(fd, parts, paths.decode_cursor(cursor), 1000, budget(), (), None, cached)
         seen += [e.name for e in page.entries]
         if page.next_cursor is None:
             return seen
@@ -162,13 +162,13 @@ def pages_of(fd: int, parts: tuple[str, ...], cache: operations.SortedNames | No
 def scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times a directory was scanned."""
     counted = [0]
-    scan = operations._names
+    scan = listing._names
 
     def counting(*args: object, **kwargs: object) -> Iterator[str]:
         counted[0] += 1
         return scan(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(operations, "_names", counting)
+    monkeypatch.setattr(listing, "_names", counting)
     return counted
 
 
@@ -179,7 +179,7 @@ def test_paging_a_big_directory_scans_it_once_with_the_cache(site: Path, fd: int
     for name in names:
         (folder / name).touch()
     (folder / paths.temp_name(uuid.uuid4())).touch()
-    cache = operations.SortedNames(settle_seconds=0)
+    cache = listing.SortedNames(settle_seconds=0)
     assert pages_of(fd, ("private", "many"), cache) == names and scans[0] == 1
     assert pages_of(fd, ("private", "many"), None) == names and scans[0] == 4  # a scan a page
     assert pages_of(fd, ("private", "many"), cache, site_id=2) == names and scans[0] == 5  # not another site's
@@ -190,13 +190,13 @@ def test_a_change_between_pages_shows_on_the_next_page(site: Path, fd: int) -> N
     folder.mkdir()
     for i in range(1500):
         (folder / f"f{i:04d}").touch()
-    cache = operations.SortedNames(settle_seconds=0)
-    first = operations.list_dir(fd, ("private", "many"), None, 1000, budget(), (), None, (cache, 1))
+    cache = listing.SortedNames(settle_seconds=0)
+    first = listing.list_dir(fd, ("private", "many"), None, 1000, budget(), (), None, (cache, 1))
     time.sleep(0.05)  # past the file-time clock's tick: the change moves the directory's times
     (folder / "f1499").unlink()
     (folder / "g-new").touch()
     cursor = paths.decode_cursor(first.next_cursor)
-    rest = operations.list_dir(fd, ("private", "many"), cursor, 1000, budget(), (), None, (cache, 1))
+    rest = listing.list_dir(fd, ("private", "many"), cursor, 1000, budget(), (), None, (cache, 1))
     assert [e.name for e in rest.entries][-2:] == ["f1498", "g-new"]
 
 
@@ -205,7 +205,7 @@ def test_a_directory_changed_within_the_settling_time_is_not_kept(site: Path, fd
     folder.mkdir()
     for i in range(1500):
         (folder / f"f{i:04d}").touch()
-    cache = operations.SortedNames(settle_seconds=60)  # its times are seconds old at most
+    cache = listing.SortedNames(settle_seconds=60)  # its times are seconds old at most
     assert len(pages_of(fd, ("private", "many"), cache)) == 1500 and scans[0] == 2
 
 
@@ -214,17 +214,17 @@ def test_the_cache_holds_a_bounded_number_of_names(site: Path, fd: int, scans: l
         (site / "private" / folder).mkdir()
         for i in range(1200):
             (site / "private" / folder / f"f{i:04d}").touch()
-    cache = operations.SortedNames(max_names=2000, settle_seconds=0)
+    cache = listing.SortedNames(max_names=2000, settle_seconds=0)
     assert len(pages_of(fd, ("private", "a"), cache)) == 1200 and scans[0] == 1
     assert len(pages_of(fd, ("private", "b"), cache)) == 1200 and scans[0] == 2  # "a" made room
     assert len(pages_of(fd, ("private", "a"), cache)) == 1200 and scans[0] == 3
     # Too big to hold: each page's attempt stops past the bound, then a page's scan (two pages: 4).
-    small = operations.SortedNames(max_names=1000, settle_seconds=0)
+    small = listing.SortedNames(max_names=1000, settle_seconds=0)
     assert pages_of(fd, ("private", "a"), small) == sorted(f"f{i:04d}" for i in range(1200)) and scans[0] == 7
 
 
 def test_a_listing_shows_links_as_links(fd: int, outside: Path) -> None:
-    entries = {e.name: e for e in operations.list_dir(fd, ("private",), None, 10, budget()).entries}
+    entries = {e.name: e for e in listing.list_dir(fd, ("private",), None, 10, budget()).entries}
     assert (entries["out"].type, entries["out"].target) == ("symlink", str(outside))
     assert (entries["secret-link"].type, entries["secret-link"].target) == ("symlink", str(outside / "secret"))
 
@@ -234,7 +234,7 @@ def test_a_stale_upload_temporary_is_removed_when_its_directory_is_listed(site: 
     for name in (old, paths.temp_name(live)):
         (site / "public" / name).touch()
         os.utime(site / "public" / name, (0, 0))
-    operations.list_dir(fd, ("public",), None, 10, budget(), live_uploads={live}, stale_seconds=60)
+    listing.list_dir(fd, ("public",), None, 10, budget(), live_uploads={live}, stale_seconds=60)
     assert not (site / "public" / old).exists()
     assert (site / "public" / paths.temp_name(live)).exists()  # its upload still runs
 
@@ -323,20 +323,20 @@ def test_chmod_sets_permission_bits_of_files_and_directories_only(site: Path, fd
 def test_usage_counts_files_once_and_stops_at_its_budget(site: Path, fd: int) -> None:
     (site / "private" / "big").write_bytes(b"x" * 1000)
     os.link(site / "private" / "big", site / "private" / "big-again")
-    usage = operations.usage(fd, (), budget())
+    usage = walks.usage(fd, (), budget())
     assert (usage.files, usage.dirs) == (3, 2)
     assert usage.bytes == 5 + 1000 + len(os.readlink(site / "private" / "out")) + len(
         os.readlink(site / "private" / "secret-link")
     )
-    assert code(operations.usage, fd, (), budget(entries=2)) is ErrorCode.TOO_LARGE
-    assert code(operations.usage, fd, ("private", "out"), budget()) is ErrorCode.NOT_A_DIRECTORY
+    assert code(walks.usage, fd, (), budget(entries=2)) is ErrorCode.TOO_LARGE
+    assert code(walks.usage, fd, ("private", "out"), budget()) is ErrorCode.NOT_A_DIRECTORY
 
 
 def test_a_budget_also_runs_out_of_time() -> None:
     spent = Budget(0.0, 10**9)
     spent.started -= 1
     with pytest.raises(FileRefused, match="stopped after"):
-        for _ in range(operations.CLOCK_EVERY):
+        for _ in range(walks.CLOCK_EVERY):
             spent.tick()
 
 
@@ -446,7 +446,7 @@ def test_a_listing_page_stops_before_its_reply_grows_past_its_bytes(site: Path, 
     os.symlink(b"/\xff", os.fsencode(site / "private" / "odd"))
     seen, cursor, pages = [], None, 0
     while True:
-        page = operations.list_dir(fd, ("private",), cursor, 200, budget(), reply_bytes=64 * 1024)
+        page = listing.list_dir(fd, ("private",), cursor, 200, budget(), reply_bytes=64 * 1024)
         assert len(page.model_dump_json()) <= 64 * 1024
         seen += page.entries
         pages += 1

@@ -12,19 +12,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from orchestrator.bus.decoding import MAX_FILE_REQUEST_BODY, parse_file_request
+from orchestrator.bus.replies import error_reply, ok_reply, read_reply
 from orchestrator.errors import FileRefused, InvalidRequest
 from orchestrator.files import paths
 from orchestrator.files.operations import Chunk
 from orchestrator_contract.codes import ErrorCode
-from orchestrator_contract.files import (
-    FILE_REQUESTS,
-    FilesChmod,
-    FilesWrite,
-    ReadResult,
-    error_reply,
-    ok_reply,
-    read_reply,
-)
+from orchestrator_contract.files import FILE_REQUESTS, FilesChmod, FilesWrite, ReadResult
 
 
 @pytest.mark.parametrize(
