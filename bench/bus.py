@@ -15,8 +15,9 @@ from typing import Any
 
 import aio_pika
 from common import API, FIRST_SITE, VHOST, Bench, host
-from support import connected, site_event
 
+from harness.broker import connected
+from harness.director import site_event
 from orchestrator.bus.decoding import parse_event
 from orchestrator.config import Settings
 from orchestrator.sites.admission import admit

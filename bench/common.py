@@ -20,16 +20,10 @@ import docker
 import docker.errors
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support import (
-    ROOT,
-    TRAEFIK,
-    Director,
-    OrchestratorProcess,
-    Results,
-    connected,
-    fresh_vhost,
-)
+from harness.broker import connected
+from harness.director import Director, Results
+from harness.process import OrchestratorProcess
+from harness.stack import ROOT, TRAEFIK, fresh_vhost
 
 VHOST = "orchestrator-bench"
 FIRST_SITE = 8000  # 8000-8999: the benchmark's sites; 200000 on: the thousand-site fleet

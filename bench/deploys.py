@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 from common import API, TRAEFIK, Bench, host, log, page, served_now, until_served, wipe
-from support import site_event, write_site
 
+from harness.director import site_event, write_site
 from orchestrator.config import Settings
 from orchestrator.sites.admission import admit
 from orchestrator.sites.service import ServiceSpec

@@ -24,8 +24,8 @@ from typing import Any
 
 import aio_pika
 from common import VHOST, Bench, log
-from support import site_event, write_site
 
+from harness.director import site_event, write_site
 from orchestrator.client import FilesClient
 from orchestrator.config import Settings
 

@@ -38,6 +38,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# The benchmark's sections, and the harness the tests share (harness/, beside orchestrator/; not installed).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bus
 import cluster

@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 from common import API, FLEET_SITE, TRAEFIK, Bench, cpu_window, host, log, page, rss_mb, served_now
-from support import site_event, write_site
+
+from harness.director import site_event, write_site
 
 SETTLE_SECONDS = 75  # past one full rest of a steady task's health probe (60 s), and Traefik's refresh
 

@@ -6,7 +6,7 @@ e.g. contract/). For each one:
 - every third-party module its package imports belongs to a distribution it declares in
   `dependencies` (a sibling distribution of this repository too, by its name);
 - every distribution in `dependencies` is imported by its package (nothing declared for nothing);
-The code that ships in no distribution (tests/, bench/, scripts/) may import what any of them
+The code that ships in no distribution (tests/, bench/, scripts/, harness/) may import what any of them
 declares at run time, plus the top project's `dev` extra.
 The lock files (requirements/*.txt, written by `make lock`): dev.txt pins every requirement of
 every distribution and extra, server.txt every run-time requirement of the server's image (at
@@ -35,7 +35,7 @@ from packaging.version import Version
 
 ROOT = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent
 LOCKS = ROOT / "requirements"
-UNSHIPPED = ("tests", "bench", "scripts")  # the top project's code that no distribution ships
+UNSHIPPED = ("tests", "bench", "scripts", "harness")  # the top project's code that no distribution ships
 SKIP = {".venv", "build", "dist", "node_modules", ".git"}
 
 

@@ -1,6 +1,6 @@
 """The fixtures every real-stack suite reads from its `stack` (see `support.running`): integration
 and security tests share one per test process (site ids from that process's share:
-`support.scope`); fault tests get one per module (tests/faults/conftest.py). Every site a test made
+`harness.scope`); fault tests get one per module (tests/faults/conftest.py). Every site a test made
 is removed when the test ends. Unit tests use none of this."""
 
 from __future__ import annotations

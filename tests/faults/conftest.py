@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from support import Running, scope
 from support.dockergate import DockerGate
-from support.rabbit import Broker, own_broker
 from support.streams import stream_stack
+
+from harness.rabbit import Broker, own_broker
 
 
 @pytest.fixture(scope="session")  # one node per test process, a vhost per module

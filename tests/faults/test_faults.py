@@ -16,8 +16,9 @@ import docker
 import pytest
 from support import Director, OrchestratorProcess, Results
 from support.dockergate import DockerGate
-from support.rabbit import Broker
 from support.streams import new_stream, run, start_dockerd, stop_dockerd
+
+from harness.rabbit import Broker
 
 
 async def test_a_broker_restart_then_a_hung_dockerd_mid_stream_lose_nothing(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 
 from support import OrchestratorProcess, eventually
-from support.rabbit import Broker
+
+from harness.rabbit import Broker
 
 
 async def test_healthcheck_says_the_broker_is_away_without_failing(

@@ -14,8 +14,8 @@ import aiormq.exceptions
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from support import DeadLetters, Director, Results, deploy, site_event
-from support.rabbit import LOCAL_BROKER
 
+from harness.rabbit import LOCAL_BROKER
 from orchestrator.bus.decoding import MAX_BODY
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import docker
 import pytest
 from support import SITE_UID_BASE, Running, deploy, fresh_site_id, served, site_event, stack_running, write_site
-from support.stack import btrfs_sites_root
 
+from harness.stack import btrfs_sites_root
 from orchestrator.client import FilesClient, FilesError
 from orchestrator.files import paths
 from orchestrator_contract.sites import service_name

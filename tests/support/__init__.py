@@ -1,26 +1,20 @@
-"""Test support for the real stack, by job:
+"""Test support for the real stack, by job, on the harness the benchmark shares (`harness`: scope,
+the stack, the broker, Director, the orchestrator as a process, waiting):
 
-- `scope`: this process's share of the machine (site ids, vhost and deployment names);
-- `stack`: addresses, broker vhosts, Docker, wiping this process's sites;
-- `director`: events as Director publishes them, the results it reads, a site owner's files;
-- `broker`: connections as the stack's users, the dead-letter queue;
-- `process`: the orchestrator as a child process (and its command line);
 - `running`: the one fixture chain every suite builds on;
 - `terminals`: a terminal session as Director's web layer drives it;
-- `web`: requests through Traefik; `waiting`: `eventually`; `report`: measured figures after the results.
+- `web`: requests through Traefik; `report`: measured figures after the results.
 
 The names below are re-exported so a test imports what it uses from `support`.
 """
 
-from support import scope
-from support.broker import DeadLetters, connected, publishing_as_director, reason
-from support.director import Director, Results, deploy, publish_reliably, site_event, write_jq_site, write_site
-from support.process import OrchestratorProcess, orchestrator_env, orchestrator_running
-from support.rabbit import broker_definitions
-from support.report import terminal_section
-from support.running import Running, stack_running
-from support.scope import fresh_site_id
-from support.stack import (
+from harness import scope
+from harness.broker import DeadLetters, connected, publishing_as_director, reason
+from harness.director import Director, Results, deploy, publish_reliably, site_event, write_jq_site, write_site
+from harness.process import OrchestratorProcess, orchestrator_env, orchestrator_running
+from harness.rabbit import broker_definitions
+from harness.scope import fresh_site_id
+from harness.stack import (
     DEAD_LETTERS,
     DIRECTOR_URL,
     INBOUND,
@@ -39,8 +33,10 @@ from support.stack import (
     service,
     wipe_sites,
 )
+from harness.waiting import eventually
+from support.report import terminal_section
+from support.running import Running, stack_running
 from support.terminals import SESSION_LABEL, Terminal, TerminalBus, terminal_bus
-from support.waiting import eventually
 from support.web import fetch, served
 
 __all__ = [

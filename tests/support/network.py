@@ -16,8 +16,8 @@ from typing import Any
 
 import docker
 
+from harness.stack import ROOT
 from orchestrator.netguard.rules import NODE_CHAIN
-from support.stack import ROOT
 
 
 def answers(api: docker.APIClient, container: dict[str, Any], target: str, port: int) -> bool:

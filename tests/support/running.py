@@ -11,12 +11,12 @@ from pathlib import Path
 import docker
 from aio_pika.abc import AbstractRobustConnection
 
-from support import scope
-from support.broker import DeadLetters, connected, publishing_as_director
-from support.director import Director, Results
-from support.process import OrchestratorProcess, orchestrator_env, orchestrator_running
-from support.rabbit import LOCAL_BROKER, Broker
-from support.stack import docker_without_test_sites, fresh_vhost, scratch_sites_root
+from harness import scope
+from harness.broker import DeadLetters, connected, publishing_as_director
+from harness.director import Director, Results
+from harness.process import OrchestratorProcess, orchestrator_env, orchestrator_running
+from harness.rabbit import LOCAL_BROKER, Broker
+from harness.stack import docker_without_test_sites, fresh_vhost, scratch_sites_root
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ import aio_pika
 import docker
 import pytest
 
-from support import scope
-from support.broker import DeadLetters
-from support.director import Director, Results, publish_reliably, site_event
-from support.rabbit import LOCAL_BROKER, Broker
+from harness import scope
+from harness.broker import DeadLetters
+from harness.director import Director, Results, publish_reliably, site_event
+from harness.rabbit import LOCAL_BROKER, Broker
+from harness.stack import SITE_RESULTS, TRAEFIK
+from harness.waiting import eventually
 from support.running import Running, stack_running
-from support.stack import SITE_RESULTS, TRAEFIK
-from support.waiting import eventually
 
 # Loss counts of every fault scenario, printed at the end of the run (tests/conftest.py).
 LOSS_REPORT: list[str] = []

@@ -15,8 +15,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from harness.broker import connected
 from orchestrator_contract.terminals import TerminalUpdate
-from support.broker import connected
 
 COMMANDS = "director.terminals"
 EVENTS = "orchestrator.terminals"

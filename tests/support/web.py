@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from support.stack import TRAEFIK
-from support.waiting import eventually
+from harness.stack import TRAEFIK
+from harness.waiting import eventually
 
 
 async def fetch(host: str, path: str = "/") -> httpx.Response:

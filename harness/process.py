@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from support.rabbit import LOCAL_BROKER, Broker
-from support.scope import DEPLOYMENT
-from support.stack import ROOT, TRAEFIK, TRAEFIK_API
-from support.waiting import eventually
+from harness.rabbit import LOCAL_BROKER, Broker
+from harness.scope import DEPLOYMENT
+from harness.stack import ROOT, TRAEFIK, TRAEFIK_API
+from harness.waiting import eventually
 
 
 class OrchestratorProcess:

@@ -19,16 +19,16 @@ import docker
 import docker.errors
 import requests
 
+from harness.rabbit import LOCAL_BROKER, Broker, broker_definitions
+from harness.scope import SITE_IDS
 from orchestrator.config import Settings
 from orchestrator.files import quota
-from support.rabbit import LOCAL_BROKER, Broker, broker_definitions
-from support.scope import SITE_IDS
 
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:director@127.0.0.1:5672/")
 TRAEFIK = os.environ.get("TEST_TRAEFIK_URL", "http://127.0.0.1:8000")
 TRAEFIK_API = os.environ.get("TEST_TRAEFIK_API_URL", "http://127.0.0.1:8080")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 INBOUND = "director.sites"
 RESULTS = "orchestrator.results"
 DEAD_LETTERS = "orchestrator.site-events.dead"

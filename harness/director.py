@@ -14,8 +14,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from harness.stack import INBOUND, RESULTS
 from orchestrator_contract.results import SiteHealth, SiteResult
-from support.stack import INBOUND, RESULTS
 
 
 def site_event(

@@ -23,7 +23,7 @@ from typing import Any
 
 CTL_TIMEOUT = 120
 START_TIMEOUT = 60
-DEFINITIONS = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "definitions.json"
+DEFINITIONS = Path(__file__).resolve().parents[1] / "deploy" / "rabbitmq" / "definitions.json"
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ import aio_pika
 import aio_pika.exceptions
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from support.director import Director
-from support.rabbit import LOCAL_BROKER, Broker
-from support.stack import ALL_DEAD_LETTERS
-from support.waiting import eventually
+from harness.director import Director
+from harness.rabbit import LOCAL_BROKER, Broker
+from harness.stack import ALL_DEAD_LETTERS
+from harness.waiting import eventually
 
 
 @contextlib.asynccontextmanager
