@@ -8,6 +8,12 @@
 #   ORCHESTRATOR_SITES_ROOT  sites root directory        (/srv/director/sites)
 #   TRAEFIK_HTTP_PORT        host port on 127.0.0.1      (8000)
 #   TRAEFIK_API_PORT         API port on 127.0.0.1       (8080)
+#   TRAEFIK_HTTPS_PORT       websecure on 127.0.0.1      (8443)
+#   TLS_ROOT                 the certificate issuer's store: traefik/ (Traefik's file provider
+#                            reads it), http01/ (the HTTP-01 responder serves it), state/
+#                                                        (/var/lib/director-tls)
+#   ACME_ROOT                the local ACME server's files; root.pem = its issuing root
+#                                                        (/var/lib/director-acme)
 #   TRAEFIK_REFRESH_SECONDS  swarm provider refresh      (1)
 #   FORCE_IMAGES=1           rebuild the local images
 #   STACK_CACHE_DIR          download cache              (/var/cache/director-stack)
@@ -23,6 +29,9 @@ NETWORK=${ORCHESTRATOR_NETWORK:-director-sites}
 SITES_ROOT=${ORCHESTRATOR_SITES_ROOT:-/srv/director/sites}
 HTTP_PORT=${TRAEFIK_HTTP_PORT:-8000}
 API_PORT=${TRAEFIK_API_PORT:-8080}
+HTTPS_PORT=${TRAEFIK_HTTPS_PORT:-8443}
+TLS_ROOT=${TLS_ROOT:-/var/lib/director-tls}
+ACME_ROOT=${ACME_ROOT:-/var/lib/director-acme}
 REFRESH=${TRAEFIK_REFRESH_SECONDS:-1}
 FORCE_IMAGES=${FORCE_IMAGES:-0}
 CACHE_DIR=${STACK_CACHE_DIR:-/var/cache/director-stack}
@@ -70,7 +79,8 @@ pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok in
 missing=()
 # btrfs-progs: the disk-limit test builds a small btrfs (tests/security/test_disk_quota.py);
 # docker-registry and apt-utils: the sites' image registry and its package repository.
-for p in docker.io rabbitmq-server busybox-static nginx curl btrfs-progs docker-registry apt-utils; do
+# pebble and dnsmasq-base: the local ACME server and the DNS it validates with (section 10).
+for p in docker.io rabbitmq-server busybox-static nginx curl btrfs-progs docker-registry apt-utils pebble dnsmasq-base; do
     pkg_installed "$p" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -552,23 +562,30 @@ grep -qxF "    network: $NETWORK" <<<"$traefik_yml" && grep -qxF "    refreshSec
 install_if_changed() { # content dest
     [ "$(cat "$2" 2>/dev/null)" = "$1" ] || { printf '%s\n' "$1" >"$2.tmp" && chmod 0644 "$2.tmp" && mv -f "$2.tmp" "$2"; }
 }
-mkdir -p "$TRAEFIK_ETC"
+# The file provider reads a directory (certificates come and go there, written by the issuer):
+# dynamic.yml is installed into it as base.yml. The mount point inside the read-only /etc/traefik
+# exists on the host, so Docker need not make it.
+mkdir -p "$TRAEFIK_ETC/dynamic" "$TLS_ROOT/traefik" "$TLS_ROOT/state"
+install -d -m 0755 "$TLS_ROOT/http01"
+chmod 0700 "$TLS_ROOT/state"
 install_if_changed "$traefik_yml" "$TRAEFIK_ETC/traefik.yml"
-install_if_changed "$(cat "$TRAEFIK_SRC/dynamic.yml")" "$TRAEFIK_ETC/dynamic.yml"
+install_if_changed "$(cat "$TRAEFIK_SRC/dynamic.yml")" "$TLS_ROOT/traefik/base.yml"
+rm -f "$TRAEFIK_ETC/dynamic.yml"   # the single file of old
 image_id=$(docker image inspect -f '{{.Id}}' "$TRAEFIK_IMAGE")
 # The swarm's address too: a container attached to the overlay announced its endpoint to other nodes
 # with the address of its time, so after a re-forming (above) Traefik is attached anew, or workers
 # could not answer it.
 swarm_addr=$(docker info --format '{{.Swarm.NodeAddr}}')
-cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT" "$swarm_addr" edge) "$TRAEFIK_ETC/traefik.yml" \
-    "$TRAEFIK_ETC/dynamic.yml" | sha256sum | cut -c1-16)
+cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT" "$HTTPS_PORT" "$TLS_ROOT" "$swarm_addr" edge) \
+    "$TRAEFIK_ETC/traefik.yml" | sha256sum | cut -c1-16)
 cur=$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "com.director.stack-config"}}' "$TRAEFIK_NAME" 2>/dev/null || true)
 run_traefik() {
     # The API entrypoint (8080) is published on loopback only: it shows every route. The edge
     # label lets it open connections to sites through the network guard (orchestrator/netguard/rules.py).
     docker run -d --name "$TRAEFIK_NAME" --restart unless-stopped \
-        --network "$NETWORK" -p "127.0.0.1:$HTTP_PORT:80" -p "127.0.0.1:$API_PORT:8080" \
+        --network "$NETWORK" -p "127.0.0.1:$HTTP_PORT:80" -p "127.0.0.1:$API_PORT:8080" -p "127.0.0.1:$HTTPS_PORT:443" \
         -v /var/run/docker.sock:/var/run/docker.sock:ro -v "$TRAEFIK_ETC:/etc/traefik:ro" \
+        -v "$TLS_ROOT/traefik:/etc/traefik/dynamic:ro" \
         --label com.director.stack-config="$cfg_hash" \
         --label director.edge=true \
         "$TRAEFIK_IMAGE" --configFile=/etc/traefik/traefik.yml >/dev/null
@@ -579,7 +596,7 @@ elif [ -n "$cur" ] && [ "${cur#* }" = "$cfg_hash" ] && docker start "$TRAEFIK_NA
     log "traefik: started existing container"
 else
     [ -z "$cur" ] || { log "traefik: recreating container"; docker rm -f "$TRAEFIK_NAME" >/dev/null; }
-    log "traefik: starting container on 127.0.0.1:$HTTP_PORT (API on 127.0.0.1:$API_PORT)"
+    log "traefik: starting container on 127.0.0.1:$HTTP_PORT and :$HTTPS_PORT (API on 127.0.0.1:$API_PORT)"
     run_traefik
 fi
 traefik_404() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/")" = 404 ]; }
@@ -662,6 +679,170 @@ else
 fi
 docker image inspect "$TOOLS_IMAGE" >/dev/null 2>&1 || IMAGES_ONLY=base bash "$(dirname "$0")/images.sh"
 
+# ---------------------------------------------------------------- 10. ACME: a local CA, its DNS, the HTTP-01 responder
+# Let's Encrypt's test server (Debian's pebble) and a DNS for it (dnsmasq), on loopback only, so
+# certificates are issued here as in production: pebble validates every name for real (HTTP-01,
+# through Traefik's web entrypoint on :$HTTP_PORT), after asking this DNS where the name points.
+# Every name under example.com points here, names under example.net nowhere (NXDOMAIN), and
+# caa-forbids.example.com carries a CAA record naming another CA. Nothing else is answered.
+# pebble makes a new issuing root at every start: make up writes it to $ACME_ROOT/root.pem, so
+#   curl --cacert $ACME_ROOT/root.pem --resolve NAME:$HTTPS_PORT:127.0.0.1 https://NAME:$HTTPS_PORT/
+# verifies a site. The ACME API itself is TLS with a certificate of a CA made here ($ACME_ROOT/api).
+DNS_PORT=${ACME_DNS_PORT:-8053}
+PEBBLE_PORT=${PEBBLE_PORT:-14000}
+PEBBLE_MGMT_PORT=${PEBBLE_MGMT_PORT:-15000}
+PEBBLE_VALIDITY=${PEBBLE_VALIDITY_SECONDS:-7776000}   # 90 days, as Let's Encrypt's
+DNSMASQ_CONF=/etc/director-stack/dnsmasq.conf
+DNSMASQ_PID=/run/director-dnsmasq.pid
+PEBBLE_CONF=$ACME_ROOT/pebble.json
+PEBBLE_PID=/run/director-pebble.pid
+PEBBLE_LOG=/var/log/director-pebble.log
+RESPONDER=director-acme-http01
+install -d -m 0755 "$ACME_ROOT" "$ACME_ROOT/api"
+dnsmasq_conf="# made by scripts/stack-up.sh
+port=$DNS_PORT
+listen-address=127.0.0.1
+bind-interfaces
+no-resolv
+no-hosts
+no-poll
+local=/example.com/
+address=/example.com/127.0.0.1
+local=/example.net/
+# CAA 0 issue \"other-ca.invalid\"
+dns-rr=caa-forbids.example.com,257,000569737375656f746865722d63612e696e76616c6964"
+# A daemon started here must not keep the caller's file descriptors (a lock held around make up
+# would stay held for as long as the daemon runs): all but stdin/out/err are closed first.
+daemon() { # log-file command...
+    local log=$1; shift
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}; [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+        done
+        exec setsid nohup "$@" >>"$log" 2>&1 </dev/null
+    ) &
+    DAEMON_PID=$!
+}
+pid_of() { local pid; pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && grep -qa "$2" "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"; }
+dns_up() { # an A query for probe.example.com answered 127.0.0.1 (no dig on a minimal host)
+    python3 - "$DNS_PORT" <<'PY'
+import socket, sys
+query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05probe\x07example\x03com\x00\x00\x01\x00\x01"
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.settimeout(1)
+    s.sendto(query, ("127.0.0.1", int(sys.argv[1])))
+    sys.exit(0 if s.recv(512).endswith(bytes([127, 0, 0, 1])) else 1)
+PY
+}
+mkdir -p "$(dirname "$DNSMASQ_CONF")"
+if [ "$(cat "$DNSMASQ_CONF" 2>/dev/null)" != "$dnsmasq_conf" ]; then
+    printf '%s\n' "$dnsmasq_conf" >"$DNSMASQ_CONF"
+    if pid=$(pid_of "$DNSMASQ_PID" dnsmasq); then kill "$pid"; wait_for 10 dnsmasq-stop bash -c "! kill -0 $pid"; fi
+fi
+if pid_of "$DNSMASQ_PID" dnsmasq >/dev/null && dns_up; then
+    log "acme: dns on 127.0.0.1:$DNS_PORT up"
+else
+    log "acme: starting dns on 127.0.0.1:$DNS_PORT (example.com -> 127.0.0.1, example.net -> nowhere)"
+    # dnsmasq forks into the background itself (and writes its pid file): run it to its fork.
+    (
+        for fd in /proc/$BASHPID/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"; done
+        exec dnsmasq --conf-file="$DNSMASQ_CONF" --pid-file="$DNSMASQ_PID" --log-facility=/var/log/director-dnsmasq.log
+    ) || die "dnsmasq did not start"
+    wait_for 10 dns dns_up || die "dnsmasq does not answer on 127.0.0.1:$DNS_PORT"
+fi
+# The ACME API's own certificate (the orchestrator trusts $ACME_ROOT/api/ca.pem for it).
+api_tls_ok() {
+    openssl verify -CAfile "$ACME_ROOT/api/ca.pem" "$ACME_ROOT/api/cert.pem" >/dev/null 2>&1 &&
+        openssl x509 -noout -checkend 2592000 -in "$ACME_ROOT/api/cert.pem" >/dev/null 2>&1 && [ -s "$ACME_ROOT/api/key.pem" ]
+}
+if ! api_tls_ok; then
+    log "acme: a CA and a certificate for the ACME API ($ACME_ROOT/api)"
+    (
+        set -e; umask 077; cd "$ACME_ROOT/api"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+            -subj "/CN=director-stack ACME API CA" -keyout ca.key -out ca.pem
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+            -keyout key.pem -out api.csr
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' >ext.cnf
+        openssl x509 -req -in api.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 -sha256 \
+            -extfile ext.cnf -out cert.pem
+        rm -f api.csr ext.cnf ca.srl; chmod 0644 ca.pem cert.pem
+    ) >/var/log/director-acme-tls.log 2>&1 || { cat /var/log/director-acme-tls.log >&2; die "making the ACME API's certificate failed"; }
+    rm -f "$PEBBLE_CONF"   # pebble is restarted with it
+fi
+pebble_conf=$(cat <<JSON
+{"pebble": {
+  "listenAddress": "127.0.0.1:$PEBBLE_PORT",
+  "managementListenAddress": "127.0.0.1:$PEBBLE_MGMT_PORT",
+  "certificate": "$ACME_ROOT/api/cert.pem",
+  "privateKey": "$ACME_ROOT/api/key.pem",
+  "httpPort": $HTTP_PORT,
+  "tlsPort": $HTTPS_PORT,
+  "ocspResponderURL": "",
+  "externalAccountBindingRequired": false,
+  "certificateValidityPeriod": $PEBBLE_VALIDITY
+}}
+JSON
+)
+pebble_root() { curl -sf -m 2 --cacert "$ACME_ROOT/api/ca.pem" "https://127.0.0.1:$PEBBLE_MGMT_PORT/roots/0"; }
+pebble_up() { curl -sf -o /dev/null -m 2 --cacert "$ACME_ROOT/api/ca.pem" "https://127.0.0.1:$PEBBLE_PORT/dir"; }
+# A pebble started by hand (or before its pid file) is still ours: the one listening on the port.
+if ! pid_of "$PEBBLE_PID" pebble >/dev/null && pebble_up; then
+    ss -ltnpH "sport = :$PEBBLE_PORT" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1 >"$PEBBLE_PID"
+fi
+if [ "$(cat "$PEBBLE_CONF" 2>/dev/null)" != "$pebble_conf" ]; then
+    printf '%s\n' "$pebble_conf" >"$PEBBLE_CONF"
+    if pid=$(pid_of "$PEBBLE_PID" pebble); then kill "$pid"; wait_for 10 pebble-stop bash -c "! kill -0 $pid"; fi
+fi
+if pid_of "$PEBBLE_PID" pebble >/dev/null && pebble_up; then
+    log "acme: pebble on https://127.0.0.1:$PEBBLE_PORT/dir up"
+else
+    if pid=$(pid_of "$PEBBLE_PID" pebble); then kill "$pid" || true; fi
+    log "acme: starting pebble on https://127.0.0.1:$PEBBLE_PORT/dir (validating through :$HTTP_PORT)"
+    # Validation for real (no PEBBLE_VA_ALWAYS_VALID), every time (no reuse of an earlier
+    # authorization); without pebble's random sleeps and refused nonces, which only slow tests.
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 \
+        daemon "$PEBBLE_LOG" pebble -config "$PEBBLE_CONF" -dnsserver "127.0.0.1:$DNS_PORT"
+    echo "$DAEMON_PID" >"$PEBBLE_PID"
+    wait_for 20 pebble pebble_up || { tail -n 20 "$PEBBLE_LOG" >&2; die "pebble did not come up (log: $PEBBLE_LOG)"; }
+fi
+root=$(pebble_root) || die "pebble's root certificate could not be read"
+if [ "$(cat "$ACME_ROOT/root.pem" 2>/dev/null)" != "$root" ]; then
+    log "acme: pebble's issuing root written to $ACME_ROOT/root.pem"
+    printf '%s\n' "$root" >"$ACME_ROOT/root.pem.tmp" && chmod 0644 "$ACME_ROOT/root.pem.tmp" &&
+        mv -f "$ACME_ROOT/root.pem.tmp" "$ACME_ROOT/root.pem"
+fi
+# The HTTP-01 responder: nginx serving $TLS_ROOT/http01 (the issuer writes each challenge's answer
+# there) at /.well-known/acme-challenge/ of every host, on the web entrypoint, above every site.
+responder_labels=(
+    traefik.enable=true
+    "traefik.http.routers.$RESPONDER.rule=PathPrefix(\`/.well-known/acme-challenge/\`)"
+    "traefik.http.routers.$RESPONDER.entrypoints=web"
+    "traefik.http.routers.$RESPONDER.priority=1000000"
+    "traefik.http.services.$RESPONDER.loadbalancer.server.port=80"
+    "traefik.swarm.network=$NETWORK"
+)
+responder_hash=$(printf '%s\n' "${responder_labels[@]}" "$NETWORK" "$TLS_ROOT" "$(docker image inspect -f '{{.Id}}' "$NGINX_IMAGE")" |
+    sha256sum | cut -c1-16)
+if [ "$(docker service inspect -f '{{index .Spec.Labels "com.director.stack-config"}}' "$RESPONDER" 2>/dev/null)" = "$responder_hash" ]; then
+    log "acme: HTTP-01 responder $RESPONDER running"
+else
+    docker service rm "$RESPONDER" >/dev/null 2>&1 || true
+    log "acme: HTTP-01 responder $RESPONDER (serves $TLS_ROOT/http01)"
+    args=()
+    for l in "${responder_labels[@]}"; do args+=(--label "$l"); done
+    docker service create -d --quiet --name "$RESPONDER" --network "$NETWORK" --constraint node.role==manager \
+        --mount "type=bind,src=$TLS_ROOT/http01,dst=/usr/share/nginx/html/.well-known/acme-challenge,readonly" \
+        --label "com.director.stack-config=$responder_hash" "${args[@]}" --no-resolve-image "$NGINX_IMAGE" >/dev/null
+fi
+responder_up() {
+    local token=stack-up-probe
+    printf ok >"$TLS_ROOT/http01/$token"
+    [ "$(curl -s -m 2 -H 'Host: probe.example.com' "http://127.0.0.1:$HTTP_PORT/.well-known/acme-challenge/$token")" = ok ]
+}
+wait_for 60 responder responder_up || die "the HTTP-01 responder does not answer through Traefik (docker service ps $RESPONDER)"
+rm -f "$TLS_ROOT/http01/stack-up-probe"
+
 # ---------------------------------------------------------------- existing services
 # After a daemon (re)start swarm re-schedules tasks with a few seconds' delay;
 # wait (bounded) so callers can rely on routing right after this script.
@@ -675,4 +856,4 @@ if [ "$DOCKER_STARTED" = 1 ] && ! services_converged; then
     sleep $((REFRESH * 2 + 1))   # let Traefik's swarm poll pick up the new task IPs
 fi
 
-log "ready in $((SECONDS - T0))s: amqp://127.0.0.1:5672  amqps://localhost:5671  http://127.0.0.1:$HTTP_PORT  api=http://127.0.0.1:$API_PORT  network=$NETWORK  sites=$SITES_ROOT  registry=http://$REGISTRY_ADDR"
+log "ready in $((SECONDS - T0))s: amqp://127.0.0.1:5672  amqps://localhost:5671  http://127.0.0.1:$HTTP_PORT  https://127.0.0.1:$HTTPS_PORT  api=http://127.0.0.1:$API_PORT  acme=https://127.0.0.1:$PEBBLE_PORT/dir  network=$NETWORK  sites=$SITES_ROOT  registry=http://$REGISTRY_ADDR"

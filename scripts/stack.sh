@@ -17,6 +17,11 @@
 # stack on one machine):
 #   DIRECTOR_STACK   stack name; prefix of configs and secrets; ORCHESTRATOR_DEPLOYMENT  (director)
 #   HTTP_PORT        Traefik's web entrypoint, published on every manager (host mode)   (80)
+#   HTTPS_PORT       Traefik's websecure entrypoint, the same way                        (443)
+#   TLS_ROOT         the certificate issuer's store, on the shared storage (every manager and
+#                    site node mounts it at this path)                    (/srv/director/tls)
+#   ACME_DIRECTORY_URL, ACME_CONTACT, EDGE_ADDRESSES, TLS_WILDCARD_FILES, HSTS_SECONDS: the
+#                    issuer's settings (compose.yaml; docs/https.md)
 #   AMQPS_PORT       RabbitMQ's TLS listener for Director, published (host mode)        (5671)
 #   SITES_ROOT       site directories (same path on the host and in the orchestrator)  (/srv/director/sites)
 #   SITES_NETWORK    the sites' overlay network                                         (director-sites)
@@ -41,13 +46,15 @@ if [ -n "${STACK_ENV:-}" ]; then
 fi
 STACK=${DIRECTOR_STACK:-director}
 HTTP_PORT=${HTTP_PORT:-80}
+HTTPS_PORT=${HTTPS_PORT:-443}
+TLS_ROOT=${TLS_ROOT:-/srv/director/tls}
 AMQPS_PORT=${AMQPS_PORT:-5671}
 SITES_ROOT=${SITES_ROOT:-/srv/director/sites}
 SITES_NETWORK=${SITES_NETWORK:-director-sites}
 STATE_DIR=${STACK_STATE_DIR:-/var/lib/director-stack/$STACK}
 CACHE_DIR=${STACK_CACHE_DIR:-/var/cache/director-stack}
 HEALTHY_TIMEOUT=${HEALTHY_TIMEOUT:-180}
-SERVICES=(rabbitmq traefik netguard orchestrator)
+SERVICES=(rabbitmq traefik netguard orchestrator acme-http01)
 # name:kept — `kept` secrets have a root-only copy in $STATE_DIR/secrets (Director needs its
 # password, operators the admin's); the others never leave the swarm.
 SECRETS=(rabbitmq_erlang_cookie: rabbitmq_admin_user:kept rabbitmq_admin_password:kept
@@ -192,9 +199,16 @@ render_configs() {
         die "deploy/traefik/traefik.yml: no 'network:' / 'exposedByDefault: false' line under providers.swarm"
     mv -f "$static.tmp" "$static"
     export TRAEFIK_STATIC_FILE=$static
-    export TRAEFIK_STATIC_DIGEST RABBITMQ_CONF_DIGEST RABBITMQ_DEFINITIONS_DIGEST TRAEFIK_DYNAMIC_DIGEST
+    export TRAEFIK_STATIC_DIGEST RABBITMQ_CONF_DIGEST RABBITMQ_DEFINITIONS_DIGEST
     TRAEFIK_STATIC_DIGEST=$(digest "$static")
-    TRAEFIK_DYNAMIC_DIGEST=$(digest deploy/traefik/dynamic.yml)
+    # Traefik's file provider reads a directory of the shared storage (watched: no redeploy for a
+    # change): dynamic.yml goes there as base.yml, beside the certificates the issuer writes.
+    install -d -m 0755 "$TLS_ROOT" "$TLS_ROOT/traefik" "$TLS_ROOT/http01"
+    install -d -m 0700 "$TLS_ROOT/state"
+    if ! cmp -s deploy/traefik/dynamic.yml "$TLS_ROOT/traefik/base.yml"; then
+        install -m 0644 deploy/traefik/dynamic.yml "$TLS_ROOT/traefik/.base.yml.tmp"
+        mv -f "$TLS_ROOT/traefik/.base.yml.tmp" "$TLS_ROOT/traefik/base.yml"
+    fi
     RABBITMQ_CONF_DIGEST=$(digest deploy/rabbitmq/rabbitmq.conf)
     RABBITMQ_DEFINITIONS_DIGEST=$(digest deploy/rabbitmq/definitions.json)
 }
@@ -236,7 +250,7 @@ deploy() {
     if [ "${SKIP_IMAGES:-0}" != 1 ]; then bash scripts/images.sh; fi
     [ -s "$CACHE_DIR/images.env" ] || die "no images built yet (scripts/images.sh)"
     set -a; . "$CACHE_DIR/images.env"; set +a
-    export DIRECTOR_STACK=$STACK HTTP_PORT AMQPS_PORT SITES_ROOT SITES_NETWORK STACK_STATE_DIR=$STATE_DIR
+    export DIRECTOR_STACK=$STACK HTTP_PORT HTTPS_PORT AMQPS_PORT SITES_ROOT SITES_NETWORK TLS_ROOT STACK_STATE_DIR=$STATE_DIR
     DOCKER_GID=$(stat -c %g /var/run/docker.sock); export DOCKER_GID
     ensure_node_labels
     install -d -m 0755 "$SITES_ROOT"
@@ -251,7 +265,7 @@ deploy() {
     ensure_tls_key_secret
     ensure_secrets "${ROTATE:-}"
     render_configs
-    log "deploying stack $STACK (web :$HTTP_PORT, amqps :$AMQPS_PORT, network $SITES_NETWORK, sites $SITES_ROOT)"
+    log "deploying stack $STACK (web :$HTTP_PORT, websecure :$HTTPS_PORT, amqps :$AMQPS_PORT, network $SITES_NETWORK, sites $SITES_ROOT)"
     local t1=$SECONDS
     local out
     out=$(docker stack deploy --prune --resolve-image never -c compose.yaml "$STACK" 2>&1) ||

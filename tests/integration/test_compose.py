@@ -44,12 +44,16 @@ def test_compose_file_passes_docker_stack_config() -> None:
         "endpoint_mode: dnsrr",
         "ORCHESTRATOR_ALLOWED_DOMAIN_SUFFIXES: sites.school.example",
         "ORCHESTRATOR_RESERVED_DOMAINS: panel.school.example",
+        # HTTPS: Let's Encrypt's staging directory first; Traefik reads the issuer's files.
+        "ORCHESTRATOR_ACME_DIRECTORY_URL: https://acme-staging-v02.api.letsencrypt.org/directory",
+        "source: /srv/director/tls/traefik\n        target: /etc/traefik/dynamic",
+        "source: /srv/director/tls/http01\n        target: /usr/share/nginx/html/.well-known/acme-challenge",
     ):
         assert expected in text, f"{expected!r} missing from the rendered stack"
-    # Published: Traefik's web entrypoint and the broker's TLS listener for Director, in host mode
-    # (no ingress mesh); Traefik's API is reached over the overlay network.
-    assert sorted(re.findall(r"published: \"?(\d+)", text)) == ["5671", "80"]
-    assert text.count("mode: host") == 2
+    # Published: Traefik's web and websecure entrypoints and the broker's TLS listener for
+    # Director, in host mode (no ingress mesh); Traefik's API is reached over the overlay network.
+    assert sorted(re.findall(r"published: \"?(\d+)", text)) == ["443", "5671", "80"]
+    assert text.count("mode: host") == 3
     assert "ORCHESTRATOR_AMQP_URL: amqps://" in text  # the broker speaks TLS only
 
 

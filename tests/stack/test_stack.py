@@ -21,7 +21,7 @@ from support import broker_definitions, eventually, publish_reliably, site_event
 
 from orchestrator.config import Settings
 
-SERVICES = ("rabbitmq", "traefik", "docker-proxy", "netguard", "orchestrator")
+SERVICES = ("rabbitmq", "traefik", "docker-proxy", "netguard", "orchestrator", "acme-http01")
 
 
 def test_every_service_is_running_and_healthy(prod: Prod) -> None:
@@ -75,7 +75,12 @@ def test_swarm_native_details_as_deployed(prod: Prod) -> None:
 
     traefik = prod.service("traefik")["Spec"]
     assert "node.role == manager" in traefik["TaskTemplate"]["Placement"]["Constraints"]
-    assert not traefik["TaskTemplate"]["ContainerSpec"].get("Mounts")  # no Docker socket: the proxy
+    # No Docker socket (the proxy reads for it): only the certificate issuer's directory, read-only.
+    mounts = traefik["TaskTemplate"]["ContainerSpec"].get("Mounts", [])
+    certificates = f"{prod.settings['TLS_ROOT']}/traefik"
+    assert [(m["Source"], m["Target"], m.get("ReadOnly")) for m in mounts] == [
+        (certificates, "/etc/traefik/dynamic", True)
+    ]
     proxy = prod.service("docker-proxy")["Spec"]
     (socket,) = proxy["TaskTemplate"]["ContainerSpec"]["Mounts"]
     assert socket["Source"] == "/var/run/docker.sock"
