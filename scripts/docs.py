@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-import annotated_types
 from pydantic.fields import FieldInfo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,11 +101,11 @@ def type_of(field: FieldInfo) -> str:
     else:
         kind = str(annotation)
     bounds = []
-    for rule in field.metadata:
+    for rule in field.metadata:  # annotated_types' Ge, Gt, Le, Lt, MinLen, and pydantic's pattern
         for attribute, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
-            if isinstance(rule, getattr(annotated_types, attribute.capitalize())):
+            if getattr(rule, attribute, None) is not None:
                 bounds.append(f"{sign} {number(getattr(rule, attribute))}")
-        if isinstance(rule, annotated_types.MinLen):
+        if getattr(rule, "min_length", None) is not None:
             bounds.append(f"at least {rule.min_length} characters")
         if getattr(rule, "pattern", None):
             bounds.append(f"`{rule.pattern}`")
