@@ -91,13 +91,13 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) scripts/docs.py --check
+	$(PY) scripts/docs --check
 	$(PY) scripts/check_deps.py
 	$(PY) scripts/sizes.py
 
-# docs/configuration.md from Settings, docs/benchmarks.md from bench/results/ (scripts/docs.py).
+# docs/configuration.md from Settings, docs/benchmarks.md from bench/results/ (scripts/docs/).
 docs: $(VENV)/.installed
-	$(PY) scripts/docs.py
+	$(PY) scripts/docs
 
 schema: $(VENV)/.installed
 	$(VENV)/bin/orchestrator schema export --dir schemas

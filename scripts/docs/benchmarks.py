@@ -1,0 +1,245 @@
+"""docs/benchmarks.md from bench/results/*.json: each section's newest run against its goals, and
+what each section measures as bench/run.py's docstring says."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from page import GENERATED, ROOT, cell
+
+RESULTS = ROOT / "bench" / "results"
+BENCH_RUNNER = ROOT / "bench" / "run.py"
+
+Report = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Row:
+    section: str
+    measured: str
+    against: str
+    goal: str = ""
+    met: bool | None = None
+
+
+def _rows_pure(p: Report) -> Iterator[Row]:
+    measured = f"parse an event {p['parse_event_x']}x, parse and build its spec {p['parse_and_spec_x']}x"
+    yield Row("pure", measured, f"`json.loads` of the same body ({p['json_loads_us']} µs)")
+
+
+def _rows_burst(b: Report) -> Iterator[Row]:
+    measured = (
+        f"{b['sites']} `site.created` until every `site.deployed`: {b['seconds']} s, {b['served_at_result']}/"
+        f"{b['sites']} served when their result arrived; peak RSS {b.get('peak_rss_mb', '?')} MB"
+    )
+    against = (
+        f"{b['ratio_to_floor']}x the floor: the same services without a health check created in parallel, "
+        f"waited until served through Traefik ({b['floor_seconds']} s)"
+    )
+    met = b["ratio_to_floor"] <= 1.5 and b["served_at_result"] == b["sites"]
+    yield Row("burst", measured, against, "≤ 1.5x, every site served at its result", met)
+
+
+def _rows_truth(t: Report) -> Iterator[Row]:
+    measured = f"{t['false_successes']} false successes of {len(t['cases'])} broken sites"
+    corpus = "exit at once, crash after 4 s, wrong port, no `run.sh`, missing image"
+    yield Row("truth", measured, corpus, "0", t["false_successes"] == 0)
+
+
+def _rows_noop(n: Report) -> Iterator[Row]:
+    against = (
+        f"{n['ratio']}x a bare aio-pika consume → publish (confirm) → ack loop on the same queue types "
+        f"({n['bare_loop_per_second']}/s)"
+    )
+    measured = f"{n['orchestrator_per_second']} redelivered same-version events/s"
+    yield Row("no-op", measured, against, "≥ 0.25x", n["ratio"] >= 0.25)
+
+
+def _rows_terminal(t: Report) -> Iterator[Row]:
+    measured = f"a keystroke's echo through the bus: median {t['median_ms']} ms, p99 {t['p99_ms']} ms"
+    yield Row("terminal", measured, f"{t['ratio']}x a bare Docker attach ({t['bare_attach_median_ms']} ms)")
+
+
+def _rows_redeploy(r: Report) -> Iterator[Row]:
+    measured = (
+        f"{r['failed']} failed of {r['requests']} requests through Traefik during 10 updates "
+        f"({r['median_redeploy_seconds']} s per update)"
+    )
+    yield Row("redeploy", measured, "", "0 failed", r["failed"] == 0)
+
+
+def _rows_health(h: Report, where: str = "health", prefix: str = "") -> Iterator[Row]:
+    measured = (
+        f"{prefix}a site's server killed: `down` after {h['down_after_seconds']} s, `healthy` again after "
+        f"{h['healthy_after_seconds']} s"
+    )
+    yield Row(where, measured, "", "down ≤ 10 s", h["down_after_seconds"] <= 10)
+
+
+def _rows_idle(i: Report) -> Iterator[Row]:
+    nothing = i["readings_mc"]["0"]["machine_mc"]
+    for n, per in i["per_site_mc"].items():
+        measured = (
+            f"{n} idle serving sites, per site: Docker's daemons {per['docker_mc']} mc, Traefik "
+            f"{per['traefik_mc']} mc; the whole machine {per['machine_mc']} mc"
+        )
+        against = f"the same with no site (the machine: {nothing} mc)"
+        if int(n) >= 100:
+            met = per["docker_mc"] + per["traefik_mc"] <= 3
+            yield Row("idle", measured, against, "Docker + Traefik ≤ 3 mc per site", met)
+        else:
+            yield Row("idle", measured, against)
+
+
+def _rows_fleet(f: Report) -> Iterator[Row]:
+    small = f[f"at_{f['serving']}_sites"]
+    scale = f["sites"] / f["serving"]
+    linear = all(f[key] <= small[key] * scale for key in ("status_seconds", "drift_survey_seconds"))
+    measured = (
+        f"{f['sites']} managed sites ({f['serving']} serving): start-up {f['startup_seconds']} s, `status` "
+        f"{f['status_seconds']} s, drift survey {f['drift_survey_seconds']} s, a deploy "
+        f"{f['deploy_seconds_median']} s (median), RSS {f['orchestrator_rss_mb']} MB, the machine "
+        f"{f['cpu_mc']['machine_mc']} mc"
+    )
+    against = f"at {f['serving']} sites: `status` {small['status_seconds']} s, drift {small['drift_survey_seconds']} s"
+    met = linear and f["orchestrator_rss_mb"] <= 150
+    yield Row("fleet", measured, against, "linear or better; RSS ≤ 150 MB", met)
+    if "health" in f:
+        yield from _rows_health(f["health"], "fleet", f"at {f['sites']} sites, ")
+
+
+def _rows_files(f: Report) -> Iterator[Row]:
+    read, up, down, listing = f["read_4k"], f["upload_50mib"], f["download_50mib"], f["list_10000"]
+    yield Row(
+        "files",
+        f"4 KiB `files.read` round trip: median {read['median_ms']} ms, p99 {read['p99_ms']} ms",
+        f"{read['median_ratio']}x / {read['p99_ratio']}x a bare request/reply echo of 4 KiB in base64 JSON "
+        f"({read['bare_median_ms']} / {read['bare_p99_ms']} ms)",
+        "≤ 1.5x / ≤ 3x",
+        read["median_ratio"] <= 1.5 and read["p99_ratio"] <= 3,
+    )
+    yield Row(
+        "files",
+        f"50 MiB upload: {up['mib_per_s']} MiB/s",
+        f"{up['ratio']}x bare chunked publishing as base64 JSON ({up['bare_mib_per_s']} MiB/s); "
+        f"{up['ratio_to_raw']}x of raw bytes ({up['bare_raw_mib_per_s']} MiB/s)",
+        "≥ 0.5x",
+        up["ratio"] >= 0.5,
+    )
+    yield Row(
+        "files",
+        f"50 MiB download: {down['mib_per_s']} MiB/s; RSS +{f['rss_growth_mb_during_transfers']} MB",
+        f"{down['ratio']}x the bare server sending the same base64 JSON chunks ({down['bare_mib_per_s']} MiB/s)",
+        "≥ 0.5x",
+        down["ratio"] >= 0.5,
+    )
+    yield Row(
+        "files",
+        f"10,000 entries listed in {listing['seconds']} s ({listing['pages']} pages)",
+        f"{listing['ratio']}x a local scandir + lstat ({listing['local_seconds']} s)",
+    )
+
+
+def _rows_cluster(c: Report) -> Iterator[Row]:
+    burst = (
+        f"burst of {c['sites']} on {c['nodes']} nodes: median {c['burst_seconds_median']} s of {c['runs']} runs, "
+        f"served at result {c['served_at_result']}"
+    )
+    yield Row("cluster", burst, f"{c['ratio_median']}x the floor on the same cluster ({c['floor_seconds_median']} s)")
+    failed = [d["failed"] for d in c["drains"]]
+    drain = (
+        f"`orchestrator drain` of a worker under a request loop: {failed} failed of "
+        f"{[d['requests'] for d in c['drains']]} requests; median {c['drain_seconds_median']} s"
+    )
+    yield Row("cluster", drain, "", "0 failed", not any(failed))
+
+
+# Each section of a run's report, in the order the page shows them: its rows, with their goals.
+SECTIONS: dict[str, Callable[[Report], Iterator[Row]]] = {
+    "burst": _rows_burst,
+    "truth": _rows_truth,
+    "noop": _rows_noop,
+    "redeploy": _rows_redeploy,
+    "health": _rows_health,
+    "terminal": _rows_terminal,
+    "idle": _rows_idle,
+    "fleet": _rows_fleet,
+    "files": _rows_files,
+    "cluster": _rows_cluster,
+    "pure": _rows_pure,
+}
+
+
+def newest_runs(results: Path) -> dict[str, tuple[str, Report, Report]]:
+    """Each section's newest run: the file's name, the run's record, the section's report."""
+    newest: dict[str, tuple[str, Report, Report]] = {}
+    for path in sorted(results.glob("*.json")):
+        run = json.loads(path.read_text())
+        for section, report in run.get("report", {}).items():
+            newest[section] = (path.name, run, report)
+    return newest
+
+
+def section_descriptions() -> list[tuple[str, str]]:
+    """What each section measures, as bench/run.py's docstring says."""
+    doc = ast.get_docstring(ast.parse(BENCH_RUNNER.read_text())) or ""
+    described: list[tuple[str, str]] = []
+    for line in doc.splitlines():
+        if match := re.match(r"^([a-z-]+)\s{2,}(\S.*)$", line):
+            described.append((match[1], match[2]))
+        elif described and line.startswith(" ") and line.strip():
+            described[-1] = (described[-1][0], f"{described[-1][1]} {line.strip()}")
+    return described
+
+
+def benchmarks_page() -> str:
+    newest = newest_runs(RESULTS)
+    out = [
+        GENERATED.format(source="the newest run of each section in bench/results/"),
+        "",
+        "# Benchmarks",
+        "",
+        "`make bench` runs `bench/run.py` on the local stack with the production defaults, then the cluster",
+        "section (`make bench-cluster`: the manager and the test cluster's two workers). It is on demand,",
+        "never in CI. Each figure is set against a floor measured in the same run (a bare parallel create",
+        "until served, a bare aio-pika loop on the same queue types, a bare request/reply echo, a bare",
+        "Docker attach): these machines are noisy, so compare ratios, not absolute numbers. Every run",
+        "writes `bench/results/<UTC start>.json`; `make docs` turns the newest run of each section into",
+        "the table below. `bench/run.py --only SECTION,...` runs a part.",
+        "",
+        "## What each section measures",
+        "",
+        "| section | measures |",
+        "| --- | --- |",
+    ]
+    out += [f"| {name} | {cell(text)} |" for name, text in section_descriptions()]
+    out += ["", "## Latest results", ""]
+    if not newest:
+        return "\n".join([*out, "No results yet: run `make bench`.", ""])
+    out += ["| section | measured | against | goal | met |", "| --- | --- | --- | --- | --- |"]
+    runs: dict[str, Report] = {}
+    for section, rows in SECTIONS.items():
+        if section not in newest:
+            continue
+        name, run, report = newest[section]
+        runs[name] = run
+        for row in rows(report):
+            met = "" if row.met is None else ("yes" if row.met else "**no**")
+            out.append(f"| {row.section} | {cell(row.measured)} | {cell(row.against)} | {row.goal} | {met} |")
+    out += ["", "From:", ""]
+    for name, run in sorted(runs.items()):
+        machine = run.get("machine", {})
+        commit = (run.get("commit") or "?")[:10]
+        if run.get("uncommitted_changes"):
+            commit += " with uncommitted changes"
+        sections = ", ".join(s for s in SECTIONS if s in run.get("report", {}))
+        where = f"[`bench/results/{name}`](../bench/results/{name})"
+        machine_text = f"{machine.get('cpus', '?')} CPUs, kernel {machine.get('kernel', '?')}"
+        out.append(f"- {where}: {sections}; commit {commit}, {machine_text}")
+    return "\n".join(out) + "\n"
