@@ -29,7 +29,7 @@ def main() -> int:
     check = parser.parse_args().check
     configuration, undocumented = configuration_page()
     pages = {"configuration": configuration, "benchmarks": benchmarks_page()}
-    problems = [f"orchestrator/config.py: {name} has no comment above it" for name in undocumented]
+    problems = [f"orchestrator/config/: {name} has no comment above it" for name in undocumented]
     if check:
         written = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
         problems += [*stale_references(written), *stale_commands(written), *undocumented_codes()]

@@ -1,4 +1,4 @@
-"""docs/configuration.md from `Settings` (orchestrator/config.py): every field's variable, type,
+"""docs/configuration.md from `Settings` (orchestrator/config/, a module per group): every field's variable, type,
 bounds and default from the model, and what it does from the comment above it in the source (a
 comment block documents the fields that follow it, up to a blank line; `# --- name ---` lines start
 a section)."""
@@ -6,6 +6,7 @@ a section)."""
 from __future__ import annotations
 
 import ast
+import inspect
 import io
 import re
 import tokenize
@@ -13,12 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from page import GENERATED, ROOT, cell
+from page import GENERATED, cell
 from pydantic.fields import FieldInfo
 
 from orchestrator.config import Settings
-
-CONFIG_SOURCE = ROOT / "orchestrator" / "config.py"
 
 
 @dataclass(frozen=True)
@@ -28,12 +27,18 @@ class Documented:
     comment: str
 
 
-def documented_fields(source: str) -> list[Documented]:
-    """Settings' fields in source order, grouped by the comment block above them, with their section."""
+def group_sources() -> list[tuple[Path, str]]:
+    """Each group of `Settings`: its module's file and its class, in the order of Settings' bases."""
+    return [(Path(inspect.getsourcefile(base) or ""), base.__name__) for base in Settings.__bases__]
+
+
+def documented_fields(source: str, name: str = "Settings") -> list[Documented]:
+    """A settings class's fields in source order, grouped by the comment block above them, with
+    their section."""
     tokens = tokenize.generate_tokens(io.StringIO(source).readline)
     comments = {token.start[0]: token.string for token in tokens if token.type == tokenize.COMMENT}
     lines = source.splitlines()
-    (settings,) = (n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "Settings")
+    (settings,) = (n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == name)
     fields: list[Documented] = []
     section, block_end = "", -1
     for node in settings.body:
@@ -109,18 +114,18 @@ def configuration_page() -> tuple[str, list[str]]:
     """The page, and the settings it cannot document (no comment above them)."""
     prefix = Settings.model_config.get("env_prefix", "")
     out = [
-        GENERATED.format(source="`Settings` in orchestrator/config.py"),
+        GENERATED.format(source="`Settings` in orchestrator/config/"),
         "",
         "# Configuration",
         "",
         f"Every setting of the orchestrator, read once from the environment with the prefix `{prefix}`",
-        "(`orchestrator/config.py`). Defaults fit the local stack; `compose.yaml` sets what production",
-        "changes. Lists are comma-separated. The local stack's own variables",
+        "(`orchestrator/config/`, a module per group). Defaults fit the local stack; `compose.yaml` sets",
+        "what production changes. Lists are comma-separated. The local stack's own variables",
         "(`scripts/stack-up.sh`) are in [development.md](development.md#the-local-stack-scriptsstack-upsh).",
     ]
     undocumented: list[str] = []
     section = None
-    groups = documented_fields(CONFIG_SOURCE.read_text())
+    groups = [field for path, name in group_sources() for field in documented_fields(path.read_text(), name)]
     for group in groups:
         if group.section != section:
             section = group.section

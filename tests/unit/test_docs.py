@@ -88,11 +88,15 @@ def test_a_comment_block_documents_the_fields_below_it_up_to_a_blank_line(config
 def test_a_setting_without_a_comment_is_reported(
     configuration: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    source = (ROOT / "orchestrator" / "config.py").read_text()
+    source = (ROOT / "orchestrator" / "config" / "swarm.py").read_text()
     bare = source.replace("    # The Docker engine: a swarm manager's API.\n", "\n")
     assert bare != source
-    (tmp_path / "config.py").write_text(bare)
-    monkeypatch.setattr(configuration, "CONFIG_SOURCE", tmp_path / "config.py")
+    (tmp_path / "swarm.py").write_text(bare)
+    groups = [
+        (tmp_path / "swarm.py" if name == "SwarmSettings" else path, name)
+        for path, name in configuration.group_sources()
+    ]
+    monkeypatch.setattr(configuration, "group_sources", lambda: groups)
     _, undocumented = configuration.configuration_page()
     assert undocumented == ["docker_url"]
 
