@@ -71,7 +71,7 @@ test-slow: up $(VENV)/.installed
 
 # Longest first, four workers, at most 9 (the fault tests are worker 9): docs/development.md.
 integration-tests:
-	$(PY) -m pytest tests/resilience tests/integration tests/security -q -ra -n $(TEST_WORKERS) \
+	$(PY) -m pytest tests/resilience tests/integration tests/security tests/director -q -ra -n $(TEST_WORKERS) \
 		-m 'not slow' --durations=12
 
 stack-tests:

@@ -101,12 +101,12 @@ async def noop_section(bench: Bench, sites: list[int], count: int, prefetch: int
 async def terminal_rtt(site_id: int, count: int = 200) -> dict[str, Any]:
     """Keystroke echo through the bus: terminal.input published as Director would, until the
     `output` update carrying the echo arrives; against the same echo over a bare Docker attach."""
-    async with connected("director", VHOST) as director, connected("guest", VHOST) as admin:
+    async with connected("director", VHOST) as director, connected("director", VHOST) as listening:
         commands = await (await director.channel()).get_exchange("director.terminals", ensure=False)
-        listener = await admin.channel()
+        listener = await listening.channel()
         updates = await listener.get_exchange("orchestrator.terminals", ensure=False)
         session = uuid.uuid4()
-        queue = await listener.declare_queue(exclusive=True, auto_delete=True)
+        queue = await listener.declare_queue(f"director.replies.terminal-{session}", exclusive=True, auto_delete=True)
         await queue.bind(updates, f"terminal.{session}")
         received: asyncio.Queue[TerminalUpdate] = asyncio.Queue()
 

@@ -119,8 +119,8 @@ async def bench_running(**overrides: str) -> AsyncIterator[Bench]:
         process.start()
         try:
             await process.wait_consuming(timeout=120)
-            async with connected("guest", VHOST) as admin, connected("director", VHOST) as publishing:
-                results = Results(admin)
+            async with connected("director", VHOST) as listening, connected("director", VHOST) as publishing:
+                results = Results(listening)
                 await results.start()
                 director = Director(publishing)
                 await director.start()

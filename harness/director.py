@@ -98,14 +98,23 @@ class Director:
 
 
 class Results:
-    """Collects every result event the orchestrator publishes, keyed by the inbound event id."""
+    """Collects every result event the orchestrator publishes, keyed by the inbound event id, as
+    Director (`director.replies.*` queues) or the observer (`observer.*`) reads them."""
 
-    def __init__(self, connection: AbstractRobustConnection, queue: str | None = None, binding: str = "#") -> None:
-        """Listen on a private queue bound with `binding`, or on a durable `queue` that survives
-        broker restarts."""
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        queue: str | None = None,
+        binding: str = "#",
+        prefix: str = "director.replies.",
+    ) -> None:
+        """Listen on a queue of the connection's user, `<prefix>results-<random>`, bound with
+        `binding`; or on a durable `queue` that survives broker restarts (Director's
+        `orchestrator.site-results`)."""
         self.connection = connection
         self.queue_name = queue
         self.binding = binding
+        self.prefix = prefix
         self.by_cause: dict[str, list[SiteResult]] = {}
         self.messages: list[AbstractIncomingMessage] = []
         self.health: list[SiteHealth] = []
@@ -116,9 +125,9 @@ class Results:
         if self.queue_name:
             queue = await channel.declare_queue(self.queue_name, passive=True)
         else:
-            exchange = await channel.declare_exchange(RESULTS, aio_pika.ExchangeType.TOPIC, durable=True)
-            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-            await queue.bind(exchange, self.binding)
+            name = f"{self.prefix}results-{uuid.uuid4().hex[:12]}"
+            queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
+            await queue.bind(RESULTS, self.binding)  # the orchestrator's exchange: bound by name, never declared
         await queue.consume(self._on_message, no_ack=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:

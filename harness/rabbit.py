@@ -38,9 +38,17 @@ class Broker:
         """AMQP as a local-stack user (their passwords are their names)."""
         return f"amqp://{user}:{user}@127.0.0.1:{self.port}/{vhost}"
 
-    def ctl(self, *args: str, timeout: float = CTL_TIMEOUT) -> None:
+    def ctl(self, *args: str, timeout: float = CTL_TIMEOUT) -> str:
+        """rabbitmqctl on this node; what it printed."""
         node = ["-n", self.node] if self.node else []
-        subprocess.run(["rabbitmqctl", "-q", *node, *args], check=True, capture_output=True, timeout=timeout)
+        done = subprocess.run(
+            ["rabbitmqctl", "-q", *node, *args], check=True, capture_output=True, text=True, timeout=timeout
+        )
+        return done.stdout
+
+    def listing(self, *args: str) -> Any:
+        """A rabbitmqctl listing (`list_permissions -p VHOST`, ...) as JSON."""
+        return json.loads(self.ctl(*args, "--formatter", "json"))
 
     def stop_app(self) -> None:
         """The broker application stops (every client's connection drops); its node stays up."""

@@ -44,20 +44,28 @@ IMAGE_SITE_LABEL = "com.director.image.site"
 
 
 def make_vhost(name: str, broker: Broker = LOCAL_BROKER) -> None:
-    """A fresh vhost with the local stack's users and their least-privilege permissions, in one
-    `import_definitions` (each rabbitmqctl start costs over a second)."""
+    """A fresh vhost with the local stack's users and their least-privilege permissions and topic
+    permissions, in one `import_definitions` (each rabbitmqctl start costs over a second)."""
     with contextlib.suppress(subprocess.CalledProcessError):
         broker.ctl("delete_vhost", name)
     # The permissions the file grants on "/", granted on `name` instead; guest administers the tests.
     definitions = broker_definitions()
     grants = [{**g, "vhost": name} for g in definitions["permissions"] if g["vhost"] == "/"]
     grants.append({"user": "guest", "vhost": name, "configure": ".*", "write": ".*", "read": ".*"})
+    topic_grants = [{**g, "vhost": name} for g in definitions.get("topic_permissions", []) if g["vhost"] == "/"]
     # Director's exchanges and the queue policies, as the definitions give them to "/".
     exchanges = [{**e, "vhost": name} for e in definitions.get("exchanges", []) if e["vhost"] == "/"]
     policies = [{**p, "vhost": name} for p in definitions.get("policies", []) if p["vhost"] == "/"]
     with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
         json.dump(
-            {"vhosts": [{"name": name}], "permissions": grants, "exchanges": exchanges, "policies": policies}, file
+            {
+                "vhosts": [{"name": name}],
+                "permissions": grants,
+                "topic_permissions": topic_grants,
+                "exchanges": exchanges,
+                "policies": policies,
+            },
+            file,
         )
         file.flush()
         os.chmod(file.name, 0o644)  # read by the broker's own user

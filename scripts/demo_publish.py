@@ -1,10 +1,11 @@
-"""Publish one sample `site.created` as Director would and print the result event.
+"""Publish one sample `site.created` as Director would and print the result event, both with
+Director's own broker credential (no admin: docs/security.md#broker).
 
-Usage: python scripts/demo_publish.py SITE_ID DOMAIN [AMQP_URL_OF_DIRECTOR [ADMIN_URL]]
+Usage: python scripts/demo_publish.py SITE_ID DOMAIN [AMQP_URL_OF_DIRECTOR]
 
-For a broker with TLS and real passwords (scripts/stack.sh demo): `amqps://` URLs without
-passwords, and DEMO_CA_FILE (the broker's CA), DEMO_DIRECTOR_PASSWORD_FILE and
-DEMO_ADMIN_PASSWORD_FILE (files holding the passwords, kept off the command line).
+For a broker with TLS and real passwords (scripts/stack.sh demo): an `amqps://` URL without a
+password, and DEMO_CA_FILE (the broker's CA) and DEMO_DIRECTOR_PASSWORD_FILE (a file holding the
+password, kept off the command line).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ async def connect(url: str, secret: str | None) -> Any:
     return await aio_pika.connect_robust(target, ssl_context=context)
 
 
-async def main(site_id: int, domain: str, director_url: str, admin_url: str) -> int:
+async def main(site_id: int, domain: str, director_url: str) -> int:
     event = {
         "event_id": str(uuid.uuid4()),
         "type": "site.created",
@@ -57,15 +58,14 @@ async def main(site_id: int, domain: str, director_url: str, admin_url: str) -> 
             "env": {"GREETING": "hello"},
         },
     }
-    listener = await connect(admin_url, password("DEMO_ADMIN_PASSWORD_FILE"))
-    publisher = await connect(director_url, password("DEMO_DIRECTOR_PASSWORD_FILE"))
-    async with listener, publisher:
-        channel = await listener.channel()
-        results = await channel.declare_exchange("orchestrator.results", aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(results, "#")
+    connection = await connect(director_url, password("DEMO_DIRECTOR_PASSWORD_FILE"))
+    async with connection:
+        # Director's own queue for this watch (director.replies.*), bound to the orchestrator's results.
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"director.replies.demo-{uuid.uuid4().hex[:8]}", exclusive=True)
+        await queue.bind("orchestrator.results", "site.*")
 
-        out = await publisher.channel(publisher_confirms=True)
+        out = await connection.channel(publisher_confirms=True)
         sites = await out.get_exchange("director.sites", ensure=False)  # the broker's: Director only publishes
         await sites.publish(
             aio_pika.Message(
@@ -91,5 +91,4 @@ async def main(site_id: int, domain: str, director_url: str, admin_url: str) -> 
 if __name__ == "__main__":
     args = sys.argv[1:]
     director = args[2] if len(args) > 2 else "amqp://director:director@127.0.0.1:5672/"
-    admin = args[3] if len(args) > 3 else "amqp://guest:guest@127.0.0.1:5672/"
-    sys.exit(asyncio.run(main(int(args[0]), args[1], director, admin)))
+    sys.exit(asyncio.run(main(int(args[0]), args[1], director)))

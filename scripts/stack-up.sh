@@ -286,7 +286,8 @@ wait_for 30 amqps bash -c 'exec 3<>/dev/tcp/127.0.0.1/5671' ||
     die "rabbitmq is not listening with TLS on 127.0.0.1:5671 (see /var/log/rabbitmq/)"
 
 # ---------------------------------------------------------------- 3. rabbitmq users
-# Users, permissions and Director's exchanges come from deploy/rabbitmq/definitions.json, which
+# Users, permissions (and topic permissions) and Director's exchanges come from
+# deploy/rabbitmq/definitions.json (who may do what: docs/security.md#broker), which
 # compose.yaml loads at boot too; it holds no passwords. Locally each user's password is its name.
 # guest stays the local admin: it is not in the file because production has no guest.
 DEFINITIONS=$(cd "$(dirname "$0")/.." && pwd)/deploy/rabbitmq/definitions.json
@@ -306,6 +307,8 @@ if mode == "expect":
         print("users", "-", u["name"], "[" + ", ".join(u["tags"]) + "]", sep="\t")
     for p in defs["permissions"]:
         print("perms", p["vhost"], p["user"], p["configure"], p["write"], p["read"], sep="\t")
+    for p in defs.get("topic_permissions", []):
+        print("topics", p["vhost"], p["user"], p["exchange"], p["write"], p["read"], sep="\t")
     for e in defs["exchanges"]:
         print("exchanges", e["vhost"], e["name"], e["type"], str(e["durable"]).lower(), sep="\t")
     for p in defs.get("policies", []):
@@ -330,6 +333,7 @@ rmq_state_ok() {
             case $listing in
                 users) listed[$listing $vhost]=$(rmq list_users --no-table-headers) ;;
                 perms) listed[$listing $vhost]=$(rmq list_permissions -p "$vhost" --no-table-headers) ;;
+                topics) listed[$listing $vhost]=$(rmq list_topic_permissions -p "$vhost" --no-table-headers) ;;
                 exchanges) listed[$listing $vhost]=$(rmq list_exchanges -p "$vhost" --no-table-headers name type durable) ;;
                 policies) listed[$listing $vhost]=$(rmq list_policies -p "$vhost" --no-table-headers | cut -f2) ;;
             esac || return 1
@@ -356,8 +360,9 @@ else
     fi
     rmq set_user_tags guest administrator >/dev/null
     rmq set_permissions -p / guest '.*' '.*' '.*' >/dev/null
-    # A leaked Director credential cannot open connections or channels without end.
+    # A leaked Director or observer credential cannot open connections or channels without end.
     rmq set_user_limits director '{"max-connections": 64, "max-channels": 512}' >/dev/null
+    rmq set_user_limits observer '{"max-connections": 32, "max-channels": 256}' >/dev/null
     rmq_state_ok || die "rabbitmq users/permissions/exchanges do not match $DEFINITIONS"
 fi
 

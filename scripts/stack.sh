@@ -55,10 +55,10 @@ STATE_DIR=${STACK_STATE_DIR:-/var/lib/director-stack/$STACK}
 CACHE_DIR=${STACK_CACHE_DIR:-/var/cache/director-stack}
 HEALTHY_TIMEOUT=${HEALTHY_TIMEOUT:-180}
 SERVICES=(rabbitmq traefik netguard orchestrator acme-http01)
-# name:kept — `kept` secrets have a root-only copy in $STATE_DIR/secrets (Director needs its
-# password, operators the admin's); the others never leave the swarm.
+# name:kept — `kept` secrets have a root-only copy in $STATE_DIR/secrets (Director and the
+# observer's services need theirs, operators the admin's); the others never leave the swarm.
 SECRETS=(rabbitmq_erlang_cookie: rabbitmq_admin_user:kept rabbitmq_admin_password:kept
-         orchestrator_amqp_password: director_amqp_password:kept)
+         orchestrator_amqp_password: director_amqp_password:kept observer_amqp_password:kept)
 
 log() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -336,10 +336,7 @@ demo() {
     local t0=$SECONDS
     DEMO_CA_FILE=$TLS/ca.pem \
     DEMO_DIRECTOR_PASSWORD_FILE=$STATE_DIR/secrets/director_amqp_password \
-    DEMO_ADMIN_PASSWORD_FILE=$STATE_DIR/secrets/rabbitmq_admin_password \
-        .venv/bin/python scripts/demo_publish.py "$site_id" "$domain" \
-        "amqps://director@127.0.0.1:$AMQPS_PORT/" \
-        "amqps://$(cat "$STATE_DIR/secrets/rabbitmq_admin_user")@127.0.0.1:$AMQPS_PORT/"
+        .venv/bin/python scripts/demo_publish.py "$site_id" "$domain" "amqps://director@127.0.0.1:$AMQPS_PORT/"
     log "event -> site.deployed: $((SECONDS - t0))s"
     log "GET http://127.0.0.1:$HTTP_PORT/ with Host: $domain (through the stack's Traefik)"
     curl -fsS -m 5 -H "Host: $domain" "http://127.0.0.1:$HTTP_PORT/" || die "the site is not served through Traefik"

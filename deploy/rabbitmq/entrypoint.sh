@@ -1,9 +1,10 @@
 #!/bin/bash
 # The production stack's broker: the Erlang cookie from its secret, then rabbitmq-server (it loads
 # the definitions at boot: users without passwords, permissions, Director's exchanges, queue
-# policies), then the passwords, Director's connection limits and the admin user from the secrets, read by the node itself (no password on any
-# command line), then "ready". Every start sets them again: a new secret (rotation) or a new
-# definitions file (an import empties the passwords) takes effect with a restart of the task.
+# policies), then the passwords, Director's and the observer's connection limits and the admin
+# user from the secrets, read by the node itself (no password on any command line), then "ready".
+# Every start sets them again: a new secret (rotation) or a new definitions file (an import
+# empties the passwords) takes effect with a restart of the task.
 #
 #   rabbitmq-entrypoint              run the broker
 #   rabbitmq-entrypoint healthcheck  exit 0 when ready and the TLS listener accepts connections
@@ -48,14 +49,17 @@ ctl eval "
     end,
     ok = Set(<<\"orchestrator\">>, $(secret orchestrator_amqp_password)),
     ok = Set(<<\"director\">>, $(secret director_amqp_password)),
+    ok = Set(<<\"observer\">>, $(secret observer_amqp_password)),
     Admin = $(secret rabbitmq_admin_user),
     ok = Set(Admin, $(secret rabbitmq_admin_password)),
     ok = rabbit_auth_backend_internal:set_tags(Admin, [administrator], <<\"rabbitmq-entrypoint\">>),
     ok = rabbit_auth_backend_internal:set_permissions(Admin, <<\"/\">>, <<\".*\">>, <<\".*\">>, <<\".*\">>,
                                                       <<\"rabbitmq-entrypoint\">>),
-    % A leaked Director credential cannot open connections or channels without end.
+    % A leaked Director or observer credential cannot open connections or channels without end.
     ok = rabbit_auth_backend_internal:set_user_limits(<<\"director\">>,
         #{<<\"max-connections\">> => 64, <<\"max-channels\">> => 512}, <<\"rabbitmq-entrypoint\">>),
+    ok = rabbit_auth_backend_internal:set_user_limits(<<\"observer\">>,
+        #{<<\"max-connections\">> => 32, <<\"max-channels\">> => 256}, <<\"rabbitmq-entrypoint\">>),
     case Admin =/= <<\"guest\">> andalso rabbit_auth_backend_internal:exists(<<\"guest\">>) of
         true -> ok = rabbit_auth_backend_internal:delete_user(<<\"guest\">>, <<\"rabbitmq-entrypoint\">>);
         false -> ok

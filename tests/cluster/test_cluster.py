@@ -377,10 +377,10 @@ async def test_a_custom_image_is_built_pushed_and_pulled_by_a_worker_from_the_re
         log = stack.sites_root.parent / f"cluster-images-{scope.NAME}.log"
         async with (
             orchestrator_running(env, log),
-            connected("guest", vhost) as admin,
+            connected("director", vhost) as listening,
             publishing_as_director(vhost) as director,
         ):
-            results = Results(admin)
+            results = Results(listening)
             await results.start()
             recipe = {"parent": "director/base:latest", "packages": ["jq"]}
             started = time.monotonic()

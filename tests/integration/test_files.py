@@ -24,6 +24,7 @@ import aio_pika
 import pytest
 from support import Running, deploy, eventually, fresh_site_id, reason, served, site_event, write_site
 
+from harness.rabbit import LOCAL_BROKER
 from orchestrator.client import FilesClient, FilesError
 from orchestrator.config import Settings
 
@@ -266,8 +267,9 @@ async def test_requests_nobody_may_be_answered_for_are_dead_lettered_without_a_r
     named: FilesClient, stack: Running, site: int
 ) -> None:
     await stack.dead_letters.take()
-    trap = f"trap-{uuid.uuid4().hex[:8]}"  # a queue that is not a reply queue
-    channel = await stack.admin.channel()
+    trap = f"observer.trap-{uuid.uuid4().hex[:8]}"  # another user's queue, not a reply queue
+    observer = await aio_pika.connect(LOCAL_BROKER.url("observer", stack.vhost))
+    channel = await observer.channel()
     trapped = await channel.declare_queue(trap, exclusive=True)
     body = json.dumps({"site_id": site, "path": ""}).encode()
     queue = named.reply_queue
@@ -290,7 +292,7 @@ async def test_requests_nobody_may_be_answered_for_are_dead_lettered_without_a_r
     assert (await asyncio.wait_for(garbage_reply, 10))["error"]["code"] == "invalid_request"  # type: ignore[index]
     assert not stranger_reply.done()
     assert await trapped.get(fail=False) is None
-    await channel.close()
+    await observer.close()
 
 
 # --- archives --------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ async def prod() -> AsyncIterator[Prod]:
     ):
         director = Director(director_connection)
         await director.start()
-        results = Results(admin, binding="site.*")  # as Director reads them: not orchestrator.drift
+        results = Results(director_connection, binding="site.*")  # as Director reads them
         await results.start()
         yield Prod(settings, state, api, admin, director, results)
     wipe_sites(api, set(site_ids()))

@@ -112,13 +112,20 @@ async def test_broker_users_and_permissions_as_loaded_in_the_stack(prod: Prod) -
     assert code == 0, users
     admin = (prod.state / "secrets" / "rabbitmq_admin_user").read_text()
     assert {u["user"]: u["tags"] for u in json.loads(users)} == {
-        admin: ["administrator"], "director": [], "orchestrator": [],
+        admin: ["administrator"], "director": [], "observer": [], "orchestrator": [],
     }  # fmt: skip
     code, perms = prod.exec(broker["Id"], "rabbitmqctl", "-q", "list_permissions", "--formatter", "json")
     assert code == 0, perms
     loaded = {p["user"]: (p["configure"], p["write"], p["read"]) for p in json.loads(perms)}
     for grant in broker_definitions()["permissions"]:
         assert loaded[grant["user"]] == (grant["configure"], grant["write"], grant["read"])
+    # The topic permissions (routing keys) too, exactly: docs/security.md#broker's, which
+    # tests/director/test_broker_rights.py compares with the same definitions.
+    code, topics = prod.exec(broker["Id"], "rabbitmqctl", "-q", "list_topic_permissions", "--formatter", "json")
+    assert code == 0, topics
+    assert sorted((t["user"], t["exchange"], t["write"], t["read"]) for t in json.loads(topics)) == sorted(
+        (t["user"], t["exchange"], t["write"], t["read"]) for t in broker_definitions()["topic_permissions"]
+    )
 
     # Director may not publish results (nor anything but its own two exchanges).
     channel = await prod.director.connection.channel(publisher_confirms=True)

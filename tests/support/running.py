@@ -1,5 +1,6 @@
 """One chain of test fixtures for every suite: a vhost, a scratch sites root and this process's
-Docker share, the orchestrator consuming, and Director's and an operator's connections."""
+Docker share, the orchestrator consuming, Director's connection (publishing events, reading
+results) and an operator's (dead letters)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ class Running:
     sites_root: Path
     api: docker.APIClient
     orchestrator: OrchestratorProcess
-    admin: AbstractRobustConnection  # the tests' own view of the broker (guest, every right)
-    results: Results
+    admin: AbstractRobustConnection  # an operator's (guest, every right): dead letters, bounds
+    results: Results  # as Director reads them (its credential)
     director: Director
     dead_letters: DeadLetters
     broker: Broker = LOCAL_BROKER
@@ -56,7 +57,9 @@ async def stack_running(
             orchestrator_running(env, log_dir / f"{name}.log") as process,
             connected("guest", vhost, broker) as admin,
             publishing_as_director(vhost, broker) as director,
+            connected("director", vhost, broker) as listening,
         ):
-            results = Results(admin, queue=results_queue)
+            # Its own connection: a publisher's flow control never holds up the results.
+            results = Results(listening, queue=results_queue)
             await results.start()
             yield Running(vhost, root, api, process, admin, results, director, DeadLetters(admin), broker)

@@ -1,5 +1,6 @@
-"""Terminal sessions as Director's web layer drives them: commands on `director.terminals` as the
-`director` user, a session's updates read from `orchestrator.terminals` (an admin's listener)."""
+"""Terminal sessions as Director's web layer drives them, as the `director` user: commands on
+`director.terminals`, a session's updates read from `orchestrator.terminals` through a queue of
+Director's own (`director.replies.terminal-<session_id>`) bound with the session's key."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ class Terminal:
         self._changed = asyncio.Condition()
 
     async def listen(self, events_exchange: Any) -> None:
-        queue = await self.channel.declare_queue(exclusive=True, auto_delete=True)
+        queue = await self.channel.declare_queue(
+            f"director.replies.terminal-{self.session_id}", exclusive=True, auto_delete=True
+        )
         await queue.bind(events_exchange, f"terminal.{self.session_id}")
         await queue.consume(self._on_message, no_ack=True)
 
@@ -86,9 +89,9 @@ class TerminalBus:
 
 @contextlib.asynccontextmanager
 async def terminal_bus(vhost: str) -> AsyncIterator[TerminalBus]:
-    async with connected("director", vhost) as director, connected("guest", vhost) as admin:
+    async with connected("director", vhost) as director:
         publisher = await director.channel(publisher_confirms=True)
         commands = await publisher.get_exchange(COMMANDS, ensure=False)
-        listener = await admin.channel()
+        listener = await director.channel()
         updates = await listener.get_exchange(EVENTS, ensure=False)
         yield TerminalBus(listener, commands, updates)

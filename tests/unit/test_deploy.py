@@ -45,19 +45,24 @@ def allows(pattern: str, name: str) -> bool:
     return re.search(pattern, name) is not None
 
 
-def test_two_users_without_passwords_and_no_guest(definitions: dict[str, Any]) -> None:
+def test_three_users_without_passwords_and_no_guest(definitions: dict[str, Any]) -> None:
     users = {u["name"]: u for u in definitions["users"]}
-    assert sorted(users) == ["director", "orchestrator"]
+    assert sorted(users) == ["director", "observer", "orchestrator"]
     assert all(u["password_hash"] == "" and u["tags"] == [] for u in users.values())
-    assert {p["user"] for p in definitions["permissions"]} == {"director", "orchestrator"}
+    assert {p["user"] for p in definitions["permissions"]} == {"director", "observer", "orchestrator"}
+
+
+# What Director reads of ours: its durable results queue, and the results and terminal-session
+# exchanges its own queues are bound to.
+DIRECTOR_READS = ["orchestrator.site-results", "orchestrator.results", "orchestrator.terminals"]
 
 
 def test_director_touches_only_its_own_exchanges(definitions: dict[str, Any]) -> None:
     director = grant(definitions, "director")
-    for name in OURS:
+    for name in [*OURS, "orchestrator.site-events.dead", "orchestrator.dead-letters", "orchestrator.terminal-commands"]:
         assert not allows(director["configure"], name)
-        assert not allows(director["read"], name)
         assert not allows(director["write"], name)
+        assert allows(director["read"], name) == (name in DIRECTOR_READS), name
     for name in DIRECTORS:
         assert allows(director["write"], name)
         assert not allows(director["read"], name)
@@ -68,16 +73,46 @@ def test_director_touches_only_its_own_exchanges(definitions: dict[str, Any]) ->
     assert not allows(director["write"], "director.sites.evil")
 
 
-def test_director_declares_and_reads_its_reply_queues_and_nothing_else(definitions: dict[str, Any]) -> None:
+def test_director_declares_binds_and_reads_its_reply_queues_and_nothing_else(definitions: dict[str, Any]) -> None:
     director = grant(definitions, "director")
     for name in REPLY_QUEUES:
         assert allows(director["configure"], name)
         assert allows(director["read"], name)
-        assert not allows(director["write"], name)
+        assert allows(director["write"], name)  # queue.bind needs write on the queue
     assert allows(director["read"], DIRECT_REPLY_TO)  # consuming RabbitMQ's direct reply-to
-    for name in ["director.replies.", "director.repliesx", "orchestrator.file-requests", "amq.gen-abc"]:
+    for name in ["director.replies.", "director.repliesx", "orchestrator.file-requests", "amq.gen-abc", "observer.x"]:
         assert not allows(director["configure"], name)
         assert not allows(director["read"], name)
+        assert not allows(director["write"], name)
+
+
+def test_the_observer_reads_results_through_its_own_queues_only(definitions: dict[str, Any]) -> None:
+    observer = grant(definitions, "observer")
+    for name in ["observer.billing", "observer.audit.deploys"]:
+        assert (
+            allows(observer["configure"], name) and allows(observer["write"], name) and allows(observer["read"], name)
+        )
+    assert allows(observer["read"], "orchestrator.results")
+    for name in [*OURS[:1], *OURS[2:], *DIRECTORS, *REPLY_QUEUES, DIRECT_REPLY_TO, DEFAULT_EXCHANGE,
+                 "orchestrator.site-results", "observer.", "amq.gen-abc"]:  # fmt: skip
+        assert not allows(observer["read"], name), name
+        assert not allows(observer["write"], name), name
+        assert not allows(observer["configure"], name), name
+    assert not allows(observer["write"], "orchestrator.results")
+
+
+def test_topic_permissions_keep_each_user_to_its_routing_keys(definitions: dict[str, Any]) -> None:
+    topics = {(t["user"], t["exchange"]): t for t in definitions["topic_permissions"]}
+    assert all(t["vhost"] == "/" for t in topics.values())
+    sites, terminals = topics["director", "director.sites"], topics["director", "orchestrator.terminals"]
+    assert all(allows(sites["write"], key) for key in ("site.created", "site.restart_requested"))
+    assert not any(allows(sites["write"], key) for key in ("orchestrator.drift", "site.a.b", "terminal.open"))
+    # One session's output, never every session's at once.
+    assert allows(terminals["read"], "terminal.5f0e8a3c-0b7e-4c1e-9d4e-1f2a3b4c5d6e")
+    assert not any(allows(terminals["read"], key) for key in ("#", "terminal.#", "terminal.*", "*.*", "terminal.a"))
+    observer = topics["observer", "orchestrator.results"]
+    assert all(allows(observer["read"], key) for key in ("site.deployed", "site.*", "site.#", "site.health"))
+    assert not any(allows(observer["read"], key) for key in ("#", "orchestrator.drift", "*.*", "site"))
 
 
 def test_orchestrator_reads_directors_exchanges_but_never_writes_them(definitions: dict[str, Any]) -> None:
