@@ -1,7 +1,8 @@
 """The production stack (compose.yaml) deployed for real, next to the local stack
 (deploy/stack-local.env): `scripts/stack.sh deploy` builds what changed and deploys (a stack that is
-up and current is reused as it is); the module's sites are removed when it ends, and so is the stack
-when this module deployed it. Site ids 40100-40999 (40000 is `make stack-demo`'s)."""
+up and current is reused as it is); the module's sites are removed when it ends, and a stack this
+module deployed is purged before and after (its broker volume, secrets and state). Site ids
+40100-40999 (40000 is `make stack-demo`'s)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ async def prod() -> AsyncIterator[Prod]:
     host_chain = contextlib.ExitStack()
     if not existed:
         host_chain.enter_context(node_chain_removed())
+        # Fresh means fresh: a broker volume or secrets left by an earlier stack (another checkout's
+        # definitions, say) would otherwise be loaded under this one's.
+        run_stack("purge")
     started = time.monotonic()
     run_stack("deploy")
     TIMINGS.append(
@@ -67,8 +71,8 @@ async def prod() -> AsyncIterator[Prod]:
         run_stack("deploy")  # back to compose.yaml's images after the upgrade test
     else:
         started = time.monotonic()
-        run_stack("down")
-        TIMINGS.append(f"scripts/stack.sh down: {time.monotonic() - started:.1f}s")
+        run_stack("purge")
+        TIMINGS.append(f"scripts/stack.sh purge: {time.monotonic() - started:.1f}s")
         host_chain.close()
     remove_upgrade_images()
 
