@@ -94,6 +94,7 @@ lint: $(VENV)/.installed
 	$(PY) scripts/docs --check
 	$(PY) scripts/check_deps.py
 	$(PY) scripts/sizes.py
+	$(PY) scripts/subjects.py
 
 # docs/configuration.md from Settings, docs/benchmarks.md from bench/results/ (scripts/docs/).
 docs: $(VENV)/.installed
