@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
 .PHONY: lock up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests fault-tests stack-then-fault-tests lint docs schema \
-        asyncapi-schema bench bench-cluster clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster
+        asyncapi-schema bench bench-cluster clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster cluster-tests
 
 # The virtualenv is exactly requirements/dev.txt (the lock: `make lock`), then this repository's
 # distributions from their directories without dependencies (the contract, contract/, first: the
@@ -52,11 +52,13 @@ test-stack: up $(VENV)/.installed stack-tests
 
 # The whole suite on the real stack, cheapest first: docs/development.md ("The suite") says how it is
 # scheduled and why.
+# WITH_CLUSTER=1 (.ci/run) adds the cluster's tests as a third lane of the parallel phase.
 TEST_WORKERS ?= 4
+TEST_LANES := integration-tests stack-then-fault-tests $(if $(WITH_CLUSTER),cluster-tests)
 test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target ready
 	$(MAKE) --no-print-directory -j2 --output-sync=target checks
-	$(MAKE) --no-print-directory -j2 --output-sync=target integration-tests stack-then-fault-tests
+	$(MAKE) --no-print-directory -j3 --output-sync=target $(TEST_LANES)
 
 ready: up $(VENV)/.installed demo-stop
 
@@ -69,7 +71,7 @@ unit-first: $(VENV)/.installed asyncapi-schema
 test-slow: up $(VENV)/.installed
 	$(PY) -m pytest tests/faults -q -ra -m slow
 
-# Longest first, four workers, at most 9 (the fault tests are worker 9): docs/development.md.
+# Longest first, four workers, at most 8 (the cluster tests are worker 8, the fault tests 9): docs/development.md.
 integration-tests:
 	$(PY) -m pytest tests/resilience tests/integration tests/security tests/director -q -ra -n $(TEST_WORKERS) \
 		-m 'not slow' --durations=12
@@ -130,8 +132,11 @@ cluster-down:
 # the manager. The cluster goes down afterwards whatever the outcome.
 CLUSTER_TEST_LABEL ?= director.cluster-test
 test-cluster: up $(VENV)/.installed
+	$(MAKE) --no-print-directory cluster-tests
+
+cluster-tests:
 	SITE_NODE_LABEL=$(CLUSTER_TEST_LABEL) bash scripts/cluster-up.sh 2
-	CLUSTER_TEST_LABEL=$(CLUSTER_TEST_LABEL) $(PY) -m pytest tests/cluster -q -ra -m cluster; \
+	TEST_WORKER=8 CLUSTER_TEST_LABEL=$(CLUSTER_TEST_LABEL) $(PY) -m pytest tests/cluster -q -ra -m cluster; \
 		status=$$?; bash scripts/cluster-down.sh; exit $$status
 
 clean:

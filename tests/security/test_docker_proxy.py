@@ -79,7 +79,12 @@ SECRET = "s3cret-database-password"
 def a_service(api: docker.APIClient) -> Iterator[str]:
     """A service of this test's own, with a secret in its env, and one task that runs once."""
     spec = docker.types.ContainerSpec("director/base:latest", ["true"], env={"DB_PASSWORD": SECRET})
-    task = docker.types.TaskTemplate(spec, restart_policy=docker.types.RestartPolicy("none"))
+    # On this engine: a test cluster's workers may be up beside this test (.ci/run), and drained or killed.
+    task = docker.types.TaskTemplate(
+        spec,
+        restart_policy=docker.types.RestartPolicy("none"),
+        placement=docker.types.Placement(constraints=["node.role == manager"]),
+    )
     created = api.create_service(task, name=f"proxy-read-{scope.NAME}", mode=docker.types.ServiceMode("replicated", 1))
     try:
         yield created["ID"]
