@@ -54,7 +54,7 @@ SITES_NETWORK=${SITES_NETWORK:-director-sites}
 STATE_DIR=${STACK_STATE_DIR:-/var/lib/director-stack/$STACK}
 CACHE_DIR=${STACK_CACHE_DIR:-/var/cache/director-stack}
 HEALTHY_TIMEOUT=${HEALTHY_TIMEOUT:-180}
-SERVICES=(rabbitmq traefik netguard orchestrator acme-http01)
+SERVICES=(rabbitmq traefik docker-proxy netguard orchestrator acme-http01)
 # name:kept — `kept` secrets have a root-only copy in $STATE_DIR/secrets (Director and the
 # observer's services need theirs, operators the admin's); the others never leave the swarm.
 SECRETS=(rabbitmq_erlang_cookie: rabbitmq_admin_user:kept rabbitmq_admin_password:kept
@@ -213,21 +213,10 @@ render_configs() {
     RABBITMQ_DEFINITIONS_DIGEST=$(digest deploy/rabbitmq/definitions.json)
 }
 
-# Healthy: every service has its desired number of tasks running and healthy, of its current spec,
-# and no update in progress.
+# Healthy: no update in progress, and each service's running containers are exactly its desired
+# tasks, of its current spec, healthy (scripts/stack_health.py).
 unhealthy_services() {
-    local svc name desired state healthy starting
-    for svc in "${SERVICES[@]}"; do
-        name=${STACK}_$svc
-        state=$(docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "$name" 2>/dev/null) ||
-            { echo "$svc:missing"; continue; }
-        case $state in updating|rollback_started) echo "$svc:$state"; continue ;; esac
-        desired=$(docker service ls --filter "name=$name" --format '{{.Name}} {{.Replicas}}' |
-            awk -v n="$name" '$1 == n {split($2, r, "/"); print r[2]}')
-        healthy=$(docker ps -q --filter "label=com.docker.swarm.service.name=$name" --filter health=healthy | wc -l)
-        starting=$(docker ps -q --filter "label=com.docker.swarm.service.name=$name" --filter health=starting | wc -l)
-        [ "$healthy" = "$desired" ] && [ "$starting" = 0 ] || echo "$svc:$healthy/$desired"
-    done
+    python3 scripts/stack_health.py "$STACK" "${SERVICES[@]}" || echo "docker:not-answering"
 }
 wait_healthy() {
     local t0=$SECONDS end=$((SECONDS + HEALTHY_TIMEOUT)) waiting last=""
