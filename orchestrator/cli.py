@@ -8,29 +8,25 @@ traceback; a command's report is on stdout, log lines on stderr.
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
+# Only what `healthcheck` needs here (Docker runs it every few seconds): argparse, logging and
+# package metadata, which would triple its start-up, are imported by the functions that use them.
 import os
 import sys
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple
 
 from orchestrator.commands import healthcheck
-from orchestrator.commands.output import REFUSED, UNAVAILABLE, say
 
 if TYPE_CHECKING:
+    import argparse
+    from typing import Protocol
+
     from orchestrator.config import Settings
 
+    class Command(Protocol):
+        def main(self, args: argparse.Namespace, settings: Settings) -> int: ...
 
-class Command(Protocol):
-    def main(self, args: argparse.Namespace, settings: Settings) -> int: ...
 
-
-@dataclass(frozen=True)
-class Verb:
+class Verb(NamedTuple):
     module: str  # in orchestrator.commands
     help: str
     long_running: bool = False  # logs at INFO by default (one-shot commands: WARNING)
@@ -66,9 +62,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    import importlib
+    import logging
+
     from pydantic import ValidationError
 
     from orchestrator import logging_setup
+    from orchestrator.commands.output import REFUSED, UNAVAILABLE, say
     from orchestrator.config import Settings
     from orchestrator.errors import BrokerUnavailable, DockerUnavailable, OrchestratorError
 
@@ -95,6 +95,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+    from pathlib import Path
+
     parser = argparse.ArgumentParser(
         prog="orchestrator", description="Turns Director's site events into running, routed Docker Swarm services."
     )
@@ -149,12 +152,16 @@ def _dead_letters(parser: argparse.ArgumentParser) -> None:
 
 def _output(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """`-o json` on a command that reports (`--json`: the same, as earlier versions spelled it)."""
+    import argparse
+
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table", help="report format")
     parser.add_argument("--json", action="store_const", const="json", dest="output", help=argparse.SUPPRESS)
     return parser
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     found = []
     for name in ("orchestrator", "orchestrator-contract"):
         try:

@@ -1,22 +1,24 @@
 """`orchestrator healthcheck`: exit 0 while the running process's heartbeat says it is healthy.
 
-Docker runs it every 5 s in every replica, so it imports neither pydantic nor the broker or Docker
-clients when the environment is plain (`without_settings`): a fifth of a second of CPU a run, 5 %
-of a core per replica.
+Docker runs it every 5 s in every replica, so when the environment is plain (`without_settings`)
+it imports nothing but the heartbeat's reader: not pydantic, the broker or Docker clients (a fifth
+of a second of CPU a run, 5 % of a core per replica), nor argparse, logging or package metadata
+(`orchestrator.cli` imports them for the other commands only).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.monitor import heartbeat
 
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping
+    from pathlib import Path
+
     from orchestrator.config import Settings
 
 # What `healthcheck` reads without Settings, as Settings reads it (tests/unit/test_heartbeat.py pins both).
@@ -24,7 +26,7 @@ HEARTBEAT_FILE = ("ORCHESTRATOR_HEARTBEAT_FILE", "/tmp/orchestrator.heartbeat")
 HEARTBEAT_INTERVAL = ("ORCHESTRATOR_HEARTBEAT_INTERVAL_SECONDS", "5.0")
 
 
-def without_settings(environ: Mapping[str, str]) -> tuple[Path, float] | None:
+def without_settings(environ: Mapping[str, str]) -> tuple[str, float] | None:
     """The heartbeat's path and interval, read without pydantic. None for anything unusual (a
     value Settings would refuse or a key spelled in another case), which Settings then reads, and
     refuses with its own message."""
@@ -38,10 +40,10 @@ def without_settings(environ: Mapping[str, str]) -> tuple[Path, float] | None:
     path = environ.get(*HEARTBEAT_FILE)
     if not (math.isfinite(interval) and interval > 0) or not path:
         return None
-    return Path(path), interval
+    return path, interval
 
 
-def check(path: Path, interval: float) -> int:
+def check(path: str | Path, interval: float) -> int:
     healthy, why = heartbeat.check(path, max_age=3 * interval)
     print(why, file=sys.stdout if healthy else sys.stderr)
     return 0 if healthy else 1
