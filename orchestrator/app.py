@@ -134,7 +134,9 @@ def _adapters(settings: Settings, stack: contextlib.AsyncExitStack) -> Adapters:
         stack.callback(made.close)
         return made
 
-    changes = DockerChanges(settings.docker_url, settings.docker_timeout_seconds, settings.task_survey_seconds)
+    changes = DockerChanges(
+        settings.docker_url, settings.docker_timeout_seconds, settings.task_survey_seconds, settings.deployment
+    )
     stack.callback(changes.stop)
     docker = client(settings.concurrency)
     swarm = Swarm(docker, changes=changes, network=settings.network, port=settings.site_port)
@@ -189,7 +191,7 @@ async def serve(settings: Settings) -> None:
         results = await consumers["sites"].queue.channel.get_exchange(settings.results_exchange, ensure=False)
         report = functools.partial(broker.publish_report, results, settings.publish_timeout_seconds)
         # A standby says nothing about health until it has taken over.
-        monitor = HealthMonitor(swarm, functools.partial(report, True), active=active)
+        monitor = HealthMonitor(swarm, functools.partial(report, True), active=active, deployment=settings.deployment)
         adapters.changes.listen(monitor.on_change)
         await monitor.start(await swarm.managed())
         stack.callback(monitor.stop)

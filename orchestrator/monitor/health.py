@@ -6,6 +6,10 @@ classifies it, and only a status different from the last one published is publis
 watched from the first time it is seen healthy (its deploy's own result covers the way there),
 and from start-up for every site already serving. A lost event stream means a fresh look at
 every watched site once it is back.
+
+Only this deployment's sites (`ORCHESTRATOR_DEPLOYMENT`): Docker's events are the whole swarm's,
+and a site of another deployment on it is another Director's to hear about. Its name is looked up
+once and then ignored, so every orchestrator on a swarm does not look at every site.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from orchestrator.errors import OrchestratorError
-from orchestrator.labels import SITE_ID
+from orchestrator.labels import DEPLOYMENT, SITE_ID
 from orchestrator.logging_setup import fields
 from orchestrator.sites.protocols import SwarmPort
 from orchestrator.sites.service import Service
@@ -58,27 +62,33 @@ class HealthMonitor:
         publish: Publish,
         *,
         active: asyncio.Event | None = None,
+        deployment: str | None = None,
         settle_seconds: float = 1.0,
         retry_seconds: float = 5.0,
     ) -> None:
         self.swarm = swarm
         self.publish = publish
         self.active = active
+        self.deployment = deployment  # None: every site (a swarm of one deployment)
         self.settle_seconds = settle_seconds
         self.retry_seconds = retry_seconds
         self._published: dict[str, HealthStatus] = {}  # name -> last status published (watched sites)
         self._failing: dict[str, set[str]] = {}  # name -> containers whose health check fails
         self._pending: dict[str, asyncio.Task[None]] = {}
+        self._foreign: set[str] = set()  # names of other deployments' sites: not looked at again
 
     async def start(self, services: list[Service]) -> None:
         """Watch every site already serving; report those that are not healthy now. The listing's
         own counts decide, so a start-up over a thousand healthy sites costs no Docker call each;
         only a site the listing shows short of tasks gets a look (which reports it)."""
         for service in services:
-            if service.replicas > 0 and service.labels.get(SITE_ID):
+            if service.replicas > 0 and service.labels.get(SITE_ID) and self._ours(service):
                 self._published[service.name] = "healthy"
                 if service.running is None or service.running < service.replicas:
                     self._schedule(service.name, delay=0)
+
+    def _ours(self, service: Service) -> bool:
+        return self.deployment is None or service.labels.get(DEPLOYMENT) == self.deployment
 
     def stop(self) -> None:
         for task in self._pending.values():
@@ -87,12 +97,17 @@ class HealthMonitor:
     def on_change(self, event: DockerChange | None) -> None:
         if event is None:
             self._failing.clear()  # a restarted Docker forgot its containers: no `die` will come
+            self._foreign.clear()  # a name may have changed hands meanwhile
             for name in list(self._published):
                 self._schedule(name)
             return
         name = event.service_name
         if not name.startswith("site_"):
             return
+        if name in self._foreign:
+            if event.type != "service" or event.action != "remove":
+                return
+            self._foreign.discard(name)  # the name is free for a site of ours again
         if event.type == "container":
             if event.action not in _TASK_ACTIONS:
                 return
@@ -117,8 +132,10 @@ class HealthMonitor:
         except OrchestratorError as exc:
             log.warning("could not look at a site's health", extra=fields(service=name, error=exc.message))
             return  # the stream reconnecting brings a fresh look
-        if service is None or service.replicas == 0 or not service.labels.get(SITE_ID):
-            self._published.pop(name, None)  # removed or not serving: not watched
+        if service is not None and not self._ours(service):
+            self._foreign.add(name)
+        if service is None or service.replicas == 0 or not service.labels.get(SITE_ID) or name in self._foreign:
+            self._published.pop(name, None)  # removed, not serving or not ours: not watched
             self._failing.pop(name, None)
             return
         health = classify(service.running or 0, service.replicas, len(self._failing.get(name, ())))

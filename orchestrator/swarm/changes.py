@@ -8,7 +8,8 @@ time, so nothing is skipped, and wakes every waiter, since anything may have cha
 On a swarm of several nodes the stream is not enough: a manager's stream carries the swarm's own
 events (services, nodes) for the whole cluster, but container events only for its own engine, so a
 task dying on a worker says nothing here. While the swarm has more than one node, a survey thread
-lists every service's task counts (one call, whatever the number of sites) every `survey_seconds`,
+lists the task counts of this deployment's services (one call, whatever the number of sites; not
+the other deployments' on the swarm, each of which surveys its own) every `survey_seconds`,
 and at once after any node event (a node down, drained, back), and delivers a `task` change for
 each service whose counts moved. A single-node swarm makes no survey call at all: its stream is
 complete.
@@ -30,7 +31,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from orchestrator.labels import SWARM_SERVICE_ID, SWARM_SERVICE_NAME
+from orchestrator.labels import DEPLOYMENT, SWARM_SERVICE_ID, SWARM_SERVICE_NAME
 from orchestrator.logging_setup import fields
 from orchestrator.swarm.mapping import lost_running
 
@@ -98,10 +99,13 @@ Listener = Callable[[DockerChange | None], None]  # None: the stream was lost; r
 
 
 class DockerChanges:
-    def __init__(self, base_url: str, timeout: float, survey_seconds: float = 2.0) -> None:
+    def __init__(
+        self, base_url: str, timeout: float, survey_seconds: float = 2.0, deployment: str | None = None
+    ) -> None:
         self._base_url = base_url
         self._timeout = timeout
         self._survey_seconds = survey_seconds
+        self._surveyed = {"label": [f"{DEPLOYMENT}={deployment}"]} if deployment else {}
         self._survey_now = threading.Event()  # a node event: look at once
         # Nodes the swarm says are down (as of the last node event): their tasks' states are stale.
         self.down_nodes: frozenset[str] = frozenset()
@@ -197,7 +201,7 @@ class DockerChanges:
                 if nodes < 2:
                     counts = {}
                     continue
-                now = task_counts(api.services(status=True), lost_tasks(api, self.down_nodes))
+                now = task_counts(api.services(filters=self._surveyed, status=True), lost_tasks(api, self.down_nodes))
             except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
                 log.warning("docker task survey failed", extra=fields(error=str(exc)))
                 with contextlib.suppress(Exception):

@@ -6,7 +6,7 @@ import asyncio
 
 from fakes import FakeSwarm
 
-from orchestrator.labels import SITE_ID
+from orchestrator.labels import DEPLOYMENT, SITE_ID
 from orchestrator.monitor.health import HEALTHY, UNHEALTHY, HealthMonitor, classify
 from orchestrator.sites.service import Service
 from orchestrator.swarm.changes import DockerChange
@@ -15,8 +15,8 @@ from orchestrator_contract.results import SiteHealth
 NAME = "site_0007"
 
 
-def deployed(replicas: int = 1, running: int | None = 1) -> Service:
-    return Service("id7", NAME, 1, {SITE_ID: "7"}, replicas, running=running)
+def deployed(replicas: int = 1, running: int | None = 1, deployment: str = "ours") -> Service:
+    return Service("id7", NAME, 1, {SITE_ID: "7", DEPLOYMENT: deployment}, replicas, running=running)
 
 
 def test_classify() -> None:
@@ -33,7 +33,7 @@ def task(action: str, container: str = "site_0007.1.abc") -> DockerChange:
 
 
 class Monitor:
-    def __init__(self, *, active: bool = True, publishing: bool = True) -> None:
+    def __init__(self, *, active: bool = True, publishing: bool = True, deployment: str | None = None) -> None:
         self.swarm = FakeSwarm()
         self.swarm.services[NAME] = deployed()
         self.swarm.answering.add(NAME)
@@ -43,7 +43,7 @@ class Monitor:
         if active:
             self.active.set()
         self.monitor = HealthMonitor(
-            self.swarm, self.publish, active=self.active, settle_seconds=0.01, retry_seconds=0.02
+            self.swarm, self.publish, active=self.active, deployment=deployment, settle_seconds=0.01, retry_seconds=0.02
         )
 
     async def publish(self, event: SiteHealth) -> bool:
@@ -177,3 +177,31 @@ async def test_a_start_over_healthy_sites_asks_docker_nothing_more() -> None:
     await m.monitor.start([deployed() for _ in range(3)])
     await asyncio.sleep(0.05)
     assert m.swarm.calls == [] and m.statuses == []  # the listing's own counts said healthy
+
+
+async def test_another_deployments_site_is_looked_at_once_and_never_reported() -> None:
+    """Docker's events are the whole swarm's: a site of another deployment on it (another test
+    worker, a staging stack) is another Director's to hear about, and not worth a look per event."""
+    m = Monitor(deployment="ours")
+    m.swarm.services[NAME] = deployed(deployment="theirs")
+    await m.monitor.start([deployed(deployment="theirs")])
+    m.swarm.answering.add(NAME)
+    await m.event(HEALTHY)
+    m.swarm.answering.discard(NAME)
+    for action in ("die", "start", UNHEALTHY, "die"):
+        await m.event(action)
+    assert m.statuses == []
+    assert m.swarm.calls.count(f"get {NAME}") == 1
+
+
+async def test_a_name_another_deployment_gave_up_is_watched_for_ours() -> None:
+    m = Monitor(deployment="ours")
+    m.swarm.services[NAME] = deployed(deployment="theirs")
+    await m.monitor.start([])
+    await m.event("start")
+    m.monitor.on_change(DockerChange("service", "remove", "id7", 0, {"name": NAME}))
+    m.swarm.services[NAME] = deployed()
+    await m.event(HEALTHY)  # first seen healthy: watched from now on
+    m.swarm.answering.discard(NAME)
+    await m.event("die")
+    assert m.statuses == ["down"]
