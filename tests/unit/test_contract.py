@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
@@ -22,22 +24,29 @@ SESSION_EXAMPLES = ["terminal.opened", "terminal.output", "terminal.closed", "te
 FILE_EXAMPLES = [*FILE_REQUESTS, *(f"{op}.reply" for op in FILE_REQUESTS), "files.error"]
 
 
+@functools.cache
 def committed() -> dict[str, str]:
     return {str(p.relative_to(SCHEMAS)): p.read_text() for p in sorted(SCHEMAS.rglob("*")) if p.is_file()}
 
 
+@functools.cache
+def generated() -> dict[str, Any]:
+    """Every document, generated once per test process (a third of a second each time)."""
+    return schemas.documents()
+
+
 def test_committed_schema_files_are_exactly_the_generated_set() -> None:
-    assert set(committed()) == set(schemas.documents())
+    assert set(committed()) == set(generated())
 
 
-@pytest.mark.parametrize("name", sorted(schemas.documents()))
+@pytest.mark.parametrize("name", sorted(generated()))
 def test_committed_schema_file_equals_the_generated_document(name: str) -> None:
     # On a mismatch: `orchestrator schema export` regenerates schemas/ from the models.
-    assert committed()[name] == schemas.render(schemas.documents()[name])
+    assert committed()[name] == schemas.render(generated()[name])
 
 
 def test_every_event_type_has_an_example() -> None:
-    names = {Path(name).stem for name in schemas.documents() if name.startswith("examples/")}
+    names = {Path(name).stem for name in generated() if name.startswith("examples/")}
     assert names == set(
         INBOUND_EXAMPLES + RESULT_EXAMPLES + REPORT_EXAMPLES + COMMAND_EXAMPLES + SESSION_EXAMPLES + FILE_EXAMPLES
     )
