@@ -21,6 +21,7 @@ from typing import Any
 
 import aio_pika
 import docker
+import docker.errors
 from aio_pika.abc import AbstractRobustConnection
 from support import ROOT, Director, Results, eventually, publish_reliably, site_event
 from yarl import URL
@@ -165,6 +166,28 @@ class Prod:
                 handling = Handling(container["Id"], container["Image"], parse_time(entry["ts"]), entry["outcome"])
                 found.setdefault(entry["event_id"], handling)  # the first time it was handled
         return found
+
+    def task_history(self, name: str) -> list[str]:
+        """The service's tasks, oldest first: container, state (desired), when, and Swarm's reason
+        (a task replaced for failing its health check says so here)."""
+        tasks = self.api.tasks(filters={"service": f"{self.name}_{name}"})
+        lines = []
+        for task in sorted(tasks, key=lambda t: t["CreatedAt"]):
+            status = task["Status"]
+            container = (status.get("ContainerStatus") or {}).get("ContainerID", "")[:12] or "-"
+            lines.append(
+                f"{container} {status['State']} (desired {task['DesiredState']}) at {status['Timestamp']}"
+                f" {status.get('Err') or status.get('Message', '')}"
+            )
+        return lines
+
+    def health_log(self, container: str) -> list[str]:
+        """Docker's last runs of the container's HEALTHCHECK: start, exit code, output."""
+        try:
+            health = self.api.inspect_container(container)["State"].get("Health") or {}
+        except docker.errors.NotFound:
+            return ["(the container is gone)"]
+        return [f"{r['Start']} {r['ExitCode']} {str(r['Output']).strip()[:200]}" for r in health.get("Log", [])]
 
     def started_at(self, container: str) -> float:
         return parse_time(self.api.inspect_container(container)["State"]["StartedAt"])

@@ -262,6 +262,8 @@ async def test_killing_the_active_replica_loses_no_event(prod: Prod) -> None:
                 for i in later
             ],
             finished=prod.api.inspect_container(active)["State"]["FinishedAt"],
+            tasks=prod.task_history("orchestrator"),
+            standby_health=prod.health_log(standby),
         )
     )
     with timed("killed replica replaced by the swarm, every service healthy"):
