@@ -340,6 +340,7 @@ async def _beat(
     # A reconnect restores the consumers a moment after the connection, and a broker going away
     # closes them a moment before it: not consuming is a problem only two beats in a row.
     idle_beats = 0
+    said: list[str] = []  # the problems last logged: a change is logged once, not every beat
     while True:
         try:
             await asyncio.wait_for(swarm.ping(), interval)
@@ -356,6 +357,13 @@ async def _beat(
         beat = heartbeat.orchestrator_beat(now, away, idle_beats < 2, docker_ok)
         if network_guard and network_guard.problem:
             beat.problems.append(network_guard.problem)
+        if beat.problems != said:
+            # What the health check will say, in the log too: after a replica was replaced, why.
+            if beat.problems:
+                log.warning("health check failing", extra=fields(problems="; ".join(beat.problems)))
+            else:
+                log.info("health check passing again")
+            said = beat.problems
         try:
             heartbeat.write(settings.heartbeat_file, beat)
         except OSError as exc:
