@@ -124,6 +124,8 @@ class Adapters:
     swarm: Swarm
     terminal_docker: DockerClient  # a keystroke's resize never waits behind deploys
     logs_docker: DockerClient  # a log view never waits behind deploys either
+    # The heartbeat's ping: asks whether Docker answers, never waits behind our own busy workers.
+    ping_docker: DockerClient
     routes: TraefikRoutes
     builder: ImageBuilder  # Docker calls of its own: a build never holds a deploy's worker
 
@@ -140,12 +142,12 @@ def _adapters(settings: Settings, stack: contextlib.AsyncExitStack) -> Adapters:
     stack.callback(changes.stop)
     docker = client(settings.concurrency)
     swarm = Swarm(docker, changes=changes, network=settings.network, port=settings.site_port)
-    terminal_docker, logs_docker = client(4), client(2)
+    terminal_docker, logs_docker, ping_docker = client(4), client(2), client(1)
     routes = TraefikRoutes(settings.traefik_url, settings.traefik_api_url)
     stack.push_async_callback(routes.close)
     builder = ImageBuilder(settings)
     stack.callback(builder.close)
-    return Adapters(changes, docker, swarm, terminal_docker, logs_docker, routes, builder)
+    return Adapters(changes, docker, swarm, terminal_docker, logs_docker, ping_docker, routes, builder)
 
 
 async def serve(settings: Settings) -> None:
@@ -212,7 +214,7 @@ async def serve(settings: Settings) -> None:
             network_guard.start()
             stack.push_async_callback(network_guard.close)
         stack.callback(settings.heartbeat_file.unlink, missing_ok=True)
-        beat = _beat(settings, connection, tuple(consumers.values()), swarm, network_guard)
+        beat = _beat(settings, connection, tuple(consumers.values()), adapters.ping_docker, network_guard)
         _background(stack, beat)
         _background(stack, housekeeping.keep_house(swarm.tombstones, settings, active))
         if settings.drift_report_seconds:
@@ -331,10 +333,12 @@ async def _beat(
     settings: Settings,
     connection: AbstractRobustConnection,
     consumers: tuple[QueueConsumer, ...],
-    swarm: Swarm,
+    docker: DockerClient,
     network_guard: NetworkGuard | None,
 ) -> None:
-    """The heartbeat `orchestrator healthcheck` reads (see `monitor.heartbeat`)."""
+    """The heartbeat `orchestrator healthcheck` reads (see `monitor.heartbeat`). Docker is pinged
+    on a client of its own: behind the deploys' workers, a busy replica (or one looking at a burst
+    of events) would read as Docker not answering, and Swarm would replace it."""
     interval = settings.heartbeat_interval_seconds
     lost_at: float | None = None  # when the broker connection went away
     # A reconnect restores the consumers a moment after the connection, and a broker going away
@@ -343,7 +347,7 @@ async def _beat(
     said: list[str] = []  # the problems last logged: a change is logged once, not every beat
     while True:
         try:
-            await asyncio.wait_for(swarm.ping(), interval)
+            await asyncio.wait_for(docker.run(lambda api: api.ping()), interval)
             docker_ok = True
         except (OrchestratorError, TimeoutError):
             docker_ok = False
