@@ -26,7 +26,7 @@ from orchestrator.bus.receiver import Processor, Receiver, Trust
 from orchestrator.bus.replies import ReplyPublisher
 from orchestrator.bus.settlement import QueuePolicy, Settler
 from orchestrator.config import Settings
-from orchestrator.errors import DockerUnavailable, OrchestratorError
+from orchestrator.errors import DockerUnavailable, OrchestratorError, PromiseNotKept
 from orchestrator.files.processor import FileRequests
 from orchestrator.files.service import SiteFiles
 from orchestrator.files.sitedirs import SiteDirs
@@ -160,7 +160,7 @@ async def serve(settings: Settings) -> None:
             return
         adapters.changes.start()
         sitedirs = SiteDirs.of(settings)
-        await _warn_about_the_sites_root(sitedirs, settings)
+        await _refuse_a_sites_root_that_breaks_a_promise(sitedirs, settings)
         ctx = Context(
             settings=settings,
             swarm=swarm,
@@ -296,17 +296,15 @@ def _site_files(
     return SiteFiles(settings, worker, swarm, ServiceLogs(docker, settings.docker_url), replies)
 
 
-async def _warn_about_the_sites_root(sitedirs: SiteDirs, settings: Settings) -> None:
+async def _refuse_a_sites_root_that_breaks_a_promise(sitedirs: SiteDirs, settings: Settings) -> None:
+    """A promise docs/security.md makes that this node cannot keep: no start, saying which."""
     if missing := sitedirs.missing_mount_options():
-        log.error(
-            "the sites root is not mounted nosuid,nodev: mount it so (see docs/security.md)",
-            extra=fields(sites_root=str(settings.sites_root), missing=",".join(missing)),
+        raise PromiseNotKept(
+            f"the sites root {settings.sites_root} is not mounted {','.join(missing)}: a setuid file or device "
+            "node a site leaves would mean something on the host (mount it nosuid,nodev; see docs/security.md)"
         )
     if why := await asyncio.to_thread(sitedirs.quota_problem):
-        log.error(
-            "SITE_DISK_LIMIT is set but the sites root cannot enforce it: sites run without a disk limit",
-            extra=fields(sites_root=str(settings.sites_root), why=why),
-        )
+        raise PromiseNotKept(f"SITE_DISK_LIMIT is set but the sites root cannot enforce it: {why}")
 
 
 def _return_large_buffers_to_the_system() -> None:

@@ -198,5 +198,10 @@ class BrokerSetupError(PermanentError):
     code = ErrorCode.BROKER_SETUP
 
 
+class PromiseNotKept(Exception):
+    """A promise docs/security.md makes (a `nosuid,nodev` sites root, an enforced disk limit) that
+    this node cannot keep: the orchestrator does not start, and says which."""
+
+
 class PublishFailed(TransientError):
     code = ErrorCode.PUBLISH_FAILED

@@ -19,6 +19,8 @@ DRIFT = 1
 REFUSED = 2
 # The broker or Docker cannot be reached (sysexits.h's EX_UNAVAILABLE).
 UNAVAILABLE = getattr(os, "EX_UNAVAILABLE", 69)
+# This node cannot keep a promise of docs/security.md: `run` does not start (sysexits.h's EX_CONFIG).
+PROMISE_NOT_KEPT = getattr(os, "EX_CONFIG", 78)
 
 
 def print_json(value: Any) -> None:

@@ -71,10 +71,13 @@ class SiteDirs:
         """What the sites root's mount lacks of `nosuid` and `nodev`: site directories are bind
         mounts of it and inherit both, so without them a setuid file or a device node a site
         leaves would mean something on the host."""
+        where = self.root
+        while not where.exists() and where != where.parent:  # not made yet: it will be on its parent's mount
+            where = where.parent
         try:
-            flags = os.statvfs(self.root).f_flag
+            flags = os.statvfs(where).f_flag
         except OSError:
-            return []  # not there yet: created on the first deploy, checked again at the next start
+            return []
         wanted = {"nosuid": os.ST_NOSUID, "nodev": os.ST_NODEV}
         return [name for name, bit in wanted.items() if not flags & bit]
 

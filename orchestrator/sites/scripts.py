@@ -4,6 +4,10 @@ official images' shells both run them).
 - `RUN_SCRIPT`: find and run the site's run.sh; without one, idle (healthy) until one appears,
   then exit so that a fresh task starts it.
 - `NGINX_START`: write nginx's configuration to tmpfs and run it (static sites).
+- Both first check, on whatever node the task landed, the promises the security docs make of a
+  site's container: `no-new-privileges`, and `/site` mounted `nosuid,nodev` (the sites root's own
+  mount on that node; read-only for nginx). A node that does not keep one gets no site started: the task exits saying
+  which, so the deploy fails (`run_script_failed`) instead of running unprotected.
 - `HEALTH_PROBE`: the health check: does $PORT answer HTTP, and has it answered for long enough?
   Once the task is steady, each probe rests for $HEALTH_IDLE_SECONDS inside the container before it
   can pass, whatever the site does there (see below).
@@ -19,6 +23,21 @@ from __future__ import annotations
 IDLE_MARK = "/tmp/.orchestrator-idle"
 STABLE_MARK = "/tmp/.orchestrator-stable"
 PASSING_MARK = "/tmp/.orchestrator-passing"
+
+_PROMISES = """\
+refuse() {
+  echo "orchestrator: refusing to start the site: $* on this node (see the security docs)" >&2
+  exit 78
+}
+nnp=""
+while read -r key value; do [ "$key" = "NoNewPrivs:" ] && nnp=$value; done < /proc/self/status
+[ "$nnp" = 1 ] || refuse "containers run without no-new-privileges (the engine's daemon.json)"
+opts=""
+while read -r _ point _ options _; do [ "$point" = /site ] && opts=$options; done < /proc/mounts
+for wanted in $SITE_MOUNT_PROMISES; do
+  case ",$opts," in *,"$wanted",*) ;; *) refuse "/site is not mounted $wanted (the sites root's mount)" ;; esac
+done
+"""
 
 _SUPERVISE = """\
 child=""
@@ -45,7 +64,10 @@ supervise() {
 }
 """
 
+# A site's own code runs on /site: nosuid and nodev, as the sites root's mount gives a writable bind.
 RUN_SCRIPT = f"""\
+SITE_MOUNT_PROMISES="nosuid nodev"
+{_PROMISES}
 STOP_SIGNAL=TERM
 {_SUPERVISE}
 find_run() {{
@@ -69,7 +91,11 @@ cd /site/public 2>/dev/null || cd /site
 if [ -x "$script" ]; then supervise "$script"; else supervise /bin/sh "$script"; fi
 """
 
+# nginx only reads /site: read-only (Docker's read-only remount of a bind drops nosuid and nodev,
+# and nothing can be written there for them to matter).
 NGINX_START = f"""\
+SITE_MOUNT_PROMISES="ro"
+{_PROMISES}
 STOP_SIGNAL=QUIT
 {_SUPERVISE}
 printf "%s" "$NGINX_CONF" > /tmp/nginx.conf
