@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
-from orchestrator_contract.images import with_default_tag
+from orchestrator_contract.images import in_registry, with_default_tag
 from orchestrator_contract.sites import memory_bytes
 
 NANOSECONDS = 1_000_000_000
@@ -24,9 +24,10 @@ class Admission:
     allow_ip_domains: bool
     max_cpus: float
     max_memory_bytes: int
-    default_image: str
-    allowed_default_images: frozenset[str]  # each with its default tag
-    static_image: str
+    default_image: str  # with its registry, as every default image runs (`default_images_registry`)
+    allowed_default_images: frozenset[str]  # each with its default tag, as Director names them
+    static_image: str  # with its registry
+    default_images_registry: str
     registry: str  # custom images come from here, as configured
     max_image_packages: int
     build_tools_image: str
@@ -41,9 +42,10 @@ class Admission:
             allow_ip_domains=settings.allow_ip_domains,
             max_cpus=settings.max_cpus,
             max_memory_bytes=memory_bytes(settings.max_memory),
-            default_image=settings.default_image,
+            default_image=in_registry(settings.default_image, settings.default_images_registry),
             allowed_default_images=frozenset(with_default_tag(name) for name in settings.allowed_default_images),
-            static_image=settings.static_image,
+            static_image=in_registry(settings.static_image, settings.default_images_registry),
+            default_images_registry=settings.default_images_registry,
             registry=settings.registry,
             max_image_packages=settings.max_image_packages,
             build_tools_image=settings.build_tools_image,

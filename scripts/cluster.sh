@@ -30,7 +30,10 @@ BRIDGE=${CLUSTER_BRIDGE:-director0}
 PREFIX=${CLUSTER_PREFIX:-198.18.213}
 MANAGER_ADDR=$PREFIX.1
 SITE_NODE_LABEL=${SITE_NODE_LABEL:-director.sites}
-IMAGES="director/base:latest nginx:latest ${CLUSTER_IMAGES:-}"
+REGISTRY_ADDR=${REGISTRY_ADDR:-$MANAGER_ADDR:5000}
+# As sites run them (from the local registry: ORCHESTRATOR_DEFAULT_IMAGES_REGISTRY), and as builds
+# and terminals name them; loaded rather than pulled, to start quickly.
+IMAGES="director/base:latest nginx:latest $REGISTRY_ADDR/director/base:latest $REGISTRY_ADDR/nginx:latest ${CLUSTER_IMAGES:-}"
 STATE=/run/director-cluster        # sockets, pid files, node ids
 DATA=/var/lib/director-cluster     # data roots
 LOGS=/var/log/director-cluster

@@ -847,6 +847,23 @@ responder_up() {
 }
 wait_for 60 responder responder_up || die "the HTTP-01 responder does not answer through Traefik (docker service ps $RESPONDER)"
 rm -f "$TLS_ROOT/http01/stack-up-probe"
+# ---------------------------------------------------------------- 11. the default images in the registry
+# Sites run the default and static images as $REGISTRY_ADDR/<name> (ORCHESTRATOR_DEFAULT_IMAGES_REGISTRY):
+# a node that lacks one pulls it from here, never from Docker Hub, where someone else owns the name.
+# Pushed when the registry lacks the tag or holds another image under it.
+for image in "$BASE_IMAGE" "$NGINX_IMAGE"; do
+    target=$REGISTRY_ADDR/$image
+    want=$(docker image inspect -f '{{.Id}}' "$image")
+    have=$(docker image inspect -f '{{.Id}}' "$target" 2>/dev/null || true)
+    repo=${image%:*} tag=${image##*:}
+    if [ "$want" = "$have" ] && curl -sf -o /dev/null -m 5 \
+        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://$REGISTRY_ADDR/v2/$repo/manifests/$tag"; then
+        continue
+    fi
+    log "registry: pushing $target"
+    docker tag "$image" "$target"
+    docker push -q "$target" >/dev/null || die "could not push $target to the local registry"
+done
 
 # ---------------------------------------------------------------- existing services
 # After a daemon (re)start swarm re-schedules tasks with a few seconds' delay;

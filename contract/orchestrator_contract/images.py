@@ -28,6 +28,16 @@ def repository_of(reference: str) -> str:
     return f"{head}{slash}{last.split(':', 1)[0]}"
 
 
+def in_registry(reference: str, registry: str) -> str:
+    """`reference` with a registry: a name without one (`director/base:latest`, `nginx`) is read in
+    `registry`, never on Docker Hub; a name whose first part is a host (`reg:5000/...`,
+    `registry.example/...`, `localhost/...`) is kept."""
+    first, slash, _ = reference.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return reference
+    return f"{registry}/{reference}"
+
+
 def with_default_tag(reference: str) -> str:
     last = reference.rsplit("/", 1)[-1]
     return reference if (":" in last or "@" in reference) else f"{reference}:latest"

@@ -24,6 +24,10 @@ class SiteSettings(Group):
     allowed_default_images: Annotated[CsvList, Field(default_factory=lambda: ["director/base:latest"])]
     # The image of static sites.
     static_image: str = "nginx:latest"
+    # Where every node takes those images from: a name without a registry (as Director names
+    # `director/base:latest`) runs as `<this>/<name>`, so no node ever pulls one from a public
+    # registry, where someone else owns the name (the local stack's registry; production's own).
+    default_images_registry: str = Field(default="198.18.213.1:5000", pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
     # The port sites listen on ($PORT).
     site_port: int = Field(default=80, ge=1, le=65535)
     # The Traefik entrypoint site routers use.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from orchestrator.errors import ImageNotAllowed
 from orchestrator.labels import IMAGE_RECIPE, IMAGE_SITE, IMAGE_VERSION
 from orchestrator.slices import Admission
-from orchestrator_contract.images import with_default_tag
+from orchestrator_contract.images import in_registry, with_default_tag
 from orchestrator_contract.sites import ImageRecipe, service_name
 
 # The build context's directory holding the package repository (the tools stage copies it).
@@ -67,7 +67,7 @@ def admit_build(site_id: int, version: int, recipe: ImageRecipe, policy: Admissi
     return Build(
         site_id=site_id,
         version=version,
-        parent=recipe.parent,
+        parent=in_registry(recipe.parent, policy.default_images_registry),
         packages=packages,
         repository=image_repository(site_id, policy.registry),
         tools_image=policy.build_tools_image,

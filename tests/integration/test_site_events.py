@@ -23,6 +23,8 @@ from support import (
     write_site,
 )
 
+from orchestrator.config import Settings
+
 
 async def test_created_dynamic_site_is_served_through_traefik(
     director: Director, results: Results, sites_root: Path, api: docker.APIClient, site_id: int
@@ -84,7 +86,7 @@ async def test_static_site_is_served_by_nginx(
     response = await fetch(f"static{site_id}.example.com")
     assert "nginx" in response.headers.get("server", "")
     container = service(api, f"site_{site_id:04d}")["Spec"]["TaskTemplate"]["ContainerSpec"]  # type: ignore[index]
-    assert container["Image"] == "nginx:latest"
+    assert container["Image"] == f"{Settings().default_images_registry}/nginx:latest"  # never Docker Hub's
     site = next(m for m in container["Mounts"] if m["Target"] == "/site")
     assert site["ReadOnly"] is True and site["Source"] == str(sites_root / f"site_{site_id:04d}")
 

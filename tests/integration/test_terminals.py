@@ -33,6 +33,8 @@ from support import (
     write_site,
 )
 
+from orchestrator.config import Settings
+
 
 @pytest.fixture(scope="module")
 async def bus(stack: Running) -> AsyncIterator[TerminalBus]:
@@ -123,7 +125,7 @@ async def test_a_static_sites_terminal_runs_the_base_image_never_nginx(
 
     container = session_container(api, session.session_id)
     assert container is not None
-    assert container["Config"]["Image"] == "director/base:latest"
+    assert container["Config"]["Image"] == f"{Settings().default_images_registry}/director/base:latest"
     assert b"nginx" not in session.output
     assert (sites_root / f"site_{site_id:04d}" / "public" / "new.html").read_text() == "edit\n"
     await session.send("close")

@@ -28,7 +28,7 @@ def test_a_site_is_admitted_with_its_claims_limits_and_image(site_data: SiteData
     hosts = ["a.example.com", "b.example.com"]
     assert admitted.site is site and list(admitted.hosts) == hosts
     assert admitted.limits == Limits(nano_cpus=1_000_000_000, memory_bytes=256 * 2**20)  # the cpus clamped
-    assert admitted.image == "director/base:latest"
+    assert admitted.image == "198.18.213.1:5000/director/base:latest"  # never Docker Hub's
     assert admitted.claims.labels == domains.claim_labels(hosts)
     assert (set(admitted.claims.exclusive), set(admitted.claims.shared)) == domains.lock_keys(hosts)
     assert set(admitted.claims.lookup) == {key for host in hosts for key in domains.lookup_labels(host)}

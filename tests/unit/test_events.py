@@ -274,7 +274,8 @@ def test_a_site_without_an_image_gets_the_default_base_image(site_data: SiteData
     site = Site.model_validate(data)
     assert site.image is None
     assert (
-        resolve_image(site.image, site.id, Admission.of(Settings(default_image="director/base:2"))) == "director/base:2"
+        resolve_image(site.image, site.id, Admission.of(Settings(default_image="director/base:2")))
+        == "198.18.213.1:5000/director/base:2"
     )
 
 

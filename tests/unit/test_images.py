@@ -98,7 +98,9 @@ def test_setup_commands_are_not_part_of_the_contract() -> None:
 def test_the_parent_must_be_an_allowed_default_image() -> None:
     with pytest.raises(ImageNotAllowed):
         admit_build(42, 1, request(parent="evil.io/x:1").image, Admission.of(Settings()))
-    assert admit_build(42, 1, request(parent="director/base").image, Admission.of(Settings())).parent == "director/base"
+    assert admit_build(42, 1, request(parent="director/base").image, Admission.of(Settings())).parent == (
+        "198.18.213.1:5000/director/base"
+    )
 
 
 def test_packages_are_bounded_by_the_setting_and_counted_once() -> None:
@@ -127,14 +129,14 @@ def test_the_dockerfile_unpacks_offline_into_the_parent_and_runs_nothing_there()
     assert lines[0] == "FROM director/debian:bookworm AS packages"
     assert "install jq tree;" in text  # sorted, as words
     assert "copy:/debs" in text and "http" not in text  # the local repository only
-    final = lines[lines.index("FROM director/base:latest") :]
+    final = lines[lines.index("FROM 198.18.213.1:5000/director/base:latest") :]
     assert [line.split()[0] for line in final] == ["FROM", "COPY", "LABEL"]  # no RUN, no USER in the site's image
     assert 'com.director.image.version="3"' in text
 
 
 def test_a_recipe_without_packages_is_the_parent_relabelled() -> None:
     text = dockerfile(admit_build(42, 3, request([]).image, Admission.of(Settings())))
-    assert text.splitlines()[0] == "FROM director/base:latest" and "RUN" not in text
+    assert text.splitlines()[0] == "FROM 198.18.213.1:5000/director/base:latest" and "RUN" not in text
 
 
 def test_same_recipe_other_version_is_another_image() -> None:

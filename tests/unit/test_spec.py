@@ -15,6 +15,7 @@ from orchestrator.sites.service import Mount, ServiceSpec
 from orchestrator.sites.spec import desired_service
 from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.swarm.mapping import to_docker
+from orchestrator_contract.images import in_registry
 from orchestrator_contract.sites import Site, service_name
 
 SiteData = Callable[..., dict[str, Any]]
@@ -47,11 +48,11 @@ def test_service_is_named_after_the_site_id(site_data: SiteData) -> None:
 
 
 def test_dynamic_site_runs_the_default_image(site_data: SiteData) -> None:
-    assert build(site_data()).image == "director/base:latest"
+    assert build(site_data()).image == "198.18.213.1:5000/director/base:latest"  # never Docker Hub's
 
 
 def test_untagged_default_image_matches_the_tagged_allow_list_entry(site_data: SiteData) -> None:
-    assert build(site_data(image={"name": "director/base"})).image == "director/base"
+    assert build(site_data(image={"name": "director/base"})).image == "198.18.213.1:5000/director/base"
 
 
 def test_a_bare_custom_image_is_read_inside_the_sites_namespace(site_data: SiteData, settings: Settings) -> None:
@@ -107,7 +108,7 @@ def test_custom_image_that_is_no_valid_name_under_the_registry_is_refused(site_d
 
 def test_allow_list_is_a_setting(site_data: SiteData) -> None:
     settings = Settings(allowed_default_images=["director/base:latest", "director/php:8"])
-    assert build(site_data(image={"name": "director/php:8"}), settings).image == "director/php:8"
+    assert build(site_data(image={"name": "director/php:8"}), settings).image == "198.18.213.1:5000/director/php:8"
 
 
 # --- static sites -------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ def test_allow_list_is_a_setting(site_data: SiteData) -> None:
 
 def test_static_site_runs_nginx_serving_the_public_dir(site_data: SiteData) -> None:
     spec = build(site_data(kind="static", env={"SECRET": "x"}))
-    assert spec.image == "nginx:latest"
+    assert spec.image == "198.18.213.1:5000/nginx:latest"
     assert spec.command is not None and "supervise nginx -e stderr -c /tmp/nginx.conf" in spec.command[-1]
     assert "SECRET" not in spec.env  # the site's env is for dynamic sites only
     assert spec.env["PORT"] == "80"  # for the health probe
@@ -134,7 +135,7 @@ def test_static_site_mounts_its_directory_read_only_never_public_itself(site_dat
 
 def test_static_site_ignores_the_site_image(site_data: SiteData) -> None:
     # The site image is not used for a static site, so an image policy cannot refuse it.
-    assert build(site_data(kind="static", image={"name": "evil:latest"})).image == "nginx:latest"
+    assert build(site_data(kind="static", image={"name": "evil:latest"})).image == "198.18.213.1:5000/nginx:latest"
 
 
 # --- dynamic sites ------------------------------------------------------------------------------
@@ -427,3 +428,12 @@ def test_placement_constraints_pin_site_tasks_to_the_sites_nodes(site_data: Site
 def test_a_site_node_label_cannot_inject_a_constraint() -> None:
     with pytest.raises(ValueError):
         Settings(site_node_label="x==true,node.role==manager")
+
+
+def test_a_default_image_named_without_a_registry_runs_from_ours_never_docker_hub() -> None:
+    """Round four: `director/base:latest` unqualified made a node without it pull from Docker Hub,
+    where someone else owns that name (and would run with sites' files mounted)."""
+    assert in_registry("director/base:latest", "reg.example:5000") == "reg.example:5000/director/base:latest"
+    assert in_registry("nginx", "reg.example") == "reg.example/nginx"
+    for named in ("reg.example/x:1", "reg:5000/x", "localhost/x", "reg.example/a/b@sha256:" + "0" * 64):
+        assert in_registry(named, "reg.example:5000") == named

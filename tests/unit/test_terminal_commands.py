@@ -113,8 +113,8 @@ def test_a_static_sites_session_runs_the_base_image_not_nginx(site_data: SiteDat
         service, 1, SESSION_ID, PurePath("/srv/sites/site_0001"), SiteRuntime.of(settings), Admission.of(settings)
     )
 
-    assert service["TaskTemplate"]["ContainerSpec"]["Image"] == "nginx:latest"
-    assert container.image == "director/base:2"
+    assert service["TaskTemplate"]["ContainerSpec"]["Image"] == "198.18.213.1:5000/nginx:latest"
+    assert container.image == "198.18.213.1:5000/director/base:2"
     assert "NGINX_CONF" not in container.env
 
 
