@@ -23,6 +23,7 @@ from harness.rabbit import LOCAL_BROKER, Broker, broker_definitions
 from harness.scope import SITE_IDS
 from orchestrator.config import Settings
 from orchestrator.files import quota
+from orchestrator.swarm.registry import basic_auth
 
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:director@127.0.0.1:5672/")
@@ -159,8 +160,11 @@ def wipe_sites(api: docker.APIClient, site_ids: range | set[int] = SITE_IDS) -> 
 
 def registry_tags(site_id: int) -> list[str]:
     """The tags the local registry holds for a site's image."""
-    response = requests.get(f"{REGISTRY_API}/v2/{_registry_name(site_id)}/tags/list", timeout=10)
-    return [] if response.status_code == 404 else sorted(response.json().get("tags") or [])
+    response = requests.get(f"{REGISTRY_API}/v2/{_registry_name(site_id)}/tags/list", auth=registry_auth(), timeout=10)
+    if response.status_code == 404:
+        return []
+    response.raise_for_status()  # a refusal is not "no tags"
+    return sorted(response.json().get("tags") or [])
 
 
 def _registry_name(site_id: int) -> str:
@@ -189,14 +193,24 @@ def wipe_images(api: docker.APIClient, site_ids: range | set[int]) -> None:
         return  # no registry: nothing of ours in it
     names = {_registry_name(site_id) for site_id in site_ids}
     for name in set(catalog) & names:
-        for tag in requests.get(f"{REGISTRY_API}/v2/{name}/tags/list", timeout=10).json().get("tags") or []:
+        for tag in (
+            requests.get(f"{REGISTRY_API}/v2/{name}/tags/list", auth=registry_auth(), timeout=10).json().get("tags")
+            or []
+        ):
             head = requests.head(
                 f"{REGISTRY_API}/v2/{name}/manifests/{tag}",
                 headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+                auth=registry_auth(),
                 timeout=10,
             )
             if digest := head.headers.get("Docker-Content-Digest"):
-                requests.delete(f"{REGISTRY_API}/v2/{name}/manifests/{digest}", timeout=10)
+                requests.delete(f"{REGISTRY_API}/v2/{name}/manifests/{digest}", auth=registry_auth(), timeout=10)
+
+
+def registry_auth() -> tuple[str, str] | None:
+    """The local registry's credential, as the orchestrator reads it (root's Docker client
+    configuration: scripts/stack-up.sh logs it in)."""
+    return basic_auth(REGISTRY_API)
 
 
 def _catalog() -> list[str]:
@@ -204,7 +218,12 @@ def _catalog() -> list[str]:
     names: list[str] = []
     while True:
         params = {"n": "1000", **({"last": names[-1]} if names else {})}
-        page = requests.get(f"{REGISTRY_API}/v2/_catalog", params=params, timeout=10).json().get("repositories") or []
+        page = (
+            requests.get(f"{REGISTRY_API}/v2/_catalog", params=params, auth=registry_auth(), timeout=10)
+            .json()
+            .get("repositories")
+            or []
+        )
         names += page
         if len(page) < 1000:
             return names

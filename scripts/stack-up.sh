@@ -53,6 +53,8 @@ REGISTRY_DATA=/var/lib/director-registry
 REGISTRY_CONF=/etc/director-stack/registry.yml
 REGISTRY_PID=/run/director-registry.pid
 REGISTRY_LOG=/var/log/director-registry.log
+REGISTRY_AUTH=/etc/director-stack/registry-auth  # the registry's htpasswd and its user's password (root only)
+REGISTRY_USER=orchestrator
 SITE_PACKAGES=${SITE_PACKAGES:-jq sqlite3 tree}
 SITE_DEBS=${SITE_DEBS:-/var/lib/director-registry/debs}
 TOOLS_IMAGE=director/debian:bookworm
@@ -640,17 +642,48 @@ fi
 # Debian's docker-registry (distribution 2.8) on the bridge address, where the test cluster's
 # workers reach it too; plain HTTP, declared insecure in every engine's daemon.json (the address
 # exists only on this machine; production: TLS). Deletes enabled: old site image tags are removed.
+# Every request needs the user $REGISTRY_USER's password (htpasswd, bcrypt; made once, kept in
+# $REGISTRY_AUTH): nobody anonymous lists, pulls, pushes or deletes. root's Docker client is
+# logged in with it (`docker login`), which is where the orchestrator's Docker client and the
+# tests read it: docker-py sends it with pushes and builds and with every service create/update
+# (swarm hands it to the node that pulls), and the registry's HTTP API calls send it too.
 mkdir -p "$REGISTRY_DATA" "$(dirname "$REGISTRY_CONF")"
+install -d -m 0700 "$REGISTRY_AUTH"
+if [ ! -s "$REGISTRY_AUTH/password" ]; then
+    (umask 077; head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$REGISTRY_AUTH/password")
+    log "registry: a password made for $REGISTRY_USER ($REGISTRY_AUTH/password)"
+fi
+# The htpasswd line, written again only when it no longer matches the password.
+python3 -W ignore - "$REGISTRY_AUTH" "$REGISTRY_USER" <<'PY'
+import crypt, os, sys
+auth, user = sys.argv[1:]
+password = open(os.path.join(auth, "password")).read()
+path = os.path.join(auth, "htpasswd")
+try:
+    name, _, stored = open(path).read().strip().partition(":")
+except FileNotFoundError:
+    name, stored = "", ""
+if name != user or crypt.crypt(password, stored) != stored:
+    line = f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1024))}\n"
+    with open(path + ".tmp", "w") as file:
+        file.write(line)
+    os.chmod(path + ".tmp", 0o600)
+    os.replace(path + ".tmp", path)
+PY
+REGISTRY_PASSWORD=$(cat "$REGISTRY_AUTH/password")
 registry_conf="version: 0.1
 log: {level: warn, fields: {service: director-registry}}
 storage:
   filesystem: {rootdirectory: $REGISTRY_DATA/storage}
   delete: {enabled: true}
   cache: {blobdescriptor: inmemory}
-http: {addr: '$REGISTRY_ADDR', headers: {X-Content-Type-Options: [nosniff]}}"
+auth:
+  htpasswd: {realm: director-registry, path: $REGISTRY_AUTH/htpasswd}
+http: {addr: '$REGISTRY_ADDR', headers: {X-Content-Type-Options: [nosniff]}}
+# htpasswd $(sha256sum "$REGISTRY_AUTH/htpasswd" | cut -c1-16)"
 registry_pid() { local pid; pid=$(cat "$REGISTRY_PID" 2>/dev/null) && [ -n "$pid" ] &&
     grep -qa docker-registry "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"; }
-registry_up() { curl -sf -o /dev/null -m 2 "http://$REGISTRY_ADDR/v2/"; }
+registry_up() { curl -sf -o /dev/null -m 2 -u "$REGISTRY_USER:$REGISTRY_PASSWORD" "http://$REGISTRY_ADDR/v2/"; }
 if [ "$(cat "$REGISTRY_CONF" 2>/dev/null)" != "$registry_conf" ]; then
     printf '%s' "$registry_conf" >"$REGISTRY_CONF"
     if pid=$(registry_pid); then kill "$pid"; wait_for 10 registry-stop bash -c "! kill -0 $pid"; fi
@@ -663,6 +696,22 @@ else
     setsid nohup docker-registry serve "$REGISTRY_CONF" >>"$REGISTRY_LOG" 2>&1 </dev/null &
     echo $! >"$REGISTRY_PID"
     wait_for 20 registry registry_up || { tail -n 20 "$REGISTRY_LOG" >&2; die "registry did not come up (log: $REGISTRY_LOG)"; }
+fi
+# root's Docker client logged in (the orchestrator and the tests use it), unless it already is.
+docker_config=${DOCKER_CONFIG:-$HOME/.docker}/config.json
+if ! python3 - "$docker_config" "$REGISTRY_ADDR" "$REGISTRY_USER:$REGISTRY_PASSWORD" <<'PY'
+import base64, json, sys
+path, registry, userpass = sys.argv[1:]
+try:
+    auths = json.load(open(path)).get("auths") or {}
+except (OSError, ValueError):
+    sys.exit(1)
+sys.exit((auths.get(registry) or {}).get("auth") != base64.b64encode(userpass.encode()).decode())
+PY
+then
+    printf '%s' "$REGISTRY_PASSWORD" | docker login -u "$REGISTRY_USER" --password-stdin "$REGISTRY_ADDR" >/dev/null ||
+        die "docker login to the local registry failed (log: $REGISTRY_LOG)"
+    log "registry: root's Docker client logged in to $REGISTRY_ADDR as $REGISTRY_USER"
 fi
 # Site image builds run without a network (no package mirror is reachable from a container here):
 # the packages they may install are this local repository, fetched on the host with their
@@ -856,7 +905,7 @@ for image in "$BASE_IMAGE" "$NGINX_IMAGE"; do
     want=$(docker image inspect -f '{{.Id}}' "$image")
     have=$(docker image inspect -f '{{.Id}}' "$target" 2>/dev/null || true)
     repo=${image%:*} tag=${image##*:}
-    if [ "$want" = "$have" ] && curl -sf -o /dev/null -m 5 \
+    if [ "$want" = "$have" ] && curl -sf -o /dev/null -m 5 -u "$REGISTRY_USER:$REGISTRY_PASSWORD" \
         -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://$REGISTRY_ADDR/v2/$repo/manifests/$tag"; then
         continue
     fi

@@ -26,6 +26,9 @@
 #   SITES_ROOT       site directories (same path on the host and in the orchestrator)  (/srv/director/sites)
 #   SITES_NETWORK    the sites' overlay network                                         (director-sites)
 #   SITES_REGISTRY   prefix of custom site images                                       (registry.director.local/sites)
+#   REGISTRY_AUTH_FILE  a Docker client config.json holding the sites' registry's credential
+#                    (`docker login`); only the entries of SITES_REGISTRY's and
+#                    DEFAULT_IMAGES_REGISTRY's hosts go into the secret  (root's ~/.docker/config.json)
 #   SITES_DOMAIN_SUFFIXES  the domains sites may claim, comma-separated               (required)
 #   RESERVED_DOMAINS the panel's own names, which no site may claim, comma-separated   (required)
 #   AMQPS_HOSTNAMES  extra names in the broker's certificate (the name Director uses), comma-separated
@@ -119,6 +122,9 @@ remove_unused_secrets() {
     docker secret ls --format '{{.Name}}' --filter "name=${STACK}_rabbitmq_tls_key_v" | while read -r old; do
         [ "$old" = "${STACK}_rabbitmq_tls_key_v$RABBITMQ_TLS_KEY_V" ] || docker secret rm "$old" >/dev/null 2>&1 || true
     done
+    docker secret ls --format '{{.Name}}' --filter "name=${STACK}_registry_auth_v" | while read -r old; do
+        [ "$old" = "${STACK}_registry_auth_v$REGISTRY_AUTH_V" ] || docker secret rm "$old" >/dev/null 2>&1 || true
+    done
 }
 
 # ---------------------------------------------------------------- TLS
@@ -170,6 +176,28 @@ ensure_tls_key_secret() {
     docker secret inspect "${STACK}_rabbitmq_tls_key_v$RABBITMQ_TLS_KEY_V" >/dev/null 2>&1 ||
         docker secret create --label "com.director.stack=$STACK" "${STACK}_rabbitmq_tls_key_v$RABBITMQ_TLS_KEY_V" \
             "$TLS/server.key" >/dev/null
+}
+ensure_registry_auth_secret() {
+    # The orchestrator's Docker client configuration: the registries' entries of REGISTRY_AUTH_FILE
+    # (none: an empty one, and the registry refuses the orchestrator). Named by its digest.
+    local content
+    content=$(python3 - "${REGISTRY_AUTH_FILE:-${DOCKER_CONFIG:-$HOME/.docker}/config.json}" \
+        "${SITES_REGISTRY:-registry.director.local/sites}" "${DEFAULT_IMAGES_REGISTRY:-registry.director.local}" <<'PY'
+import json, sys
+path, *registries = sys.argv[1:]
+try:
+    auths = json.load(open(path)).get("auths") or {}
+except (OSError, ValueError):
+    auths = {}
+hosts = {registry.split("/")[0] for registry in registries}
+print(json.dumps({"auths": {host: auths[host] for host in sorted(hosts) if host in auths}}, sort_keys=True))
+PY
+)
+    export REGISTRY_AUTH_V
+    REGISTRY_AUTH_V=$(printf '%s' "$content" | sha256sum | cut -c1-12)
+    docker secret inspect "${STACK}_registry_auth_v$REGISTRY_AUTH_V" >/dev/null 2>&1 ||
+        printf '%s' "$content" | docker secret create --label "com.director.stack=$STACK" \
+            "${STACK}_registry_auth_v$REGISTRY_AUTH_V" - >/dev/null
 }
 
 # ---------------------------------------------------------------- deploy
@@ -252,6 +280,7 @@ deploy() {
     fi
     ensure_tls "${FORCE_TLS:-}"
     ensure_tls_key_secret
+    ensure_registry_auth_secret
     ensure_secrets "${ROTATE:-}"
     render_configs
     log "deploying stack $STACK (web :$HTTP_PORT, websecure :$HTTPS_PORT, amqps :$AMQPS_PORT, network $SITES_NETWORK, sites $SITES_ROOT)"

@@ -38,6 +38,7 @@ from orchestrator.sites.images import (
 )
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.logs import site_secrets
+from orchestrator.swarm.registry import basic_auth, credential
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.sites import service_name
 
@@ -162,7 +163,9 @@ class ImageBuilder:
 
     def _push(self, api: docker.APIClient, build: Build) -> str:
         digest = ""
-        for chunk in api.push(build.repository, tag=build.tag, stream=True, decode=True):
+        for chunk in api.push(
+            build.repository, tag=build.tag, stream=True, decode=True, auth_config=credential(build.repository)
+        ):
             if "error" in chunk:
                 raise TransientError(f"pushing {build.reference} failed: {chunk['error']}", code=ErrorCode.DOCKER_ERROR)
             digest = str((chunk.get("aux") or {}).get("Digest") or digest)
@@ -179,7 +182,9 @@ class ImageBuilder:
                 continue
             try:
                 if digest := self._digest(repository, tag):
-                    response = requests.delete(self._url(repository, f"manifests/{digest}"), timeout=REGISTRY_TIMEOUT)
+                    response = requests.delete(
+                        self._url(repository, f"manifests/{digest}"), auth=self._auth(), timeout=REGISTRY_TIMEOUT
+                    )
                     if response.status_code not in (202, 404):
                         response.raise_for_status()
                 api.remove_image(f"{repository}:{tag}", noprune=False)
@@ -202,13 +207,16 @@ class ImageBuilder:
 
     # --- the registry's HTTP API ----------------------------------------------------------------
 
+    def _auth(self) -> tuple[str, str] | None:
+        return basic_auth(self._settings.registry_api_url)
+
     def _url(self, repository: str, path: str) -> str:
         name = repository.partition("/")[2]  # without the registry's host
         return f"{self._settings.registry_api_url.rstrip('/')}/v2/{name}/{path}"
 
     def _tags(self, repository: str) -> list[str]:
         try:
-            response = requests.get(self._url(repository, "tags/list"), timeout=REGISTRY_TIMEOUT)
+            response = requests.get(self._url(repository, "tags/list"), auth=self._auth(), timeout=REGISTRY_TIMEOUT)
             if response.status_code == 404:
                 return []
             _refused(response, f"list {repository}")
@@ -219,7 +227,10 @@ class ImageBuilder:
     def _digest(self, repository: str, tag: str) -> str | None:
         try:
             response = requests.head(
-                self._url(repository, f"manifests/{tag}"), headers={"Accept": MANIFEST}, timeout=REGISTRY_TIMEOUT
+                self._url(repository, f"manifests/{tag}"),
+                headers={"Accept": MANIFEST},
+                auth=self._auth(),
+                timeout=REGISTRY_TIMEOUT,
             )
         except requests.exceptions.RequestException as exc:
             raise TransientError(f"the registry did not answer for {repository}:{tag}: {exc}") from exc

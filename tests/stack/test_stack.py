@@ -62,7 +62,11 @@ def test_swarm_native_details_as_deployed(prod: Prod) -> None:
         assert code == 0, status
         fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
         assert int(fields["CapEff"], 16) == int(fields["CapBnd"], 16) == bits, status
-    assert {s["File"]["Name"] for s in container["Secrets"]} == {"orchestrator_amqp_password", "director_amqp_password"}
+    assert {s["File"]["Name"] for s in container["Secrets"]} == {
+        "orchestrator_amqp_password",
+        "director_amqp_password",
+        "config.json",  # the registry's credential (DOCKER_CONFIG)
+    }
     root = prod.settings["SITES_ROOT"]
     assert {"Type": "bind", "Source": root, "Target": root} in container["Mounts"]
 
