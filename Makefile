@@ -71,9 +71,10 @@ unit-first: $(VENV)/.installed asyncapi-schema
 test-slow: up $(VENV)/.installed
 	$(PY) -m pytest tests/faults -q -ra -m slow
 
-# Longest first, four workers, at most 8 (the cluster tests are worker 8, the fault tests 9): docs/development.md.
+# Four workers, a module's tests on one of them, at most 8 (the cluster tests are worker 8, the fault tests 9): docs/development.md.
 integration-tests:
 	$(PY) -m pytest tests/resilience tests/integration tests/security tests/director -q -ra -n $(TEST_WORKERS) \
+		--dist loadfile \
 		-m 'not slow' --durations=12
 
 stack-tests:
