@@ -51,6 +51,9 @@ class Session:
     opened: float = field(default_factory=time.monotonic)
     last_input: float = field(default_factory=time.monotonic)
     seq: int = 0
+    # Input was written since output last left: the next output is its answer (an echo, a
+    # redraw) and leaves as soon as it is read, never held for the batch interval.
+    answer_due: bool = False
     reason: str | None = None  # why we closed it; None: the shell ended by itself
     pump: asyncio.Task[None] | None = None
 
@@ -168,6 +171,7 @@ class TerminalSessions:
                 "the terminal is not reading its input; wait and send it again", code=ErrorCode.TERMINAL_BUSY
             )
         session.last_input = time.monotonic()
+        session.answer_due = True
         session.writer.write(data)
 
     async def resize(self, session_id: uuid.UUID, cols: int, rows: int) -> None:
@@ -216,9 +220,10 @@ class TerminalSessions:
         return opening + sum(1 for s in self._sessions.values() if s.site_id == site_id)
 
     async def _pump(self, session: Session) -> None:
-        """Output leaves at once when the last message left a while ago (a keystroke's echo), and
-        is gathered until a batch interval after the last one while output streams (at most one
-        message per interval or per `terminal_batch_bytes`, never one per byte).
+        """Output leaves at once when it answers input (a keystroke's echo) or when the last
+        message left a while ago, and is gathered until a batch interval after the last one while
+        output streams (at most one message per interval, per `terminal_batch_bytes` or per input,
+        never one per byte).
 
         A session may send at most `terminal_output_bytes_per_second` (a second's worth at once):
         past it the pump stops reading for a while, so the TTY fills and the shell's program waits,
@@ -234,7 +239,7 @@ class TerminalSessions:
                 batch = bytearray(chunk)
                 deadline = last + interval
                 ended = False
-                while len(batch) < limit and (left := deadline - loop.time()) > 0:
+                while len(batch) < limit and not session.answer_due and (left := deadline - loop.time()) > 0:
                     try:
                         more = await asyncio.wait_for(session.reader.read(limit - len(batch)), left)
                     except TimeoutError:
@@ -243,6 +248,7 @@ class TerminalSessions:
                         ended = True
                         break
                     batch += more
+                session.answer_due = False
                 await self.emit(session.event("output", data=base64.b64encode(batch).decode("ascii")))
                 last = loop.time()
                 if ended:

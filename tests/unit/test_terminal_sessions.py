@@ -4,6 +4,7 @@ and the output budget."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import time
 import uuid
@@ -142,4 +143,39 @@ async def test_output_past_the_budget_waits_instead_of_flooding(host: FakeHost, 
     sent = sum(len(u.data or "") * 3 // 4 for u in updates if u.type == "output")
     assert sent <= budget * 3 + 2 * 16384  # a second's burst, two seconds at the budget, a batch over
     assert written < 4 * budget * 2.5  # the shell was held back, not read and dropped
+    await sessions.stop()
+
+
+async def test_an_answer_to_input_is_not_held_for_the_batch_interval(host: FakeHost) -> None:
+    """Output streaming is gathered for the batch interval (here a minute: nothing else may
+    leave in this test), but the answer to a keystroke leaves as soon as it is read, with what
+    was gathered before it."""
+    outputs: list[bytes] = []
+    arrived = asyncio.Condition()
+
+    async def emit(update: TerminalUpdate) -> None:
+        if update.type == "output":
+            async with arrived:
+                outputs.append(base64.b64decode(update.data or ""))
+                arrived.notify_all()
+
+    async def after(count: int) -> list[bytes]:
+        async with asyncio.timeout(10), arrived:
+            await arrived.wait_for(lambda: len(outputs) >= count)
+        return outputs
+
+    dirs = FakeSiteDirs(existing={"site_0001": 1})
+    sessions = TerminalSessions(Settings(terminal_batch_seconds=60), host, dirs, emit)  # type: ignore[arg-type]
+    session_id = uuid.uuid4()
+    await sessions.open(session_id, 1, 80, 24)
+    (shell,) = host.shells.values()
+    shell.sendall(b"first")  # after a quiet spell: at once
+    assert await after(1) == [b"first"]
+    shell.sendall(b"streaming ")  # within the interval after the last: gathered
+    await asyncio.sleep(0.2)
+    assert outputs == [b"first"]
+    sessions.input(session_id, b"x")
+    assert shell.recv(16) == b"x"
+    shell.sendall(b"x")  # the echo
+    assert await after(2) == [b"first", b"streaming x"]
     await sessions.stop()
