@@ -22,6 +22,7 @@ from orchestrator.logging_setup import fields
 from orchestrator.sites.admission import Admitted, admit
 from orchestrator.sites.images import admit_build, image_repository, newest_tag, tags_to_delete
 from orchestrator.sites.locks import Changes, KeyedLocks
+from orchestrator.sites.memo import Fingerprints
 from orchestrator.sites.protocols import (
     ImagesPort,
     NoImages,
@@ -79,6 +80,8 @@ class Context:
     sessions: Sequence[SessionsPort] = ()
     # Builds of custom images (site.image_requested); without a builder they are refused.
     images: ImagesPort = field(default_factory=NoImages)
+    # The fingerprints of desired states built lately: a redelivery builds no spec again.
+    fingerprints: Fingerprints = field(default_factory=Fingerprints)
     # What the pure decisions read of the settings (`orchestrator.slices`), built once.
     admission: Admission = field(init=False)
     runtime: SiteRuntime = field(init=False)
@@ -120,14 +123,18 @@ def decide_upsert(
     deleted_at: int | None,
     admit: Callable[[], Admitted],
     build: Callable[[Admitted], ServiceSpec],
+    built_before: str | None = None,
 ) -> Decision:
     """Pure: what an upsert at `version` means, given the service (or the tombstone of a deleted
     site). The site is admitted (policy may refuse it) and its spec built only once the event is
-    not stale: an old event is stale, whatever policy says of it now."""
+    not stale: an old event is stale, whatever policy says of it now. `built_before`: the
+    fingerprint this site at this version was built to already (admitted then), if known."""
     if current is not None and current.site_version > version:
         return Stale(current.site_version, current)
     if deleted_at is not None and deleted_at >= version:
         return Stale(deleted_at, None)
+    if built_before and current and current.fingerprint == built_before and current.site_version == version:
+        return Unchanged(current)
     admitted = admit()
     spec = build(admitted)
     if current and current.fingerprint == spec.labels[FINGERPRINT] and current.site_version == version:
@@ -149,13 +156,16 @@ async def upsert_site(event: SiteUpserted, ctx: Context) -> SiteResult:
                 deleted_at,
                 lambda: admit(site, ctx.admission),
                 lambda admitted: desired_service(admitted, event.version, ctx.runtime, ctx.sitedirs.path(name)),
+                ctx.fingerprints.get(site, event.version),
             )
             match decision:
                 case Stale(applied=applied, current=holder):
                     return _result(event, "site.stale", holder, applied)
                 case Unchanged(current=deployed):
+                    ctx.fingerprints.put(site, event.version, deployed.fingerprint or "")
                     since = deployed.updated_at
                 case Apply(admitted=admitted, spec=spec, clears_tombstone=clears):
+                    ctx.fingerprints.put(site, event.version, spec.labels[FINGERPRINT])
                     since = time.time()
                     deployed = await _apply(spec, admitted, current, ctx)
                     if clears:

@@ -28,6 +28,7 @@ from orchestrator.errors import (
 from orchestrator.labels import FINGERPRINT, VERSION
 from orchestrator.sites.admission import Admitted
 from orchestrator.sites.handlers import Apply, Context, Stale, Unchanged, decide_upsert, dispatch
+from orchestrator.sites.memo import Fingerprints
 from orchestrator.sites.rollout import Broken
 from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.swarm.cache import SwarmCache, VerifiedRoutes
@@ -552,6 +553,39 @@ def test_the_same_version_and_spec_is_unchanged_and_anything_else_applies() -> N
     assert decide_upsert(4, current, None, _admitted, _desired("f")) == Unchanged(current)
     assert isinstance(decide_upsert(4, current, None, _admitted, _desired("g")), Apply)  # same version, new spec
     assert isinstance(decide_upsert(5, current, None, _admitted, _desired("f")), Apply)  # a newer version
+
+
+def test_a_site_and_version_built_before_is_unchanged_without_building_again() -> None:
+    current = _service(4, "f")
+    assert decide_upsert(4, current, None, _refused, _unbuilt, built_before="f") == Unchanged(current)
+    # Anything else is decided afresh: another fingerprint, another version, a stale event.
+    assert isinstance(decide_upsert(4, current, None, _admitted, _desired("g"), built_before="g"), Apply)
+    assert isinstance(decide_upsert(5, current, None, _admitted, _desired("f"), built_before="f"), Apply)
+    assert decide_upsert(3, current, None, _refused, _unbuilt, built_before="f") == Stale(4, current)
+
+
+async def test_a_redelivered_event_builds_no_spec_again(
+    ctx: Context, upsert: Callable[..., SiteEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = upsert(1, "site.created")
+    await dispatch(event, ctx)
+    monkeypatch.setattr("orchestrator.sites.handlers.desired_service", _unbuilt)
+    again = SiteCreated.model_validate_json(event.model_dump_json())  # as parsed from a redelivery
+
+    result = await dispatch(again, ctx)
+
+    assert result.type == "site.deployed" and len(ctx.fingerprints) == 1
+
+
+def test_fingerprints_remember_the_latest_sites_only(upsert: Callable[..., SiteEvent]) -> None:
+    fingerprints = Fingerprints(size=2)
+    sites = [upsert(1, id=i).site for i in (1, 2, 3)]
+    for site in sites:
+        fingerprints.put(site, 1, f"f{site.id}")
+    assert fingerprints.get(sites[0], 1) is None and fingerprints.get(sites[2], 1) == "f3"
+    assert fingerprints.get(sites[2], 2) is None  # another version
+    changed = upsert(1, id=3, name="renamed").site
+    assert fingerprints.get(changed, 1) is None  # another desired state
 
 
 def test_a_site_deleted_at_an_older_version_comes_back_and_clears_its_tombstone() -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tenacity import AsyncRetrying, stop_after_delay
 
 from orchestrator import retry
 from orchestrator.errors import (
@@ -31,12 +30,12 @@ class Recorder:
         self.waits.append(seconds)
 
 
-def no_sleep(retrying: AsyncRetrying) -> tuple[AsyncRetrying, Recorder]:
+def no_sleep(retrying: retry.Attempts) -> tuple[retry.Attempts, Recorder]:
     recorder = Recorder()
     return retrying.copy(sleep=recorder), recorder
 
 
-async def run(retrying: AsyncRetrying, outcomes: list[Exception | str]) -> tuple[str, int]:
+async def run(retrying: retry.Attempts, outcomes: list[Exception | str]) -> tuple[str, int]:
     """Run `retrying` over a function that raises or returns the next outcome; (result, calls)."""
     calls = 0
     async for attempt in retrying:
@@ -126,11 +125,23 @@ async def test_in_process_waits_grow_with_jitter_and_a_cap() -> None:
     assert all(wait <= 0.5 * 2**n for n, wait in enumerate(recorder.waits))
 
 
-def test_in_process_stops_after_the_budget() -> None:
-    retrying = retry.in_process(30)
-    assert isinstance(retrying.stop, stop_after_delay)
-    assert retrying.stop.max_delay == 30
-    assert retrying.reraise is True
+async def test_in_process_stops_once_the_budget_is_spent() -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # each wait spends 10 s of a 30 s budget
+        slept.append(seconds)
+        retrying._started -= 10
+
+    retrying = retry.in_process(30).copy(sleep=sleep)
+    with pytest.raises(TransientError, match="3"):
+        await run(retrying, [TransientError(str(n)) for n in range(10)])
+    assert len(slept) == 3
+
+
+async def test_a_first_attempt_that_succeeds_is_the_only_one() -> None:
+    retrying, recorder = no_sleep(retry.on_conflict())
+    assert await run(retrying, ["ok"]) == ("ok", 1)
+    assert recorder.waits == []
 
 
 # --- on_conflict --------------------------------------------------------------------------------
