@@ -18,6 +18,10 @@ FINGERPRINT = "com.director.spec"
 KIND = "com.director.kind"
 # The restart request a service's current tasks answer (a redelivered request restarts nothing).
 RESTARTED_BY = "com.director.restarted-by"
+# "0" while nothing older serves during a rollout (a new site, or one back from no tasks): its
+# tasks are healthy at their first answer and watch the stability window in the background; "1":
+# they are held back for the window. Read by each task through its env (`sites.spec`).
+STABLE_GATE = "com.director.stable-gate"
 # A swarm config recording a site's delete (see `swarm.tombstones`), and when it may go.
 TOMBSTONE = "com.director.tombstone"
 EXPIRES = "com.director.expires"  # epoch seconds

@@ -24,6 +24,10 @@ class SiteEnv(NamedTuple):
     # health probe's rest once steady, its request timeout and the age from which a task is steady).
     DRAIN_SECONDS: str
     STABLE_SECONDS: str
+    # Whether the health probe holds the task back for the window ("1") or passes at the first
+    # answer and watches it in the background ("0"): a Swarm template of a service label, so the
+    # same spec rolls out either way (the orchestrator sets the label per rollout).
+    STABLE_GATE: str
     HEALTH_IDLE_SECONDS: str
     HEALTH_TIMEOUT_SECONDS: str
     HEALTH_YOUNG_SECONDS: str
@@ -41,6 +45,7 @@ def site_env(
     health_idle_seconds: float,
     health_timeout_seconds: float,
     health_young_seconds: float = 0.0,
+    stable_gate: str = "1",
 ) -> dict[str, str]:
     return SiteEnv(
         PORT=str(port),
@@ -52,6 +57,7 @@ def site_env(
         DRAIN_SECONDS=str(round(drain_seconds)),
         # Quarters of a second: the probe counts the window in them (see `sites.scripts`).
         STABLE_SECONDS=f"{round(stable_seconds * 4) / 4:g}",
+        STABLE_GATE=stable_gate,
         HEALTH_IDLE_SECONDS=str(round(health_idle_seconds)),
         HEALTH_TIMEOUT_SECONDS=str(max(1, round(health_timeout_seconds))),
         HEALTH_YOUNG_SECONDS=str(math.ceil(health_young_seconds)),

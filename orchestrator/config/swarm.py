@@ -53,15 +53,16 @@ class SwarmSettings(Group):
     # The interval is how often a new or failing task is looked at (a rollout waits on it); a
     # steady one rests `health_idle_seconds` inside its container first, so it costs Docker one
     # exec per rest instead of one per interval (see sites/scripts.py).
-    health_interval_seconds: float = Field(default=0.5, gt=0)
+    health_interval_seconds: float = Field(default=0.25, gt=0)
     health_idle_seconds: float = Field(default=60.0, ge=0)
     # Each probe's bound, the grace at a task's start, and the failures before it is unhealthy.
     health_timeout_seconds: float = Field(default=3.0, gt=0)
     health_start_period_seconds: float = Field(default=30.0, ge=0)
     health_retries: int = Field(default=3, ge=1)
-    # A task is healthy only after answering for this long without a miss: a server that crashes
-    # a few seconds after start never takes traffic, and a failing update is rolled back while
-    # the old task still serves.
+    # A task counts as deployed only after answering for this long without a miss: a server that
+    # crashes a few seconds after start is never reported deployed, and a failing update is
+    # rolled back while the old task still serves (a new site's task is routed meanwhile: nothing
+    # older serves; docs/sites.md).
     stable_seconds: float = Field(default=5.0, ge=0)
     # Site tasks bind-mount their directory by host path, so they may run only on nodes that have
     # the sites root (shared storage, the same path on each): those labelled `<label>=true`

@@ -17,7 +17,7 @@ from typing import assert_never
 from orchestrator import retry
 from orchestrator.config import Settings
 from orchestrator.errors import DomainConflict, NotFound, OrchestratorError, ServiceFailed, SiteNotServing
-from orchestrator.labels import FINGERPRINT, RESTARTED_BY
+from orchestrator.labels import FINGERPRINT, RESTARTED_BY, STABLE_GATE
 from orchestrator.logging_setup import fields
 from orchestrator.sites.admission import Admitted, admit
 from orchestrator.sites.images import admit_build, image_repository, newest_tag, tags_to_delete
@@ -36,7 +36,7 @@ from orchestrator.sites.protocols import (
 )
 from orchestrator.sites.rollout import Broken
 from orchestrator.sites.service import Service, ServiceSpec
-from orchestrator.sites.spec import desired_service, site_uid
+from orchestrator.sites.spec import desired_service, site_uid, without_gate
 from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.traefik.labels import probe_host
 from orchestrator_contract.codes import ErrorCode
@@ -198,7 +198,7 @@ async def restart_site(event: SiteRestartRequested, ctx: Context) -> SiteResult:
                 deployed, since = current, current.updated_at
             else:
                 since = time.time()
-                deployed = await swarm.restart(current, str(event.event_id))
+                deployed = await swarm.restart(current, str(event.event_id), gated=current.running != 0)
     hosts = [parse_hostname(domain) for domain in deployed.domains]
     probe = await _confirm(deployed, since, hosts, applied, before, ctx)
     return _result(event, "site.deployed", deployed, applied, probe)
@@ -267,6 +267,8 @@ async def _apply(spec: ServiceSpec, admitted: Admitted, current: Service | None,
     holds is waited for briefly (it is usually moving between two sites, the other's update on
     its way), without holding a Docker worker; then the claim fails."""
     claims = admitted.claims
+    if current is None or current.replicas == 0 or current.running == 0:
+        spec = without_gate(spec)  # nothing older serves meanwhile
     deadline = time.monotonic() + ctx.settings.domain_wait_seconds
     while True:
         async with ctx.claims.hold(claims.exclusive, claims.shared):
@@ -297,7 +299,9 @@ async def _confirm(
     idle = runs_script and deployed.replicas > 0 and not await ctx.sitedirs.has_run_script(name)
     servers = None
     if not deployed.settled:
-        rollout = Rollout(since, deployed.replicas, runs_script and not idle, settings.converge_timeout_seconds)
+        # Tasks that passed at their first answer (`STABLE_GATE` "0") must answer past the window.
+        watch = settings.stable_seconds if deployed.labels.get(STABLE_GATE) == "0" else None
+        rollout = Rollout(since, deployed.replicas, runs_script and not idle, settings.converge_timeout_seconds, watch)
         outcome = await ctx.swarm.converge(deployed, rollout)
         if isinstance(outcome, Broken):
             raise await _broken(outcome, version, before, ctx)

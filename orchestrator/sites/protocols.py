@@ -33,9 +33,10 @@ class SwarmPort(Protocol):
 
     async def update(self, current: Service, spec: ServiceSpec) -> Service: ...
 
-    async def restart(self, current: Service, marker: str) -> Service:
+    async def restart(self, current: Service, marker: str, gated: bool = True) -> Service:
         """Replace the service's tasks with fresh ones of the same spec (a forced rolling update),
-        recording `marker` (the request) on the service."""
+        recording `marker` (the request) on the service; `gated`: the new tasks are held back for
+        the stability window (an older task serves meanwhile; see `labels.STABLE_GATE`)."""
 
     async def remove(self, service: Service) -> None: ...
 
@@ -64,6 +65,9 @@ class Rollout:
     replicas: int
     runs_site_script: bool
     timeout: float
+    # Tasks healthy at their first answer (nothing older served meanwhile): ready only once each
+    # has been seen running this long (the stability window its probe watches in the background).
+    watch_seconds: float | None = None
 
 
 class ImagesPort(Protocol):

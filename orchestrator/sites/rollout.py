@@ -9,11 +9,12 @@ crash-looping task is not the new spec failing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.sites.scripts import UNSTABLE_EXIT
 from orchestrator_contract.codes import ErrorCode
 
 # Failed tasks of a new service before we call it broken rather than unlucky.
@@ -26,11 +27,15 @@ _HOLDING = {"assigned", "accepted", "preparing", "ready", "starting", "running"}
 _IMAGE_MISSING = ("no such image", "pull access denied", "manifest unknown", "repository does not exist", "not found")
 # Fields the Engine fills in on the service's template only.
 _SERVICE_ONLY = ("Runtime",)
+# A task healthy at its first answer watches its window in the background and ends at a miss at
+# once; past the window, half a second more for that end to reach the swarm before it counts.
+WATCH_MARGIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
 class Waiting:
     detail: str
+    recheck_in: float | None = None  # nothing will say when to look again: look in this long
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,12 @@ def assess_rollout(
     network: str,
     port: int,
     runs_site_script: bool,
+    watch_seconds: float | None = None,
+    answering_for: Mapping[str, float] | None = None,
 ) -> Assessment:
-    """Where the rollout applied at `since` (epoch seconds) stands."""
+    """Where the rollout applied at `since` (epoch seconds) stands. `watch_seconds`: its tasks
+    pass their health check at the first answer and must have been seen running this long
+    (`answering_for`: seconds since each running task was first seen running)."""
     template = service["Spec"]["TaskTemplate"]
     update = service.get("UpdateStatus") or {}
     state = update.get("State")
@@ -93,6 +102,11 @@ def assess_rollout(
     # An earlier apply's rollback is over and done; ours must have completed.
     settled = state in _DONE or (not ours and state == "rollback_completed")
     if settled and len(running) == replicas:
+        if watch_seconds is not None:
+            window = watch_seconds + WATCH_MARGIN_SECONDS
+            left = max((window - (answering_for or {}).get(t["ID"], 0.0) for t in running), default=0.0)
+            if left > 0:
+                return Waiting(f"{len(running)}/{replicas} tasks answering, within the stability window", left)
         return Ready(tuple(sorted(server for t in running for server in _servers(t, network, port))))
     starting = sum(1 for t in current if t["Status"]["State"] == "starting")
     return Waiting(f"{len(running)}/{replicas} tasks answering, {starting} starting, update {state or 'none'}")
@@ -125,6 +139,9 @@ def _classify(task: dict[str, Any], runs_site_script: bool) -> Broken:
             task_id=task_id,
         )
     exit_code = (status.get("ContainerStatus") or {}).get("ExitCode")
+    if exit_code == UNSTABLE_EXIT:
+        message = "the server stopped answering within its stability window"
+        return Broken(ErrorCode.NOT_LISTENING, message, task_id=task_id)
     if runs_site_script and (status["State"] == "complete" or "non-zero exit" in lowered):
         return Broken(
             ErrorCode.RUN_SCRIPT_FAILED,

@@ -10,7 +10,8 @@ official images' shells both run them).
   which, so the deploy fails (`run_script_failed`) instead of running unprotected.
 - `HEALTH_PROBE`: the health check: does $PORT answer HTTP, and has it answered for long enough?
   Once the task is steady, each probe rests for $HEALTH_IDLE_SECONDS inside the container before it
-  can pass, whatever the site does there (see below).
+  can pass, whatever the site does there (see below). Where nothing older serves meanwhile
+  ($STABLE_GATE=0) it passes at the first answer and watches the window in the background.
 
 Both entry programs supervise their server: on SIGTERM they keep it serving for $DRAIN_SECONDS
 (Traefik stops routing to a task once its desired state is shutdown, at its next refresh), then
@@ -23,6 +24,9 @@ from __future__ import annotations
 IDLE_MARK = "/tmp/.orchestrator-idle"
 STABLE_MARK = "/tmp/.orchestrator-stable"
 PASSING_MARK = "/tmp/.orchestrator-passing"
+SUPERVISOR_MARK = "/tmp/.orchestrator-supervisor"  # the entry program's pid
+# How an entry program exits when the probe's watch of the window saw its server miss an answer.
+UNSTABLE_EXIT = 199
 
 _PROMISES = """\
 refuse() {
@@ -39,18 +43,26 @@ for wanted in $SITE_MOUNT_PROMISES; do
 done
 """
 
-_SUPERVISE = """\
+_SUPERVISE = f"""\
 child=""
 stopping=""
-on_term() {
+on_term() {{
   stopping=1
   if [ -n "$child" ]; then
-    sleep "${DRAIN_SECONDS:-0}"
+    sleep "${{DRAIN_SECONDS:-0}}"
     kill -"$STOP_SIGNAL" "$child" 2>/dev/null
   fi
-}
+}}
+# The probe's watch of the stability window saw a miss: the server ends now, as a failed task.
+on_unstable() {{
+  echo "orchestrator: the server stopped answering within its first ${{STABLE_SECONDS:-0}} s" >&2
+  [ -n "$child" ] && kill -KILL "$child" 2>/dev/null
+  exit {UNSTABLE_EXIT}
+}}
 trap on_term TERM INT
-supervise() {
+trap on_unstable USR1
+echo $$ > {SUPERVISOR_MARK}
+supervise() {{
   "$@" &
   child=$!
   wait "$child"
@@ -61,7 +73,7 @@ supervise() {
     status=$?
   done
   exit "$status"
-}
+}}
 """
 
 # A site's own code runs on /site: nosuid and nodev, as the sites root's mount gives a writable bind.
@@ -109,8 +121,13 @@ supervise nginx -e stderr -c /tmp/nginx.conf -g "daemon off;"
 # A task is healthy only once its server has answered without a miss for $STABLE_SECONDS (a crash
 # inside that window is caught before the task takes traffic, and a failing update is rolled back
 # while the old task still serves). One probe watches that window itself, asking every quarter of
-# a second from inside the container: a request there is a cheap fork, while each Docker probe is
-# an exec that costs dockerd, containerd and runc tens of milliseconds of CPU.
+# a second from inside the container until the kernel's clock says the window is over: a request
+# there is a cheap fork, while each Docker probe is an exec that costs dockerd, containerd and
+# runc tens of milliseconds of CPU. Where nothing older serves meanwhile (a new site, or one back
+# from no tasks: $STABLE_GATE=0, see `sites.spec`), the task is healthy at its first answer, so
+# Traefik finds it while the window runs; the window is then watched in the background, and a miss
+# makes the entry program end the server with status $UNSTABLE_EXIT, a failed task (the
+# orchestrator says `site.deployed` only once a task answered past the window, `sites.rollout`).
 #
 # Once the task is older than $HEALTH_YOUNG_SECONDS (the start period, the window and a look: its
 # age is the kernel's, from PID 1's start time, which nothing in the container can change) it is
@@ -168,11 +185,19 @@ until answers; do
   [ "$tries" -gt 0 ] || exit 1
   sleep 0.25
 done
-while [ "$quarters" -gt 0 ]; do
-  sleep 0.25
-  answers || exit 1
-  quarters=$((quarters - 1))
-done
+e=$(( $(now) + quarters * 25 ))
+watch() {{
+  while [ "$(now)" -lt "$e" ]; do
+    sleep 0.25
+    answers || return 1
+  done
+}}
+if [ "${{STABLE_GATE:-1}}" = 0 ]; then
+  : > {PASSING_MARK}
+  ( if watch; then : > {STABLE_MARK}; else kill -USR1 "$(cat {SUPERVISOR_MARK})"; fi ) </dev/null >/dev/null 2>&1 &
+  exit 0
+fi
+watch || exit 1
 : > {STABLE_MARK}
 : > {PASSING_MARK}
 """

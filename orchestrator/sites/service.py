@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from orchestrator.labels import DOMAINS, FINGERPRINT, KIND, SITE_ID, VERSION, version_of
+from orchestrator.labels import DOMAINS, FINGERPRINT, KIND, SITE_ID, STABLE_GATE, VERSION, version_of
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class HealthCheck:
 
 
 LATER_FIELDS = ("restart_max_attempts", "restart_window_ns")
+# Labels about a rollout, not the site's desired state: never part of the fingerprint.
+ROLLOUT_LABELS = (VERSION, FINGERPRINT, STABLE_GATE)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class ServiceSpec:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         data["mounts"] = [vars(m) for m in self.mounts]
         data["healthcheck"] = vars(self.healthcheck) if self.healthcheck else None
-        data["labels"] = {k: v for k, v in self.labels.items() if k not in (VERSION, FINGERPRINT)}
+        data["labels"] = {k: v for k, v in self.labels.items() if k not in ROLLOUT_LABELS}
         for name in LATER_FIELDS:
             if not data[name]:
                 del data[name]

@@ -3,10 +3,11 @@ becomes a `ServiceSpec`, no I/O here."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import PurePath
 from typing import Any
 
-from orchestrator.labels import DEPLOYMENT, DOMAINS, KIND, MANAGED_BY, MANAGER, SITE_ID, VERSION
+from orchestrator.labels import DEPLOYMENT, DOMAINS, KIND, MANAGED_BY, MANAGER, SITE_ID, STABLE_GATE, VERSION
 from orchestrator.sites.admission import Admitted
 from orchestrator.sites.scripts import HEALTH_PROBE, NGINX_START, RUN_SCRIPT
 from orchestrator.sites.service import HealthCheck, Mount, ServiceSpec, with_fingerprint
@@ -46,6 +47,11 @@ http {
 """
 
 
+# Each task reads whether it is held back for the stability window from its service's label when
+# the task is made (a Swarm template): the spec is the same whichever the rollout.
+GATE_TEMPLATE = '{{index .Service.Labels "' + STABLE_GATE + '"}}'
+
+
 def site_uid(site_id: int, uid_base: int) -> int:
     """The uid (and gid) a site's tasks run as and its directory belongs to."""
     return uid_base + site_id
@@ -62,6 +68,7 @@ def desired_service(admitted: Admitted, version: int, runtime: SiteRuntime, site
         health_idle_seconds=runtime.health_idle_seconds,
         health_timeout_seconds=runtime.health_timeout_seconds,
         health_young_seconds=runtime.health_young_seconds,
+        stable_gate=GATE_TEMPLATE,
     )
     tmpfs = (Mount(target="/tmp", type="tmpfs"), Mount(target="/run", type="tmpfs"))
     if site.kind is SiteKind.STATIC:
@@ -102,6 +109,7 @@ def labels(admitted: Admitted, version: int, runtime: SiteRuntime) -> dict[str, 
             DEPLOYMENT: runtime.deployment,
             SITE_ID: str(site.id),
             VERSION: str(version),
+            STABLE_GATE: "1",
             DOMAINS: ",".join(admitted.hosts),
             KIND: site.kind.value,
         }
@@ -138,3 +146,10 @@ def _common(admitted: Admitted, version: int, runtime: SiteRuntime) -> dict[str,
         restart_window_ns=runtime.restart_window_ns,
         stop_grace_ns=runtime.stop_grace_ns,
     )
+
+
+def without_gate(spec: ServiceSpec) -> ServiceSpec:
+    """The spec for a rollout during which nothing older serves (a new site, or one back from no
+    tasks): its tasks are healthy at their first answer, so Traefik finds them while their
+    stability window runs (watched in the task, and by the rollout: `sites.rollout`)."""
+    return replace(spec, labels=spec.labels | {STABLE_GATE: "0"})

@@ -45,6 +45,9 @@ FILTERS = {
 }
 
 
+HEALTHY = "health_status: healthy"
+
+
 @dataclass(frozen=True)
 class DockerChange:
     type: str  # "service", "container", or "task" (the survey saw a service's task counts move)

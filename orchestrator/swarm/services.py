@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -21,14 +22,14 @@ import docker
 import docker.errors
 
 from orchestrator.errors import ConvergeTimeout, DockerConflict, OrchestratorError, TransientError
-from orchestrator.labels import MANAGED_BY, MANAGER, RESTARTED_BY, managed
+from orchestrator.labels import MANAGED_BY, MANAGER, RESTARTED_BY, STABLE_GATE, SWARM_TASK_ID, managed
 from orchestrator.logging_setup import mask
 from orchestrator.sites import rollout as rollouts
 from orchestrator.sites.protocols import Rollout
 from orchestrator.sites.rollout import Broken, Ready
 from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.swarm.cache import SwarmCache
-from orchestrator.swarm.changes import DockerChange, DockerChanges, lost_tasks
+from orchestrator.swarm.changes import HEALTHY, DockerChange, DockerChanges, lost_tasks
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.fleet import ManagedServices
 from orchestrator.swarm.mapping import service_of, to_docker
@@ -44,6 +45,9 @@ OWN_ENV_KEYS = RESERVED_ENV_KEYS | {"NGINX_CONF"}
 # reaching "running" after its container turned healthy has none of its own).
 POLL_SECONDS = 1.0
 RECHECK_SECONDS = 0.2
+SOON_SECONDS = 1.0  # how long after an event the rollout is looked at every RECHECK_SECONDS
+# Tasks whose container turned healthy lately, remembered for rollouts that wait out a window.
+HEALTHY_REMEMBERED = 4096
 
 
 class Swarm:
@@ -66,6 +70,8 @@ class Swarm:
         self.nodes = Nodes(docker_client)
         self._claims_built: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # Task id -> when its container first turned healthy (monotonic, as the event arrived).
+        self._healthy_at: OrderedDict[str, float] = OrderedDict()
         if changes is not None:
             changes.listen(self._on_change)
 
@@ -133,6 +139,10 @@ class Swarm:
 
     def _on_change(self, change: DockerChange | None) -> None:
         self.cache.on_change(change)
+        if change is not None and change.action == HEALTHY and (task_id := change.attributes.get(SWARM_TASK_ID)):
+            self._healthy_at.setdefault(task_id, time.monotonic())
+            if len(self._healthy_at) > HEALTHY_REMEMBERED:
+                self._healthy_at.popitem(last=False)
         if change is not None and change.type == "service":
             task = asyncio.create_task(self._refresh_claims(change.service_id, change.service_name))
             self._background.add(task)
@@ -183,13 +193,14 @@ class Swarm:
         self.cache.claims.replace(spec.name, spec.labels)
         return service
 
-    async def restart(self, current: Service, marker: str) -> Service:
+    async def restart(self, current: Service, marker: str, gated: bool = True) -> Service:
         def restart(api: docker.APIClient) -> Service:
             try:
                 raw = api.inspect_service(current.id)
                 template = dict(raw["Spec"]["TaskTemplate"])
                 template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
-                labels = {**raw["Spec"].get("Labels", {}), RESTARTED_BY: marker}
+                gate = "1" if gated else "0"
+                labels = {**raw["Spec"].get("Labels", {}), RESTARTED_BY: marker, STABLE_GATE: gate}
                 api.update_service(
                     current.id, raw["Version"]["Index"], task_template=template, labels=labels, fetch_current_spec=True
                 )
@@ -211,21 +222,36 @@ class Swarm:
 
     async def converge(self, service: Service, rollout: Rollout) -> Ready | Broken:
         deadline = time.monotonic() + rollout.timeout
-        woken = False
+        first_running: dict[str, float] = {}  # task id -> when first seen running (monotonic)
+        soon_until = 0.0
         while True:
-            assessment = await self._run(lambda api: self._assess(api, service.id, rollout))
+            assessment = await self._run(lambda api: self._assess(api, service.id, rollout, first_running))
             if not isinstance(assessment, rollouts.Waiting):
                 return assessment
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise ConvergeTimeout(
                     f"{service.name}: not answering after {rollout.timeout:.0f}s: {assessment.detail}"
                 )
-            # Right after an event, look again soon: the task's own state follows its container's.
-            woken = await self._wait_for_change(service.id, RECHECK_SECONDS if woken else POLL_SECONDS)
+            # Soon after an event, look again often: a task's own state follows its container's
+            # (a task turning running once healthy has no event of its own).
+            wait = RECHECK_SECONDS if now < soon_until else POLL_SECONDS
+            if assessment.recheck_in is not None:
+                wait = min(wait, assessment.recheck_in)
+            if await self._wait_for_change(service.id, wait):
+                soon_until = time.monotonic() + SOON_SECONDS
 
-    def _assess(self, api: docker.APIClient, service_id: str, rollout: Rollout) -> rollouts.Assessment:
+    def _assess(
+        self, api: docker.APIClient, service_id: str, rollout: Rollout, first_running: dict[str, float]
+    ) -> rollouts.Assessment:
         raw = api.inspect_service(service_id)
         tasks = api.tasks(filters={"service": service_id})
+        now = time.monotonic()
+        for task in tasks:
+            if task["Status"]["State"] == "running":
+                # A task of a watched rollout turns healthy at its first answer: its window runs
+                # from that event, however late its running state is seen here.
+                first_running.setdefault(task["ID"], min(now, self._healthy_at.get(task["ID"], now)))
         return rollouts.assess_rollout(
             raw,
             tasks,
@@ -234,6 +260,8 @@ class Swarm:
             network=self._network,
             port=self._port,
             runs_site_script=rollout.runs_site_script,
+            watch_seconds=rollout.watch_seconds,
+            answering_for={task_id: now - seen for task_id, seen in first_running.items()},
         )
 
     async def last_logs(self, task_id: str, lines: int) -> str:

@@ -20,8 +20,8 @@ from orchestrator.slices import Admission, SiteRuntime
 from orchestrator_contract.env import SITE_MOUNT
 from orchestrator_contract.sites import SiteKind
 
-# Env of a site's service that is about its server, not about the site.
-_SERVER_ONLY_ENV = ("NGINX_CONF",)
+# Env of a site's service about its server or its rollouts, not about the site.
+_SERVER_ONLY_ENV = ("NGINX_CONF", "STABLE_GATE")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from orchestrator.errors import DockerConflict, ImageBuildFailed, NotRouted, OrchestratorError, UnsafePath
-from orchestrator.labels import RESTARTED_BY
+from orchestrator.labels import RESTARTED_BY, STABLE_GATE
 from orchestrator.sites.domains import ClaimIndex
 from orchestrator.sites.images import Build
 from orchestrator.sites.protocols import Rollout
@@ -72,11 +72,12 @@ class FakeSwarm:
         self.answering.discard(spec.name)
         return deployed
 
-    async def restart(self, current: Service, marker: str) -> Service:
+    async def restart(self, current: Service, marker: str, gated: bool = True) -> Service:
         self.calls.append(f"restart {current.name}")
         self.answering.discard(current.name)
         stored = self.services[current.name]
-        restarted = replace(stored, index=stored.index + 1, labels={**stored.labels, RESTARTED_BY: marker})
+        labels = {**stored.labels, RESTARTED_BY: marker, STABLE_GATE: "1" if gated else "0"}
+        restarted = replace(stored, index=stored.index + 1, labels=labels)
         self.services[current.name] = restarted
         return replace(restarted, running=None, update_state=None)
 

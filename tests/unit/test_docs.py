@@ -53,7 +53,7 @@ def test_every_setting_has_its_variable_default_and_comment_on_the_page(configur
         assert f"`ORCHESTRATOR_{name.upper()}`" in page
         assert configuration.default_of(field) in page
     assert "| `ORCHESTRATOR_HEALTH_INTERVAL_SECONDS`<br>`ORCHESTRATOR_HEALTH_IDLE_SECONDS` |" in page
-    assert "`0.5`<br>`60`" in page
+    assert "`0.25`<br>`60`" in page
 
 
 SOURCE = """

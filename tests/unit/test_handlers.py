@@ -25,7 +25,7 @@ from orchestrator.errors import (
     SiteNotServing,
     UnsafePath,
 )
-from orchestrator.labels import FINGERPRINT, VERSION
+from orchestrator.labels import FINGERPRINT, STABLE_GATE, VERSION
 from orchestrator.sites.admission import Admitted
 from orchestrator.sites.handlers import Apply, Context, Stale, Unchanged, decide_upsert, dispatch
 from orchestrator.sites.memo import Fingerprints
@@ -146,6 +146,21 @@ async def test_an_update_with_a_new_spec_updates_the_service(
     assert result.type == "site.deployed" and result.applied_version == 2
     assert f"update {NAME}" in swarm.calls
     assert swarm.services[NAME].domains == ("new.example.com",)
+
+
+async def test_a_rollout_with_nothing_older_serving_watches_the_window_and_an_update_is_held_back(
+    ctx: Context, swarm: FakeSwarm, upsert: Callable[..., SiteEvent]
+) -> None:
+    """A new site's tasks pass their health check at the first answer (Traefik finds them while
+    the window runs) and the rollout waits out the window itself; an update of a serving site is
+    held back by its tasks' own window, while the old task serves."""
+    await dispatch(upsert(1, "site.created"), ctx)
+    assert swarm.services[NAME].labels[STABLE_GATE] == "0"
+    assert swarm.rollouts[-1].watch_seconds == ctx.settings.stable_seconds
+
+    await dispatch(upsert(2, env={"RELEASE": "2"}), ctx)
+    assert swarm.services[NAME].labels[STABLE_GATE] == "1"
+    assert swarm.rollouts[-1].watch_seconds is None
 
 
 async def test_an_older_event_is_stale_and_changes_nothing(

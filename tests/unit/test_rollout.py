@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from orchestrator.sites.rollout import Broken, Ready, Waiting, assess_rollout, holding_containers
+from orchestrator.sites.rollout import (
+    WATCH_MARGIN_SECONDS,
+    Broken,
+    Ready,
+    Waiting,
+    assess_rollout,
+    holding_containers,
+)
+from orchestrator.sites.scripts import UNSTABLE_EXIT
 from orchestrator_contract.codes import ErrorCode
 
 SINCE = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -104,6 +112,28 @@ def test_an_unhealthy_container_is_not_listening() -> None:
     err = "task: non-zero exit (137): dockerexec: unhealthy container"
     outcome = run(service(), [task("failed", err=err, created=5), task("failed", err=err, created=20)])
     assert isinstance(outcome, Broken) and outcome.code is ErrorCode.NOT_LISTENING
+
+
+def test_a_server_that_missed_an_answer_in_its_watched_window_is_not_listening() -> None:
+    err = f"task: non-zero exit ({UNSTABLE_EXIT})"
+    tasks = [task("failed", err=err, exit_code=UNSTABLE_EXIT, created=n) for n in (5, 9)]
+    outcome = run(service(), tasks)
+    assert isinstance(outcome, Broken) and outcome.code is ErrorCode.NOT_LISTENING
+    assert "stability window" in outcome.message
+
+
+def test_a_task_healthy_at_its_first_answer_is_ready_only_past_the_window() -> None:
+    def watched(seconds: float) -> Any:
+        running = task("running")
+        return assess_rollout(
+            service(), [running], since=SINCE, replicas=1, network="director-sites", port=80,
+            runs_site_script=True, watch_seconds=5, answering_for={running["ID"]: seconds},
+        )  # fmt: skip
+
+    waiting = watched(2.0)
+    assert isinstance(waiting, Waiting) and waiting.recheck_in == pytest.approx(5 + WATCH_MARGIN_SECONDS - 2)
+    assert watched(5 + WATCH_MARGIN_SECONDS) == Ready(("http://10.0.1.5:80",))
+    assert isinstance(watched(0.0), Waiting)  # seen running only now
 
 
 def test_a_static_site_failing_is_a_service_failure_not_a_run_script() -> None:

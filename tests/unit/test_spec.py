@@ -8,11 +8,11 @@ import pytest
 
 from orchestrator.config import Settings
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
-from orchestrator.labels import DEPLOYMENT, DOMAINS, FINGERPRINT, MANAGED_BY, SITE_ID, VERSION
+from orchestrator.labels import DEPLOYMENT, DOMAINS, FINGERPRINT, MANAGED_BY, SITE_ID, STABLE_GATE, VERSION
 from orchestrator.sites import service as spec_module
 from orchestrator.sites.admission import admit
 from orchestrator.sites.service import Mount, ServiceSpec
-from orchestrator.sites.spec import desired_service
+from orchestrator.sites.spec import desired_service, without_gate
 from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.swarm.mapping import to_docker
 from orchestrator_contract.images import in_registry
@@ -336,6 +336,15 @@ def test_fingerprint_ignores_the_version(site_data: SiteData) -> None:
     one, two = build(site_data(), version=1), build(site_data(), version=2)
     assert one.labels[VERSION] != two.labels[VERSION]
     assert one.labels[FINGERPRINT] == two.labels[FINGERPRINT]
+
+
+def test_whether_a_rollout_holds_tasks_back_is_no_part_of_the_desired_state(site_data: SiteData) -> None:
+    spec = build(site_data())
+    watching = without_gate(spec)
+    assert (spec.labels[STABLE_GATE], watching.labels[STABLE_GATE]) == ("1", "0")
+    assert watching.fingerprint() == spec.fingerprint()
+    # Each task reads its service's label through the same env entry.
+    assert spec.env["STABLE_GATE"] == watching.env["STABLE_GATE"] == '{{index .Service.Labels "' + STABLE_GATE + '"}}'
 
 
 @pytest.mark.parametrize(
