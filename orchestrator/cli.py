@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _dead_letters(sub["dead-letters"])
     sub["docker-proxy"].add_argument(
-        "--listen", default="0.0.0.0:2375", help="HOST:PORT (a network only Traefik shares)"
+        "--listen", default="0.0.0.0:2375", help="HOST:PORT (a network only Traefik shares) or unix:PATH"
     )
     return parser
 

@@ -91,15 +91,22 @@ def desired_service(admitted: Admitted, version: int, runtime: SiteRuntime, site
 
 
 def labels(admitted: Admitted, version: int, runtime: SiteRuntime) -> dict[str, str]:
-    """Traefik's router, the domain claims and our bookkeeping (see `orchestrator.labels`)."""
+    """Traefik's router (a serving site only), the domain claims and our bookkeeping (see
+    `orchestrator.labels`). A site that does not serve has no tasks to route to: without Traefik's
+    labels its service is not Traefik's business at all (the docker proxy lists Traefik only the
+    services labelled `traefik.enable`), which is most of a large fleet."""
     site, name = admitted.site, service_name(admitted.site.id)
-    routed = traefik.labels(
-        router=name,
-        hosts=admitted.hosts,
-        network=runtime.network,
-        port=runtime.port,
-        entrypoint=runtime.entrypoint,
-        priority=runtime.router_priority,
+    routed = (
+        traefik.labels(
+            router=name,
+            hosts=admitted.hosts,
+            network=runtime.network,
+            port=runtime.port,
+            entrypoint=runtime.entrypoint,
+            priority=runtime.router_priority,
+        )
+        if site.serving
+        else {}
     )
     return (
         routed

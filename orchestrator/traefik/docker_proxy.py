@@ -8,7 +8,11 @@ request per connection (a `Connection: close` of our own, so a kept-alive connec
 an unchecked second request). Everything else is answered 403 and never reaches Docker.
 
 What Docker answers about services and tasks is passed on without their containers' environment
-(`scrub`): a site's env holds its secrets, and the swarm provider reads labels, never env.
+(`scrub`): a site's env holds its secrets, and the swarm provider reads labels, never env. A listing
+of services is asked of Docker for those labelled `traefik.enable=true` only (`narrowed`): the
+swarm provider lists the tasks of every service it is given, one call each, every refresh, and a
+site that does not serve has no such label (`sites.spec`): a fleet of thousands mostly idle sites
+costs Traefik and Docker what its serving sites cost.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import json
 import logging
 import re
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,11 @@ MAX_ANSWER = 64 * 1024 * 1024  # bytes of one answer of Docker's that is scrubbe
 SCRUBBED = re.compile(r"/(?:v1\.\d{1,3}/)?(?:services|tasks)(?:/[^/]+)?/?")
 
 
+# A listing of every service (not one service by id or name).
+SERVICE_LISTING = re.compile(r"/(?:v1\.\d{1,3}/)?services/?")
+FOR_TRAEFIK = "traefik.enable=true"
+
+
 def allowed(method: str, target: str) -> bool:
     """Pure: may a request `METHOD target` reach Docker? Only reads of what the swarm provider needs."""
     if method not in ("GET", "HEAD") or not target.startswith("/"):
@@ -44,6 +53,31 @@ def allowed(method: str, target: str) -> bool:
     path = urlsplit(target).path
     # A percent-encoded slash or dot must not smuggle another path past the pattern.
     return unquote(path) == path and READABLE.fullmatch(path) is not None
+
+
+def narrowed(target: str) -> str:
+    """Pure: a service listing as Docker gets it: with a `label=traefik.enable=true` filter added
+    to the client's own (Docker's filters are ANDed); any other target as it is."""
+    parts = urlsplit(target)
+    if not SERVICE_LISTING.fullmatch(parts.path):
+        return target
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    filters: dict[str, Any] = {}
+    for key, value in query:
+        if key == "filters":
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            filters = parsed if isinstance(parsed, dict) else {}
+    labels = filters.get("label")
+    if isinstance(labels, dict):  # the old form: {"label": {"k=v": true}}
+        filters["label"] = {**labels, FOR_TRAEFIK: True}
+    else:
+        filters["label"] = [*(labels if isinstance(labels, list) else []), FOR_TRAEFIK]
+    kept = [(key, value) for key, value in query if key != "filters"]
+    query_text = urlencode([*kept, ("filters", json.dumps(filters, separators=(",", ":")))])
+    return parts._replace(query=query_text).geturl()
 
 
 def parse_head(head: bytes) -> tuple[str, str, list[tuple[str, str]]] | None:
@@ -145,6 +179,13 @@ class DockerProxy:
         async with server:
             await server.serve_forever()
 
+    async def serve_unix(self, path: str) -> None:
+        """On a unix socket (a Traefik on this node that mounts it)."""
+        server = await asyncio.start_unix_server(self._handle, path, limit=HEAD_LIMIT)
+        log.info("docker proxy listening", extra={"listen": f"unix:{path}", "docker": self._socket})
+        async with server:
+            await server.serve_forever()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             if self._slots.locked():
@@ -172,7 +213,7 @@ class DockerProxy:
             return
         docker_reader, docker_writer = await asyncio.open_unix_connection(self._socket)
         try:
-            docker_writer.write(forwarded_head(method, target, headers))
+            docker_writer.write(forwarded_head(method, narrowed(target), headers))
             await docker_writer.drain()
             if method == "GET" and SCRUBBED.fullmatch(urlsplit(target).path):
                 answer = bytearray()

@@ -75,9 +75,7 @@ def body(answer: bytes) -> bytes:
 SECRET = "s3cret-database-password"
 
 
-@pytest.fixture
-def a_service(api: docker.APIClient) -> Iterator[str]:
-    """A service of this test's own, with a secret in its env, and one task that runs once."""
+def _service(api: docker.APIClient, name: str, labels: dict[str, str]) -> Iterator[str]:
     spec = docker.types.ContainerSpec("director/base:latest", ["true"], env={"DB_PASSWORD": SECRET})
     # On this engine: a test cluster's workers may be up beside this test (.ci/run), and drained or killed.
     task = docker.types.TaskTemplate(
@@ -85,26 +83,43 @@ def a_service(api: docker.APIClient) -> Iterator[str]:
         restart_policy=docker.types.RestartPolicy("none"),
         placement=docker.types.Placement(constraints=["node.role == manager"]),
     )
-    created = api.create_service(task, name=f"proxy-read-{scope.NAME}", mode=docker.types.ServiceMode("replicated", 1))
+    mode = docker.types.ServiceMode("replicated", 1)
+    created = api.create_service(task, name=f"{name}-{scope.NAME}", mode=mode, labels=labels)
     try:
         yield created["ID"]
     finally:
         api.remove_service(created["ID"])
 
 
-def test_the_swarm_providers_reads_reach_docker(proxy: tuple[str, int], api: docker.APIClient, a_service: str) -> None:
+@pytest.fixture
+def a_service(api: docker.APIClient) -> Iterator[str]:
+    """A service of this test's own for Traefik, with a secret in its env, and one task that runs once."""
+    yield from _service(api, "proxy-read", {"traefik.enable": "true"})
+
+
+@pytest.fixture
+def not_traefiks(api: docker.APIClient) -> Iterator[str]:
+    """A service no Traefik router is made of (a site that does not serve has no Traefik labels)."""
+    yield from _service(api, "proxy-hidden", {})
+
+
+def test_the_swarm_providers_reads_reach_docker(
+    proxy: tuple[str, int], api: docker.APIClient, a_service: str, not_traefiks: str
+) -> None:
     network = exchange(proxy, get(f"/v1.41/networks/{NETWORK}"))
     assert network.startswith(b"HTTP/1.1 200 OK"), network[:200]
     assert json.loads(body(network))["Name"] == NETWORK
     # Other test workers create and remove services meanwhile: the listing holds this test's
-    # service and every service there both just before and just after it, and nothing else but
-    # services made and gone in between.
-    before = {s["ID"] for s in api.services()}
+    # service and every service for Traefik there both just before and just after it, and nothing
+    # else but services made and gone in between; never a service without Traefik's label.
+    for_traefik = {"label": "traefik.enable=true"}
+    before = {s["ID"] for s in api.services(filters=for_traefik)}
     services = exchange(proxy, get("/v1.41/services"))
-    after = {s["ID"] for s in api.services()}
+    after = {s["ID"] for s in api.services(filters=for_traefik)}
     assert services.startswith(b"HTTP/1.1 200 OK"), services[:200]
     listed = {s["ID"] for s in json.loads(body(services))}
     assert a_service in listed and before & after <= listed, (listed, before, after)
+    assert not_traefiks not in listed
     assert all(service(api, extra) is None for extra in listed - before - after), (listed, before, after)
     version = exchange(proxy, get("/v1.41/version"))
     assert json.loads(body(version))["ApiVersion"] == api.version()["ApiVersion"]

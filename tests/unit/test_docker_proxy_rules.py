@@ -4,10 +4,11 @@ requests pass, and what Docker receives of them."""
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from orchestrator.traefik.docker_proxy import allowed, forwarded_head, parse_head, scrub, scrubbed_answer
+from orchestrator.traefik.docker_proxy import allowed, forwarded_head, narrowed, parse_head, scrub, scrubbed_answer
 
 READS = [
     "/_ping",
@@ -105,3 +106,27 @@ def test_services_and_tasks_are_passed_on_without_their_containers_env() -> None
     assert b"Transfer-Encoding" not in head and f"Content-Length: {len(sent)}".encode() in head
     assert scrubbed_answer(b"HTTP/1.1 200 OK\r\n\r\nnot json").startswith(b"HTTP/1.1 502")
     assert scrubbed_answer(b"HTTP/1.1 404 Not Found\r\n\r\n{}").startswith(b"HTTP/1.1 404")
+
+
+@pytest.mark.parametrize(
+    ("target", "labels"),
+    [
+        ("/v1.41/services", ["traefik.enable=true"]),
+        ("/services?status=true", ["traefik.enable=true"]),
+        ('/v1.41/services?filters={"label":["a=b"]}', ["a=b", "traefik.enable=true"]),
+        ('/v1.41/services?filters={"label":{"a=b":true}}', {"a=b": True, "traefik.enable=true": True}),
+        ("/v1.41/services?filters=not-json", ["traefik.enable=true"]),
+    ],
+)
+def test_a_service_listing_asks_docker_for_traefiks_services_only(target: str, labels: object) -> None:
+    asked = urlsplit(narrowed(target))
+    query = dict(parse_qsl(asked.query))
+    assert json.loads(query["filters"])["label"] == labels
+    assert asked.path == urlsplit(target).path and allowed("GET", narrowed(target))
+    if "status=true" in target:
+        assert query["status"] == "true"
+
+
+@pytest.mark.parametrize("target", ["/v1.41/services/site_0001", "/v1.41/tasks?filters={}", "/v1.41/nodes"])
+def test_anything_but_a_service_listing_is_asked_as_it_is(target: str) -> None:
+    assert narrowed(target) == target

@@ -192,8 +192,11 @@ def test_serving_site_has_one_replica(site_data: SiteData, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["dynamic", "static"])
-def test_site_not_serving_has_no_replicas(site_data: SiteData, kind: str) -> None:
-    assert build(site_data(kind=kind, serving=False)).replicas == 0
+def test_site_not_serving_has_no_replicas_and_no_router(site_data: SiteData, kind: str) -> None:
+    spec = build(site_data(kind=kind, serving=False))
+    assert spec.replicas == 0
+    assert not [key for key in spec.labels if key.startswith("traefik.")]
+    assert spec.labels[DOMAINS]  # its domains stay claimed
 
 
 def test_resources_in_nano_cpus_and_bytes(site_data: SiteData) -> None:
