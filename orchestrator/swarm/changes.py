@@ -8,11 +8,11 @@ time, so nothing is skipped, and wakes every waiter, since anything may have cha
 On a swarm of several nodes the stream is not enough: a manager's stream carries the swarm's own
 events (services, nodes) for the whole cluster, but container events only for its own engine, so a
 task dying on a worker says nothing here. While the swarm has more than one node, a survey thread
-lists the task counts of this deployment's services (one call, whatever the number of sites; not
-the other deployments' on the swarm, each of which surveys its own) every `survey_seconds`,
-and at once after any node event (a node down, drained, back), and delivers a `task` change for
-each service whose counts moved. A single-node swarm makes no survey call at all: its stream is
-complete.
+counts the tasks meant to run of this deployment's services (one listing of them: the serving
+sites' tasks, whatever the number of sites; not the other deployments' on the swarm, each of which
+surveys its own) every `survey_seconds`, and at once after any node event (a node down, drained,
+back), and delivers a `task` change for each service whose counts moved. A single-node swarm makes
+no survey call at all: its stream is complete.
 """
 
 from __future__ import annotations
@@ -64,18 +64,18 @@ class DockerChange:
 Counts = dict[str, tuple[str, int, int]]  # service id -> (name, running tasks, desired tasks)
 
 
-def task_counts(services: list[dict[str, Any]], lost: Counter[str] | None = None) -> Counts:
-    """Pure: what a service listing with status says about each service's tasks, without the
-    `lost` ones (running on a node that is down: see `mapping.lost_running`)."""
-    counts: Counts = {}
-    for service in services:
-        status = service.get("ServiceStatus") or {}
-        counts[service["ID"]] = (
-            service["Spec"]["Name"],
-            max(0, int(status.get("RunningTasks") or 0) - (lost or Counter())[service["ID"]]),
-            int(status.get("DesiredTasks") or 0),
-        )
-    return counts
+def task_counts(tasks: list[dict[str, Any]], names: dict[str, str], down: frozenset[str] = frozenset()) -> Counts:
+    """Pure: per service, of the tasks meant to run (`desired-state=running`), how many run and
+    how many there are; a task on a node that is down runs no more, whatever it last said (see
+    `mapping.lost_running`). A service without such tasks (not serving) is not counted."""
+    running: Counter[str] = Counter()
+    desired: Counter[str] = Counter()
+    for task in tasks:
+        service_id = task.get("ServiceID", "")
+        desired[service_id] += 1
+        if task["Status"]["State"] == "running" and task.get("NodeID") not in down:
+            running[service_id] += 1
+    return {service_id: (names.get(service_id, ""), running[service_id], n) for service_id, n in desired.items()}
 
 
 def lost_tasks(api: docker.APIClient, down: frozenset[str], filters: dict[str, Any] | None = None) -> Counter[str]:
@@ -189,6 +189,7 @@ class DockerChanges:
         api: docker.APIClient | None = None
         nodes = 0
         counts: Counts = {}
+        names: dict[str, str] = {}  # service id -> name, of the services with tasks meant to run
         while not self._stopped.is_set():
             nudged = self._survey_now.wait(self._survey_seconds)
             self._survey_now.clear()
@@ -204,7 +205,12 @@ class DockerChanges:
                 if nodes < 2:
                     counts = {}
                     continue
-                now = task_counts(api.services(filters=self._surveyed, status=True), lost_tasks(api, self.down_nodes))
+                tasks = api.tasks(filters={"desired-state": "running", **self._surveyed})
+                if unnamed := {t.get("ServiceID", "") for t in tasks} - names.keys():
+                    ids = {"id": sorted(unnamed)}
+                    names.update((s["ID"], s["Spec"]["Name"]) for s in api.services(filters={**self._surveyed, **ids}))
+                now = task_counts(tasks, names, self.down_nodes)
+                names = {service_id: names[service_id] for service_id in now if service_id in names}
             except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
                 log.warning("docker task survey failed", extra=fields(error=str(exc)))
                 with contextlib.suppress(Exception):

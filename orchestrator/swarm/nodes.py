@@ -29,6 +29,10 @@ class Nodes:
         def read(api: docker.APIClient) -> list[Service]:
             node_id = api.inspect_node(node)["ID"]
             here = {t["ServiceID"] for t in api.tasks(filters={"node": node_id, "desired-state": "running"})}
-            return [service_of(s) for s in api.services(filters=managed(), status=True) if s["ID"] in here]
+            if not here:
+                return []
+            # Those services only (the swarm's `id` filter), not a listing of the whole fleet.
+            listed = api.services(filters={**managed(), "id": sorted(here)}, status=True)
+            return [service_of(s) for s in listed if s["ID"] in here]
 
         return await self._docker.run(read)

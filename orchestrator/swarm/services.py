@@ -22,7 +22,7 @@ import docker
 import docker.errors
 
 from orchestrator.errors import ConvergeTimeout, DockerConflict, OrchestratorError, TransientError
-from orchestrator.labels import MANAGED_BY, MANAGER, RESTARTED_BY, STABLE_GATE, SWARM_TASK_ID, managed
+from orchestrator.labels import MANAGED_BY, MANAGER, RESTARTED_BY, STABLE_GATE, SWARM_TASK_ID
 from orchestrator.logging_setup import mask
 from orchestrator.sites import rollout as rollouts
 from orchestrator.sites.protocols import Rollout
@@ -31,7 +31,7 @@ from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.swarm.cache import SwarmCache
 from orchestrator.swarm.changes import HEALTHY, DockerChange, DockerChanges, lost_tasks
 from orchestrator.swarm.client import DockerClient
-from orchestrator.swarm.fleet import ManagedServices
+from orchestrator.swarm.fleet import ManagedServices, managed_services
 from orchestrator.swarm.mapping import service_of, to_docker
 from orchestrator.swarm.nodes import Nodes
 from orchestrator.swarm.tombstones import Tombstones
@@ -111,7 +111,7 @@ class Swarm:
 
         def read(api: docker.APIClient) -> list[Service]:
             lost = lost_tasks(api, down)
-            return [service_of(s, lost=lost[s["ID"]]) for s in api.services(filters=managed(), status=True)]
+            return [service_of(s, lost=lost[s["ID"]]) for s in managed_services(api)]
 
         return await self._run(read)
 

@@ -10,32 +10,35 @@ from orchestrator.labels import SWARM_SERVICE_NAME
 from orchestrator.swarm.changes import moved, task_counts
 from orchestrator.swarm.mapping import lost_running, service_of
 
-
-def listed(ident: str, name: str, running: int, desired: int = 1) -> dict[str, Any]:
-    return {"ID": ident, "Spec": {"Name": name}, "ServiceStatus": {"RunningTasks": running, "DesiredTasks": desired}}
+NAMES = {"a": "site_0001", "b": "site_0002"}
 
 
-def test_counts_come_from_the_listing_status() -> None:
-    assert task_counts([listed("a", "site_0001", 1), {"ID": "b", "Spec": {"Name": "site_0002"}}]) == {
+def tasks(service: str, running: int, starting: int = 0, node: str = "n1") -> list[dict[str, Any]]:
+    """A service's tasks meant to run (what `desired-state=running` lists)."""
+    states = ["running"] * running + ["starting"] * starting
+    return [{"ServiceID": service, "NodeID": node, "Status": {"State": state}} for state in states]
+
+
+def test_counts_come_from_the_tasks_meant_to_run() -> None:
+    assert task_counts(tasks("a", 1) + tasks("b", 0, 1), NAMES) == {
         "a": ("site_0001", 1, 1),
-        "b": ("site_0002", 0, 0),
+        "b": ("site_0002", 0, 1),
     }
+    assert task_counts([], NAMES) == {}  # a site that does not serve has no task to count
 
 
 def test_a_service_whose_counts_moved_is_a_change_of_that_service() -> None:
-    before = task_counts([listed("a", "site_0001", 1), listed("b", "site_0002", 1)])
-    now = task_counts([listed("a", "site_0001", 0), listed("b", "site_0002", 1)])
+    before = task_counts(tasks("a", 1) + tasks("b", 1), NAMES)
+    now = task_counts(tasks("a", 0, 1) + tasks("b", 1), NAMES)
     (change,) = moved(before, now, 42)
     assert (change.type, change.service_id, change.service_name, change.time_ns) == ("task", "a", "site_0001", 42)
     assert change.attributes == {SWARM_SERVICE_NAME: "site_0001"}
-    # Scaled to zero is a move too; the same counts are none.
-    assert [c.service_id for c in moved(now, task_counts([listed("a", "site_0001", 0, 0)]), 43)] == ["a"]
     assert moved(now, now, 44) == []
 
 
 def test_services_created_or_removed_since_have_events_of_their_own() -> None:
-    before = task_counts([listed("a", "site_0001", 1)])
-    assert moved(before, task_counts([listed("b", "site_0002", 0)]), 1) == []
+    before = task_counts(tasks("a", 1), NAMES)
+    assert moved(before, task_counts(tasks("b", 0, 1), NAMES), 1) == []
     assert moved({}, before, 1) == []  # the first survey only learns
 
 
@@ -48,10 +51,11 @@ def test_a_task_a_lost_node_last_reported_running_does_not_count() -> None:
     ]
     lost = lost_running(on_the_lost_node)
     assert lost == Counter({"a": 1})
-    before = task_counts([listed("a", "site_0001", 1), listed("b", "site_0002", 1)])
-    now = task_counts([listed("a", "site_0001", 1), listed("b", "site_0002", 1)], lost)
+    listing = tasks("a", 1, node="gone") + tasks("b", 1)
+    before = task_counts(listing, NAMES)
+    now = task_counts(listing, NAMES, frozenset({"gone"}))
     assert now["a"] == ("site_0001", 0, 1)
     assert [c.service_id for c in moved(before, now, 1)] == ["a"]
-    raw = {**listed("a", "site_0001", 1), "Version": {"Index": 3}}
+    raw = {"ID": "a", "Spec": {"Name": "site_0001"}, "ServiceStatus": {"RunningTasks": 1}, "Version": {"Index": 3}}
     assert service_of(raw, lost=lost["a"]).running == 0
     assert service_of(raw).running == 1
