@@ -1,5 +1,5 @@
 """The bus: redelivered events against a bare aio-pika loop, a keystroke's echo against a bare
-Docker attach, and the pure parse + spec path against json.loads."""
+request/reply echo, and the pure parse + spec path against json.loads."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 import aio_pika
 from common import API, FIRST_SITE, VHOST, Bench, host
+from rpc import bare_echo, percentiles
 
 from harness.broker import connected
 from harness.director import site_event
@@ -98,10 +99,16 @@ async def noop_section(bench: Bench, sites: list[int], count: int, prefetch: int
 # --- terminal ------------------------------------------------------------------------------------
 
 
-async def terminal_rtt(site_id: int, count: int = 200) -> dict[str, Any]:
+async def terminal_rtt(site_id: int, count: int = 300) -> dict[str, Any]:
     """Keystroke echo through the bus: terminal.input published as Director would, until the
-    `output` update carrying the echo arrives; against the same echo over a bare Docker attach."""
-    async with connected("director", VHOST) as director, connected("director", VHOST) as listening:
+    `output` update carrying the echo arrives; against a bare 4 KiB request/reply echo on the same
+    broker (bench/echo.py: the bus's floor), interleaved in blocks so both see the same machine,
+    and for context the same echo over a bare Docker attach."""
+    async with (
+        connected("director", VHOST) as director,
+        connected("director", VHOST) as listening,
+        bare_echo() as echo,
+    ):
         commands = await (await director.channel()).get_exchange("director.terminals", ensure=False)
         listener = await listening.channel()
         updates = await listener.get_exchange("orchestrator.terminals", ensure=False)
@@ -124,22 +131,43 @@ async def terminal_rtt(site_id: int, count: int = 200) -> dict[str, Any]:
                 while True:
                     await asyncio.wait_for(received.get(), 1.0)
 
-        await send("open", site_id=site_id, cols=200, rows=50)
-        await quiet()
-        rtts = []
-        for _ in range(count):
+        async def keystroke() -> float:
             started = time.perf_counter()
             await send("input", data=base64.b64encode(b"x").decode())
             while b"x" not in base64.b64decode((await asyncio.wait_for(received.get(), 10)).data or ""):
                 pass
-            rtts.append((time.perf_counter() - started) * 1000)
-        await send("input", data=base64.b64encode(b"\x15").decode())  # clear the line
+            return time.perf_counter() - started
+
+        await send("open", site_id=site_id, cols=200, rows=50)
+        await quiet()
+        for _ in range(20):  # warm up
+            await keystroke()
+        keys: list[float] = []
+        bare: list[float] = []
+        blocks = 10
+        for block in range(blocks):
+            keys += [await keystroke() for _ in range(count // blocks)]
+            if block % 2:
+                await send("input", data=base64.b64encode(b"\x15").decode())  # clear the line
+                await quiet()
+            bare += await echo.echo_round_trips(4096, count // blocks, warm_up=10)
+        await send("input", data=base64.b64encode(b"\x15").decode())
         await send("close")
         await quiet()
-    bare = await asyncio.to_thread(attach_rtt, count)
-    median, p99 = statistics.median(rtts), statistics.quantiles(rtts, n=100)[98]
-    return {"keystrokes": count, "median_ms": round(median, 2), "p99_ms": round(p99, 2),
-            "bare_attach_median_ms": round(bare, 2), "ratio": round(median / bare, 1)}  # fmt: skip
+    attach = await asyncio.to_thread(attach_rtt, count)
+    median, p99 = percentiles(keys)
+    bare_median, bare_p99 = percentiles(bare)
+    return {
+        "keystrokes": len(keys),
+        "median_ms": round(median * 1000, 2),
+        "p99_ms": round(p99 * 1000, 2),
+        "max_ms": round(max(keys) * 1000, 2),
+        "bare_echo_median_ms": round(bare_median * 1000, 2),
+        "bare_echo_p99_ms": round(bare_p99 * 1000, 2),
+        "median_ratio": round(median / bare_median, 2),
+        "p99_ratio": round(p99 / bare_median, 2),
+        "bare_attach_median_ms": round(attach, 2),
+    }
 
 
 def attach_rtt(count: int) -> float:

@@ -28,6 +28,7 @@ from harness.stack import ROOT, TRAEFIK, fresh_vhost
 VHOST = "orchestrator-bench"
 FIRST_SITE = 8000  # 8000-8999: the benchmark's sites; 200000 on: the thousand-site fleet
 FLEET_SITE = 200_000
+FLEET_FILL = 100_000  # the fleet's ids: FLEET_SITE up to this many more (single deploys past them)
 API = docker.APIClient(version="auto")
 MANAGED = {"label": "com.director.managed-by=orchestrator"}
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -49,16 +50,20 @@ def bench_site(site_id: int) -> bool:
     return FIRST_SITE <= site_id < FIRST_SITE + 1000 or site_id >= FLEET_SITE
 
 
-def wipe() -> None:
-    """Every service, tombstone and container of the benchmark's sites, removed in parallel."""
+def wipe(keep_fleet: bool = False) -> None:
+    """Every service, tombstone and container of the benchmark's sites, removed in parallel;
+    `keep_fleet`: but the fleet's not-serving services, for the next run to reuse."""
 
-    def ours(labels: dict[str, str] | None) -> bool:
-        value = (labels or {}).get("com.director.site-id", "")
-        return value.isdigit() and bench_site(int(value))
+    def ours(spec: dict[str, Any]) -> bool:
+        value = (spec.get("Labels") or {}).get("com.director.site-id", "")
+        if not (value.isdigit() and bench_site(int(value))):
+            return False
+        idle = spec.get("Mode", {}).get("Replicated", {}).get("Replicas") == 0
+        return not (keep_fleet and idle and FLEET_SITE <= int(value) < FLEET_SITE + FLEET_FILL)
 
-    services = [s["ID"] for s in API.services(filters=MANAGED) if ours(s["Spec"].get("Labels"))]
+    services = [s["ID"] for s in API.services(filters=MANAGED) if ours(s["Spec"])]
     services += [s["ID"] for s in API.services() if s["Spec"]["Name"].startswith("bench_")]
-    configs = [c["ID"] for c in API.configs(filters=MANAGED) if ours(c["Spec"].get("Labels"))]
+    configs = [c["ID"] for c in API.configs(filters=MANAGED) if ours(c["Spec"])]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: _quietly(API.remove_service, i), services))
         list(pool.map(lambda i: _quietly(API.remove_config, i), configs))

@@ -14,9 +14,6 @@ import base64
 import hashlib
 import json
 import os
-import statistics
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -24,82 +21,37 @@ from typing import Any
 
 import aio_pika
 from common import VHOST, Bench, log
+from rpc import DIRECT, ECHO_QUEUE, EchoClient, bare_echo, percentiles
 
 from harness.director import site_event, write_site
 from orchestrator.client import FilesClient
 from orchestrator.config import Settings
 
 FILES_SITE = 8950  # one of the benchmark's sites (8000-8999)
-DIRECT = "amq.rabbitmq.reply-to"
-
-
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    samples = sorted(samples)
-    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-
-
-async def _bare_channel(url: str) -> tuple[aio_pika.abc.AbstractRobustConnection, Any, dict[str, Any]]:
-    """A client of bench/echo.py: direct reply-to, replies dispatched by correlation id."""
-    connection = await aio_pika.connect_robust(url)
-    channel = await connection.channel(publisher_confirms=False)
-    pending: dict[str, Any] = {}
-
-    async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        waiting = pending.get(message.correlation_id or "")
-        if isinstance(waiting, asyncio.Queue):
-            waiting.put_nowait(message.body)
-        elif waiting is not None and not waiting.done():
-            waiting.set_result(message.body)
-
-    replies = await channel.get_queue("amq.rabbitmq.reply-to", ensure=False)
-    await replies.consume(on_reply, no_ack=True)
-    return connection, channel, pending
-
-
-async def _bare_request(channel: Any, pending: dict[str, Any], key: str, body: bytes, **headers: Any) -> bytes:
-    correlation_id = uuid.uuid4().hex
-    future = asyncio.get_running_loop().create_future()
-    pending[correlation_id] = future
-    message = aio_pika.Message(
-        body, correlation_id=correlation_id, reply_to="amq.rabbitmq.reply-to", headers={"op": key, **headers}
-    )
-    await channel.default_exchange.publish(message, "bench-echo", mandatory=False)
-    try:
-        return await asyncio.wait_for(future, 60)  # type: ignore[no-any-return]
-    finally:
-        pending.pop(correlation_id, None)
 
 
 async def files_section(bench: Bench, reads: int) -> dict[str, Any]:
     """Site files over the bus against bare aio-pika floors on the same broker (see the docstring)."""
     size, total = 4096, 50 * 1024 * 1024
     chunk = Settings().files_chunk_bytes
-    guest = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
-    echo = _start_echo(guest)
-    try:
-        assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+    async with bare_echo() as echo:
         write_site(bench.root, FILES_SITE, page="bench files", run_sh=False)
         event = site_event("site.created", FILES_SITE, 1, serving=False)
         await bench.director.publish(event)
         assert (await bench.results.wait_for(event["event_id"], 120)).type == "site.deployed"
         director_url = f"amqp://director:director@127.0.0.1:5672/{VHOST}"
         async with await FilesClient.connect(director_url) as client:
-            return await _files_measure(client, bench, size, reads, total, chunk)
-    finally:
-        echo.terminate()
-        echo.wait(10)
+            return await _files_measure(client, bench, echo, size, reads, total, chunk)
 
 
 async def _files_measure(
-    client: FilesClient, bench: Bench, size: int, count: int, total: int, chunk: int
+    client: FilesClient, bench: Bench, echo: EchoClient, size: int, count: int, total: int, chunk: int
 ) -> dict[str, Any]:
     site, process = FILES_SITE, bench.process
-    guest = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
-    connection, channel, pending = await _bare_channel(guest)
     log("files: 4 KiB read round trips, the orchestrator and the bare echo")
-    ours, bare = await _read_round_trips(client, site, size, count, channel, pending)
-    ours_median, ours_p99 = _percentiles(ours)
-    bare_median, bare_p99 = _percentiles(bare)
+    ours, bare = await _read_round_trips(client, site, size, count, echo)
+    ours_median, ours_p99 = percentiles(ours)
+    bare_median, bare_p99 = percentiles(bare)
 
     log("files: 50 MiB up and down, the orchestrator and bare chunked publishing")
     data = os.urandom(total)
@@ -108,9 +60,8 @@ async def _files_measure(
     rss_before = _rss_mb(pid, "VmRSS")
     upload, download = await _transfers(client, site, data)
     rss_growth = _rss_mb(pid, "VmHWM") - rss_before
-    bare_push = await _bare_push(connection, channel, pending, data, chunk)
-    bare_pull = await _bare_pull(channel, pending, total, chunk)
-    await connection.close()
+    bare_push = await _bare_push(echo, data, chunk)
+    bare_pull = await _bare_pull(echo, total, chunk)
 
     log("files: listing 10,000 entries, over the bus and locally")
     listing, local_listing = await _listings(client, bench.root, site)
@@ -133,23 +84,22 @@ async def _files_measure(
 
 
 async def _read_round_trips(
-    client: FilesClient, site: int, size: int, count: int, channel: Any, pending: dict[str, Any]
+    client: FilesClient, site: int, size: int, count: int, echo: EchoClient
 ) -> tuple[list[float], list[float]]:
-    """Seconds per 4 KiB read through the orchestrator, and per bare echo of the same size."""
+    """Seconds per 4 KiB read through the orchestrator, and per bare echo of the same size,
+    interleaved in blocks so that both see the same machine."""
     await client.write(site, "public/4k.bin", os.urandom(size))
-    ours = []
-    for i in range(count + 100):
-        started = time.perf_counter()
+    ours: list[float] = []
+    bare: list[float] = []
+    for _ in range(100):  # warm up
         await client.read(site, "public/4k.bin")
-        if i >= 100:  # warmed up
+    blocks = 10
+    for _ in range(blocks):
+        for _ in range(count // blocks):
+            started = time.perf_counter()
+            await client.read(site, "public/4k.bin")
             ours.append(time.perf_counter() - started)
-    bare = []
-    request = json.dumps({"size": size}).encode()
-    for i in range(count + 100):
-        started = time.perf_counter()
-        await _bare_request(channel, pending, "echo", request)
-        if i >= 100:
-            bare.append(time.perf_counter() - started)
+        bare += await echo.echo_round_trips(size, count // blocks, warm_up=10)
     return ours, bare
 
 
@@ -167,15 +117,13 @@ async def _transfers(client: FilesClient, site: int, data: bytes) -> tuple[float
     return upload, download
 
 
-async def _bare_push(
-    connection: Any, channel: Any, pending: dict[str, Any], data: bytes, chunk: int
-) -> dict[str, float]:
+async def _bare_push(echo: EchoClient, data: bytes, chunk: int) -> dict[str, float]:
     """Bare push: the same bytes in chunks of the same size, 8 in flight with confirms (as the
     client's upload window), to a consumer that answers once it has them all: raw, and as the
     contract carries them (base64 in JSON, decoded by the consumer). The last chunk carries the
     reply_to: a direct reply-to request leaves on the channel that consumes the replies."""
-    total = len(data)
-    publisher = await connection.channel(publisher_confirms=True)
+    total, channel, pending = len(data), echo.channel, echo.pending
+    publisher = await echo.connection.channel(publisher_confirms=True)
     bare_push: dict[str, float] = {}
     for encoding in ("raw", "json"):
         done = asyncio.get_running_loop().create_future()
@@ -194,7 +142,7 @@ async def _bare_push(
                 piece, correlation_id=correlation_id, reply_to=DIRECT if last else None, headers=headers
             )
             sender = channel if last else publisher
-            inflight.append(asyncio.create_task(sender.default_exchange.publish(message, "bench-echo")))
+            inflight.append(asyncio.create_task(sender.default_exchange.publish(message, ECHO_QUEUE)))
             if len(inflight) >= 8:
                 await inflight.pop(0)
         await asyncio.gather(*inflight)
@@ -203,18 +151,17 @@ async def _bare_push(
     return bare_push
 
 
-async def _bare_pull(channel: Any, pending: dict[str, Any], total: int, chunk: int) -> float:
+async def _bare_pull(echo: EchoClient, total: int, chunk: int) -> float:
     """Bare pull: seconds for the same bytes sent back in chunks to a reply queue."""
+    channel, pending = echo.channel, echo.pending
     replies: asyncio.Queue[bytes] = asyncio.Queue()
     correlation_id = uuid.uuid4().hex
     pending[correlation_id] = replies
     started = time.perf_counter()
     body = json.dumps({"size": chunk, "count": total // chunk}).encode()
     await channel.default_exchange.publish(
-        aio_pika.Message(
-            body, correlation_id=correlation_id, reply_to="amq.rabbitmq.reply-to", headers={"op": "source"}
-        ),
-        "bench-echo",
+        aio_pika.Message(body, correlation_id=correlation_id, reply_to=DIRECT, headers={"op": "source"}),
+        ECHO_QUEUE,
     )
     for _ in range(total // chunk):
         base64.b64decode(json.loads(await asyncio.wait_for(replies.get(), 60))["result"]["data"])
@@ -237,11 +184,6 @@ async def _listings(client: FilesClient, root: Path, site: int) -> tuple[float, 
     local_listing = time.perf_counter() - started
     assert len(local) == 10_000
     return listing, local_listing
-
-
-def _start_echo(url: str) -> subprocess.Popen[str]:
-    script = str(Path(__file__).with_name("echo.py"))
-    return subprocess.Popen([sys.executable, script, url, "bench-echo", "16"], stdout=subprocess.PIPE, text=True)
 
 
 def _reset_peak(pid: int) -> None:

@@ -10,13 +10,21 @@ truth     how many site.deployed were already served when they arrived; the brok
           (exit at once, crash 4 s after start, wrong port, no run.sh, missing image).
 no-op     redelivered same-version events per second, spread over the sites, against a bare
           aio-pika consume -> publish (confirm) -> ack loop on quorum queues at the same prefetch.
-terminal  a keystroke's echo through the bus against the same echo over a bare Docker attach.
+terminal  a keystroke's echo through the bus (median, p99) against a bare 4 KiB request/reply echo
+          on the same broker (its median), interleaved; a bare Docker attach for context.
 redeploy  requests through Traefik during 10 updates of a serving site: failed requests.
 health    a site's server killed from inside: seconds until site.health says down, and healthy again.
 idle      machine CPU with 0/50/100/200 idle, healthy, serving sites (Traefik at its production
           refresh), minus with none, per site; the Docker daemons' and Traefik's share.
-fleet     1,000 sites (200 serving): start-up, status, a drift survey and a deploy, against the same
-          at 200; the orchestrator's RSS; the machine's CPU (Traefik's provider polling included).
+deploy    one new site, event -> site.deployed, against the floor (the same service without a health
+          check created until served through Traefik) plus the stability window, with a timeline
+          per run (service created, container started, healthy, first served, result): at 100
+          sites (the idle section's), and at each fleet level.
+fleet     1,000 then 10,000 managed sites (200 serving, the rest not): start-up, takeover by a
+          standby, status, a drift survey, one deploy (see deploy), the orchestrator's RSS, the
+          machine's CPU (Traefik's provider polling included); against the same at 200. The
+          not-serving services are made straight through the SDK, reused from an interrupted
+          run, and removed at the end.
 files     site files over the bus (bench/files.py): a 4 KiB files.read round trip against a bare
           aio-pika request/reply echo; 50 MiB up and down against bare chunked publishing of the
           same bytes; a listing of 10,000 entries against reading the directory locally.
@@ -46,12 +54,16 @@ import cluster
 import deploys
 import files
 import scale
+import timeline
 from common import FIRST_SITE, FLEET_SITE, bench_running, log, peak_rss_mb, traefik_refresh, wipe
 
-SECTIONS = ("pure", "burst", "truth", "noop", "terminal", "redeploy", "health", "idle", "fleet", "files", "cluster")
+SECTIONS = (
+    "pure", "burst", "truth", "noop", "terminal", "redeploy", "health", "idle", "deploy", "fleet", "files", "cluster"
+)  # fmt: skip
 ON_REQUEST = {"cluster"}  # needs the test cluster up: never part of a plain `make bench`
 PRODUCTION_REFRESH, LOCAL_REFRESH = 5, 1  # Traefik's swarm-provider refresh (deploy/traefik/traefik.yml)
 RESULTS = Path(__file__).resolve().parent / "results"  # one JSON per run, named by its UTC start
+DEPLOY_AT = 100  # sites when the deploy section times one new site (then at each fleet level)
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -60,7 +72,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if "pure" in only:
         report["pure"] = bus.pure_ratios()
     sites = list(range(FIRST_SITE, FIRST_SITE + args.sites))
-    wipe()
+    wipe(keep_fleet=args.keep_fleet)
     try:
         async with bench_running(concurrency=str(args.concurrency), prefetch=str(args.prefetch)) as bench:
             if only & {"burst", "noop", "terminal", "health"}:
@@ -85,20 +97,45 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 report["files"] = await files.files_section(bench, args.files_reads)
             if "cluster" in only:
                 report["cluster"] = await cluster.cluster_section(bench, sites, args.cluster_runs)
-            if only & {"idle", "fleet"}:
-                wipe()
+            if only & {"idle", "deploy", "fleet"}:
+                wipe(keep_fleet=True)
                 log(f"Traefik at its production refresh ({PRODUCTION_REFRESH} s)")
                 await asyncio.to_thread(traefik_refresh, PRODUCTION_REFRESH)
-                levels = [int(n) for n in args.levels.split(",")]
-                report["idle"] = await scale.idle_levels(bench, levels, args.window)
-                if "fleet" in only:
-                    report["fleet"] = await scale.fleet(bench, levels[-1], args.fleet, args.window)
-                    log(f"health at {args.fleet} sites")
-                    report["fleet"]["health"] = await deploys.health_detection(bench, FLEET_SITE)
+                report |= await scale_sections(bench, only, args)
     finally:
-        wipe()
-        if only & {"idle", "fleet"}:
+        log("removing the benchmark's sites")
+        wipe(keep_fleet=args.keep_fleet)
+        if only & {"idle", "deploy", "fleet"}:
             await asyncio.to_thread(traefik_refresh, LOCAL_REFRESH)
+    return report
+
+
+async def scale_sections(bench: Any, only: set[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Idle sites' CPU, one deploy at 100 sites, the fleet levels (see the docstring)."""
+    report: dict[str, Any] = {}
+    singles: dict[str, Any] = {}
+
+    async def deploy_at(level: int) -> None:
+        if "deploy" in only and level == DEPLOY_AT:
+            first = FLEET_SITE + scale.LEVEL_SITES + level
+            singles[str(level)] = await timeline.one_site(bench, first, level)
+
+    if only & {"idle", "fleet"}:
+        levels = [int(n) for n in args.levels.split(",")]
+        report["idle"] = await scale.idle_levels(bench, levels, args.window, deploy_at)
+    else:  # the deploy alone: not-serving sites made through the SDK
+        log(f"deploy: {DEPLOY_AT} not-serving sites")
+        await asyncio.to_thread(scale.fill, DEPLOY_AT, FLEET_SITE)
+        await deploy_at(DEPLOY_AT)
+    if "fleet" in only:
+        levels = [int(n) for n in args.levels.split(",")]
+        fleet_levels = [int(n) for n in args.fleet.split(",")]
+        report["fleet"] = await scale.fleet(bench, levels[-1], fleet_levels, args.window)
+        singles |= report["fleet"].pop("deploys")
+        log(f"health at {fleet_levels[-1]} sites")
+        report["fleet"]["health"] = await deploys.health_detection(bench, FLEET_SITE)
+    if singles:
+        report["deploy"] = singles
     return report
 
 
@@ -118,7 +155,8 @@ def table(report: dict[str, Any]) -> str:
     if "terminal" in report:
         t = report["terminal"]
         rows.append(("terminal", f"echo median {t['median_ms']} ms, p99 {t['p99_ms']} ms",
-                     f"{t['ratio']}x a bare attach ({t['bare_attach_median_ms']} ms)"))  # fmt: skip
+                     f"{t['median_ratio']}x / {t['p99_ratio']}x a bare 4 KiB echo's median "
+                     f"({t['bare_echo_median_ms']} ms)"))  # fmt: skip
     if "redeploy" in report:
         r = report["redeploy"]
         rows.append(("redeploy", f"{r['requests']} requests, {r['median_redeploy_seconds']} s per update",
@@ -131,14 +169,20 @@ def table(report: dict[str, Any]) -> str:
         for n, per in report["idle"]["per_site_mc"].items():
             rows.append(("idle", f"{n} sites: {per['machine_mc']} mc/site (machine)",
                          f"Docker {per['docker_mc']} mc/site, Traefik {per['traefik_mc']} mc/site"))  # fmt: skip
+    for n, d in report.get("deploy", {}).items():
+        rows.append(("deploy", f"one site at {n} sites: {d['seconds_median']} s (median)",
+                     f"floor {d['floor_seconds_median']} s + window {d['window_seconds']} s: "
+                     f"{d['over_floor_and_window_seconds']:+} s"))  # fmt: skip
     if "fleet" in report:
         f = report["fleet"]
         small = f[f"at_{f['serving']}_sites"]
-        rows.append(("fleet", f"{f['sites']} sites: start-up {f['startup_seconds']} s, deploy "
-                     f"{f['deploy_seconds_median']} s, RSS {f['orchestrator_rss_mb']} MB",
-                     f"status {small['status_seconds']} -> {f['status_seconds']} s, drift "
-                     f"{small['drift_survey_seconds']} -> {f['drift_survey_seconds']} s; machine "
-                     f"{f['cpu_mc']['machine_mc']} mc"))  # fmt: skip
+        for n, level in f["levels"].items():
+            cpu = level["cpu_mc"]
+            rows.append(("fleet", f"{n} sites: start-up {level['startup_seconds']} s, takeover "
+                         f"{level['takeover_seconds']} s, RSS {level['orchestrator_rss_mb']} MB",
+                         f"status {small['status_seconds']} -> {level['status_seconds']} s, drift "
+                         f"{small['drift_survey_seconds']} -> {level['drift_survey_seconds']} s; machine "
+                         f"{cpu['machine_mc']} mc, Traefik {cpu['traefik_mc']} mc"))  # fmt: skip
     if "files" in report:
         rows += files.files_table(report["files"])
     if "cluster" in report:
@@ -191,7 +235,10 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--prefetch", type=int, default=32)
     parser.add_argument("--levels", default="0,50,100,200", help="idle sites to measure at (the first: none)")
-    parser.add_argument("--fleet", type=int, default=1000)
+    parser.add_argument("--fleet", default="1000,10000", help="managed sites of each fleet level")
+    parser.add_argument(
+        "--keep-fleet", action="store_true", help="keep the fleet's not-serving services (a later run reuses them)"
+    )
     parser.add_argument("--window", type=float, default=60.0, help="seconds of each CPU reading")
     parser.add_argument("--files-reads", type=int, default=2000, help="4 KiB files.read round trips timed")
     parser.add_argument("--cluster-runs", type=int, default=3, help="bursts and drains of the cluster section")

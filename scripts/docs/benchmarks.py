@@ -42,8 +42,8 @@ def _rows_burst(b: Report) -> Iterator[Row]:
         f"{b['ratio_to_floor']}x the floor: the same services without a health check created in parallel, "
         f"waited until served through Traefik ({b['floor_seconds']} s)"
     )
-    met = b["ratio_to_floor"] <= 1.5 and b["served_at_result"] == b["sites"]
-    yield Row("burst", measured, against, "≤ 1.5x, every site served at its result", met)
+    met = b["ratio_to_floor"] <= 1.35 and b["served_at_result"] == b["sites"]
+    yield Row("burst", measured, against, "≤ 1.35x, every site served at its result", met)
 
 
 def _rows_truth(t: Report) -> Iterator[Row]:
@@ -58,12 +58,34 @@ def _rows_noop(n: Report) -> Iterator[Row]:
         f"({n['bare_loop_per_second']}/s)"
     )
     measured = f"{n['orchestrator_per_second']} redelivered same-version events/s"
-    yield Row("no-op", measured, against, "≥ 0.25x", n["ratio"] >= 0.25)
+    yield Row("no-op", measured, against, "≥ 0.5x", n["ratio"] >= 0.5)
 
 
 def _rows_terminal(t: Report) -> Iterator[Row]:
     measured = f"a keystroke's echo through the bus: median {t['median_ms']} ms, p99 {t['p99_ms']} ms"
-    yield Row("terminal", measured, f"{t['ratio']}x a bare Docker attach ({t['bare_attach_median_ms']} ms)")
+    if "bare_echo_median_ms" not in t:  # runs before the bus's own floor was measured
+        yield Row("terminal", measured, f"{t['ratio']}x a bare Docker attach ({t['bare_attach_median_ms']} ms)")
+        return
+    against = (
+        f"{t['median_ratio']}x / {t['p99_ratio']}x a bare 4 KiB request/reply echo's median on the same broker "
+        f"({t['bare_echo_median_ms']} ms); a bare Docker attach: {t['bare_attach_median_ms']} ms"
+    )
+    met = t["median_ratio"] <= 2 and t["p99_ratio"] <= 3
+    yield Row("terminal", measured, against, "≤ 2x / ≤ 3x", met)
+
+
+def _rows_deploy(d: Report) -> Iterator[Row]:
+    for sites, one in d.items():
+        phases = ", ".join(f"{k} {v} s" for k, v in one["runs"][0]["timeline"].items() if v is not None)
+        measured = (
+            f"one new site at {sites} sites, event → `site.deployed`: {one['seconds_median']} s (median of "
+            f"{len(one['runs'])}; the first: {phases})"
+        )
+        against = (
+            f"the floor {one['floor_seconds_median']} s + the stability window {one['window_seconds']} s: "
+            f"{one['over_floor_and_window_seconds']:+} s"
+        )
+        yield Row("deploy", measured, against, "≤ floor + window", one["over_floor_and_window_seconds"] <= 0)
 
 
 def _rows_redeploy(r: Report) -> Iterator[Row]:
@@ -98,20 +120,41 @@ def _rows_idle(i: Report) -> Iterator[Row]:
 
 
 def _rows_fleet(f: Report) -> Iterator[Row]:
-    small = f[f"at_{f['serving']}_sites"]
-    scale = f["sites"] / f["serving"]
-    linear = all(f[key] <= small[key] * scale for key in ("status_seconds", "drift_survey_seconds"))
+    if "levels" not in f:  # runs before the fleet had levels
+        yield from _rows_fleet_level(f, f, f[f"at_{f['serving']}_sites"])
+    else:
+        for level in f["levels"].values():
+            yield from _rows_fleet_level(f, level, f[f"at_{f['serving']}_sites"])
+    if "health" in f:
+        sites = max((int(n) for n in f.get("levels", {})), default=f.get("sites", 0))
+        yield from _rows_health(f["health"], "fleet", f"at {sites} sites, ")
+
+
+def _rows_fleet_level(f: Report, level: Report, small: Report) -> Iterator[Row]:
+    scale = level["sites"] / f["serving"]
+    linear = all(level[key] <= small[key] * scale for key in ("status_seconds", "drift_survey_seconds"))
+    takeover = f", takeover {level['takeover_seconds']} s" if "takeover_seconds" in level else ""
+    cpu = level["cpu_mc"]
     measured = (
-        f"{f['sites']} managed sites ({f['serving']} serving): start-up {f['startup_seconds']} s, `status` "
-        f"{f['status_seconds']} s, drift survey {f['drift_survey_seconds']} s, a deploy "
-        f"{f['deploy_seconds_median']} s (median), RSS {f['orchestrator_rss_mb']} MB, the machine "
-        f"{f['cpu_mc']['machine_mc']} mc"
+        f"{level['sites']} managed sites ({f['serving']} serving): start-up {level['startup_seconds']} s{takeover}, "
+        f"`status` {level['status_seconds']} s, drift survey {level['drift_survey_seconds']} s, a deploy "
+        f"{level['deploy_seconds_median']} s (median), RSS {level['orchestrator_rss_mb']} MB; the machine "
+        f"{cpu['machine_mc']} mc, of it Docker {cpu.get('docker_mc', '?')} mc and Traefik "
+        f"{cpu.get('traefik_mc', '?')} mc"
     )
     against = f"at {f['serving']} sites: `status` {small['status_seconds']} s, drift {small['drift_survey_seconds']} s"
-    met = linear and f["orchestrator_rss_mb"] <= 150
-    yield Row("fleet", measured, against, "linear or better; RSS ≤ 150 MB", met)
-    if "health" in f:
-        yield from _rows_health(f["health"], "fleet", f"at {f['sites']} sites, ")
+    if level["sites"] >= 10_000:
+        goal = "start-up, takeover ≤ 10 s; status, drift ≤ 5 s; RSS ≤ 200 MB"
+        met = (
+            level["startup_seconds"] <= 10
+            and level.get("takeover_seconds", 99) <= 10
+            and level["status_seconds"] <= 5
+            and level["drift_survey_seconds"] <= 5
+            and level["orchestrator_rss_mb"] <= 200
+        )
+    else:
+        goal, met = "linear or better; RSS ≤ 150 MB", linear and level["orchestrator_rss_mb"] <= 150
+    yield Row("fleet", measured, against, goal, met)
 
 
 def _rows_files(f: Report) -> Iterator[Row]:
@@ -121,8 +164,8 @@ def _rows_files(f: Report) -> Iterator[Row]:
         f"4 KiB `files.read` round trip: median {read['median_ms']} ms, p99 {read['p99_ms']} ms",
         f"{read['median_ratio']}x / {read['p99_ratio']}x a bare request/reply echo of 4 KiB in base64 JSON "
         f"({read['bare_median_ms']} / {read['bare_p99_ms']} ms)",
-        "≤ 1.5x / ≤ 3x",
-        read["median_ratio"] <= 1.5 and read["p99_ratio"] <= 3,
+        "≤ 1.15x / ≤ 1.5x",
+        read["median_ratio"] <= 1.15 and read["p99_ratio"] <= 1.5,
     )
     yield Row(
         "files",
@@ -169,6 +212,7 @@ SECTIONS: dict[str, Callable[[Report], Iterator[Row]]] = {
     "health": _rows_health,
     "terminal": _rows_terminal,
     "idle": _rows_idle,
+    "deploy": _rows_deploy,
     "fleet": _rows_fleet,
     "files": _rows_files,
     "cluster": _rows_cluster,
