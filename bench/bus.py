@@ -102,8 +102,8 @@ async def noop_section(bench: Bench, sites: list[int], count: int, prefetch: int
 async def terminal_rtt(site_id: int, count: int = 300) -> dict[str, Any]:
     """Keystroke echo through the bus: terminal.input published as Director would, until the
     `output` update carrying the echo arrives; against a bare 4 KiB request/reply echo on the same
-    broker (bench/echo.py: the bus's floor), interleaved in blocks so both see the same machine,
-    and for context the same echo over a bare Docker attach."""
+    broker (bench/echo.py: the bus's floor), one after the other so both see the same machine, and
+    for context the same echo over a bare Docker attach."""
     async with (
         connected("director", VHOST) as director,
         connected("director", VHOST) as listening,
@@ -144,13 +144,13 @@ async def terminal_rtt(site_id: int, count: int = 300) -> dict[str, Any]:
             await keystroke()
         keys: list[float] = []
         bare: list[float] = []
-        blocks = 10
-        for block in range(blocks):
-            keys += [await keystroke() for _ in range(count // blocks)]
-            if block % 2:
+        await echo.echo_round_trips(4096, 0)
+        for n in range(count):  # one after the other: both see the same machine
+            keys.append(await keystroke())
+            bare += await echo.echo_round_trips(4096, 1, warm_up=0)
+            if n % 100 == 99:
                 await send("input", data=base64.b64encode(b"\x15").decode())  # clear the line
                 await quiet()
-            bare += await echo.echo_round_trips(4096, count // blocks, warm_up=10)
         await send("input", data=base64.b64encode(b"\x15").decode())
         await send("close")
         await quiet()
