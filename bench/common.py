@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,10 +138,38 @@ async def bench_running(**overrides: str) -> AsyncIterator[Bench]:
                 running.stop()
 
 
-def traefik_refresh(seconds: int) -> None:
-    """Run the local stack's Traefik with this swarm-provider refresh (stack-up recreates it)."""
+def traefik_refresh(seconds: int, docker_socket: Path | None = None) -> None:
+    """Run the local stack's Traefik with this swarm-provider refresh, reading the swarm through
+    `docker_socket` (default: Docker's own); stack-up recreates it."""
     env = {**os.environ, "TRAEFIK_REFRESH_SECONDS": str(seconds)}
+    if docker_socket is not None:
+        env["TRAEFIK_DOCKER_SOCKET"] = str(docker_socket)
     subprocess.run(["bash", str(ROOT / "scripts" / "stack-up.sh")], env=env, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def traefik_through_proxy(folder: Path, refresh: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Production's way for the local Traefik: the swarm read through `orchestrator docker-proxy`
+    (listening on a unix socket the Traefik container mounts); Docker's own socket again after."""
+    socket = folder / "docker-proxy.sock"
+    socket.unlink(missing_ok=True)
+    with (folder / "docker-proxy.log").open("ab") as out:
+        proxy = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "docker-proxy", "--listen", f"unix:{socket}"],
+            cwd=ROOT, stdout=out, stderr=out,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not socket.exists():
+            if proxy.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the docker proxy did not start")
+            time.sleep(0.1)
+        traefik_refresh(refresh, socket)
+        yield proxy
+    finally:
+        traefik_refresh(refresh)
+        proxy.terminate()
+        proxy.wait(10)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -150,6 +178,12 @@ def peak_rss_mb(pid: int) -> float:
 
 def rss_mb(pid: int) -> float:
     return _status_kb(pid, "VmRSS:") / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process so far."""
+    parts = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(parts[11]) + int(parts[12])) / TICKS
 
 
 def _status_kb(pid: int, key: str) -> int:

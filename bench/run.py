@@ -22,9 +22,9 @@ deploy    one new site, event -> site.deployed, against the floor (the same serv
           sites (the idle section's), and at each fleet level.
 fleet     1,000 then 10,000 managed sites (200 serving, the rest not): start-up, takeover by a
           standby, status, a drift survey, one deploy (see deploy), the orchestrator's RSS, the
-          machine's CPU (Traefik's provider polling included); against the same at 200. The
-          not-serving services are made straight through the SDK, reused from an interrupted
-          run, and removed at the end.
+          machine's CPU (Traefik's provider polling, through the docker proxy as in production,
+          included); against the same at 200. The not-serving services are made straight
+          through the SDK, reused from an interrupted run, and removed at the end.
 files     site files over the bus (bench/files.py): a 4 KiB files.read round trip against a bare
           aio-pika request/reply echo; 50 MiB up and down against bare chunked publishing of the
           same bytes; a listing of 10,000 entries against reading the directory locally.
@@ -55,7 +55,16 @@ import deploys
 import files
 import scale
 import timeline
-from common import FIRST_SITE, FLEET_SITE, bench_running, log, peak_rss_mb, traefik_refresh, wipe
+from common import (
+    FIRST_SITE,
+    FLEET_SITE,
+    bench_running,
+    log,
+    peak_rss_mb,
+    traefik_refresh,
+    traefik_through_proxy,
+    wipe,
+)
 
 SECTIONS = (
     "pure", "burst", "truth", "noop", "terminal", "redeploy", "health", "idle", "deploy", "fleet", "files", "cluster"
@@ -130,7 +139,9 @@ async def scale_sections(bench: Any, only: set[str], args: argparse.Namespace) -
     if "fleet" in only:
         levels = [int(n) for n in args.levels.split(",")]
         fleet_levels = [int(n) for n in args.fleet.split(",")]
-        report["fleet"] = await scale.fleet(bench, levels[-1], fleet_levels, args.window)
+        log("fleet: Traefik reads the swarm through the docker proxy, as in production")
+        with traefik_through_proxy(bench.root.parent, PRODUCTION_REFRESH) as proxy:
+            report["fleet"] = await scale.fleet(bench, levels[-1], fleet_levels, args.window, proxy.pid)
         singles |= report["fleet"].pop("deploys")
         log(f"health at {fleet_levels[-1]} sites")
         report["fleet"]["health"] = await deploys.health_detection(bench, FLEET_SITE)

@@ -20,6 +20,7 @@ from common import (
     TRAEFIK,
     Bench,
     bench_env,
+    cpu_seconds,
     cpu_window,
     host,
     log,
@@ -132,7 +133,9 @@ async def takeover(bench: Bench, site_id: int) -> float:
     return seconds
 
 
-async def fleet(bench: Bench, serving: int, levels: list[int], window: float) -> dict[str, Any]:
+async def fleet(
+    bench: Bench, serving: int, levels: list[int], window: float, proxy_pid: int | None = None
+) -> dict[str, Any]:
     """With `serving` sites up already, fill the fleet to each of `levels` in turn and time what
     grows with it: start-up, takeover, `status`, a drift survey, one deploy against its floor
     (timeline.one_site), the orchestrator's RSS, the machine's CPU (Traefik's polling included)."""
@@ -157,7 +160,10 @@ async def fleet(bench: Bench, serving: int, levels: list[int], window: float) ->
         drift = timed_cli(bench, "reconcile", "--dry-run")
         deploys[str(total)] = await timeline.one_site(bench, FLEET_SITE + LEVEL_SITES + total, total)
         log(f"fleet: Traefik's provider load with {total} services, {window:.0f} s")
+        proxy_before = cpu_seconds(proxy_pid) if proxy_pid else 0.0
         load = await cpu_window(window)
+        if proxy_pid:  # production's docker-proxy between Traefik and Docker
+            load["docker_proxy_mc"] = round((cpu_seconds(proxy_pid) - proxy_before) / window * 1000, 1)
         report["levels"][str(total)] = {
             "sites": total,
             "fill_seconds": round(filled, 1),

@@ -15,6 +15,9 @@
 #   ACME_ROOT                the local ACME server's files; root.pem = its issuing root
 #                                                        (/var/lib/director-acme)
 #   TRAEFIK_REFRESH_SECONDS  swarm provider refresh      (1)
+#   TRAEFIK_DOCKER_SOCKET    the socket Traefik reads the swarm through, e.g. an
+#                            `orchestrator docker-proxy --listen unix:PATH` as production's
+#                            (bench/run.py's fleet section)    (/var/run/docker.sock)
 #   FORCE_IMAGES=1           rebuild the local images
 #   STACK_CACHE_DIR          download cache              (/var/cache/director-stack)
 #   RABBITMQ_TLS_DIR         broker CA/server/client certs (/etc/rabbitmq/tls)
@@ -33,6 +36,7 @@ HTTPS_PORT=${TRAEFIK_HTTPS_PORT:-8443}
 TLS_ROOT=${TLS_ROOT:-/var/lib/director-tls}
 ACME_ROOT=${ACME_ROOT:-/var/lib/director-acme}
 REFRESH=${TRAEFIK_REFRESH_SECONDS:-1}
+TRAEFIK_DOCKER_SOCKET=${TRAEFIK_DOCKER_SOCKET:-/var/run/docker.sock}
 FORCE_IMAGES=${FORCE_IMAGES:-0}
 CACHE_DIR=${STACK_CACHE_DIR:-/var/cache/director-stack}
 TRAEFIK_NAME=director-traefik
@@ -583,7 +587,10 @@ image_id=$(docker image inspect -f '{{.Id}}' "$TRAEFIK_IMAGE")
 # with the address of its time, so after a re-forming (above) Traefik is attached anew, or workers
 # could not answer it.
 swarm_addr=$(docker info --format '{{.Swarm.NodeAddr}}')
-cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT" "$HTTPS_PORT" "$TLS_ROOT" "$swarm_addr" edge) \
+socket_part=()  # the default socket leaves the hash as it was before the choice existed
+[ "$TRAEFIK_DOCKER_SOCKET" = /var/run/docker.sock ] || socket_part=("$TRAEFIK_DOCKER_SOCKET")
+cfg_hash=$(cat <(printf '%s\n' "$image_id" "$NETWORK" "$HTTP_PORT" "$API_PORT" "$HTTPS_PORT" "$TLS_ROOT" "$swarm_addr" edge \
+    "${socket_part[@]}") \
     "$TRAEFIK_ETC/traefik.yml" | sha256sum | cut -c1-16)
 cur=$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "com.director.stack-config"}}' "$TRAEFIK_NAME" 2>/dev/null || true)
 run_traefik() {
@@ -591,7 +598,7 @@ run_traefik() {
     # label lets it open connections to sites through the network guard (orchestrator/netguard/rules.py).
     docker run -d --name "$TRAEFIK_NAME" --restart unless-stopped \
         --network "$NETWORK" -p "127.0.0.1:$HTTP_PORT:80" -p "127.0.0.1:$API_PORT:8080" -p "127.0.0.1:$HTTPS_PORT:443" \
-        -v /var/run/docker.sock:/var/run/docker.sock:ro -v "$TRAEFIK_ETC:/etc/traefik:ro" \
+        -v "$TRAEFIK_DOCKER_SOCKET:/var/run/docker.sock:ro" -v "$TRAEFIK_ETC:/etc/traefik:ro" \
         -v "$TLS_ROOT/traefik:/etc/traefik/dynamic:ro" \
         --label com.director.stack-config="$cfg_hash" \
         --label director.edge=true \
