@@ -131,6 +131,8 @@ class Results:
         await queue.consume(self._on_message, no_ack=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if (message.routing_key or "").endswith(".metrics"):
+            return  # periodic figures (tests/integration/test_metrics.py reads them)
         if message.routing_key == "site.health":
             health = SiteHealth.model_validate_json(message.body)
             async with self._changed:

@@ -126,6 +126,9 @@ def orchestrator_env(vhost: str, sites_root: Path, broker: Broker = LOCAL_BROKER
         # is met by the 100,000-entry directory of tests/integration/test_files.py.
         "ORCHESTRATOR_FILES_UPLOAD_IDLE_SECONDS": "3",
         "ORCHESTRATOR_FILES_WALK_MAX_ENTRIES": "50000",
+        # Metrics are tests/integration/test_metrics.py's (its own orchestrator, a short period):
+        # elsewhere their events would only be noise on the results exchange.
+        "ORCHESTRATOR_METRICS_SECONDS": "0",
     }
     env.update({f"ORCHESTRATOR_{k.upper()}": v for k, v in overrides.items()})
     return env

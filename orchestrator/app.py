@@ -12,7 +12,7 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,7 +24,7 @@ from orchestrator.bus.consumer import QueueConsumer
 from orchestrator.bus.decoding import MAX_BODY, MAX_COMMAND_BODY, MAX_FILE_REQUEST_BODY
 from orchestrator.bus.receiver import Processor, Receiver, Trust
 from orchestrator.bus.replies import ReplyPublisher
-from orchestrator.bus.settlement import QueuePolicy, Settler
+from orchestrator.bus.settlement import Observer, QueuePolicy, Settler
 from orchestrator.config import Settings
 from orchestrator.errors import DockerUnavailable, OrchestratorError, PromiseNotKept
 from orchestrator.files.processor import FileRequests
@@ -32,8 +32,11 @@ from orchestrator.files.service import SiteFiles
 from orchestrator.files.sitedirs import SiteDirs
 from orchestrator.files.worker import Worker
 from orchestrator.logging_setup import fields
+from orchestrator.metrics.processor import MAX_REQUEST_BODY
+from orchestrator.metrics.samples import MAX_SAMPLE_BYTES
 from orchestrator.monitor import heartbeat, housekeeping, reports
 from orchestrator.monitor.health import HealthMonitor
+from orchestrator.monitor.metering import Metering
 from orchestrator.netguard.guard import NetworkGuard
 from orchestrator.netguard.network import SitesNetwork
 from orchestrator.sites.handlers import Context
@@ -70,10 +73,17 @@ class Binding:
     max_body: int  # the largest body the queue's contract admits
     requeue_exchange: str | None = None  # our own way back for delayed retries
     quick_replies: bool = False  # one-shot replies on a channel without confirms
+    publishers: Sequence[str] | None = None  # whose messages are taken; None: ALLOWED_PUBLISHERS
 
 
-def bindings(settings: Settings) -> dict[str, Binding]:
+def bindings(settings: Settings, replica: str) -> dict[str, Binding]:
     """The queues of `orchestrator run`, by the processor each feeds."""
+    # Director's metrics requests (answered like file requests); the samples (a queue per replica).
+    requests = Binding(topology.declare_metrics, settings.files_exchange, 16, 1, MAX_REQUEST_BODY, quick_replies=True)
+    samples = functools.partial(topology.declare_samples, replica=replica)
+    sampled = Binding(
+        samples, settings.collector_exchange, 16, 1, MAX_SAMPLE_BYTES, publishers=settings.collector_publishers
+    )
     return {
         "sites": Binding(
             topology.declare,
@@ -94,11 +104,16 @@ def bindings(settings: Settings) -> dict[str, Binding]:
             MAX_FILE_REQUEST_BODY,
             quick_replies=True,
         ),
+        **({"metrics": requests, "samples": sampled} if settings.metrics_seconds else {}),
     }
 
 
 async def consume(
-    connection: AbstractRobustConnection, binding: Binding, processor: Processor[M], settings: Settings
+    connection: AbstractRobustConnection,
+    binding: Binding,
+    processor: Processor[M],
+    settings: Settings,
+    observe: Observer | None = None,
 ) -> QueueConsumer:
     """Declare a binding's queue on a channel of its own and put its processor behind it (not yet
     consuming: `QueueConsumer.start`)."""
@@ -109,8 +124,8 @@ async def consume(
     policy = QueuePolicy(binding.exchange, binding.attempts, declared.retry, declared.dead_letters, binding.max_body)
     receiver = Receiver(
         processor,
-        Settler(channel, policy, settings.publish_timeout_seconds, unconfirmed=quick),
-        Trust(binding.exchange, settings.allowed_publishers, binding.requeue_exchange),
+        Settler(channel, policy, settings.publish_timeout_seconds, unconfirmed=quick, observe=observe),
+        Trust(binding.exchange, binding.publishers or settings.allowed_publishers, binding.requeue_exchange),
     )
     return QueueConsumer(declared.queue, receiver)
 
@@ -152,7 +167,7 @@ def _adapters(settings: Settings, stack: contextlib.AsyncExitStack) -> Adapters:
 
 async def serve(settings: Settings) -> None:
     _return_large_buffers_to_the_system()
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     async with contextlib.AsyncExitStack() as stack:
         adapters = _adapters(settings, stack)
         swarm = adapters.swarm
@@ -179,14 +194,17 @@ async def serve(settings: Settings) -> None:
         sessions = TerminalSessions(settings, terminal_host, sitedirs, await _terminal_output(output, settings))
         site_files = _site_files(connection, settings, swarm, sitedirs, adapters.logs_docker)
         ctx.sessions = (terminal_host, site_files)
+        metering = _metering(connection, settings, swarm, site_files)
+        stack.push_async_callback(metering.close)
         processors: dict[str, Processor[Any]] = {
             "sites": SiteEvents(ctx, settings.results_exchange, settings.retry_budget_seconds),
             "terminals": TerminalCommands(sessions, settings.terminal_events_exchange),
             "files": FileRequests(site_files, settings.files_reply_queue_prefix, settings.amqp_max_message_bytes),
+            **metering.processors(),
         }
         consumers = {
-            name: await consume(connection, binding, processors[name], settings)
-            for name, binding in bindings(settings).items()
+            name: await consume(connection, binding, processors[name], settings, metering.figures.observe)
+            for name, binding in bindings(settings, metering.figures.replica).items()
         }
         active = consumers["sites"].active
         # Reports of our own (health, drift) on the site events' channel, as their results.
@@ -210,7 +228,7 @@ async def serve(settings: Settings) -> None:
         # The network guard's failure makes this process unhealthy too: its sites are not closed in.
         network_guard = None
         if settings.network_guard:
-            network_guard = NetworkGuard(settings, _sites_network(settings, adapters.docker), lasts_with_process=True)
+            network_guard = NetworkGuard(settings, sites_network(settings, adapters.docker), lasts_with_process=True)
             network_guard.start()
             stack.push_async_callback(network_guard.close)
         stack.callback(settings.heartbeat_file.unlink, missing_ok=True)
@@ -221,32 +239,11 @@ async def serve(settings: Settings) -> None:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
             drift = reports.report_drift(swarm, sitedirs, settings, functools.partial(report, False), active)
             _background(stack, drift)
+        _background(stack, *metering.start(active, adapters.docker, adapters.changes))
 
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
         await stop.wait()
     log.info("stopped")
-
-
-async def guard(settings: Settings) -> None:
-    """`orchestrator netguard`: the network guard alone, on a node that runs sites."""
-    stop = _stop_on_signals()
-    docker_client = DockerClient(settings.docker_url, settings.docker_timeout_seconds, concurrency=1)
-    network_guard = NetworkGuard(settings, _sites_network(settings, docker_client))
-    network_guard.start()
-    try:
-        # Healthy while the last pass wrote the filter (or found nothing of the network here).
-        while not stop.is_set() and network_guard.running:  # a loop that died beats no more
-            beat = heartbeat.Beat(time.time(), [network_guard.problem] if network_guard.problem else [])
-            try:
-                heartbeat.write(settings.heartbeat_file, beat)
-            except OSError as exc:
-                log.warning("could not write the heartbeat", extra=fields(error=repr(exc)))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), settings.heartbeat_interval_seconds)
-    finally:
-        await network_guard.close()  # the filter stays: fail closed
-        docker_client.close()
-        settings.heartbeat_file.unlink(missing_ok=True)
 
 
 async def finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:
@@ -262,16 +259,16 @@ async def finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:
         log.warning("grace period over; unfinished messages go back to the queue", extra=fields(inflight=left))
 
 
-def _background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None]) -> None:
-    """A loop that runs until the process stops: cancelled, and waited for, on the way down."""
-    task = asyncio.create_task(work)
+def _background(stack: contextlib.AsyncExitStack, *work: Coroutine[Any, Any, None]) -> None:
+    """Loops that run until the process stops: cancelled, and waited for, on the way down."""
+    for task in map(asyncio.create_task, work):
+        stack.push_async_callback(_cancelled, task)
 
-    async def cancel() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
-    stack.push_async_callback(cancel)
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _terminal_output(
@@ -315,11 +312,11 @@ def _return_large_buffers_to_the_system() -> None:
         ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
 
 
-def _sites_network(settings: Settings, docker_client: DockerClient) -> SitesNetwork:
+def sites_network(settings: Settings, docker_client: DockerClient) -> SitesNetwork:
     return SitesNetwork(docker_client, settings.network, settings.netns_dir, settings.docker_url)
 
 
-def _stop_on_signals() -> asyncio.Event:
+def stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -381,3 +378,8 @@ async def _wait_for_docker(swarm: Swarm, stop: asyncio.Event) -> bool:
     except DockerUnavailable:
         return False  # stopped while waiting
     return True
+
+
+def _metering(connection: AbstractRobustConnection, settings: Settings, swarm: Swarm, files: SiteFiles) -> Metering:
+    publisher, depths = functools.partial(broker.publisher, connection), functools.partial(topology.depths, connection)
+    return Metering(settings, swarm, publisher, depths, files.moved)

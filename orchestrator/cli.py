@@ -43,6 +43,7 @@ COMMANDS: dict[str, Verb] = {
     "schema": Verb("schema", "the published event contract"),
     "docker-proxy": Verb("docker_proxy", "a read-only window on the Docker API for Traefik", long_running=True),
     "netguard": Verb("netguard", "keep sites from opening connections on this node's sites network", long_running=True),
+    "collect": Verb("collect", "measure this node's sites every period for site.metrics", long_running=True),
 }
 
 

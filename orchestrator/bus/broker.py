@@ -9,14 +9,15 @@ import asyncio
 import logging
 import ssl
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aio_pika.exceptions
 import aiormq.exceptions
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 from yarl import URL
 
 from orchestrator import retry
@@ -103,11 +104,27 @@ async def publish(
         raise PublishFailed(f"publish to {exchange.name!r} with key {routing_key!r} failed: {exc!r}") from exc
 
 
-async def send(exchange: AbstractExchange, routing_key: str, body: bytes) -> bool:
+async def send(
+    exchange: AbstractExchange,
+    routing_key: str,
+    body: bytes,
+    *,
+    message_id: str | None = None,
+    user_id: str | None = None,
+    expiration: float | None = None,
+) -> bool:
     """Publish at once, without waiting for a confirm, to whoever listens (terminal output: a
-    keystroke's echo must not wait for a disk write, and a lost one is not worth a retry).
-    False when the broker is unreachable."""
-    properties = aiormq.spec.Basic.Properties(content_type="application/json", delivery_mode=NOT_PERSISTENT)
+    keystroke's echo must not wait for a disk write, and a lost one is not worth a retry; metrics:
+    the next period says it again). `expiration`: seconds a queue keeps it unread. False when the
+    broker is unreachable."""
+    properties = aiormq.spec.Basic.Properties(
+        content_type="application/json",
+        delivery_mode=NOT_PERSISTENT,
+        message_id=message_id,
+        user_id=user_id,
+        expiration=None if expiration is None else str(int(expiration * 1000)),
+        app_id="orchestrator",
+    )
     try:
         await _basic_publish(exchange, routing_key, body, properties, mandatory=False)
     except PUBLISH_ERRORS as exc:
@@ -136,6 +153,38 @@ async def _basic_publish(
     await underlay.basic_publish(
         body, exchange=name, routing_key=routing_key, properties=properties, mandatory=mandatory, timeout=timeout
     )
+
+
+# A publisher of our own messages: (routing key, body, message id) -> whether the broker took it.
+Send = Callable[[str, bytes, str | None], Awaitable[bool]]
+
+
+def publisher(
+    connection: AbstractRobustConnection, exchange: str, *, user_id: str | None = None, expiration: float | None = None
+) -> Send:
+    """`send` to `exchange` without confirms (metrics: the next period says it again), on a channel
+    of its own, opened again when the broker closed it (the exchange missing: no orchestrator had
+    declared it yet). `user_id`: the connection's user, for a consumer that checks who sent it."""
+    opened: list[tuple[AbstractChannel, AbstractExchange]] = []
+
+    async def publish(routing_key: str, body: bytes, message_id: str | None) -> bool:
+        try:
+            if not opened or opened[0][0].is_closed:
+                channel = await connection.channel(publisher_confirms=False)
+                opened[:] = [(channel, await channel.get_exchange(exchange, ensure=False))]
+        except PUBLISH_ERRORS as exc:
+            log.warning("could not open a channel", extra=fields(exchange=exchange, error=repr(exc)))
+            return False
+        return await send(
+            opened[0][1], routing_key, body, message_id=message_id, user_id=user_id, expiration=expiration
+        )
+
+    return publish
+
+
+def user_of(url: str) -> str:
+    """The user of an AMQP URL: what the broker checks a message's user_id against."""
+    return unquote(urlsplit(url).username or "guest")
 
 
 class Report(Protocol):

@@ -66,6 +66,10 @@ class QueuePolicy:
     max_body: int
 
 
+# Told of every settled delivery: (exchange, routing key, outcome, seconds since it was received).
+Observer = Callable[[str, str, str, float], None]
+
+
 class Settler:
     def __init__(
         self,
@@ -73,12 +77,15 @@ class Settler:
         policy: QueuePolicy,
         publish_timeout: float,
         unconfirmed: AbstractChannel | None = None,
+        observe: Observer | None = None,
     ) -> None:
-        """`unconfirmed`: a channel without publisher confirms, for `Outgoing(confirmed=False)`."""
+        """`unconfirmed`: a channel without publisher confirms, for `Outgoing(confirmed=False)`;
+        `observe`: counts what was settled (the orchestrator's own figures)."""
         self.channel = channel
         self.policy = policy
         self.timeout = publish_timeout
         self.unconfirmed = unconfirmed
+        self.observe = observe
         self._exchanges: dict[str, AbstractExchange] = {}
 
     async def settle(self, delivery: Delivery, outcome: Outcome) -> None:
@@ -104,6 +111,9 @@ class Settler:
             await broker.ack(delivery.message)
             if not (isinstance(outcome, Completed) and outcome.quiet):
                 _log(delivery, outcome.facts, name, extra)
+            if self.observe is not None:
+                elapsed = time.monotonic() - delivery.started
+                self.observe(self.policy.inbound_exchange, delivery.envelope.original_routing_key, name, elapsed)
 
     def _failure_headers(
         self, envelope: Envelope, error: OrchestratorError, attempts: int, publisher: str | None

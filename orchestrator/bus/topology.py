@@ -23,6 +23,11 @@ director.files (topic) --files.* and logs.*--> orchestrator.file-requests (class
     consumer, bounded length, TTL: a request nobody took in a minute is dropped, never kept)
 replies: default exchange, routing key = the request's reply_to (amq.rabbitmq.reply-to.* or
     director.replies.*: see bus.replies)
+
+director.files (topic) --metrics.*--> orchestrator.metrics-requests (as the file requests: classic,
+    single active consumer, bounded length, TTL), answered like them
+orchestrator.collector (topic) --sample--> orchestrator.collector.<replica> (one per replica,
+    exclusive, bounded, TTL: every replica keeps the latest windows)
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 from pamqp.common import FieldTable
 
 from orchestrator.config import Settings
@@ -159,6 +164,68 @@ async def declare_terminals(channel: AbstractChannel, settings: Settings) -> Dec
     await queue.bind(commands, settings.terminal_binding_key)
     await _side_dead_letters(channel, dead_letters, settings.terminal_queue, (settings.terminal_binding_key,))
     return Declared(queue, dead_letters)
+
+
+METRICS_BINDING_KEY = "metrics.*"
+SAMPLE_KEY = "sample"
+
+
+async def declare_metrics(channel: AbstractChannel, settings: Settings) -> Declared:
+    """Director's requests for the current metrics: a queue like the file requests' (their
+    arguments), on the same exchange. After `declare` (which creates the dead letters)."""
+    requests = await directors(channel, settings.files_exchange)
+    dead_letters = await channel.declare_exchange(
+        settings.dead_letter_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(settings.metrics_queue, durable=True, arguments=file_queue_arguments(settings))
+    await queue.bind(requests, METRICS_BINDING_KEY)
+    return Declared(queue, dead_letters)
+
+
+def sample_queue_arguments(settings: Settings) -> FieldTable:
+    return {
+        "x-queue-type": "classic",
+        # A sample is worth its period: an older one is dropped, and a replica that stops taking
+        # them never holds more than a few periods' worth.
+        "x-message-ttl": int(max(1.0, settings.metrics_seconds) * 2000),
+        "x-max-length": 1000,
+        "x-overflow": "drop-head",
+    }
+
+
+async def declare_samples(channel: AbstractChannel, settings: Settings, replica: str) -> Declared:
+    """The collectors' exchange, and this replica's own queue of their samples (gone with its
+    connection)."""
+    samples = await channel.declare_exchange(settings.collector_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    dead_letters = await channel.declare_exchange(
+        settings.dead_letter_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(
+        f"{settings.collector_exchange}.{replica}",
+        exclusive=True,
+        auto_delete=True,
+        arguments=sample_queue_arguments(settings),
+    )
+    await queue.bind(samples, SAMPLE_KEY)
+    return Declared(queue, dead_letters)
+
+
+async def depths(connection: AbstractRobustConnection, names: list[str]) -> dict[str, int]:
+    """Messages waiting in each of these queues now (passive declarations: nothing is created), on
+    a channel of its own: a missing queue closes the channel it was asked on."""
+    found = {}
+    channel = await connection.channel(publisher_confirms=False)
+    try:
+        for name in names:
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                break
+            found[name] = queue.declaration_result.message_count or 0
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return found
 
 
 async def declare_files(channel: AbstractChannel, settings: Settings) -> Declared:

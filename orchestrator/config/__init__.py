@@ -14,6 +14,7 @@ from orchestrator.config.base import CsvList, Group
 from orchestrator.config.broker import BrokerSettings
 from orchestrator.config.builds import BuildSettings
 from orchestrator.config.files import FileSettings, chunk_message_bytes
+from orchestrator.config.metrics import MetricsSettings
 from orchestrator.config.processing import ProcessingSettings
 from orchestrator.config.security import SecuritySettings
 from orchestrator.config.sites import SiteSettings
@@ -37,6 +38,7 @@ class Settings(
     BuildSettings,
     TerminalSettings,
     FileSettings,
+    MetricsSettings,
     SecuritySettings,
 ):
     @model_validator(mode="after")

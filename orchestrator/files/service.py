@@ -90,6 +90,9 @@ class SiteFiles:
             reply_bytes=settings.reply_budget_bytes(),
         )
         self._inflight: dict[int, int] = {}
+        # Bytes of site files read (`files.read`) and written (`files.write`), for the figures.
+        self.bytes_read = 0
+        self.bytes_written = 0
         self._settled = asyncio.Condition()
 
     def start(self) -> None:
@@ -99,6 +102,10 @@ class SiteFiles:
         await self.streams.stop()
         await self.uploads.stop()
         self.worker.close()
+
+    def moved(self) -> tuple[int, int]:
+        """Bytes of site files read and written so far (the orchestrator's own figures)."""
+        return self.bytes_read, self.bytes_written
 
     async def close_site(self, site_id: int) -> int:
         """The site is being deleted (its service is gone already): end its streams, wait for its
@@ -144,11 +151,18 @@ class SiteFiles:
             case FilesRead():
                 parts = paths.split(request.path)
                 length = min(settings.files_chunk_bytes, request.length or settings.files_chunk_bytes)
-                return await worker.in_site(
-                    site, lambda fd: read_reply(operations.read_range(fd, parts, request.offset, length))
-                )
+
+                def read(fd: int) -> tuple[bytes, int]:
+                    chunk = operations.read_range(fd, parts, request.offset, length)
+                    return read_reply(chunk), len(chunk.data)
+
+                reply, size = await worker.in_site(site, read)
+                self.bytes_read += size
+                return reply
             case FilesWrite():
-                return ok_reply(await self._write(site, request))
+                written = ok_reply(await self._write(site, request))
+                self.bytes_written += decoded_size(request.data)
+                return written
             case FilesMkdir():
                 parts = paths.split(request.path)
                 return await worker.in_site(

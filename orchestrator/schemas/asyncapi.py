@@ -22,6 +22,8 @@ from orchestrator.schemas.messages import (
     FILE_ERROR,
     FILE_REPLIES,
     INBOUND_MODELS,
+    METRICS_EVENTS,
+    METRICS_REPLIES,
     REPLIES,
     REPORTS,
     RESULT_TYPES,
@@ -32,6 +34,7 @@ from orchestrator.schemas.messages import (
     setting,
 )
 from orchestrator_contract.files import FILE_REQUESTS, RESULTS, ErrorReply
+from orchestrator_contract.metrics import METRICS_REQUESTS, METRICS_RESULTS
 from orchestrator_contract.results import DriftReport, SiteHealth, SiteResult
 from orchestrator_contract.terminals import TERMINAL_COMMANDS, TerminalUpdate
 
@@ -65,12 +68,12 @@ class Exchanges:
         """The messages of each channel."""
         return {
             self.inbound: INBOUND_MODELS,
-            self.results: [*RESULT_TYPES, *REPORTS],
+            self.results: [*RESULT_TYPES, *REPORTS, *METRICS_EVENTS],
             self.commands: TERMINAL_COMMANDS,
             self.sessions: [f"terminal.{kind}" for kind in TERMINAL_EVENT_TYPES],
             self.dead_letters: [DEAD_LETTER],
-            self.files: FILE_REQUESTS,
-            REPLIES: [*FILE_REPLIES, FILE_ERROR],
+            self.files: [*FILE_REQUESTS, *METRICS_REQUESTS],
+            REPLIES: [*FILE_REPLIES, *METRICS_REPLIES, FILE_ERROR],
         }
 
 
@@ -111,6 +114,9 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
                     *FILE_REQUESTS.values(),
                     *RESULTS.values(),
                     ErrorReply,
+                    *METRICS_EVENTS.values(),
+                    *METRICS_REQUESTS.values(),
+                    *METRICS_RESULTS.values(),
                 ]
             ),
             "messages": messages(examples),
@@ -167,9 +173,10 @@ def channels(names: Exchanges) -> dict[str, Any]:
         files: _exchange(
             files,
             f"Director's file and log requests, consumed from the classic queue `{setting('files_queue')}` (bound "
-            "with `files.*` and `logs.*`); the routing key names the operation.",
+            "with `files.*` and `logs.*`), and its requests for the current metrics, from "
+            f"`{setting('metrics_queue')}` (bound with `metrics.*`); the routing key names the operation.",
             "{type}",
-            _by_type(FILE_REQUESTS),
+            _by_type([*FILE_REQUESTS, *METRICS_REQUESTS]),
         ),
         REPLIES: {
             "address": "{reply_to}",
@@ -258,7 +265,7 @@ def operations(names: Exchanges) -> dict[str, Any]:
                     "description": "The request's `reply_to`.",
                 },
                 "channel": ref("channels", REPLIES),
-                "messages": [ref("channels", REPLIES, "messages", name) for name in channel_messages[REPLIES]],
+                "messages": [ref("channels", REPLIES, "messages", name) for name in [*FILE_REPLIES, FILE_ERROR]],
             },
         },
         "sendDeadLetters": _operation(
@@ -270,6 +277,37 @@ def operations(names: Exchanges) -> dict[str, Any]:
             mandatory=True,
             timestamp=True,
         ),
+        **_metrics_operations(names),
+    }
+
+
+def _metrics_operations(names: Exchanges) -> dict[str, Any]:
+    return {
+        "sendMetrics": _operation(
+            "send",
+            names.results,
+            METRICS_EVENTS,
+            f"Every METRICS_SECONDS (by default {setting('metrics_seconds'):g}): one `site.metrics` per site, one "
+            "`node.metrics` per node, one `orchestrator.metrics` per replica; not persistent, expiring after two "
+            "periods unread, spread over half a period. The same site and window always carry the same `event_id`.",
+            deliveryMode=TRANSIENT,
+            mandatory=False,
+        ),
+        "receiveMetricsRequests": {
+            **_operation(
+                "receive",
+                names.files,
+                METRICS_REQUESTS,
+                "Answer with the latest window of a site, a page of sites, or every node (from memory).",
+                ack=True,
+                userId=setting("allowed_publishers")[0],
+            ),
+            "reply": {
+                "address": {"location": "$message.header#/reply_to", "description": "The request's `reply_to`."},
+                "channel": ref("channels", REPLIES),
+                "messages": [ref("channels", REPLIES, "messages", name) for name in [*METRICS_REPLIES, FILE_ERROR]],
+            },
+        },
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from orchestrator.schemas import asyncapi
+from orchestrator.schemas.metrics_examples import metrics_examples
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.files import (
     ArchiveChunk,
@@ -45,6 +46,7 @@ from orchestrator_contract.files import (
     UsageResult,
     WriteResult,
 )
+from orchestrator_contract.metrics import MetricsReply, MetricsRequest, NodeMetrics, OrchestratorMetrics, SiteMetrics
 from orchestrator_contract.results import Drift, DriftReport, ErrorInfo, ServiceRef, SiteHealth, SiteResult
 from orchestrator_contract.sites import (
     SiteCreated,
@@ -128,6 +130,7 @@ def _examples() -> dict[str, BaseModel]:
         **_report_examples(),
         **_terminal_examples(),
         **_file_examples(),
+        **metrics_examples(),
     }
 
 
@@ -246,6 +249,11 @@ def documents() -> dict[str, Any]:
         "terminal-event.schema.json": TerminalUpdate.model_json_schema(),
         "file-request.schema.json": TypeAdapter(FileRequest).json_schema(),
         "file-reply.schema.json": TypeAdapter(OkReply | ErrorReply).json_schema(),
+        "site-metrics.schema.json": SiteMetrics.model_json_schema(),
+        "node-metrics.schema.json": NodeMetrics.model_json_schema(),
+        "orchestrator-metrics.schema.json": OrchestratorMetrics.model_json_schema(),
+        "metrics-request.schema.json": TypeAdapter(MetricsRequest).json_schema(),
+        "metrics-reply.schema.json": TypeAdapter(MetricsReply | ErrorReply).json_schema(),
     }
     examples = {name: json.loads(example.model_dump_json()) for name, example in _examples().items()}
     for name, example in examples.items():

@@ -12,6 +12,13 @@ from pydantic import BaseModel
 from orchestrator.config import Settings
 from orchestrator_contract import headers as hdr
 from orchestrator_contract.files import FILE_REQUESTS, RESULTS, STREAMING, ErrorReply
+from orchestrator_contract.metrics import (
+    METRICS_REQUESTS,
+    METRICS_RESULTS,
+    NodeMetrics,
+    OrchestratorMetrics,
+    SiteMetrics,
+)
 from orchestrator_contract.results import DriftReport, SiteHealth, SiteResult, SiteResultType
 from orchestrator_contract.sites import SiteCreated, SiteDeleted, SiteImageRequested, SiteRestartRequested, SiteUpdated
 from orchestrator_contract.terminals import TERMINAL_COMMANDS, TerminalUpdate, TerminalUpdateType
@@ -34,11 +41,16 @@ INBOUND_MODELS: dict[str, type[BaseModel]] = {
 RESULT_TYPES: tuple[str, ...] = get_args(SiteResultType)
 # Published on the results exchange besides the results of site events.
 REPORTS: dict[str, type[BaseModel]] = {_type_of(model): model for model in (SiteHealth, DriftReport)}
+# Every period, on the results exchange (docs/metrics.md).
+METRICS_EVENTS: dict[str, type[BaseModel]] = {
+    _type_of(model): model for model in (SiteMetrics, NodeMetrics, OrchestratorMetrics)
+}
 TERMINAL_EVENT_TYPES: tuple[str, ...] = get_args(TerminalUpdateType)
 # Replies to file requests travel on the default exchange to the requester's reply queue.
 REPLIES = "replies"
 FILE_REPLIES: dict[str, str] = {f"{op}.reply": op for op in FILE_REQUESTS}
 FILE_ERROR = "files.error"
+METRICS_REPLIES: dict[str, str] = {f"{op}.reply": op for op in METRICS_REQUESTS}
 
 # What each of our headers holds; the names are headers.py's (a test checks none is missing).
 _HEADERS: dict[str, dict[str, Any]] = {
@@ -90,7 +102,12 @@ def _typed(model: type[BaseModel], value: str) -> dict[str, Any]:
 
 def messages(examples: Mapping[str, Any]) -> dict[str, Any]:
     """Every message of the bus by name; `examples` maps a message name to an example payload."""
-    found = {**_site_messages(examples), **_terminal_messages(examples), **_file_messages(examples)}
+    found = {
+        **_site_messages(examples),
+        **_terminal_messages(examples),
+        **_file_messages(examples),
+        **_metrics_messages(examples),
+    }
     found[DEAD_LETTER] = _DEAD_LETTER_MESSAGE
     return found
 
@@ -127,16 +144,22 @@ def _terminal_messages(examples: Mapping[str, Any]) -> dict[str, Any]:
     return messages
 
 
-def _file_messages(examples: Mapping[str, Any]) -> dict[str, Any]:
-    files_note = (
+_CORRELATION = {
+    "description": "The request's `correlation_id`, on every reply to it.",
+    "location": "$message.header#/correlation_id",
+}
+
+
+def _request_note() -> str:
+    return (
         "Published by Director with `user_id` = its broker user (checked as for site events), `reply_to` (RabbitMQ's "
         f"direct reply-to `amq.rabbitmq.reply-to`, or a queue named `{setting('files_reply_queue_prefix')}<name>` "
         "that Director declared) and `correlation_id`, both required; routing key = the operation."
     )
-    correlation = {
-        "description": "The request's `correlation_id`, on every reply to it.",
-        "location": "$message.header#/correlation_id",
-    }
+
+
+def _file_messages(examples: Mapping[str, Any]) -> dict[str, Any]:
+    files_note, correlation = _request_note(), _CORRELATION
     messages: dict[str, Any] = {}
     for name, request in FILE_REQUESTS.items():
         messages[name] = _message(name, ref("components", "schemas", request.__name__), request, examples)
@@ -154,6 +177,29 @@ def _file_messages(examples: Mapping[str, Any]) -> dict[str, Any]:
         messages[name]["correlationId"] = correlation
     messages[FILE_ERROR] = _message(FILE_ERROR, ref("components", "schemas", ErrorReply.__name__), ErrorReply, examples)
     messages[FILE_ERROR]["correlationId"] = correlation
+    return messages
+
+
+def _metrics_messages(examples: Mapping[str, Any]) -> dict[str, Any]:
+    """The periodic events, and the requests for the current values with their replies (an error
+    reply is the file requests' `files.error`)."""
+    messages: dict[str, Any] = {}
+    for name, event in METRICS_EVENTS.items():
+        messages[name] = _message(name, ref("components", "schemas", event.__name__), event, examples)
+    for name, asked in METRICS_REQUESTS.items():
+        messages[name] = _message(name, ref("components", "schemas", asked.__name__), asked, examples)
+        messages[name]["description"] = _request_note()
+        messages[name]["correlationId"] = _CORRELATION
+    for name, op in METRICS_REPLIES.items():
+        answer = METRICS_RESULTS[op]
+        payload = {
+            "type": "object",
+            "required": ["ok", "result"],
+            "properties": {"ok": {"const": True}, "result": {"$ref": SCHEMAS + answer.__name__}},
+        }
+        messages[name] = _message(name, payload, answer, examples)
+        messages[name]["summary"] = f"The reply to `{op}`."
+        messages[name]["correlationId"] = _CORRELATION
     return messages
 
 

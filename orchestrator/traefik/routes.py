@@ -67,7 +67,7 @@ class TraefikRoutes:
             if response.status_code == 404:
                 return []
             response.raise_for_status()
-            listing = json.loads(await _read_at_most(response, MAX_API_BYTES))
+            listing = json.loads(await read_at_most(response, MAX_API_BYTES))
         found = sorted(s["url"] for s in listing.get("loadBalancer", {}).get("servers", []))
         return True if set(found) == servers else found
 
@@ -81,13 +81,13 @@ class TraefikRoutes:
                 return f"{response.status_code} from Traefik, not from {name} (no router for {host} yet)"
             gateway = _GATEWAY_ERRORS.get(response.status_code)
             if gateway is not None:
-                text = (await _read_at_most(response, PEEK_BYTES)).decode(errors="replace").strip()
+                text = (await read_at_most(response, PEEK_BYTES)).decode(errors="replace").strip()
                 if text == gateway:
                     return f"Traefik answered {response.status_code} {gateway}: the site did not"
         return Probe(url=self.entrypoint, host=host, status=response.status_code, duration_ms=round(elapsed, 1))
 
 
-async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+async def read_at_most(response: httpx.Response, limit: int) -> bytes:
     """The body's first `limit` bytes (then the response is closed without reading the rest)."""
     body = bytearray()
     async for chunk in response.aiter_bytes():

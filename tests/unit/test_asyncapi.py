@@ -19,9 +19,17 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from orchestrator.config import Settings
-from orchestrator.schemas.messages import DEAD_LETTER, FILE_ERROR, FILE_REPLIES, REPLIES
+from orchestrator.schemas.messages import (
+    DEAD_LETTER,
+    FILE_ERROR,
+    FILE_REPLIES,
+    METRICS_EVENTS,
+    METRICS_REPLIES,
+    REPLIES,
+)
 from orchestrator_contract import headers as hdr
 from orchestrator_contract.files import FILE_REQUESTS
+from orchestrator_contract.metrics import METRICS_REQUESTS
 from orchestrator_contract.results import DriftReport, SiteHealth, SiteResultType
 from orchestrator_contract.sites import SITE_EVENT_TYPES
 from orchestrator_contract.terminals import TERMINAL_COMMANDS, TerminalUpdateType
@@ -135,6 +143,9 @@ def test_message_names_are_exactly_the_event_types(doc: Doc) -> None:
         *FILE_REQUESTS,
         *FILE_REPLIES,
         FILE_ERROR,
+        *METRICS_EVENTS,
+        *METRICS_REQUESTS,
+        *METRICS_REPLIES,
     }
     names = [message["name"] for _, _, message in channel_messages(doc)]
     assert sorted(names) == sorted(events | {DEAD_LETTER})

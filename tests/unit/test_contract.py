@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 from orchestrator.bus.decoding import parse_command, parse_file_request
 from orchestrator.schemas import export as schemas
 from orchestrator_contract.files import FILE_REQUESTS, RESULTS, ErrorReply, OkReply
+from orchestrator_contract.metrics import METRICS_REQUESTS
 from orchestrator_contract.results import SiteResult
 from orchestrator_contract.sites import SiteEvent
 from orchestrator_contract.terminals import TerminalUpdate
@@ -22,6 +23,13 @@ COMMAND_EXAMPLES = ["terminal.open", "terminal.input", "terminal.resize", "termi
 REPORT_EXAMPLES = ["site.health", "orchestrator.drift"]
 SESSION_EXAMPLES = ["terminal.opened", "terminal.output", "terminal.closed", "terminal.failed"]
 FILE_EXAMPLES = [*FILE_REQUESTS, *(f"{op}.reply" for op in FILE_REQUESTS), "files.error"]
+METRICS_EXAMPLES = [
+    "site.metrics",
+    "node.metrics",
+    "orchestrator.metrics",
+    *METRICS_REQUESTS,
+    *(f"{op}.reply" for op in METRICS_REQUESTS),
+]
 
 
 @functools.cache
@@ -48,7 +56,13 @@ def test_committed_schema_file_equals_the_generated_document(name: str) -> None:
 def test_every_event_type_has_an_example() -> None:
     names = {Path(name).stem for name in generated() if name.startswith("examples/")}
     assert names == set(
-        INBOUND_EXAMPLES + RESULT_EXAMPLES + REPORT_EXAMPLES + COMMAND_EXAMPLES + SESSION_EXAMPLES + FILE_EXAMPLES
+        INBOUND_EXAMPLES
+        + RESULT_EXAMPLES
+        + REPORT_EXAMPLES
+        + COMMAND_EXAMPLES
+        + SESSION_EXAMPLES
+        + FILE_EXAMPLES
+        + METRICS_EXAMPLES
     )
 
 

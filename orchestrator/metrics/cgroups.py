@@ -1,0 +1,278 @@
+"""A site task's cgroup on this node: where it is and what it has used, read from the kernel's files.
+
+Docker's stats API costs the daemon a streaming call per container; these files cost a few reads
+each. Both hierarchies are read: cgroup v2 (one directory per cgroup: `cpu.stat`, `memory.current`,
+`memory.stat`, `memory.events`, `pids.current`, `io.stat`) and cgroup v1 (one tree per controller:
+`cpuacct.usage`, `memory.usage_in_bytes`, `memory.oom_control`, `blkio.throttle.io_service_bytes`,
+...), whichever the node runs (a hybrid node, v1 controllers beside an empty unified tree, is v1).
+
+Where a container's cgroup lies depends on the engine's cgroup driver and parent (`docker/<id>`
+with cgroupfs, `system.slice/docker-<id>.scope` with systemd, `<parent>/<id>` with
+`--cgroup-parent`): the first container is looked for in the tree, and the path it was found at
+becomes a template for the next ones, so a pass over a thousand tasks searches nothing. The network
+counters live in the task's network namespace, read through `/proc/<pid>/net/dev` of one of its
+processes (`cgroup.procs`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# v1 reports "no limit" as the largest page-aligned signed 64-bit value; anything this large is none.
+NO_LIMIT = 2**62
+MAX_TEMPLATES = 8
+MAX_MISSED = 4096
+SEARCH_DEPTH = 5
+_V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "pids")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One cgroup, read once: counters since the task's container started, and gauges now."""
+
+    cpu_usec: int
+    throttled_usec: int
+    memory_bytes: int  # the working set: usage minus inactive file cache (what cAdvisor reports)
+    oom_kills: int
+    pids: int
+    io_read_bytes: int
+    io_write_bytes: int
+    net_rx_bytes: int
+    net_tx_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    cpus: float | None  # None: no CPU quota
+    memory_bytes: int | None  # None: no memory limit
+
+
+@dataclass(frozen=True, slots=True)
+class Cgroup:
+    """One container's cgroup: a directory per controller (all the same one on v2)."""
+
+    cpu: Path
+    cpuacct: Path
+    memory: Path
+    io: Path
+    pids: Path
+    v2: bool
+
+
+# --- parsers (pure) ------------------------------------------------------------------------------
+
+
+def keyed(text: str) -> dict[str, int]:
+    """`key value` lines (cpu.stat, memory.stat, memory.events, memory.oom_control)."""
+    values = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            values[key] = int(value)
+    return values
+
+
+def io_v2(text: str) -> tuple[int, int]:
+    """(read, written) bytes over every device of an `io.stat`."""
+    read = written = 0
+    for line in text.splitlines():
+        for field in line.split()[1:]:
+            key, _, value = field.partition("=")
+            if key == "rbytes":
+                read += int(value)
+            elif key == "wbytes":
+                written += int(value)
+    return read, written
+
+
+def io_v1(text: str) -> tuple[int, int]:
+    """(read, written) bytes over every device of a `blkio.throttle.io_service_bytes`."""
+    read = written = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "Read":
+            read += int(parts[2])
+        elif len(parts) == 3 and parts[1] == "Write":
+            written += int(parts[2])
+    return read, written
+
+
+def cpus_v2(cpu_max: str) -> float | None:
+    """`cpu.max` ("max 100000" or "50000 100000") as cores."""
+    quota, _, period = cpu_max.strip().partition(" ")
+    if quota == "max" or not period:
+        return None
+    return int(quota) / int(period)
+
+
+def cpus_v1(quota_us: str, period_us: str) -> float | None:
+    quota = int(quota_us)
+    return None if quota <= 0 else quota / int(period_us)
+
+
+def memory_limit(text: str) -> int | None:
+    """`memory.max` ("max" or bytes) or v1's `memory.limit_in_bytes`."""
+    value = text.strip()
+    if value == "max":
+        return None
+    limit = int(value)
+    return None if limit >= NO_LIMIT else limit
+
+
+def net_dev(text: str) -> tuple[int, int]:
+    """(received, sent) bytes over every interface of a `/proc/<pid>/net/dev` but loopback."""
+    rx = tx = 0
+    for line in text.splitlines()[2:]:
+        name, _, counters = line.partition(":")
+        fields = counters.split()
+        if name.strip() == "lo" or len(fields) < 9:
+            continue
+        rx += int(fields[0])
+        tx += int(fields[8])
+    return rx, tx
+
+
+def working_set(usage: int, stat: dict[str, int], v2: bool) -> int:
+    inactive = stat.get("inactive_file" if v2 else "total_inactive_file", 0)
+    return max(0, usage - inactive)
+
+
+# --- the node's hierarchy ------------------------------------------------------------------------
+
+
+def _read(path: Path) -> str:
+    # os.read instead of open(): a pass reads thousands of these small files.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536).decode()
+    finally:
+        os.close(fd)
+
+
+class Hierarchy:
+    """This node's cgroups under `root` (/sys/fs/cgroup; a collector in a container reads the
+    host's, mounted elsewhere) and processes under `proc` (/proc, or the host's)."""
+
+    def __init__(self, root: Path, proc: Path = Path("/proc")) -> None:
+        self.root = root
+        self.proc = proc
+        self.v2 = (root / "cgroup.controllers").exists()
+        self._controllers = {} if self.v2 else {name: _controller(root, name) for name in _V1_CONTROLLERS}
+        self._templates: list[str] = []  # relative paths with "{id}" where the container id goes
+        self._missed: dict[str, None] = {}  # containers searched for in vain (searched once only)
+
+    @property
+    def base(self) -> Path:
+        """Where containers are looked for: the unified tree, or v1's memory controller."""
+        return self.root if self.v2 else self._controllers["memory"]
+
+    def find(self, container_id: str) -> Cgroup | None:
+        """The container's cgroup, or None when it has none (any more)."""
+        for template in self._templates:
+            relative = template.format(id=container_id)
+            if (self.base / relative).is_dir():
+                return self._cgroup(relative)
+        if container_id in self._missed:
+            return None
+        found = _search(self.base, container_id)
+        if found is None:
+            # Gone meanwhile (or never had one here): not searched for again.
+            self._missed[container_id] = None
+            while len(self._missed) > MAX_MISSED:
+                del self._missed[next(iter(self._missed))]
+            return None
+        relative = found.relative_to(self.base).as_posix()
+        template = relative.replace(container_id, "{id}")
+        if template not in self._templates:
+            self._templates = [template, *self._templates][:MAX_TEMPLATES]
+        return self._cgroup(relative)
+
+    def _cgroup(self, relative: str) -> Cgroup:
+        if self.v2:
+            path = self.root / relative
+            return Cgroup(path, path, path, path, path, v2=True)
+        c = self._controllers
+        return Cgroup(
+            c["cpu"] / relative,
+            c["cpuacct"] / relative,
+            c["memory"] / relative,
+            c["blkio"] / relative,
+            c["pids"] / relative,
+            v2=False,
+        )
+
+    def limits(self, cgroup: Cgroup) -> Limits:
+        """Fixed for a container's life (a service update makes a new container): read once."""
+        if cgroup.v2:
+            cpus = cpus_v2(_read(cgroup.cpu / "cpu.max"))
+            memory = memory_limit(_read(cgroup.memory / "memory.max"))
+        else:
+            cpus = cpus_v1(_read(cgroup.cpu / "cpu.cfs_quota_us"), _read(cgroup.cpu / "cpu.cfs_period_us"))
+            memory = memory_limit(_read(cgroup.memory / "memory.limit_in_bytes"))
+        return Limits(cpus, memory)
+
+    def usage(self, cgroup: Cgroup) -> Usage:
+        """OSError (FileNotFoundError mostly) when the cgroup went away meanwhile."""
+        stat = keyed(_read(cgroup.memory / "memory.stat"))
+        if cgroup.v2:
+            cpu = keyed(_read(cgroup.cpu / "cpu.stat"))
+            cpu_usec, throttled_usec = cpu.get("usage_usec", 0), cpu.get("throttled_usec", 0)
+            memory = working_set(int(_read(cgroup.memory / "memory.current")), stat, v2=True)
+            oom_kills = keyed(_read(cgroup.memory / "memory.events")).get("oom_kill", 0)
+            io = io_v2(_read(cgroup.io / "io.stat"))
+        else:
+            cpu_usec = int(_read(cgroup.cpuacct / "cpuacct.usage")) // 1000
+            throttled_usec = keyed(_read(cgroup.cpu / "cpu.stat")).get("throttled_time", 0) // 1000
+            memory = working_set(int(_read(cgroup.memory / "memory.usage_in_bytes")), stat, v2=False)
+            oom_kills = keyed(_read(cgroup.memory / "memory.oom_control")).get("oom_kill", 0)
+            io = io_v1(_read(cgroup.io / "blkio.throttle.io_service_bytes"))
+        pids = int(_read(cgroup.pids / "pids.current"))
+        rx, tx = self._network(cgroup)
+        return Usage(cpu_usec, throttled_usec, memory, oom_kills, pids, io[0], io[1], rx, tx)
+
+    def _network(self, cgroup: Cgroup) -> tuple[int, int]:
+        """Through any process of the task (they share its network namespace); 0, 0 with none."""
+        for pid in _read(cgroup.pids / "cgroup.procs").split()[:3]:
+            try:
+                return net_dev(_read(self.proc / pid / "net" / "dev"))
+            except OSError:
+                continue  # exited meanwhile: the next one
+        return 0, 0
+
+
+def _controller(root: Path, name: str) -> Path:
+    """A v1 controller's tree: `root/name`, or a co-mounted one (`cpu,cpuacct`)."""
+    if (root / name).is_dir():
+        return root / name
+    for entry in _listdir(root):
+        if name in entry.name.split(",") and entry.is_dir():
+            return Path(entry.path)
+    return root / name  # absent: reads fail with a clear path
+
+
+def _listdir(path: Path) -> Iterator[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as entries:
+            yield from entries
+    except OSError:
+        return
+
+
+def _search(base: Path, container_id: str) -> Path | None:
+    """Breadth first, a few levels deep: the directory named for the container (`<id>`,
+    `docker-<id>.scope`, ...)."""
+    level = [base]
+    for _ in range(SEARCH_DEPTH):
+        below = []
+        for directory in level:
+            for entry in _listdir(directory):
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                if container_id in entry.name:
+                    return Path(entry.path)
+                below.append(Path(entry.path))
+        level = below
+    return None
