@@ -57,11 +57,12 @@ SITES_NETWORK=${SITES_NETWORK:-director-sites}
 STATE_DIR=${STACK_STATE_DIR:-/var/lib/director-stack/$STACK}
 CACHE_DIR=${STACK_CACHE_DIR:-/var/cache/director-stack}
 HEALTHY_TIMEOUT=${HEALTHY_TIMEOUT:-180}
-SERVICES=(rabbitmq traefik docker-proxy netguard orchestrator acme-http01)
+SERVICES=(rabbitmq traefik docker-proxy netguard collector orchestrator acme-http01)
 # name:kept — `kept` secrets have a root-only copy in $STATE_DIR/secrets (Director and the
 # observer's services need theirs, operators the admin's); the others never leave the swarm.
 SECRETS=(rabbitmq_erlang_cookie: rabbitmq_admin_user:kept rabbitmq_admin_password:kept
-         orchestrator_amqp_password: director_amqp_password:kept observer_amqp_password:kept)
+         orchestrator_amqp_password: director_amqp_password:kept observer_amqp_password:kept
+         collector_amqp_password:)
 
 log() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -50,6 +50,7 @@ ctl eval "
     ok = Set(<<\"orchestrator\">>, $(secret orchestrator_amqp_password)),
     ok = Set(<<\"director\">>, $(secret director_amqp_password)),
     ok = Set(<<\"observer\">>, $(secret observer_amqp_password)),
+    ok = Set(<<\"collector\">>, $(secret collector_amqp_password)),
     Admin = $(secret rabbitmq_admin_user),
     ok = Set(Admin, $(secret rabbitmq_admin_password)),
     ok = rabbit_auth_backend_internal:set_tags(Admin, [administrator], <<\"rabbitmq-entrypoint\">>),

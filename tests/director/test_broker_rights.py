@@ -21,7 +21,7 @@ from harness.rabbit import LOCAL_BROKER
 from harness.stack import ROOT
 
 DOC = ROOT / "docs" / "security.md"
-SERVICES = ("director", "observer", "orchestrator")
+SERVICES = ("collector", "director", "observer", "orchestrator")
 ADMIN = "guest"  # the local stack's admin (production: the admin secret's user)
 # What each permission grants, by the kind of resource (the doc's vocabulary).
 RIGHTS = {
@@ -271,7 +271,7 @@ async def test_what_director_and_the_observer_may_do_they_can(
     await own_queue_bound(_mine("director"), "orchestrator.terminals", f"terminal.{uuid.uuid4()}")(channel)
     await channel.close()
     channel = await as_observer.channel()
-    for key in ("site.*", "site.deployed", "site.#"):
+    for key in ("site.*", "site.deployed", "site.#", "node.metrics", "orchestrator.metrics"):
         await own_queue_bound(_mine("observer"), "orchestrator.results", key)(channel)
     await channel.close()
 
@@ -316,7 +316,7 @@ async def test_director_is_refused_everything_else(as_director: AbstractConnecti
     await refused(as_director, publish("director.sites", "site.created", "orchestrator"), "PRECONDITION_FAILED")
 
 
-async def test_the_observer_only_reads_site_results(
+async def test_the_observer_only_reads_site_results_and_metrics(
     as_observer: AbstractConnection, as_director: AbstractConnection
 ) -> None:
     directors_queue = _mine("director")

@@ -21,7 +21,7 @@ from support import broker_definitions, eventually, publish_reliably, site_event
 
 from orchestrator.config import Settings
 
-SERVICES = ("rabbitmq", "traefik", "docker-proxy", "netguard", "orchestrator", "acme-http01")
+SERVICES = ("rabbitmq", "traefik", "docker-proxy", "netguard", "collector", "orchestrator", "acme-http01")
 
 
 def test_every_service_is_running_and_healthy(prod: Prod) -> None:
@@ -116,7 +116,7 @@ async def test_broker_users_and_permissions_as_loaded_in_the_stack(prod: Prod) -
     assert code == 0, users
     admin = (prod.state / "secrets" / "rabbitmq_admin_user").read_text()
     assert {u["user"]: u["tags"] for u in json.loads(users)} == {
-        admin: ["administrator"], "director": [], "observer": [], "orchestrator": [],
+        admin: ["administrator"], "collector": [], "director": [], "observer": [], "orchestrator": [],
     }  # fmt: skip
     code, perms = prod.exec(broker["Id"], "rabbitmqctl", "-q", "list_permissions", "--formatter", "json")
     assert code == 0, perms

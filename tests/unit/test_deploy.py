@@ -45,11 +45,27 @@ def allows(pattern: str, name: str) -> bool:
     return re.search(pattern, name) is not None
 
 
-def test_three_users_without_passwords_and_no_guest(definitions: dict[str, Any]) -> None:
+def test_four_users_without_passwords_and_no_guest(definitions: dict[str, Any]) -> None:
     users = {u["name"]: u for u in definitions["users"]}
-    assert sorted(users) == ["director", "observer", "orchestrator"]
+    assert sorted(users) == ["collector", "director", "observer", "orchestrator"]
     assert all(u["password_hash"] == "" and u["tags"] == [] for u in users.values())
-    assert {p["user"] for p in definitions["permissions"]} == {"director", "observer", "orchestrator"}
+    assert {p["user"] for p in definitions["permissions"]} == {"collector", "director", "observer", "orchestrator"}
+
+
+def test_a_collector_may_only_send_samples(definitions: dict[str, Any]) -> None:
+    """A site node's collector: samples to the collectors' exchange, nothing else (a node taken
+    over cannot publish a `site.deployed`, read an event or declare anything)."""
+    settings = Settings()
+    collector = grant(definitions, "collector")
+    assert allows(collector["write"], settings.collector_exchange)
+    for name in [*OURS, *DIRECTORS, DEFAULT_EXCHANGE, f"{settings.collector_exchange}.evil"]:
+        assert not allows(collector["write"], name)
+    for name in [*OURS, *DIRECTORS, settings.collector_exchange, f"{settings.collector_exchange}.x"]:
+        assert not allows(collector["read"], name) and not allows(collector["configure"], name)
+    (topic,) = [t for t in definitions["topic_permissions"] if t["user"] == "collector"]
+    assert topic["exchange"] == settings.collector_exchange
+    assert allows(topic["write"], "sample") and not allows(topic["write"], "site.deployed")
+    assert "collector" in settings.collector_publishers and "collector" not in settings.allowed_publishers
 
 
 # What Director reads of ours: its durable results queue, and the results and terminal-session
