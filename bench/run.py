@@ -15,7 +15,8 @@ terminal  a keystroke's echo through the bus (median, p99) against a bare 4 KiB 
 redeploy  requests through Traefik during 10 updates of a serving site: failed requests.
 health    a site's server killed from inside: seconds until site.health says down, and healthy again.
 idle      machine CPU with 0/50/100/200 idle, healthy, serving sites (Traefik at its production
-          refresh), minus with none, per site; the Docker daemons' and Traefik's share.
+          refresh), minus with none, per site; the Docker daemons' and Traefik's share; at 100 and
+          200, metrics on (METRICS_SECONDS 60) against off, measured on, off, on again.
 deploy    one new site, event -> site.deployed, against the floor (the same service without a health
           check created until served through Traefik) plus the stability window, with a timeline
           per run (service created, container started, healthy, first served, result): at 100
@@ -25,6 +26,7 @@ fleet     1,000 then 10,000 managed sites (200 serving, the rest not): start-up,
           machine's CPU (Traefik's provider polling, through the docker proxy as in production,
           included); against the same at 200. The not-serving services are made straight
           through the SDK, reused from an interrupted run, and removed at the end.
+metrics   one collector pass over 1,000 real cgroups (bench/metrics.py): wall and CPU time.
 files     site files over the bus (bench/files.py): a 4 KiB files.read round trip against a bare
           aio-pika request/reply echo; 50 MiB up and down against bare chunked publishing of the
           same bytes; a listing of 10,000 entries against reading the directory locally.
@@ -53,6 +55,7 @@ import bus
 import cluster
 import deploys
 import files
+import metrics
 import scale
 import timeline
 from common import (
@@ -67,7 +70,8 @@ from common import (
 )
 
 SECTIONS = (
-    "pure", "burst", "truth", "noop", "terminal", "redeploy", "health", "idle", "deploy", "fleet", "files", "cluster"
+    "pure", "metrics", "burst", "truth", "noop", "terminal", "redeploy", "health", "idle", "deploy", "fleet", "files",
+    "cluster",
 )  # fmt: skip
 ON_REQUEST = {"cluster"}  # needs the test cluster up: never part of a plain `make bench`
 PRODUCTION_REFRESH, LOCAL_REFRESH = 5, 1  # Traefik's swarm-provider refresh (deploy/traefik/traefik.yml)
@@ -80,6 +84,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {}
     if "pure" in only:
         report["pure"] = bus.pure_ratios()
+    if "metrics" in only:
+        report["metrics"] = await metrics.collection_pass(args.metrics_sites)
     sites = list(range(FIRST_SITE, FIRST_SITE + args.sites))
     wipe(keep_fleet=args.keep_fleet)
     try:
@@ -123,19 +129,26 @@ async def scale_sections(bench: Any, only: set[str], args: argparse.Namespace) -
     """Idle sites' CPU, one deploy at 100 sites, the fleet levels (see the docstring)."""
     report: dict[str, Any] = {}
     singles: dict[str, Any] = {}
+    on_off: dict[str, Any] = {}
+    none: dict[str, float] = {}  # the machine with no site (the first level's reading)
+    metrics_levels = {int(n) for n in args.metrics_levels.split(",") if n}
 
-    async def deploy_at(level: int) -> None:
+    async def after(level: int, reading: dict[str, float]) -> None:
+        none.update(reading if not none else {})
+        if level in metrics_levels:
+            on_off[str(level)] = await metrics.idle_on_off(bench, level, none, args.window)
         if "deploy" in only and level == DEPLOY_AT:
             first = FLEET_SITE + scale.LEVEL_SITES + level
             singles[str(level)] = await timeline.one_site(bench, first, level)
 
     if only & {"idle", "fleet"}:
         levels = [int(n) for n in args.levels.split(",")]
-        report["idle"] = await scale.idle_levels(bench, levels, args.window, deploy_at)
+        report["idle"] = await scale.idle_levels(bench, levels, args.window, after)
+        report["idle"]["metrics_on_off"] = on_off
     else:  # the deploy alone: not-serving sites made through the SDK
         log(f"deploy: {DEPLOY_AT} not-serving sites")
         await asyncio.to_thread(scale.fill, DEPLOY_AT, FLEET_SITE)
-        await deploy_at(DEPLOY_AT)
+        await after(DEPLOY_AT, {})
     if "fleet" in only:
         levels = [int(n) for n in args.levels.split(",")]
         fleet_levels = [int(n) for n in args.fleet.split(",")]
@@ -180,6 +193,16 @@ def table(report: dict[str, Any]) -> str:
         for n, per in report["idle"]["per_site_mc"].items():
             rows.append(("idle", f"{n} sites: {per['machine_mc']} mc/site (machine)",
                          f"Docker {per['docker_mc']} mc/site, Traefik {per['traefik_mc']} mc/site"))  # fmt: skip
+        for n, m in report["idle"].get("metrics_on_off", {}).items():
+            per = m["machine_mc_per_site"]
+            on_off = f"{per['on']}/{per['off']}/{per['on_again']}"
+            rows.append(("idle", f"{n} sites, metrics on/off/on: {on_off} mc/site (machine)",
+                         f"metrics cost {m['metrics_cost_mc_per_site']} mc/site"))  # fmt: skip
+    if "metrics" in report:
+        m = report["metrics"]
+        rows.append(("metrics", f"collector pass over {m['sites']} cgroups: {m['pass_seconds_median']} s "
+                     f"({m['cpu_us_per_site']} us CPU/site)",
+                     f"{m['millicores_at_60s']} mc at the 60 s period"))  # fmt: skip
     for n, d in report.get("deploy", {}).items():
         rows.append(("deploy", f"one site at {n} sites: {d['seconds_median']} s (median)",
                      f"floor {d['floor_seconds_median']} s + window {d['window_seconds']} s: "
@@ -246,6 +269,8 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--prefetch", type=int, default=32)
     parser.add_argument("--levels", default="0,50,100,200", help="idle sites to measure at (the first: none)")
+    parser.add_argument("--metrics-levels", default="100,200", help="idle levels measured with metrics off too")
+    parser.add_argument("--metrics-sites", type=int, default=1000, help="cgroups of the collector pass")
     parser.add_argument("--fleet", default="1000,10000", help="managed sites of each fleet level")
     parser.add_argument(
         "--keep-fleet", action="store_true", help="keep the fleet's not-serving services (a later run reuses them)"

@@ -54,10 +54,13 @@ async def deploy_all(bench: Bench, sites: list[int], *, serving: bool = True, ti
 
 
 async def idle_levels(
-    bench: Bench, levels: list[int], window: float, after: Callable[[int], Awaitable[None]] | None = None
+    bench: Bench,
+    levels: list[int],
+    window: float,
+    after: Callable[[int, dict[str, float]], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
-    """Machine CPU with N idle, healthy, serving sites, minus with none, per site; `after(N)`
-    once each level is measured."""
+    """Machine CPU with N idle, healthy, serving sites, minus with none, per site; `after(N,
+    reading)` once each level is measured."""
     sites: list[int] = []
     readings: dict[int, dict[str, float]] = {}
     for level in levels:
@@ -70,7 +73,7 @@ async def idle_levels(
         await asyncio.sleep(SETTLE_SECONDS if level else 10)
         readings[level] = await cpu_window(window)
         if after is not None:
-            await after(level)
+            await after(level, readings[level])
     async with httpx.AsyncClient(base_url=TRAEFIK, timeout=5) as client:
         served = sum([await served_now(client, host(s), page(s)) for s in sites])
     base = readings[levels[0]]

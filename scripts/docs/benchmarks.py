@@ -117,6 +117,28 @@ def _rows_idle(i: Report) -> Iterator[Row]:
             yield Row("idle", measured, against, "Docker + Traefik ≤ 3 mc per site", met)
         else:
             yield Row("idle", measured, against)
+    yield from _rows_metrics_idle(i)
+
+
+def _rows_metrics_idle(i: Report) -> Iterator[Row]:
+    for n, m in i.get("metrics_on_off", {}).items():
+        per = m["machine_mc_per_site"]
+        on = (per["on"] + per["on_again"]) / 2
+        measured = (
+            f"{n} idle serving sites, the whole machine per site with metrics on (`METRICS_SECONDS` 60): "
+            f"{per['on']} mc, and {per['on_again']} mc measured again after"
+        )
+        cost = m["metrics_cost_mc_per_site"]
+        against = f"the same sites with metrics off in between: {per['off']} mc (metrics cost {cost} mc)"
+        yield Row("idle", measured, against, "≤ 3 mc per site with metrics on", on <= 3)
+
+
+def _rows_metrics(m: Report) -> Iterator[Row]:
+    measured = (
+        f"one collector pass over {m['sites']} real cgroups: {m['pass_seconds_median']} s "
+        f"({m['cpu_us_per_site']} µs of CPU per site; the first, finding each cgroup, {m['first_pass_seconds']} s)"
+    )
+    yield Row("metrics", measured, f"{m['millicores_at_60s']} millicores for the node at the 60 s period")
 
 
 def _rows_fleet(f: Report) -> Iterator[Row]:
@@ -215,6 +237,7 @@ SECTIONS: dict[str, Callable[[Report], Iterator[Row]]] = {
     "deploy": _rows_deploy,
     "fleet": _rows_fleet,
     "files": _rows_files,
+    "metrics": _rows_metrics,
     "cluster": _rows_cluster,
     "pure": _rows_pure,
 }
