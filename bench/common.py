@@ -212,6 +212,7 @@ async def until_served(client: httpx.AsyncClient, host_name: str, text: str, tim
 # --- CPU ---------------------------------------------------------------------------------------------
 
 DAEMONS = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "traefik")
+BROKER = "beam.smp"
 
 
 def _machine_ticks() -> tuple[int, int]:
@@ -239,20 +240,26 @@ def _process_ticks(names: Iterable[str]) -> dict[str, int]:
     return found
 
 
-async def cpu_window(seconds: float) -> dict[str, float]:
-    """Millicores over `seconds`: the whole machine, and the container daemons and Traefik."""
+async def cpu_window(seconds: float, orchestrator: int | None = None) -> dict[str, float]:
+    """Millicores over `seconds`: the whole machine, and the container daemons and Traefik; with
+    `orchestrator` (its pid), that process and the broker (RabbitMQ's Erlang VM) too."""
+    names = (*DAEMONS, BROKER)
     busy0, total0 = _machine_ticks()
-    procs0 = _process_ticks(DAEMONS)
+    procs0, own0 = _process_ticks(names), cpu_seconds(orchestrator) if orchestrator else 0.0
     started = time.monotonic()
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - started
     busy1, total1 = _machine_ticks()
-    procs1 = _process_ticks(DAEMONS)
+    procs1, own1 = _process_ticks(names), cpu_seconds(orchestrator) if orchestrator else 0.0
     cores = os.cpu_count() or 1
     machine = (busy1 - busy0) / (total1 - total0) * cores * 1000
-    daemons = {name: (procs1.get(name, 0) - procs0.get(name, 0)) / TICKS / elapsed * 1000 for name in DAEMONS}
-    return {
+    used = {name: (procs1.get(name, 0) - procs0.get(name, 0)) / TICKS / elapsed * 1000 for name in names}
+    reading = {
         "machine_mc": round(machine, 1),
-        "docker_mc": round(sum(v for k, v in daemons.items() if k != "traefik"), 1),
-        "traefik_mc": round(daemons["traefik"], 1),
+        "docker_mc": round(sum(v for k, v in used.items() if k not in ("traefik", BROKER)), 1),
+        "traefik_mc": round(used["traefik"], 1),
     }
+    if orchestrator is not None:
+        reading["orchestrator_mc"] = round((own1 - own0) / elapsed * 1000, 1)
+        reading["broker_mc"] = round(used[BROKER], 1)
+    return reading

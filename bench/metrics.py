@@ -120,18 +120,26 @@ async def idle_on_off(bench: Bench, level: int, baseline: dict[str, float], wind
     """With `level` idle sites up: the machine's CPU with metrics on (the running orchestrator's
     default), then off (restarted with METRICS_SECONDS=0), then on again (restarted), per site
     against `baseline` (no sites). On is measured twice around off, so a drift of the machine's
-    load shows as a difference between the two."""
+    load shows as a difference between the two. The metrics' own cost is what the processes doing
+    the work (the orchestrator: collector, Traefik scrape, merge, publish; and the broker) use on
+    against off; the bound is issue 19's (Docker + Traefik per site, as the idle rows) plus it."""
     readings: dict[str, dict[str, float]] = {}
     for name, seconds in (("on", "60"), ("off", "0"), ("on_again", "60")):
         if name != "on":
             await bench.restart(metrics_seconds=seconds)
         log(f"metrics {name}: {level} sites; settling 70 s, then measuring {window:.0f} s")
         await asyncio.sleep(70)
-        readings[name] = await cpu_window(window)
+        readings[name] = await cpu_window(window, orchestrator=bench.process.proc.pid)  # type: ignore[union-attr]
     per_site = {k: round((r["machine_mc"] - baseline["machine_mc"]) / level, 2) for k, r in readings.items()}
-    on = statistics.mean([per_site["on"], per_site["on_again"]])
+    own = {k: round(r["orchestrator_mc"] + r["broker_mc"], 1) for k, r in readings.items()}
+    cost = (statistics.mean([own["on"], own["on_again"]]) - own["off"]) / level
+    daemons = ("docker_mc", "traefik_mc")
+    bound = {k: round(sum(readings[k][d] - baseline[d] for d in daemons) / level + cost, 2) for k in ("on", "on_again")}
     return {
         "readings_mc": readings,
         "machine_mc_per_site": per_site,
-        "metrics_cost_mc_per_site": round(on - per_site["off"], 2),
+        "machine_cost_mc_per_site": round(statistics.mean([per_site["on"], per_site["on_again"]]) - per_site["off"], 2),
+        "orchestrator_and_broker_mc": own,
+        "metrics_cost_mc_per_site": round(cost, 3),
+        "docker_traefik_metrics_mc_per_site": bound,
     }

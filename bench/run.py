@@ -194,10 +194,11 @@ def table(report: dict[str, Any]) -> str:
             rows.append(("idle", f"{n} sites: {per['machine_mc']} mc/site (machine)",
                          f"Docker {per['docker_mc']} mc/site, Traefik {per['traefik_mc']} mc/site"))  # fmt: skip
         for n, m in report["idle"].get("metrics_on_off", {}).items():
-            per = m["machine_mc_per_site"]
+            per, bound = m["machine_mc_per_site"], m["docker_traefik_metrics_mc_per_site"]
             on_off = f"{per['on']}/{per['off']}/{per['on_again']}"
             rows.append(("idle", f"{n} sites, metrics on/off/on: {on_off} mc/site (machine)",
-                         f"metrics cost {m['metrics_cost_mc_per_site']} mc/site"))  # fmt: skip
+                         f"metrics cost {m['metrics_cost_mc_per_site']} mc/site; Docker + Traefik + metrics "
+                         f"{bound['on']}/{bound['on_again']} mc/site"))  # fmt: skip
     if "metrics" in report:
         m = report["metrics"]
         rows.append(("metrics", f"collector pass over {m['sites']} cgroups: {m['pass_seconds_median']} s "
