@@ -25,6 +25,7 @@ from orchestrator.bus.envelope import Envelope, believed_headers
 from orchestrator.config import Settings
 from orchestrator.errors import BrokerUnavailable, PublishFailed
 from orchestrator.logging_setup import fields
+from orchestrator_contract import version as contract
 
 log = logging.getLogger("orchestrator.broker")
 PERSISTENT, NOT_PERSISTENT = aio_pika.DeliveryMode.PERSISTENT.value, aio_pika.DeliveryMode.NOT_PERSISTENT.value
@@ -89,7 +90,7 @@ async def publish(
     """Publish and wait for the broker's confirm (`mandatory`: a message no queue takes is an
     error, not dropped); PublishFailed if not."""
     properties = aiormq.spec.Basic.Properties(
-        headers=dict(headers or {}),
+        headers={contract.HEADER: contract.VERSION, **(headers or {})},
         content_type=content_type,
         delivery_mode=PERSISTENT if persistent else NOT_PERSISTENT,
         message_id=message_id,
@@ -120,6 +121,7 @@ async def send(
     properties = aiormq.spec.Basic.Properties(
         content_type="application/json",
         delivery_mode=NOT_PERSISTENT,
+        headers={contract.HEADER: contract.VERSION},
         message_id=message_id,
         user_id=user_id,
         expiration=None if expiration is None else str(int(expiration * 1000)),

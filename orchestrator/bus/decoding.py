@@ -1,5 +1,6 @@
-"""Bytes into typed messages: the one place where a body becomes a site event or a terminal
-command, or an `InvalidEvent` saying why (with whatever of it was readable).
+"""Bytes into typed messages: the one place where a body becomes a site event, a terminal command
+or a file request, or an `InvalidEvent` saying why (with whatever of it was readable). A message
+of another major version of the contract (its `contract-version` header) is refused here too.
 
 Pure functions, unit-tested without a broker. Nothing past this edge touches bytes or dicts.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.errors import InvalidEvent, InvalidRequest
+from orchestrator_contract import version as contract
 from orchestrator_contract.files import FILE_REQUESTS, MAX_CHUNK_BYTES, FileRequest
 from orchestrator_contract.sites import MAX_VERSION, SITE_EVENT_TYPES, SiteEvent
 from orchestrator_contract.terminals import TERMINAL_COMMANDS, TerminalCommand
@@ -27,8 +29,18 @@ MAX_MEMBERS = 1000
 _EVENT: TypeAdapter[SiteEvent] = TypeAdapter(SiteEvent)
 
 
-def parse_event(body: bytes, routing_key: str) -> SiteEvent:
-    """Bytes to a typed event, or InvalidEvent saying why (carrying what is readable of it)."""
+def unreadable_version(contract_version: object) -> str | None:
+    """Why a message whose `contract-version` header is `contract_version` (None: none) cannot
+    be read: another major version of the contract. None when it can."""
+    if contract.compatible(contract_version):
+        return None
+    shown = contract_version.decode(errors="replace") if isinstance(contract_version, bytes) else contract_version
+    return f"contract version {str(shown)[:40]!r} is not this orchestrator's ({contract.MAJOR}.x, {contract.VERSION})"
+
+
+def parse_event(body: bytes, routing_key: str, contract_version: object = None) -> SiteEvent:
+    """Bytes to a typed event, or InvalidEvent saying why (carrying what is readable of it);
+    `contract_version`: the message's `contract-version` header."""
     if len(body) > MAX_BODY:
         raise InvalidEvent(f"message body is larger than {MAX_BODY} bytes")
     shape = _Shape()
@@ -38,6 +50,8 @@ def parse_event(body: bytes, routing_key: str) -> SiteEvent:
         # ValueError covers bad UTF-8, bad JSON and integers past Python's digit limit.
         raise InvalidEvent(f"message body is not JSON: {exc!s:.200}") from None
     known = readable_parts(raw)
+    if unreadable := unreadable_version(contract_version):
+        raise InvalidEvent(unreadable, **known)
     if shape.problem:
         raise InvalidEvent(shape.problem, **known)
     if routing_key not in SITE_EVENT_TYPES:
@@ -57,8 +71,10 @@ def parse_event(body: bytes, routing_key: str) -> SiteEvent:
 MAX_COMMAND_BODY = 64 * 1024
 
 
-def parse_command(body: bytes, routing_key: str) -> TerminalCommand:
+def parse_command(body: bytes, routing_key: str, contract_version: object = None) -> TerminalCommand:
     """Bytes to a typed terminal command (the routing key names it), or InvalidEvent."""
+    if unreadable := unreadable_version(contract_version):
+        raise InvalidEvent(unreadable)
     if len(body) > MAX_COMMAND_BODY:
         raise InvalidEvent(f"terminal command is larger than {MAX_COMMAND_BODY} bytes")
     model = TERMINAL_COMMANDS.get(routing_key)
@@ -76,8 +92,10 @@ def parse_command(body: bytes, routing_key: str) -> TerminalCommand:
 MAX_FILE_REQUEST_BODY = 4 * ((MAX_CHUNK_BYTES + 2) // 3) + 64 * 1024
 
 
-def parse_file_request(body: bytes, routing_key: str) -> FileRequest:
+def parse_file_request(body: bytes, routing_key: str, contract_version: object = None) -> FileRequest:
     """Bytes to a typed file or log request (the routing key names it), or InvalidRequest."""
+    if unreadable := unreadable_version(contract_version):
+        raise InvalidRequest(unreadable)
     if len(body) > MAX_FILE_REQUEST_BODY:
         raise InvalidRequest(f"file request is larger than {MAX_FILE_REQUEST_BODY} bytes")
     model = FILE_REQUESTS.get(routing_key)

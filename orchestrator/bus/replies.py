@@ -23,6 +23,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from orchestrator.bus import broker
 from orchestrator.logging_setup import fields
+from orchestrator_contract import version as contract
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.files import ErrorReply, FileResult, ReplyError
 
@@ -96,6 +97,7 @@ class ReplyPublisher:
             correlation_id=correlation_id,
             delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
             app_id="orchestrator",
+            headers={contract.HEADER: contract.VERSION},
         )
         try:
             await self._channel.default_exchange.publish(

@@ -19,6 +19,7 @@ from orchestrator.bus.replies import error_reply, reply_queue_allowed, within_li
 from orchestrator.errors import FileRefused, InvalidRequest, OrchestratorError
 from orchestrator.files.service import SiteFiles
 from orchestrator.files.streams import Requester
+from orchestrator_contract import version as contract
 from orchestrator_contract.files import FileRequest, FilesRead, FilesWrite, LogsStop
 
 # Operations not worth a log line each (a download or an upload is a stream of them).
@@ -39,7 +40,7 @@ class FileRequests:
             )
         if not envelope.correlation_id:
             raise InvalidRequest("the request has no correlation_id")
-        return parse_file_request(envelope.body, envelope.routing_key)
+        return parse_file_request(envelope.body, envelope.routing_key, envelope.headers.get(contract.HEADER))
 
     def lane(self, message: FileRequest | None, error: OrchestratorError | None) -> Hashable | None:
         # No lane: requests of a site run side by side (bounded per site); an upload's chunks

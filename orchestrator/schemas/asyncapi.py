@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +32,7 @@ from orchestrator.schemas.messages import (
     ref,
     setting,
 )
+from orchestrator_contract import version as contract
 from orchestrator_contract.files import FILE_REQUESTS, RESULTS, ErrorReply
 from orchestrator_contract.metrics import METRICS_REQUESTS, METRICS_RESULTS
 from orchestrator_contract.results import DriftReport, SiteHealth, SiteResult
@@ -85,7 +85,7 @@ def document(examples: Mapping[str, Any]) -> dict[str, Any]:
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
             "title": "orchestrator",
-            "version": version("orchestrator"),
+            "version": contract.VERSION,
             "description": (
                 "Director's site events, terminal commands and file requests in; results, terminal session "
                 "events, replies and dead letters out. Generated from the pydantic models (`orchestrator schema "

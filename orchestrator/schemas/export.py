@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from orchestrator.schemas import asyncapi
 from orchestrator.schemas.metrics_examples import metrics_examples
+from orchestrator_contract import version as contract
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.files import (
     ArchiveChunk,
@@ -240,7 +241,7 @@ def _file_examples() -> dict[str, BaseModel]:
 
 def documents() -> dict[str, Any]:
     """File name -> JSON document, exactly as committed under schemas/."""
-    docs: dict[str, Any] = {
+    schemas = {
         "inbound-event.schema.json": TypeAdapter(SiteEvent).json_schema(),
         "result-event.schema.json": SiteResult.model_json_schema(),
         "site-health.schema.json": SiteHealth.model_json_schema(),
@@ -254,6 +255,10 @@ def documents() -> dict[str, Any]:
         "orchestrator-metrics.schema.json": OrchestratorMetrics.model_json_schema(),
         "metrics-request.schema.json": TypeAdapter(MetricsRequest).json_schema(),
         "metrics-reply.schema.json": TypeAdapter(MetricsReply | ErrorReply).json_schema(),
+    }
+    # Each schema names the contract version it describes (the messages carry it as a header).
+    docs: dict[str, Any] = {
+        name: {**schema, "x-contract-version": contract.VERSION} for name, schema in schemas.items()
     }
     examples = {name: json.loads(example.model_dump_json()) for name, example in _examples().items()}
     for name, example in examples.items():

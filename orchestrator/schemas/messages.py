@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from orchestrator.config import Settings
 from orchestrator_contract import headers as hdr
+from orchestrator_contract import version as contract
 from orchestrator_contract.files import FILE_REQUESTS, RESULTS, STREAMING, ErrorReply
 from orchestrator_contract.metrics import (
     METRICS_REQUESTS,
@@ -81,10 +82,23 @@ def ref(*path: str) -> dict[str, str]:
     return {"$ref": "#/" + "/".join(path)}
 
 
+# Every message carries the contract's version (orchestrator_contract.version).
+CONTRACT_HEADER: dict[str, Any] = {
+    "type": "string",
+    "pattern": rf"^{contract.MAJOR}\.[0-9]+\.[0-9]+$",
+    "examples": [contract.VERSION],
+    "description": "The version of the contract the publisher speaks (this document's is `info.version`). A "
+    "message of another major version is refused, not acted on; one without the header is read as this major "
+    "version.",
+}
+HEADERS = {"type": "object", "properties": {contract.HEADER: CONTRACT_HEADER}, "additionalProperties": True}
+
+
 def _message(name: str, payload: dict[str, Any], model: type[BaseModel], examples: Mapping[str, Any]) -> dict[str, Any]:
     message: dict[str, Any] = {
         "name": name,
         "contentType": "application/json",
+        "headers": HEADERS,
         "payload": payload,
         "bindings": {"amqp": {"messageType": name, "bindingVersion": AMQP_BINDING}},
     }
@@ -211,7 +225,11 @@ _DEAD_LETTER_MESSAGE = {
         "Messages the broker dead-lettered itself (past the work queue's delivery limit, a terminal "
         "command unread past its TTL) carry its `x-death` headers instead of ours."
     ),
-    "headers": {"type": "object", "properties": _HEADERS, "additionalProperties": True},
+    "headers": {
+        "type": "object",
+        "properties": {contract.HEADER: CONTRACT_HEADER, **_HEADERS},
+        "additionalProperties": True,
+    },
     "payload": {
         "description": (
             "The original body, byte for byte: usually a site event or a terminal command, but a "

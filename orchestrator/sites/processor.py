@@ -15,6 +15,7 @@ from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import Completed, Failed, Outcome, Outgoing, Received
 from orchestrator.errors import OrchestratorError
 from orchestrator.sites.handlers import Context, dispatch
+from orchestrator_contract import version as contract
 from orchestrator_contract.results import SiteResult, failed
 from orchestrator_contract.sites import SiteEvent
 
@@ -27,7 +28,7 @@ class SiteEvents:
 
     def parse(self, envelope: Envelope) -> SiteEvent:
         # A retried event comes back through the requeue exchange under its first routing key.
-        return parse_event(envelope.body, envelope.original_routing_key)
+        return parse_event(envelope.body, envelope.original_routing_key, envelope.headers.get(contract.HEADER))
 
     def lane(self, message: SiteEvent | None, error: OrchestratorError | None) -> Hashable | None:
         """One event per site at a time (also a refusal, so a site's results keep their order)."""

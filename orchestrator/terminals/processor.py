@@ -15,6 +15,7 @@ from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import Completed, Failed, Outcome, Outgoing, Received
 from orchestrator.errors import OrchestratorError, TerminalRefused
 from orchestrator.terminals.sessions import TerminalSessions
+from orchestrator_contract import version as contract
 from orchestrator_contract.terminals import (
     TerminalClose,
     TerminalCommand,
@@ -31,7 +32,7 @@ class TerminalCommands:
         self.updates_exchange = updates_exchange
 
     def parse(self, envelope: Envelope) -> TerminalCommand:
-        return parse_command(envelope.body, envelope.routing_key)
+        return parse_command(envelope.body, envelope.routing_key, envelope.headers.get(contract.HEADER))
 
     def lane(self, message: TerminalCommand | None, error: OrchestratorError | None) -> Hashable | None:
         return None

@@ -7,8 +7,10 @@ The official JSON Schema comes from scripts/fetch-asyncapi-schema.sh (run by `ma
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, get_args
@@ -28,6 +30,7 @@ from orchestrator.schemas.messages import (
     REPLIES,
 )
 from orchestrator_contract import headers as hdr
+from orchestrator_contract import version
 from orchestrator_contract.files import FILE_REQUESTS
 from orchestrator_contract.metrics import METRICS_REQUESTS
 from orchestrator_contract.results import DriftReport, SiteHealth, SiteResultType
@@ -197,4 +200,14 @@ def test_every_example_matches_its_message_payload(doc: Doc) -> None:
 def test_dead_letter_headers_list_every_one_of_ours(doc: Doc) -> None:
     ours = {v for k, v in vars(hdr).items() if k.isupper() and isinstance(v, str) and v.startswith(hdr.PREFIX)}
     ours.discard(hdr.PREFIX)
-    assert set(doc["components"]["messages"][DEAD_LETTER]["headers"]["properties"]) == ours
+    assert set(doc["components"]["messages"][DEAD_LETTER]["headers"]["properties"]) == ours | {version.HEADER}
+
+
+def test_the_document_and_every_message_carry_the_contract_version(doc: Doc) -> None:
+    """Issue 28: `info.version` is the contract package's version, and every message says which
+    header carries it on the wire (and that a message of another major version is refused)."""
+    assert doc["info"]["version"] == version.VERSION == importlib.metadata.version("orchestrator-contract")
+    for _, key, message in channel_messages(doc):
+        header = message["headers"]["properties"][version.HEADER]
+        assert re.fullmatch(header["pattern"], version.VERSION), key
+        assert not re.fullmatch(header["pattern"], f"{version.MAJOR + 1}.0.0"), key
