@@ -8,10 +8,10 @@ PY     := $(VENV)/bin/python
 
 # The virtualenv is exactly requirements/dev.txt (the lock: `make lock`), then this repository's
 # distributions from their directories without dependencies (the contract, contract/, first: the
-# server depends on it). uv installs it in a third of pip's time (pip is the fallback); its version
+# server and Director's client, clients/python, depend on it). uv installs it in a third of pip's time (pip is the fallback); its version
 # is the lock's.
-LOCAL_DISTS := -e ./contract -e .
-$(VENV)/.installed: requirements/dev.txt requirements/build.txt pyproject.toml contract/pyproject.toml
+LOCAL_DISTS := -e ./contract -e ./clients/python -e .
+$(VENV)/.installed: requirements/dev.txt requirements/build.txt pyproject.toml contract/pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	( $(PY) -m pip install -q "uv==$$(sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements/dev.txt)" && \
 	  $(VENV)/bin/uv pip sync -q --python $(PY) requirements/dev.txt && \

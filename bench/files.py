@@ -24,8 +24,8 @@ from common import VHOST, Bench, log
 from rpc import DIRECT, ECHO_QUEUE, EchoClient, bare_echo, percentiles
 
 from harness.director import site_event, write_site
-from orchestrator.client import FilesClient
 from orchestrator.config import Settings
+from orchestrator_client import Client
 
 FILES_SITE = 8950  # one of the benchmark's sites (8000-8999)
 
@@ -40,12 +40,12 @@ async def files_section(bench: Bench, reads: int) -> dict[str, Any]:
         await bench.director.publish(event)
         assert (await bench.results.wait_for(event["event_id"], 120)).type == "site.deployed"
         director_url = f"amqp://director:director@127.0.0.1:5672/{VHOST}"
-        async with await FilesClient.connect(director_url) as client:
+        async with await Client.connect(director_url) as client:
             return await _files_measure(client, bench, echo, size, reads, total, chunk)
 
 
 async def _files_measure(
-    client: FilesClient, bench: Bench, echo: EchoClient, size: int, count: int, total: int, chunk: int
+    client: Client, bench: Bench, echo: EchoClient, size: int, count: int, total: int, chunk: int
 ) -> dict[str, Any]:
     site, process = FILES_SITE, bench.process
     log("files: 4 KiB read round trips, the orchestrator and the bare echo")
@@ -84,32 +84,32 @@ async def _files_measure(
 
 
 async def _read_round_trips(
-    client: FilesClient, site: int, size: int, count: int, echo: EchoClient
+    client: Client, site: int, size: int, count: int, echo: EchoClient
 ) -> tuple[list[float], list[float]]:
     """Seconds per 4 KiB read through the orchestrator, and per bare echo of the same size, one
     after the other, so both see the same machine (it is shared and noisy)."""
-    await client.write(site, "public/4k.bin", os.urandom(size))
+    await client.files.write(site, "public/4k.bin", os.urandom(size))
     ours: list[float] = []
     bare: list[float] = []
     for _ in range(100):  # warm up
-        await client.read(site, "public/4k.bin")
+        await client.files.read(site, "public/4k.bin")
     await echo.echo_round_trips(size, 0)
     for _ in range(count):
         started = time.perf_counter()
-        await client.read(site, "public/4k.bin")
+        await client.files.read(site, "public/4k.bin")
         ours.append(time.perf_counter() - started)
         bare += await echo.echo_round_trips(size, 1, warm_up=0)
     return ours, bare
 
 
-async def _transfers(client: FilesClient, site: int, data: bytes) -> tuple[float, float]:
+async def _transfers(client: Client, site: int, data: bytes) -> tuple[float, float]:
     """Seconds to upload `data` through the orchestrator and to download it back."""
     started = time.perf_counter()
-    await client.write(site, "public/50m.bin", data)
+    await client.files.write(site, "public/50m.bin", data)
     upload = time.perf_counter() - started
     started = time.perf_counter()
     downloaded = hashlib.sha256()
-    async for piece in client.download(site, "public/50m.bin"):
+    async for piece in client.files.download(site, "public/50m.bin"):
         downloaded.update(piece)
     download = time.perf_counter() - started
     assert downloaded.hexdigest() == hashlib.sha256(data).hexdigest()
@@ -167,14 +167,14 @@ async def _bare_pull(echo: EchoClient, total: int, chunk: int) -> float:
     return time.perf_counter() - started
 
 
-async def _listings(client: FilesClient, root: Path, site: int) -> tuple[float, float]:
+async def _listings(client: Client, root: Path, site: int) -> tuple[float, float]:
     """Seconds to list 10,000 entries over the bus (pages of 1,000), and locally."""
     folder = root / f"site_{site:04d}" / "public" / "many"
     folder.mkdir()
     for i in range(10_000):
         (folder / f"entry-{i:05d}").touch()
     started = time.perf_counter()
-    listed = [entry.name async for entry in client.list_all(site, "public/many", limit=1000)]
+    listed = [entry.name async for entry in client.files.list_all(site, "public/many", limit=1000)]
     listing = time.perf_counter() - started
     assert len(listed) == 10_000
     started = time.perf_counter()

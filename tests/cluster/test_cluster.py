@@ -55,8 +55,8 @@ from support.network import (
     vxlan_datagram,
 )
 
-from orchestrator.client import FilesClient
 from orchestrator.config import Settings
+from orchestrator_client import Client
 
 SITES = 12
 STATE = "/run/director-cluster"  # scripts/cluster.sh: the workers' sockets
@@ -339,8 +339,8 @@ async def test_a_terminal_and_a_file_read_of_a_worker_placed_site(
         f"terminal echo, median of 20: {worker_ms:.1f} ms for a site on a worker"
         + (f", {local_ms:.1f} ms for one on the manager" if local_ms is not None else "")
     )
-    async with await FilesClient.connect(f"amqp://director:director@127.0.0.1:5672/{stack.vhost}") as files:
-        data, result = await files.read(site.id, "public/index.html")
+    async with await Client.connect(f"amqp://director:director@127.0.0.1:5672/{stack.vhost}") as client:
+        data, result = await client.files.read(site.id, "public/index.html")
     assert data.decode() == site.page and result.eof
 
 

@@ -1,6 +1,6 @@
 """Site files and logs over the bus, as Director's file manager and log view use them: requests on
 `director.files` as the `director` user, replies to a direct reply-to or a named reply queue,
-through the reference client (`orchestrator.client`).
+through Director's client (`orchestrator_client`, clients/python).
 
 One deployed site is shared by the module; each test works in a directory of its own in it.
 """
@@ -25,8 +25,9 @@ import pytest
 from support import Running, deploy, eventually, fresh_site_id, reason, served, site_event, write_site
 
 from harness.rabbit import LOCAL_BROKER
-from orchestrator.client import FilesClient, FilesError
 from orchestrator.config import Settings
+from orchestrator_client import Client
+from orchestrator_client.errors import OrchestratorError
 
 SETTINGS = Settings()
 FILES = SETTINGS.files_exchange
@@ -37,18 +38,18 @@ def site_uid(site_id: int) -> int:
 
 
 @pytest.fixture(scope="module")
-async def client(stack: Running) -> AsyncIterator[FilesClient]:
+async def client(stack: Running) -> AsyncIterator[Client]:
     """Director's file manager with direct reply-to."""
-    async with await FilesClient.connect(f"amqp://director:director@127.0.0.1:5672/{stack.vhost}") as files:
+    async with await Client.connect(f"amqp://director:director@127.0.0.1:5672/{stack.vhost}") as files:
         yield files
 
 
 @pytest.fixture(scope="module")
-async def named(stack: Running) -> AsyncIterator[FilesClient]:
+async def named(stack: Running) -> AsyncIterator[Client]:
     """The same with a named reply queue (director.replies.<name>)."""
     url = f"amqp://director:director@127.0.0.1:5672/{stack.vhost}"
     queue = f"director.replies.test-{uuid.uuid4().hex[:8]}"
-    async with await FilesClient.connect(url, reply_queue=queue) as files:
+    async with await Client.connect(url, reply_queue=queue) as files:
         yield files
 
 
@@ -90,90 +91,92 @@ def on_disk(stack: Running, site_id: int, relative: str) -> Path:
 # --- every operation -------------------------------------------------------------------------------
 
 
-async def test_every_operation_round_trips(client: FilesClient, stack: Running, site: int, home: str) -> None:
+async def test_every_operation_round_trips(client: Client, stack: Running, site: int, home: str) -> None:
     uid = site_uid(site)
-    made = await client.mkdir(site, f"{home}/docs")
+    made = await client.files.mkdir(site, f"{home}/docs")
     assert (made.type, made.mode, made.path) == ("dir", 0o770, f"{home}/docs")
-    written = await client.write(site, f"{home}/docs/a.txt", b"hello files")
+    written = await client.files.write(site, f"{home}/docs/a.txt", b"hello files")
     assert written.received == 11 and written.entry is not None and written.etag
     assert (written.entry.type, written.entry.size, written.entry.mode) == ("file", 11, 0o660)
     disk = on_disk(stack, site, f"{home}/docs/a.txt")
     assert disk.read_bytes() == b"hello files"
     assert (disk.stat().st_uid, disk.stat().st_gid) == (uid, uid)  # the site's, never root's
 
-    status = await client.stat(site, f"{home}/docs/a.txt")
+    status = await client.files.stat(site, f"{home}/docs/a.txt")
     assert status.etag == written.etag and status.entry.size == 11
-    data, read = await client.read(site, f"{home}/docs/a.txt", offset=6, length=3)
+    data, read = await client.files.read(site, f"{home}/docs/a.txt", offset=6, length=3)
     assert (data, read.eof, read.size, read.etag) == (b"fil", False, 11, written.etag)
-    data, read = await client.read(site, f"{home}/docs/a.txt", offset=6)
+    data, read = await client.files.read(site, f"{home}/docs/a.txt", offset=6)
     assert (data, read.eof) == (b"files", True)
 
-    page = await client.list(site, f"{home}/docs")
+    page = await client.files.list(site, f"{home}/docs")
     assert [e.name for e in page.entries] == ["a.txt"] and page.next_cursor is None
 
-    moved = await client.rename(site, f"{home}/docs/a.txt", f"{home}/b.txt")
+    moved = await client.files.rename(site, f"{home}/docs/a.txt", f"{home}/b.txt")
     assert moved.path == f"{home}/b.txt"
-    changed = await client.chmod(site, f"{home}/b.txt", 0o640)
+    changed = await client.files.chmod(site, f"{home}/b.txt", 0o640)
     assert changed.mode == 0o640 and stat.S_IMODE(on_disk(stack, site, f"{home}/b.txt").stat().st_mode) == 0o640
     # The etag moves with the inode's change time: a rename or chmod changes it too (safe side).
-    current = (await client.stat(site, f"{home}/b.txt")).etag
+    current = (await client.files.stat(site, f"{home}/b.txt")).etag
     assert current not in (None, status.etag)
-    again = await client.write(site, f"{home}/b.txt", b"v2", if_match=current)
+    again = await client.files.write(site, f"{home}/b.txt", b"v2", if_match=current)
     assert again.entry is not None and again.entry.mode == 0o640  # a replaced file keeps its mode
     assert again.etag != current
 
-    usage = await client.usage(site, home)
+    usage = await client.files.usage(site, home)
     assert (usage.files, usage.dirs, usage.bytes) == (1, 1, 2)
-    assert await client.delete(site, f"{home}/b.txt") == 1
-    await client.write(site, f"{home}/docs/deep/er.txt".replace("/deep/er.txt", "/c.txt"), b"c")
-    await client.mkdir(site, f"{home}/docs/x/y/z", parents=True)
-    assert await client.delete(site, f"{home}/docs", recursive=True) == 5
+    assert await client.files.delete(site, f"{home}/b.txt") == 1
+    await client.files.write(site, f"{home}/docs/deep/er.txt".replace("/deep/er.txt", "/c.txt"), b"c")
+    await client.files.mkdir(site, f"{home}/docs/x/y/z", parents=True)
+    assert await client.files.delete(site, f"{home}/docs", recursive=True) == 5
     assert not on_disk(stack, site, f"{home}/docs").exists()
 
 
-async def test_a_named_reply_queue_gets_the_replies_too(named: FilesClient, site: int, home: str) -> None:
-    await named.write(site, f"{home}/n.txt", b"named")
-    assert await named.read_all(site, f"{home}/n.txt") == b"named"
-    assert [e.name async for e in named.list_all(site, home)] == ["n.txt"]
+async def test_a_named_reply_queue_gets_the_replies_too(named: Client, site: int, home: str) -> None:
+    await named.files.write(site, f"{home}/n.txt", b"named")
+    assert await named.files.read_all(site, f"{home}/n.txt") == b"named"
+    assert [e.name async for e in named.files.list_all(site, home)] == ["n.txt"]
 
 
 # --- every error code ------------------------------------------------------------------------------
 
 
 async def refused(request: object) -> str:
-    """The code of the FilesError the awaitable raises."""
-    with pytest.raises(FilesError) as caught:
+    """The code of the OrchestratorError the awaitable raises."""
+    with pytest.raises(OrchestratorError) as caught:
         await request  # type: ignore[misc]
     return caught.value.code
 
 
 async def test_every_refusal_reaches_the_requester_with_its_code(
-    client: FilesClient, stack: Running, site: int, home: str
+    client: Client, stack: Running, site: int, home: str
 ) -> None:
-    await client.write(site, f"{home}/f.txt", b"12345")
-    await client.mkdir(site, f"{home}/d")
-    await client.write(site, f"{home}/d/inner.txt", b"x")
+    await client.files.write(site, f"{home}/f.txt", b"12345")
+    await client.files.mkdir(site, f"{home}/d")
+    await client.files.write(site, f"{home}/d/inner.txt", b"x")
     secret = on_disk(stack, site, f"{home}/root-only.txt")
     secret.write_text("root's")  # made by root, 0600: the site's user may not read it
     secret.chmod(0o600)
     chunk = SETTINGS.files_chunk_bytes
 
     codes = {
-        "site_not_found": await refused(client.stat(fresh_site_id(), "")),
-        "not_found": await refused(client.stat(site, f"{home}/missing")),
-        "not_a_directory": await refused(client.list(site, f"{home}/f.txt")),
-        "is_a_directory": await refused(client.read(site, f"{home}/d")),
-        "exists": await refused(client.mkdir(site, f"{home}/d")),
-        "exists (rename)": await refused(client.rename(site, f"{home}/f.txt", f"{home}/d/inner.txt")),
-        "not_empty": await refused(client.delete(site, f"{home}/d")),
-        "unsafe_path (..)": await refused(client.stat(site, f"{home}/../../etc")),
-        "unsafe_path (absolute)": await refused(client.read(site, "/etc/passwd")),
-        "unsafe_path (a file on the way)": await refused(client.stat(site, f"{home}/f.txt/x")),
-        "unsafe_path (skeleton)": await refused(client.delete(site, "public", recursive=True)),
-        "too_large": await refused(client.write(site, f"{home}/big", b"x" * (chunk + 1), chunk=chunk + 1)),
-        "precondition_failed (if_match)": await refused(client.write(site, f"{home}/f.txt", b"v", if_match="nope")),
+        "site_not_found": await refused(client.files.stat(fresh_site_id(), "")),
+        "not_found": await refused(client.files.stat(site, f"{home}/missing")),
+        "not_a_directory": await refused(client.files.list(site, f"{home}/f.txt")),
+        "is_a_directory": await refused(client.files.read(site, f"{home}/d")),
+        "exists": await refused(client.files.mkdir(site, f"{home}/d")),
+        "exists (rename)": await refused(client.files.rename(site, f"{home}/f.txt", f"{home}/d/inner.txt")),
+        "not_empty": await refused(client.files.delete(site, f"{home}/d")),
+        "unsafe_path (..)": await refused(client.files.stat(site, f"{home}/../../etc")),
+        "unsafe_path (absolute)": await refused(client.files.read(site, "/etc/passwd")),
+        "unsafe_path (a file on the way)": await refused(client.files.stat(site, f"{home}/f.txt/x")),
+        "unsafe_path (skeleton)": await refused(client.files.delete(site, "public", recursive=True)),
+        "too_large": await refused(client.files.write(site, f"{home}/big", b"x" * (chunk + 1), chunk=chunk + 1)),
+        "precondition_failed (if_match)": await refused(
+            client.files.write(site, f"{home}/f.txt", b"v", if_match="nope")
+        ),
         "precondition_failed (if_none_match)": await refused(
-            client.write(site, f"{home}/f.txt", b"v", if_none_match=True)
+            client.files.write(site, f"{home}/f.txt", b"v", if_none_match=True)
         ),
         "upload_unknown": await refused(
             client.request(
@@ -181,17 +184,20 @@ async def test_every_refusal_reaches_the_requester_with_its_code(
                 {"site_id": site, "path": f"{home}/u", "upload_id": str(uuid.uuid4()), "offset": 5, "data": ""},
             )
         ),
-        "invalid_request (setuid)": await refused(client.chmod(site, f"{home}/f.txt", 0o4755)),
+        # Sent as given: the client's own model refuses it before it leaves.
+        "invalid_request (setuid)": await refused(
+            client.request("files.chmod", {"site_id": site, "path": f"{home}/f.txt", "mode": 0o4755})
+        ),
         "invalid_request (schema)": await refused(client.request("files.list", {"site_id": "one"})),
-        "invalid_request (cursor)": await refused(client.list(site, home, cursor="forged")),
-        "io_error": await refused(client.read(site, f"{home}/root-only.txt")),
+        "invalid_request (cursor)": await refused(client.files.list(site, home, cursor="forged")),
+        "io_error": await refused(client.files.read(site, f"{home}/root-only.txt")),
     }
     assert codes == {name: name.split(" ")[0] for name in codes}
     assert on_disk(stack, site, f"{home}/f.txt").read_bytes() == b"12345"  # nothing refused changed it
     assert not any(p.name.startswith(".~orchestrator") for p in on_disk(stack, site, home).iterdir())
 
 
-async def test_uploads_beyond_the_per_site_limit_are_busy(client: FilesClient, site: int, home: str) -> None:
+async def test_uploads_beyond_the_per_site_limit_are_busy(client: Client, site: int, home: str) -> None:
     def chunk(upload_id: str, name: str) -> dict[str, object]:
         return {"site_id": site, "path": f"{home}/{name}", "upload_id": upload_id, "offset": 0, "data": "eA=="}
 
@@ -205,7 +211,7 @@ async def test_uploads_beyond_the_per_site_limit_are_busy(client: FilesClient, s
     assert (await client.request("files.write", {**chunk(ids[-1], "last"), "final": True}))["received"] == 1
 
 
-async def test_chunks_arriving_out_of_order_are_written_in_order(client: FilesClient, site: int, home: str) -> None:
+async def test_chunks_arriving_out_of_order_are_written_in_order(client: Client, site: int, home: str) -> None:
     upload_id, pieces = str(uuid.uuid4()), [b"aaa", b"bbb", b"ccc"]
 
     def chunk(index: int) -> dict[str, object]:
@@ -218,20 +224,20 @@ async def test_chunks_arriving_out_of_order_are_written_in_order(client: FilesCl
     later = asyncio.gather(client.request("files.write", chunk(2)), client.request("files.write", chunk(1)))
     final, second = await later
     assert (first["received"], second["received"], final["received"]) == (3, 6, 9)
-    assert await client.read_all(site, f"{home}/o.txt") == b"aaabbbccc"
+    assert await client.files.read_all(site, f"{home}/o.txt") == b"aaabbbccc"
     # The final chunk redelivered (a crash before the ack): answered again, nothing rewritten.
     assert (await client.request("files.write", chunk(2)))["etag"] == final["etag"]
 
 
 async def test_an_abandoned_upload_expires_and_leaves_nothing(
-    client: FilesClient, stack: Running, site: int, home: str
+    client: Client, stack: Running, site: int, home: str
 ) -> None:
     upload_id = str(uuid.uuid4())
     body = {"site_id": site, "path": f"{home}/gone.txt", "upload_id": upload_id, "offset": 0, "data": "eA=="}
     await client.request("files.write", body)
     folder = on_disk(stack, site, home)
     assert [p.name for p in folder.iterdir()] == [f".~orchestrator-upload-{uuid.UUID(upload_id).hex}"]
-    assert (await client.list(site, home)).entries == []  # an upload in progress is not listed
+    assert (await client.files.list(site, home)).entries == []  # an upload in progress is not listed
 
     await eventually(lambda: not any(folder.iterdir()), timeout=15)  # FILES_UPLOAD_IDLE_SECONDS=3 in tests
     assert await refused(client.request("files.write", {**body, "offset": 1, "final": True})) == "upload_unknown"
@@ -239,7 +245,7 @@ async def test_an_abandoned_upload_expires_and_leaves_nothing(
 
 async def raw(
     stack: Running,
-    client: FilesClient,
+    client: Client,
     op: str,
     body: bytes,
     *,
@@ -250,8 +256,9 @@ async def raw(
     """Publish a request as given (as the director user), the reply (if any) to `client`'s queue;
     its message id and a future of its reply."""
     correlation_id = correlation_id or uuid.uuid4().hex
+    await client._requests._start()  # its reply queue declared and consumed: a fresh client has none yet
     future: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
-    client._pending[correlation_id] = future
+    client._requests._pending[correlation_id] = future
     channel = await client.connection.channel()
     exchange = await channel.get_exchange(FILES, ensure=False)
     message_id = str(uuid.uuid4())
@@ -264,7 +271,7 @@ async def raw(
 
 
 async def test_requests_nobody_may_be_answered_for_are_dead_lettered_without_a_reply(
-    named: FilesClient, stack: Running, site: int
+    named: Client, stack: Running, site: int
 ) -> None:
     await stack.dead_letters.take()
     trap = f"observer.trap-{uuid.uuid4().hex[:8]}"  # another user's queue, not a reply queue
@@ -272,7 +279,7 @@ async def test_requests_nobody_may_be_answered_for_are_dead_lettered_without_a_r
     channel = await observer.channel()
     trapped = await channel.declare_queue(trap, exclusive=True)
     body = json.dumps({"site_id": site, "path": ""}).encode()
-    queue = named.reply_queue
+    queue = named.reply_to
     assert queue is not None
 
     stranger, stranger_reply = await raw(stack, named, "files.stat", body, reply_to=queue, user_id=None)
@@ -299,21 +306,21 @@ async def test_requests_nobody_may_be_answered_for_are_dead_lettered_without_a_r
 
 
 async def test_an_archive_is_a_zip_of_the_directory_streamed_in_chunks(
-    client: FilesClient, stack: Running, site: int, home: str
+    client: Client, stack: Running, site: int, home: str
 ) -> None:
     folder = on_disk(stack, site, home)
     (folder / "sub").mkdir()
     (folder / "a.txt").write_bytes(b"a" * 1000)
     (folder / "sub" / "b.bin").write_bytes(os.urandom(3 * SETTINGS.files_chunk_bytes // 2))  # > one chunk
     (folder / "link").symlink_to("/etc/passwd")
-    chunks = [chunk async for chunk in client.archive(site, home)]  # the client checks seq and sha256
+    chunks = [chunk async for chunk in client.files.archive(site, home)]  # the client checks seq and sha256
     assert len(chunks) >= 2
     archive = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
     assert sorted(archive.namelist()) == ["a.txt", "link", "sub/", "sub/b.bin"]
     assert archive.read("sub/b.bin") == (folder / "sub" / "b.bin").read_bytes()
     assert archive.read("link") == b"/etc/passwd"  # the link's text, never /etc/passwd itself
     assert stat.S_ISLNK(archive.getinfo("link").external_attr >> 16)
-    assert await refused(_drain(client.archive(site, f"{home}/a.txt"))) == "not_a_directory"
+    assert await refused(_drain(client.files.archive(site, f"{home}/a.txt"))) == "not_a_directory"
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:
@@ -325,7 +332,7 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
 
 
 async def test_a_directory_of_100000_entries_pages_through_and_walks_stop_at_their_budget(
-    client: FilesClient, stack: Running, site: int, home: str
+    client: Client, stack: Running, site: int, home: str
 ) -> None:
     folder = on_disk(stack, site, f"{home}/many")
     folder.mkdir()
@@ -343,13 +350,13 @@ async def test_a_directory_of_100000_entries_pages_through_and_walks_stop_at_the
         os.close(fd)
 
     started = time.monotonic()
-    seen = [entry.name async for entry in client.list_all(site, f"{home}/many", limit=1000)]
+    seen = [entry.name async for entry in client.files.list_all(site, f"{home}/many", limit=1000)]
     took = time.monotonic() - started
     assert seen == names  # every entry once, sorted by name, across 100 pages
     print(f"listed 100,000 entries in 100 pages in {took:.1f} s")
     # A walk of the whole tree stops at the entry budget (50,000 in the tests) instead of running
     # on (archives and deletes share it: tests/unit/test_files_ops.py).
-    assert await refused(client.usage(site, home)) == "too_large"
+    assert await refused(client.files.usage(site, home)) == "too_large"
 
 
 def reset_peak(pid: int) -> None:
@@ -365,7 +372,7 @@ def rss_kb(pid: int, field: str) -> int:
 
 
 async def test_100_mib_up_and_down_with_the_same_sha256_and_bounded_memory(
-    client: FilesClient, stack: Running, site: int, home: str
+    client: Client, stack: Running, site: int, home: str
 ) -> None:
     assert stack.orchestrator.proc is not None
     pid = stack.orchestrator.proc.pid
@@ -375,7 +382,7 @@ async def test_100_mib_up_and_down_with_the_same_sha256_and_bounded_memory(
     baseline = rss_kb(pid, "VmRSS")
 
     started = time.monotonic()
-    written = await client.write(site, f"{home}/big.bin", data)
+    written = await client.files.write(site, f"{home}/big.bin", data)
     uploaded = time.monotonic() - started
     print(
         "after upload: peak", (rss_kb(pid, "VmHWM") - baseline) / 1024, "now", (rss_kb(pid, "VmRSS") - baseline) / 1024
@@ -385,7 +392,7 @@ async def test_100_mib_up_and_down_with_the_same_sha256_and_bounded_memory(
 
     started = time.monotonic()
     downloaded = hashlib.sha256()
-    async for piece in client.download(site, f"{home}/big.bin"):
+    async for piece in client.files.download(site, f"{home}/big.bin"):
         downloaded.update(piece)
     took = time.monotonic() - started
     assert downloaded.hexdigest() == digest
@@ -397,13 +404,13 @@ async def test_100_mib_up_and_down_with_the_same_sha256_and_bounded_memory(
 # --- through Traefik --------------------------------------------------------------------------------
 
 
-async def test_a_page_written_over_the_bus_is_served_through_traefik(client: FilesClient, stack: Running) -> None:
+async def test_a_page_written_over_the_bus_is_served_through_traefik(client: Client, stack: Running) -> None:
     site_id, host = fresh_site_id(), f"files{fresh_site_id()}.example.com"
     write_site(stack.sites_root, site_id, page="before", run_sh=False)
     event = site_event("site.created", site_id, 1, kind="static", domains=[host])
     assert (await deploy(stack.director, stack.results, event)).type == "site.deployed"
     page = f"<h1>written over the bus {uuid.uuid4().hex}</h1>"
-    written = await client.write(site_id, "public/index.html", page.encode())
+    written = await client.files.write(site_id, "public/index.html", page.encode())
     assert written.entry is not None and written.entry.mode == 0o644  # the replaced page's mode, kept
     await served(host, page)
 
@@ -411,20 +418,20 @@ async def test_a_page_written_over_the_bus_is_served_through_traefik(client: Fil
 # --- logs --------------------------------------------------------------------------------------------
 
 
-async def test_logs_tail_shows_the_sites_lines_with_env_values_masked(client: FilesClient, site: int) -> None:
-    lines = await client.logs_tail(site, 50)
+async def test_logs_tail_shows_the_sites_lines_with_env_values_masked(client: Client, site: int) -> None:
+    lines = await client.logs.tail(site, 50)
     assert 0 < len(lines) <= 50
     assert [line.ts for line in lines] == sorted(line.ts for line in lines)
     assert all(line.task for line in lines)
     assert not any(SECRET in line.text for line in lines)
-    everything = await client.logs_tail(site, 1000)
+    everything = await client.logs.tail(site, 1000)
     assert any(line.text == "boot key=***" for line in everything)
 
 
 async def test_a_follow_keeps_going_across_a_restart_and_stops_when_asked(
-    client: FilesClient, stack: Running, site: int
+    client: Client, stack: Running, site: int
 ) -> None:
-    async with client.follow(site, lines=3) as follow:
+    async with client.logs.follow(site, lines=3) as follow:
         first = await follow.next(10)
         assert first is not None and first.seq == 0
         before = await follow.next(10)
@@ -451,8 +458,8 @@ async def test_a_follow_keeps_going_across_a_restart_and_stops_when_asked(
 
 async def test_a_follow_ends_when_its_reply_queue_is_gone(stack: Running, site: int) -> None:
     url = f"amqp://director:director@127.0.0.1:5672/{stack.vhost}"
-    named = await FilesClient.connect(url, reply_queue=f"director.replies.gone-{uuid.uuid4().hex[:8]}")
-    follow = named.follow(site)
+    named = await Client.connect(url, reply_queue=f"director.replies.gone-{uuid.uuid4().hex[:8]}")
+    follow = named.logs.follow(site)
     await follow.__aenter__()
     assert await follow.next(10) is not None
     await named.close()  # the exclusive reply queue goes with the connection
@@ -470,7 +477,7 @@ async def test_a_follow_ends_when_its_reply_queue_is_gone(stack: Running, site: 
 
 
 async def test_deleting_a_site_ends_its_follows_and_uploads_and_its_files_are_gone(
-    client: FilesClient, stack: Running
+    client: Client, stack: Running
 ) -> None:
     site_id = fresh_site_id()
     write_site(stack.sites_root, site_id, page="doomed")
@@ -479,7 +486,7 @@ async def test_deleting_a_site_ends_its_follows_and_uploads_and_its_files_are_go
     ).type == ("site.deployed")
     upload = {"site_id": site_id, "path": "private/up.bin", "upload_id": str(uuid.uuid4()), "offset": 0, "data": "eA=="}
     await client.request("files.write", upload)
-    async with client.follow(site_id) as follow:
+    async with client.logs.follow(site_id) as follow:
         assert await follow.next(10) is not None
         removed = await deploy(stack.director, stack.results, site_event("site.deleted", site_id, 2))
         assert removed.type == "site.removed"
@@ -490,15 +497,15 @@ async def test_deleting_a_site_ends_its_follows_and_uploads_and_its_files_are_go
     trashed = [p for p in (stack.sites_root / ".trash").iterdir() if p.name.startswith(f"site_{site_id:04d}-")]
     assert len(trashed) == 1
     assert not list(trashed[0].rglob(".~orchestrator-upload-*"))  # aborted before the directory moved
-    assert await refused(client.stat(site_id, "")) == "site_not_found"
+    assert await refused(client.files.stat(site_id, "")) == "site_not_found"
     assert await refused(client.request("files.write", {**upload, "offset": 1, "final": True})) == "site_not_found"
-    assert await refused(client.logs_tail(site_id)) == "site_not_found"
+    assert await refused(client.logs.tail(site_id)) == "site_not_found"
 
 
 async def test_file_requests_are_answered_while_a_burst_of_deploys_runs(
-    client: FilesClient, stack: Running, site: int, home: str
+    client: Client, stack: Running, site: int, home: str
 ) -> None:
-    await client.write(site, f"{home}/f.txt", b"steady")
+    await client.files.write(site, f"{home}/f.txt", b"steady")
     burst = [fresh_site_id() for _ in range(5)]
     events = []
     for site_id in burst:
@@ -508,7 +515,7 @@ async def test_file_requests_are_answered_while_a_burst_of_deploys_runs(
     latencies = []
     while not deploys.done():
         started = time.monotonic()
-        data, _ = await client.read(site, f"{home}/f.txt")
+        data, _ = await client.files.read(site, f"{home}/f.txt")
         latencies.append(time.monotonic() - started)
         assert data == b"steady"
     assert all(result.type == "site.deployed" for result in await deploys)

@@ -35,7 +35,7 @@ from support import (
 from support.metrics import MetricsWatch, collecting
 
 from harness.rabbit import LOCAL_BROKER
-from orchestrator.client import FilesClient
+from orchestrator_client import Client
 
 PERIOD = 2.0
 REQUESTS, FAILING = 100, 7
@@ -186,7 +186,7 @@ async def test_current_values_on_request_as_director(metered: tuple[Running, Met
     running, watch = metered
     await watch.until(lambda: bool(watch.of(sites.web)) and bool(watch.nodes))
     url = f"amqp://director:director@127.0.0.1:5672/{running.vhost}"
-    async with await FilesClient.connect(url) as director:
+    async with await Client.connect(url) as director:
         one = await director.request("metrics.site", {"site_id": sites.web})
         assert one["site_id"] == sites.web and one["metrics"]["state"] == "running"
         first = await director.request("metrics.sites", {"limit": 2})

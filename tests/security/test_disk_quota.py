@@ -20,8 +20,9 @@ import pytest
 from support import SITE_UID_BASE, Running, deploy, fresh_site_id, served, site_event, stack_running, write_site
 
 from harness.stack import btrfs_sites_root
-from orchestrator.client import FilesClient, FilesError
 from orchestrator.files import paths
+from orchestrator_client import Client
+from orchestrator_client.errors import OrchestratorError
 from orchestrator_contract.sites import service_name
 
 LIMIT = 8 * 2**20
@@ -37,8 +38,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runni
 
 
 @pytest.fixture(scope="module")
-async def client(stack: Running) -> AsyncIterator[FilesClient]:
-    async with await FilesClient.connect(f"amqp://director:director@127.0.0.1:5672/{stack.vhost}") as files:
+async def client(stack: Running) -> AsyncIterator[Client]:
+    async with await Client.connect(f"amqp://director:director@127.0.0.1:5672/{stack.vhost}") as files:
         yield files
 
 
@@ -76,7 +77,7 @@ def leftovers(folder: Path) -> list[str]:
     return [name for name in (p.name for p in folder.iterdir()) if paths.is_temp(name)]
 
 
-async def test_a_site_cannot_write_past_its_disk_limit_and_keeps_serving(stack: Running, client: FilesClient) -> None:
+async def test_a_site_cannot_write_past_its_disk_limit_and_keeps_serving(stack: Running, client: Client) -> None:
     greedy = await serving_site(stack, "greedy")
     neighbour = await serving_site(stack, "neighbour")
     assert disk_of(stack, greedy)["limit"] == LIMIT
@@ -90,8 +91,8 @@ async def test_a_site_cannot_write_past_its_disk_limit_and_keeps_serving(stack: 
 
     # Through the file API, with the limit reached: refused, nothing partial, the old file intact.
     public = stack.sites_root / f"site_{greedy:04d}" / "public"
-    with pytest.raises(FilesError) as caught:
-        await client.write(greedy, "public/big.bin", b"x" * 3 * MiB)
+    with pytest.raises(OrchestratorError) as caught:
+        await client.files.write(greedy, "public/big.bin", b"x" * 3 * MiB)
     assert caught.value.code == "disk_quota_exceeded", caught.value
     assert not (public / "big.bin").exists() and leftovers(public) == []
 
@@ -99,17 +100,17 @@ async def test_a_site_cannot_write_past_its_disk_limit_and_keeps_serving(stack: 
     # way, and its temporary file goes with it.
     code, output = as_the_site(stack.api, greedy, "rm /site/private/fill && sync")
     assert code == 0, output
-    with pytest.raises(FilesError) as caught:
-        await client.write(greedy, "public/big.bin", b"y" * 12 * MiB, window=1)
+    with pytest.raises(OrchestratorError) as caught:
+        await client.files.write(greedy, "public/big.bin", b"y" * 12 * MiB, window=1)
     assert caught.value.code == "disk_quota_exceeded", caught.value
     assert not (public / "big.bin").exists() and leftovers(public) == []
-    written = await client.write(greedy, "public/small.bin", b"z" * MiB)
+    written = await client.files.write(greedy, "public/small.bin", b"z" * MiB)
     assert written.received == MiB
 
     # The neighbour has its own limit, untouched by the greedy site's.
     code, output = as_the_site(stack.api, neighbour, "dd if=/dev/zero of=/site/private/own bs=1M count=4 && sync")
     assert code == 0, output
-    assert (await client.write(neighbour, "public/own.bin", b"n" * 2 * MiB)).received == 2 * MiB
+    assert (await client.files.write(neighbour, "public/own.bin", b"n" * 2 * MiB)).received == 2 * MiB
     # The kernel counts at once what it admits, but shows the count after a commit (at most 30 s).
     assert as_the_site(stack.api, neighbour, "sync")[0] == 0
     assert disk_of(stack, neighbour)["used"] >= 6 * MiB  # type: ignore[operator]

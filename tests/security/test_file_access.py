@@ -23,8 +23,9 @@ import docker
 import pytest
 from support import Running, deploy, fresh_site_id, site_event, write_site
 
-from orchestrator.client import FilesClient, FilesError
 from orchestrator.config import Settings
+from orchestrator_client import Client
+from orchestrator_client.errors import OrchestratorError
 
 SETTINGS = Settings()
 HOST_PASSWD = Path("/etc/passwd")
@@ -35,8 +36,8 @@ def uid_of(site_id: int) -> int:
 
 
 @pytest.fixture(scope="module")
-async def client(stack: Running) -> AsyncIterator[FilesClient]:
-    async with await FilesClient.connect(f"amqp://director:director@127.0.0.1:5672/{stack.vhost}") as files:
+async def client(stack: Running) -> AsyncIterator[Client]:
+    async with await Client.connect(f"amqp://director:director@127.0.0.1:5672/{stack.vhost}") as files:
         yield files
 
 
@@ -75,51 +76,51 @@ def host_state() -> dict[str, object]:
 
 
 async def code_of(request: object) -> str:
-    with pytest.raises(FilesError) as caught:
+    with pytest.raises(OrchestratorError) as caught:
         await asyncio.wait_for(request, 10)  # type: ignore[arg-type]
     return caught.value.code
 
 
-async def test_links_are_entries_never_ways_out(client: FilesClient, site: int, den: Path) -> None:
+async def test_links_are_entries_never_ways_out(client: Client, site: int, den: Path) -> None:
     before = host_state()
     rel = f"private/{den.name}"
     (den / "to-etc").symlink_to("/etc")
     (den / "to-passwd").symlink_to("/etc/passwd")
     (den / "up").symlink_to("../../..")
 
-    listed = {e.name: e for e in (await client.list(site, rel)).entries}
+    listed = {e.name: e for e in (await client.files.list(site, rel)).entries}
     assert {n: (e.type, e.target) for n, e in listed.items()} == {
         "to-etc": ("symlink", "/etc"),
         "to-passwd": ("symlink", "/etc/passwd"),
         "up": ("symlink", "../../.."),
     }
-    assert (await client.stat(site, f"{rel}/to-etc")).entry.type == "symlink"
+    assert (await client.files.stat(site, f"{rel}/to-etc")).entry.type == "symlink"
     codes = [
-        await code_of(client.list(site, f"{rel}/to-etc")),
-        await code_of(client.read(site, f"{rel}/to-etc/passwd")),
-        await code_of(client.read(site, f"{rel}/up/{site}/private")),
-        await code_of(client.write(site, f"{rel}/to-etc/pwned", b"x")),
-        await code_of(client.mkdir(site, f"{rel}/to-etc/pwned")),
-        await code_of(client.chmod(site, f"{rel}/to-passwd", 0o777)),
-        await code_of(client.delete(site, f"{rel}/to-etc/passwd")),
-        await code_of(client.rename(site, f"{rel}/to-etc/passwd", f"{rel}/mine")),
-        await code_of(client.read(site, f"{rel}/to-passwd")),
-        await code_of(client.usage(site, f"{rel}/to-etc")),
+        await code_of(client.files.list(site, f"{rel}/to-etc")),
+        await code_of(client.files.read(site, f"{rel}/to-etc/passwd")),
+        await code_of(client.files.read(site, f"{rel}/up/{site}/private")),
+        await code_of(client.files.write(site, f"{rel}/to-etc/pwned", b"x")),
+        await code_of(client.files.mkdir(site, f"{rel}/to-etc/pwned")),
+        await code_of(client.files.chmod(site, f"{rel}/to-passwd", 0o777)),
+        await code_of(client.files.delete(site, f"{rel}/to-etc/passwd")),
+        await code_of(client.files.rename(site, f"{rel}/to-etc/passwd", f"{rel}/mine")),
+        await code_of(client.files.read(site, f"{rel}/to-passwd")),
+        await code_of(client.files.usage(site, f"{rel}/to-etc")),
     ]
     assert codes == ["not_a_directory", "unsafe_path", "unsafe_path", "unsafe_path", "unsafe_path",
                      "unsafe_path", "unsafe_path", "unsafe_path", "not_regular", "not_a_directory"]  # fmt: skip
 
     # Writing over a link replaces the link; deleting or renaming it moves the link itself.
-    await client.write(site, f"{rel}/to-passwd", b"the site's own")
+    await client.files.write(site, f"{rel}/to-passwd", b"the site's own")
     assert not (den / "to-passwd").is_symlink() and (den / "to-passwd").read_bytes() == b"the site's own"
-    await client.rename(site, f"{rel}/to-etc", f"{rel}/moved")
+    await client.files.rename(site, f"{rel}/to-etc", f"{rel}/moved")
     assert os.readlink(den / "moved") == "/etc"
-    assert await client.delete(site, f"{rel}/moved", recursive=True) == 1
-    assert await client.delete(site, f"{rel}/up") == 1
+    assert await client.files.delete(site, f"{rel}/moved", recursive=True) == 1
+    assert await client.files.delete(site, f"{rel}/up") == 1
     assert host_state() == before
 
 
-async def test_fifos_sockets_and_devices_are_listed_but_never_opened(client: FilesClient, site: int, den: Path) -> None:
+async def test_fifos_sockets_and_devices_are_listed_but_never_opened(client: Client, site: int, den: Path) -> None:
     rel = f"private/{den.name}"
     os.mkfifo(den / "fifo")  # no writer: an open for reading without O_NONBLOCK would hang forever
     server = socket.socket(socket.AF_UNIX)
@@ -132,47 +133,47 @@ async def test_fifos_sockets_and_devices_are_listed_but_never_opened(client: Fil
     for name in ("fifo", "sock", "null"):
         os.lchown(den / name, uid_of(site), uid_of(site))
     try:
-        listed = {e.name: e.type for e in (await client.list(site, rel)).entries}
+        listed = {e.name: e.type for e in (await client.files.list(site, rel)).entries}
         assert listed == {"fifo": "other", "sock": "other", "null": "other"}
         started = time.monotonic()
         codes = {
             name: [
-                await code_of(client.read(site, f"{rel}/{name}")),
-                await code_of(client.write(site, f"{rel}/{name}", b"x")),
-                await code_of(client.chmod(site, f"{rel}/{name}", 0o600)),
+                await code_of(client.files.read(site, f"{rel}/{name}")),
+                await code_of(client.files.write(site, f"{rel}/{name}", b"x")),
+                await code_of(client.files.chmod(site, f"{rel}/{name}", 0o600)),
             ]
             for name in listed
         }
         assert codes == {name: ["not_regular"] * 3 for name in listed}
         assert time.monotonic() - started < 5  # nothing hung
-        assert (await client.stat(site, f"{rel}/fifo")).entry.type == "other"
-        archive = b"".join([chunk async for chunk in client.archive(site, rel)])
+        assert (await client.files.stat(site, f"{rel}/fifo")).entry.type == "other"
+        archive = b"".join([chunk async for chunk in client.files.archive(site, rel)])
         assert zipfile.ZipFile(io.BytesIO(archive)).namelist() == []  # left out of archives
-        assert await client.delete(site, f"{rel}/fifo") == 1  # unlinked, never opened
+        assert await client.files.delete(site, f"{rel}/fifo") == 1  # unlinked, never opened
     finally:
         server.close()
 
 
-async def test_a_hard_linked_file_is_replaced_never_written_through(client: FilesClient, site: int, den: Path) -> None:
+async def test_a_hard_linked_file_is_replaced_never_written_through(client: Client, site: int, den: Path) -> None:
     rel = f"private/{den.name}"
     (den / "original").write_bytes(b"another file's content")
     os.link(den / "original", den / "hardlink")
-    await client.write(site, f"{rel}/hardlink", b"new")
+    await client.files.write(site, f"{rel}/hardlink", b"new")
     assert (den / "original").read_bytes() == b"another file's content"
     assert (den / "hardlink").read_bytes() == b"new" and (den / "hardlink").stat().st_nlink == 1
 
 
-async def test_the_skeleton_cannot_be_deleted_moved_or_replaced(client: FilesClient, site: int) -> None:
+async def test_the_skeleton_cannot_be_deleted_moved_or_replaced(client: Client, site: int) -> None:
     codes = [
-        await code_of(client.delete(site, "public", recursive=True)),
-        await code_of(client.delete(site, "private", recursive=True)),
-        await code_of(client.delete(site, "", recursive=True)),
-        await code_of(client.rename(site, "public", "private/old")),
-        await code_of(client.rename(site, "private/x", "public")),
-        await code_of(client.write(site, "public", b"x")),
+        await code_of(client.files.delete(site, "public", recursive=True)),
+        await code_of(client.files.delete(site, "private", recursive=True)),
+        await code_of(client.files.delete(site, "", recursive=True)),
+        await code_of(client.files.rename(site, "public", "private/old")),
+        await code_of(client.files.rename(site, "private/x", "public")),
+        await code_of(client.files.write(site, "public", b"x")),
     ]
     assert codes == ["unsafe_path"] * 5 + ["is_a_directory"]
-    assert (await client.stat(site, "public")).entry.type == "dir"
+    assert (await client.files.stat(site, "public")).entry.type == "dir"
 
 
 FLIPPER = """
@@ -188,7 +189,7 @@ echo $i > /site/private/race/flips
 
 
 async def test_a_site_swapping_a_directory_for_a_link_in_a_loop_reaches_nothing_outside(
-    client: FilesClient, stack: Running, site: int
+    client: Client, stack: Running, site: int
 ) -> None:
     """The race: a process of the site (its uid, its directory mounted at /site) flips d between a
     real directory and a link to /etc or / as fast as it can, while requests that go through d
@@ -222,30 +223,30 @@ async def test_a_site_swapping_a_directory_for_a_link_in_a_loop_reaches_nothing_
         while not (race / "flips").exists():  # the flipper writes it when done (no Docker call here)
             try:
                 if op == "read":
-                    data, _ = await client.read(site, f"{d}/passwd")
+                    data, _ = await client.files.read(site, f"{d}/passwd")
                     if data == host_passwd:
                         leaks.append("read /etc/passwd")
                 elif op == "list":
-                    names = {e.name for e in (await client.list(site, d)).entries}
+                    names = {e.name for e in (await client.files.list(site, d)).entries}
                     if not all(re.fullmatch(r"passwd|x|[wmr][0-9a-f]{6}", n) for n in names):
                         leaks.append(f"listed {sorted(names)[:5]}")  # /etc's or /'s entries
                 elif op == "write":
-                    await client.write(site, f"{d}/w{name}", b"w")
+                    await client.files.write(site, f"{d}/w{name}", b"w")
                 elif op == "mkdir":
-                    await client.mkdir(site, f"{d}/m{name}")
-                    await client.delete(site, f"{d}/m{name}")
+                    await client.files.mkdir(site, f"{d}/m{name}")
+                    await client.files.delete(site, f"{d}/m{name}")
                 elif op == "chmod":
-                    await client.chmod(site, f"{d}/passwd", 0o640)
+                    await client.files.chmod(site, f"{d}/passwd", 0o640)
                 elif op == "rename":
-                    await client.rename(site, f"{d}/x", f"{d}/r{name}")
-                    await client.rename(site, f"{d}/r{name}", f"{d}/x")
+                    await client.files.rename(site, f"{d}/x", f"{d}/r{name}")
+                    await client.files.rename(site, f"{d}/r{name}", f"{d}/x")
                 elif op == "delete":
-                    await client.write(site, f"{d}/w{name}", b"w")
-                    await client.delete(site, f"{d}/w{name}")
+                    await client.files.write(site, f"{d}/w{name}", b"w")
+                    await client.files.delete(site, f"{d}/w{name}")
                 elif op == "usage":
-                    await client.usage(site, "private/race")
+                    await client.files.usage(site, "private/race")
                 outcomes[f"{op}: ok"] = outcomes.get(f"{op}: ok", 0) + 1
-            except FilesError as exc:
+            except OrchestratorError as exc:
                 outcomes[f"{op}: {exc.code}"] = outcomes.get(f"{op}: {exc.code}", 0) + 1
 
     ops = ["read", "list", "write", "mkdir", "chmod", "rename", "delete", "usage"]

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from support import Running, deploy, fresh_site_id, site_event, write_site
 
-from orchestrator.client import FilesClient, FilesError
 from orchestrator.config import Settings
+from orchestrator_client import Client
+from orchestrator_client.errors import OrchestratorError
 
 SETTINGS = Settings()
 LINKS = 200
@@ -38,8 +39,8 @@ def owned(path: Path, site_id: int) -> None:
 
 
 @pytest.fixture(scope="module")
-async def client(stack: Running) -> AsyncIterator[FilesClient]:
-    async with await FilesClient.connect(f"amqp://director:director@127.0.0.1:5672/{stack.vhost}") as files:
+async def client(stack: Running) -> AsyncIterator[Client]:
+    async with await Client.connect(f"amqp://director:director@127.0.0.1:5672/{stack.vhost}") as files:
         yield files
 
 
@@ -65,7 +66,7 @@ async def quiet(stack: Running) -> int:
 
 
 @contextlib.asynccontextmanager
-async def another_tenant(client: FilesClient, site_id: int) -> AsyncIterator[list[str]]:
+async def another_tenant(client: Client, site_id: int) -> AsyncIterator[list[str]]:
     """The other tenant's stat requests in a loop and its log follow, meanwhile; yields the list
     of what went wrong (empty: everything was answered, and the follow ended with its last reply)."""
     problems: list[str] = []
@@ -78,11 +79,11 @@ async def another_tenant(client: FilesClient, site_id: int) -> AsyncIterator[lis
             try:
                 await client.request("files.stat", {"site_id": site_id, "path": "public/index.html"}, timeout=5)
                 answered += 1
-            except (FilesError, TimeoutError) as exc:
+            except (OrchestratorError, TimeoutError) as exc:
                 problems.append(f"stat: {exc!r}")
             await asyncio.sleep(0.2)
 
-    async with client.follow(site_id) as follow:
+    async with client.logs.follow(site_id) as follow:
         first = await follow.next(10)
         assert first is not None and first.seq == 0
         looping = asyncio.create_task(stats())
@@ -98,14 +99,14 @@ async def another_tenant(client: FilesClient, site_id: int) -> AsyncIterator[lis
                     pass
                 if follow.ended is None:
                     problems.append("the other tenant's follow ended without its last reply")
-            except (FilesError, TimeoutError) as exc:
+            except (OrchestratorError, TimeoutError) as exc:
                 problems.append(f"the other tenant after the attack: {exc!r}")
     if not answered:
         problems.append("no stat request answered during the attack")
 
 
 async def test_replies_stay_below_the_brokers_limit_whatever_the_site_plants_or_prints(
-    client: FilesClient, stack: Running, loud: int, quiet: int
+    client: Client, stack: Running, loud: int, quiet: int
 ) -> None:
     den = stack.sites_root / f"site_{loud:04d}" / "private" / "links"
     den.mkdir()
@@ -134,7 +135,7 @@ async def test_replies_stay_below_the_brokers_limit_whatever_the_site_plants_or_
         assert entries[-1]["target"] == "/not-utf-8-\ufffd" and entries[-1]["target_truncated"]
 
         # The archive stores the link that is not UTF-8 as its bytes, and ends with its last chunk.
-        archived = zipfile.ZipFile(io.BytesIO(b"".join([c async for c in client.archive(loud, "private/links")])))
+        archived = zipfile.ZipFile(io.BytesIO(b"".join([c async for c in client.files.archive(loud, "private/links")])))
         assert archived.read("odd") == b"/not-utf-8-\xff" and len(archived.namelist()) == LINKS + 1
 
         # A tail of 200 lines of 16 KiB (~20 MB in JSON as it was): the newest that fit, cut and marked.
@@ -146,7 +147,7 @@ async def test_replies_stay_below_the_brokers_limit_whatever_the_site_plants_or_
 
         # A follow with the whole backlog: every line arrives, in batches that each fit.
         got, batches = 0, 0
-        async with client.follow(loud, lines=LINES) as follow:
+        async with client.logs.follow(loud, lines=LINES) as follow:
             while got < LINES:
                 update = await follow.next(15)
                 assert update is not None and not update.last, update
@@ -158,7 +159,7 @@ async def test_replies_stay_below_the_brokers_limit_whatever_the_site_plants_or_
 
 
 async def test_an_archive_of_a_sparse_terabyte_is_refused_before_it_is_read(
-    client: FilesClient, stack: Running, loud: int, quiet: int
+    client: Client, stack: Running, loud: int, quiet: int
 ) -> None:
     """`truncate -s 1T`: zeros compress 229:1, so a size cap on the zip alone let each archive
     read ~230 GB (minutes of CPU). A file counts by its size before a byte of it is read."""
@@ -184,21 +185,21 @@ async def test_an_archive_of_a_sparse_terabyte_is_refused_before_it_is_read(
 
 
 async def test_a_site_gets_its_stream_limit_however_many_ask_at_once_and_an_id_runs_once(
-    client: FilesClient, loud: int
+    client: Client, loud: int
 ) -> None:
     """Twelve follows of one site asked for together (the count was checked before an await and
     taken after it: all twelve ran); a follow's id asked for twice runs once (the second
     overwrote the first, which then could not be stopped)."""
     most = SETTINGS.files_max_streams_per_site
     async with contextlib.AsyncExitStack() as streams:
-        follows = [await streams.enter_async_context(client.follow(loud)) for _ in range(12)]
+        follows = [await streams.enter_async_context(client.logs.follow(loud)) for _ in range(12)]
         firsts = await asyncio.gather(*(f.next(15) for f in follows), return_exceptions=True)
         running = [f for f, first in zip(follows, firsts, strict=True) if not isinstance(first, Exception)]
         refused = [getattr(first, "code", repr(first)) for first in firsts if isinstance(first, Exception)]
         assert len(running) == most and refused == ["busy"] * (12 - most), refused
         for follow in running:
             assert await follow.stop()
-    first, second = client.follow(loud), client.follow(loud)
+    first, second = client.logs.follow(loud), client.logs.follow(loud)
     second.stream_id = first.stream_id
     async with first, second:
         outcomes = await asyncio.gather(first.next(15), second.next(15), return_exceptions=True)
