@@ -8,7 +8,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ import httpx
 from harness.broker import connected
 from harness.director import Director, Results
 from harness.process import OrchestratorProcess
-from harness.stack import ROOT, TRAEFIK, fresh_vhost
+from harness.stack import ROOT, TRAEFIK, fresh_vhost, scratch_sites_root
 
 VHOST = "orchestrator-bench"
 FIRST_SITE = 8000  # 8000-8999: the benchmark's sites; 200000 on: the thousand-site fleet
@@ -116,10 +115,9 @@ class Bench:
 
 @contextlib.asynccontextmanager
 async def bench_running(**overrides: str) -> AsyncIterator[Bench]:
-    with fresh_vhost(VHOST), tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        root = Path(tmp) / "sites"
-        root.mkdir()
-        process = OrchestratorProcess(bench_env(root, **overrides), Path(tmp) / "orchestrator.log")
+    # A sites root mounted nosuid,nodev, as production's must be (the orchestrator refuses others).
+    with fresh_vhost(VHOST), scratch_sites_root("bench") as root:
+        process = OrchestratorProcess(bench_env(root, **overrides), root.parent / "orchestrator.log")
         bench: Bench | None = None
         process.start()
         try:
