@@ -52,13 +52,12 @@ test-stack: up $(VENV)/.installed stack-tests
 
 # The whole suite on the real stack, cheapest first: docs/development.md ("The suite") says how it is
 # scheduled and why.
-# WITH_CLUSTER=1 (.ci/run) adds the cluster's tests as a third lane of the parallel phase.
+# WITH_CLUSTER=1 (.ci/run) adds the cluster's tests as one more lane of the parallel phase.
 TEST_WORKERS ?= 4
 TEST_LANES := integration-tests stack-then-fault-tests $(if $(WITH_CLUSTER),cluster-tests)
 test:
-	$(MAKE) --no-print-directory -j2 --output-sync=target ready
-	$(MAKE) --no-print-directory -j2 --output-sync=target checks
-	$(MAKE) --no-print-directory -j3 --output-sync=target $(TEST_LANES)
+	$(MAKE) --no-print-directory -j4 --output-sync=target ready lint unit-first
+	$(MAKE) --no-print-directory -j$(words $(TEST_LANES)) --output-sync=target $(TEST_LANES)
 
 ready: up $(VENV)/.installed demo-stop
 
