@@ -660,18 +660,22 @@ if [ ! -s "$REGISTRY_AUTH/password" ]; then
     (umask 077; head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$REGISTRY_AUTH/password")
     log "registry: a password made for $REGISTRY_USER ($REGISTRY_AUTH/password)"
 fi
-# The htpasswd line, written again only when it no longer matches the password.
+# The htpasswd line, written again only when it no longer matches the password or its cost.
+# bcrypt's lowest cost (2^4 rounds): the registry checks the hash on every request it serves (a
+# push or a pull is dozens), and the password is 32 random characters, which no cost factor makes
+# any harder to guess.
 python3 -W ignore - "$REGISTRY_AUTH" "$REGISTRY_USER" <<'PY'
 import crypt, os, sys
 auth, user = sys.argv[1:]
 password = open(os.path.join(auth, "password")).read()
 path = os.path.join(auth, "htpasswd")
+salt = crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)
 try:
     name, _, stored = open(path).read().strip().partition(":")
 except FileNotFoundError:
     name, stored = "", ""
-if name != user or crypt.crypt(password, stored) != stored:
-    line = f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1024))}\n"
+if name != user or not stored.startswith(salt[:7]) or crypt.crypt(password, stored) != stored:
+    line = f"{user}:{crypt.crypt(password, salt)}\n"
     with open(path + ".tmp", "w") as file:
         file.write(line)
     os.chmod(path + ".tmp", 0o600)
