@@ -21,6 +21,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from orchestrator.config import Settings
+from orchestrator.schemas.metrics_examples import metrics_examples
 from orchestrator_client import client, connection, errors, files, logs, publishing, results, sites, sync, terminals
 from orchestrator_client.names import Names
 from orchestrator_client.portal import Portal
@@ -80,7 +81,11 @@ def test_results_are_read_by_routing_key_and_unknown_types_are_skipped() -> None
     assert isinstance(results.parse(Incoming("orchestrator.drift", drift.model_dump_json().encode())), DriftReport)
     deployed = SiteResult(type="site.deployed", causation_id=None, site_id=7, version=1)
     assert isinstance(results.parse(Incoming("site.deployed", deployed.model_dump_json().encode())), SiteResult)
-    assert results.parse(Incoming("site.metrics", b"{}")) is None
+    assert results.parse(Incoming("site.of_the_future", b"{}")) is None
+    examples = metrics_examples()  # the contract's own examples, by routing key
+    for key in ("site.metrics", "node.metrics", "orchestrator.metrics"):
+        parsed = results.parse(Incoming(key, examples[key].model_dump_json().encode()))
+        assert type(parsed) is type(examples[key]) and parsed == examples[key]
     newer = Incoming("site.deployed", deployed.model_dump_json().encode(), {version.HEADER: f"{version.MAJOR + 1}.0.0"})
     with pytest.raises(errors.ContractMismatch):
         results.parse(newer)

@@ -1,10 +1,11 @@
-"""What the orchestrator reports, consumed with manual acknowledgement.
+"""What the orchestrator reports (results, health, drift, metrics), consumed with manual acknowledgement.
 
     async with client.results.subscribe() as results:      # Director's durable queue
         async for delivery in results:
             match delivery.message:
                 case SiteResult(type="site.deployed"): ...
                 case SiteHealth(): ...
+                case SiteMetrics(): ...                        # every METRICS_SECONDS, per site
             await delivery.ack()                               # only once it is handled
 
 `subscribe()` reads Director's durable queue `orchestrator.site-results` (every site's results,
@@ -36,11 +37,12 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from orchestrator_client import publishing
 from orchestrator_client.errors import ContractMismatch
 from orchestrator_contract import version
+from orchestrator_contract.metrics import NodeMetrics, OrchestratorMetrics, SiteMetrics
 from orchestrator_contract.results import DriftReport, SiteHealth, SiteResult, SiteResultType
 
 log = logging.getLogger("orchestrator_client.results")
 
-Report = SiteResult | SiteHealth | DriftReport
+Report = SiteResult | SiteHealth | DriftReport | SiteMetrics | NodeMetrics | OrchestratorMetrics
 # Messages taken from the broker before they are acknowledged (per subscription).
 DEFAULT_PREFETCH = 32
 
@@ -52,16 +54,21 @@ def parse(message: AbstractIncomingMessage) -> Report | None:
     if not version.compatible(theirs):
         raise ContractMismatch(f"a {message.routing_key} of contract {theirs!r}; this client speaks {version.VERSION}")
     key = message.routing_key or ""
-    if key == "site.health":
-        return SiteHealth.model_validate_json(message.body)
-    if key == "orchestrator.drift":
-        return DriftReport.model_validate_json(message.body)
     if key in _RESULT_TYPES:
         return SiteResult.model_validate_json(message.body)
-    return None
+    model = _REPORTS.get(key)
+    return None if model is None else model.model_validate_json(message.body)
 
 
 _RESULT_TYPES = frozenset(get_args(SiteResultType))
+# Every other report on the results exchange, by its routing key.
+_REPORTS: dict[str, type[SiteHealth | DriftReport | SiteMetrics | NodeMetrics | OrchestratorMetrics]] = {
+    "site.health": SiteHealth,
+    "orchestrator.drift": DriftReport,
+    "site.metrics": SiteMetrics,
+    "node.metrics": NodeMetrics,
+    "orchestrator.metrics": OrchestratorMetrics,
+}
 
 
 @dataclass
