@@ -12,13 +12,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.bus.decoding import describe
+from orchestrator.bus.decoding import describe, unreadable_version
 from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import DEFAULT_EXCHANGE, Completed, Failed, Outcome, Outgoing, Received
 from orchestrator.bus.replies import error_reply, reply_queue_allowed
 from orchestrator.errors import FileRefused, InvalidRequest, OrchestratorError
 from orchestrator.metrics.reporter import MetricsReporter
 from orchestrator.metrics.samples import MAX_SAMPLE_BYTES, NodeSample
+from orchestrator_contract import version as contract
 from orchestrator_contract.metrics import (
     METRICS_REQUESTS,
     MetricsNodes,
@@ -35,7 +36,11 @@ from orchestrator_contract.metrics import (
 MAX_REQUEST_BODY = 4096
 
 
-def parse_request(body: bytes, routing_key: str) -> MetricsRequest:
+def parse_request(body: bytes, routing_key: str, contract_version: object = None) -> MetricsRequest:
+    """Bytes to a typed metrics request, or InvalidRequest (another major version of the contract
+    too: `contract_version` is the message's `contract-version` header)."""
+    if unreadable := unreadable_version(contract_version):
+        raise InvalidRequest(unreadable)
     if len(body) > MAX_REQUEST_BODY:
         raise InvalidRequest(f"metrics request is larger than {MAX_REQUEST_BODY} bytes")
     model = METRICS_REQUESTS.get(routing_key)
@@ -73,7 +78,7 @@ class MetricsRequests:
             )
         if not envelope.correlation_id:
             raise InvalidRequest("the request has no correlation_id")
-        return parse_request(envelope.body, envelope.routing_key)
+        return parse_request(envelope.body, envelope.routing_key, envelope.headers.get(contract.HEADER))
 
     def lane(self, message: MetricsRequest | None, error: OrchestratorError | None) -> Hashable | None:
         return None

@@ -14,6 +14,7 @@ from orchestrator.errors import InvalidRequest, OrchestratorError
 from orchestrator.metrics.processor import CollectorSamples, MetricsRequests, parse_request, parse_sample
 from orchestrator.metrics.reporter import MetricsReporter, Site
 from orchestrator.metrics.samples import NodeSample
+from orchestrator_contract import version
 from orchestrator_contract.metrics import MetricsSite, MetricsSites
 
 DIRECT = "amq.rabbitmq.reply-to.g1h2AA1yZXBseUA5NTAyNjUzAAALOQ=="
@@ -99,6 +100,9 @@ def test_a_refusal_is_answered_and_a_strangers_is_not() -> None:
 
 def test_parsing() -> None:
     assert parse_request(b'{"after": 5}', "metrics.sites") == MetricsSites(after=5)
+    assert parse_request(b'{"after": 5}', "metrics.sites", f"{version.MAJOR}.9.0") == MetricsSites(after=5)
+    with pytest.raises(InvalidRequest, match="contract version"):
+        parse_request(b'{"after": 5}', "metrics.sites", f"{version.MAJOR + 1}.0.0")
     with pytest.raises(InvalidRequest):
         parse_sample(b'{"node_id": "n"}')
     with pytest.raises(InvalidRequest, match="larger than"):
