@@ -40,6 +40,7 @@ from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.logs import site_secrets
 from orchestrator.swarm.registry import basic_auth, credential
 from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.images import in_registry
 from orchestrator_contract.sites import service_name
 
 log = logging.getLogger("orchestrator.builds")
@@ -89,6 +90,7 @@ class ImageBuilder:
         settings = self._settings
         started = time.monotonic()
         deadline = started + settings.build_timeout_seconds
+        _check_tools_image(api, build)
         _check_packages(build, settings.build_packages_dir)
         with tempfile.TemporaryFile() as context:
             _context(context, build, settings.build_packages_dir)
@@ -238,6 +240,19 @@ class ImageBuilder:
             return None
         _refused(response, f"look up {repository}:{tag}")
         return response.headers.get("Docker-Content-Digest")
+
+
+def _check_tools_image(api: docker.APIClient, build: Build) -> None:
+    """The tools stage's image is made on this node (scripts/images.sh): a missing one named
+    without a registry would be pulled from Docker Hub, where someone else owns the name."""
+    if in_registry(build.tools_image, "-") != build.tools_image:  # no registry of its own
+        try:
+            api.inspect_image(build.tools_image)
+        except docker.errors.ImageNotFound:
+            raise ImageBuildFailed(
+                f"the build tools image {build.tools_image} is not on this node (scripts/images.sh makes it): "
+                "it is never pulled"
+            ) from None
 
 
 def _refused(response: requests.Response, what: str) -> None:

@@ -3,11 +3,13 @@ Dockerfile, which old tags go, and the handler's answers over an in-memory regis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import docker.errors
 import pytest
 from fakes import FakeImages, FakeRoutes, FakeSiteDirs, FakeSwarm
 
@@ -26,6 +28,7 @@ from orchestrator.sites.images import (
     tags_to_delete,
 )
 from orchestrator.slices import Admission
+from orchestrator.swarm.builds import _check_tools_image
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.sites import Image, ImageRecipe, SiteImageRequested
 
@@ -261,3 +264,27 @@ def test_a_name_apt_would_find_is_never_called_missing() -> None:
     index = "\ufeffpackage: a\r\nProvides: b,\r\n c (= 1),\r\n\td\r\nDescription: x\r\n e\r\n"
     assert missing_packages(["a", "b", "c", "d"], index.splitlines(keepends=True)) == []
     assert missing_packages(["e", "x"], index.splitlines(keepends=True)) == ["e", "x"]
+
+
+class _Engine:
+    """The one call the tools image check makes, answered from a set of image names."""
+
+    def __init__(self, images: set[str]) -> None:
+        self.images = images
+
+    def inspect_image(self, name: str) -> dict[str, Any]:
+        if name not in self.images:
+            raise docker.errors.ImageNotFound(name)
+        return {"Id": name}
+
+
+def test_a_build_never_pulls_its_tools_image_by_a_bare_name() -> None:
+    """A node without the tools image (`director/debian:bookworm`) fails the build, saying so,
+    instead of letting the builder pull the name from Docker Hub; one named in a registry may be
+    pulled from there."""
+    build = admit_build(7, 1, ImageRecipe(parent="director/base:latest", packages=["jq"]), Admission.of(Settings()))
+    _check_tools_image(_Engine({build.tools_image}), build)
+    with pytest.raises(ImageBuildFailed, match="is not on this node"):
+        _check_tools_image(_Engine(set()), build)
+    qualified = dataclasses.replace(build, tools_image="registry.example/director/debian:bookworm")
+    _check_tools_image(_Engine(set()), qualified)
