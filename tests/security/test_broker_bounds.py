@@ -129,7 +129,8 @@ async def test_bad_file_requests_have_their_own_bounded_dead_letters_and_reply_q
                 capture_output=True, text=True, check=True, timeout=30,
             )
         ).stdout  # fmt: skip
-        policies = dict(line.split("\t", 1) for line in listed.strip().splitlines())
+        # "name<TAB>policy" a line; a queue without a policy ends in its tab (never strip() the text).
+        policies = {name: policy for name, _, policy in (line.partition("\t") for line in listed.splitlines())}
         assert policies[reply_queue] == "director-replies"
         assert policies["orchestrator.file-requests"] == "orchestrator-file-requests"
         assert policies["orchestrator.terminal-commands.dead"] == "orchestrator-request-dead-letters"
