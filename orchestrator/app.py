@@ -47,6 +47,7 @@ from orchestrator.swarm.changes import DockerChanges
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.logs import ServiceLogs
 from orchestrator.swarm.services import Swarm
+from orchestrator.terminals import cgroup
 from orchestrator.terminals.host import TerminalHost
 from orchestrator.terminals.processor import TerminalCommands
 from orchestrator.terminals.sessions import TerminalSessions
@@ -175,7 +176,7 @@ async def serve(settings: Settings) -> None:
             return
         adapters.changes.start()
         sitedirs = SiteDirs.of(settings)
-        await _refuse_a_sites_root_that_breaks_a_promise(sitedirs, settings)
+        await _refuse_a_node_that_breaks_a_promise(sitedirs, settings)
         ctx = Context(
             settings=settings,
             swarm=swarm,
@@ -293,7 +294,7 @@ def _site_files(
     return SiteFiles(settings, worker, swarm, ServiceLogs(docker, settings.docker_url), replies)
 
 
-async def _refuse_a_sites_root_that_breaks_a_promise(sitedirs: SiteDirs, settings: Settings) -> None:
+async def _refuse_a_node_that_breaks_a_promise(sitedirs: SiteDirs, settings: Settings) -> None:
     """A promise docs/security.md makes that this node cannot keep: no start, saying which."""
     if missing := sitedirs.missing_mount_options():
         raise PromiseNotKept(
@@ -302,6 +303,8 @@ async def _refuse_a_sites_root_that_breaks_a_promise(sitedirs: SiteDirs, setting
         )
     if why := await asyncio.to_thread(sitedirs.quota_problem):
         raise PromiseNotKept(f"SITE_DISK_LIMIT is set but the sites root cannot enforce it: {why}")
+    if cap := cgroup.TerminalsCap.of(settings):
+        await asyncio.to_thread(cgroup.enforce, cap, settings.cgroup_root)
 
 
 def _return_large_buffers_to_the_system() -> None:

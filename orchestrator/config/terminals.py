@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from orchestrator.config.base import Group
@@ -24,3 +26,16 @@ class TerminalSettings(Group):
     # Network of session containers: none at all by default, so sessions of different sites cannot
     # reach each other, the host or the sites' network ("bridge": outbound access, e.g. git).
     terminal_network: str = "none"
+    # Every session container on a node runs under this cgroup (relative to `cgroup_root`), which
+    # bounds them all together, whatever the sites' own limits: at most `terminals_max_cpus` CPUs,
+    # `terminals_max_memory` and `terminals_max_pids` processes (made and set at start; the
+    # orchestrator refuses to start where it cannot). "": no shared bound (each session keeps its
+    # site's limits only).
+    terminals_cgroup: str = Field(
+        default="director-terminals", pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*)?$"
+    )
+    terminals_max_cpus: float = Field(default=1.0, gt=0)
+    terminals_max_memory: str = "1Gi"
+    terminals_max_pids: int = Field(default=2048, ge=16)
+    # Where this node's cgroup hierarchy is mounted (compose mounts the host's there).
+    cgroup_root: Path = Path("/sys/fs/cgroup")

@@ -17,6 +17,7 @@ from typing import Any
 from orchestrator.labels import DEPLOYMENT, KIND, MANAGED_BY, MANAGER, OWNER, SESSION, SITE_ID
 from orchestrator.sites.spec import site_uid
 from orchestrator.slices import Admission, SiteRuntime
+from orchestrator.terminals.cgroup import TerminalsCap
 from orchestrator_contract.env import SITE_MOUNT
 from orchestrator_contract.sites import SiteKind
 
@@ -38,6 +39,7 @@ class SessionContainer:
     memory_bytes: int
     pids_limit: int
     cap_add: tuple[str, ...]
+    cgroup_parent: str = ""  # the cgroup bounding every session on the node together ("": Docker's)
 
 
 def container_name(site_id: int, session_id: uuid.UUID) -> str:
@@ -52,8 +54,10 @@ def session_container(
     runtime: SiteRuntime,
     admission: Admission,
     owner: str = "",
+    cap: TerminalsCap | None = None,
 ) -> SessionContainer:
-    """The session container for a site whose service spec (Docker's `Spec`) is `service`."""
+    """The session container for a site whose service spec (Docker's `Spec`) is `service`; with a
+    `cap`, under the cgroup that bounds all sessions together, its own limits never above it."""
     task = service.get("TaskTemplate", {})
     container = task.get("ContainerSpec", {})
     limits = task.get("Resources", {}).get("Limits", {})
@@ -64,6 +68,10 @@ def session_container(
     for key in _SERVER_ONLY_ENV:
         env.pop(key, None)
     env["TERM"] = "xterm-256color"
+    nano_cpus = int(limits.get("NanoCPUs", 0)) or round(admission.max_cpus * 1e9)
+    memory = int(limits.get("MemoryBytes", 0)) or admission.max_memory_bytes
+    if cap is not None:
+        nano_cpus, memory = cap.clamp(nano_cpus, memory)
     return SessionContainer(
         name=container_name(site_id, session_id),
         # The image the site runs now (pinned digest included), or a shell image for nginx sites.
@@ -82,10 +90,11 @@ def session_container(
             OWNER: owner,
             DEPLOYMENT: runtime.deployment,
         },
-        nano_cpus=int(limits.get("NanoCPUs", 0)) or round(admission.max_cpus * 1e9),
-        memory_bytes=int(limits.get("MemoryBytes", 0)) or admission.max_memory_bytes,
+        nano_cpus=nano_cpus,
+        memory_bytes=memory,
         pids_limit=int(limits.get("Pids", 0)) or runtime.pids_limit,
         cap_add=runtime.cap_add,
+        cgroup_parent=cap.parent if cap is not None else "",
     )
 
 

@@ -59,6 +59,7 @@ class TerminalHost:
                 nano_cpus=container.nano_cpus,
                 mem_limit=container.memory_bytes,
                 pids_limit=container.pids_limit,
+                cgroup_parent=container.cgroup_parent or None,
                 network_mode=self._network,
                 log_config={"Type": "none"},
             )

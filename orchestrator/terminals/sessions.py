@@ -27,6 +27,7 @@ from orchestrator.logging_setup import fields
 from orchestrator.sites.protocols import SiteDirsPort
 from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.terminals import container as terminalspec
+from orchestrator.terminals.cgroup import TerminalsCap
 from orchestrator.terminals.host import TerminalHost
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.sites import service_name
@@ -67,6 +68,7 @@ class TerminalSessions:
     def __init__(self, settings: Settings, host: TerminalHost, sitedirs: SiteDirsPort, emit: Emit) -> None:
         self.settings = settings
         self.runtime, self.admission = SiteRuntime.of(settings), Admission.of(settings)
+        self.cap = TerminalsCap.of(settings)
         self.host = host
         self.sitedirs = sitedirs
         self.emit = emit
@@ -141,8 +143,9 @@ class TerminalSessions:
             if not await self.sitedirs.check(name):
                 raise NotFound(f"site {site_id} has no directory (it is being deleted)")
             container = terminalspec.session_container(
-                service, site_id, session_id, self.sitedirs.path(name), self.runtime, self.admission, self.owner
-            )
+                service, site_id, session_id, self.sitedirs.path(name), self.runtime, self.admission, self.owner,
+                self.cap,
+            )  # fmt: skip
             container_id, tty = await self.host.start(container, cols, rows)
             try:
                 # A delete that ran meanwhile closed the site's sessions before this one existed.
