@@ -8,13 +8,14 @@
 ARG BASE=python:3.11-slim
 FROM ${BASE}
 
-# Debian's python3 when the base has none (the official image has its own), and iptables for
+# Debian's python3 when the base has none (the official image has its own), iptables for
 # `orchestrator netguard` (it writes the sites network's filter; nsenter comes with util-linux, in
-# every Debian image).
+# every Debian image), and the database clients whose dump programs `database.dump` and a retired
+# database's final dump run (pg_dump, mariadb-dump).
 RUN set -eux; \
     apt-get update; \
     command -v python3 >/dev/null || apt-get install -y --no-install-recommends python3 python3-venv; \
-    apt-get install -y --no-install-recommends iptables; \
+    apt-get install -y --no-install-recommends iptables postgresql-client mariadb-client; \
     apt-get clean; rm -rf /var/lib/apt/lists/*; \
     python3 -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or later needed, not " + sys.version'
 

@@ -27,6 +27,8 @@ fleet     1,000 then 10,000 managed sites (200 serving, the rest not): start-up,
           included); against the same at 200. The not-serving services are made straight
           through the SDK, reused from an interrupted run, and removed at the end.
 metrics   one collector pass over 1,000 real cgroups (bench/metrics.py): wall and CPU time.
+databases a site database (bench/databases.py): provisioning against a bare CREATE ROLE + CREATE
+          DATABASE by the same driver, per engine; the extra deploy latency a database adds.
 files     site files over the bus (bench/files.py): a 4 KiB files.read round trip against a bare
           aio-pika request/reply echo; 50 MiB up and down against bare chunked publishing of the
           same bytes; a listing of 10,000 entries against reading the directory locally.
@@ -53,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bus
 import cluster
+import databases
 import deploys
 import files
 import metrics
@@ -71,7 +74,7 @@ from common import (
 
 SECTIONS = (
     "pure", "metrics", "burst", "truth", "noop", "terminal", "redeploy", "health", "idle", "deploy", "fleet", "files",
-    "cluster",
+    "databases", "cluster",
 )  # fmt: skip
 ON_REQUEST = {"cluster"}  # needs the test cluster up: never part of a plain `make bench`
 PRODUCTION_REFRESH, LOCAL_REFRESH = 5, 1  # Traefik's swarm-provider refresh (deploy/traefik/traefik.yml)
@@ -110,6 +113,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 report["health"] = await deploys.health_detection(bench, sites[1])
             if "files" in only:
                 report["files"] = await files.files_section(bench, args.files_reads)
+            if "databases" in only:
+                report["databases"] = await databases.databases_section(bench, args.database_sites, args.database_pairs)
             if "cluster" in only:
                 report["cluster"] = await cluster.cluster_section(bench, sites, args.cluster_runs)
             if only & {"idle", "deploy", "fleet"}:
@@ -220,6 +225,8 @@ def table(report: dict[str, Any]) -> str:
                          f"{cpu['machine_mc']} mc, Traefik {cpu['traefik_mc']} mc"))  # fmt: skip
     if "files" in report:
         rows += files.files_table(report["files"])
+    if "databases" in report:
+        rows += databases.databases_table(report["databases"])
     if "cluster" in report:
         c = report["cluster"]
         burst = f"burst of {c['sites']} on {c['nodes']} nodes: median {c['burst_seconds_median']} s of {c['runs']}"
@@ -278,6 +285,8 @@ if __name__ == "__main__":
     )
     parser.add_argument("--window", type=float, default=60.0, help="seconds of each CPU reading")
     parser.add_argument("--files-reads", type=int, default=2000, help="4 KiB files.read round trips timed")
+    parser.add_argument("--database-sites", type=int, default=20, help="provisions timed per engine")
+    parser.add_argument("--database-pairs", type=int, default=6, help="deploys with a database (and as many without)")
     parser.add_argument("--cluster-runs", type=int, default=3, help="bursts and drains of the cluster section")
     parser.add_argument("--json", type=Path, help=f"write the results here instead of {RESULTS}/<UTC start>.json")
     arguments = parser.parse_args()

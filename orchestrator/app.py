@@ -11,7 +11,6 @@ import ctypes
 import functools
 import logging
 import signal
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,14 +18,17 @@ from typing import Any, TypeVar
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from orchestrator import retry
-from orchestrator.bus import broker, topology
+from orchestrator.bus import broker, decoding, topology
 from orchestrator.bus.consumer import QueueConsumer
-from orchestrator.bus.decoding import MAX_BODY, MAX_COMMAND_BODY, MAX_FILE_REQUEST_BODY
 from orchestrator.bus.receiver import Processor, Receiver, Trust
 from orchestrator.bus.replies import ReplyPublisher
 from orchestrator.bus.settlement import Observer, QueuePolicy, Settler
 from orchestrator.config import Settings
-from orchestrator.errors import DockerUnavailable, OrchestratorError, PromiseNotKept
+from orchestrator.databases.dumps import Dumps
+from orchestrator.databases.processor import DatabaseRequests
+from orchestrator.databases.requests import SiteDatabases
+from orchestrator.databases.servers import Databases
+from orchestrator.errors import DockerUnavailable, PromiseNotKept
 from orchestrator.files.processor import FileRequests
 from orchestrator.files.service import SiteFiles
 from orchestrator.files.sitedirs import SiteDirs
@@ -34,7 +36,7 @@ from orchestrator.files.worker import Worker
 from orchestrator.logging_setup import fields
 from orchestrator.metrics.processor import MAX_REQUEST_BODY
 from orchestrator.metrics.samples import MAX_SAMPLE_BYTES
-from orchestrator.monitor import heartbeat, housekeeping, reports
+from orchestrator.monitor import beating, housekeeping, reports
 from orchestrator.monitor.health import HealthMonitor
 from orchestrator.monitor.metering import Metering
 from orchestrator.netguard.guard import NetworkGuard
@@ -91,18 +93,27 @@ def bindings(settings: Settings, replica: str) -> dict[str, Binding]:
             settings.inbound_exchange,
             max(settings.prefetch, settings.concurrency),
             settings.max_attempts,
-            MAX_BODY,
+            decoding.MAX_BODY,
             requeue_exchange=settings.requeue_exchange,
         ),
         "terminals": Binding(
-            topology.declare_terminals, settings.terminal_exchange, TERMINAL_PREFETCH, 1, MAX_COMMAND_BODY
+            topology.declare_terminals, settings.terminal_exchange, TERMINAL_PREFETCH, 1, decoding.MAX_COMMAND_BODY
         ),
         "files": Binding(
             topology.declare_files,
             settings.files_exchange,
             settings.files_prefetch,
             1,
-            MAX_FILE_REQUEST_BODY,
+            decoding.MAX_FILE_REQUEST_BODY,
+            quick_replies=True,
+        ),
+        # A console query never waits behind a deploy or a file request.
+        "databases": Binding(
+            topology.declare_databases,
+            settings.databases_exchange,
+            settings.files_prefetch,
+            1,
+            decoding.MAX_DATABASE_REQUEST_BODY,
             quick_replies=True,
         ),
         **({"metrics": requests, "samples": sampled} if settings.metrics_seconds else {}),
@@ -144,6 +155,7 @@ class Adapters:
     ping_docker: DockerClient
     routes: TraefikRoutes
     builder: ImageBuilder  # Docker calls of its own: a build never holds a deploy's worker
+    databases: Databases  # the site databases' servers
 
 
 def _adapters(settings: Settings, stack: contextlib.AsyncExitStack) -> Adapters:
@@ -163,7 +175,9 @@ def _adapters(settings: Settings, stack: contextlib.AsyncExitStack) -> Adapters:
     stack.push_async_callback(routes.close)
     builder = ImageBuilder(settings)
     stack.callback(builder.close)
-    return Adapters(changes, docker, swarm, terminal_docker, logs_docker, ping_docker, routes, builder)
+    databases = Databases.of(settings)
+    stack.push_async_callback(databases.close)
+    return Adapters(changes, docker, swarm, terminal_docker, logs_docker, ping_docker, routes, builder, databases)
 
 
 async def serve(settings: Settings) -> None:
@@ -184,6 +198,7 @@ async def serve(settings: Settings) -> None:
             routes=adapters.routes,
             verified=VerifiedRoutes(swarm.cache, settings.reverify_seconds),
             images=adapters.builder,
+            databases=adapters.databases,
         )
         connection = await broker.connect(settings.broker_url(), settings, stop)
         stack.push_async_callback(connection.close)
@@ -201,6 +216,7 @@ async def serve(settings: Settings) -> None:
             "sites": SiteEvents(ctx, settings.results_exchange, settings.retry_budget_seconds),
             "terminals": TerminalCommands(sessions, settings.terminal_events_exchange),
             "files": FileRequests(site_files, settings.files_reply_queue_prefix, settings.amqp_max_message_bytes),
+            "databases": _database_requests(connection, settings, adapters, ctx, stack),
             **metering.processors(),
         }
         consumers = {
@@ -221,24 +237,23 @@ async def serve(settings: Settings) -> None:
         site_files.start()
         stack.push_async_callback(site_files.stop)
 
-        for consumer in consumers.values():
+        running = tuple(consumers.values())
+        for consumer in running:
             await consumer.start()
             connection.reconnect_callbacks.add(consumer.refresh_active)
-        stack.push_async_callback(finish, tuple(consumers.values()), settings.shutdown_grace_seconds)
+        stack.push_async_callback(finish, running, settings.shutdown_grace_seconds)
 
-        # The network guard's failure makes this process unhealthy too: its sites are not closed in.
-        network_guard = None
-        if settings.network_guard:
-            network_guard = NetworkGuard(settings, sites_network(settings, adapters.docker), lasts_with_process=True)
-            network_guard.start()
-            stack.push_async_callback(network_guard.close)
+        network_guard = _network_guard(settings, adapters.docker, stack)
         stack.callback(settings.heartbeat_file.unlink, missing_ok=True)
-        beat = _beat(settings, connection, tuple(consumers.values()), adapters.ping_docker, network_guard)
+        beat = beating.keep_beating(settings, connection, running, adapters.ping_docker, network_guard)
         _background(stack, beat)
         _background(stack, housekeeping.keep_house(swarm.tombstones, settings, active))
+        _background(stack, housekeeping.drop_retired(adapters.databases, sitedirs, settings, active))
         if settings.drift_report_seconds:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
-            drift = reports.report_drift(swarm, sitedirs, settings, functools.partial(report, False), active)
+            drift = reports.report_drift(
+                swarm, sitedirs, adapters.databases, settings, functools.partial(report, False), active
+            )
             _background(stack, drift)
         _background(stack, *metering.start(active, adapters.docker, adapters.changes))
 
@@ -294,6 +309,33 @@ def _site_files(
     return SiteFiles(settings, worker, swarm, ServiceLogs(docker, settings.docker_url), replies)
 
 
+def _network_guard(settings: Settings, docker: DockerClient, stack: contextlib.AsyncExitStack) -> NetworkGuard | None:
+    """The network guard's failure makes this process unhealthy too: its sites are not closed in."""
+    if not settings.network_guard:
+        return None
+    network_guard = NetworkGuard(settings, sites_network(settings, docker), lasts_with_process=True)
+    network_guard.start()
+    stack.push_async_callback(network_guard.close)
+    return network_guard
+
+
+def _database_requests(
+    connection: AbstractRobustConnection,
+    settings: Settings,
+    adapters: Adapters,
+    ctx: Context,
+    stack: contextlib.AsyncExitStack,
+) -> DatabaseRequests:
+    """Database requests; each dump's stream of replies on a channel of its own, with confirms."""
+    replies = ReplyPublisher.opener(connection, settings.publish_timeout_seconds, settings.amqp_max_message_bytes)
+    dumps = Dumps.of(replies, settings)
+    stack.push_async_callback(dumps.stop)
+    sites = SiteDatabases(
+        settings, adapters.databases, adapters.swarm, dumps, ctx.site_locks, ctx.sitedirs.has_run_script
+    )
+    return DatabaseRequests(sites, settings.files_reply_queue_prefix, settings.amqp_max_message_bytes)
+
+
 async def _refuse_a_node_that_breaks_a_promise(sitedirs: SiteDirs, settings: Settings) -> None:
     """A promise docs/security.md makes that this node cannot keep: no start, saying which."""
     if missing := sitedirs.missing_mount_options():
@@ -325,52 +367,6 @@ def stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
-
-
-async def _beat(
-    settings: Settings,
-    connection: AbstractRobustConnection,
-    consumers: tuple[QueueConsumer, ...],
-    docker: DockerClient,
-    network_guard: NetworkGuard | None,
-) -> None:
-    """The heartbeat `orchestrator healthcheck` reads (see `monitor.heartbeat`). Docker is pinged
-    on a client of its own: behind the deploys' workers, a busy replica (or one looking at a burst
-    of events) would read as Docker not answering, and Swarm would replace it."""
-    interval = settings.heartbeat_interval_seconds
-    lost_at: float | None = None  # when the broker connection went away
-    # A reconnect restores the consumers a moment after the connection, and a broker going away
-    # closes them a moment before it: not consuming is a problem only two beats in a row.
-    idle_beats = 0
-    said: list[str] = []  # the problems last logged: a change is logged once, not every beat
-    while True:
-        try:
-            await asyncio.wait_for(docker.run(lambda api: api.ping()), interval)
-            docker_ok = True
-        except (OrchestratorError, TimeoutError):
-            docker_ok = False
-        now = time.time()
-        if connection.connected.is_set() and not connection.is_closed:
-            lost_at = None
-        elif lost_at is None:
-            lost_at = now
-        idle_beats = 0 if lost_at is not None or all(c.consuming for c in consumers) else idle_beats + 1
-        away = None if lost_at is None else now - lost_at
-        beat = heartbeat.orchestrator_beat(now, away, idle_beats < 2, docker_ok)
-        if network_guard and network_guard.problem:
-            beat.problems.append(network_guard.problem)
-        if beat.problems != said:
-            # What the health check will say, in the log too: after a replica was replaced, why.
-            if beat.problems:
-                log.warning("health check failing", extra=fields(problems="; ".join(beat.problems)))
-            else:
-                log.info("health check passing again")
-            said = beat.problems
-        try:
-            heartbeat.write(settings.heartbeat_file, beat)
-        except OSError as exc:
-            log.warning("could not write the heartbeat", extra=fields(error=repr(exc)))
-        await asyncio.sleep(interval)
 
 
 async def _wait_for_docker(swarm: Swarm, stop: asyncio.Event) -> bool:

@@ -121,6 +121,35 @@ class FileRefused(PermanentError):
     dead_letter = False
 
 
+class DatabaseKindChange(NotAdmitted):
+    """The site asks for another kind of database than the one it has: data does not move between
+    engines by itself. Director removes the database first (it is dropped after the trash's
+    retention, a dump kept) and then asks for the other kind."""
+
+    code = ErrorCode.DATABASE_KIND_CHANGE
+
+
+class DatabaseNotOffered(NotAdmitted):
+    """No database server of the kind the site asks for is configured (DATABASE_SERVERS)."""
+
+    code = ErrorCode.DATABASE_NOT_OFFERED
+
+
+class DatabaseError(PermanentError):
+    """A database server refused what the orchestrator asked of it as its admin (a privilege the
+    operator did not grant, a name taken by hand): retrying sends the same statement."""
+
+    code = ErrorCode.DATABASE_ERROR
+
+
+class DatabaseRefused(PermanentError):
+    """A database request that cannot be carried out as asked (`code` says why): the requester
+    hears it in the reply at once; there is nothing for an operator to replay."""
+
+    code = ErrorCode.DATABASE_ERROR
+    dead_letter = False
+
+
 class DockerRejected(PermanentError):
     """Docker answered 4xx: the spec is wrong, retrying sends the same wrong spec."""
 
@@ -201,6 +230,12 @@ class BrokerSetupError(PermanentError):
 class PromiseNotKept(Exception):
     """A promise docs/security.md makes (a `nosuid,nodev` sites root, an enforced disk limit) that
     this node cannot keep: the orchestrator does not start, and says which."""
+
+
+class DatabaseUnavailable(TransientError):
+    """A database server did not answer (down, restarting, unreachable)."""
+
+    code = ErrorCode.DATABASE_UNAVAILABLE
 
 
 class PublishFailed(TransientError):

@@ -16,6 +16,8 @@ VERSION = "com.director.version"
 DOMAINS = "com.director.domains"
 FINGERPRINT = "com.director.spec"
 KIND = "com.director.kind"
+# A site service with a database: `<kind>:<server>` (the rest is in its env: `sites.databases`).
+DATABASE = "com.director.database"
 # The restart request a service's current tasks answer (a redelivered request restarts nothing).
 RESTARTED_BY = "com.director.restarted-by"
 # "0" while nothing older serves during a rollout (a new site, or one back from no tasks): its

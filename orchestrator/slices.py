@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.config import Settings
+from orchestrator.config import DatabaseServer, Settings
 from orchestrator_contract.images import in_registry, with_default_tag
 from orchestrator_contract.sites import memory_bytes
 
@@ -31,6 +31,7 @@ class Admission:
     registry: str  # custom images come from here, as configured
     max_image_packages: int
     build_tools_image: str
+    database_servers: tuple[DatabaseServer, ...]  # where a new site database may go
 
     @classmethod
     def of(cls, settings: Settings) -> Admission:
@@ -49,6 +50,7 @@ class Admission:
             registry=settings.registry,
             max_image_packages=settings.max_image_packages,
             build_tools_image=settings.build_tools_image,
+            database_servers=tuple(settings.database_servers),
         )
 
 

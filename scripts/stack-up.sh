@@ -25,7 +25,7 @@
 #   CLUSTER_PREFIX           its /24, here only (198.18.213: RFC 2544's benchmark range; .1 the manager)
 #   SITE_NODE_LABEL          node label marking where sites run (director.sites)
 #   REGISTRY_PORT            the local registry's port on the bridge address (5000)
-#   SITE_PACKAGES            Debian packages site image builds may install (jq sqlite3 tree)
+#   SITE_PACKAGES            Debian packages site image builds may install (jq sqlite3 tree postgresql-client mariadb-client-core)
 set -euo pipefail
 
 NETWORK=${ORCHESTRATOR_NETWORK:-director-sites}
@@ -59,7 +59,7 @@ REGISTRY_PID=/run/director-registry.pid
 REGISTRY_LOG=/var/log/director-registry.log
 REGISTRY_AUTH=/etc/director-stack/registry-auth  # the registry's htpasswd and its user's password (root only)
 REGISTRY_USER=orchestrator
-SITE_PACKAGES=${SITE_PACKAGES:-jq sqlite3 tree}
+SITE_PACKAGES=${SITE_PACKAGES:-jq sqlite3 tree postgresql-client mariadb-client-core}
 SITE_DEBS=${SITE_DEBS:-/var/lib/director-registry/debs}
 TOOLS_IMAGE=director/debian:bookworm
 
@@ -924,6 +924,10 @@ for image in "$BASE_IMAGE" "$NGINX_IMAGE"; do
     docker tag "$image" "$target"
     docker push -q "$target" >/dev/null || die "could not push $target to the local registry"
 done
+
+# ---------------------------------------------------------------- 12. site databases
+# PostgreSQL and MariaDB for sites' databases, on loopback and this bridge address (scripts/stack-databases.sh).
+CLUSTER_PREFIX=$PREFIX bash "$(dirname "$0")/stack-databases.sh"
 
 # ---------------------------------------------------------------- existing services
 # After a daemon (re)start swarm re-schedules tasks with a few seconds' delay;

@@ -34,6 +34,8 @@
 #   AMQPS_HOSTNAMES  extra names in the broker's certificate (the name Director uses), comma-separated
 #   STACK_STATE_DIR  TLS material and the copies of the passwords Director and operators need
 #                    (root only)                                    (/var/lib/director-stack/$DIRECTOR_STACK)
+#   EXTRA_COMPOSE    more stack files deployed on top of compose.yaml, space-separated:
+#                    deploy/databases/compose.yaml runs the sites' database servers (its header)
 #   SKIP_IMAGES=1    do not run scripts/images.sh (use the images of its last run)
 #   HEALTHY_TIMEOUT  seconds to wait for every service to be healthy                   (180)
 set -euo pipefail
@@ -240,6 +242,10 @@ render_configs() {
     fi
     RABBITMQ_CONF_DIGEST=$(digest deploy/rabbitmq/rabbitmq.conf)
     RABBITMQ_DEFINITIONS_DIGEST=$(digest deploy/rabbitmq/definitions.json)
+    export POSTGRES_HBA_DIGEST POSTGRES_INIT_DIGEST MARIADB_INIT_DIGEST
+    POSTGRES_HBA_DIGEST=$(digest deploy/databases/pg_hba.conf)
+    POSTGRES_INIT_DIGEST=$(digest deploy/databases/postgres-init.sh)
+    MARIADB_INIT_DIGEST=$(digest deploy/databases/mariadb-init.sh)
 }
 
 # Healthy: no update in progress, and each service's running containers are exactly its desired
@@ -286,8 +292,9 @@ deploy() {
     render_configs
     log "deploying stack $STACK (web :$HTTP_PORT, websecure :$HTTPS_PORT, amqps :$AMQPS_PORT, network $SITES_NETWORK, sites $SITES_ROOT)"
     local t1=$SECONDS
-    local out
-    out=$(docker stack deploy --prune --resolve-image never -c compose.yaml "$STACK" 2>&1) ||
+    local out files=(-c compose.yaml) extra
+    for extra in ${EXTRA_COMPOSE:-}; do files+=(-c "$extra"); done
+    out=$(docker stack deploy --prune --resolve-image never "${files[@]}" "$STACK" 2>&1) ||
         { printf '%s\n' "$out" >&2; die "docker stack deploy failed"; }
     grep -v -e '^Since --detach=false' -e '^In a future release' <<<"$out" | sed 's/^/[stack]   /' || true
     wait_healthy

@@ -50,3 +50,13 @@ class ErrorCode(StrEnum):
     BUSY = "busy"
     IO_ERROR = "io_error"
     DISK_QUOTA_EXCEEDED = "disk_quota_exceeded"
+    # site databases: a site event's `site.failed` or a `director.databases` reply's `error.code`
+    DATABASE_KIND_CHANGE = "database_kind_change"
+    DATABASE_NOT_OFFERED = "database_not_offered"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    DATABASE_ERROR = "database_error"
+    NO_DATABASE = "no_database"
+    QUERY_DISABLED = "query_disabled"
+    QUERY_FAILED = "query_failed"
+    QUERY_TIMEOUT = "query_timeout"
+    MULTIPLE_STATEMENTS = "multiple_statements"

@@ -33,7 +33,21 @@ class SiteEnv(NamedTuple):
     HEALTH_YOUNG_SECONDS: str
 
 
-RESERVED_ENV_KEYS = frozenset(SiteEnv._fields)
+# A site with a database gets these (`sites.databases`); DIRECTOR_DATABASE_* are always the
+# orchestrator's, DATABASE_URL only when the site asks for a database (without one, a site may
+# point it at a database of its own elsewhere).
+DATABASE_URL = "DATABASE_URL"
+DATABASE_ENV_KEYS = (
+    DATABASE_URL,
+    "DIRECTOR_DATABASE_HOST",
+    "DIRECTOR_DATABASE_PORT",
+    "DIRECTOR_DATABASE_NAME",
+    "DIRECTOR_DATABASE_USER",
+    "DIRECTOR_DATABASE_PASSWORD",
+)
+RESERVED_ENV_KEYS = frozenset(SiteEnv._fields) | frozenset(DATABASE_ENV_KEYS[1:])
+# The orchestrator's own keys whose values are no secret (logs need not mask them).
+OPEN_ENV_KEYS = RESERVED_ENV_KEYS - {"DIRECTOR_DATABASE_PASSWORD"}
 
 
 def site_env(

@@ -118,7 +118,7 @@ class SiteHealth(Model):
 
 # --- drift ---------------------------------------------------------------------------------------
 
-DriftKind = Literal["edited", "tombstoned", "unmanaged_dir", "old_trash"]
+DriftKind = Literal["edited", "tombstoned", "unmanaged_dir", "old_trash", "orphan_database", "missing_database"]
 
 
 class Drift(Model):
@@ -126,7 +126,9 @@ class Drift(Model):
 
     `edited`: a service's spec no longer matches what was applied (changed by hand);
     `tombstoned`: a service of a site that was deleted; `unmanaged_dir`: a site directory with no
-    service; `old_trash`: a deleted site's files kept longer than the configured age.
+    service; `old_trash`: a deleted site's files kept longer than the configured age;
+    `orphan_database`: a site database (subject `<server>/site_0042`) no site's service names,
+    not retired; `missing_database`: a site's service names a database its server does not have.
     """
 
     kind: DriftKind

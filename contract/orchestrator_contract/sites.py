@@ -13,10 +13,11 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer, model_validator
 
 from orchestrator_contract.base import Model, SiteId
-from orchestrator_contract.env import RESERVED_ENV_KEYS
+from orchestrator_contract.databases import Database
+from orchestrator_contract.env import DATABASE_URL, RESERVED_ENV_KEYS
 from orchestrator_contract.hostnames import Hostname, parse_hostname
 from orchestrator_contract.images import parse_reference
 
@@ -124,6 +125,17 @@ class Site(Model):
     resources: Resources = Resources()
     serving: bool = True
     env: dict[EnvKey, EnvValue] = Field(default_factory=dict, max_length=500)
+    database: Database | None = Field(
+        default=None,
+        description="Absent or null: none. Its kind never changes (`database_kind_change`); removed, it is "
+        "kept locked for the trash's retention, then dropped with a dump left in the trash.",
+    )
+
+    @model_validator(mode="after")
+    def _database_url_is_ours(self) -> Site:
+        if self.database is not None and DATABASE_URL in self.env:
+            raise ValueError("env may not set DATABASE_URL when the site asks for a database: it is the database's")
+        return self
 
     @property
     def hostnames(self) -> tuple[Hostname, ...]:

@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.errors import InvalidEvent, InvalidRequest
 from orchestrator_contract import version as contract
+from orchestrator_contract.databases import DATABASE_REQUESTS, MAX_SQL, DatabaseRequest
 from orchestrator_contract.files import FILE_REQUESTS, MAX_CHUNK_BYTES, FileRequest
 from orchestrator_contract.sites import MAX_VERSION, SITE_EVENT_TYPES, SiteEvent
 from orchestrator_contract.terminals import TERMINAL_COMMANDS, TerminalCommand
@@ -99,6 +100,26 @@ def parse_file_request(body: bytes, routing_key: str, contract_version: object =
     if len(body) > MAX_FILE_REQUEST_BODY:
         raise InvalidRequest(f"file request is larger than {MAX_FILE_REQUEST_BODY} bytes")
     model = FILE_REQUESTS.get(routing_key)
+    if model is None:
+        raise InvalidRequest(f"unknown routing key {routing_key!r}")
+    try:
+        return model.model_validate_json(body, strict=True)
+    except ValidationError as exc:
+        raise InvalidRequest(f"{routing_key} does not match the schema: {describe(exc)}") from None
+    except ValueError as exc:
+        raise InvalidRequest(f"{routing_key} does not match the schema: {exc!s:.200}") from None
+
+
+MAX_DATABASE_REQUEST_BODY = MAX_SQL + 4096
+
+
+def parse_database_request(body: bytes, routing_key: str, contract_version: object = None) -> DatabaseRequest:
+    """Bytes to a typed database request (the routing key names it), or InvalidRequest."""
+    if unreadable := unreadable_version(contract_version):
+        raise InvalidRequest(unreadable)
+    if len(body) > MAX_DATABASE_REQUEST_BODY:
+        raise InvalidRequest(f"database request is larger than {MAX_DATABASE_REQUEST_BODY} bytes")
+    model = DATABASE_REQUESTS.get(routing_key)
     if model is None:
         raise InvalidRequest(f"unknown routing key {routing_key!r}")
     try:

@@ -17,6 +17,14 @@ DEFAULT_EXCHANGE = ""  # replies go to the default exchange, routing key = the r
 
 
 @dataclass(frozen=True)
+class Requester:
+    """Who asked, as a request names it: where the answer goes, and what it is tagged with."""
+
+    reply_to: str
+    correlation_id: str
+
+
+@dataclass(frozen=True)
 class Received:
     """A delivery that passed authentication: its envelope and its proven publisher."""
 

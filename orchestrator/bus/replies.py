@@ -20,12 +20,13 @@ from typing import Protocol
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
+from pydantic import BaseModel
 
 from orchestrator.bus import broker
 from orchestrator.logging_setup import fields
 from orchestrator_contract import version as contract
 from orchestrator_contract.codes import ErrorCode
-from orchestrator_contract.files import ErrorReply, FileResult, ReplyError
+from orchestrator_contract.files import ErrorReply, ReplyError
 
 log = logging.getLogger("orchestrator.replies")
 
@@ -114,7 +115,7 @@ class ReplyPublisher:
 # --- bodies --------------------------------------------------------------------------------------
 
 
-def ok_reply(result: FileResult) -> bytes:
+def ok_reply(result: BaseModel) -> bytes:
     """`{"ok": true, "result": ...}` without building a second model around a large result."""
     return b'{"ok":true,"result":' + result.model_dump_json().encode() + b"}"
 

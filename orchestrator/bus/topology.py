@@ -6,6 +6,7 @@ director.sites (topic) --site.*--> orchestrator.site-events (quorum, single acti
 orchestrator.dead-letters (topic) --site.*--> orchestrator.site-events.dead (quorum)
                                   --terminal.*--> orchestrator.terminal-commands.dead (classic)
                                   --files.*, logs.*--> orchestrator.file-requests.dead (classic)
+                                  --database.*--> orchestrator.database-requests.dead (classic)
     (a dead-letter queue per kind, each bounded by its policy: a flood of bad file or terminal
     requests never pushes site events' letters out)
 orchestrator.retry (topic) --#--> orchestrator.site-events.retry (quorum, TTL)
@@ -21,6 +22,7 @@ orchestrator.terminals (topic): session events, routing key terminal.<session_id
 
 director.files (topic) --files.* and logs.*--> orchestrator.file-requests (classic, single active
     consumer, bounded length, TTL: a request nobody took in a minute is dropped, never kept)
+director.databases (topic) --database.*--> orchestrator.database-requests (as file requests)
 replies: default exchange, routing key = the request's reply_to (amq.rabbitmq.reply-to.* or
     director.replies.*: see bus.replies)
 
@@ -81,6 +83,7 @@ def retry_queue_arguments(settings: Settings) -> FieldTable:
 
 # The operations' routing keys (`files.list`, ..., `logs.follow`): see orchestrator_contract.files.
 FILE_BINDING_KEYS = ("files.*", "logs.*")
+DATABASE_BINDING_KEYS = ("database.*",)
 
 
 def file_queue_arguments(settings: Settings) -> FieldTable:
@@ -230,14 +233,27 @@ async def depths(connection: AbstractRobustConnection, names: list[str]) -> dict
 
 async def declare_files(channel: AbstractChannel, settings: Settings) -> Declared:
     """On its own channel, after `declare` (which creates the dead letters)."""
-    requests = await directors(channel, settings.files_exchange)
+    return await _declare_requests(channel, settings, settings.files_exchange, settings.files_queue, FILE_BINDING_KEYS)
+
+
+async def declare_databases(channel: AbstractChannel, settings: Settings) -> Declared:
+    """Database requests: queued, bounded and dropped when stale as file requests are."""
+    return await _declare_requests(
+        channel, settings, settings.databases_exchange, settings.databases_queue, DATABASE_BINDING_KEYS
+    )
+
+
+async def _declare_requests(
+    channel: AbstractChannel, settings: Settings, exchange: str, queue_name: str, keys: tuple[str, ...]
+) -> Declared:
+    requests = await directors(channel, exchange)
     dead_letters = await channel.declare_exchange(
         settings.dead_letter_exchange, aio_pika.ExchangeType.TOPIC, durable=True
     )
-    queue = await channel.declare_queue(settings.files_queue, durable=True, arguments=file_queue_arguments(settings))
-    for key in FILE_BINDING_KEYS:
+    queue = await channel.declare_queue(queue_name, durable=True, arguments=file_queue_arguments(settings))
+    for key in keys:
         await queue.bind(requests, key)
-    await _side_dead_letters(channel, dead_letters, settings.files_queue, FILE_BINDING_KEYS)
+    await _side_dead_letters(channel, dead_letters, queue_name, keys)
     return Declared(queue, dead_letters)
 
 

@@ -15,10 +15,13 @@ from typing import Literal
 from orchestrator.commands.output import DRIFT, OK, print_json
 from orchestrator.commands.wiring import cli_swarm
 from orchestrator.config import Settings
+from orchestrator.databases.servers import Databases
 from orchestrator.errors import DockerConflict
 from orchestrator.files.sitedirs import SiteDirs
 from orchestrator.monitor.drift import Fleet, restorable
 from orchestrator.monitor.survey import survey
+from orchestrator.sites.protocols import DatabasesPort
+from orchestrator.sites.service import Service
 from orchestrator.swarm.services import Swarm
 from orchestrator_contract.results import Drift
 
@@ -26,14 +29,15 @@ from orchestrator_contract.results import Drift
 @dataclass(frozen=True)
 class ReconcileStep:
     drift: Drift
-    action: Literal["restore", "remove", "report"]
+    action: Literal["restore", "remove", "provision", "report"]
     note: str  # what reconcile does (or would do), for the operator
     done: bool = False
 
 
 def plan(fleet: Fleet) -> list[ReconcileStep]:
     """What reconcile does: put back a hand-edited service whose applied spec Docker still holds,
-    remove a deleted site's service. Files are never touched; the rest is only reported."""
+    remove a deleted site's service, make a site's missing database again. Files and databases are
+    never deleted or locked; the rest is only reported."""
     services = {s.name: s for s in fleet.services}
     steps = []
     for drift in fleet.drift:
@@ -46,13 +50,20 @@ def plan(fleet: Fleet) -> list[ReconcileStep]:
             steps.append(ReconcileStep(drift, "report", note))
         elif drift.kind == "tombstoned":
             steps.append(ReconcileStep(drift, "remove", f"remove {drift.subject}: its site was deleted"))
+        elif drift.kind == "missing_database" and service is not None and service.database is not None:
+            grant = service.database
+            note = f"make {drift.subject}'s {grant.kind.value} database {grant.name} again on {grant.server}, empty"
+            steps.append(ReconcileStep(drift, "provision", note))
+        elif drift.kind == "orphan_database":
+            note = f"leave {drift.subject} alone (databases are never dropped by reconcile)"
+            steps.append(ReconcileStep(drift, "report", note))
         else:
             note = f"leave {drift.subject} alone (files are never deleted automatically)"
             steps.append(ReconcileStep(drift, "report", note))
     return steps
 
 
-async def reconcile(swarm: Swarm, fleet: Fleet, *, dry_run: bool) -> list[ReconcileStep]:
+async def reconcile(swarm: Swarm, databases: DatabasesPort, fleet: Fleet, *, dry_run: bool) -> list[ReconcileStep]:
     services = {s.name: s for s in fleet.services}
     done = []
     for step in plan(fleet):
@@ -63,6 +74,8 @@ async def reconcile(swarm: Swarm, fleet: Fleet, *, dry_run: bool) -> list[Reconc
         try:
             if step.action == "restore":
                 acted = await swarm.fleet.restore(surveyed)
+            elif step.action == "provision":
+                acted = await _provision(swarm, databases, surveyed)
             else:
                 acted = await swarm.fleet.remove_if_unchanged(surveyed)
         except DockerConflict:
@@ -75,13 +88,25 @@ async def reconcile(swarm: Swarm, fleet: Fleet, *, dry_run: bool) -> list[Reconc
     return done
 
 
+async def _provision(swarm: Swarm, databases: DatabasesPort, surveyed: Service) -> bool:
+    """The service's database made again with the login and password it holds, as long as it
+    still holds the grant it was surveyed with (a password reset in between is left alone)."""
+    now = await swarm.get(surveyed.name)
+    grant = surveyed.database
+    if now is None or grant is None or now.database != grant:
+        return False
+    await databases.provision(grant, fresh=False)
+    return True
+
+
 async def run_reconcile(settings: Settings, *, dry_run: bool) -> list[ReconcileStep]:
-    swarm = cli_swarm(settings)
+    swarm, databases = cli_swarm(settings), Databases.of(settings)
     try:
-        fleet = await survey(swarm, SiteDirs.of(settings), settings)
-        return await reconcile(swarm, fleet, dry_run=dry_run)
+        fleet = await survey(swarm, SiteDirs.of(settings), settings, databases)
+        return await reconcile(swarm, databases, fleet, dry_run=dry_run)
     finally:
         swarm.close()
+        await databases.close()
 
 
 def as_json(steps: list[ReconcileStep]) -> list[dict[str, object]]:
@@ -100,5 +125,5 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         for step in steps:
             mark = "done" if step.done else ("would" if args.dry_run and step.action != "report" else "-")
             print(f"[{mark}] {step.drift.kind}: {step.note}")
-        print(f"{len(steps)} drifted, {sum(s.done for s in steps)} restored or removed")
+        print(f"{len(steps)} drifted, {sum(s.done for s in steps)} restored, removed or made again")
     return DRIFT if args.dry_run and steps else OK

@@ -10,6 +10,7 @@ from orchestrator.commands.output import DRIFT, OK
 from orchestrator.commands.tables import escaped, render, size
 from orchestrator.commands.wiring import cli_swarm
 from orchestrator.config import Settings
+from orchestrator.databases.servers import Databases
 from orchestrator.files.quota import DiskUsage
 from orchestrator.files.sitedirs import SiteDirs
 from orchestrator.monitor.drift import Fleet
@@ -17,8 +18,8 @@ from orchestrator.monitor.health import classify
 from orchestrator.monitor.survey import survey
 from orchestrator.sites.service import Service
 
-# Drift that is about a path under the sites root rather than a service.
-_PATH_DRIFT = ("unmanaged_dir", "old_trash")
+# Drift that is about a path under the sites root or a database rather than a service.
+_PATH_DRIFT = ("unmanaged_dir", "old_trash", "orphan_database")
 
 
 def health_of(service: Service) -> str:
@@ -38,6 +39,28 @@ def disk_cell(usage: DiskUsage | None) -> str:
     return f"{size(usage.used)}/{size(usage.limit) if usage.limit else 'no limit'}"
 
 
+def database_json(service: Service, fleet: Fleet) -> dict[str, object] | None:
+    """The site's database as its service names it (never its password), and its size."""
+    grant = service.database
+    if grant is None:
+        return None
+    return {
+        "kind": grant.kind.value,
+        "server": grant.server,
+        "name": grant.name,
+        "user": grant.user,
+        "bytes": fleet.database_bytes.get(service.name),
+    }
+
+
+def database_cell(service: Service, fleet: Fleet) -> str:
+    grant = service.database
+    if grant is None:
+        return "-"
+    held = fleet.database_bytes.get(service.name)
+    return f"{grant.kind.value}:{grant.server} {'?' if held is None else size(held)}"
+
+
 def as_json(fleet: Fleet, site: int | None = None) -> str:
     sites = [
         {
@@ -51,6 +74,7 @@ def as_json(fleet: Fleet, site: int | None = None) -> str:
             "last_error": s.last_error,
             "drift": [d.model_dump(mode="json") for d in fleet.drift_of(s.name)],
             "disk": disk_json(fleet.disks.get(s.name)),
+            "database": database_json(s, fleet),
         }
         for s in fleet.services
         if site is None or s.site_id == site
@@ -71,12 +95,14 @@ def as_table(fleet: Fleet, site: int | None = None) -> str:
             ",".join(s.domains) or "-",
             ",".join(d.kind for d in fleet.drift_of(s.name)) or "-",
             disk_cell(fleet.disks.get(s.name)),
+            database_cell(s, fleet),
             escaped((s.last_error or "-")[:60]),
         )
         for s in sorted(fleet.services, key=lambda s: s.name)
         if site is None or s.site_id == site
     ]
-    lines = [render(("SITE", "SERVICE", "VERSION", "TASKS", "HEALTH", "DOMAINS", "DRIFT", "DISK", "LAST ERROR"), rows)]
+    header = ("SITE", "SERVICE", "VERSION", "TASKS", "HEALTH", "DOMAINS", "DRIFT", "DISK", "DATABASE", "LAST ERROR")
+    lines = [render(header, rows)]
     if fleet.warnings:
         lines += [f"warning: {w}" for w in fleet.warnings]
     for d in fleet.drift:
@@ -91,11 +117,12 @@ def drift_shown(fleet: Fleet, site: int | None) -> bool:
 
 
 async def run_status(settings: Settings) -> Fleet:
-    swarm = cli_swarm(settings)
+    swarm, databases = cli_swarm(settings), Databases.of(settings)
     try:
-        return await survey(swarm, SiteDirs.of(settings), settings)
+        return await survey(swarm, SiteDirs.of(settings), settings, databases)
     finally:
         swarm.close()
+        await databases.close()
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:

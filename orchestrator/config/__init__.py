@@ -13,6 +13,7 @@ from pydantic import model_validator
 from orchestrator.config.base import CsvList, Group
 from orchestrator.config.broker import BrokerSettings
 from orchestrator.config.builds import BuildSettings
+from orchestrator.config.databases import DatabaseServer, DatabaseSettings
 from orchestrator.config.files import FileSettings, chunk_message_bytes
 from orchestrator.config.metrics import MetricsSettings
 from orchestrator.config.processing import ProcessingSettings
@@ -23,7 +24,7 @@ from orchestrator.config.terminals import TerminalSettings
 from orchestrator.config.topology import TopologySettings
 from orchestrator.config.traefik import TraefikSettings
 
-__all__ = ["CsvList", "Group", "Settings"]
+__all__ = ["CsvList", "DatabaseServer", "Group", "Settings"]
 
 REPLY_BUDGET_BYTES = 1024 * 1024
 
@@ -38,6 +39,7 @@ class Settings(
     BuildSettings,
     TerminalSettings,
     FileSettings,
+    DatabaseSettings,
     MetricsSettings,
     SecuritySettings,
 ):
@@ -51,6 +53,12 @@ class Settings(
                 "(the broker's max_message_size): the broker would close the channel that carries one"
             )
         return self
+
+    @property
+    def database_retention_seconds(self) -> float:
+        """How long a database whose site is gone is kept (default: the trash's age limit)."""
+        days = self.database_retention_days
+        return (self.trash_max_age_days if days is None else days) * 86400.0
 
     def reply_budget_bytes(self) -> int:
         """What one reply of entries or lines (a listing page, a log tail, a follow's batch) may

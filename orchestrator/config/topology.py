@@ -43,6 +43,10 @@ class TopologySettings(Group):
     files_exchange: str = "director.files"
     files_queue: str = "orchestrator.file-requests"
     files_reply_queue_prefix: str = Field(default="director.replies.", min_length=2)
+    # Site databases: Director's requests (routing key = the operation), answered as file
+    # requests are (the same reply queues).
+    databases_exchange: str = "director.databases"
+    databases_queue: str = "orchestrator.database-requests"
 
     # The name of this deployment, on what it creates that only it may clean up (terminal
     # containers): two deployments on one swarm (or two test workers) leave each other's alone.

@@ -15,13 +15,14 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol, assert_never
 
+from orchestrator.bus.outcomes import Requester
 from orchestrator.bus.replies import ok_reply, read_reply
 from orchestrator.config import Settings
 from orchestrator.errors import FileRefused
 from orchestrator.files import listing, operations, paths, walks
 from orchestrator.files.archive import ZipStream
 from orchestrator.files.bounds import ReplySpace
-from orchestrator.files.streams import Replies, Requester, Streams, log_line
+from orchestrator.files.streams import Replies, Streams, log_line
 from orchestrator.files.uploads import Limits, Uploads, decoded_size
 from orchestrator.files.walks import Budget
 from orchestrator.files.worker import SiteRef, Worker

@@ -100,6 +100,17 @@ class SiteDirs:
         resolve inside the container)."""
         return await asyncio.to_thread(self._has_run_script, name)
 
+    def trash_path(self, name: str, tag: str) -> Path:
+        """Where a file of the site's goes into the trash (a final database dump), stamped as a
+        directory moved there is, so the trash's age limit counts it alike. Makes the trash."""
+        root_fd = _open_dir(str(self.root))
+        try:
+            os.close(_make_dir(root_fd, self.trash_name, 0o700))
+        finally:
+            os.close(root_fd)
+        stamp = datetime.now(UTC).strftime(STAMP_FORMAT)
+        return self.root / self.trash_name / f"{name}-{stamp}-{tag}"
+
     async def trash(self, name: str, tag: str) -> Path | None:
         """Move `<root>/<name>` into the trash; None when there is no such directory."""
         return await asyncio.to_thread(self._trash, name, tag)

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
+from orchestrator.bus.outcomes import Requester
 from orchestrator.bus.replies import error_reply, ok_reply
 from orchestrator.errors import FileRefused, OrchestratorError
 from orchestrator.files.archive import ZipStream
@@ -46,12 +47,6 @@ Replies = Callable[[], AbstractAsyncContextManager[Send]]
 BATCH_SECONDS = 0.1
 BATCH_LINES = 200
 QUEUED_LINES = 1000
-
-
-@dataclass(frozen=True)
-class Requester:
-    reply_to: str
-    correlation_id: str
 
 
 @dataclass(eq=False)  # identity: a stream is one running thing

@@ -34,6 +34,7 @@ class Fleet:
     drift: list[Drift] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # about the platform, not a site
     disks: dict[str, DiskUsage] = field(default_factory=dict)  # by service name, where known
+    database_bytes: dict[str, int] = field(default_factory=dict)  # by service name, where known
 
     def drift_of(self, name: str) -> list[Drift]:
         return [d for d in self.drift if d.subject == name]

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from orchestrator.config import Settings
+from orchestrator.databases.servers import Databases
 from orchestrator.errors import OrchestratorError
 from orchestrator.files.sitedirs import SiteDirs
 from orchestrator.logging_setup import fields
@@ -24,7 +25,12 @@ Publish = Callable[[Report], Awaitable[bool]]
 
 
 async def report_drift(
-    swarm: Swarm, sitedirs: SiteDirs, settings: Settings, publish: Publish, active: asyncio.Event
+    swarm: Swarm,
+    sitedirs: SiteDirs,
+    databases: Databases,
+    settings: Settings,
+    publish: Publish,
+    active: asyncio.Event,
 ) -> None:
     """Every `drift_report_seconds`, an `orchestrator.drift` report when anything drifted."""
     while True:
@@ -32,7 +38,7 @@ async def report_drift(
         if not active.is_set():
             continue
         try:
-            fleet = await survey(swarm, sitedirs, settings)
+            fleet = await survey(swarm, sitedirs, settings, databases)
         except OrchestratorError as exc:
             log.warning("could not survey the fleet for drift", extra=fields(error=exc.message))
             continue

@@ -23,7 +23,7 @@ from orchestrator.config import Settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.logging_setup import fields
 from orchestrator.netguard.network import FilterNotApplied
-from orchestrator.netguard.rules import NODE_CHAIN, filter_table, node_chain, open_table
+from orchestrator.netguard.rules import NODE_CHAIN, database_ports, filter_table, node_chain, open_table
 
 log = logging.getLogger("orchestrator.netguard")
 SETTLE_SECONDS = 0.05  # a burst of joins (a fleet starting) is one pass
@@ -63,6 +63,10 @@ class NetworkGuard:
         self._node_table = ""  # the node's chain last written
         self._blocked_hosts = settings.registry_hosts()
         self._blocked_networks = [IPv4Network(n) for n in settings.network_guard_blocked]
+        # The one opening: the database servers sites are handed, where they listen on a node.
+        self._databases = database_ports(
+            (server.site_host or server.host, server.site_port or server.port) for server in settings.database_servers
+        )
         self.passes = 0  # passes that wrote a changed filter (for tests and the log)
 
     @property
@@ -130,7 +134,7 @@ class NetworkGuard:
     async def sync(self, network_id: str) -> None:
         """One pass; FilterNotApplied (or Docker's errors) when the network is not filtered here."""
         nodes = await self._network.nodes(network_id, self._blocked_hosts)
-        node_table = node_chain([*nodes, *self._blocked_networks], await self._network.trusted())
+        node_table = node_chain([*nodes, *self._blocked_networks], await self._network.trusted(), self._databases)
         if await self._network.guard_node(NODE_CHAIN, node_table) or node_table != self._node_table:
             log.info(
                 "the nodes closed to sites' containers on their way out",

@@ -91,6 +91,18 @@ def filter_table(edges: Iterable[IPv4Address]) -> str:
     )
 
 
+def database_ports(servers: Iterable[tuple[str, int]]) -> list[tuple[IPv4Address, int]]:
+    """The (address, port) of each database server as sites reach it, where that is an IPv4
+    address (a name is resolved elsewhere, and is no address of this node's)."""
+    found = []
+    for host, port in servers:
+        try:
+            found.append((IPv4Address(host), port))
+        except ValueError:
+            continue
+    return found
+
+
 def open_table() -> str:
     """The namespace's filter table as Docker leaves it: nothing filtered (a guard taking its
     filter away)."""

@@ -15,6 +15,7 @@ from orchestrator.schemas import asyncapi
 from orchestrator.schemas.metrics_examples import metrics_examples
 from orchestrator_contract import version as contract
 from orchestrator_contract.codes import ErrorCode
+from orchestrator_contract.databases import DatabaseOkReply, DatabaseRequest
 from orchestrator_contract.files import (
     ArchiveChunk,
     DeleteResult,
@@ -255,6 +256,8 @@ def documents() -> dict[str, Any]:
         "orchestrator-metrics.schema.json": OrchestratorMetrics.model_json_schema(),
         "metrics-request.schema.json": TypeAdapter(MetricsRequest).json_schema(),
         "metrics-reply.schema.json": TypeAdapter(MetricsReply | ErrorReply).json_schema(),
+        "database-request.schema.json": TypeAdapter(DatabaseRequest).json_schema(),
+        "database-reply.schema.json": TypeAdapter(DatabaseOkReply | ErrorReply).json_schema(),
     }
     # Each schema names the contract version it describes (the messages carry it as a header).
     docs: dict[str, Any] = {

@@ -1,7 +1,7 @@
 """Admission: a site event's site as the operator's policy admits it, in one pure step, before any
 spec is built. `admit` checks the domains, clamps the resources, resolves the image and reads the
 domain claims once, and returns an `Admitted` site the spec is built from, or raises a typed
-refusal (`NotAdmitted`: DomainNotAllowed, ImageNotAllowed).
+refusal (`NotAdmitted`: DomainNotAllowed, ImageNotAllowed, DatabaseKindChange, DatabaseNotOffered).
 
 What a site asks of the platform besides its service (a database, certificates) is admitted here
 too: another check in `admit`, another field of `Admitted`, another `NotAdmitted` refusal.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
+from orchestrator.sites.databases import Grant, desired_grant
 from orchestrator.sites.domains import Claims, claims_of, reserved_by
 from orchestrator.slices import Admission
 from orchestrator_contract.hostnames import Hostname
@@ -35,15 +36,17 @@ class Admitted:
     claims: Claims
     limits: Limits
     image: str  # the reference its tasks run
+    database: Grant | None = None  # the database handed to its tasks (`sites.databases`)
 
 
-def admit(site: Site, policy: Admission) -> Admitted:
-    """The site as admitted, or a `NotAdmitted` refusal (DomainNotAllowed, ImageNotAllowed) saying
-    why not."""
+def admit(site: Site, policy: Admission, database: Grant | None = None) -> Admitted:
+    """The site as admitted, or a `NotAdmitted` refusal (DomainNotAllowed, ImageNotAllowed,
+    DatabaseKindChange, DatabaseNotOffered) saying why not. `database`: the one its service holds."""
     hosts = tuple(site.hostnames)
     check_domains(hosts, policy)
     image = policy.static_image if site.kind is SiteKind.STATIC else resolve_image(site.image, site.id, policy)
-    return Admitted(site, hosts, claims_of(hosts), clamp_resources(site.resources, policy), image)
+    grant = desired_grant(site.id, site.database, database, policy.database_servers)
+    return Admitted(site, hosts, claims_of(hosts), clamp_resources(site.resources, policy), image, grant)
 
 
 def resolve_image(image: Image | None, site_id: int, policy: Admission) -> str:

@@ -8,6 +8,8 @@ serving site is published only once its tasks answer, steadily, and Traefik serv
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +26,9 @@ from orchestrator.sites.images import admit_build, image_repository, newest_tag,
 from orchestrator.sites.locks import Changes, KeyedLocks
 from orchestrator.sites.memo import Fingerprints
 from orchestrator.sites.protocols import (
+    DatabasesPort,
     ImagesPort,
+    NoDatabases,
     NoImages,
     NoMemory,
     Rollout,
@@ -82,6 +86,11 @@ class Context:
     images: ImagesPort = field(default_factory=NoImages)
     # The fingerprints of desired states built lately: a redelivery builds no spec again.
     fingerprints: Fingerprints = field(default_factory=Fingerprints)
+    # Site databases; without servers a site asking for one is refused.
+    databases: DatabasesPort = field(default_factory=NoDatabases)
+    # Held (key: the service name) by whatever changes a site's service besides its own events,
+    # which the receiver already runs one at a time: a database password reset.
+    site_locks: KeyedLocks = field(default_factory=KeyedLocks)
     # What the pure decisions read of the settings (`orchestrator.slices`), built once.
     admission: Admission = field(init=False)
     runtime: SiteRuntime = field(init=False)
@@ -146,32 +155,33 @@ async def upsert_site(event: SiteUpserted, ctx: Context) -> SiteResult:
     """Make the site's service match the event's full desired state, and confirm it serves."""
     site, swarm = event.site, ctx.swarm
     name = service_name(site.id)
-    async for attempt in retry.on_conflict():
-        with attempt:
-            current = await swarm.get(name)
-            deleted_at = None if current else await swarm.tombstone(site.id)
-            decision = decide_upsert(
-                event.version,
-                current,
-                deleted_at,
-                lambda: admit(site, ctx.admission),
-                lambda admitted: desired_service(admitted, event.version, ctx.runtime, ctx.sitedirs.path(name)),
-                ctx.fingerprints.get(site, event.version),
-            )
-            match decision:
-                case Stale(applied=applied, current=holder):
-                    return _result(event, "site.stale", holder, applied)
-                case Unchanged(current=deployed):
-                    ctx.fingerprints.put(site, event.version, deployed.fingerprint or "")
-                    since = deployed.updated_at
-                case Apply(admitted=admitted, spec=spec, clears_tombstone=clears):
-                    ctx.fingerprints.put(site, event.version, spec.labels[FINGERPRINT])
-                    since = time.time()
-                    deployed = await _apply(spec, admitted, current, ctx)
-                    if clears:
-                        await swarm.clear_tombstone(site.id)
-                case _:
-                    assert_never(decision)
+    async with _locked(name, ctx):
+        async for attempt in retry.on_conflict():
+            with attempt:
+                current = await swarm.get(name)
+                deleted_at = None if current else await swarm.tombstone(site.id)
+                decision = decide_upsert(
+                    event.version,
+                    current,
+                    deleted_at,
+                    functools.partial(admit, site, ctx.admission, current.database if current else None),
+                    lambda admitted: desired_service(admitted, event.version, ctx.runtime, ctx.sitedirs.path(name)),
+                    ctx.fingerprints.get(site, event.version),
+                )
+                match decision:
+                    case Stale(applied=applied, current=holder):
+                        return _result(event, "site.stale", holder, applied)
+                    case Unchanged(current=deployed):
+                        ctx.fingerprints.put(site, event.version, deployed.fingerprint or "")
+                        since = deployed.updated_at
+                    case Apply(admitted=admitted, spec=spec, clears_tombstone=clears):
+                        ctx.fingerprints.put(site, event.version, spec.labels[FINGERPRINT])
+                        since = time.time()
+                        deployed = await _apply(spec, admitted, current, ctx)
+                        if clears:
+                            await swarm.clear_tombstone(site.id)
+                    case _:
+                        assert_never(decision)
     probe = await _confirm(deployed, since, site.hostnames, event.version, current, ctx)
     return _result(event, "site.deployed", deployed, event.version, probe)
 
@@ -208,25 +218,28 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> SiteResult:
     """Remove the site's service and move its files to the trash. Deleting nothing succeeds."""
     site_id, swarm = event.site.id, ctx.swarm
     name = service_name(site_id)
-    async for attempt in retry.on_conflict():
-        with attempt:
-            current = await swarm.get(name)
-            if current is not None and current.site_version > event.version:
-                return _result(event, "site.stale", current, current.site_version)
-            deleted_at = await swarm.tombstone(site_id)
-            if current is None and deleted_at is not None and deleted_at > event.version:
-                return _result(event, "site.stale", None, None)
-            # Refuse a planted link before removing anything, so a delete is never half done.
-            has_files = await ctx.sitedirs.check(name)
-            # The tombstone goes first: a late, older update must never resurrect the site. A site
-            # the swarm never held keeps one only as long as a reordered create could still come.
-            existed = current is not None or has_files or deleted_at is not None
-            keep = ctx.settings.tombstone_days * DAY if existed else ctx.settings.unknown_tombstone_seconds
-            await swarm.set_tombstone(site_id, event.version, keep)
-            if current is not None:
-                await swarm.remove(current)
-                await ctx.released.notify()
-                await swarm.wait_gone(current, ctx.settings.converge_timeout_seconds)
+    async with _locked(name, ctx):
+        async for attempt in retry.on_conflict():
+            with attempt:
+                current = await swarm.get(name)
+                if current is not None and current.site_version > event.version:
+                    return _result(event, "site.stale", current, current.site_version)
+                deleted_at = await swarm.tombstone(site_id)
+                if current is None and deleted_at is not None and deleted_at > event.version:
+                    return _result(event, "site.stale", None, None)
+                # Refuse a planted link before removing anything, so a delete is never half done.
+                has_files = await ctx.sitedirs.check(name)
+                # The tombstone goes first: a late, older update must never resurrect the site. A site
+                # the swarm never held keeps one only as long as a reordered create could still come.
+                existed = current is not None or has_files or deleted_at is not None
+                keep = ctx.settings.tombstone_days * DAY if existed else ctx.settings.unknown_tombstone_seconds
+                await swarm.set_tombstone(site_id, event.version, keep)
+                if current is not None:
+                    if current.database is not None:  # locked first: a failure here removes nothing
+                        await ctx.databases.retire(current.database)
+                    await swarm.remove(current)
+                    await ctx.released.notify()
+                    await swarm.wait_gone(current, ctx.settings.converge_timeout_seconds)
     for sessions in ctx.sessions:
         await sessions.close_site(site_id)  # before the files move: nobody edits the trash
     await ctx.sitedirs.trash(name, tag=event.event_id.hex[:8])
@@ -265,7 +278,10 @@ async def build_image(event: SiteImageRequested, ctx: Context) -> SiteResult:
 async def _apply(spec: ServiceSpec, admitted: Admitted, current: Service | None, ctx: Context) -> Service:
     """Create or update the service once no other site claims its domains. A domain another site
     holds is waited for briefly (it is usually moving between two sites, the other's update on
-    its way), without holding a Docker worker; then the claim fails."""
+    its way), without holding a Docker worker; then the claim fails. The database the spec asks
+    for is provisioned (or the one it no longer asks for retired) just before the service
+    changes, so a site never runs with a database that is not there, and a refused claim leaves
+    no database behind."""
     claims = admitted.claims
     if current is None or current.replicas == 0 or current.running == 0:
         spec = without_gate(spec)  # nothing older serves meanwhile
@@ -275,6 +291,11 @@ async def _apply(spec: ServiceSpec, admitted: Admitted, current: Service | None,
             taken = claims.clashes(await ctx.swarm.claims(claims.lookup), spec.name)
             if not taken:
                 await ctx.sitedirs.ensure(spec.name, site_uid(admitted.site.id, ctx.runtime.uid_base))
+                if admitted.database is not None:
+                    held = current.database if current is not None else None
+                    await ctx.databases.provision(admitted.database, fresh=held is None)
+                elif current is not None and current.database is not None:
+                    await ctx.databases.retire(current.database)
                 deployed = await (ctx.swarm.update(current, spec) if current else ctx.swarm.create(spec))
                 break
         remaining = deadline - time.monotonic()
@@ -285,6 +306,10 @@ async def _apply(spec: ServiceSpec, admitted: Admitted, current: Service | None,
     if current and set(current.domains) - set(admitted.hosts):
         await ctx.released.notify()
     return deployed
+
+
+def _locked(name: str, ctx: Context) -> contextlib.AbstractAsyncContextManager[None]:
+    return ctx.site_locks.hold({name}, set())
 
 
 async def _confirm(

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.errors import ImageBuildFailed
+from orchestrator.errors import DatabaseNotOffered, ImageBuildFailed
+from orchestrator.sites.databases import Grant
 from orchestrator.sites.images import Build
 from orchestrator.sites.rollout import Broken, Ready
 from orchestrator.sites.service import Service, ServiceSpec
@@ -95,6 +96,28 @@ class NoImages:
 
     async def delete(self, repository: str, tags: Sequence[str]) -> None:
         return None
+
+
+class DatabasesPort(Protocol):
+    """The database servers (`databases.servers.Databases`)."""
+
+    async def provision(self, grant: Grant, fresh: bool) -> None:
+        """The grant's database and logins exist and its login works with its password
+        (idempotent; what was retired is had back as it was). `fresh`: no service holds the
+        grant yet (see `databases.engines.Engine.provision`)."""
+
+    async def retire(self, grant: Grant) -> None:
+        """Its logins locked, the database kept until its retention ends (idempotent)."""
+
+
+class NoDatabases:
+    """No database servers (the unit tests' default): a site asking for one is refused."""
+
+    async def provision(self, grant: Grant, fresh: bool) -> None:
+        raise DatabaseNotOffered("this orchestrator has no database servers")
+
+    async def retire(self, grant: Grant) -> None:
+        raise DatabaseNotOffered("this orchestrator has no database servers")
 
 
 class SiteDirsPort(Protocol):

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from orchestrator.labels import DOMAINS, FINGERPRINT, KIND, SITE_ID, STABLE_GATE, VERSION, version_of
+from orchestrator.sites.databases import Grant, grant_of
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class Service:
     live: ServiceSpec | None = None
     previous: ServiceSpec | None = None
     last_error: str | None = None
+    # The database variables of its env (`sites.databases`), kept from a listing.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def settled(self) -> bool:
@@ -127,6 +131,11 @@ class Service:
     @property
     def kind(self) -> str:
         return self.labels.get(KIND, "dynamic")
+
+    @property
+    def database(self) -> Grant | None:
+        """The database its spec hands its tasks (from a listing: label and env), if any."""
+        return grant_of(self.labels, self.env)
 
     @property
     def domains(self) -> tuple[str, ...]:

@@ -7,8 +7,20 @@ from dataclasses import replace
 from pathlib import PurePath
 from typing import Any
 
-from orchestrator.labels import DEPLOYMENT, DOMAINS, KIND, MANAGED_BY, MANAGER, SITE_ID, STABLE_GATE, VERSION
+from orchestrator.labels import (
+    DATABASE,
+    DEPLOYMENT,
+    DOMAINS,
+    KIND,
+    MANAGED_BY,
+    MANAGER,
+    RESTARTED_BY,
+    SITE_ID,
+    STABLE_GATE,
+    VERSION,
+)
 from orchestrator.sites.admission import Admitted
+from orchestrator.sites.databases import Grant
 from orchestrator.sites.scripts import HEALTH_PROBE, NGINX_START, RUN_SCRIPT
 from orchestrator.sites.service import HealthCheck, Mount, ServiceSpec, with_fingerprint
 from orchestrator.slices import NANOSECONDS, SiteRuntime
@@ -58,7 +70,8 @@ def site_uid(site_id: int, uid_base: int) -> int:
 
 
 def desired_service(admitted: Admitted, version: int, runtime: SiteRuntime, site_dir: PurePath) -> ServiceSpec:
-    """The service that makes the swarm match the admitted site at `version`."""
+    """The service that makes the swarm match the admitted site at `version`, its database (if
+    it is admitted with one) handed to its tasks."""
     site = admitted.site
     env = site_env(
         site.id,
@@ -69,7 +82,7 @@ def desired_service(admitted: Admitted, version: int, runtime: SiteRuntime, site
         health_timeout_seconds=runtime.health_timeout_seconds,
         health_young_seconds=runtime.health_young_seconds,
         stable_gate=GATE_TEMPLATE,
-    )
+    ) | (admitted.database.env() if admitted.database is not None else {})
     tmpfs = (Mount(target="/tmp", type="tmpfs"), Mount(target="/run", type="tmpfs"))
     if site.kind is SiteKind.STATIC:
         spec = ServiceSpec(
@@ -120,6 +133,7 @@ def labels(admitted: Admitted, version: int, runtime: SiteRuntime) -> dict[str, 
             DOMAINS: ",".join(admitted.hosts),
             KIND: site.kind.value,
         }
+        | ({DATABASE: admitted.database.label} if admitted.database is not None else {})
     )
 
 
@@ -160,3 +174,12 @@ def without_gate(spec: ServiceSpec) -> ServiceSpec:
     tasks): its tasks are healthy at their first answer, so Traefik finds them while their
     stability window runs (watched in the task, and by the rollout: `sites.rollout`)."""
     return replace(spec, labels=spec.labels | {STABLE_GATE: "0"})
+
+
+def with_database(spec: ServiceSpec, grant: Grant) -> ServiceSpec:
+    """A live spec handing its tasks `grant` instead (a password reset), fingerprinted as a
+    deploy of it would be (a restart's marker, which fingerprints leave out, is kept)."""
+    marker = spec.labels.get(RESTARTED_BY)
+    labels = {k: v for k, v in spec.labels.items() if k != RESTARTED_BY} | {DATABASE: grant.label}
+    changed = with_fingerprint(replace(spec, env=spec.env | grant.env(), labels=labels))
+    return changed if marker is None else replace(changed, labels=changed.labels | {RESTARTED_BY: marker})

@@ -44,7 +44,7 @@ class ManagedServices:
         to specs), with its last task error."""
 
         def read(api: docker.APIClient) -> list[Service]:
-            names = _network_names(api)
+            names = network_names(api)
             # Every task in one call, grouped here: a call per service would grow with the fleet.
             tasks: dict[str, list[dict[str, Any]]] = {}
             everything = api.tasks()
@@ -75,7 +75,7 @@ class ManagedServices:
         def restore(api: docker.APIClient) -> bool:
             raw = api.inspect_service(surveyed.name)
             previous = raw.get("PreviousSpec")
-            if not previous or not as_surveyed(surveyed, raw, lambda: _network_names(api)):
+            if not previous or not as_surveyed(surveyed, raw, lambda: network_names(api)):
                 return False
             # Docker refuses the write if anything changed in between ("update out of sequence").
             api.update_service(
@@ -101,7 +101,7 @@ class ManagedServices:
         def remove(api: docker.APIClient) -> bool:
             try:
                 raw = api.inspect_service(surveyed.name)
-                if not as_surveyed(surveyed, raw, lambda: _network_names(api)):
+                if not as_surveyed(surveyed, raw, lambda: network_names(api)):
                     return False
                 api.remove_service(raw["ID"])  # the service compared, not whatever has its name by now
             except docker.errors.NotFound:
@@ -133,5 +133,5 @@ class ManagedServices:
         return await self._docker.run(reset)
 
 
-def _network_names(api: docker.APIClient) -> dict[str, str]:
+def network_names(api: docker.APIClient) -> dict[str, str]:
     return {n["Id"]: n["Name"] for n in api.networks()}

@@ -14,9 +14,11 @@ from typing import Any
 
 from docker import types
 
+from orchestrator.labels import DATABASE
 from orchestrator.sites import service as specs
 from orchestrator.sites.rollout import timestamp
 from orchestrator.sites.service import Service, ServiceSpec
+from orchestrator_contract.env import DATABASE_ENV_KEYS
 
 
 def last_error(tasks: list[dict[str, Any]]) -> str | None:
@@ -39,17 +41,25 @@ def service_of(raw: dict[str, Any], *, lost: int = 0, **survey: Any) -> Service:
     `lost` tasks of nodes that are down; `survey`: the survey-only fields."""
     spec = raw["Spec"]
     status = raw.get("ServiceStatus")
+    labels = dict(spec.get("Labels") or {})
     return Service(
         id=raw["ID"],
         name=spec["Name"],
         index=raw["Version"]["Index"],
-        labels=dict(spec.get("Labels") or {}),
+        labels=labels,
         replicas=spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 0),
+        env=_database_env(spec) if DATABASE in labels else {},
         running=max(0, int(status.get("RunningTasks") or 0) - lost) if status else None,
         update_state=(raw.get("UpdateStatus") or {}).get("State"),
         updated_at=timestamp(raw.get("UpdatedAt", "")),
         **survey,
     )
+
+
+def _database_env(spec: dict[str, Any]) -> dict[str, str]:
+    env = (spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Env")) or []
+    pairs = (item.partition("=") for item in env)
+    return {key: value for key, _, value in pairs if key in DATABASE_ENV_KEYS}
 
 
 def as_surveyed(surveyed: Service, raw: dict[str, Any], network_names: Callable[[], Mapping[str, str]]) -> bool:

@@ -31,16 +31,16 @@ from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.swarm.cache import SwarmCache
 from orchestrator.swarm.changes import HEALTHY, DockerChange, DockerChanges, lost_tasks
 from orchestrator.swarm.client import DockerClient
-from orchestrator.swarm.fleet import ManagedServices, managed_services
-from orchestrator.swarm.mapping import service_of, to_docker
+from orchestrator.swarm.fleet import ManagedServices, managed_services, network_names
+from orchestrator.swarm.mapping import from_docker, service_of, to_docker
 from orchestrator.swarm.nodes import Nodes
 from orchestrator.swarm.tombstones import Tombstones
-from orchestrator_contract.env import RESERVED_ENV_KEYS
+from orchestrator_contract.env import OPEN_ENV_KEYS
 
 T = TypeVar("T")
 
 # Env keys the orchestrator sets (not the site's), whose values are no secret.
-OWN_ENV_KEYS = RESERVED_ENV_KEYS | {"NGINX_CONF"}
+OWN_ENV_KEYS = OPEN_ENV_KEYS | {"NGINX_CONF"}
 # Between Docker events, look anyway this often (an event may be missed, or not exist: a task
 # reaching "running" after its container turned healthy has none of its own).
 POLL_SECONDS = 1.0
@@ -105,6 +105,17 @@ class Swarm:
         if service is not None:
             self.cache.remember_service(service, since)
         return service
+
+    async def spec_of(self, name: str) -> tuple[Service, ServiceSpec] | None:
+        """The service and its live spec (mapped back from Docker's), or None."""
+
+        def read(api: docker.APIClient) -> tuple[Service, ServiceSpec] | None:
+            found = [s for s in api.services(filters={"name": name}) if s["Spec"]["Name"] == name]
+            if not found:
+                return None
+            return service_of(found[0]), from_docker(found[0]["Spec"], network_names(api))
+
+        return await self._run(read)
 
     async def managed(self) -> list[Service]:
         down = self._down_nodes()

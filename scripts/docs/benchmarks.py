@@ -215,6 +215,24 @@ def _rows_files(f: Report) -> Iterator[Row]:
     )
 
 
+def _rows_databases(d: Report) -> Iterator[Row]:
+    for kind in ("postgres", "mysql"):
+        p = d[kind]
+        yield Row(
+            "databases",
+            f"a {kind} site database provisioned: median {p['median_ms']} ms, p99 {p['p99_ms']} ms "
+            f"({p['sites']} sites)",
+            f"{p['ratio']}x a bare `CREATE ROLE` + `CREATE DATABASE` by the same driver ({p['floor']['median_ms']} ms)",
+        )
+    deploy = d["deploy"]
+    extra = ", ".join(f"{kind} +{ms} ms" for kind, ms in deploy["extra_ms"].items())
+    yield Row(
+        "databases",
+        f"a deploy with a database: {extra} (medians of {deploy['pairs'] // 2} each)",
+        f"the same deploy without one, alternating ({deploy['without_seconds_median']} s)",
+    )
+
+
 def _rows_cluster(c: Report) -> Iterator[Row]:
     burst = (
         f"burst of {c['sites']} on {c['nodes']} nodes: median {c['burst_seconds_median']} s of {c['runs']} runs, "
@@ -242,6 +260,7 @@ SECTIONS: dict[str, Callable[[Report], Iterator[Row]]] = {
     "fleet": _rows_fleet,
     "files": _rows_files,
     "metrics": _rows_metrics,
+    "databases": _rows_databases,
     "cluster": _rows_cluster,
     "pure": _rows_pure,
 }

@@ -104,7 +104,8 @@ def default_of(field: FieldInfo) -> str:
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, list):
-        return f"`{','.join(value)}`" if value else "unset"
+        # A list of models (DATABASE_SERVERS) shows their names.
+        return f"`{','.join(str(getattr(v, 'name', v)) for v in value)}`" if value else "unset"
     if isinstance(value, int | float):
         return f"`{number(value)}`"
     return f"`{value}`" if str(value) else '`""`'

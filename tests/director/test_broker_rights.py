@@ -254,6 +254,8 @@ ORCHESTRATORS_QUEUES = (
     "orchestrator.terminal-commands.dead",
     "orchestrator.file-requests",
     "orchestrator.file-requests.dead",
+    "orchestrator.database-requests",
+    "orchestrator.database-requests.dead",
 )
 
 
@@ -289,6 +291,7 @@ async def test_director_is_refused_everything_else(as_director: AbstractConnecti
             # publish outside its routing keys
             publish("director.sites", "orchestrator.drift", "director"),
             publish("director.files", "site.created", "director"),
+            publish("director.databases", "files.read", "director"),
             # read another user's queue (the observer's), every terminal session at once, its own
             # events, the dead letters
             consume(observers_queue),

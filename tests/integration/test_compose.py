@@ -69,3 +69,35 @@ def test_compose_file_refuses_a_deploy_that_has_not_chosen_its_domains() -> None
     for missing in REQUIRED:
         rendered = stack_config(ROOT / "compose.yaml", {k: v for k, v in REQUIRED.items() if k != missing})
         assert rendered.returncode != 0 and missing in rendered.stderr, rendered.stderr
+
+
+def test_the_database_servers_file_adds_them_and_hands_them_to_the_orchestrator() -> None:
+    """deploy/databases/compose.yaml on top: both servers on the databases node, their ports on
+    that node alone, the orchestrator and the guard told of them, the admin passwords as secrets."""
+    files = ["-c", str(ROOT / "compose.yaml"), "-c", str(ROOT / "deploy/databases/compose.yaml")]
+    env = {**os.environ, **REQUIRED, "DATABASES_NODE_ADDRESS": "10.0.0.5"}
+    done = subprocess.run(["docker", "stack", "config", *files], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    for expected in (
+        "  postgres:\n",
+        "  mariadb:\n",
+        "node.labels.director.databases == true",
+        "hba_file=/etc/director/pg_hba.conf",
+        "target: /docker-entrypoint-initdb.d/10-director.sh",
+        '"host": "postgres", "port": 5432',
+        '"host": "mariadb", "port": 3306',
+        "source: postgres_admin_password",
+        "source: mysql_admin_password",
+        "POSTGRES_PASSWORD_FILE: /run/secrets/postgres_superuser_password",
+    ):
+        assert expected in text, f"{expected!r} missing from the rendered stack"
+    # The database ports are published on their node alone, beside the stack's two.
+    assert sorted(re.findall(r"published: \"?(\d+)", text)) == ["3306", "5432", "5671", "80"]
+    assert text.count("mode: host") == 4
+    # The orchestrator and the guard both know the servers, sites reach them at the node's address.
+    assert text.count("ORCHESTRATOR_DATABASE_SERVERS:") == 2 and text.count('"site_host": "10.0.0.5"') == 4
+    # Without the node's address the file is refused, not deployed with sites that reach nothing.
+    del env["DATABASES_NODE_ADDRESS"]
+    refused = subprocess.run(["docker", "stack", "config", *files], capture_output=True, text=True, timeout=60, env=env)
+    assert refused.returncode != 0 and "DATABASES_NODE_ADDRESS" in refused.stderr

@@ -25,7 +25,7 @@ from support import (
     site_event,
     write_site,
 )
-from support.network import address, answers, filter_restored, guarding, node_chain_removed
+from support.network import address, answers, database_answers, filter_restored, guarding, node_chain_removed
 
 from orchestrator.config import Settings
 from orchestrator_contract.sites import service_name
@@ -96,6 +96,13 @@ async def test_a_site_reaches_no_other_site_and_not_traefik_yet_every_site_is_se
         }
         reached = await asyncio.gather(*(asyncio.to_thread(answers, api, *probe) for probe in probes.values()))
         assert not any(reached), {name: "REACHED" for name, ok in zip(probes, reached, strict=True) if ok}
+        # The one way onto the node: its database servers' ports (what a login may do there is the
+        # servers' own business: tests/integration/test_database_engines.py).
+        for server in Settings().database_servers:
+            host, port = server.site_host or server.host, server.site_port or server.port
+            assert await asyncio.to_thread(database_answers, api, c, host, port), (
+                f"site C -> {server.name} {host}:{port}"
+            )
         # Traefik still opens connections to every site, and a site still reaches itself.
         for site_id in (first, second, later):
             await served(f"net{site_id}.example.com", f"tenant {site_id}")

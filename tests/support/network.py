@@ -28,6 +28,14 @@ def answers(api: docker.APIClient, container: dict[str, Any], target: str, port:
     return b"HTTP/" in api.exec_start(probe["Id"])
 
 
+def database_answers(api: docker.APIClient, container: dict[str, Any], target: str, port: int) -> bool:
+    """Whether a database server answers a connection from inside `container`: PostgreSQL's answer
+    to an SSLRequest, or MariaDB's greeting (which comes unasked)."""
+    ssl_request = "\\000\\000\\000\\010\\004\\322\\026\\057"
+    probe = api.exec_create(container["Id"], ["sh", "-c", f"printf '{ssl_request}' | nc -w 2 {target} {port}"])
+    return len(api.exec_start(probe["Id"])) > 0
+
+
 def address(api: docker.APIClient, container: dict[str, Any], network: str) -> str:
     return str(api.inspect_container(container["Id"])["NetworkSettings"]["Networks"][network]["IPAddress"])
 

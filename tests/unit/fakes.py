@@ -9,8 +9,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from orchestrator.errors import DockerConflict, ImageBuildFailed, NotRouted, OrchestratorError, UnsafePath
+from orchestrator.config import DatabaseServer
+from orchestrator.errors import (
+    DatabaseUnavailable,
+    DockerConflict,
+    ImageBuildFailed,
+    NotRouted,
+    OrchestratorError,
+    UnsafePath,
+)
 from orchestrator.labels import RESTARTED_BY, STABLE_GATE
+from orchestrator.sites.databases import Grant
 from orchestrator.sites.domains import ClaimIndex
 from orchestrator.sites.images import Build
 from orchestrator.sites.protocols import Rollout
@@ -56,7 +65,7 @@ class FakeSwarm:
 
     async def create(self, spec: ServiceSpec) -> Service:
         self.calls.append(f"create {spec.name}")
-        deployed = Service(f"id{next(self._ids)}", spec.name, 1, dict(spec.labels), spec.replicas)
+        deployed = Service(f"id{next(self._ids)}", spec.name, 1, dict(spec.labels), spec.replicas, env=dict(spec.env))
         self.services[spec.name], self.specs[spec.name] = deployed, spec
         self.answering.discard(spec.name)
         return deployed
@@ -66,7 +75,9 @@ class FakeSwarm:
         if self.conflicts:
             self.conflicts -= 1
             raise DockerConflict("update out of sequence")
-        deployed = replace(current, index=current.index + 1, labels=dict(spec.labels), replicas=spec.replicas)
+        deployed = replace(
+            current, index=current.index + 1, labels=dict(spec.labels), replicas=spec.replicas, env=dict(spec.env)
+        )
         deployed = replace(deployed, running=None, update_state=None)
         self.services[spec.name], self.specs[spec.name] = deployed, spec
         self.answering.discard(spec.name)
@@ -80,6 +91,10 @@ class FakeSwarm:
         restarted = replace(stored, index=stored.index + 1, labels=labels)
         self.services[current.name] = restarted
         return replace(restarted, running=None, update_state=None)
+
+    async def spec_of(self, name: str) -> tuple[Service, ServiceSpec] | None:
+        found = await self.get(name)
+        return None if found is None else (found, self.specs[name])
 
     async def remove(self, service: Service) -> None:
         self.calls.append(f"remove {service.name}")
@@ -194,3 +209,55 @@ class FakeImages:
         for tag in tags:
             self.registry[repository].remove(tag)
             self.deleted.append((repository, tag))
+
+
+@dataclass
+class FakeDatabases:
+    """The database servers (`sites.protocols.DatabasesPort`) in memory: site id -> the login that
+    works, its password, and whether it is retired. `down`: the next calls fail as a server that
+    does not answer."""
+
+    held: dict[int, dict[str, object]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    down: int = 0
+
+    def _answer(self) -> None:
+        if self.down:
+            self.down -= 1
+            raise DatabaseUnavailable("the server does not answer")
+
+    async def provision(self, grant: Grant, fresh: bool) -> None:
+        self.calls.append(f"provision {grant.name} {grant.user}" + (" fresh" if fresh else ""))
+        self._answer()
+        self.held[grant.site_id] = {"user": grant.user, "password": grant.password, "retired": False}
+
+    async def retire(self, grant: Grant) -> None:
+        self.calls.append(f"retire {grant.name}")
+        self._answer()
+        if grant.site_id in self.held:
+            self.held[grant.site_id]["retired"] = True
+
+
+@dataclass
+class FakeEngine:
+    """One database server's engine (`databases.engines.Engine`) as the requests use it: which
+    login of which site logs in, with which password (None: locked)."""
+
+    server: DatabaseServer
+    logins: dict[str, str | None] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return self.server.kind
+
+    async def enable(self, site_id: int, user: str, password: str) -> None:
+        self.calls.append(f"enable {user}")
+        self.logins[user] = password
+
+    async def lock(self, site_id: int, user: str) -> None:
+        self.calls.append(f"lock {user}")
+        self.logins[user] = None
+
+    async def close(self) -> None:
+        pass

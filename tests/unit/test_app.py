@@ -54,12 +54,13 @@ async def test_shutdown_takes_no_new_message_and_gives_up_after_the_grace_period
 
 def test_the_binding_table_names_each_queue_once(settings: Settings) -> None:
     table = bindings(settings, "host:1")
-    assert set(table) == {"sites", "terminals", "files", "metrics", "samples"}
+    assert set(table) == {"sites", "terminals", "files", "databases", "metrics", "samples"}
     declared = [b.declare for b in table.values()]
-    assert declared[:4] == [
+    assert declared[:5] == [
         topology.declare,
         topology.declare_terminals,
         topology.declare_files,
+        topology.declare_databases,
         topology.declare_metrics,
     ]
     assert {b.exchange for b in table.values()} == {
@@ -67,15 +68,16 @@ def test_the_binding_table_names_each_queue_once(settings: Settings) -> None:
         settings.terminal_exchange,
         settings.files_exchange,
         settings.collector_exchange,
+        settings.databases_exchange,
     }
-    # Only site events come back for delayed retries; file and metrics requests answer without
+    # Only site events come back for delayed retries; file, database and metrics requests answer without
     # confirms; samples come from the collectors' broker users.
     assert table["sites"].attempts == settings.max_attempts
     assert table["sites"].requeue_exchange == settings.requeue_exchange
-    assert [b.attempts for name, b in table.items() if name != "sites"] == [1, 1, 1, 1]
-    assert [name for name, b in table.items() if b.quick_replies] == ["files", "metrics"]
+    assert [b.attempts for name, b in table.items() if name != "sites"] == [1, 1, 1, 1, 1]
+    assert [name for name, b in table.items() if b.quick_replies] == ["files", "databases", "metrics"]
     assert [name for name, b in table.items() if b.publishers] == ["samples"]
 
 
 def test_without_metrics_there_are_no_metrics_queues() -> None:
-    assert set(bindings(Settings(metrics_seconds=0), "host:1")) == {"sites", "terminals", "files"}
+    assert set(bindings(Settings(metrics_seconds=0), "host:1")) == {"sites", "terminals", "files", "databases"}

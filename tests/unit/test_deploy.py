@@ -161,7 +161,12 @@ def test_directors_exchanges_are_declared_as_the_orchestrator_declares_them(defi
     settings = Settings()
     exchanges = {(e["vhost"], e["name"]): e for e in definitions["exchanges"]}
     assert sorted(exchanges) == sorted(
-        [("/", settings.inbound_exchange), ("/", settings.terminal_exchange), ("/", settings.files_exchange)]
+        [
+            ("/", settings.inbound_exchange),
+            ("/", settings.terminal_exchange),
+            ("/", settings.files_exchange),
+            ("/", settings.databases_exchange),
+        ]
     )
     # Any other property and the orchestrator's declaration fails with PRECONDITION_FAILED.
     declared = {"type": "topic", "durable": True, "auto_delete": False, "internal": False, "arguments": {}}

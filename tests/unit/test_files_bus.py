@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 
 from orchestrator.bus.envelope import Envelope
-from orchestrator.bus.outcomes import DEFAULT_EXCHANGE, Completed, Received
+from orchestrator.bus.outcomes import DEFAULT_EXCHANGE, Completed, Received, Requester
 from orchestrator.bus.replies import reply_queue_allowed
 from orchestrator.config import Settings
 from orchestrator.errors import DockerUnavailable, FileRefused, InvalidRequest, OrchestratorError, Unauthenticated
 from orchestrator.files.processor import FileRequests
 from orchestrator.files.service import SiteFiles
-from orchestrator.files.streams import Requester
 from orchestrator.files.worker import Worker
 from orchestrator.swarm.logs import parse_line, parse_ns
 from orchestrator_contract.codes import ErrorCode

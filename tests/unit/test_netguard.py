@@ -16,6 +16,7 @@ from orchestrator.netguard.network import FilterNotApplied
 from orchestrator.netguard.rules import (
     CHAIN,
     NODE_CHAIN,
+    database_ports,
     filter_table,
     is_edge,
     is_site_container,
@@ -141,12 +142,14 @@ async def test_the_filter_is_written_at_every_pass_and_follows_the_edge_and_the_
     again.touch()
     await guard.sync(network_id)
     assert network.written[-1] == (again, filter_table([OTHER])) and guard.passes == 3
-    # The node's chain at every pass too, naming the nodes the engine knows now.
-    assert network.node_chains[0] == (NODE_CHAIN, node_chain([MANAGER, WORKER], [STACK_CONTAINER]))
+    # The node's chain at every pass too, naming the nodes the engine knows now (and opening the
+    # database servers' ports).
+    databases = database_ports((s.site_host or s.host, s.site_port or s.port) for s in Settings().database_servers)
+    assert network.node_chains[0] == (NODE_CHAIN, node_chain([MANAGER, WORKER], [STACK_CONTAINER], databases))
     assert len(network.node_chains) == 5 and network.asked_hosts == ["198.18.213.1"]  # the registry's
     network.node_addresses = [MANAGER]  # the worker left the swarm
     await guard.sync(network_id)
-    assert network.node_chains[-1] == (NODE_CHAIN, node_chain([MANAGER], [STACK_CONTAINER]))
+    assert network.node_chains[-1] == (NODE_CHAIN, node_chain([MANAGER], [STACK_CONTAINER], databases))
 
 
 async def test_a_guard_inside_the_orchestrator_takes_its_filter_away_when_it_stops(tmp_path: Path) -> None:
@@ -206,3 +209,12 @@ def test_a_site_task_or_a_container_made_for_a_site_is_never_trusted_on_the_way_
     assert is_site_container({"com.director.managed-by": "orchestrator", "com.director.terminal-session": "x"})
     assert not is_site_container({"com.docker.swarm.service.name": "director_orchestrator"})
     assert not is_site_container(None)
+
+
+def test_the_node_lets_sites_reach_their_database_servers_and_nothing_else() -> None:
+    opened = database_ports([("198.18.213.1", 5432), ("198.18.213.1", 3306), ("db.example.com", 5432)])
+    assert opened == [(IPv4Address("198.18.213.1"), 5432), (IPv4Address("198.18.213.1"), 3306)]
+    rules = node_chain([IPv4Address("198.18.213.1")], [], opened).splitlines()
+    opening = rules.index(f"-A {NODE_CHAIN} -d 198.18.213.1/32 -p tcp --dport 3306 -j RETURN")
+    assert rules[opening + 1] == f"-A {NODE_CHAIN} -d 198.18.213.1/32 -p tcp --dport 5432 -j RETURN"
+    assert rules.index(f"-A {NODE_CHAIN} -d 198.18.213.1/32 -j DROP") > opening + 1  # the rest of the node stays shut

@@ -244,6 +244,42 @@ class DiskQuotaExceeded(OrchestratorError):
     code = ErrorCode.DISK_QUOTA_EXCEEDED
 
 
+class DatabaseKindChange(OrchestratorError):
+    code = ErrorCode.DATABASE_KIND_CHANGE
+
+
+class DatabaseNotOffered(OrchestratorError):
+    code = ErrorCode.DATABASE_NOT_OFFERED
+
+
+class DatabaseUnavailable(OrchestratorError):
+    code = ErrorCode.DATABASE_UNAVAILABLE
+
+
+class DatabaseError(OrchestratorError):
+    code = ErrorCode.DATABASE_ERROR
+
+
+class NoDatabase(OrchestratorError):
+    code = ErrorCode.NO_DATABASE
+
+
+class QueryDisabled(OrchestratorError):
+    code = ErrorCode.QUERY_DISABLED
+
+
+class QueryFailed(OrchestratorError):
+    code = ErrorCode.QUERY_FAILED
+
+
+class QueryTimeout(OrchestratorError):
+    code = ErrorCode.QUERY_TIMEOUT
+
+
+class MultipleStatements(OrchestratorError):
+    code = ErrorCode.MULTIPLE_STATEMENTS
+
+
 _BY_CODE: dict[str, type[OrchestratorError]] = {
     cls.code: cls
     for cls in (
@@ -253,6 +289,8 @@ _BY_CODE: dict[str, type[OrchestratorError]] = {
         DockerUnavailable, DockerError, DockerConflict, PublishFailed, BrokerSetup, UnknownSession,
         TerminalLimit, TerminalBusy, InvalidRequest, SiteNotFound, NotADirectory, IsADirectory, Exists,
         NotEmpty, NotRegular, TooLarge, PreconditionFailed, UploadUnknown, Busy, IoError, DiskQuotaExceeded,
+        DatabaseKindChange, DatabaseNotOffered, DatabaseUnavailable, DatabaseError, NoDatabase, QueryDisabled,
+        QueryFailed, QueryTimeout, MultipleStatements,
     )
 }  # fmt: skip
 
