@@ -4,8 +4,9 @@ stack's real PostgreSQL and MariaDB.
 
 The module runs its own orchestrator: a retention of seconds and housekeeping every second (so a
 deleted site's database is seen dumped and dropped), and a second PostgreSQL server behind a gate
-the tests can close (`support.databases.Gate`: the server "stops" for this orchestrator alone;
-sites with odd ids land there).
+the tests can close (`harness.databases.Gate`: the server "stops" for this orchestrator alone;
+sites with odd ids land there). One site per kind serves every test that needs one, in order:
+managed, its password reset (PostgreSQL), deleted (MySQL).
 """
 
 from __future__ import annotations
@@ -139,42 +140,54 @@ async def database_site(
     return site_id, host, event
 
 
+Served = tuple[int, str, dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+async def sites(stack: Running, client: Client, images: ClientImages) -> AsyncIterator[dict[str, Served]]:
+    """One serving site per kind, shared by the tests below; their databases dropped at the end."""
+    made: dict[str, Served] = {}
+    try:
+        for kind in ("postgres", "mysql"):
+            made[kind] = await database_site(stack, client, images, kind)
+        yield made
+    finally:
+        await wipe([site_id for site_id, _, _ in made.values()])
+
+
 @pytest.mark.parametrize("kind", ["postgres", "mysql"])
 async def test_a_site_gets_its_database_and_director_manages_it(
-    stack: Running, client: Client, images: ClientImages, kind: str
+    stack: Running, client: Client, sites: dict[str, Served], kind: str
 ) -> None:
-    site_id, _, created = await database_site(stack, client, images, kind)
-    try:
-        env = dict(
-            item.partition("=")[::2]
-            for item in stack.api.inspect_service(f"site_{site_id:04d}")["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
-        )
-        grant = await credentials(client, site_id)
-        assert env["DATABASE_URL"] == grant.url.replace(grant.host, env["DIRECTOR_DATABASE_HOST"])
-        assert env["DIRECTOR_DATABASE_USER"] == grant.user and env["DIRECTOR_DATABASE_PASSWORD"] == grant.password
-        await connect_as(grant)  # as a site task reaches it: the bridge address
+    site_id, _, created = sites[kind]
+    env = dict(
+        item.partition("=")[::2]
+        for item in stack.api.inspect_service(f"site_{site_id:04d}")["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
+    )
+    grant = await credentials(client, site_id)
+    assert env["DATABASE_URL"] == grant.url.replace(grant.host, env["DIRECTOR_DATABASE_HOST"])
+    assert env["DIRECTOR_DATABASE_USER"] == grant.user and env["DIRECTOR_DATABASE_PASSWORD"] == grant.password
+    await connect_as(grant)  # as a site task reaches it: the bridge address
 
-        # The console: rows, one statement only, a timeout.
-        rows = await client.request("database.query", {"site_id": site_id, "sql": "SELECT id FROM notes"})
-        assert (rows["columns"], rows["rows"], rows["truncated"]) == (["id"], [[1]], False)
-        two = {"site_id": site_id, "sql": "SELECT 1; DROP TABLE notes"}
-        assert await refused(client, "database.query", two) == "multiple_statements"
-        sleep = "SELECT pg_sleep(5)" if kind == "postgres" else "SELECT SLEEP(5)"
-        assert await refused(client, "database.query", {"site_id": site_id, "sql": sleep}) == "query_timeout"
-        usage = await client.request("database.usage", {"site_id": site_id})
-        assert usage["bytes"] > 0 and usage["name"] == f"site_{site_id:04d}"
+    # The console: rows, one statement only, a timeout.
+    rows = await client.request("database.query", {"site_id": site_id, "sql": "SELECT id FROM notes"})
+    assert (rows["columns"], rows["rows"], rows["truncated"]) == (["id"], [[1]], False)
+    two = {"site_id": site_id, "sql": "SELECT 1; DROP TABLE notes"}
+    assert await refused(client, "database.query", two) == "multiple_statements"
+    sleep = "SELECT pg_sleep(5)" if kind == "postgres" else "SELECT SLEEP(5)"
+    assert await refused(client, "database.query", {"site_id": site_id, "sql": sleep}) == "query_timeout"
+    usage = await client.request("database.usage", {"site_id": site_id})
+    assert usage["bytes"] > 0 and usage["name"] == f"site_{site_id:04d}"
 
-        # A redelivered create makes nothing twice and keeps the password.
-        before = roles_of(kind, site_id)
-        again = await deploy(stack.director, stack.results, created)
-        assert again.type == "site.deployed" and roles_of(kind, site_id) == before
-        assert (await credentials(client, site_id)).password == grant.password
+    # A redelivered create makes nothing twice and keeps the password.
+    before = roles_of(kind, site_id)
+    again = await deploy(stack.director, stack.results, created)
+    assert again.type == "site.deployed" and roles_of(kind, site_id) == before
+    assert (await credentials(client, site_id)).password == grant.password
 
-        # A dump, streamed.
-        dump = await dump_of(client, site_id)
-        assert dump.startswith(b"PGDMP") if kind == "postgres" else b"CREATE TABLE `notes`" in dump
-    finally:
-        await wipe([site_id])
+    # A dump, streamed.
+    dump = await dump_of(client, site_id)
+    assert dump.startswith(b"PGDMP") if kind == "postgres" else b"CREATE TABLE `notes`" in dump
 
 
 async def dump_of(client: Client, site_id: int) -> bytes:
@@ -189,72 +202,60 @@ async def dump_of(client: Client, site_id: int) -> bytes:
                 return data
 
 
-async def test_a_new_password_keeps_the_site_reading_its_database(
-    stack: Running, client: Client, images: ClientImages
-) -> None:
-    site_id, host, _ = await database_site(stack, client, images, "postgres")
+async def test_a_new_password_keeps_the_site_reading_its_database(client: Client, sites: dict[str, Served]) -> None:
+    site_id, host, _ = sites["postgres"]
+    page = f"read from the postgres database of {site_id}"
+    old = await credentials(client, site_id)
+    failures, answered, resetting = [], 0, True
+
+    async def visit() -> None:
+        nonlocal answered
+        while resetting:
+            response = await fetch(host)
+            answered += 1
+            if response.status_code != 200 or page not in response.text:
+                failures.append(f"{response.status_code} {response.text[:200]}")
+            await asyncio.sleep(0.05)
+
+    visitor = asyncio.create_task(visit())
     try:
-        page = f"read from the postgres database of {site_id}"
-        old = await credentials(client, site_id)
-        failures, answered, resetting = [], 0, True
-
-        async def visit() -> None:
-            nonlocal answered
-            while resetting:
-                response = await fetch(host)
-                answered += 1
-                if response.status_code != 200 or page not in response.text:
-                    failures.append(f"{response.status_code} {response.text[:200]}")
-                await asyncio.sleep(0.05)
-
-        visitor = asyncio.create_task(visit())
-        try:
-            new = await client.request("database.reset_password", {"site_id": site_id}, timeout=90)
-        finally:
-            resetting = False
-            await visitor
-        assert failures == [] and answered > 10
-        assert new["user"] != old.user and new["password"] != old.password
-        assert (await credentials(client, site_id)).password == new["password"]
-        with pytest.raises(Exception, match=r"(?i)password|denied|not permitted"):
-            await connect_as(old)
-        await connect_as(await credentials(client, site_id))
-        assert page in (await fetch(host)).text
+        new = await client.request("database.reset_password", {"site_id": site_id}, timeout=90)
     finally:
-        await wipe([site_id])
+        resetting = False
+        await visitor
+    assert failures == [] and answered > 10
+    assert new["user"] != old.user and new["password"] != old.password
+    assert (await credentials(client, site_id)).password == new["password"]
+    with pytest.raises(Exception, match=r"(?i)password|denied|not permitted"):
+        await connect_as(old)
+    await connect_as(await credentials(client, site_id))
+    assert page in (await fetch(host)).text
 
 
 async def test_a_deleted_sites_database_is_locked_then_dumped_into_the_trash_and_dropped(
-    stack: Running, client: Client
+    stack: Running, client: Client, sites: dict[str, Served]
 ) -> None:
-    site_id = even_site_id()
-    write_site(stack.sites_root, site_id, page=f"doomed {site_id}")
-    event = site_event("site.created", site_id, 1)
-    event["site"]["database"] = {"kind": "mysql"}
-    assert (await deploy(stack.director, stack.results, event)).type == "site.deployed"
-    try:
-        grant = await credentials(client, site_id)
-        await client.request("database.query", {"site_id": site_id, "sql": "CREATE TABLE kept (x INT)"})
-        removed = await deploy(stack.director, stack.results, site_event("site.deleted", site_id, 2))
-        assert removed.type == "site.removed"
-        with pytest.raises(Exception, match=r"(?i)denied|locked"):
-            await connect_as(grant)
-        assert databases_of("mysql", site_id) == [grant.name]  # kept through the retention
+    site_id, _, _ = sites["mysql"]
+    grant = await credentials(client, site_id)
+    await client.request("database.query", {"site_id": site_id, "sql": "CREATE TABLE kept (x INT)"})
+    removed = await deploy(stack.director, stack.results, site_event("site.deleted", site_id, 2))
+    assert removed.type == "site.removed"
+    with pytest.raises(Exception, match=r"(?i)denied|locked"):
+        await connect_as(grant)
+    assert databases_of("mysql", site_id) == [grant.name]  # kept through the retention
 
-        trash = stack.sites_root / ".trash"
+    trash = stack.sites_root / ".trash"
 
-        def dumps() -> list[Path]:
-            return [p for p in trash.glob(f"site_{site_id:04d}-*-database.sql")] if trash.is_dir() else []
+    def dumps() -> list[Path]:
+        return [p for p in trash.glob(f"site_{site_id:04d}-*-database.sql")] if trash.is_dir() else []
 
-        for _ in range(int(RETENTION_SECONDS * 4 + 40)):
-            if dumps() and not databases_of("mysql", site_id):
-                break
-            await asyncio.sleep(0.5)
-        assert databases_of("mysql", site_id) == [] and roles_of("mysql", site_id) == []
-        [dump] = dumps()
-        assert b"CREATE TABLE `kept`" in dump.read_bytes() and dump.stat().st_mode & 0o077 == 0
-    finally:
-        await wipe([site_id])
+    for _ in range(int(RETENTION_SECONDS * 4 + 40)):
+        if dumps() and not databases_of("mysql", site_id):
+            break
+        await asyncio.sleep(0.5)
+    assert databases_of("mysql", site_id) == [] and roles_of("mysql", site_id) == []
+    [dump] = dumps()
+    assert b"CREATE TABLE `kept`" in dump.read_bytes() and dump.stat().st_mode & 0o077 == 0
 
 
 async def test_a_server_that_is_down_fails_the_deploy_after_retries_and_makes_nothing(
