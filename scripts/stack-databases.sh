@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The local stack's site database servers (stack-up.sh section 10): Debian's PostgreSQL 15 and
+# The local stack's site database servers (stack-up.sh section 11): Debian's PostgreSQL 15 and
 # MariaDB 10.11, each with an admin role of the orchestrator's own (not a superuser), listening on
 # loopback and on the swarm's bridge address only. Idempotent: safe to re-run, fast when all is up.
 #
 # Who reaches them:
 # - the orchestrator (on this host) as its admin, from loopback;
 # - site tasks of this node through docker_gwbridge (the network guard opens the node to them for
-#   these two ports alone: sites/isolation.py) and of the test cluster's workers through the bridge;
+#   these two ports alone: orchestrator/netguard/rules.py) and of the test cluster's workers through the bridge;
 # - a site's role only into the database of its own name (pg_hba `samerole`; MariaDB grants).
 # The admin passwords are made once, random, in $DB_ETC (root only); production keeps them in
 # Docker secrets (compose.yaml).
