@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local stack's site database servers (stack-up.sh section 11): Debian's PostgreSQL 15 and
+# The local stack's site database servers (stack-up.sh section 12): Debian's PostgreSQL 15 and
 # MariaDB 10.11, each with an admin role of the orchestrator's own (not a superuser), listening on
 # loopback and on the swarm's bridge address only. Idempotent: safe to re-run, fast when all is up.
 #
