@@ -58,6 +58,8 @@ class SitesPort(Protocol):
 
     async def converge(self, service: Service, rollout: Rollout) -> Ready | Broken: ...
 
+    async def wait_replaced(self, service: Service, timeout: float) -> None: ...
+
 
 class SiteDatabases:
     def __init__(
@@ -113,7 +115,8 @@ class SiteDatabases:
     async def reset_password(self, site_id: int) -> Grant:
         """A new password on the site's other login; the service moved to it (start-first and
         health-gated: the task in service keeps its login until its replacement answers); then
-        the old login locked and its sessions ended."""
+        the old login locked and its sessions ended, once no replaced task runs any more (a
+        stopping task keeps serving through its drain)."""
         name = service_name(site_id)
         async with self.site_locks.hold({name}, set()):
             made: list[Grant] = []
@@ -155,6 +158,8 @@ class SiteDatabases:
                     f"the site did not come up on its new login, so its old one stays: {outcome.message}",
                     code=ErrorCode.SERVICE_FAILED,
                 )
+            stopping = self.settings.stop_grace_seconds + self.settings.drain_seconds
+            await self.sites.wait_replaced(deployed, stopping + self.settings.converge_timeout_seconds)
         assert held is not None
         return held, made[0]
 

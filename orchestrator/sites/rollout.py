@@ -152,7 +152,7 @@ def _classify(task: dict[str, Any], runs_site_script: bool) -> Broken:
 
 
 def holding_containers(tasks: Sequence[dict[str, Any]], service_id: str, down_nodes: set[str]) -> list[str]:
-    """Pure: the tasks of a removed service that may still have a container on their node. A node
+    """Pure: the tasks of a service that may still have a container on their node. A node
     that is down is not waited for: nothing there answers, and the swarm cleans up when it is back."""
     return [
         t["ID"]

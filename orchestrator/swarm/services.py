@@ -311,6 +311,22 @@ class Swarm:
             await self._wait_for_change(service.id, POLL_SECONDS)
         raise TransientError(f"tasks of {service.name} still running {timeout:.0f}s after removal")
 
+    async def wait_replaced(self, service: Service, timeout: float) -> None:
+        """Wait until a live service holds no more containers than its replicas: the tasks its
+        last rollout replaced have stopped (their drain over), so nothing runs the old spec."""
+        deadline = time.monotonic() + timeout
+
+        def holding(api: docker.APIClient) -> list[str]:
+            tasks = api.tasks(filters={"service": service.id})
+            down = {n["ID"] for n in api.nodes() if n.get("Status", {}).get("State") == "down"}
+            return rollouts.holding_containers(tasks, service.id, down)
+
+        while time.monotonic() < deadline:
+            if len(await self._run(holding)) <= service.replicas:
+                return
+            await self._wait_for_change(service.id, POLL_SECONDS)
+        raise TransientError(f"replaced tasks of {service.name} still running after {timeout:.0f}s")
+
     async def _wait_for_change(self, service_id: str, timeout: float) -> bool:
         if self._changes is None or not self._changes.connected.is_set():
             await asyncio.sleep(min(timeout, 0.5))

@@ -119,6 +119,9 @@ class FakeSwarm:
     async def wait_gone(self, service: Service, timeout: float) -> None:
         self.calls.append(f"wait_gone {service.name}")
 
+    async def wait_replaced(self, service: Service, timeout: float) -> None:
+        self.calls.append(f"wait_replaced {service.name}")
+
     async def tombstone(self, site_id: int) -> int | None:
         return self.tombstones.get(site_id)
 
