@@ -160,6 +160,29 @@ async def gate(kind: str) -> AsyncIterator[Gate]:
 
 # The clients a site image gets to read its database (SITE_PACKAGES has them): psql and mariadb.
 CLIENT_PACKAGES = ("postgresql-client", "mariadb-client-core")
+SITE_DEBS = Path("/var/lib/director-registry/debs")
+# stack-up.sh's site packages step, for a local package repository that lacks the clients (a
+# `make up` of an older checkout leaves it so): the same packages and their dependencies.
+_FETCH_DEBS = r"""set -e
+want="$(printf '%s\n' $PACKAGES | sort -u | tr '\n' ' ')"
+rm -rf "$DEBS.new" && mkdir -p "$DEBS.new"
+closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+    --no-replaces --no-enhances $PACKAGES | grep -E '^[a-z0-9]' | sort -u)
+cd "$DEBS.new" && apt-get download -qq $closure && apt-ftparchive packages . >Packages
+echo "$want" >.packages && rm -rf "$DEBS" && mv "$DEBS.new" "$DEBS"
+"""
+
+
+def ensure_client_packages() -> None:
+    """The local package repository holds the database clients site images are built with."""
+    held = (SITE_DEBS / ".packages").read_text().split() if (SITE_DEBS / ".packages").exists() else []
+    if set(CLIENT_PACKAGES) <= set(held):
+        return
+    packages = " ".join(sorted({*held, *CLIENT_PACKAGES}))
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PACKAGES": packages, "DEBS": str(SITE_DEBS)}
+    subprocess.run(["bash", "-c", _FETCH_DEBS], env=env, check=True, capture_output=True, timeout=300)
+
+
 # A page made at each request from the site's database, by its own login, through the env it
 # was handed: what a site's app does (busybox httpd runs cgi-bin/index.cgi for `/`).
 _PAGE = r"""#!/bin/sh

@@ -28,6 +28,7 @@ from harness.databases import (
     Gate,
     connect_as,
     databases_of,
+    ensure_client_packages,
     push_for_site,
     roles_of,
     wipe,
@@ -107,6 +108,7 @@ class ClientImages:
 
     async def for_site(self, site_id: int) -> dict[str, Any]:
         if self.built is None:
+            await asyncio.to_thread(ensure_client_packages)
             recipe = {"parent": "director/base:latest", "packages": list(CLIENT_PACKAGES)}
             event = site_event("site.image_requested", site_id, 1, image=recipe)
             built = await deploy(self.stack.director, self.stack.results, event, timeout=300)
