@@ -228,7 +228,7 @@ def _rows_databases(d: Report) -> Iterator[Row]:
     extra = ", ".join(f"{kind} +{ms} ms" for kind, ms in deploy["extra_ms"].items())
     yield Row(
         "databases",
-        f"a deploy with a database: {extra} (medians of {deploy['pairs'] // 2} each)",
+        f"a deploy with a database: {extra} (medians of {deploy['pairs']} each)",
         f"the same deploy without one, alternating ({deploy['without_seconds_median']} s)",
     )
 
