@@ -32,6 +32,9 @@ databases a site database (bench/databases.py): provisioning against a bare CREA
 files     site files over the bus (bench/files.py): a 4 KiB files.read round trip against a bare
           aio-pika request/reply echo; 50 MiB up and down against bare chunked publishing of the
           same bytes; a listing of 10,000 entries against reading the directory locally.
+https     site.created until the first verified HTTPS answer against the first HTTP answer; TLS
+          handshakes per second through Traefik against a bare TLS server (nginx, same
+          certificate); idle sites whose names all have certificates, per site (bench/https.py).
 cluster   only when asked (`make bench-cluster`: the test cluster's two workers and the manager,
           bench/cluster.py): the burst on three nodes against the floor on the same cluster, and
           `orchestrator drain` of a worker under a request loop (requests failed); medians of runs.
@@ -58,6 +61,7 @@ import cluster
 import databases
 import deploys
 import files
+import https
 import metrics
 import scale
 import timeline
@@ -72,9 +76,11 @@ from common import (
     wipe,
 )
 
+from harness.tls import acme_settings
+
 SECTIONS = (
     "pure", "metrics", "burst", "truth", "noop", "terminal", "redeploy", "health", "idle", "deploy", "fleet", "files",
-    "databases", "cluster",
+    "databases", "https", "cluster",
 )  # fmt: skip
 ON_REQUEST = {"cluster"}  # needs the test cluster up: never part of a plain `make bench`
 PRODUCTION_REFRESH, LOCAL_REFRESH = 5, 1  # Traefik's swarm-provider refresh (deploy/traefik/traefik.yml)
@@ -122,10 +128,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"Traefik at its production refresh ({PRODUCTION_REFRESH} s)")
                 await asyncio.to_thread(traefik_refresh, PRODUCTION_REFRESH)
                 report |= await scale_sections(bench, only, args)
+        if "https" in only:
+            report["https"] = await https_block(args)
     finally:
         log("removing the benchmark's sites")
         wipe(keep_fleet=args.keep_fleet)
-        if only & {"idle", "deploy", "fleet"}:
+        if only & {"idle", "deploy", "fleet", "https"}:
             await asyncio.to_thread(traefik_refresh, LOCAL_REFRESH)
     return report
 
@@ -166,6 +174,23 @@ async def scale_sections(bench: Any, only: set[str], args: argparse.Namespace) -
     if singles:
         report["deploy"] = singles
     return report
+
+
+async def https_block(args: argparse.Namespace) -> dict[str, Any]:
+    """An orchestrator that orders certificates from the local CA (make up's pebble), on its own."""
+    wipe(keep_fleet=args.keep_fleet)
+    acme = acme_settings()
+    async with bench_running(concurrency=str(args.concurrency), prefetch=str(args.prefetch), **acme) as bench:
+        sites = list(range(FIRST_SITE + 700, FIRST_SITE + 700 + args.https_sites))
+        idle = [0, args.https_idle] if args.https_idle else []
+        if idle:
+            log(f"Traefik at its production refresh ({PRODUCTION_REFRESH} s)")
+            await asyncio.to_thread(traefik_refresh, PRODUCTION_REFRESH)
+        try:
+            return await https.https_section(bench, sites, args.handshake_seconds, idle, args.window)
+        finally:
+            wipe(keep_fleet=args.keep_fleet)
+            https.forget_certificates(bench)
 
 
 def table(report: dict[str, Any]) -> str:
@@ -235,6 +260,20 @@ def table(report: dict[str, Any]) -> str:
         rows.append(("cluster", burst, floor))
         rows.append(("cluster", f"orchestrator drain of a worker: median {c['drain_seconds_median']} s",
                      f"requests failed: median {c['drain_failed_median']} {drained}"))  # fmt: skip
+    if "https" in report:
+        c, h = report["https"]["created"], report["https"]["handshake"]
+        rows.append(
+            (
+                "https",
+                f"created -> verified HTTPS median {c['https_seconds_median']} s (max {c['https_seconds_max']} s)",
+                f"{c['ratio']}x HTTP ({c['http_seconds_median']} s)",
+            )
+        )
+        rows.append(("https", f"{h['traefik_per_second']} handshakes/s through Traefik",
+                     f"{h['ratio']}x a bare TLS server ({h['bare_per_second']}/s)"))  # fmt: skip
+        for n, per in report["https"].get("idle", {}).get("per_site_mc", {}).items():
+            rows.append(("https", f"{n} idle sites with certificates: {per['machine_mc']} mc/site (machine)",
+                         f"Docker {per['docker_mc']} mc/site, Traefik {per['traefik_mc']} mc/site"))  # fmt: skip
     if "pure" in report:
         p = report["pure"]
         rows.append(("pure", f"json.loads {p['json_loads_us']} us",
@@ -287,6 +326,9 @@ if __name__ == "__main__":
     parser.add_argument("--files-reads", type=int, default=2000, help="4 KiB files.read round trips timed")
     parser.add_argument("--database-sites", type=int, default=20, help="provisions timed per engine")
     parser.add_argument("--database-pairs", type=int, default=6, help="deploys with a database (and as many without)")
+    parser.add_argument("--https-sites", type=int, default=8, help="sites timed from site.created to HTTPS")
+    parser.add_argument("--https-idle", type=int, default=50, help="idle sites with certificates (0: skip)")
+    parser.add_argument("--handshake-seconds", type=float, default=5.0, help="each handshake reading")
     parser.add_argument("--cluster-runs", type=int, default=3, help="bursts and drains of the cluster section")
     parser.add_argument("--json", type=Path, help=f"write the results here instead of {RESULTS}/<UTC start>.json")
     arguments = parser.parse_args()

@@ -15,6 +15,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from harness.stack import INBOUND, RESULTS
+from orchestrator_contract.certificates import SiteCertificate
 from orchestrator_contract.results import SiteHealth, SiteResult
 
 
@@ -118,6 +119,7 @@ class Results:
         self.by_cause: dict[str, list[SiteResult]] = {}
         self.messages: list[AbstractIncomingMessage] = []
         self.health: list[SiteHealth] = []
+        self.certificates: list[SiteCertificate] = []
         self._changed = asyncio.Condition()
 
     async def start(self) -> None:
@@ -133,6 +135,12 @@ class Results:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         if (message.routing_key or "").endswith(".metrics"):
             return  # periodic figures (tests/integration/test_metrics.py reads them)
+        if message.routing_key == "site.certificate":
+            certificate = SiteCertificate.model_validate_json(message.body)
+            async with self._changed:
+                self.certificates.append(certificate)
+                self._changed.notify_all()
+            return
         if message.routing_key == "site.health":
             health = SiteHealth.model_validate_json(message.body)
             async with self._changed:
@@ -161,6 +169,22 @@ class Results:
             async with self._changed:
                 await self._changed.wait_for(lambda: len(of_site()) >= count)
         return of_site()
+
+    async def wait_certificate(self, domain: str, status: str, timeout: float = 60) -> SiteCertificate:
+        """The first `site.certificate` of `domain` with `status`."""
+
+        def found() -> SiteCertificate | None:
+            return next((c for c in self.certificates if c.domain == domain and c.status == status), None)
+
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: found() is not None)
+        certificate = found()
+        assert certificate is not None
+        return certificate
+
+    def certificate_statuses(self, domain: str) -> list[str]:
+        return [c.status for c in self.certificates if c.domain == domain]
 
     async def wait_total(self, count: int, timeout: float) -> None:
         """Until `count` results arrived in all."""

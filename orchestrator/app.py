@@ -23,6 +23,7 @@ from orchestrator.bus.consumer import QueueConsumer
 from orchestrator.bus.receiver import Processor, Receiver, Trust
 from orchestrator.bus.replies import ReplyPublisher
 from orchestrator.bus.settlement import Observer, QueuePolicy, Settler
+from orchestrator.certificates.assembly import issuer_of
 from orchestrator.config import Settings
 from orchestrator.databases.dumps import Dumps
 from orchestrator.databases.processor import DatabaseRequests
@@ -33,6 +34,7 @@ from orchestrator.files.processor import FileRequests
 from orchestrator.files.service import SiteFiles
 from orchestrator.files.sitedirs import SiteDirs
 from orchestrator.files.worker import Worker
+from orchestrator.labels import DEPLOYMENT
 from orchestrator.logging_setup import fields
 from orchestrator.metrics.processor import MAX_REQUEST_BODY
 from orchestrator.metrics.samples import MAX_SAMPLE_BYTES
@@ -54,6 +56,7 @@ from orchestrator.terminals.host import TerminalHost
 from orchestrator.terminals.processor import TerminalCommands
 from orchestrator.terminals.sessions import TerminalSessions
 from orchestrator.traefik.routes import TraefikRoutes
+from orchestrator_contract.certificates import SiteCertificate
 from orchestrator_contract.terminals import TerminalUpdate
 
 log = logging.getLogger("orchestrator")
@@ -232,6 +235,7 @@ async def serve(settings: Settings) -> None:
         adapters.changes.listen(monitor.on_change)
         await monitor.start(await swarm.managed())
         stack.callback(monitor.stop)
+        ctx.certificates = issuer = issuer_of(settings, _names(swarm, settings), _reporter(report), active.is_set)
         await sessions.start(consumers["terminals"].active)
         stack.push_async_callback(sessions.stop)
         site_files.start()
@@ -248,7 +252,7 @@ async def serve(settings: Settings) -> None:
         beat = beating.keep_beating(settings, connection, running, adapters.ping_docker, network_guard)
         _background(stack, beat)
         _background(stack, housekeeping.keep_house(swarm.tombstones, settings, active))
-        _background(stack, housekeeping.drop_retired(adapters.databases, sitedirs, settings, active))
+        _background(stack, housekeeping.drop_retired(adapters.databases, sitedirs, settings, active), issuer.run())
         if settings.drift_report_seconds:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
             drift = reports.report_drift(
@@ -260,6 +264,28 @@ async def serve(settings: Settings) -> None:
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
         await stop.wait()
     log.info("stopped")
+
+
+def _names(swarm: Swarm, settings: Settings) -> Callable[[], Awaitable[dict[str, int]]]:
+    """The certificate issuer's survey: each name of this deployment's sites, and its site."""
+
+    async def survey() -> dict[str, int]:
+        return {
+            name: service.site_id
+            for service in await swarm.managed()
+            if service.labels.get(DEPLOYMENT) == settings.deployment and service.site_id is not None
+            for name in service.domains
+        }
+
+    return survey
+
+
+def _reporter(report: Callable[..., Awaitable[bool]]) -> Callable[[SiteCertificate], Awaitable[None]]:
+    async def publish(event: SiteCertificate) -> None:
+        if not await report(True, event):
+            log.warning("a site.certificate was not taken by the broker", extra=fields(domain=event.domain))
+
+    return publish
 
 
 async def finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:

@@ -63,6 +63,8 @@ class SiteRuntime:
     port: int
     entrypoint: str
     router_priority: int
+    tls_entrypoint: str
+    hsts_seconds: int
     deployment: str
     uid_base: int
     cap_add: tuple[str, ...]
@@ -92,6 +94,8 @@ class SiteRuntime:
             port=settings.site_port,
             entrypoint=settings.traefik_entrypoint,
             router_priority=settings.router_priority,
+            tls_entrypoint=settings.tls_entrypoint,
+            hsts_seconds=settings.tls_hsts_seconds,
             deployment=settings.deployment,
             uid_base=settings.site_uid_base,
             cap_add=tuple(settings.cap_add),

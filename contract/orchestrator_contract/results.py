@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from orchestrator_contract.base import Model, SiteId
+from orchestrator_contract.certificates import SiteTls
 from orchestrator_contract.codes import ErrorCode
 
 SiteResultType = Literal["site.deployed", "site.removed", "site.failed", "site.stale", "site.image_built"]
@@ -40,6 +41,10 @@ class SiteResult(Model):
         default=False, description="A failed update was rolled back: the previous version keeps serving."
     )
     probe: Probe | None = Field(default=None, description="For `site.deployed` of a serving site: what was verified.")
+    tls: SiteTls | None = Field(
+        default=None,
+        description="For `site.deployed`: which domains HTTPS serves with a valid certificate, which not yet.",
+    )
     note: str | None = Field(default=None, description="Anything else the site's owner should know.")
     image: str | None = Field(
         default=None,

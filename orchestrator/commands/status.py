@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
 
+from orchestrator.certificates import wildcards
+from orchestrator.certificates.standing import site_tls
+from orchestrator.certificates.store import Store
 from orchestrator.commands.output import DRIFT, OK
 from orchestrator.commands.tables import escaped, render, size
 from orchestrator.commands.wiring import cli_swarm
@@ -17,6 +23,7 @@ from orchestrator.monitor.drift import Fleet
 from orchestrator.monitor.health import classify
 from orchestrator.monitor.survey import survey
 from orchestrator.sites.service import Service
+from orchestrator_contract.certificates import SiteTls
 
 # Drift that is about a path under the sites root or a database rather than a service.
 _PATH_DRIFT = ("unmanaged_dir", "old_trash", "orphan_database")
@@ -61,6 +68,24 @@ def database_cell(service: Service, fleet: Fleet) -> str:
     return f"{grant.kind.value}:{grant.server} {'?' if held is None else size(held)}"
 
 
+def tls_of(services: Sequence[Service], settings: Settings) -> dict[str, SiteTls]:
+    """Each site's names as the certificate issuer's store has them (read-only)."""
+    records = Store(settings.tls_dir, settings.deployment).records()
+    operator = wildcards.load([Path(p) for p in settings.tls_wildcard_files])
+    now, ordering = time.time(), bool(settings.acme_directory_url)
+    return {s.name: site_tls(s.domains, records, operator, now, ordering=ordering) for s in services}
+
+
+def tls_cell(tls: SiteTls | None) -> str:
+    """Names served over HTTPS of all the site's names, and the first reason one is not."""
+    if tls is None:
+        return "-"
+    cell = f"{len(tls.served)}/{len(tls.served) + len(tls.pending)}"
+    if why := next((p.error.code.value if p.error else p.status for p in tls.pending), None):
+        cell += f" {why}"
+    return cell
+
+
 def as_json(fleet: Fleet, site: int | None = None) -> str:
     sites = [
         {
@@ -75,6 +100,7 @@ def as_json(fleet: Fleet, site: int | None = None) -> str:
             "drift": [d.model_dump(mode="json") for d in fleet.drift_of(s.name)],
             "disk": disk_json(fleet.disks.get(s.name)),
             "database": database_json(s, fleet),
+            "tls": tls.model_dump(mode="json") if (tls := fleet.tls.get(s.name)) else None,
         }
         for s in fleet.services
         if site is None or s.site_id == site
@@ -96,12 +122,25 @@ def as_table(fleet: Fleet, site: int | None = None) -> str:
             ",".join(d.kind for d in fleet.drift_of(s.name)) or "-",
             disk_cell(fleet.disks.get(s.name)),
             database_cell(s, fleet),
+            tls_cell(fleet.tls.get(s.name)),
             escaped((s.last_error or "-")[:60]),
         )
         for s in sorted(fleet.services, key=lambda s: s.name)
         if site is None or s.site_id == site
     ]
-    header = ("SITE", "SERVICE", "VERSION", "TASKS", "HEALTH", "DOMAINS", "DRIFT", "DISK", "DATABASE", "LAST ERROR")
+    header = (
+        "SITE",
+        "SERVICE",
+        "VERSION",
+        "TASKS",
+        "HEALTH",
+        "DOMAINS",
+        "DRIFT",
+        "DISK",
+        "DATABASE",
+        "TLS",
+        "LAST ERROR",
+    )
     lines = [render(header, rows)]
     if fleet.warnings:
         lines += [f"warning: {w}" for w in fleet.warnings]
@@ -119,10 +158,12 @@ def drift_shown(fleet: Fleet, site: int | None) -> bool:
 async def run_status(settings: Settings) -> Fleet:
     swarm, databases = cli_swarm(settings), Databases.of(settings)
     try:
-        return await survey(swarm, SiteDirs.of(settings), settings, databases)
+        fleet = await survey(swarm, SiteDirs.of(settings), settings, databases)
     finally:
         swarm.close()
         await databases.close()
+    fleet.tls.update(await asyncio.to_thread(tls_of, fleet.services, settings))
+    return fleet
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:

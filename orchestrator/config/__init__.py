@@ -15,6 +15,7 @@ from orchestrator.config.broker import BrokerSettings
 from orchestrator.config.builds import BuildSettings
 from orchestrator.config.databases import DatabaseServer, DatabaseSettings
 from orchestrator.config.files import FileSettings, chunk_message_bytes
+from orchestrator.config.https import HttpsSettings
 from orchestrator.config.metrics import MetricsSettings
 from orchestrator.config.processing import ProcessingSettings
 from orchestrator.config.security import SecuritySettings
@@ -35,6 +36,7 @@ class Settings(
     ProcessingSettings,
     SwarmSettings,
     TraefikSettings,
+    HttpsSettings,
     SiteSettings,
     BuildSettings,
     TerminalSettings,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from orchestrator.files.quota import DiskUsage
 from orchestrator.labels import FINGERPRINT, RESTARTED_BY
 from orchestrator.sites.service import Service, ServiceSpec
+from orchestrator_contract.certificates import SiteTls
 from orchestrator_contract.results import Drift
 
 _SITE_DIR = re.compile(r"site_(\d{4,10})")
@@ -35,6 +36,7 @@ class Fleet:
     warnings: list[str] = field(default_factory=list)  # about the platform, not a site
     disks: dict[str, DiskUsage] = field(default_factory=dict)  # by service name, where known
     database_bytes: dict[str, int] = field(default_factory=dict)  # by service name, where known
+    tls: dict[str, SiteTls] = field(default_factory=dict)  # by service name: its names over HTTPS
 
     def drift_of(self, name: str) -> list[Drift]:
         return [d for d in self.drift if d.subject == name]

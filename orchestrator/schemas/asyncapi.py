@@ -33,6 +33,7 @@ from orchestrator.schemas.messages import (
     setting,
 )
 from orchestrator_contract import version as contract
+from orchestrator_contract.certificates import SiteCertificate
 from orchestrator_contract.files import FILE_REQUESTS, RESULTS, ErrorReply
 from orchestrator_contract.metrics import METRICS_REQUESTS, METRICS_RESULTS
 from orchestrator_contract.results import DriftReport, SiteHealth, SiteResult
@@ -223,22 +224,7 @@ def operations(names: Exchanges) -> dict[str, Any]:
             mandatory=True,
             timestamp=True,
         ),
-        "sendSiteHealth": _operation(
-            "send",
-            results,
-            [SiteHealth.model_fields["type"].default],
-            "A deployed site's health changed (once per change, from Docker's event stream).",
-            deliveryMode=PERSISTENT,
-            mandatory=True,
-        ),
-        "sendDriftReports": _operation(
-            "send",
-            results,
-            [DriftReport.model_fields["type"].default],
-            "Periodically, what drifted from what was applied (only when anything did).",
-            deliveryMode=PERSISTENT,
-            mandatory=False,
-        ),
+        **_reports(results),
         "receiveTerminalCommands": _operation(
             "receive", commands, TERMINAL_COMMANDS, "Open, feed, resize or close a terminal session.", ack=True
         ),
@@ -308,6 +294,43 @@ def _metrics_operations(names: Exchanges) -> dict[str, Any]:
                 "messages": [ref("channels", REPLIES, "messages", name) for name in [*METRICS_REPLIES, FILE_ERROR]],
             },
         },
+    }
+
+
+# The orchestrator's own reports on the results exchange: operation, model, what, mandatory.
+_REPORTS = (
+    (
+        "sendSiteHealth",
+        SiteHealth,
+        "A deployed site's health changed (once per change, from Docker's event stream).",
+        True,
+    ),
+    (
+        "sendSiteCertificates",
+        SiteCertificate,
+        "A domain's certificate was issued, renewed, queued, failed, is expiring or was removed.",
+        True,
+    ),
+    (
+        "sendDriftReports",
+        DriftReport,
+        "Periodically, what drifted from what was applied (only when anything did).",
+        False,
+    ),
+)
+
+
+def _reports(results: str) -> dict[str, Any]:
+    return {
+        operation: _operation(
+            "send",
+            results,
+            [model.model_fields["type"].default],
+            summary,
+            deliveryMode=PERSISTENT,
+            mandatory=mandatory,
+        )
+        for operation, model, summary, mandatory in _REPORTS
     }
 
 

@@ -14,6 +14,14 @@ from pydantic import BaseModel, TypeAdapter
 from orchestrator.schemas import asyncapi
 from orchestrator.schemas.metrics_examples import metrics_examples
 from orchestrator_contract import version as contract
+from orchestrator_contract.certificates import (
+    CertificateError,
+    CertificateErrorCode,
+    PendingDomain,
+    ServedDomain,
+    SiteCertificate,
+    SiteTls,
+)
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.databases import DatabaseOkReply, DatabaseRequest
 from orchestrator_contract.files import (
@@ -79,6 +87,11 @@ _SITE = {
     "env": {"GREETING": "hello"},
 }
 _IN = uuid.UUID("00000000-0000-4000-8000-000000000001")
+_NOT_POINTED = CertificateError(
+    code=CertificateErrorCode.DNS_NOT_POINTED,
+    message="www.hello.example.org resolves to 203.0.113.9, not to this cluster (198.51.100.7)",
+    retryable=True,
+)
 _SESSION = uuid.UUID("00000000-0000-4000-8000-000000000003")
 _UPLOAD = uuid.UUID("00000000-0000-4000-8000-000000000006")
 _STREAM = uuid.UUID("00000000-0000-4000-8000-000000000007")
@@ -114,7 +127,23 @@ def _examples() -> dict[str, BaseModel]:
                 "image": {"parent": "director/base:latest", "packages": ["jq", "sqlite3"]},
             }
         ),
-        "site.deployed": SiteResult(type="site.deployed", applied_version=1, service=_SERVICE, **result),
+        "site.deployed": SiteResult(
+            type="site.deployed",
+            applied_version=1,
+            service=_SERVICE,
+            tls=SiteTls(
+                served=[ServedDomain(domain="hi.example.com", not_after=_WHEN.replace(year=2026, month=4))],
+                pending=[
+                    PendingDomain(
+                        domain="www.hello.example.org",
+                        status="failed",
+                        retry_at=_WHEN.replace(minute=5),
+                        error=_NOT_POINTED,
+                    )
+                ],
+            ),
+            **result,
+        ),
         "site.image_built": SiteResult(
             type="site.image_built",
             image="198.18.213.1:5000/sites/site_0001:3@sha256:" + "5" * 64,
@@ -145,6 +174,15 @@ def _report_examples() -> dict[str, BaseModel]:
             status="down",
             since=_WHEN,
             detail="0 of 1 tasks answering: nothing serves the site",
+        ),
+        "site.certificate": SiteCertificate(
+            event_id=uuid.UUID("00000000-0000-4000-8000-000000000008"),
+            occurred_at=_WHEN,
+            site_id=1,
+            domain="www.hello.example.org",
+            status="failed",
+            retry_at=_WHEN.replace(minute=5),
+            error=_NOT_POINTED,
         ),
         "orchestrator.drift": DriftReport(
             event_id=uuid.UUID("00000000-0000-4000-8000-000000000005"),
@@ -246,6 +284,7 @@ def documents() -> dict[str, Any]:
         "inbound-event.schema.json": TypeAdapter(SiteEvent).json_schema(),
         "result-event.schema.json": SiteResult.model_json_schema(),
         "site-health.schema.json": SiteHealth.model_json_schema(),
+        "site-certificate.schema.json": SiteCertificate.model_json_schema(),
         "drift-report.schema.json": DriftReport.model_json_schema(),
         "terminal-command.schema.json": TypeAdapter(TerminalCommand).json_schema(),
         "terminal-event.schema.json": TerminalUpdate.model_json_schema(),

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from orchestrator.config import Settings
 from orchestrator_contract import headers as hdr
 from orchestrator_contract import version as contract
+from orchestrator_contract.certificates import SiteCertificate
 from orchestrator_contract.files import FILE_REQUESTS, RESULTS, STREAMING, ErrorReply
 from orchestrator_contract.metrics import (
     METRICS_REQUESTS,
@@ -41,7 +42,7 @@ INBOUND_MODELS: dict[str, type[BaseModel]] = {
 }
 RESULT_TYPES: tuple[str, ...] = get_args(SiteResultType)
 # Published on the results exchange besides the results of site events.
-REPORTS: dict[str, type[BaseModel]] = {_type_of(model): model for model in (SiteHealth, DriftReport)}
+REPORTS: dict[str, type[BaseModel]] = {_type_of(model): model for model in (SiteHealth, SiteCertificate, DriftReport)}
 # Every period, on the results exchange (docs/metrics.md).
 METRICS_EVENTS: dict[str, type[BaseModel]] = {
     _type_of(model): model for model in (SiteMetrics, NodeMetrics, OrchestratorMetrics)

@@ -26,8 +26,10 @@ from orchestrator.sites.images import admit_build, image_repository, newest_tag,
 from orchestrator.sites.locks import Changes, KeyedLocks
 from orchestrator.sites.memo import Fingerprints
 from orchestrator.sites.protocols import (
+    CertificatesPort,
     DatabasesPort,
     ImagesPort,
+    NoCertificates,
     NoDatabases,
     NoImages,
     NoMemory,
@@ -43,6 +45,7 @@ from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.sites.spec import desired_service, site_uid, without_gate
 from orchestrator.slices import Admission, SiteRuntime
 from orchestrator.traefik.labels import probe_host
+from orchestrator_contract.certificates import SiteTls
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.hostnames import Hostname, parse_hostname
 from orchestrator_contract.results import Probe, ServiceRef, SiteResult, SiteResultType
@@ -91,6 +94,8 @@ class Context:
     # Held (key: the service name) by whatever changes a site's service besides its own events,
     # which the receiver already runs one at a time: a database password reset.
     site_locks: KeyedLocks = field(default_factory=KeyedLocks)
+    # The certificates of the sites' names (HTTPS); without an issuer nothing is said of them.
+    certificates: CertificatesPort = field(default_factory=NoCertificates)
     # What the pure decisions read of the settings (`orchestrator.slices`), built once.
     admission: Admission = field(init=False)
     runtime: SiteRuntime = field(init=False)
@@ -183,7 +188,9 @@ async def upsert_site(event: SiteUpserted, ctx: Context) -> SiteResult:
                     case _:
                         assert_never(decision)
     probe = await _confirm(deployed, since, site.hostnames, event.version, current, ctx)
-    return _result(event, "site.deployed", deployed, event.version, probe)
+    # A site kept from serving has no router for its names to be served on: nothing to wait for.
+    tls = await ctx.certificates.secure(site.id, site.hostnames) if site.serving else None
+    return _result(event, "site.deployed", deployed, event.version, probe, tls=tls)
 
 
 async def restart_site(event: SiteRestartRequested, ctx: Context) -> SiteResult:
@@ -211,7 +218,8 @@ async def restart_site(event: SiteRestartRequested, ctx: Context) -> SiteResult:
                 deployed = await swarm.restart(current, str(event.event_id), gated=current.running != 0)
     hosts = [parse_hostname(domain) for domain in deployed.domains]
     probe = await _confirm(deployed, since, hosts, applied, before, ctx)
-    return _result(event, "site.deployed", deployed, applied, probe)
+    tls = await ctx.certificates.secure(site_id, hosts)
+    return _result(event, "site.deployed", deployed, applied, probe, tls=tls)
 
 
 async def delete_site(event: SiteDeleted, ctx: Context) -> SiteResult:
@@ -242,6 +250,7 @@ async def delete_site(event: SiteDeleted, ctx: Context) -> SiteResult:
                     await swarm.wait_gone(current, ctx.settings.converge_timeout_seconds)
     for sessions in ctx.sessions:
         await sessions.close_site(site_id)  # before the files move: nobody edits the trash
+    ctx.certificates.release(site_id)
     await ctx.sitedirs.trash(name, tag=event.event_id.hex[:8])
     await _forget_images(site_id, ctx)
     return _result(event, "site.removed", None, None)
@@ -361,6 +370,7 @@ def _result(
     probe: Probe | None = None,
     note: str | None = None,
     image: str | None = None,
+    tls: SiteTls | None = None,
 ) -> SiteResult:
     return SiteResult(
         type=type_,
@@ -372,6 +382,7 @@ def _result(
         probe=probe,
         note=note,
         image=image,
+        tls=tls,
     )
 
 

@@ -1,8 +1,8 @@
 """What the handlers need from the world, as small protocols (the "ports" of ports and adapters).
 
 `swarm.services.Swarm`, `files.sitedirs.SiteDirs`, `traefik.routes.TraefikRoutes`,
-`swarm.cache.VerifiedRoutes`, `swarm.builds.ImageBuilder`, `terminals.host.TerminalHost` and
-`files.service.SiteFiles` implement
+`swarm.cache.VerifiedRoutes`, `swarm.builds.ImageBuilder`, `terminals.host.TerminalHost`,
+`certificates.issuer.Issuer` and `files.service.SiteFiles` implement
 them; the unit tests give handlers in-memory fakes (tests/unit/fakes.py), so their decisions are
 tested without I/O.
 """
@@ -19,6 +19,7 @@ from orchestrator.sites.databases import Grant
 from orchestrator.sites.images import Build
 from orchestrator.sites.rollout import Broken, Ready
 from orchestrator.sites.service import Service, ServiceSpec
+from orchestrator_contract.certificates import SiteTls
 from orchestrator_contract.results import Probe
 
 
@@ -157,6 +158,27 @@ class NoMemory:
         return None
 
     def put(self, service: Service, probe: Probe) -> None:
+        return None
+
+
+class CertificatesPort(Protocol):
+    """The certificate issuer (`certificates.issuer.Issuer`): more things a site's spec asks for."""
+
+    async def secure(self, site_id: int, hosts: Sequence[str]) -> SiteTls | None:
+        """Ask for certificates for the site's names; wait (bounded) until each is served or has
+        a reason not to be; say which are which."""
+
+    def release(self, site_id: int) -> None:
+        """The site is gone: its certificates go."""
+
+
+class NoCertificates:
+    """No issuer: nothing is said of HTTPS."""
+
+    async def secure(self, site_id: int, hosts: Sequence[str]) -> SiteTls | None:
+        return None
+
+    def release(self, site_id: int) -> None:
         return None
 
 

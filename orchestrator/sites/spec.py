@@ -117,6 +117,8 @@ def labels(admitted: Admitted, version: int, runtime: SiteRuntime) -> dict[str, 
             port=runtime.port,
             entrypoint=runtime.entrypoint,
             priority=runtime.router_priority,
+            tls_entrypoint=runtime.tls_entrypoint,
+            hsts_seconds=runtime.hsts_seconds,
         )
         if site.serving
         else {}

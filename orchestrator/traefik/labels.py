@@ -33,28 +33,53 @@ def router_rule(hosts: Sequence[Hostname]) -> str:
 
 
 def labels(
-    *, router: str, hosts: Sequence[Hostname], network: str, port: int, entrypoint: str, priority: int
+    *,
+    router: str,
+    hosts: Sequence[Hostname],
+    network: str,
+    port: int,
+    entrypoint: str,
+    priority: int,
+    tls_entrypoint: str,
+    hsts_seconds: int = 0,
 ) -> dict[str, str]:
-    """Labels that make Traefik route `hosts` on `entrypoint` to port `port` of the service's tasks.
+    """Labels that make Traefik route `hosts` on `entrypoint` (plain HTTP) and `tls_entrypoint`
+    (HTTPS, with whichever certificate Traefik holds for each name) to port `port` of the
+    service's tasks.
 
     The priority is fixed (Traefik's default is the rule's length, which a site could grow with
     domains to outrank another router). Retries carry a request over to another task when the
-    one it picked is gone (a connection refused during a switch-over).
+    one it picked is gone (a connection refused during a switch-over). Plain HTTP of a name goes
+    to HTTPS once its certificate is served: that redirect comes with the certificate (see
+    `traefik.certificates`), so a name without one keeps being served over HTTP.
     """
-    mark, retry = f"{router}-mark", f"{router}-retry"
-    return {
+    mark, retry, secure = f"{router}-mark", f"{router}-retry", f"{router}-tls"
+    rule = router_rule(hosts)
+    middlewares = f"{mark},{retry}"
+    found = {
         "traefik.enable": "true",
-        f"traefik.http.routers.{router}.rule": router_rule(hosts),
+        f"traefik.http.routers.{router}.rule": rule,
         f"traefik.http.routers.{router}.entrypoints": entrypoint,
         f"traefik.http.routers.{router}.priority": str(priority),
         f"traefik.http.routers.{router}.service": router,
-        f"traefik.http.routers.{router}.middlewares": f"{mark},{retry}",
+        f"traefik.http.routers.{router}.middlewares": middlewares,
+        f"traefik.http.routers.{secure}.rule": rule,
+        f"traefik.http.routers.{secure}.entrypoints": tls_entrypoint,
+        f"traefik.http.routers.{secure}.priority": str(priority),
+        f"traefik.http.routers.{secure}.service": router,
+        f"traefik.http.routers.{secure}.tls": "true",
+        f"traefik.http.routers.{secure}.middlewares": middlewares,
         f"traefik.http.middlewares.{mark}.headers.customresponseheaders.{SERVED_BY}": router,
         f"traefik.http.middlewares.{retry}.retry.attempts": str(RETRY_ATTEMPTS),
         f"traefik.http.middlewares.{retry}.retry.initialinterval": "50ms",
         f"traefik.http.services.{router}.loadbalancer.server.port": str(port),
         "traefik.swarm.network": network,
     }
+    if hsts_seconds:
+        hsts = f"{router}-hsts"
+        found[f"traefik.http.middlewares.{hsts}.headers.stsseconds"] = str(hsts_seconds)
+        found[f"traefik.http.routers.{secure}.middlewares"] = f"{middlewares},{hsts}"
+    return found
 
 
 def probe_host(hosts: Sequence[Hostname]) -> str:

@@ -31,6 +31,7 @@ from orchestrator.schemas.messages import (
 )
 from orchestrator_contract import headers as hdr
 from orchestrator_contract import version
+from orchestrator_contract.certificates import SiteCertificate
 from orchestrator_contract.files import FILE_REQUESTS
 from orchestrator_contract.metrics import METRICS_REQUESTS
 from orchestrator_contract.results import DriftReport, SiteHealth, SiteResultType
@@ -140,6 +141,7 @@ def test_message_names_are_exactly_the_event_types(doc: Doc) -> None:
         *SITE_EVENT_TYPES,
         *get_args(SiteResultType),
         SiteHealth.model_fields["type"].default,
+        SiteCertificate.model_fields["type"].default,
         DriftReport.model_fields["type"].default,
         *TERMINAL_COMMANDS,
         *(f"terminal.{kind}" for kind in get_args(TerminalUpdateType)),

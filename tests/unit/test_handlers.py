@@ -32,6 +32,7 @@ from orchestrator.sites.memo import Fingerprints
 from orchestrator.sites.rollout import Broken
 from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.swarm.cache import SwarmCache, VerifiedRoutes
+from orchestrator_contract.certificates import PendingDomain, ServedDomain, SiteTls
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.sites import SiteCreated, SiteDeleted, SiteEvent, SiteRestartRequested, SiteUpdated
 
@@ -621,3 +622,37 @@ async def test_a_delete_of_a_site_never_seen_keeps_a_short_lived_tombstone(ctx: 
     result = await dispatch(delete(5, site_id=7), ctx)
     assert result.type == "site.removed"
     assert swarm.tombstones[7] == 5 and swarm.kept[7] == ctx.settings.unknown_tombstone_seconds
+
+
+class FakeCertificates:
+    """Answers which names are served; remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, list[str]]] = []
+        self.released: list[int] = []
+
+    async def secure(self, site_id: int, hosts: Any) -> SiteTls:
+        self.asked.append((site_id, list(hosts)))
+        served = [ServedDomain(domain=h, not_after=datetime(2030, 1, 1, tzinfo=UTC)) for h in hosts[:1]]
+        pending = [PendingDomain(domain=h, status="issuing") for h in hosts[1:]]
+        return SiteTls(served=served, pending=pending)
+
+    def release(self, site_id: int) -> None:
+        self.released.append(site_id)
+
+
+async def test_a_deployed_site_says_which_of_its_names_https_serves(
+    ctx: Context, upsert: Callable[..., SiteEvent], swarm: FakeSwarm
+) -> None:
+    certificates = FakeCertificates()
+    ctx.certificates = certificates
+    result = await dispatch(upsert(1, "site.created"), ctx)
+    assert result.type == "site.deployed"
+    assert certificates.asked == [(1, ["a.example.com", "b.example.com"])]
+    assert result.tls is not None
+    assert [s.domain for s in result.tls.served] == ["a.example.com"]
+    assert [(p.domain, p.status) for p in result.tls.pending] == [("b.example.com", "issuing")]
+    # Asked after the site answers through Traefik, never before.
+    assert swarm.answering == {NAME}
+    assert (await dispatch(delete(2), ctx)).type == "site.removed"
+    assert certificates.released == [1]

@@ -46,7 +46,13 @@ _SITE = {
 
 def _labels(hosts: list[Hostname]) -> dict[str, str]:
     return traefik.labels(
-        router="site_0001", hosts=hosts, network="director-sites", port=80, entrypoint="web", priority=1
+        router="site_0001",
+        hosts=hosts,
+        network="director-sites",
+        port=80,
+        entrypoint="web",
+        priority=1,
+        tls_entrypoint="websecure",
     )
 
 
@@ -59,12 +65,37 @@ def test_label_set_for_a_site() -> None:
         "traefik.http.routers.site_0001.priority": "1",
         "traefik.http.routers.site_0001.service": "site_0001",
         "traefik.http.routers.site_0001.middlewares": "site_0001-mark,site_0001-retry",
+        "traefik.http.routers.site_0001-tls.rule": "Host(`a.example.com`) || Host(`b.example.com`)",
+        "traefik.http.routers.site_0001-tls.entrypoints": "websecure",
+        "traefik.http.routers.site_0001-tls.priority": "1",
+        "traefik.http.routers.site_0001-tls.service": "site_0001",
+        "traefik.http.routers.site_0001-tls.tls": "true",
+        "traefik.http.routers.site_0001-tls.middlewares": "site_0001-mark,site_0001-retry",
         "traefik.http.middlewares.site_0001-mark.headers.customresponseheaders.X-Served-By": "site_0001",
         "traefik.http.middlewares.site_0001-retry.retry.attempts": "3",
         "traefik.http.middlewares.site_0001-retry.retry.initialinterval": "50ms",
         "traefik.http.services.site_0001.loadbalancer.server.port": "80",
         "traefik.swarm.network": "director-sites",
     }
+
+
+def test_hsts_is_a_setting_on_the_https_router_only() -> None:
+    hosts = [parse_hostname("a.example.com")]
+    without = _labels(hosts)
+    assert not any("stsseconds" in key for key in without)
+    with_hsts = traefik.labels(
+        router="site_0001",
+        hosts=hosts,
+        network="n",
+        port=80,
+        entrypoint="web",
+        priority=1,
+        tls_entrypoint="websecure",
+        hsts_seconds=31536000,
+    )
+    assert with_hsts["traefik.http.middlewares.site_0001-hsts.headers.stsseconds"] == "31536000"
+    assert with_hsts["traefik.http.routers.site_0001-tls.middlewares"].endswith(",site_0001-hsts")
+    assert with_hsts["traefik.http.routers.site_0001.middlewares"] == "site_0001-mark,site_0001-retry"
 
 
 def test_router_rule_for_one_host() -> None:
