@@ -23,7 +23,6 @@ import httpx
 import requests
 
 from harness import scope
-from harness.waiting import eventually
 
 ACME_ROOT = Path(os.environ.get("TEST_ACME_ROOT", "/var/lib/director-acme"))
 ROOT_PEM = ACME_ROOT / "root.pem"  # the local CA's issuing root
@@ -171,13 +170,3 @@ def second_traefik(api: docker.APIClient) -> Iterator[tuple[tuple[str, int], Cal
         yield ("127.0.0.1", port), lambda: api.logs(container, tail=30).decode(errors="replace")
     finally:
         api.remove_container(container, force=True)
-
-
-async def wait_presented(name: str, fingerprint: str, address: tuple[str, int] = HTTPS, timeout: float = 15) -> None:
-    def same() -> bool:
-        try:
-            return presented(name, address)[0] == fingerprint
-        except OSError:
-            return False
-
-    await eventually(same, timeout, interval=0.2)

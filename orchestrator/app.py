@@ -174,7 +174,7 @@ def _adapters(settings: Settings, stack: contextlib.AsyncExitStack) -> Adapters:
     docker = client(settings.concurrency)
     swarm = Swarm(docker, changes=changes, network=settings.network, port=settings.site_port)
     terminal_docker, logs_docker, ping_docker = client(4), client(2), client(1)
-    routes = TraefikRoutes(settings.traefik_url, settings.traefik_api_url)
+    routes = TraefikRoutes(settings.traefik_url, settings.traefik_api_url, https_address=settings.tls_probe_address)
     stack.push_async_callback(routes.close)
     builder = ImageBuilder(settings)
     stack.callback(builder.close)

@@ -90,7 +90,9 @@ class ErrorInfo(Model):
 class Probe(Model):
     """What was verified before `site.deployed`: a request through Traefik answered by the site."""
 
-    url: str = Field(description="The Traefik entrypoint the request went to.")
+    url: str = Field(
+        description="The Traefik entrypoint the request went to (the HTTPS one when Traefik redirects the name there)."
+    )
     host: str = Field(description="The Host header sent (one of the site's domains).")
     status: int = Field(description="The HTTP status the site answered with.")
     duration_ms: float = Field(description="How long the answer took.")

@@ -5,7 +5,10 @@ Two checks, until they hold or time runs out:
    request can only reach the new version;
 2. a request to the entrypoint with the site's Host header is answered by the site: it carries
    the router's `X-Served-By` mark (Traefik's own "no router" 404 does not) and is not one of
-   Traefik's own gateway errors (which do).
+   Traefik's own gateway errors (which do). A name with a certificate is redirected to HTTPS by
+   Traefik itself (the redirect router of its certificate's file: traefik/certificates.py), so
+   there, as a browser would, the request is made again on the HTTPS entrypoint, where the site's
+   TLS router must answer it. Which certificate Traefik presents is the issuer's check, not this.
 """
 
 from __future__ import annotations
@@ -28,16 +31,25 @@ PAUSE_SECONDS = 0.2
 # site's page; and of Traefik's API, one service's servers.
 PEEK_BYTES = 64
 MAX_API_BYTES = 1024 * 1024
+# Traefik's redirect of a name to HTTPS (not the site's own: that carries the site's mark).
+_TO_HTTPS = "redirected to HTTPS by Traefik"
 
 
 class TraefikRoutes:
-    def __init__(self, entrypoint_url: str, api_url: str = "", request_timeout: float = 3.0) -> None:
+    def __init__(
+        self, entrypoint_url: str, api_url: str = "", request_timeout: float = 3.0, https_address: str = ""
+    ) -> None:
+        """`https_address`: "host:port" of the HTTPS entrypoint (empty: a redirect is not followed)."""
         self.entrypoint = entrypoint_url.rstrip("/")
         self.api = api_url.rstrip("/")
+        self.https = f"https://{https_address}" if https_address else ""
         self._client = httpx.AsyncClient(timeout=request_timeout, follow_redirects=False)
+        # The name is sent as SNI; the certificate is not checked here (routing is).
+        self._tls_client = httpx.AsyncClient(timeout=request_timeout, follow_redirects=False, verify=False)
 
     async def close(self) -> None:
         await self._client.aclose()
+        await self._tls_client.aclose()
 
     async def verify(self, name: str, host: str, servers: Sequence[str] | None, timeout: float) -> Probe:
         """One deadline for the whole check, whatever the site answers (an endless or trickled body
@@ -72,19 +84,40 @@ class TraefikRoutes:
         return True if set(found) == servers else found
 
     async def _request(self, name: str, host: str) -> Probe | str:
+        answer = await self._ask(self._client, self.entrypoint, name, host)
+        if answer == _TO_HTTPS:
+            if not self.https:
+                return f"Traefik redirects {host} to HTTPS, and no HTTPS entrypoint is configured to follow"
+            answer = await self._ask(self._tls_client, self.https, name, host)
+            if answer == _TO_HTTPS:
+                return f"Traefik redirects {host} to HTTPS on its HTTPS entrypoint too"
+        return answer
+
+    async def _ask(self, client: httpx.AsyncClient, url: str, name: str, host: str) -> Probe | str:
         """The site's answer is only looked at, never read whole: its status and headers, and the
         first bytes of a gateway error (Traefik's own are a few bytes long)."""
         started = time.perf_counter()
-        async with self._client.stream("GET", f"{self.entrypoint}/", headers={"Host": host}) as response:
+        extensions = {"sni_hostname": host} if url.startswith("https:") else {}
+        async with client.stream("GET", f"{url}/", headers={"Host": host}, extensions=extensions) as response:
             elapsed = (time.perf_counter() - started) * 1000
             if response.headers.get(SERVED_BY) != name:
+                if response.is_redirect and _https_of(response.headers.get("location", ""), host):
+                    return _TO_HTTPS  # Traefik's own redirect of a name with a certificate
                 return f"{response.status_code} from Traefik, not from {name} (no router for {host} yet)"
             gateway = _GATEWAY_ERRORS.get(response.status_code)
             if gateway is not None:
                 text = (await read_at_most(response, PEEK_BYTES)).decode(errors="replace").strip()
                 if text == gateway:
                     return f"Traefik answered {response.status_code} {gateway}: the site did not"
-        return Probe(url=self.entrypoint, host=host, status=response.status_code, duration_ms=round(elapsed, 1))
+        return Probe(url=url, host=host, status=response.status_code, duration_ms=round(elapsed, 1))
+
+
+def _https_of(location: str, host: str) -> bool:
+    try:
+        url = httpx.URL(location)
+    except httpx.InvalidURL:
+        return False
+    return url.scheme == "https" and url.host == host
 
 
 async def read_at_most(response: httpx.Response, limit: int) -> bytes:

@@ -233,6 +233,35 @@ def _rows_databases(d: Report) -> Iterator[Row]:
     )
 
 
+def _rows_https(h: Report) -> Iterator[Row]:
+    c = h["created"]
+    measured = (
+        f"`site.created` until the first verified HTTPS answer: median {c['https_seconds_median']} s, max "
+        f"{c['https_seconds_max']} s ({c['sites']} sites one after another); {c['served_at_result']}/{c['sites']} "
+        "served at their `site.deployed`"
+    )
+    against = f"{c['ratio']}x the first plain HTTP answer of the same sites ({c['http_seconds_median']} s)"
+    within = c["https_seconds_max"] <= 30 and c["served_at_result"] == c["sites"]
+    yield Row("https", measured, against, "≤ 30 s, served at the result", within)
+    s = h["handshake"]
+    yield Row(
+        "https",
+        f"{s['traefik_per_second']} full TLS handshakes/s through Traefik ({s['client_threads']} clients)",
+        f"{s['ratio']}x a bare TLS server with the same certificate (nginx: {s['bare_per_second']}/s)",
+    )
+    idle = h.get("idle")
+    if idle:
+        nothing = idle["readings_mc"]["0"]["machine_mc"]
+        for n, per in idle["per_site_mc"].items():
+            measured = (
+                f"{n} idle serving sites with certificates, per site: Docker's daemons {per['docker_mc']} mc, "
+                f"Traefik {per['traefik_mc']} mc; the whole machine {per['machine_mc']} mc"
+            )
+            met = per["docker_mc"] + per["traefik_mc"] <= 3
+            against = f"the same with no site (the machine: {nothing} mc)"
+            yield Row("https", measured, against, "Docker + Traefik ≤ 3 mc per site", met)
+
+
 def _rows_cluster(c: Report) -> Iterator[Row]:
     burst = (
         f"burst of {c['sites']} on {c['nodes']} nodes: median {c['burst_seconds_median']} s of {c['runs']} runs, "
@@ -261,6 +290,7 @@ SECTIONS: dict[str, Callable[[Report], Iterator[Row]]] = {
     "files": _rows_files,
     "metrics": _rows_metrics,
     "databases": _rows_databases,
+    "https": _rows_https,
     "cluster": _rows_cluster,
     "pure": _rows_pure,
 }

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import socket
 import ssl
 import time
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +36,8 @@ from support import (
 from support.web import fetch
 
 from harness.tls import (
+    HTTPS,
+    ROOT_PEM,
     TLS_DIR,
     acme_settings,
     https_get,
@@ -43,7 +47,6 @@ from harness.tls import (
     presented,
     second_traefik,
     traefik_file,
-    wait_presented,
 )
 from harness.waiting import eventually
 
@@ -86,21 +89,30 @@ async def tls_stack(name: str, log_dir: Path, **settings: str) -> AsyncIterator[
         shutil.rmtree(TLS_DIR / "state" / deployment, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-async def https(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TlsStack]:
-    async with tls_stack("tls", tmp_path_factory.mktemp("https"), **acme_settings()) as running:
-        yield running
+async def test_a_sites_names_are_served_over_https_and_go_with_it(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One site through its names' life (one stack and one site for all of it: each new site and
+    stack costs seconds): served over HTTPS per name, redirected, presented alike by a second
+    Traefik; then a name taken off the site goes, and the site's deletion takes the rest."""
+    async with tls_stack("tls", tmp_path_factory.mktemp("https"), **acme_settings()) as stack:
+        site_id = stack.new_site(f"secure {datetime.now(UTC).isoformat()}")
+        names = [f"h{site_id}.example.com", f"www.h{site_id}.example.com"]
+        await _served_per_name(stack, site_id, names)
+        await _redirected(names)
+        _only_modern_tls(names[0])
+        await _a_second_traefik_serves_the_same(stack, names[0])
+        await _a_removed_name_goes(stack, site_id, keep=names[0], drop=names[1])
 
 
-async def test_a_new_site_is_served_over_https_with_a_valid_certificate_per_domain(https: TlsStack) -> None:
-    site_id = https.new_site(f"secure {datetime.now(UTC).isoformat()}")
-    names = [f"h{site_id}.example.com", f"www.h{site_id}.example.com"]
+async def _served_per_name(stack: TlsStack, site_id: int, names: list[str]) -> None:
+    """site.deployed lists the pointed names served, each verified against the local root; a name
+    that does not point here is `dns_not_pointed` and one whose CAA names another CA `caa_forbids`,
+    and the CA is asked to validate neither; no key in any result or log line."""
     away, caa = f"h{site_id}.example.net", f"h{site_id}.caa-forbids.example.com"
     pebble_log = log_size()
     started = time.monotonic()
     result = await deploy(
-        https.running.director,
-        https.running.results,
+        stack.running.director,
+        stack.running.results,
         site_event("site.created", site_id, 1, domains=[*names, away, caa]),
     )
     took = time.monotonic() - started
@@ -117,18 +129,27 @@ async def test_a_new_site_is_served_over_https_with_a_valid_certificate_per_doma
     for name in names:
         answer = await https_get(name, "/")  # verified against the local CA's root, for this name
         assert answer.status_code == 200 and "secure" in answer.text
-        issued = await https.running.results.wait_certificate(name, "issued")
+        issued = await stack.running.results.wait_certificate(name, "issued")
         assert issued.site_id == site_id and issued.not_after is not None
         assert issued.not_after > datetime.now(UTC) + 80 * DAY
-    failed = await https.running.results.wait_certificate(away, "failed")
+    failed = await stack.running.results.wait_certificate(away, "failed")
     assert failed.error is not None and failed.error.code == "dns_not_pointed"
     # No order for a name that cannot validate: the CA never tried it (nor the CAA-forbidden one).
     assert not pebble_log_mentions(away, pebble_log) and not pebble_log_mentions(caa, pebble_log)
     assert pebble_log_mentions(names[0], pebble_log)
+    plain = await fetch(away)  # a name without a certificate keeps being served over HTTP
+    assert plain.status_code == 200 and "secure" in plain.text
 
-    # Plain HTTP of a name with a certificate: a permanent redirect keeping path and query (301
-    # for a GET, 308 otherwise, as Traefik answers); the ACME challenge path stays plain; a name
-    # without a certificate keeps being served over HTTP.
+    # Keys stay in the files Traefik reads: never in results or the log.
+    log = stack.running.orchestrator.tail(100_000)
+    assert "PRIVATE KEY" not in log
+    assert all(b"PRIVATE KEY" not in m.body for m in stack.running.results.messages)
+    assert all("PRIVATE" not in c.model_dump_json() for c in stack.running.results.certificates)
+
+
+async def _redirected(names: list[str]) -> None:
+    """Plain HTTP of a name with a certificate: a permanent redirect keeping path and query (301
+    for a GET, 308 otherwise, as Traefik answers); the ACME challenge path stays plain."""
     redirect = await fetch(names[0], "/some/page?x=1&y=two")
     assert redirect.status_code == 301, (redirect.status_code, redirect.headers)
     assert redirect.headers["location"] == f"https://{names[0]}:8443/some/page?x=1&y=two"
@@ -137,73 +158,90 @@ async def test_a_new_site_is_served_over_https_with_a_valid_certificate_per_doma
     assert posted.status_code == 308 and posted.headers["location"] == f"https://{names[1]}:8443/form?a=b"
     challenge = await fetch(names[0], "/.well-known/acme-challenge/not-a-token")
     assert challenge.status_code == 404 and "location" not in challenge.headers
-    plain = await fetch(away)
-    assert plain.status_code == 200 and "secure" in plain.text
-
-    # Keys stay in the files Traefik reads: never in results or the log.
-    log = https.running.orchestrator.tail(100_000)
-    assert "PRIVATE KEY" not in log
-    assert all(b"PRIVATE KEY" not in m.body for m in https.running.results.messages)
-    assert all("PRIVATE" not in c.model_dump_json() for c in https.running.results.certificates)
 
 
-async def test_two_traefik_instances_serve_the_same_certificate(https: TlsStack) -> None:
-    site_id = https.new_site("twice")
-    name = f"t{site_id}.example.com"
-    result = await deploy(
-        https.running.director, https.running.results, site_event("site.created", site_id, 1, domains=[name])
+def _handshake(name: str, *, highest: ssl.TLSVersion, lowest: ssl.TLSVersion | None = None, ciphers: str = "") -> str:
+    """The version and suite Traefik agrees to for a client offering these, or the alert it sends."""
+    context = ssl.create_default_context(cafile=str(ROOT_PEM))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # offering TLS 1.1 is the point
+        context.maximum_version = highest
+        if lowest is not None:
+            context.minimum_version = lowest
+    if ciphers:
+        context.set_ciphers(ciphers)
+    try:
+        with socket.create_connection(HTTPS, timeout=5) as raw, context.wrap_socket(raw, server_hostname=name) as tls:
+            return f"{tls.version()} {(tls.cipher() or ('?',))[0]}"
+    except ssl.SSLError as exc:
+        return str(exc.reason)
+
+
+def _only_modern_tls(name: str) -> None:
+    """TLS 1.3 when offered; TLS 1.2 only with a forward-secret AEAD suite; CBC suites and TLS 1.1
+    refused by Traefik itself (its alert, not the client giving up)."""
+    assert _handshake(name, highest=ssl.TLSVersion.TLSv1_3).startswith("TLSv1.3 ")
+    assert _handshake(name, highest=ssl.TLSVersion.TLSv1_2) == "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256"
+    cbc = "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"
+    assert _handshake(name, highest=ssl.TLSVersion.TLSv1_2, ciphers=cbc) == "SSLV3_ALERT_HANDSHAKE_FAILURE"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tls11 = ssl.TLSVersion.TLSv1_1
+    assert (
+        _handshake(name, highest=tls11, lowest=tls11, ciphers="DEFAULT:@SECLEVEL=0") == "TLSV1_ALERT_PROTOCOL_VERSION"
     )
-    assert result.tls is not None and [s.domain for s in result.tls.served] == [name]
+
+
+async def _a_second_traefik_serves_the_same(stack: TlsStack, name: str) -> None:
+    """Another Traefik reading the same directory (as on another manager) presents the same
+    certificate for the name and routes it to the site."""
     fingerprint, _ = presented(name)
-    with second_traefik(https.running.api) as (other, logs):
-        try:
-            await wait_presented(name, fingerprint, other)
-        except AssertionError:
-            raise AssertionError(f"the second Traefik does not present the certificate: {logs()}") from None
+    with second_traefik(stack.running.api) as (other, logs):
         last: list[str] = []
 
-        async def routed() -> bool:  # its swarm provider's first poll may still be on its way
-            answer = await https_get(name, "/", address=other)
+        async def served() -> bool:
+            try:
+                answer = await https_get(name, "/", address=other)
+            except (httpx.HTTPError, ssl.SSLError) as exc:
+                last[:] = [repr(exc)]
+                return False
             last[:] = [f"{answer.status_code} {answer.text[:80]!r}"]
-            return answer.status_code == 200 and "twice" in answer.text
+            return answer.status_code == 200 and "secure" in answer.text
 
         try:
-            await eventually(routed, 20)
+            await eventually(served, 20, interval=0.2)
         except AssertionError:
-            raise AssertionError(f"the second Traefik does not route the site: {last}; {logs()}") from None
+            raise AssertionError(f"the second Traefik does not serve {name}: {last}; {logs()}") from None
+        assert presented(name, other)[0] == fingerprint
 
 
-async def test_a_removed_domain_stops_being_served_and_its_certificate_goes(https: TlsStack) -> None:
-    site_id = https.new_site("moving")
-    keep, drop = f"k{site_id}.example.com", f"d{site_id}.example.com"
-    first = await deploy(
-        https.running.director, https.running.results, site_event("site.created", site_id, 1, domains=[keep, drop])
-    )
-    assert first.tls is not None and len(first.tls.served) == 2, first.tls
-    dropped_cert, _ = presented(drop)
-    kept_cert, _ = presented(keep)
-    assert https.file(drop).exists()
-
-    second = await deploy(
-        https.running.director, https.running.results, site_event("site.updated", site_id, 2, domains=[keep])
-    )
-    assert second.tls is not None and [s.domain for s in second.tls.served] == [keep]
-    await https.running.results.wait_certificate(drop, "removed", timeout=30)
-    assert not https.file(drop).exists()
+async def _a_removed_name_goes(stack: TlsStack, site_id: int, *, keep: str, drop: str) -> None:
+    """The update is verified over HTTPS (plain HTTP of its names is redirected now); the name it
+    drops is `removed`, its file goes and Traefik presents its default certificate for it; the
+    other name's certificate is untouched. The site's deletion takes the rest."""
+    running = stack.running
+    dropped_cert, kept_cert = presented(drop)[0], presented(keep)[0]
+    assert stack.file(drop).exists()
+    updated = await deploy(running.director, running.results, site_event("site.updated", site_id, 2, domains=[keep]))
+    assert updated.type == "site.deployed", updated
+    assert updated.probe is not None and updated.probe.url.startswith("https://"), updated.probe
+    assert updated.tls is not None and [s.domain for s in updated.tls.served] == [keep]
+    await running.results.wait_certificate(drop, "removed", timeout=30)
+    assert not stack.file(drop).exists()
     try:
         await eventually(lambda: presented(drop)[0] != dropped_cert, 15, interval=0.2)
     except AssertionError:
-        left = sorted(p.name for p in https.file(drop).parent.iterdir())
+        left = sorted(p.name for p in stack.file(drop).parent.iterdir())
         raise AssertionError(f"{drop} still presented; Traefik's directory holds {left}") from None
     with pytest.raises((ssl.SSLError, httpx.ConnectError)):
         await https_get(drop, "/")  # Traefik's own default certificate now: not valid for the name
-    assert presented(keep)[0] == kept_cert  # the other name's certificate was not touched
+    assert presented(keep)[0] == kept_cert
     assert (await https_get(keep, "/")).status_code == 200
 
-    deleted = await deploy(https.running.director, https.running.results, site_event("site.deleted", site_id, 3))
+    deleted = await deploy(running.director, running.results, site_event("site.deleted", site_id, 3))
     assert deleted.type == "site.removed"
-    await https.running.results.wait_certificate(keep, "removed", timeout=30)
-    assert not https.file(keep).exists()
+    await running.results.wait_certificate(keep, "removed", timeout=30)
+    assert not stack.file(keep).exists()
 
 
 async def test_a_budget_exhausted_queues_and_a_takeover_issues_nothing_twice(
@@ -256,11 +294,12 @@ async def test_a_budget_exhausted_queues_and_a_takeover_issues_nothing_twice(
 async def test_a_certificate_near_expiry_is_renewed_without_a_failed_request(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """A CA of the test's own issues 15-second certificates: renewed at a third left (5 s), while
-    requests run back to back, each verified; none fails, and the new certificate takes over."""
+    """A CA of the test's own issues 10-second certificates, renewed at half left (5 s before
+    expiry: the same margin as 15-second ones at a third, in 5 s less), while requests run back
+    to back, each verified; none fails, and the new certificate takes over."""
     log_dir = tmp_path_factory.mktemp("https-renew")
-    with own_pebble(15, log_dir) as (directory, root):
-        async with tls_stack("tlsr", log_dir, **acme_settings(directory)) as stack:
+    with own_pebble(10, log_dir) as (directory, root):
+        async with tls_stack("tlsr", log_dir, **acme_settings(directory, tls_renew_fraction="0.5")) as stack:
             running = stack.running
             site_id = stack.new_site("renewing")
             name = f"r{site_id}.example.com"
@@ -269,14 +308,14 @@ async def test_a_certificate_near_expiry_is_renewed_without_a_failed_request(
             )
             assert result.tls is not None and [s.domain for s in result.tls.served] == [name], result.tls
             first, _ = presented(name)
-            answers, failures = 0, []
+            answers, failures = 0, list[str]()
             renewed = asyncio.create_task(running.results.wait_certificate(name, "renewed", timeout=30))
             while not renewed.done():
                 try:
                     answer = await https_get(name, "/", cafile=root)
                     answers += 1
                     if answer.status_code != 200:
-                        failures.append(answer.status_code)
+                        failures.append(str(answer.status_code))
                 except (httpx.HTTPError, ssl.SSLError) as exc:
                     failures.append(repr(exc))
             event = renewed.result()

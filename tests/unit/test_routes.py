@@ -49,6 +49,61 @@ async def test_traefiks_own_answers_are_not_served(answer: httpx.Response) -> No
         await traefik(answer).verify(NAME, "a.example.com", SERVERS, timeout=0.3)
 
 
+def redirecting_traefik(secure: httpx.Response, https_address: str = "traefik:8443") -> TraefikRoutes:
+    """A name with a certificate: Traefik's own redirect router answers plain HTTP (no mark), and
+    `secure` is what the HTTPS entrypoint answers (SNI: the name)."""
+
+    def plain(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/api/http/services/"):
+            return httpx.Response(200, json={"loadBalancer": {"servers": [{"url": u} for u in SERVERS]}})
+        return httpx.Response(301, headers={"Location": "https://a.example.com:8443/"})
+
+    def tls(request: httpx.Request) -> httpx.Response:
+        assert str(request.url) == "https://traefik:8443/"
+        assert request.headers["host"] == "a.example.com"
+        assert request.extensions["sni_hostname"] == "a.example.com"
+        return secure
+
+    routes = TraefikRoutes("http://traefik", "http://traefik-api", https_address=https_address)
+    routes._client = httpx.AsyncClient(transport=httpx.MockTransport(plain))
+    routes._tls_client = httpx.AsyncClient(transport=httpx.MockTransport(tls))
+    return routes
+
+
+async def test_a_name_redirected_to_https_is_served_when_the_site_answers_there() -> None:
+    """An update of a site whose names have certificates: plain HTTP is Traefik's redirect, the
+    site answers on the HTTPS entrypoint (a deploy failed `not_routed` when this was missed)."""
+    routes = redirecting_traefik(httpx.Response(200, headers={"X-Served-By": NAME}))
+    probe = await routes.verify(NAME, "a.example.com", SERVERS, timeout=1)
+    assert probe.status == 200 and probe.url == "https://traefik:8443"
+
+
+@pytest.mark.parametrize(
+    "secure",
+    [
+        httpx.Response(404, text="404 page not found\n"),
+        httpx.Response(301, headers={"Location": "https://a.example.com/"}),
+    ],
+    ids=["no TLS router", "redirected again"],
+)
+async def test_a_redirect_is_not_served_unless_the_site_answers_on_https(secure: httpx.Response) -> None:
+    with pytest.raises(NotRouted):
+        await redirecting_traefik(secure).verify(NAME, "a.example.com", SERVERS, timeout=0.3)
+
+
+async def test_a_redirect_is_not_followed_without_an_https_entrypoint() -> None:
+    with pytest.raises(NotRouted, match="no HTTPS entrypoint"):
+        await redirecting_traefik(httpx.Response(200), https_address="").verify(
+            NAME, "a.example.com", SERVERS, timeout=0.3
+        )
+
+
+async def test_a_redirect_elsewhere_is_traefiks_own_answer_not_the_sites() -> None:
+    answer = httpx.Response(301, headers={"Location": "https://b.example.com/"})  # not the name asked for
+    with pytest.raises(NotRouted, match="301 from Traefik"):
+        await traefik(answer).verify(NAME, "a.example.com", SERVERS, timeout=0.3)
+
+
 async def test_old_tasks_still_in_traefiks_pool_are_not_yet_served() -> None:
     routes = traefik(httpx.Response(200, headers={"X-Served-By": NAME}), servers=["http://10.0.1.4:80", *SERVERS])
     with pytest.raises(NotRouted, match=r"10\.0\.1\.4"):
