@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import socket
 import ssl
@@ -97,6 +98,7 @@ async def test_a_sites_names_are_served_over_https_and_go_with_it(tmp_path_facto
         site_id = stack.new_site(f"secure {datetime.now(UTC).isoformat()}")
         names = [f"h{site_id}.example.com", f"www.h{site_id}.example.com"]
         await _served_per_name(stack, site_id, names)
+        _status_shows_tls(stack, site_id, names)
         await _redirected(names)
         _only_modern_tls(names[0])
         await _a_second_traefik_serves_the_same(stack, names[0])
@@ -145,6 +147,16 @@ async def _served_per_name(stack: TlsStack, site_id: int, names: list[str]) -> N
     assert "PRIVATE KEY" not in log
     assert all(b"PRIVATE KEY" not in m.body for m in stack.running.results.messages)
     assert all("PRIVATE" not in c.model_dump_json() for c in stack.running.results.certificates)
+
+
+def _status_shows_tls(stack: TlsStack, site_id: int, names: list[str]) -> None:
+    """`orchestrator status`, as an operator runs it: the site's names served of all, and why not."""
+    done = stack.running.orchestrator.cli("status", "-o", "json", "--site", str(site_id))
+    (site,) = json.loads(done.stdout)["sites"]
+    assert sorted(s["domain"] for s in site["tls"]["served"]) == sorted(names), (site["tls"], done.stderr)
+    assert {p["error"]["code"] for p in site["tls"]["pending"]} == {"dns_not_pointed", "caa_forbids"}
+    table = stack.running.orchestrator.cli("status", "--site", str(site_id)).stdout
+    assert "TLS" in table.splitlines()[0] and "2/4 " in table, table
 
 
 async def _redirected(names: list[str]) -> None:
