@@ -34,7 +34,6 @@ from orchestrator.files.processor import FileRequests
 from orchestrator.files.service import SiteFiles
 from orchestrator.files.sitedirs import SiteDirs
 from orchestrator.files.worker import Worker
-from orchestrator.labels import DEPLOYMENT
 from orchestrator.logging_setup import fields
 from orchestrator.metrics.processor import MAX_REQUEST_BODY
 from orchestrator.metrics.samples import MAX_SAMPLE_BYTES
@@ -56,7 +55,6 @@ from orchestrator.terminals.host import TerminalHost
 from orchestrator.terminals.processor import TerminalCommands
 from orchestrator.terminals.sessions import TerminalSessions
 from orchestrator.traefik.routes import TraefikRoutes
-from orchestrator_contract.certificates import SiteCertificate
 from orchestrator_contract.terminals import TerminalUpdate
 
 log = logging.getLogger("orchestrator")
@@ -235,7 +233,7 @@ async def serve(settings: Settings) -> None:
         adapters.changes.listen(monitor.on_change)
         await monitor.start(await swarm.managed())
         stack.callback(monitor.stop)
-        ctx.certificates = issuer = issuer_of(settings, _names(swarm, settings), _reporter(report), active.is_set)
+        ctx.certificates = issuer = issuer_of(settings, swarm, report, active.is_set)
         await sessions.start(consumers["terminals"].active)
         stack.push_async_callback(sessions.stop)
         site_files.start()
@@ -264,28 +262,6 @@ async def serve(settings: Settings) -> None:
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
         await stop.wait()
     log.info("stopped")
-
-
-def _names(swarm: Swarm, settings: Settings) -> Callable[[], Awaitable[dict[str, int]]]:
-    """The certificate issuer's survey: each name of this deployment's sites, and its site."""
-
-    async def survey() -> dict[str, int]:
-        return {
-            name: service.site_id
-            for service in await swarm.managed()
-            if service.labels.get(DEPLOYMENT) == settings.deployment and service.site_id is not None
-            for name in service.domains
-        }
-
-    return survey
-
-
-def _reporter(report: Callable[..., Awaitable[bool]]) -> Callable[[SiteCertificate], Awaitable[None]]:
-    async def publish(event: SiteCertificate) -> None:
-        if not await report(True, event):
-            log.warning("a site.certificate was not taken by the broker", extra=fields(domain=event.domain))
-
-    return publish
 
 
 async def finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:
