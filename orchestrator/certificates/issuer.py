@@ -101,30 +101,28 @@ class Issuer:
         if any(r.site_id == site_id and r.name not in names for r in self.records.values()):
             self._survey_due = True  # a name left the site: its certificate goes after a survey
         self._wake.set()
-        if (
-            not self._active()
-            or self.policy.wait_seconds <= 0
-            or decided(
-                names, self.records, self.wildcards, self._clock(), ordering=self.ca is not None, working=self._working
-            )
-        ):
+        if not self._active() or self.policy.wait_seconds <= 0:
             return self.tls(names)
         deadline = time.monotonic() + self.policy.wait_seconds
         async with self._changed:
-            while (
-                not decided(
-                    names,
-                    self.records,
-                    self.wildcards,
-                    self._clock(),
-                    ordering=self.ca is not None,
-                    working=self._working,
-                )
-                and (left := deadline - time.monotonic()) > 0
-            ):
+            while (waiting := self._undecided(names)) and (left := deadline - time.monotonic()) > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), left)
+        if waiting:
+            log.info(
+                "certificates still under way after the site event's wait",
+                extra=fields(site_id=site_id, domains=waiting[:10], working=self._working),
+            )
         return self.tls(names)
+
+    def _undecided(self, names: Sequence[str]) -> list[str]:
+        """The names neither served nor with a reason not to be that stands for now."""
+        now, ordering = self._clock(), self.ca is not None
+        return [
+            n
+            for n in names
+            if not decided([n], self.records, self.wildcards, now, ordering=ordering, working=self._working)
+        ]
 
     def release(self, site_id: int) -> None:
         """The site is gone: its names' certificates go at the next survey (right away)."""
@@ -190,6 +188,7 @@ class Issuer:
             "certificate issuer active",
             extra=fields(records=len(self.records), wildcards=len(self.wildcards), ordering=self.ca is not None),
         )
+        await self._notify()  # a site event that came first waits for what the store says
 
     async def _run_survey(self) -> None:
         started = time.monotonic()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -442,6 +443,20 @@ async def test_a_replica_taking_over_issues_nothing_twice(world: World, tls_sett
     assert world.ca.orders == ["a.example.org", "b.example.org"]  # none placed again
     assert world.ca.resumed == [record.order_url]
     assert world.reports.of("a.example.org") == ["issued"]
+
+
+async def test_a_takeover_answers_a_site_event_as_soon_as_the_store_is_read(
+    world: World, tls_settings: Settings
+) -> None:
+    """The event that made this replica active comes before its loop read the store: it is
+    answered from the store at once, not after the wait bound (it once waited all of it)."""
+    world.sites = {"a.example.org": 1}
+    await secure(world.issuer(tls_settings), 1, "a.example.org")
+    started = time.monotonic()
+    tls = await secure(world.issuer(tls_settings), 1, "a.example.org")
+    assert [s.domain for s in tls.served] == ["a.example.org"]  # type: ignore[attr-defined]
+    assert time.monotonic() - started < tls_settings.tls_wait_seconds / 2
+    assert world.ca.orders == ["a.example.org"]
 
 
 async def test_a_standby_works_on_nothing(world: World, tls_settings: Settings) -> None:
