@@ -656,3 +656,13 @@ async def test_a_deployed_site_says_which_of_its_names_https_serves(
     assert swarm.answering == {NAME}
     assert (await dispatch(delete(2), ctx)).type == "site.removed"
     assert certificates.released == [1]
+
+
+async def test_a_site_kept_from_serving_waits_for_no_certificate(
+    ctx: Context, upsert: Callable[..., SiteEvent]
+) -> None:
+    certificates = FakeCertificates()
+    ctx.certificates = certificates
+    result = await dispatch(upsert(1, "site.created", serving=False), ctx)
+    assert result.type == "site.deployed" and result.tls is None
+    assert certificates.asked == []
