@@ -203,3 +203,18 @@ def forget_certificates(bench: Bench) -> None:
     for path in (tls_dir / "traefik").glob(f"{deployment}@*"):
         path.unlink(missing_ok=True)
     shutil.rmtree(tls_dir / "state" / deployment, ignore_errors=True)
+
+
+def https_table(h: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """bench/run.py's summary rows of this section."""
+    c, s = h["created"], h["handshake"]
+    rows = [
+        ("https", f"created -> verified HTTPS median {c['https_seconds_median']} s (max {c['https_seconds_max']} s)",
+         f"{c['ratio']}x HTTP ({c['http_seconds_median']} s)"),
+        ("https", f"{s['traefik_per_second']} handshakes/s through Traefik",
+         f"{s['ratio']}x a bare TLS server ({s['bare_per_second']}/s)"),
+    ]  # fmt: skip
+    for n, per in h.get("idle", {}).get("per_site_mc", {}).items():
+        rows.append(("https", f"{n} idle sites with certificates: {per['machine_mc']} mc/site (machine)",
+                     f"Docker {per['docker_mc']} mc/site, Traefik {per['traefik_mc']} mc/site"))  # fmt: skip
+    return rows

@@ -261,19 +261,7 @@ def table(report: dict[str, Any]) -> str:
         rows.append(("cluster", f"orchestrator drain of a worker: median {c['drain_seconds_median']} s",
                      f"requests failed: median {c['drain_failed_median']} {drained}"))  # fmt: skip
     if "https" in report:
-        c, h = report["https"]["created"], report["https"]["handshake"]
-        rows.append(
-            (
-                "https",
-                f"created -> verified HTTPS median {c['https_seconds_median']} s (max {c['https_seconds_max']} s)",
-                f"{c['ratio']}x HTTP ({c['http_seconds_median']} s)",
-            )
-        )
-        rows.append(("https", f"{h['traefik_per_second']} handshakes/s through Traefik",
-                     f"{h['ratio']}x a bare TLS server ({h['bare_per_second']}/s)"))  # fmt: skip
-        for n, per in report["https"].get("idle", {}).get("per_site_mc", {}).items():
-            rows.append(("https", f"{n} idle sites with certificates: {per['machine_mc']} mc/site (machine)",
-                         f"Docker {per['docker_mc']} mc/site, Traefik {per['traefik_mc']} mc/site"))  # fmt: skip
+        rows += https.https_table(report["https"])
     if "pure" in report:
         p = report["pure"]
         rows.append(("pure", f"json.loads {p['json_loads_us']} us",
