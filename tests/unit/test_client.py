@@ -27,6 +27,7 @@ from orchestrator_client.names import Names
 from orchestrator_client.portal import Portal
 from orchestrator_client.requests import result_of
 from orchestrator_contract import version
+from orchestrator_contract.certificates import SiteCertificate
 from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.files import StatResult
 from orchestrator_contract.results import DriftReport, SiteHealth, SiteResult
@@ -86,6 +87,8 @@ def test_results_are_read_by_routing_key_and_unknown_types_are_skipped() -> None
     for key in ("site.metrics", "node.metrics", "orchestrator.metrics"):
         parsed = results.parse(Incoming(key, examples[key].model_dump_json().encode()))
         assert type(parsed) is type(examples[key]) and parsed == examples[key]
+    certificate = SiteCertificate(site_id=7, domain="a.example.com", status="issued", not_after="2027-01-01T00:00:00Z")
+    assert results.parse(Incoming("site.certificate", certificate.model_dump_json().encode())) == certificate
     newer = Incoming("site.deployed", deployed.model_dump_json().encode(), {version.HEADER: f"{version.MAJOR + 1}.0.0"})
     with pytest.raises(errors.ContractMismatch):
         results.parse(newer)

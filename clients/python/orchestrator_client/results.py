@@ -6,6 +6,7 @@
                 case SiteResult(type="site.deployed"): ...
                 case SiteHealth(): ...
                 case SiteMetrics(): ...                        # every METRICS_SECONDS, per site
+                case SiteCertificate(status="issued"): ...      # per domain, as it changes
             await delivery.ack()                               # only once it is handled
 
 `subscribe()` reads Director's durable queue `orchestrator.site-results` (every site's results,
@@ -37,12 +38,13 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from orchestrator_client import publishing
 from orchestrator_client.errors import ContractMismatch
 from orchestrator_contract import version
+from orchestrator_contract.certificates import SiteCertificate
 from orchestrator_contract.metrics import NodeMetrics, OrchestratorMetrics, SiteMetrics
 from orchestrator_contract.results import DriftReport, SiteHealth, SiteResult, SiteResultType
 
 log = logging.getLogger("orchestrator_client.results")
 
-Report = SiteResult | SiteHealth | DriftReport | SiteMetrics | NodeMetrics | OrchestratorMetrics
+Report = SiteResult | SiteHealth | SiteCertificate | DriftReport | SiteMetrics | NodeMetrics | OrchestratorMetrics
 # Messages taken from the broker before they are acknowledged (per subscription).
 DEFAULT_PREFETCH = 32
 
@@ -62,8 +64,11 @@ def parse(message: AbstractIncomingMessage) -> Report | None:
 
 _RESULT_TYPES = frozenset(get_args(SiteResultType))
 # Every other report on the results exchange, by its routing key.
-_REPORTS: dict[str, type[SiteHealth | DriftReport | SiteMetrics | NodeMetrics | OrchestratorMetrics]] = {
+_REPORTS: dict[
+    str, type[SiteHealth | SiteCertificate | DriftReport | SiteMetrics | NodeMetrics | OrchestratorMetrics]
+] = {
     "site.health": SiteHealth,
+    "site.certificate": SiteCertificate,
     "orchestrator.drift": DriftReport,
     "site.metrics": SiteMetrics,
     "node.metrics": NodeMetrics,
