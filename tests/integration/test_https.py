@@ -306,11 +306,11 @@ async def test_a_budget_exhausted_queues_and_a_takeover_issues_nothing_twice(
 async def test_a_certificate_near_expiry_is_renewed_without_a_failed_request(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """A CA of the test's own issues 10-second certificates, renewed at half left (5 s before
-    expiry: the same margin as 15-second ones at a third, in 5 s less), while requests run back
-    to back, each verified; none fails, and the new certificate takes over."""
+    """A CA of the test's own issues 20-second certificates, renewed at half left (10 s after
+    issue: the request loop runs from the deploy's result through the swap), while requests run
+    back to back, each verified; none fails, and the new certificate takes over."""
     log_dir = tmp_path_factory.mktemp("https-renew")
-    with own_pebble(10, log_dir) as (directory, root):
+    with own_pebble(20, log_dir) as (directory, root):
         async with tls_stack("tlsr", log_dir, **acme_settings(directory, tls_renew_fraction="0.5")) as stack:
             running = stack.running
             site_id = stack.new_site("renewing")
