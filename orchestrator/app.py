@@ -185,8 +185,7 @@ async def serve(settings: Settings) -> None:
     _return_large_buffers_to_the_system()
     stop = stop_on_signals()
     async with contextlib.AsyncExitStack() as stack:
-        adapters = _adapters(settings, stack)
-        swarm = adapters.swarm
+        swarm = (adapters := _adapters(settings, stack)).swarm
         if not await _wait_for_docker(swarm, stop):
             return
         adapters.changes.start()

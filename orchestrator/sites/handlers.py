@@ -188,7 +188,6 @@ async def upsert_site(event: SiteUpserted, ctx: Context) -> SiteResult:
                     case _:
                         assert_never(decision)
     probe = await _confirm(deployed, since, site.hostnames, event.version, current, ctx)
-    # A site kept from serving has no router for its names to be served on: nothing to wait for.
     tls = await ctx.certificates.secure(site.id, site.hostnames) if site.serving else None
     return _result(event, "site.deployed", deployed, event.version, probe, tls=tls)
 
