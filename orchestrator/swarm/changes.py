@@ -88,13 +88,19 @@ def lost_tasks(api: docker.APIClient, down: frozenset[str], filters: dict[str, A
         return Counter()  # a node removed since it was seen down: its tasks went with it
 
 
-def moved(before: Counts, now: Counts, time_ns: int) -> list[DockerChange]:
-    """Pure: a change for every service whose counts differ from the last survey's. A service new
-    since then had its own `create` event; one gone, its `remove`."""
+def moved(before: Counts | None, now: Counts, time_ns: int) -> list[DockerChange]:
+    """Pure: a change for every service whose counts differ from the last survey's, a service
+    missing from either counting as none of none: one whose tasks meant to run all went (a task of
+    a lost node is restarted after the restart delay: for that while the service has none) or
+    came back moves like any other. `before` None: the first survey, which only learns."""
+    if before is None:
+        return []
+    nothing = ("", 0, 0)
     return [
         DockerChange("task", "survey", service_id, time_ns, {SWARM_SERVICE_NAME: name})
-        for service_id, (name, running, desired) in now.items()
-        if service_id in before and before[service_id][1:] != (running, desired)
+        for service_id in sorted(before.keys() | now.keys())
+        if (was := before.get(service_id, nothing))[1:] != (is_ := now.get(service_id, nothing))[1:]
+        for name in [is_[0] or was[0]]
     ]
 
 
@@ -188,7 +194,7 @@ class DockerChanges:
     def _survey(self) -> None:
         api: docker.APIClient | None = None
         nodes = 0
-        counts: Counts = {}
+        counts: Counts | None = None
         names: dict[str, str] = {}  # service id -> name, of the services with tasks meant to run
         while not self._stopped.is_set():
             nudged = self._survey_now.wait(self._survey_seconds)
@@ -203,7 +209,7 @@ class DockerChanges:
                     nodes = len(listed)
                     self.down_nodes = frozenset(n["ID"] for n in listed if n.get("Status", {}).get("State") == "down")
                 if nodes < 2:
-                    counts = {}
+                    counts = None
                     continue
                 tasks = api.tasks(filters={"desired-state": "running", **self._surveyed})
                 if unnamed := {t.get("ServiceID", "") for t in tasks} - names.keys():

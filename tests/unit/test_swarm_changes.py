@@ -36,10 +36,15 @@ def test_a_service_whose_counts_moved_is_a_change_of_that_service() -> None:
     assert moved(now, now, 44) == []
 
 
-def test_services_created_or_removed_since_have_events_of_their_own() -> None:
-    before = task_counts(tasks("a", 1), NAMES)
-    assert moved(before, task_counts(tasks("b", 0, 1), NAMES), 1) == []
-    assert moved({}, before, 1) == []  # the first survey only learns
+def test_a_service_whose_tasks_meant_to_run_went_or_came_back_is_a_change() -> None:
+    """A lost node's task is restarted after the restart delay: until then its service has no task
+    meant to run, and then one running again: the same counts on either side of the gap."""
+    before = task_counts(tasks("a", 1) + tasks("b", 1), NAMES)
+    gap = task_counts(tasks("b", 1), NAMES)
+    assert [(c.service_id, c.service_name) for c in moved(before, gap, 1)] == [("a", "site_0001")]
+    assert [(c.service_id, c.service_name) for c in moved(gap, before, 2)] == [("a", "site_0001")]
+    assert moved(before, before, 3) == []
+    assert moved(None, before, 1) == []  # the first survey only learns
 
 
 def test_a_task_a_lost_node_last_reported_running_does_not_count() -> None:
