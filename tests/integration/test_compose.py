@@ -92,9 +92,9 @@ def test_the_database_servers_file_adds_them_and_hands_them_to_the_orchestrator(
         "POSTGRES_PASSWORD_FILE: /run/secrets/postgres_superuser_password",
     ):
         assert expected in text, f"{expected!r} missing from the rendered stack"
-    # The database ports are published on their node alone, beside the stack's two.
-    assert sorted(re.findall(r"published: \"?(\d+)", text)) == ["3306", "5432", "5671", "80"]
-    assert text.count("mode: host") == 4
+    # The database ports are published on their node alone, beside the stack's own.
+    assert sorted(re.findall(r"published: \"?(\d+)", text)) == ["3306", "443", "5432", "5671", "80"]
+    assert text.count("mode: host") == 5
     # The orchestrator and the guard both know the servers, sites reach them at the node's address.
     assert text.count("ORCHESTRATOR_DATABASE_SERVERS:") == 2 and text.count('"site_host": "10.0.0.5"') == 4
     # Without the node's address the file is refused, not deployed with sites that reach nothing.
