@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from orchestrator.errors import InvalidEvent, InvalidRequest
 from orchestrator_contract import version as contract
@@ -89,17 +90,23 @@ def parse_command(body: bytes, routing_key: str, contract_version: object = None
         raise InvalidEvent(f"terminal command does not match the schema: {exc!s:.200}") from None
 
 
+R = TypeVar("R", bound=BaseModel)
+
 # A file request is small, but for a write chunk: at most the largest chunk, base64, and its fields.
 MAX_FILE_REQUEST_BODY = 4 * ((MAX_CHUNK_BYTES + 2) // 3) + 64 * 1024
 
 
-def parse_file_request(body: bytes, routing_key: str, contract_version: object = None) -> FileRequest:
-    """Bytes to a typed file or log request (the routing key names it), or InvalidRequest."""
+def parse_request(
+    body: bytes, routing_key: str, contract_version: object, *, what: str, limit: int, models: Mapping[str, type[R]]
+) -> R:
+    """Bytes to the typed request `models` names by routing key, or InvalidRequest: one reading
+    of a request (files and logs, databases, metrics) whatever its kind; `what` names the kind in
+    the error, `limit` bounds the body."""
     if unreadable := unreadable_version(contract_version):
         raise InvalidRequest(unreadable)
-    if len(body) > MAX_FILE_REQUEST_BODY:
-        raise InvalidRequest(f"file request is larger than {MAX_FILE_REQUEST_BODY} bytes")
-    model = FILE_REQUESTS.get(routing_key)
+    if len(body) > limit:
+        raise InvalidRequest(f"{what} is larger than {limit} bytes")
+    model = models.get(routing_key)
     if model is None:
         raise InvalidRequest(f"unknown routing key {routing_key!r}")
     try:
@@ -108,6 +115,13 @@ def parse_file_request(body: bytes, routing_key: str, contract_version: object =
         raise InvalidRequest(f"{routing_key} does not match the schema: {describe(exc)}") from None
     except ValueError as exc:
         raise InvalidRequest(f"{routing_key} does not match the schema: {exc!s:.200}") from None
+
+
+def parse_file_request(body: bytes, routing_key: str, contract_version: object = None) -> FileRequest:
+    """Bytes to a typed file or log request (the routing key names it), or InvalidRequest."""
+    return parse_request(
+        body, routing_key, contract_version, what="file request", limit=MAX_FILE_REQUEST_BODY, models=FILE_REQUESTS
+    )
 
 
 MAX_DATABASE_REQUEST_BODY = MAX_SQL + 4096
@@ -115,19 +129,14 @@ MAX_DATABASE_REQUEST_BODY = MAX_SQL + 4096
 
 def parse_database_request(body: bytes, routing_key: str, contract_version: object = None) -> DatabaseRequest:
     """Bytes to a typed database request (the routing key names it), or InvalidRequest."""
-    if unreadable := unreadable_version(contract_version):
-        raise InvalidRequest(unreadable)
-    if len(body) > MAX_DATABASE_REQUEST_BODY:
-        raise InvalidRequest(f"database request is larger than {MAX_DATABASE_REQUEST_BODY} bytes")
-    model = DATABASE_REQUESTS.get(routing_key)
-    if model is None:
-        raise InvalidRequest(f"unknown routing key {routing_key!r}")
-    try:
-        return model.model_validate_json(body, strict=True)
-    except ValidationError as exc:
-        raise InvalidRequest(f"{routing_key} does not match the schema: {describe(exc)}") from None
-    except ValueError as exc:
-        raise InvalidRequest(f"{routing_key} does not match the schema: {exc!s:.200}") from None
+    return parse_request(
+        body,
+        routing_key,
+        contract_version,
+        what="database request",
+        limit=MAX_DATABASE_REQUEST_BODY,
+        models=DATABASE_REQUESTS,
+    )
 
 
 def session_id_of(body: bytes) -> uuid.UUID | None:

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.bus.decoding import describe, unreadable_version
+from orchestrator.bus import decoding
+from orchestrator.bus.decoding import describe
 from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import DEFAULT_EXCHANGE, Completed, Failed, Outcome, Outgoing, Received
 from orchestrator.bus.replies import error_reply, reply_queue_allowed
@@ -39,19 +40,9 @@ MAX_REQUEST_BODY = 4096
 def parse_request(body: bytes, routing_key: str, contract_version: object = None) -> MetricsRequest:
     """Bytes to a typed metrics request, or InvalidRequest (another major version of the contract
     too: `contract_version` is the message's `contract-version` header)."""
-    if unreadable := unreadable_version(contract_version):
-        raise InvalidRequest(unreadable)
-    if len(body) > MAX_REQUEST_BODY:
-        raise InvalidRequest(f"metrics request is larger than {MAX_REQUEST_BODY} bytes")
-    model = METRICS_REQUESTS.get(routing_key)
-    if model is None:
-        raise InvalidRequest(f"unknown routing key {routing_key!r}")
-    try:
-        return model.model_validate_json(body, strict=True)
-    except ValidationError as exc:
-        raise InvalidRequest(f"{routing_key} does not match the schema: {describe(exc)}") from None
-    except ValueError as exc:
-        raise InvalidRequest(f"{routing_key} does not match the schema: {exc!s:.200}") from None
+    return decoding.parse_request(
+        body, routing_key, contract_version, what="metrics request", limit=MAX_REQUEST_BODY, models=METRICS_REQUESTS
+    )
 
 
 def parse_sample(body: bytes) -> NodeSample:
