@@ -564,12 +564,18 @@ fi
 # flags, never both, so what differs locally (refresh interval, network) is substituted into the
 # installed copy; the container mounts that copy, not the checkout.
 TRAEFIK_SRC=$(cd "$(dirname "$0")/.." && pwd)/deploy/traefik
+# It routes the sites of every deployment this machine's orchestrators make (the local one's, the
+# tests'), never a stack's own services: a stack beside this one (scripts/stack.sh) has its own
+# edge and its own HTTP-01 responder, whose router would tie with this stack's for every challenge.
+LOCAL_CONSTRAINT='!LabelRegex(`com.docker.stack.namespace`, `.+`)'
 traefik_yml=$(sed -e "s|^\(    network:\) .* # local: .*\$|\1 $NETWORK|" \
                   -e "s|^\(    refreshSeconds:\) .* # local: .*\$|\1 $REFRESH|" \
-                  -e "s|^\(    endpoint:\) .* # local: \(.*\)\$|\1 \2|" "$TRAEFIK_SRC/traefik.yml")
+                  -e "s|^\(    endpoint:\) .* # local: \(.*\)\$|\1 \2|" \
+                  -e "/^    exposedByDefault: false\$/a\\    constraints: \"$LOCAL_CONSTRAINT\"" "$TRAEFIK_SRC/traefik.yml")
 grep -qxF "    network: $NETWORK" <<<"$traefik_yml" && grep -qxF "    refreshSeconds: $REFRESH" <<<"$traefik_yml" &&
-    grep -qxF "    endpoint: unix:///var/run/docker.sock" <<<"$traefik_yml" ||
-    die "$TRAEFIK_SRC/traefik.yml: the 'local:' network/refreshSeconds/endpoint lines are missing"
+    grep -qxF "    endpoint: unix:///var/run/docker.sock" <<<"$traefik_yml" &&
+    grep -qxF "    constraints: \"$LOCAL_CONSTRAINT\"" <<<"$traefik_yml" ||
+    die "$TRAEFIK_SRC/traefik.yml: the 'local:' network/refreshSeconds/endpoint or 'exposedByDefault' lines are missing"
 install_if_changed() { # content dest
     [ "$(cat "$2" 2>/dev/null)" = "$1" ] || { printf '%s\n' "$1" >"$2.tmp" && chmod 0644 "$2.tmp" && mv -f "$2.tmp" "$2"; }
 }
