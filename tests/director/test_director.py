@@ -15,7 +15,14 @@ from support.web import served
 
 from harness.rabbit import LOCAL_BROKER
 from orchestrator_client import Client, Subscription, SyncClient
-from orchestrator_client.errors import AccessRefused, NotFound, PublishRefused, SiteNotFound, UnsafePath
+from orchestrator_client.errors import (
+    AccessRefused,
+    NoDatabase,
+    NotFound,
+    PublishRefused,
+    SiteNotFound,
+    UnsafePath,
+)
 from orchestrator_client.sync import SyncSubscription
 from orchestrator_contract.results import SiteHealth, SiteResult
 
@@ -170,6 +177,8 @@ def test_the_sync_client_works_without_an_event_loop_as_a_django_view_would(vhos
         assert list(names) == ["a.txt"]
         with pytest.raises(UnsafePath):
             client.files.stat(site_id, "/etc/passwd")
+        with pytest.raises(NoDatabase):  # a database request, on `director.databases`: it asked for none
+            client.databases.credentials(site_id)
 
         deleted = client.sites.publish_deleted(site_id, version=2)
         assert wait_for(results, deleted.event_id).type == "site.removed"

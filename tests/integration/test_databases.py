@@ -12,7 +12,6 @@ managed, its password reset (PostgreSQL), deleted (MySQL).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,9 +35,7 @@ from harness.databases import (
 )
 from orchestrator.sites.databases import Grant
 from orchestrator_client import Client
-from orchestrator_client.errors import OrchestratorError
-from orchestrator_client.names import Names
-from orchestrator_contract.databases import DatabaseDump
+from orchestrator_client.errors import MultipleStatements, QueryTimeout
 
 RETENTION_SECONDS = 10.0  # past a delete (retire, then the service removed): kept, then dropped
 MAKE_NOTES = "CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(100))"
@@ -74,10 +71,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory, gate: Gate) -> AsyncIt
 
 @pytest.fixture(scope="module")
 async def client(stack: Running) -> AsyncIterator[Client]:
-    """Director's client package, its requests sent to `director.databases` (it has no database
-    methods of its own yet: `Client.request` sends any operation, unchecked)."""
+    """Director's client package, as Director: its `databases` requests go to `director.databases`."""
     url = f"amqp://director:director@127.0.0.1:5672/{stack.vhost}"
-    async with await Client.connect(url, names=Names(files="director.databases")) as director:
+    async with await Client.connect(url) as director:
         yield director
 
 
@@ -88,14 +84,8 @@ def even_site_id() -> int:
 
 
 async def credentials(client: Client, site_id: int) -> Grant:
-    found = await client.request("database.credentials", {"site_id": site_id})
-    return Grant(found["kind"], "", "198.18.213.1", found["port"], found["name"], found["user"], found["password"])
-
-
-async def refused(client: Client, op: str, body: dict[str, Any]) -> str:
-    with pytest.raises(OrchestratorError) as caught:
-        await client.request(op, body)
-    return caught.value.code
+    found = await client.databases.credentials(site_id)
+    return Grant(found.kind, "", "198.18.213.1", found.port, found.name, found.user, found.password)
 
 
 class ClientImages:
@@ -135,9 +125,8 @@ async def database_site(
     event["site"]["database"] = {"kind": kind}
     result = await deploy(stack.director, stack.results, event)
     assert result.type == "site.deployed", result
-    await client.request("database.query", {"site_id": site_id, "sql": MAKE_NOTES})
-    note = {"site_id": site_id, "sql": f"INSERT INTO notes VALUES (1, 'read from the {kind} database of {site_id}')"}
-    await client.request("database.query", note)
+    await client.databases.query(site_id, MAKE_NOTES)
+    await client.databases.query(site_id, f"INSERT INTO notes VALUES (1, 'read from the {kind} database of {site_id}')")
     await served(host, f"read from the {kind} database of {site_id}")
     return site_id, host, event
 
@@ -172,14 +161,14 @@ async def test_a_site_gets_its_database_and_director_manages_it(
     await connect_as(grant)  # as a site task reaches it: the bridge address
 
     # The console: rows, one statement only, a timeout.
-    rows = await client.request("database.query", {"site_id": site_id, "sql": "SELECT id FROM notes"})
-    assert (rows["columns"], rows["rows"], rows["truncated"]) == (["id"], [[1]], False)
-    two = {"site_id": site_id, "sql": "SELECT 1; DROP TABLE notes"}
-    assert await refused(client, "database.query", two) == "multiple_statements"
-    sleep = "SELECT pg_sleep(5)" if kind == "postgres" else "SELECT SLEEP(5)"
-    assert await refused(client, "database.query", {"site_id": site_id, "sql": sleep}) == "query_timeout"
-    usage = await client.request("database.usage", {"site_id": site_id})
-    assert usage["bytes"] > 0 and usage["name"] == f"site_{site_id:04d}"
+    rows = await client.databases.query(site_id, "SELECT id FROM notes")
+    assert (rows.columns, rows.rows, rows.truncated) == (["id"], [[1]], False)
+    with pytest.raises(MultipleStatements):
+        await client.databases.query(site_id, "SELECT 1; DROP TABLE notes")
+    with pytest.raises(QueryTimeout):
+        await client.databases.query(site_id, "SELECT pg_sleep(5)" if kind == "postgres" else "SELECT SLEEP(5)")
+    usage = await client.databases.usage(site_id)
+    assert usage.bytes > 0 and usage.name == f"site_{site_id:04d}" and usage.kind == kind
 
     # A redelivered create makes nothing twice and keeps the password.
     before = roles_of(kind, site_id)
@@ -187,21 +176,9 @@ async def test_a_site_gets_its_database_and_director_manages_it(
     assert again.type == "site.deployed" and roles_of(kind, site_id) == before
     assert (await credentials(client, site_id)).password == grant.password
 
-    # A dump, streamed.
-    dump = await dump_of(client, site_id)
+    # A dump, streamed (its sha256 and size checked by the client).
+    dump = b"".join([data async for data in client.databases.dump(site_id)])
     assert dump.startswith(b"PGDMP") if kind == "postgres" else b"CREATE TABLE `notes`" in dump
-
-
-async def dump_of(client: Client, site_id: int) -> bytes:
-    data = b""
-    async with client._requests.stream(DatabaseDump(site_id=site_id)) as replies:  # type: ignore[arg-type]
-        while True:
-            reply = await asyncio.wait_for(replies.get(), 30)
-            assert reply["ok"], reply
-            data += base64.b64decode(reply["result"]["data"])
-            if reply["result"]["last"]:
-                assert reply["result"]["size"] == len(data)
-                return data
 
 
 async def test_a_new_password_keeps_the_site_reading_its_database(client: Client, sites: dict[str, Served]) -> None:
@@ -221,13 +198,13 @@ async def test_a_new_password_keeps_the_site_reading_its_database(client: Client
 
     visitor = asyncio.create_task(visit())
     try:
-        new = await client.request("database.reset_password", {"site_id": site_id}, timeout=90)
+        new = await client.databases.reset_password(site_id, timeout=90)
     finally:
         resetting = False
         await visitor
     assert failures == [] and answered > 10
-    assert new["user"] != old.user and new["password"] != old.password
-    assert (await credentials(client, site_id)).password == new["password"]
+    assert new.user != old.user and new.password != old.password
+    assert (await credentials(client, site_id)).password == new.password
     with pytest.raises(Exception, match=r"(?i)password|denied|not permitted"):
         await connect_as(old)
     await connect_as(await credentials(client, site_id))
@@ -239,7 +216,7 @@ async def test_a_deleted_sites_database_is_locked_then_dumped_into_the_trash_and
 ) -> None:
     site_id, _, _ = sites["mysql"]
     grant = await credentials(client, site_id)
-    await client.request("database.query", {"site_id": site_id, "sql": "CREATE TABLE kept (x INT)"})
+    await client.databases.query(site_id, "CREATE TABLE kept (x INT)")
     removed = await deploy(stack.director, stack.results, site_event("site.deleted", site_id, 2))
     assert removed.type == "site.removed"
     with pytest.raises(Exception, match=r"(?i)denied|locked"):

@@ -187,17 +187,16 @@ async def test_current_values_on_request_as_director(metered: tuple[Running, Met
     await watch.until(lambda: bool(watch.of(sites.web)) and bool(watch.nodes))
     url = f"amqp://director:director@127.0.0.1:5672/{running.vhost}"
     async with await Client.connect(url) as director:
-        one = await director.request("metrics.site", {"site_id": sites.web})
-        assert one["site_id"] == sites.web and one["metrics"]["state"] == "running"
-        first = await director.request("metrics.sites", {"limit": 2})
-        rest = await director.request("metrics.sites", {"after": first["next_after"], "limit": 500})
-        listed = [s["site_id"] for s in first["sites"] + rest["sites"]]
+        one = await director.metrics.site(sites.web)
+        assert one is not None and (one.site_id, one.state) == (sites.web, "running")
+        first = await director.metrics.sites(limit=2)
+        assert len(first.sites) == 2 and first.next_after == first.sites[-1].site_id
+        listed = [m.site_id async for m in director.metrics.all_sites()]
         assert listed == sorted(listed) and {sites.web, sites.oom, sites.cpu, sites.stopped} <= set(listed)
-        nodes = (await director.request("metrics.nodes", {}))["nodes"]
-        assert nodes and nodes[0]["cpus"] >= 1 and nodes[0]["memory_total_bytes"] > 0
-        assert nodes[0]["sites_root"]["total_bytes"] > 0
-        unknown = await director.request("metrics.site", {"site_id": 2**31 - 1})
-        assert unknown == {"site_id": 2**31 - 1, "metrics": None}
+        nodes = await director.metrics.nodes()
+        assert nodes and nodes[0].cpus >= 1 and nodes[0].memory_total_bytes > 0
+        assert nodes[0].sites_root is not None and nodes[0].sites_root.total_bytes > 0
+        assert await director.metrics.site(2**31 - 1) is None
 
 
 async def test_the_orchestrators_own_figures(metered: tuple[Running, MetricsWatch], sites: Sites) -> None:

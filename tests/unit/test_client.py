@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import aiormq.exceptions
@@ -22,7 +24,20 @@ from packaging.utils import canonicalize_name
 
 from orchestrator.config import Settings
 from orchestrator.schemas.metrics_examples import metrics_examples
-from orchestrator_client import client, connection, errors, files, logs, publishing, results, sites, sync, terminals
+from orchestrator_client import (
+    client,
+    connection,
+    databases,
+    errors,
+    files,
+    logs,
+    metrics,
+    publishing,
+    results,
+    sites,
+    sync,
+    terminals,
+)
 from orchestrator_client.names import Names
 from orchestrator_client.portal import Portal
 from orchestrator_client.requests import result_of
@@ -46,6 +61,7 @@ def test_every_contract_error_code_has_its_own_class_under_one_base() -> None:
         raised = errors.error_for(code, "why")
         assert type(raised) is classes[code] and raised.code == code and raised.message == "why"
         assert "".join(part.title() for part in code.split("_")).lower() == type(raised).__name__.lower()
+        assert type(raised).__name__ in errors.__all__
     newer = errors.error_for("quota_of_the_future", "a newer orchestrator's code")
     assert type(newer) is errors.OrchestratorError and newer.code == "quota_of_the_future"
     assert issubclass(errors.PublishRefused, errors.ClientError) and errors.PublishRefused.code not in set(ErrorCode)
@@ -105,6 +121,8 @@ TWINS = [
     (logs.LogFollow, sync.SyncLogFollow),
     (terminals.Terminals, sync.SyncTerminals),
     (terminals.Terminal, sync.SyncTerminal),
+    (metrics.Metrics, sync.SyncMetrics),
+    (databases.Databases, sync.SyncDatabases),
 ]
 
 
@@ -123,12 +141,37 @@ def test_the_sync_api_has_every_method_of_the_async_one(asynchronous: type, bloc
         assert list(signature.parameters) == list(ours[name].parameters), name
 
 
+FACADES = {
+    "sites": sites.Sites,
+    "results": results.Results,
+    "files": files.Files,
+    "logs": logs.Logs,
+    "terminals": terminals.Terminals,
+    "metrics": metrics.Metrics,
+    "databases": databases.Databases,
+}
+README = Path(__file__).parents[2] / "clients" / "python" / "README.md"
+
+
+def test_the_readme_names_every_method_of_every_attribute_of_the_client() -> None:
+    rows = dict(re.findall(r"^\| `client\.(\w+)` \| (.*) \|$", README.read_text(), re.M))
+    made = client.Client(None, names=Names())  # type: ignore[arg-type]  # nothing is opened until used
+    attributes = {name for name in vars(made) if not name.startswith("_")} - {"connection", "user"}
+    assert set(rows) == set(FACADES) == attributes
+    for attribute, facade in FACADES.items():
+        assert isinstance(getattr(made, attribute), facade)
+        methods = {name for name, _ in inspect.getmembers(facade, callable) if not name.startswith("_")}
+        missing = {name for name in methods if f"`{name}" not in rows[attribute]}
+        assert not missing, f"client.{attribute}: {missing} not in {README.name}"
+
+
 def test_the_clients_names_are_the_orchestrators_defaults() -> None:
     settings, names = Settings(), Names()
-    assert (names.sites, names.terminals, names.files) == (
+    assert (names.sites, names.terminals, names.files, names.databases) == (
         settings.inbound_exchange,
         settings.terminal_exchange,
         settings.files_exchange,
+        settings.databases_exchange,
     )
     assert (names.results, names.terminal_updates, names.site_results) == (
         settings.results_exchange,

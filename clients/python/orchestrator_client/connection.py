@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
+NAME = "orchestrator-client"  # a connection's name on the broker (its management UI lists them)
+
 
 def target(url: str, password: str | None = None, heartbeat: int = 30) -> str:
     """The URL with `password` (read from a secret file, say) in place of the URL's, and a
@@ -48,7 +50,7 @@ async def connect(
     password: str | None = None,
     ca_file: str | Path | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    name: str = "orchestrator-client",
+    name: str = NAME,
     reconnect_interval: float = 1.0,
 ) -> AbstractRobustConnection:
     """A robust connection (see the module's reconnect policy); fails at once when the broker

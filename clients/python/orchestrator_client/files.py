@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import builtins
-import hashlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import IO
 
-from orchestrator_client.errors import IoError, PreconditionFailed
-from orchestrator_client.requests import Requests, result_of
+from orchestrator_client.errors import PreconditionFailed
+from orchestrator_client.requests import Requests
 from orchestrator_contract.files import (
     ArchiveChunk,
     DeleteResult,
@@ -191,21 +190,8 @@ class Files:
 
     async def archive(self, site_id: int, path: str = "") -> AsyncIterator[bytes]:
         """A zip of the directory, chunk by chunk; its sha256 is checked at the end (`IoError`)."""
-        async with self._requests.stream(FilesArchive(site_id=site_id, path=path)) as replies:
-            digest, seq = hashlib.sha256(), 0
-            while True:
-                reply = await asyncio.wait_for(replies.get(), self._requests.timeout)
-                chunk = result_of(reply, ArchiveChunk)
-                if chunk.seq != seq:
-                    raise IoError(f"archive chunk {chunk.seq} arrived, {seq} expected")
-                data = base64.b64decode(chunk.data)
-                digest.update(data)
-                yield data
-                if chunk.last:
-                    if chunk.sha256 != digest.hexdigest():
-                        raise IoError("the archive's sha256 does not match what arrived")
-                    return
-                seq += 1
+        async for data in self._requests.chunks(FilesArchive(site_id=site_id, path=path), ArchiveChunk, "archive"):
+            yield data
 
 
 def _pieces(data: bytes | IO[bytes], size: int) -> Iterator[bytes]:

@@ -1,4 +1,5 @@
-"""Request and reply over `director.files`: the transport of `Files` and `Logs`.
+"""Request and reply: the transport of `Files`, `Logs`, `Metrics` (over `director.files`) and
+`Databases` (over `director.databases`; `Names.exchange_of` says which operation goes where).
 
 Two reply styles. RabbitMQ's direct reply-to (the default) needs no queue: requests and replies
 share one channel, which cannot be in confirm mode, so a request the broker refuses is only noticed
@@ -13,20 +14,30 @@ Every request carries a fresh `correlation_id`; replies come back with it. A str
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import BaseModel, RootModel
 
 from orchestrator_client import publishing
-from orchestrator_client.errors import AccessRefused, BrokerUnavailable, ContractMismatch, StreamOverflow, error_for
-from orchestrator_client.names import DIRECT_REPLY_TO
+from orchestrator_client.errors import (
+    AccessRefused,
+    BrokerUnavailable,
+    ContractMismatch,
+    IoError,
+    StreamOverflow,
+    error_for,
+)
+from orchestrator_client.names import DIRECT_REPLY_TO, Names
 from orchestrator_contract import version
-from orchestrator_contract.files import FileRequest
+from orchestrator_contract.databases import DumpChunk
+from orchestrator_contract.files import ArchiveChunk
 
 R = TypeVar("R", bound=BaseModel)
 # A request waiting for its reply, or a stream for its replies.
@@ -37,37 +48,57 @@ Waiting = asyncio.Future[dict[str, Any]] | asyncio.Queue[dict[str, Any]]
 MAX_QUEUED_REPLIES = 64
 
 
+class Request(Protocol):
+    """A request of the contract (`FileRequest`, `MetricsRequest`, `DatabaseRequest`): its `type`
+    is the operation, the routing key."""
+
+    @property
+    def type(self) -> str: ...
+
+    def model_dump_json(self) -> str: ...
+
+
 class Requests:
     def __init__(
         self,
         connection: AbstractRobustConnection,
-        exchange: str,
+        names: Names,
         user_id: str,
         *,
         reply_queue: str | None,
         timeout: float,
     ) -> None:
-        """`reply_queue`: None for direct reply-to, else the name of a queue of the user's own to
-        declare (`director.replies.<anything>` for Director)."""
+        """`names`: where each operation goes (`Names.exchange_of`); `reply_queue`: None for
+        direct reply-to, else the name of a queue of the user's own to declare
+        (`director.replies.<anything>` for Director). One reply consumer serves every exchange."""
         self.connection = connection
-        self.exchange_name = exchange
+        self.names = names
         self.user_id = user_id
         self.reply_queue = reply_queue
         self.timeout = timeout
         self._pending: dict[str, Waiting] = {}
         self._started = asyncio.Lock()
-        self._exchange: AbstractExchange | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
         self._reply_to = ""
 
-    async def _start(self) -> AbstractExchange:
+    async def _start(self) -> AbstractChannel:
         async with self._started:
-            exchange = self._exchange
-            if exchange is None:
+            channel = self._channel
+            if channel is None:
                 async with publishing.refusals("a queue for the replies"):
-                    exchange = self._exchange = await self._open()
-            return exchange
+                    channel = self._channel = await self._open()
+            return channel
 
-    async def _open(self) -> AbstractExchange:
+    async def _exchange(self, operation: str) -> AbstractExchange:
+        channel = await self._start()
+        name = self.names.exchange_of(operation)
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            exchange = self._exchanges[name] = await channel.get_exchange(name, ensure=False)
+        return exchange
+
+    async def _open(self) -> AbstractChannel:
         consuming = await self.connection.channel(publisher_confirms=False)
         if self.reply_queue is None:
             # Direct reply-to: publish on the channel that consumes the replies, without confirms
@@ -81,7 +112,7 @@ class Requests:
         await queue.consume(self._on_reply, no_ack=True)
         for watched in {consuming, channel}:
             watched.close_callbacks.add(self._on_channel_closed)
-        return await channel.get_exchange(self.exchange_name, ensure=False)
+        return channel
 
     def _on_channel_closed(self, _channel: object, exc: BaseException | None = None) -> None:
         """The broker closed a channel (a refused publish, a lost connection; aio-pika reopens
@@ -95,7 +126,7 @@ class Requests:
         for correlation_id, waiting in list(self._pending.items()):
             self._deliver(correlation_id, waiting, {"ok": False, "error": error})
 
-    async def call(self, request: FileRequest, result: type[R], timeout: float | None = None) -> R:
+    async def call(self, request: Request, result: type[R], timeout: float | None = None) -> R:
         """Send `request`; its reply's result as `result` (the operation's model in the contract's
         `RESULTS`); an error reply raises its error."""
         correlation_id = uuid.uuid4().hex
@@ -128,7 +159,7 @@ class Requests:
         return self.reply_queue or DIRECT_REPLY_TO
 
     @contextlib.asynccontextmanager
-    async def stream(self, request: FileRequest) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    async def stream(self, request: Request) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
         """Send `request`; its replies, raw, in the order they arrive, while the context lasts."""
         correlation_id = uuid.uuid4().hex
         replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue(MAX_QUEUED_REPLIES)
@@ -139,11 +170,33 @@ class Requests:
         finally:
             self._pending.pop(correlation_id, None)
 
-    async def _publish(self, request: FileRequest, correlation_id: str) -> None:
+    async def chunks(self, request: Request, chunk: type[ArchiveChunk | DumpChunk], what: str) -> AsyncIterator[bytes]:
+        """Send `request`; the bytes its replies carry (`files.archive`'s zip, `database.dump`'s
+        dump), in order. Each chunk must follow the last, and the whole match the last one's
+        `sha256` and `size`, or `IoError` (`what` names it)."""
+        async with self.stream(request) as replies:
+            digest, seq, size = hashlib.sha256(), 0, 0
+            while True:
+                piece = result_of(await asyncio.wait_for(replies.get(), self.timeout), chunk)
+                if piece.seq != seq:
+                    raise IoError(f"{what} chunk {piece.seq} arrived, {seq} expected")
+                data = base64.b64decode(piece.data)
+                digest.update(data)
+                size += len(data)
+                yield data
+                if piece.last:
+                    if piece.sha256 != digest.hexdigest():
+                        raise IoError(f"the {what}'s sha256 does not match what arrived")
+                    if piece.size is not None and piece.size != size:
+                        raise IoError(f"the {what} is {piece.size} bytes, {size} arrived")
+                    return
+                seq += 1
+
+    async def _publish(self, request: Request, correlation_id: str) -> None:
         await self._send(request.type, request.model_dump_json().encode(), correlation_id)
 
     async def _send(self, operation: str, body: bytes, correlation_id: str) -> None:
-        exchange = await self._start()
+        exchange = await self._exchange(operation)
         msg = publishing.message(
             body,
             user_id=self.user_id,

@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
-from typing import IO, Any, Self
+from contextlib import AbstractAsyncContextManager
+from typing import IO, Any, Generic, Self, TypeVar, Unpack
 
-from orchestrator_client.client import Client
+from orchestrator_client import connection as connecting
+from orchestrator_client.client import Client, Options
+from orchestrator_client.databases import RESET_TIMEOUT, Databases
 from orchestrator_client.files import DEFAULT_CHUNK, Files
 from orchestrator_client.logs import LogFollow, Logs
-from orchestrator_client.names import Names
+from orchestrator_client.metrics import Metrics
 from orchestrator_client.portal import Portal
 from orchestrator_client.results import DEFAULT_PREFETCH, Delivery, Report, Results, Subscription
 from orchestrator_client.sites import Sites
 from orchestrator_client.terminals import Terminal, Terminals
+from orchestrator_contract.databases import CredentialsResult, DatabaseUsageResult, QueryResult
 from orchestrator_contract.files import (
     Entry,
     ListResult,
@@ -40,6 +43,7 @@ from orchestrator_contract.files import (
     UsageResult,
     WriteResult,
 )
+from orchestrator_contract.metrics import DEFAULT_PAGE, MAX_PAGE, NodeMetrics, SiteMetrics, SitesPage
 from orchestrator_contract.sites import (
     ImageRecipe,
     Site,
@@ -51,6 +55,9 @@ from orchestrator_contract.sites import (
     SiteUpdated,
 )
 from orchestrator_contract.terminals import TerminalUpdate
+
+A = TypeVar("A")
+C = TypeVar("C", bound=AbstractAsyncContextManager[Any])
 
 
 class SyncClient:
@@ -65,41 +72,22 @@ class SyncClient:
         self.files = SyncFiles(portal, client.files)
         self.logs = SyncLogs(portal, client.logs)
         self.terminals = SyncTerminals(portal, client.terminals)
+        self.metrics = SyncMetrics(portal, client.metrics)
+        self.databases = SyncDatabases(portal, client.databases)
 
     @classmethod
-    def connect(
-        cls,
-        url: str,
-        *,
-        password: str | None = None,
-        ca_file: str | Path | None = None,
-        name: str = "orchestrator-client",
-        reply_queue: str | None = None,
-        queue_prefix: str | None = None,
-        names: Names | None = None,
-        timeout: float = 30.0,
-    ) -> SyncClient:
+    def connect(cls, url: str, **options: Unpack[Options]) -> SyncClient:
         """`Client.connect`, in a loop thread of the new client's own."""
-        portal = Portal(name)
+        portal = Portal(options.get("name", connecting.NAME))
         try:
-            client = portal.call(
-                Client.connect,
-                url,
-                password=password,
-                ca_file=ca_file,
-                name=name,
-                reply_queue=reply_queue,
-                queue_prefix=queue_prefix,
-                names=names,
-                timeout=timeout,
-            )
+            client = portal.call(Client.connect, url, **options)
         except BaseException:
             portal.stop()
             raise
         return cls(portal, client)
 
     def request(self, operation: str, body: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        """`Client.request`: a file or log request sent as given, its reply's result untyped."""
+        """`Client.request`: a request sent as given, its reply's result untyped."""
         return self._portal.call(self.client.request, operation, body, timeout)
 
     def close(self) -> None:
@@ -115,11 +103,26 @@ class SyncClient:
         self.close()
 
 
-class SyncSites:
-    """`Sites`, blocking (the version rule and how events are published: `orchestrator_client.sites`)."""
+class _Twin(Generic[A]):
+    """The blocking twin of an async object: its methods run the object's on the portal's loop."""
 
-    def __init__(self, portal: Portal, sites: Sites) -> None:
-        self._p, self._a = portal, sites
+    def __init__(self, portal: Portal, target: A) -> None:
+        self._p, self._a = portal, target
+
+
+class _ContextTwin(_Twin[C]):
+    """The twin of an async context manager: `with` it."""
+
+    def __enter__(self) -> Self:
+        self._p.enter(self._a)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._p.exit(self._a, *exc)
+
+
+class SyncSites(_Twin[Sites]):
+    """`Sites`, blocking (the version rule and how events are published: `orchestrator_client.sites`)."""
 
     def publish(self, event: SiteEvent) -> None:
         self._p.call(self._a.publish, event)
@@ -148,11 +151,11 @@ class SyncSites:
         return self._p.call(self._a.publish_image_requested, site_id, version, recipe, event_id=event_id)
 
 
-class SyncDelivery:
+class SyncDelivery(_Twin[Delivery]):
     """A `Delivery`, blocking."""
 
     def __init__(self, portal: Portal, delivery: Delivery) -> None:
-        self._p, self._a = portal, delivery
+        super().__init__(portal, delivery)
         self.message: Report = delivery.message
         self.routing_key = delivery.routing_key
         self.redelivered = delivery.redelivered
@@ -164,18 +167,8 @@ class SyncDelivery:
         self._p.call(self._a.reject, requeue)
 
 
-class SyncSubscription:
+class SyncSubscription(_ContextTwin[Subscription]):
     """A `Subscription`: `with` it, then `for delivery in it` (or `next(timeout)`, or `run`)."""
-
-    def __init__(self, portal: Portal, subscription: Subscription) -> None:
-        self._p, self._a = portal, subscription
-
-    def __enter__(self) -> Self:
-        self._p.enter(self._a)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._p.exit(self._a, *exc)
 
     @property
     def queue(self) -> str:
@@ -201,11 +194,8 @@ class SyncSubscription:
                 delivery.ack()
 
 
-class SyncResults:
+class SyncResults(_Twin[Results]):
     """`Results`, blocking."""
-
-    def __init__(self, portal: Portal, results: Results) -> None:
-        self._p, self._a = portal, results
 
     def subscribe(self, queue: str | None = None, *, prefetch: int = DEFAULT_PREFETCH) -> SyncSubscription:
         return SyncSubscription(self._p, self._a.subscribe(queue, prefetch=prefetch))
@@ -227,11 +217,8 @@ class SyncResults:
             subscription.run(handler)
 
 
-class SyncFiles:
+class SyncFiles(_Twin[Files]):
     """`Files`, blocking."""
-
-    def __init__(self, portal: Portal, files: Files) -> None:
-        self._p, self._a = portal, files
 
     def list(self, site_id: int, path: str = "", cursor: str | None = None, limit: int = 200) -> ListResult:
         return self._p.call(self._a.list, site_id, path, cursor, limit)
@@ -287,18 +274,8 @@ class SyncFiles:
         return self._p.iterate(self._a.archive(site_id, path))
 
 
-class SyncLogFollow:
+class SyncLogFollow(_ContextTwin[LogFollow]):
     """A `LogFollow`: `with` it, then `for update in it` (or `next(timeout)`)."""
-
-    def __init__(self, portal: Portal, follow: LogFollow) -> None:
-        self._p, self._a = portal, follow
-
-    def __enter__(self) -> Self:
-        self._p.enter(self._a)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._p.exit(self._a, *exc)
 
     @property
     def ended(self) -> LogsUpdate | None:
@@ -314,11 +291,8 @@ class SyncLogFollow:
         return self._p.call(self._a.stop)
 
 
-class SyncLogs:
+class SyncLogs(_Twin[Logs]):
     """`Logs`, blocking."""
-
-    def __init__(self, portal: Portal, logs: Logs) -> None:
-        self._p, self._a = portal, logs
 
     def tail(self, site_id: int, lines: int = 100) -> list[LogLine]:
         return self._p.call(self._a.tail, site_id, lines)
@@ -327,18 +301,8 @@ class SyncLogs:
         return SyncLogFollow(self._p, self._a.follow(site_id, lines))
 
 
-class SyncTerminal:
+class SyncTerminal(_ContextTwin[Terminal]):
     """A `Terminal`: `with` it (opened on entry, closed on exit)."""
-
-    def __init__(self, portal: Portal, terminal: Terminal) -> None:
-        self._p, self._a = portal, terminal
-
-    def __enter__(self) -> Self:
-        self._p.enter(self._a)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._p.exit(self._a, *exc)
 
     @property
     def session_id(self) -> uuid.UUID:
@@ -371,13 +335,45 @@ class SyncTerminal:
         return self._p.iterate(self._a.output())
 
 
-class SyncTerminals:
+class SyncTerminals(_Twin[Terminals]):
     """`Terminals`, blocking."""
-
-    def __init__(self, portal: Portal, terminals: Terminals) -> None:
-        self._p, self._a = portal, terminals
 
     def open(
         self, site_id: int, *, cols: int = 80, rows: int = 24, session_id: uuid.UUID | None = None
     ) -> SyncTerminal:
         return SyncTerminal(self._p, self._a.open(site_id, cols=cols, rows=rows, session_id=session_id))
+
+
+class SyncMetrics(_Twin[Metrics]):
+    """`Metrics`, blocking."""
+
+    def site(self, site_id: int) -> SiteMetrics | None:
+        return self._p.call(self._a.site, site_id)
+
+    def sites(self, after: int | None = None, limit: int = DEFAULT_PAGE) -> SitesPage:
+        return self._p.call(self._a.sites, after, limit)
+
+    def all_sites(self, limit: int = MAX_PAGE) -> Iterator[SiteMetrics]:
+        return self._p.iterate(self._a.all_sites(limit))
+
+    def nodes(self) -> list[NodeMetrics]:
+        return self._p.call(self._a.nodes)
+
+
+class SyncDatabases(_Twin[Databases]):
+    """`Databases`, blocking."""
+
+    def credentials(self, site_id: int) -> CredentialsResult:
+        return self._p.call(self._a.credentials, site_id)
+
+    def reset_password(self, site_id: int, *, timeout: float = RESET_TIMEOUT) -> CredentialsResult:
+        return self._p.call(self._a.reset_password, site_id, timeout=timeout)
+
+    def query(self, site_id: int, sql: str) -> QueryResult:
+        return self._p.call(self._a.query, site_id, sql)
+
+    def usage(self, site_id: int) -> DatabaseUsageResult:
+        return self._p.call(self._a.usage, site_id)
+
+    def dump(self, site_id: int) -> Iterator[bytes]:
+        return self._p.iterate(self._a.dump(site_id))
