@@ -9,18 +9,26 @@ each. Both hierarchies are read: cgroup v2 (one directory per cgroup: `cpu.stat`
 Where a container's cgroup lies depends on the engine's cgroup driver and parent (`docker/<id>`
 with cgroupfs, `system.slice/docker-<id>.scope` with systemd, `<parent>/<id>` with
 `--cgroup-parent`): the first container is looked for in the tree, and the path it was found at
-becomes a template for the next ones, so a pass over a thousand tasks searches nothing. The network
-counters live in the task's network namespace, read through `/proc/<pid>/net/dev` of one of its
-processes (`cgroup.procs`).
+becomes a template for the next ones, so a pass over a thousand tasks searches nothing. On v1 each
+controller is a hierarchy of its own, and a container's path may differ between them: a relative
+`--cgroup-parent` is placed under the engine's own cgroup in each controller, and an engine started
+inside a memory cgroup (a systemd unit with a memory limit, a job) but the root of the others puts
+its containers at `<that cgroup>/<parent>/<id>` in memory and `<parent>/<id>` elsewhere. So each
+controller is searched and has templates of its own. The network counters live in the task's
+network namespace, read through `/proc/<pid>/net/dev` of one of its processes (`cgroup.procs`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.logging_setup import fields
+
+log = logging.getLogger("orchestrator.metrics")
 # v1 reports "no limit" as the largest page-aligned signed 64-bit value; anything this large is none.
 NO_LIMIT = 2**62
 MAX_TEMPLATES = 8
@@ -161,48 +169,61 @@ class Hierarchy:
         self.proc = proc
         self.v2 = (root / "cgroup.controllers").exists()
         self._controllers = {} if self.v2 else {name: _controller(root, name) for name in _V1_CONTROLLERS}
-        self._templates: list[str] = []  # relative paths with "{id}" where the container id goes
+        # The trees a container is looked for in, the memory controller's first (where a container
+        # that ended is found missing): each with its own templates, relative paths with "{id}"
+        # where the container id goes.
+        trees = [self.base] if self.v2 else list(dict.fromkeys([self.base, *self._controllers.values()]))
+        self._templates: dict[Path, list[str]] = {tree: [] for tree in trees}
         self._missed: dict[str, None] = {}  # containers searched for in vain (searched once only)
 
     @property
     def base(self) -> Path:
-        """Where containers are looked for: the unified tree, or v1's memory controller."""
+        """Where a container is looked for first: the unified tree, or v1's memory controller."""
         return self.root if self.v2 else self._controllers["memory"]
 
     def find(self, container_id: str) -> Cgroup | None:
-        """The container's cgroup, or None when it has none (any more)."""
-        for template in self._templates:
-            relative = template.format(id=container_id)
-            if (self.base / relative).is_dir():
-                return self._cgroup(relative)
+        """The container's cgroup, or None when it has none (any more), or not in every
+        controller (said once)."""
+        found: dict[Path, Path] = {}
+        for tree, templates in self._templates.items():
+            path = self._locate(tree, templates, container_id)
+            if path is None:
+                if tree != self.base and container_id not in self._missed:
+                    log.warning(
+                        "a site task's cgroup is missing from a controller: it is not measured",
+                        extra=fields(
+                            container=container_id[:12], controller=str(tree), found=[str(p) for p in found.values()]
+                        ),
+                    )
+                self._miss(container_id)
+                return None
+            found[tree] = path
+        if self.v2:
+            path = found[self.base]
+            return Cgroup(path, path, path, path, path, v2=True)
+        cpu, cpuacct, memory, blkio, pids = (found[self._controllers[name]] for name in _V1_CONTROLLERS)
+        return Cgroup(cpu, cpuacct, memory, blkio, pids, v2=False)
+
+    def _locate(self, tree: Path, templates: list[str], container_id: str) -> Path | None:
+        """The container's directory in one tree: by a template, or searched for once."""
+        for template in templates:
+            path = tree / template.format(id=container_id)
+            if path.is_dir():
+                return path
         if container_id in self._missed:
             return None
-        found = _search(self.base, container_id)
-        if found is None:
-            # Gone meanwhile (or never had one here): not searched for again.
-            self._missed[container_id] = None
-            while len(self._missed) > MAX_MISSED:
-                del self._missed[next(iter(self._missed))]
-            return None
-        relative = found.relative_to(self.base).as_posix()
-        template = relative.replace(container_id, "{id}")
-        if template not in self._templates:
-            self._templates = [template, *self._templates][:MAX_TEMPLATES]
-        return self._cgroup(relative)
+        found = _search(tree, container_id)
+        if found is not None:
+            template = found.relative_to(tree).as_posix().replace(container_id, "{id}")
+            if template not in templates:
+                templates[:] = [template, *templates][:MAX_TEMPLATES]
+        return found
 
-    def _cgroup(self, relative: str) -> Cgroup:
-        if self.v2:
-            path = self.root / relative
-            return Cgroup(path, path, path, path, path, v2=True)
-        c = self._controllers
-        return Cgroup(
-            c["cpu"] / relative,
-            c["cpuacct"] / relative,
-            c["memory"] / relative,
-            c["blkio"] / relative,
-            c["pids"] / relative,
-            v2=False,
-        )
+    def _miss(self, container_id: str) -> None:
+        """Gone meanwhile (or never had one here): not searched for again."""
+        self._missed[container_id] = None
+        while len(self._missed) > MAX_MISSED:
+            del self._missed[next(iter(self._missed))]
 
     def limits(self, cgroup: Cgroup) -> Limits:
         """Fixed for a container's life (a service update makes a new container): read once."""

@@ -150,6 +150,7 @@ class Collector:
 
     def _read(self, at: float, tasks: list[Task]) -> Pass:
         readings = []
+        unreadable: list[str] = []
         for task in tasks:
             found = self._cgroups.get(task.container_id)
             if found is None:
@@ -164,9 +165,15 @@ class Collector:
                 self._cgroups[task.container_id] = found
             try:
                 usage = self._hierarchy.usage(found[0])
-            except (OSError, ValueError):
-                usage = None  # ended meanwhile
+            except (OSError, ValueError) as exc:
+                usage = None  # ended meanwhile, as a rule
+                if found[0].memory.is_dir():  # not ended: said, for it would go unmeasured unnoticed
+                    unreadable.append(f"{task.name}: {exc!s:.400}")
             readings.append(Reading(task, usage, found[1]))
+        if unreadable:
+            log.warning(
+                "site tasks' cgroups could not be read", extra=fields(tasks=len(unreadable), first=unreadable[0])
+            )
         current = {task.container_id for task in tasks}
         for container_id in [c for c in self._cgroups if c not in current]:
             del self._cgroups[container_id]

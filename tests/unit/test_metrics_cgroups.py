@@ -4,6 +4,7 @@ container wherever the engine's driver put it, and the machine's own real cgroup
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -62,8 +63,9 @@ def v2_tree(root: Path, relative: str, *, oom_kills: int = 0) -> Path:
     return cgroup
 
 
-def v1_tree(root: Path, parent: str, *, co_mounted: bool = False) -> None:
-    """cgroup v1 controllers with a cgroupfs-driver container under `parent`."""
+def v1_tree(root: Path, parent: str, *, co_mounted: bool = False, memory_parent: str | None = None) -> None:
+    """cgroup v1 controllers with a cgroupfs-driver container under `parent` (in the memory
+    controller under `memory_parent` when given)."""
     controllers = {
         "cpu": {
             "cpu.stat": "nr_periods 65\nnr_throttled 4\nthrottled_time 250000000\nnr_bursts 0\nburst_time 0\n",
@@ -82,7 +84,7 @@ def v1_tree(root: Path, parent: str, *, co_mounted: bool = False) -> None:
     }
     for name, files in controllers.items():
         mount = "cpu,cpuacct" if co_mounted and name in ("cpu", "cpuacct") else name
-        write(root / mount / parent / ID, files)
+        write(root / mount / (memory_parent if memory_parent and name == "memory" else parent) / ID, files)
     write(root / "unified" / "docker" / ID, {"cgroup.procs": "4242\n"})  # a hybrid's empty unified tree
 
 
@@ -117,6 +119,34 @@ def test_v1_cgroupfs_layout_with_a_cgroup_parent(tmp_path: Path) -> None:
     assert hierarchy.limits(cgroup) == Limits(cpus=0.25, memory_bytes=67108864)
     usage = hierarchy.usage(cgroup)
     assert usage == Usage(191676, 250000, 974848 - 4096, 1, 5, 512, 1024, 1234, 306)
+
+
+def test_v1_a_container_at_another_path_in_each_controller(tmp_path: Path) -> None:
+    """A worker of scripts/cluster.sh: its engine runs in a memory cgroup of its own but the root
+    of the other controllers, and its relative --cgroup-parent is placed under the engine's cgroup
+    in each; the first container is searched for in each controller, the next by templates."""
+    root = tmp_path / "cgroup"
+    v1_tree(root, "director-w1", memory_parent="process_api/0f17/director-w1")
+    hierarchy = Hierarchy(root, proc_with(tmp_path, 4242))
+    cgroup = hierarchy.find(ID)
+    assert cgroup is not None
+    assert cgroup.memory == root / "memory/process_api/0f17/director-w1" / ID
+    assert cgroup.cpu == root / "cpu/director-w1" / ID and cgroup.pids == root / "pids/director-w1" / ID
+    assert hierarchy.limits(cgroup) == Limits(cpus=0.25, memory_bytes=67108864)
+    assert hierarchy.usage(cgroup) == Usage(191676, 250000, 974848 - 4096, 1, 5, 512, 1024, 1234, 306)
+
+
+def test_v1_a_container_missing_from_a_controller_is_not_measured_and_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "cgroup"
+    v1_tree(root, "docker")
+    shutil.rmtree(root / "blkio" / "docker" / ID)
+    hierarchy = Hierarchy(root, proc_with(tmp_path, 4242))
+    assert hierarchy.find(ID) is None
+    assert hierarchy.find(ID) is None
+    said = [r for r in caplog.records if "missing from a controller" in r.getMessage()]
+    assert len(said) == 1 and "blkio" in said[0].__dict__["fields"]["controller"]
 
 
 def test_v1_co_mounted_cpu_and_cpuacct(tmp_path: Path) -> None:
@@ -188,13 +218,15 @@ def test_the_node_files() -> None:
 
 def test_real_cgroups_of_this_machine(tmp_path: Path) -> None:
     """The kernel's own files: a cgroup made here (in every v1 controller, or in the unified tree)
-    holding a child process, found by its name like a container's and read."""
+    holding a child process, found by its name like a container's and read. On v1 it sits one
+    level deeper in the memory controller than in the others, as a test cluster worker's do."""
     hierarchy = Hierarchy(Path("/sys/fs/cgroup"))
-    name = f"orchestrator-unit-{os.getpid()}-" + "d" * 40
+    prefix = f"orchestrator-unit-{os.getpid()}"
+    name = f"{prefix}-" + "d" * 40
     bases = (
         [hierarchy.root]
         if hierarchy.v2
-        else [hierarchy.root / c for c in ("cpu", "cpuacct", "memory", "blkio", "pids")]
+        else [hierarchy.root / c for c in ("cpu", "cpuacct", "blkio", "pids")] + [hierarchy.root / "memory" / prefix]
     )
     made: list[Path] = []
     # It waits to be moved in, then works a little (CPU and memory are charged as they are used).
@@ -206,6 +238,9 @@ def test_real_cgroups_of_this_machine(tmp_path: Path) -> None:
     try:
         for base in bases:
             try:
+                if not base.exists():
+                    base.mkdir()
+                    made.append(base)
                 (base / name).mkdir()
             except OSError as exc:
                 pytest.skip(f"cannot make a cgroup under {base}: {exc.strerror}")
@@ -215,7 +250,7 @@ def test_real_cgroups_of_this_machine(tmp_path: Path) -> None:
         child.stdin.write(b"go\n")
         child.stdin.flush()
         cgroup = hierarchy.find("d" * 40)
-        assert cgroup is not None and cgroup.memory.name == name
+        assert cgroup is not None and cgroup.memory == bases[-1] / name and cgroup.pids == bases[-2] / name
         for _ in range(100):
             usage = hierarchy.usage(cgroup)
             if usage.cpu_usec > 10_000 and usage.memory_bytes > 1_000_000:
@@ -227,7 +262,7 @@ def test_real_cgroups_of_this_machine(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
-        for directory in made:
+        for directory in reversed(made):
             for _ in range(50):  # the killed child leaves the cgroup a moment later
                 try:
                     directory.rmdir()

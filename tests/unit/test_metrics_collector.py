@@ -113,6 +113,26 @@ async def test_a_failed_listing_is_tried_again(node: tuple[Path, Hierarchy], tmp
     assert engine.listings == 1
 
 
+async def test_a_cgroup_that_is_there_but_cannot_be_read_is_said(
+    node: tuple[Path, Hierarchy], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not taken for a container that ended (its cgroup would be gone): the task goes unmeasured,
+    and the log says why, once a pass."""
+    cgroup, hierarchy = node
+    engine = Engine([Task(ID, "site_0042.1.x", "site_0042", created=0)])
+
+    async def send(sample: NodeSample) -> bool:
+        return True
+
+    collector = Collector(engine, hierarchy, send, period=60, sites_root=tmp_path)
+    await collector.collect(60)
+    (cgroup / "io.stat").unlink()
+    samples = await collector.collect(120)
+    assert samples[0].sites == [] and samples[0].node is not None and samples[0].node.sites_running == 0
+    [said] = [r for r in caplog.records if "could not be read" in r.getMessage()]
+    assert said.__dict__["fields"]["tasks"] == 1 and "io.stat" in said.__dict__["fields"]["first"]
+
+
 async def test_a_standby_reads_but_does_not_send(node: tuple[Path, Hierarchy], tmp_path: Path) -> None:
     _, hierarchy = node
     active = asyncio.Event()
