@@ -35,5 +35,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
     """The suite's one orchestrator, placing sites by the cluster's own label."""
-    async with stack_running("cluster", tmp_path_factory.mktemp("logs"), site_node_label=LABEL) as running:
+    # Metrics every 2 s, merged from the samples of the collectors test_cluster.py runs on the
+    # workers, as compose runs one on every node (it collects nothing itself: no collector runs
+    # for the manager's sites, which are reported `unmeasured`).
+    metrics = {"metrics_seconds": "2", "metrics_collector": "false"}
+    async with stack_running("cluster", tmp_path_factory.mktemp("logs"), site_node_label=LABEL, **metrics) as running:
         yield running

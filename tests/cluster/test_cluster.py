@@ -1,8 +1,9 @@
 """A manager and two workers (scripts/cluster.sh): real engines, real VXLAN between their network
 namespaces. Twelve sites deployed as Director deploys them, then, in this order: placement on every
-node and serving through Traefik; the network guard on every node against sites on different
-nodes; a terminal and a file read of a worker-placed site; Swarm's own
-drain and `orchestrator drain` under a request loop; a worker's engine killed outright."""
+node and serving through Traefik; each worker's metrics collector reporting its sites; the network
+guard on every node against sites on different nodes; a terminal and a file read of a
+worker-placed site; Swarm's own drain and `orchestrator drain` under a request loop; a worker's
+engine killed outright."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ from support import (
     write_jq_site,
     write_site,
 )
+from support.metrics import MetricsWatch, collecting
 from support.network import (
     answers,
     filter_restored,
@@ -57,6 +59,7 @@ from support.network import (
 
 from orchestrator.config import Settings
 from orchestrator_client import Client
+from orchestrator_contract.metrics import SiteMetrics
 
 SITES = 12
 STATE = "/run/director-cluster"  # scripts/cluster.sh: the workers' sockets
@@ -221,6 +224,83 @@ class Node:
                 host, f"unix://{STATE}/{worker}.sock", Path(f"/run/dc-{worker}/netns"), Path(f"/run/netns/{host}")
             )
         return cls(host, Settings().docker_url, Settings().netns_dir)
+
+
+async def test_a_workers_collector_reports_that_nodes_sites(stack: Running, fleet: list[Site], tmp_path: Path) -> None:
+    """As compose's global `collector` runs on every site node: `orchestrator collect` on each
+    worker's engine, as the `collector` broker user. The orchestrator on the manager reports every
+    worker-placed site with that worker's host name and what its task used there, read from each
+    cgroup controller (here a worker's containers sit at another path in the memory controller than
+    in the others: its engine runs in a memory cgroup of its own), and each worker's node.metrics."""
+    remote = on_a_worker(stack.api, fleet)
+    assert remote, "no site runs on a worker"
+    nodes = ready_nodes(stack.api)
+    hosts = {s.id: nodes[node_of(stack.api, s) or ""] for s in remote}
+    workers = sorted(set(hosts.values()))
+    watch = MetricsWatch()
+    async with connected("observer", stack.vhost) as observer:
+        await watch.start(observer)
+        started = time.monotonic()
+        await _collect_on(workers, stack, tmp_path, watch, remote, hosts)
+        took = time.monotonic() - started
+    example = next(m for m in watch.of(remote[0].id) if _measured_on(m, hosts[remote[0].id]))
+    MEASURED.append(
+        f"collectors on {', '.join(workers)}: all {len(remote)} sites there reported from their node "
+        f"{took:.1f} s after the collectors started (period 2 s), e.g. site {remote[0].id}: {example.usage}"
+    )
+    for node in (n for n in watch.nodes if n.hostname in workers):
+        assert node.cpus >= 1 and node.memory_total_bytes > 0 and node.sites_root is not None
+
+
+def _measured_on(m: SiteMetrics, host: str) -> bool:
+    """A window of the site's task on `host`, with what every controller gave (cpu: its limit,
+    memory: its working set and limit, pids)."""
+    u = m.usage
+    return (
+        m.nodes == [host]
+        and u is not None
+        and u.cpu_limit is not None
+        and u.memory_bytes > 0
+        and u.memory_limit_bytes is not None
+        and u.pids >= 1
+    )
+
+
+async def _collect_on(
+    workers: list[str], stack: Running, tmp_path: Path, watch: MetricsWatch, remote: list[Site], hosts: dict[int, str]
+) -> None:
+    """`orchestrator collect` on each worker until every worker's sites were measured there.
+    Beside the worker's engine rather than in its network namespace: this machine's broker listens
+    on loopback only (production's collectors reach it over the stack's `broker` network); what a
+    collector reads, its engine and the node's cgroups and processes, is the same from here."""
+    with contextlib.ExitStack() as running:
+        for host in workers:
+            env = {
+                **stack.orchestrator.env,
+                "ORCHESTRATOR_DOCKER_URL": Node.named(host).docker_url,
+                "ORCHESTRATOR_AMQP_URL": stack.broker.url("collector", stack.vhost),
+                "ORCHESTRATOR_HEARTBEAT_FILE": str(tmp_path / f"collector-{host}.heartbeat"),
+            }
+            running.enter_context(collecting(env, tmp_path / f"collector-{host}.log"))
+
+        def seen() -> dict[int, list[tuple[str, str, list[str], Any]]]:
+            """The last windows of each, should it time out."""
+            return {
+                s.id: [(m.window.end.isoformat(), m.state, m.nodes, m.usage) for m in watch.of(s.id)][-2:]
+                for s in remote
+            }
+
+        await watch.until(
+            lambda: (
+                all(any(_measured_on(m, hosts[s.id]) for m in watch.of(s.id)) for s in remote)
+                and {n.hostname for n in watch.nodes} >= set(workers)
+            ),
+            timeout=60,
+            why=lambda: (
+                f"sites {seen()}, nodes {sorted({n.hostname for n in watch.nodes})}, hosts {hosts}, collectors: "
+                + " | ".join((tmp_path / f"collector-{h}.log").read_text()[-800:] for h in workers)
+            ),
+        )
 
 
 @dataclass

@@ -50,10 +50,14 @@ class MetricsWatch:
     def of(self, site_id: int) -> list[SiteMetrics]:
         return [m for m in self.sites if m.site_id == site_id]
 
-    async def until(self, done: Callable[[], bool], timeout: float = 45) -> None:
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(done)
+    async def until(self, done: Callable[[], bool], timeout: float = 45, why: Callable[[], str] | None = None) -> None:
+        """Until `done()`; on timeout, an AssertionError with `why()` (what was seen instead)."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._changed:
+                    await self._changed.wait_for(done)
+        except TimeoutError:
+            raise AssertionError(f"not within {timeout} s: {why() if why else ''}") from None
 
 
 @contextlib.contextmanager
