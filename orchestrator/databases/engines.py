@@ -10,14 +10,16 @@ console's statement).
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from orchestrator.config import DatabaseServer
-from orchestrator.errors import DatabaseError
+from orchestrator.errors import DatabaseError, DatabaseRefused
 from orchestrator.sites.databases import Grant
+from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.databases import DatabaseKind, QueryResult
 
 SITE_NAME = re.compile(r"site_([0-9]{4,10})")
@@ -78,6 +80,19 @@ class Held:
     deployment: str | None = None  # None: logins without a database, or a database not marked
 
 
+def holdings(databases: Iterable[tuple[str, str | None, int]], logins: Iterable[str]) -> list[Held]:
+    """What a server holds, by site id: from its site databases (name, comment, bytes) and the
+    names of its site logins (and roles), a login without its database as such."""
+    found = {}
+    for name, comment, size in databases:
+        site_id, marker = int(name[5:]), Marker.of(comment)
+        found[site_id] = Held(site_id, True, int(size), marker.retired_at, marker.deployment)
+    for login in logins:
+        site_id = int(login[5:].partition("_")[0])
+        found.setdefault(site_id, Held(site_id, False))
+    return sorted(found.values(), key=lambda held: held.site_id)
+
+
 @dataclass(frozen=True)
 class Holdings:
     """What one server holds, or why it could not say."""
@@ -92,6 +107,24 @@ class QueryLimits:
     timeout_seconds: float
     max_rows: int
     max_bytes: int
+
+
+def query_timeout(limits: QueryLimits) -> DatabaseRefused:
+    return DatabaseRefused(
+        f"the statement ran past {limits.timeout_seconds:g} s (DATABASE_QUERY_TIMEOUT_SECONDS)",
+        code=ErrorCode.QUERY_TIMEOUT,
+    )
+
+
+def multiple_statements() -> DatabaseRefused:
+    return DatabaseRefused(
+        "one statement at a time: the console runs a single SQL statement", code=ErrorCode.MULTIPLE_STATEMENTS
+    )
+
+
+def query_failed(message: str) -> DatabaseRefused:
+    """The server's own refusal of the statement (a syntax error, a missing privilege)."""
+    return DatabaseRefused(message[:2000], code=ErrorCode.QUERY_FAILED)
 
 
 @dataclass(frozen=True)
@@ -142,3 +175,34 @@ class Engine(Protocol):
     def dump_command(self, site_id: int) -> DumpCommand: ...
 
     async def close(self) -> None: ...
+
+
+P = TypeVar("P")
+
+
+class PooledEngine(Generic[P]):
+    """What both engines share: the server, the admin's pool `P` (made on first use, once however
+    many ask at a time) and how an error names the server."""
+
+    kind: DatabaseKind
+
+    def __init__(self, server: DatabaseServer, timeout: float, connection_limit: int, deployment: str) -> None:
+        self.server = server
+        self._deployment = deployment
+        self._timeout = timeout
+        self._limit = connection_limit
+        self._pool: P | None = None
+        self._opening = asyncio.Lock()
+
+    @property
+    def _where(self) -> str:
+        return f"{self.kind.value} server {self.server.name} ({self.server.host}:{self.server.port})"
+
+    async def _open_pool(self) -> P:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await self._make_pool()
+            return self._pool
+
+    async def _make_pool(self) -> P:
+        raise NotImplementedError

@@ -25,20 +25,23 @@ import aiomysql
 import pymysql
 import pymysql.constants.CLIENT
 
-from orchestrator.config import DatabaseServer
 from orchestrator.databases.engines import (
     LOGIN_NAME,
     SITE_NAME,
     DumpCommand,
     Held,
     Marker,
+    PooledEngine,
     QueryLimits,
     admin_password,
+    holdings,
+    multiple_statements,
+    query_failed,
+    query_timeout,
 )
-from orchestrator.databases.rows import RowBudget, cell, mentions_more_statements
+from orchestrator.databases.rows import mentions_more_statements, read_rows
 from orchestrator.errors import DatabaseError, DatabaseRefused, DatabaseUnavailable
 from orchestrator.sites.databases import Grant, database_name, logins, other_login
-from orchestrator_contract.codes import ErrorCode
 from orchestrator_contract.databases import DatabaseKind, QueryResult
 
 # Client errors of a server that is not there (2003 cannot connect, 2006 gone away, 2013 lost).
@@ -94,20 +97,8 @@ def _code(exc: BaseException) -> int:
     return args[0] if args and isinstance(args[0], int) else 0
 
 
-class MySQL:
+class MySQL(PooledEngine[aiomysql.Pool]):
     kind = DatabaseKind.MYSQL
-
-    def __init__(self, server: DatabaseServer, timeout: float, connection_limit: int, deployment: str) -> None:
-        self.server = server
-        self._deployment = deployment
-        self._timeout = timeout
-        self._limit = connection_limit
-        self._pool: aiomysql.Pool | None = None
-        self._opening = asyncio.Lock()
-
-    @property
-    def _where(self) -> str:
-        return f"mysql server {self.server.name} ({self.server.host}:{self.server.port})"
 
     def _translate(self, exc: BaseException) -> Exception:
         code = _code(exc)
@@ -117,21 +108,18 @@ class MySQL:
             return DatabaseError(f"{self._where}: the admin was refused ({code}): {exc}")
         return DatabaseError(f"{self._where}: {exc}")
 
-    async def _open_pool(self) -> aiomysql.Pool:
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await aiomysql.create_pool(
-                    host=self.server.host,
-                    port=self.server.port,
-                    user=self.server.admin_user,
-                    password=admin_password(self.server),
-                    minsize=0,
-                    maxsize=2,
-                    connect_timeout=self._timeout,
-                    autocommit=True,
-                    pool_recycle=60,
-                )
-            return self._pool
+    async def _make_pool(self) -> aiomysql.Pool:
+        return await aiomysql.create_pool(
+            host=self.server.host,
+            port=self.server.port,
+            user=self.server.admin_user,
+            password=admin_password(self.server),
+            minsize=0,
+            maxsize=2,
+            connect_timeout=self._timeout,
+            autocommit=True,
+            pool_recycle=60,
+        )
 
     @contextlib.asynccontextmanager
     async def _admin(self) -> AsyncIterator[aiomysql.Cursor]:
@@ -247,14 +235,7 @@ class MySQL:
             databases = await db.fetchall()
             await db.execute("SELECT User FROM mysql.global_priv WHERE User REGEXP '^site_[0-9]{4,10}_[ab]$'")
             users = await db.fetchall()
-        found = {}
-        for name, comment, size in databases:
-            site_id, marker = int(name[5:]), Marker.of(comment)
-            found[site_id] = Held(site_id, True, int(size), marker.retired_at, marker.deployment)
-        for (user,) in users:
-            site_id = int(user[5:].partition("_")[0])
-            found.setdefault(site_id, Held(site_id, False))
-        return sorted(found.values(), key=lambda held: held.site_id)
+        return holdings(databases, (user for (user,) in users))
 
     async def usage(self, site_id: int) -> int | None:
         name = database_name(site_id)
@@ -297,28 +278,17 @@ class MySQL:
             if code in _GONE:
                 raise self._translate(exc) from None
             if code in _TIMEOUT:
-                raise DatabaseRefused(
-                    f"the statement ran past {limits.timeout_seconds:g} s (DATABASE_QUERY_TIMEOUT_SECONDS)",
-                    code=ErrorCode.QUERY_TIMEOUT,
-                ) from None
+                raise query_timeout(limits) from None
             if mentions_more_statements(sql, code == _SYNTAX):
-                raise DatabaseRefused(
-                    "one statement at a time: the console runs a single SQL statement",
-                    code=ErrorCode.MULTIPLE_STATEMENTS,
-                ) from None
-            raise DatabaseRefused(
-                f"{code}: {exc.args[-1] if exc.args else exc}"[:2000], code=ErrorCode.QUERY_FAILED
-            ) from None
+                raise multiple_statements() from None
+            raise query_failed(f"{code}: {exc.args[-1] if exc.args else exc}") from None
         except TimeoutError:
             # MariaDB lets a statement lift its own limit (`SET STATEMENT max_statement_time=0 FOR
             # ...`), and a server notices a closed client only when it next writes: the admin ends
             # the session, so nothing of the console's keeps running past its timeout.
             connection.close()
             await self._kill(session)
-            raise DatabaseRefused(
-                f"the statement ran past {limits.timeout_seconds:g} s (DATABASE_QUERY_TIMEOUT_SECONDS)",
-                code=ErrorCode.QUERY_TIMEOUT,
-            ) from None
+            raise query_timeout(limits) from None
         except _UNAVAILABLE as exc:
             raise self._translate(exc) from None
         finally:
@@ -338,19 +308,7 @@ class MySQL:
         if not cursor.description:
             return QueryResult(columns=[], rows=[], truncated=False, status=f"{cursor.rowcount} rows affected")
         columns = [str(column[0]) for column in cursor.description]
-        budget = RowBudget(limits.max_rows, limits.max_bytes)
-        rows: list[list[Any]] = []
-        while not budget.spent:
-            batch = await cursor.fetchmany(min(100, limits.max_rows + 1))
-            if not batch:
-                break
-            for record in batch:
-                row = [cell(value) for value in record]
-                if not budget.take(row):
-                    break
-                rows.append(row)
-        status = f"{len(rows)} rows" + (" (more left out)" if budget.spent else "")
-        return QueryResult(columns=columns, rows=rows, truncated=budget.spent, status=status)
+        return await read_rows(columns, cursor.fetchmany, limits.max_rows, limits.max_bytes)
 
     def dump_command(self, site_id: int) -> DumpCommand:
         return DumpCommand(

@@ -24,21 +24,24 @@ import hashlib
 import hmac
 import os
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 
-from orchestrator.config import DatabaseServer
 from orchestrator.databases.engines import (
     LOGIN_NAME,
     SITE_NAME,
     DumpCommand,
     Held,
     Marker,
+    PooledEngine,
     QueryLimits,
     admin_password,
+    holdings,
+    multiple_statements,
+    query_failed,
+    query_timeout,
 )
-from orchestrator.databases.rows import RowBudget, cell, mentions_more_statements
+from orchestrator.databases.rows import mentions_more_statements, read_rows
 from orchestrator.errors import DatabaseError, DatabaseRefused, DatabaseUnavailable
 from orchestrator.sites.databases import Grant, database_name, logins, other_login
 from orchestrator_contract.codes import ErrorCode
@@ -83,36 +86,25 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class Postgres:
+class Postgres(PooledEngine[asyncpg.Pool]):
     kind = DatabaseKind.POSTGRES
-
-    def __init__(self, server: DatabaseServer, timeout: float, connection_limit: int, deployment: str) -> None:
-        self.server = server
-        self._deployment = deployment
-        self._timeout = timeout
-        self._limit = connection_limit
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
 
     # --- the admin's connections ------------------------------------------------------------
 
-    async def _open_pool(self) -> asyncpg.Pool:
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    host=self.server.host,
-                    port=self.server.port,
-                    user=self.server.admin_user,
-                    password=functools.partial(admin_password, self.server),
-                    database="postgres",
-                    min_size=0,
-                    max_size=2,
-                    timeout=self._timeout,
-                    command_timeout=self._timeout,
-                    max_inactive_connection_lifetime=60,
-                    server_settings={"application_name": "director-orchestrator"},
-                )
-            return self._pool
+    async def _make_pool(self) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            host=self.server.host,
+            port=self.server.port,
+            user=self.server.admin_user,
+            password=functools.partial(admin_password, self.server),
+            database="postgres",
+            min_size=0,
+            max_size=2,
+            timeout=self._timeout,
+            command_timeout=self._timeout,
+            max_inactive_connection_lifetime=60,
+            server_settings={"application_name": "director-orchestrator"},
+        )
 
     @contextlib.asynccontextmanager
     async def _admin(self) -> AsyncIterator[asyncpg.Connection]:
@@ -128,10 +120,6 @@ class Postgres:
             raise DatabaseError(f"{self._where}: {exc.sqlstate}: {exc}") from None
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(f"{self._where}: {type(exc).__name__}: {exc}") from None
-
-    @property
-    def _where(self) -> str:
-        return f"postgres server {self.server.name} ({self.server.host}:{self.server.port})"
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -218,14 +206,7 @@ class Postgres:
                 "FROM pg_database WHERE datname ~ '^site_[0-9]{4,10}$'"
             )
             roles = await db.fetch("SELECT rolname FROM pg_roles WHERE rolname ~ '^site_[0-9]{4,10}(_[ab])?$'")
-        found = {}
-        for r in databases:
-            site_id, marker = int(r["datname"][5:]), Marker.of(r["comment"])
-            found[site_id] = Held(site_id, True, r["size"], marker.retired_at, marker.deployment)
-        for role in roles:
-            site_id = int(role["rolname"][5:].partition("_")[0])
-            found.setdefault(site_id, Held(site_id, False))
-        return sorted(found.values(), key=lambda held: held.site_id)
+        return holdings(((r["datname"], r["comment"], r["size"]) for r in databases), (r["rolname"] for r in roles))
 
     async def usage(self, site_id: int) -> int | None:
         async with self._admin() as db:
@@ -267,16 +248,10 @@ class Postgres:
                 return await self._run(connection, sql, limits)
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == _CANCELED:
-                raise DatabaseRefused(
-                    f"the statement ran past {limits.timeout_seconds:g} s (DATABASE_QUERY_TIMEOUT_SECONDS)",
-                    code=ErrorCode.QUERY_TIMEOUT,
-                ) from None
+                raise query_timeout(limits) from None
             if _MULTIPLE in str(exc) or mentions_more_statements(sql, exc.sqlstate == "42601"):
-                raise DatabaseRefused(
-                    "one statement at a time: the console runs a single SQL statement",
-                    code=ErrorCode.MULTIPLE_STATEMENTS,
-                ) from None
-            raise DatabaseRefused(f"{exc.sqlstate}: {exc}"[:2000], code=ErrorCode.QUERY_FAILED) from None
+                raise multiple_statements() from None
+            raise query_failed(f"{exc.sqlstate}: {exc}") from None
         except TimeoutError:
             raise DatabaseRefused(
                 f"the server did not answer within {limits.timeout_seconds + self._timeout:g} s",
@@ -294,21 +269,9 @@ class Postgres:
         if not columns:
             await statement.fetch()  # autocommit, as a client would run it
             return QueryResult(columns=[], rows=[], truncated=False, status=statement.get_statusmsg() or "")
-        budget = RowBudget(limits.max_rows, limits.max_bytes)
-        rows: list[list[Any]] = []
         async with connection.transaction():  # a cursor lives in one; it commits what RETURNING changed
             cursor = await statement.cursor()
-            while not budget.spent:
-                batch = await cursor.fetch(min(100, limits.max_rows + 1))
-                if not batch:
-                    break
-                for record in batch:
-                    row = [cell(value) for value in record.values()]
-                    if not budget.take(row):
-                        break
-                    rows.append(row)
-        status = f"{len(rows)} rows" + (" (more left out)" if budget.spent else "")
-        return QueryResult(columns=columns, rows=rows, truncated=budget.spent, status=status)
+            return await read_rows(columns, cursor.fetch, limits.max_rows, limits.max_bytes)
 
     def dump_command(self, site_id: int) -> DumpCommand:
         return DumpCommand(

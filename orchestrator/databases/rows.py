@@ -1,4 +1,5 @@
-"""Pure: the console's reply within its bounds, and its cells as JSON has them."""
+"""The console's reply within its bounds, and its cells as JSON has them (no driver: each engine
+hands over its cursor's fetch)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from orchestrator_contract.databases import Cell
+from orchestrator_contract.databases import Cell, QueryResult
 
 # Quoted strings, quoted names and comments: a `;` inside one does not end a statement.
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`|--[^\n]*|#[^\n]*|/\*.*?\*/", re.S)
@@ -59,3 +61,23 @@ def mentions_more_statements(sql: str, syntax_error: bool) -> bool:
         return False
     bare = _QUOTED.sub(" ", sql).strip().rstrip(";").strip()
     return ";" in bare
+
+
+async def read_rows(
+    columns: list[str], fetch: Callable[[int], Awaitable[Sequence[Sequence[Any]]]], max_rows: int, max_bytes: int
+) -> QueryResult:
+    """The reply to a statement that returns rows: batches of `fetch(n)` (a server-side cursor's),
+    until there are none left or `max_rows` rows or `max_bytes` of their JSON are taken."""
+    budget = RowBudget(max_rows, max_bytes)
+    rows: list[list[Cell]] = []
+    while not budget.spent:
+        batch = await fetch(min(100, max_rows + 1))
+        if not batch:
+            break
+        for record in batch:
+            row = [cell(value) for value in record]
+            if not budget.take(row):
+                break
+            rows.append(row)
+    status = f"{len(rows)} rows" + (" (more left out)" if budget.spent else "")
+    return QueryResult(columns=columns, rows=rows, truncated=budget.spent, status=status)

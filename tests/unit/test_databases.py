@@ -18,11 +18,11 @@ from fakes import FakeDatabases, FakeEngine, FakeRoutes, FakeSiteDirs, FakeSwarm
 from orchestrator.config import DatabaseServer, Settings
 from orchestrator.databases.drift import database_drift
 from orchestrator.databases.dumps import Dumps
-from orchestrator.databases.engines import Held, Holdings, Marker
+from orchestrator.databases.engines import Held, Holdings, Marker, holdings
 from orchestrator.databases.mysql import native_hash
 from orchestrator.databases.postgres import scram_verifier
 from orchestrator.databases.requests import SiteDatabases
-from orchestrator.databases.rows import RowBudget, cell, mentions_more_statements
+from orchestrator.databases.rows import RowBudget, cell, mentions_more_statements, read_rows
 from orchestrator.databases.servers import Databases
 from orchestrator.errors import (
     DatabaseError,
@@ -333,6 +333,43 @@ def test_rows_stop_at_their_count_or_their_bytes() -> None:
     assert budget.take([1]) and budget.take([2]) and not budget.take([3]) and budget.spent
     small = RowBudget(max_rows=100, max_bytes=20)
     assert small.take(["abc"]) and not small.take(["x" * 30]) and small.spent
+
+
+async def test_rows_are_read_in_batches_until_the_cursor_ends_or_the_budget_is_spent() -> None:
+    asked: list[int] = []
+
+    def cursor(rows: int) -> Callable[[int], Any]:
+        left = [(n, f"note {n}", b"\x01") for n in range(rows)]
+
+        async def fetch(n: int) -> list[tuple[Any, ...]]:
+            asked.append(n)
+            batch, left[:] = left[:n], left[n:]
+            return batch
+
+        return fetch
+
+    every = await read_rows(["id", "body", "raw"], cursor(250), 1000, 1_000_000)
+    assert (len(every.rows), every.truncated, every.status) == (250, False, "250 rows")
+    assert every.rows[0] == [0, "note 0", "\\x01"] and asked == [100, 100, 100, 100]
+    asked.clear()
+    cut = await read_rows(["id", "body", "raw"], cursor(250), 3, 1_000_000)
+    assert (len(cut.rows), cut.truncated, cut.status) == (3, True, "3 rows (more left out)") and asked == [4]
+    small = await read_rows(["id", "body", "raw"], cursor(250), 1000, 100)
+    assert small.truncated and 0 < len(small.rows) < 10
+
+
+def test_what_a_server_holds_is_read_per_site_from_its_databases_and_logins() -> None:
+    found = holdings(
+        [("site_0007", "director:here:retired:1700000000", 8192), ("site_0003", "director:here", 100),
+         ("site_0009", None, 0)],
+        ["site_0003", "site_0003_a", "site_0003_b", "site_0005_a", "site_0007_b"],
+    )  # fmt: skip
+    assert found == [
+        Held(3, True, 100, None, "here"),
+        Held(5, False),  # logins without their database: a provision cut short
+        Held(7, True, 8192, 1700000000.0, "here"),
+        Held(9, True, 0, None, None),  # not marked: nobody's
+    ]
 
 
 def test_cells_are_json() -> None:
