@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.rabbit import LOCAL_BROKER, Broker
 from harness.scope import DEPLOYMENT
-from harness.stack import ROOT, TRAEFIK, TRAEFIK_API
+from harness.stack import ROOT, TRAEFIK, TRAEFIK_API, default_images
 from harness.waiting import eventually
 
 
@@ -86,6 +86,7 @@ class OrchestratorProcess:
 def orchestrator_env(vhost: str, sites_root: Path, broker: Broker = LOCAL_BROKER, **overrides: str) -> dict[str, str]:
     """Settings for a test orchestrator: short timings, its own vhost and sites root."""
     env = {
+        **default_images(),  # pinned by digest, as `orchestrator run` requires
         "ORCHESTRATOR_AMQP_URL": broker.url("orchestrator", vhost),
         "ORCHESTRATOR_REPLAY_AMQP_URL": broker.url("director", vhost),
         "ORCHESTRATOR_SITES_ROOT": str(sites_root),

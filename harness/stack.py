@@ -42,6 +42,9 @@ SITE_UID_BASE = Settings.model_fields["site_uid_base"].default  # a site's uid i
 REGISTRY = Settings.model_fields["registry"].default
 REGISTRY_API = Settings.model_fields["registry_api_url"].default
 IMAGE_SITE_LABEL = "com.director.image.site"
+# The default images as the local stack pushed and pinned them (scripts/stack-up.sh, section 11):
+# ORCHESTRATOR_DEFAULT_IMAGE, ORCHESTRATOR_STATIC_IMAGE, ORCHESTRATOR_ALLOWED_DEFAULT_IMAGES.
+DEFAULT_IMAGES_ENV = Path("/etc/director-stack/default-images.env")
 
 
 def make_vhost(name: str, broker: Broker = LOCAL_BROKER) -> None:
@@ -235,3 +238,12 @@ def docker_without_test_sites() -> Iterator[docker.APIClient]:
     wipe_sites(docker_api())
     yield docker_api()
     wipe_sites(docker_api())  # a fresh client: the daemon may have restarted meanwhile
+
+
+def default_images() -> dict[str, str]:
+    """The pinned default images every test orchestrator runs with (`DEFAULT_IMAGES_ENV`)."""
+    try:
+        lines = DEFAULT_IMAGES_ENV.read_text().splitlines()
+    except FileNotFoundError:
+        raise RuntimeError(f"{DEFAULT_IMAGES_ENV} is missing: the default images are not pinned (make up)") from None
+    return dict(line.split("=", 1) for line in lines if line.startswith("ORCHESTRATOR_") and "=" in line)

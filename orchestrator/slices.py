@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.config import DatabaseServer, Settings
-from orchestrator_contract.images import in_registry, with_default_tag
+from orchestrator_contract.images import is_pinned, known_names, with_default_tag
 from orchestrator_contract.sites import memory_bytes
 
 NANOSECONDS = 1_000_000_000
@@ -24,14 +24,19 @@ class Admission:
     allow_ip_domains: bool
     max_cpus: float
     max_memory_bytes: int
-    default_image: str  # with its registry, as every default image runs (`default_images_registry`)
-    allowed_default_images: frozenset[str]  # each with its default tag, as Director names them
-    static_image: str  # with its registry
-    default_images_registry: str
+    default_image: str  # as it runs: pinned by digest (`unpinned_default_images`)
+    allowed_default_images: tuple[str, ...]  # likewise; Director asks for one by a `known_names` name
+    static_image: str
     registry: str  # custom images come from here, as configured
     max_image_packages: int
     build_tools_image: str
     database_servers: tuple[DatabaseServer, ...]  # where a new site database may go
+
+    def allowed_default_image(self, name: str) -> str | None:
+        """The allowed default image Director names `name` (`director/base:latest`, `director/base`,
+        or in full), as it runs; None: not one."""
+        wanted = with_default_tag(name)
+        return next((image for image in self.allowed_default_images if wanted in known_names(image)), None)
 
     @classmethod
     def of(cls, settings: Settings) -> Admission:
@@ -43,10 +48,9 @@ class Admission:
             allow_ip_domains=settings.allow_ip_domains,
             max_cpus=settings.max_cpus,
             max_memory_bytes=memory_bytes(settings.max_memory),
-            default_image=in_registry(settings.default_image, settings.default_images_registry),
-            allowed_default_images=frozenset(with_default_tag(name) for name in settings.allowed_default_images),
-            static_image=in_registry(settings.static_image, settings.default_images_registry),
-            default_images_registry=settings.default_images_registry,
+            default_image=settings.default_image,
+            allowed_default_images=tuple(settings.allowed_default_images),
+            static_image=settings.static_image,
             registry=settings.registry,
             max_image_packages=settings.max_image_packages,
             build_tools_image=settings.build_tools_image,
@@ -122,6 +126,14 @@ class SiteRuntime:
             # The drain comes out of the grace period: the server still gets the rest to shut down.
             stop_grace_ns=_ns(settings.stop_grace_seconds + settings.drain_seconds),
         )
+
+
+def unpinned_default_images(settings: Settings) -> list[str]:
+    """The default images (DEFAULT_IMAGE, STATIC_IMAGE, each of ALLOWED_DEFAULT_IMAGES) not written
+    in full and pinned by digest: `orchestrator run` refuses to start with any."""
+    images = {"DEFAULT_IMAGE": [settings.default_image], "STATIC_IMAGE": [settings.static_image]}
+    images["ALLOWED_DEFAULT_IMAGES"] = list(settings.allowed_default_images)
+    return [f"{setting}={image!r}" for setting, values in images.items() for image in values if not is_pinned(image)]
 
 
 def placement(site_node_label: str, constraints: list[str]) -> tuple[str, ...]:

@@ -31,8 +31,9 @@ PREFIX=${CLUSTER_PREFIX:-198.18.213}
 MANAGER_ADDR=$PREFIX.1
 SITE_NODE_LABEL=${SITE_NODE_LABEL:-director.sites}
 REGISTRY_ADDR=${REGISTRY_ADDR:-$MANAGER_ADDR:5000}
-# As sites run them (from the local registry: ORCHESTRATOR_DEFAULT_IMAGES_REGISTRY), and as builds
-# and terminals name them; loaded rather than pulled, to start quickly.
+# As builds and terminals name them; loaded rather than pulled, to start quickly. (Sites run the
+# default images pinned by digest, which `docker load` does not record: a worker pulls those from
+# the local registry at its first task.)
 IMAGES="director/base:latest nginx:latest $REGISTRY_ADDR/director/base:latest $REGISTRY_ADDR/nginx:latest ${CLUSTER_IMAGES:-}"
 STATE=/run/director-cluster        # sockets, pid files, node ids
 DATA=/var/lib/director-cluster     # data roots

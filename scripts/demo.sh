@@ -28,6 +28,8 @@ if running; then
   echo "==> orchestrator already running (pid $(cat "$PIDFILE"), log $LOG)"
 else
   echo "==> starting the orchestrator (log: $LOG)"
+  # The default images as scripts/stack-up.sh pushed and pinned them (by digest).
+  set -a; . /etc/director-stack/default-images.env; set +a
   nohup "$PY" -m orchestrator run >>"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 60); do

@@ -913,23 +913,41 @@ responder_up() {
 }
 wait_for 60 responder responder_up || die "the HTTP-01 responder does not answer through Traefik (docker service ps $RESPONDER)"
 rm -f "$TLS_ROOT/http01/stack-up-probe"
-# ---------------------------------------------------------------- 11. the default images in the registry
-# Sites run the default and static images as $REGISTRY_ADDR/<name> (ORCHESTRATOR_DEFAULT_IMAGES_REGISTRY):
-# a node that lacks one pulls it from here, never from Docker Hub, where someone else owns the name.
-# Pushed when the registry lacks the tag or holds another image under it.
+# ---------------------------------------------------------------- 11. the default images in the registry, pinned
+# Sites run the default and static images from $REGISTRY_ADDR, pinned by digest
+# (<registry>/<name>:<tag>@sha256:<digest>): a node that lacks one pulls exactly those bytes from
+# here, never from Docker Hub, and a tag moved in the registry changes nothing that runs.
+# Pushed when the registry's tag is not this node's image (its digest is not among the image's
+# RepoDigests); the pinned references go to $DEFAULT_IMAGES_ENV as the orchestrator's settings
+# (scripts/demo.sh, the tests' orchestrators and the side-by-side stack read them). A new pin
+# comes only from here: a rebuilt image, pushed by this script.
+DEFAULT_IMAGES_ENV=/etc/director-stack/default-images.env
+registry_digest() { # repository tag: the digest the registry holds under the tag
+    curl -sf -I -m 5 -u "$REGISTRY_USER:$REGISTRY_PASSWORD" -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+        "http://$REGISTRY_ADDR/v2/$1/manifests/$2" | tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}'
+}
+pinned=()
 for image in "$BASE_IMAGE" "$NGINX_IMAGE"; do
     target=$REGISTRY_ADDR/$image
-    want=$(docker image inspect -f '{{.Id}}' "$image")
-    have=$(docker image inspect -f '{{.Id}}' "$target" 2>/dev/null || true)
     repo=${image%:*} tag=${image##*:}
-    if [ "$want" = "$have" ] && curl -sf -o /dev/null -m 5 -u "$REGISTRY_USER:$REGISTRY_PASSWORD" \
-        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://$REGISTRY_ADDR/v2/$repo/manifests/$tag"; then
-        continue
+    digest=$(registry_digest "$repo" "$tag" || true)
+    if [ -z "$digest" ] || ! docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$image" |
+        grep -qxF "$REGISTRY_ADDR/$repo@$digest"; then
+        log "registry: pushing $target"
+        docker tag "$image" "$target"
+        docker push -q "$target" >/dev/null || die "could not push $target to the local registry"
+        digest=$(registry_digest "$repo" "$tag")
+        [ -n "$digest" ] || die "the local registry does not answer for $target"
     fi
-    log "registry: pushing $target"
-    docker tag "$image" "$target"
-    docker push -q "$target" >/dev/null || die "could not push $target to the local registry"
+    pinned+=("$target@$digest")
 done
+pins=$(printf '%s\n' "ORCHESTRATOR_DEFAULT_IMAGE=${pinned[0]}" "ORCHESTRATOR_ALLOWED_DEFAULT_IMAGES=${pinned[0]}" \
+    "ORCHESTRATOR_STATIC_IMAGE=${pinned[1]}")
+if [ "$(cat "$DEFAULT_IMAGES_ENV" 2>/dev/null)" != "$pins" ]; then
+    printf '%s\n' "$pins" >"$DEFAULT_IMAGES_ENV.tmp" && chmod 0644 "$DEFAULT_IMAGES_ENV.tmp" &&
+        mv -f "$DEFAULT_IMAGES_ENV.tmp" "$DEFAULT_IMAGES_ENV"
+    log "registry: default images pinned in $DEFAULT_IMAGES_ENV: ${pinned[*]}"
+fi
 
 # ---------------------------------------------------------------- 12. site databases
 # PostgreSQL and MariaDB for sites' databases, on loopback and this bridge address (scripts/stack-databases.sh).

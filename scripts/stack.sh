@@ -9,6 +9,9 @@
 #   scripts/stack.sh down          remove the stack and this deployment's site services; site
 #                                  directories, the broker's volume and the secrets stay
 #   scripts/stack.sh rotate NAME   a new version of the secret NAME (or `all`), then deploy
+#   scripts/stack.sh pin-images    push this machine's director/base:latest and nginx:latest to
+#                                  DEFAULT_IMAGES_REGISTRY and record their digests in
+#                                  DEFAULT_IMAGES_FILE: the one way sites' default images change
 #   scripts/stack.sh purge         after `down`: also the broker's volume, the secrets, the state dir
 #   scripts/stack.sh status        services, tasks and health
 #   scripts/stack.sh wait          until every service is healthy (HEALTHY_TIMEOUT)
@@ -27,8 +30,12 @@
 #   SITES_NETWORK    the sites' overlay network                                         (director-sites)
 #   SITES_REGISTRY   prefix of custom site images                                       (registry.director.local/sites)
 #   REGISTRY_AUTH_FILE  a Docker client config.json holding the sites' registry's credential
-#                    (`docker login`); only the entries of SITES_REGISTRY's and
-#                    DEFAULT_IMAGES_REGISTRY's hosts go into the secret  (root's ~/.docker/config.json)
+#                    (`docker login`); only the entries of SITES_REGISTRY's and the default
+#                    images' hosts go into the secret                  (root's ~/.docker/config.json)
+#   DEFAULT_IMAGES_REGISTRY  where pin-images pushes the default and static images (registry.director.local)
+#   DEFAULT_IMAGES_FILE  the pinned default images, ORCHESTRATOR_DEFAULT_IMAGE/_STATIC_IMAGE/
+#                    _ALLOWED_DEFAULT_IMAGES lines, each <registry>/<name>:<tag>@sha256:<digest>;
+#                    written by pin-images, read by deploy ($STACK_STATE_DIR/default-images.env)
 #   SITES_DOMAIN_SUFFIXES  the domains sites may claim, comma-separated               (required)
 #   RESERVED_DOMAINS the panel's own names, which no site may claim, comma-separated   (required)
 #   AMQPS_HOSTNAMES  extra names in the broker's certificate (the name Director uses), comma-separated
@@ -59,6 +66,8 @@ SITES_NETWORK=${SITES_NETWORK:-director-sites}
 STATE_DIR=${STACK_STATE_DIR:-/var/lib/director-stack/$STACK}
 CACHE_DIR=${STACK_CACHE_DIR:-/var/cache/director-stack}
 HEALTHY_TIMEOUT=${HEALTHY_TIMEOUT:-180}
+DEFAULT_IMAGES_REGISTRY=${DEFAULT_IMAGES_REGISTRY:-registry.director.local}
+DEFAULT_IMAGES_FILE=${DEFAULT_IMAGES_FILE:-$STATE_DIR/default-images.env}
 SERVICES=(rabbitmq traefik docker-proxy netguard collector orchestrator acme-http01)
 # name:kept — `kept` secrets have a root-only copy in $STATE_DIR/secrets (Director and the
 # observer's services need theirs, operators the admin's); the others never leave the swarm.
@@ -185,7 +194,8 @@ ensure_registry_auth_secret() {
     # (none: an empty one, and the registry refuses the orchestrator). Named by its digest.
     local content
     content=$(python3 - "${REGISTRY_AUTH_FILE:-${DOCKER_CONFIG:-$HOME/.docker}/config.json}" \
-        "${SITES_REGISTRY:-registry.director.local/sites}" "${DEFAULT_IMAGES_REGISTRY:-registry.director.local}" <<'PY'
+        "${SITES_REGISTRY:-registry.director.local/sites}" "$ORCHESTRATOR_DEFAULT_IMAGE" "$ORCHESTRATOR_STATIC_IMAGE" \
+        ${ORCHESTRATOR_ALLOWED_DEFAULT_IMAGES//,/ } <<'PY'
 import json, sys
 path, *registries = sys.argv[1:]
 try:
@@ -201,6 +211,38 @@ PY
     docker secret inspect "${STACK}_registry_auth_v$REGISTRY_AUTH_V" >/dev/null 2>&1 ||
         printf '%s' "$content" | docker secret create --label "com.director.stack=$STACK" \
             "${STACK}_registry_auth_v$REGISTRY_AUTH_V" - >/dev/null
+}
+
+# ---------------------------------------------------------------- default images, pinned
+# Sites run the default and static images by digest (docs/security.md#images): a tag moved in the
+# registry changes nothing that runs. pin-images is the deliberate step that changes them; deploy
+# only reads what it recorded.
+PINNED_KEYS=(ORCHESTRATOR_DEFAULT_IMAGE ORCHESTRATOR_ALLOWED_DEFAULT_IMAGES ORCHESTRATOR_STATIC_IMAGE)
+pin_images() {
+    local image target digest pinned=()
+    for image in director/base:latest nginx:latest; do
+        target=$DEFAULT_IMAGES_REGISTRY/$image
+        docker tag "$image" "$target" || die "no image $image on this machine"
+        digest=$(docker push "$target" | sed -n 's/.* digest: \(sha256:[0-9a-f]\{64\}\) .*/\1/p')
+        [ -n "$digest" ] || die "could not push $target (docker login ${DEFAULT_IMAGES_REGISTRY%%/*})"
+        pinned+=("$target@$digest")
+    done
+    install -d -m 0700 "$(dirname "$DEFAULT_IMAGES_FILE")"
+    printf '%s\n' "ORCHESTRATOR_DEFAULT_IMAGE=${pinned[0]}" "ORCHESTRATOR_ALLOWED_DEFAULT_IMAGES=${pinned[0]}" \
+        "ORCHESTRATOR_STATIC_IMAGE=${pinned[1]}" >"$DEFAULT_IMAGES_FILE.tmp"
+    mv -f "$DEFAULT_IMAGES_FILE.tmp" "$DEFAULT_IMAGES_FILE"
+    log "default images pinned in $DEFAULT_IMAGES_FILE: ${pinned[*]} (deploy to run them)"
+}
+load_pinned_images() {
+    local key value
+    [ -s "$DEFAULT_IMAGES_FILE" ] ||
+        die "no pinned default images in $DEFAULT_IMAGES_FILE: scripts/stack.sh pin-images pushes them and records their digests"
+    while IFS='=' read -r key value; do
+        [[ " ${PINNED_KEYS[*]} " == *" $key "* ]] && export "$key=$value"
+    done <"$DEFAULT_IMAGES_FILE"
+    for key in "${PINNED_KEYS[@]}"; do
+        [ -n "${!key:-}" ] || die "$DEFAULT_IMAGES_FILE does not set $key"
+    done
 }
 
 # ---------------------------------------------------------------- deploy
@@ -285,6 +327,7 @@ deploy() {
         mount -o remount,bind,nosuid,nodev "$SITES_ROOT"
         log "sites root: $SITES_ROOT mounted nosuid,nodev"
     fi
+    load_pinned_images
     ensure_tls "${FORCE_TLS:-}"
     ensure_tls_key_secret
     ensure_registry_auth_secret
@@ -381,6 +424,7 @@ case ${1:-} in
     demo) demo ;;
     down) down ;;
     purge) purge ;;
+    pin-images) pin_images ;;
     status) status ;;
     wait) wait_healthy ;;
     rotate)

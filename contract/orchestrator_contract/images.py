@@ -41,3 +41,28 @@ def in_registry(reference: str, registry: str) -> str:
 def with_default_tag(reference: str) -> str:
     last = reference.rsplit("/", 1)[-1]
     return reference if (":" in last or "@" in reference) else f"{reference}:latest"
+
+
+def is_pinned(reference: str) -> bool:
+    """Written in full: `registry[:port]/path:tag@sha256:<digest>`. A registry of its own (no
+    implicit Docker Hub), a tag (the name it is known by) and the digest of the bytes that run."""
+    name, at, digest = reference.partition("@")
+    first, slash, rest = name.partition("/")
+    last = name.rsplit("/", 1)[-1]
+    try:
+        parse_reference(reference)
+    except ValueError:
+        return False
+    has_registry = "." in first or ":" in first or first == "localhost"
+    return bool(at and digest and slash and rest and has_registry and ":" in last)
+
+
+def known_names(reference: str) -> tuple[str, ...]:
+    """The names a default image is asked for by: `reg:5000/director/base:latest@sha256:...` is
+    also `reg:5000/director/base:latest` and `director/base:latest` (as Director names it)."""
+    name = reference.split("@", 1)[0]
+    first, slash, rest = name.partition("/")
+    names = [reference, with_default_tag(name)]
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        names.append(with_default_tag(rest))
+    return tuple(dict.fromkeys(names))

@@ -18,16 +18,17 @@ class SiteSettings(Group):
     sites_root: Path = Path("/srv/director/sites")
     # Where deleted sites' directories go, under the sites root.
     trash_dir_name: str = ".trash"
-    # The image of a dynamic site that names none, and of static sites' terminals.
+    # The image of a dynamic site that names none, and of static sites' terminals. Like every
+    # default image, written in full and pinned by digest, `<registry>/<name>:<tag>@sha256:<digest>`
+    # (scripts/stack-up.sh and scripts/stack.sh write them): a tag moved in the registry changes
+    # nothing that runs, and no node pulls it from a public registry. `orchestrator run` refuses
+    # any other (docs/security.md#images); the default is only the name.
     default_image: str = "director/base:latest"
-    # Non-custom images a site may name.
+    # Non-custom images a site may name (and a built image's parents), pinned likewise. Director
+    # names one by `<name>:<tag>` (`director/base:latest`), as written here without its registry.
     allowed_default_images: Annotated[CsvList, Field(default_factory=lambda: ["director/base:latest"])]
-    # The image of static sites.
+    # The image of static sites, pinned likewise.
     static_image: str = "nginx:latest"
-    # Where every node takes those images from: a name without a registry (as Director names
-    # `director/base:latest`) runs as `<this>/<name>`, so no node ever pulls one from a public
-    # registry, where someone else owns the name (the local stack's registry; production's own).
-    default_images_registry: str = Field(default="198.18.213.1:5000", pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
     # The port sites listen on ($PORT).
     site_port: int = Field(default=80, ge=1, le=65535)
     # The Traefik entrypoint site routers use.

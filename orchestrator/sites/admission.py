@@ -17,7 +17,7 @@ from orchestrator.sites.databases import Grant, desired_grant
 from orchestrator.sites.domains import Claims, claims_of, reserved_by
 from orchestrator.slices import Admission
 from orchestrator_contract.hostnames import Hostname
-from orchestrator_contract.images import in_registry, parse_reference, repository_of, with_default_tag
+from orchestrator_contract.images import parse_reference, repository_of
 from orchestrator_contract.sites import Image, Resources, Site, SiteKind, service_name
 
 
@@ -52,8 +52,9 @@ def admit(site: Site, policy: Admission, database: Grant | None = None) -> Admit
 def resolve_image(image: Image | None, site_id: int, policy: Admission) -> str:
     """The reference a site may run, or ImageNotAllowed.
 
-    No image: the configured default. Default images must be on the allow-list; both run from
-    DEFAULT_IMAGES_REGISTRY when their name has no registry (never from Docker Hub). Custom images come
+    No image: the configured default. A default image must be on the allow-list, and runs as
+    written there: in full and pinned by digest (never a tag a registry may move, never Docker
+    Hub's). Custom images come
     from the configured registry and from the site's own namespace there, so no tenant runs
     another's private image: `REGISTRY/site_0042` and what lies under `REGISTRY/site_0042/`. A bare
     name is read inside that namespace (`app:1` is `REGISTRY/site_0042/app:1`); a name pinned by
@@ -62,9 +63,9 @@ def resolve_image(image: Image | None, site_id: int, policy: Admission) -> str:
     if image is None:
         return policy.default_image
     if not image.custom:
-        if with_default_tag(image.name) not in policy.allowed_default_images:
+        if (allowed := policy.allowed_default_image(image.name)) is None:
             raise ImageNotAllowed(f"image {image.name!r} is not an allowed default image")
-        return in_registry(image.name, policy.default_images_registry)
+        return allowed
     registry = policy.registry.rstrip("/")
     namespace = service_name(site_id)
     name = image.name

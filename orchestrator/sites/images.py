@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from orchestrator.errors import ImageNotAllowed
 from orchestrator.labels import IMAGE_RECIPE, IMAGE_SITE, IMAGE_VERSION
 from orchestrator.slices import Admission
-from orchestrator_contract.images import in_registry, with_default_tag
 from orchestrator_contract.sites import ImageRecipe, service_name
 
 # The build context's directory holding the package repository (the tools stage copies it).
@@ -59,7 +58,7 @@ class Build:
 def admit_build(site_id: int, version: int, recipe: ImageRecipe, policy: Admission) -> Build:
     """The build a recipe asks for, or ImageNotAllowed: the parent must be an allowed default image
     and the packages at most `MAX_IMAGE_PACKAGES` (duplicates count once)."""
-    if with_default_tag(recipe.parent) not in policy.allowed_default_images:
+    if (parent := policy.allowed_default_image(recipe.parent)) is None:
         raise ImageNotAllowed(f"parent image {recipe.parent!r} is not an allowed default image")
     packages = tuple(sorted(set(recipe.packages)))
     if len(packages) > policy.max_image_packages:
@@ -67,7 +66,7 @@ def admit_build(site_id: int, version: int, recipe: ImageRecipe, policy: Admissi
     return Build(
         site_id=site_id,
         version=version,
-        parent=in_registry(recipe.parent, policy.default_images_registry),
+        parent=parent,
         packages=packages,
         repository=image_repository(site_id, policy.registry),
         tools_image=policy.build_tools_image,

@@ -13,6 +13,7 @@ from support import (
     Director,
     OrchestratorProcess,
     Results,
+    default_images,
     deploy,
     eventually,
     fetch,
@@ -22,8 +23,6 @@ from support import (
     site_event,
     write_site,
 )
-
-from orchestrator.config import Settings
 
 
 async def test_created_dynamic_site_is_served_through_traefik(
@@ -86,7 +85,7 @@ async def test_static_site_is_served_by_nginx(
     response = await fetch(f"static{site_id}.example.com")
     assert "nginx" in response.headers.get("server", "")
     container = service(api, f"site_{site_id:04d}")["Spec"]["TaskTemplate"]["ContainerSpec"]  # type: ignore[index]
-    assert container["Image"] == f"{Settings().default_images_registry}/nginx:latest"  # never Docker Hub's
+    assert container["Image"] == default_images()["ORCHESTRATOR_STATIC_IMAGE"]  # pinned, never a tag
     site = next(m for m in container["Mounts"] if m["Target"] == "/site")
     assert site["ReadOnly"] is True and site["Source"] == str(sites_root / f"site_{site_id:04d}")
 

@@ -25,6 +25,7 @@ from support import (
     Terminal,
     TerminalBus,
     connected,
+    default_images,
     deploy,
     eventually,
     reason,
@@ -32,8 +33,6 @@ from support import (
     terminal_bus,
     write_site,
 )
-
-from orchestrator.config import Settings
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +124,7 @@ async def test_a_static_sites_terminal_runs_the_base_image_never_nginx(
 
     container = session_container(api, session.session_id)
     assert container is not None
-    assert container["Config"]["Image"] == f"{Settings().default_images_registry}/director/base:latest"
+    assert container["Config"]["Image"] == default_images()["ORCHESTRATOR_DEFAULT_IMAGE"]  # pinned
     assert b"nginx" not in session.output
     assert (sites_root / f"site_{site_id:04d}" / "public" / "new.html").read_text() == "edit\n"
     await session.send("close")

@@ -264,3 +264,9 @@ class FakeEngine:
 
     async def close(self) -> None:
         pass
+
+
+# Default images as an operator configures them: in full, pinned by digest (docs/security.md#images).
+BASE = "198.18.213.1:5000/director/base:latest@sha256:" + "1" * 64
+NGINX = "198.18.213.1:5000/nginx:latest@sha256:" + "2" * 64
+PINNED: dict[str, object] = {"default_image": BASE, "allowed_default_images": [BASE], "static_image": NGINX}

@@ -9,6 +9,7 @@ from pathlib import PurePath
 from typing import Any
 
 import pytest
+from fakes import BASE, PINNED
 
 from orchestrator.config import Settings
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed, NotAdmitted
@@ -19,7 +20,7 @@ from orchestrator.slices import Admission, SiteRuntime
 from orchestrator_contract.sites import Site
 
 SiteData = Callable[..., dict[str, Any]]
-POLICY = Admission.of(Settings(max_cpus=1, max_memory="512Mi"))
+POLICY = Admission.of(Settings(max_cpus=1, max_memory="512Mi", **PINNED))
 
 
 def test_a_site_is_admitted_with_its_claims_limits_and_image(site_data: SiteData) -> None:
@@ -28,7 +29,7 @@ def test_a_site_is_admitted_with_its_claims_limits_and_image(site_data: SiteData
     hosts = ["a.example.com", "b.example.com"]
     assert admitted.site is site and list(admitted.hosts) == hosts
     assert admitted.limits == Limits(nano_cpus=1_000_000_000, memory_bytes=256 * 2**20)  # the cpus clamped
-    assert admitted.image == "198.18.213.1:5000/director/base:latest"  # never Docker Hub's
+    assert admitted.image == BASE  # as pinned: never a tag, never Docker Hub's
     assert admitted.claims.labels == domains.claim_labels(hosts)
     assert (set(admitted.claims.exclusive), set(admitted.claims.shared)) == domains.lock_keys(hosts)
     assert set(admitted.claims.lookup) == {key for host in hosts for key in domains.lookup_labels(host)}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import BASE, PINNED
 from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.config import Settings
@@ -273,10 +274,7 @@ def test_a_site_without_an_image_gets_the_default_base_image(site_data: SiteData
     del data["image"]
     site = Site.model_validate(data)
     assert site.image is None
-    assert (
-        resolve_image(site.image, site.id, Admission.of(Settings(default_image="director/base:2")))
-        == "198.18.213.1:5000/director/base:2"
-    )
+    assert resolve_image(site.image, site.id, Admission.of(Settings(**PINNED))) == BASE
 
 
 @pytest.mark.parametrize("cpus", [1e-10, 0.001, 0.0099])

@@ -11,7 +11,7 @@ from typing import Any
 
 import docker.errors
 import pytest
-from fakes import FakeImages, FakeRoutes, FakeSiteDirs, FakeSwarm
+from fakes import BASE, PINNED, FakeImages, FakeRoutes, FakeSiteDirs, FakeSwarm
 
 from orchestrator.bus.decoding import parse_event
 from orchestrator.config import Settings
@@ -101,9 +101,7 @@ def test_setup_commands_are_not_part_of_the_contract() -> None:
 def test_the_parent_must_be_an_allowed_default_image() -> None:
     with pytest.raises(ImageNotAllowed):
         admit_build(42, 1, request(parent="evil.io/x:1").image, Admission.of(Settings()))
-    assert admit_build(42, 1, request(parent="director/base").image, Admission.of(Settings())).parent == (
-        "198.18.213.1:5000/director/base"
-    )
+    assert admit_build(42, 1, request(parent="director/base").image, Admission.of(Settings(**PINNED))).parent == BASE
 
 
 def test_packages_are_bounded_by_the_setting_and_counted_once() -> None:
@@ -126,20 +124,20 @@ def test_the_image_lands_in_the_sites_own_namespace_which_policy_admits() -> Non
 
 
 def test_the_dockerfile_unpacks_offline_into_the_parent_and_runs_nothing_there() -> None:
-    build = admit_build(42, 3, request(["tree", "jq"]).image, Admission.of(Settings()))
+    build = admit_build(42, 3, request(["tree", "jq"]).image, Admission.of(Settings(**PINNED)))
     text = dockerfile(build)
     lines = text.splitlines()
     assert lines[0] == "FROM director/debian:bookworm AS packages"
     assert "install jq tree;" in text  # sorted, as words
     assert "copy:/debs" in text and "http" not in text  # the local repository only
-    final = lines[lines.index("FROM 198.18.213.1:5000/director/base:latest") :]
+    final = lines[lines.index(f"FROM {BASE}") :]
     assert [line.split()[0] for line in final] == ["FROM", "COPY", "LABEL"]  # no RUN, no USER in the site's image
     assert 'com.director.image.version="3"' in text
 
 
 def test_a_recipe_without_packages_is_the_parent_relabelled() -> None:
-    text = dockerfile(admit_build(42, 3, request([]).image, Admission.of(Settings())))
-    assert text.splitlines()[0] == "FROM 198.18.213.1:5000/director/base:latest" and "RUN" not in text
+    text = dockerfile(admit_build(42, 3, request([]).image, Admission.of(Settings(**PINNED))))
+    assert text.splitlines()[0] == f"FROM {BASE}" and "RUN" not in text  # the parent's bytes, as pinned
 
 
 def test_same_recipe_other_version_is_another_image() -> None:

@@ -5,6 +5,7 @@ from pathlib import PurePath
 from typing import Any
 
 import pytest
+from fakes import BASE, NGINX, PINNED
 
 from orchestrator.config import Settings
 from orchestrator.errors import DomainNotAllowed, ImageNotAllowed
@@ -13,9 +14,9 @@ from orchestrator.sites import service as spec_module
 from orchestrator.sites.admission import admit
 from orchestrator.sites.service import Mount, ServiceSpec
 from orchestrator.sites.spec import desired_service, without_gate
-from orchestrator.slices import Admission, SiteRuntime
+from orchestrator.slices import Admission, SiteRuntime, unpinned_default_images
 from orchestrator.swarm.mapping import to_docker
-from orchestrator_contract.images import in_registry
+from orchestrator_contract.images import is_pinned
 from orchestrator_contract.sites import Site, service_name
 
 SiteData = Callable[..., dict[str, Any]]
@@ -24,7 +25,7 @@ RULE = "traefik.http.routers.site_0001.rule"
 
 
 def build(data: dict[str, Any], settings: Settings | None = None, version: int = 1) -> ServiceSpec:
-    settings = settings or Settings()
+    settings = settings or Settings(**PINNED)
     admitted = admit(Site.model_validate(data), Admission.of(settings))
     return desired_service(admitted, version, SiteRuntime.of(settings), SITE_DIR)
 
@@ -47,12 +48,28 @@ def test_service_is_named_after_the_site_id(site_data: SiteData) -> None:
 # --- images -------------------------------------------------------------------------------------
 
 
-def test_dynamic_site_runs_the_default_image(site_data: SiteData) -> None:
-    assert build(site_data()).image == "198.18.213.1:5000/director/base:latest"  # never Docker Hub's
+def test_dynamic_site_runs_the_default_image_as_pinned(site_data: SiteData) -> None:
+    assert build(site_data(image=None)).image == BASE  # never a tag, never Docker Hub's
 
 
-def test_untagged_default_image_matches_the_tagged_allow_list_entry(site_data: SiteData) -> None:
-    assert build(site_data(image={"name": "director/base"})).image == "198.18.213.1:5000/director/base"
+@pytest.mark.parametrize(
+    "name", ["director/base", "director/base:latest", "198.18.213.1:5000/director/base:latest", BASE]
+)
+def test_a_default_image_named_by_director_runs_as_pinned(site_data: SiteData, name: str) -> None:
+    assert build(site_data(image={"name": name})).image == BASE
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "other.example/director/base:latest",  # the name, in another registry
+        "198.18.213.1:5000/director/base:latest@sha256:" + "9" * 64,  # other bytes
+        "198.18.213.1:5000/director/base@sha256:" + "1" * 64,  # the bytes, without the name
+    ],
+)
+def test_a_default_image_named_elsewhere_or_with_other_bytes_is_refused(site_data: SiteData, name: str) -> None:
+    with pytest.raises(ImageNotAllowed):
+        build(site_data(image={"name": name}))
 
 
 def test_a_bare_custom_image_is_read_inside_the_sites_namespace(site_data: SiteData, settings: Settings) -> None:
@@ -107,8 +124,9 @@ def test_custom_image_that_is_no_valid_name_under_the_registry_is_refused(site_d
 
 
 def test_allow_list_is_a_setting(site_data: SiteData) -> None:
-    settings = Settings(allowed_default_images=["director/base:latest", "director/php:8"])
-    assert build(site_data(image={"name": "director/php:8"}), settings).image == "198.18.213.1:5000/director/php:8"
+    php = "reg.example/director/php:8@sha256:" + "3" * 64
+    settings = Settings(**{**PINNED, "allowed_default_images": [BASE, php]})
+    assert build(site_data(image={"name": "director/php:8"}), settings).image == php
 
 
 # --- static sites -------------------------------------------------------------------------------
@@ -116,7 +134,7 @@ def test_allow_list_is_a_setting(site_data: SiteData) -> None:
 
 def test_static_site_runs_nginx_serving_the_public_dir(site_data: SiteData) -> None:
     spec = build(site_data(kind="static", env={"SECRET": "x"}))
-    assert spec.image == "198.18.213.1:5000/nginx:latest"
+    assert spec.image == NGINX
     assert spec.command is not None and "supervise nginx -e stderr -c /tmp/nginx.conf" in spec.command[-1]
     assert "SECRET" not in spec.env  # the site's env is for dynamic sites only
     assert spec.env["PORT"] == "80"  # for the health probe
@@ -135,7 +153,7 @@ def test_static_site_mounts_its_directory_read_only_never_public_itself(site_dat
 
 def test_static_site_ignores_the_site_image(site_data: SiteData) -> None:
     # The site image is not used for a static site, so an image policy cannot refuse it.
-    assert build(site_data(kind="static", image={"name": "evil:latest"})).image == "198.18.213.1:5000/nginx:latest"
+    assert build(site_data(kind="static", image={"name": "evil:latest"})).image == NGINX
 
 
 # --- dynamic sites ------------------------------------------------------------------------------
@@ -442,10 +460,19 @@ def test_a_site_node_label_cannot_inject_a_constraint() -> None:
         Settings(site_node_label="x==true,node.role==manager")
 
 
-def test_a_default_image_named_without_a_registry_runs_from_ours_never_docker_hub() -> None:
+def test_a_default_image_is_pinned_only_in_full() -> None:
     """Round four: `director/base:latest` unqualified made a node without it pull from Docker Hub,
-    where someone else owns that name (and would run with sites' files mounted)."""
-    assert in_registry("director/base:latest", "reg.example:5000") == "reg.example:5000/director/base:latest"
-    assert in_registry("nginx", "reg.example") == "reg.example/nginx"
-    for named in ("reg.example/x:1", "reg:5000/x", "localhost/x", "reg.example/a/b@sha256:" + "0" * 64):
-        assert in_registry(named, "reg.example:5000") == named
+    where someone else owns that name; qualified but by tag, the holder of a registry credential
+    (or a mistake) moved what every new or rescheduled task runs. `orchestrator run` refuses both."""
+    assert is_pinned(BASE) and is_pinned("localhost/x:1@sha256:" + "0" * 64)
+    for loose in (
+        "director/base:latest",  # Docker Hub's name
+        "director/base:latest@sha256:" + "0" * 64,  # no registry of its own: Docker Hub's too
+        "198.18.213.1:5000/director/base:latest",  # a tag the registry may move
+        "198.18.213.1:5000/director/base@sha256:" + "0" * 64,  # no name Director could ask for
+        "198.18.213.1:5000/director/base:latest@sha256:" + "0" * 63,
+    ):
+        assert not is_pinned(loose), loose
+    assert unpinned_default_images(Settings(**PINNED)) == []
+    loose_settings = Settings(**{**PINNED, "static_image": "nginx:latest", "allowed_default_images": [BASE, "x:1"]})
+    assert unpinned_default_images(loose_settings) == ["STATIC_IMAGE='nginx:latest'", "ALLOWED_DEFAULT_IMAGES='x:1'"]

@@ -10,6 +10,7 @@ from pathlib import PurePath
 from typing import Any
 
 import pytest
+from fakes import BASE, NGINX, PINNED
 
 from orchestrator.bus.decoding import parse_command, session_id_of
 from orchestrator.config import Settings
@@ -107,14 +108,14 @@ def test_a_dynamic_sites_session_runs_its_image_user_env_and_limits(site_data: S
 
 
 def test_a_static_sites_session_runs_the_base_image_not_nginx(site_data: SiteData) -> None:
-    settings = Settings(default_image="director/base:2", allowed_default_images=["director/base:2"])
+    settings = Settings(**PINNED)
     service = _service(site_data, settings, kind="static")
     container = session_container(
         service, 1, SESSION_ID, PurePath("/srv/sites/site_0001"), SiteRuntime.of(settings), Admission.of(settings)
     )
 
-    assert service["TaskTemplate"]["ContainerSpec"]["Image"] == "198.18.213.1:5000/nginx:latest"
-    assert container.image == "198.18.213.1:5000/director/base:2"
+    assert service["TaskTemplate"]["ContainerSpec"]["Image"] == NGINX
+    assert container.image == BASE
     assert "NGINX_CONF" not in container.env
 
 
