@@ -15,7 +15,8 @@ controller is a hierarchy of its own, and a container's path may differ between 
 inside a memory cgroup (a systemd unit with a memory limit, a job) but the root of the others puts
 its containers at `<that cgroup>/<parent>/<id>` in memory and `<parent>/<id>` elsewhere. So each
 controller is searched and has templates of its own. The network counters live in the task's
-network namespace, read through `/proc/<pid>/net/dev` of one of its processes (`cgroup.procs`).
+network namespace, read through `/proc/<pid>/net/dev` of its main process (Docker's pid for it)
+or one in its `cgroup.procs` (which shows only processes of the reader's pid namespace).
 """
 
 from __future__ import annotations
@@ -235,8 +236,9 @@ class Hierarchy:
             memory = memory_limit(_read(cgroup.memory / "memory.limit_in_bytes"))
         return Limits(cpus, memory)
 
-    def usage(self, cgroup: Cgroup) -> Usage:
-        """OSError (FileNotFoundError mostly) when the cgroup went away meanwhile."""
+    def usage(self, cgroup: Cgroup, pid: int = 0) -> Usage:
+        """OSError (FileNotFoundError mostly) when the cgroup went away meanwhile. `pid`: the
+        task's main process in `proc`'s pid namespace, if known (0: one in its cgroup.procs)."""
         stat = keyed(_read(cgroup.memory / "memory.stat"))
         if cgroup.v2:
             cpu = keyed(_read(cgroup.cpu / "cpu.stat"))
@@ -251,12 +253,16 @@ class Hierarchy:
             oom_kills = keyed(_read(cgroup.memory / "memory.oom_control")).get("oom_kill", 0)
             io = io_v1(_read(cgroup.io / "blkio.throttle.io_service_bytes"))
         pids = int(_read(cgroup.pids / "pids.current"))
-        rx, tx = self._network(cgroup)
+        rx, tx = self._network(cgroup, pid)
         return Usage(cpu_usec, throttled_usec, memory, oom_kills, pids, io[0], io[1], rx, tx)
 
-    def _network(self, cgroup: Cgroup) -> tuple[int, int]:
-        """Through any process of the task (they share its network namespace); 0, 0 with none."""
-        for pid in _read(cgroup.pids / "cgroup.procs").split()[:3]:
+    def _network(self, cgroup: Cgroup, main: int) -> tuple[int, int]:
+        """Through any process of the task (they share its network namespace): its main one, or
+        one in its cgroup.procs (which lists only the processes of the reader's pid namespace: a
+        collector in a container of its own sees none there); 0, 0 with none."""
+        pids = [str(main)] if main > 0 else []
+        pids += [p for p in _read(cgroup.pids / "cgroup.procs").split()[:3] if p != "0"]
+        for pid in pids:
             try:
                 return net_dev(_read(self.proc / pid / "net" / "dev"))
             except OSError:

@@ -164,7 +164,7 @@ class Collector:
                     found = (cgroup, None)
                 self._cgroups[task.container_id] = found
             try:
-                usage = self._hierarchy.usage(found[0])
+                usage = self._hierarchy.usage(found[0], task.pid)
             except (OSError, ValueError) as exc:
                 usage = None  # ended meanwhile, as a rule
                 if found[0].memory.is_dir():  # not ended: said, for it would go unmeasured unnoticed

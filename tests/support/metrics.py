@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -63,11 +65,17 @@ class MetricsWatch:
 @contextlib.contextmanager
 def collecting(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`orchestrator collect` with `env`, once it is connected (its heartbeat says so), stopped
-    cleanly afterwards."""
+    cleanly afterwards. In a pid namespace of its own, as compose's `collector` runs (a swarm
+    service has no host pid namespace): the node's processes are not its own, and a cgroup's
+    `cgroup.procs` lists none of them."""
     heartbeat = Path(env["ORCHESTRATOR_HEARTBEAT_FILE"])
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "collect"], env=env, cwd=ROOT, stdout=log, stderr=log
+            ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-m", "orchestrator", "collect"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
         )
     try:
         deadline = time.monotonic() + 20
@@ -76,5 +84,13 @@ def collecting(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen
             time.sleep(0.1)
         yield process
     finally:
-        process.terminate()
-        assert process.wait(10) == 0, log_path.read_text()[-2000:]
+        # unshare waits for its child, ignoring SIGTERM: the collector (pid 1 of its namespace,
+        # which takes the signals it handles) is told to stop, and unshare exits as it did.
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(children.read_text().split()[0]), signal.SIGTERM)
+        try:
+            code = process.wait(10)
+        finally:
+            process.kill()  # a stuck one: --kill-child takes the collector with it
+        assert code == 0, log_path.read_text()[-2000:]

@@ -201,6 +201,23 @@ def test_no_process_to_read_the_network_through_reads_zero(tmp_path: Path) -> No
     assert (usage.net_rx_bytes, usage.net_tx_bytes) == (0, 0)
 
 
+@pytest.mark.parametrize("procs", ["", "0\n0\n"], ids=["v1", "v2"])
+def test_a_collector_in_its_own_pid_namespace_reads_the_network_through_the_main_process(
+    tmp_path: Path, procs: str
+) -> None:
+    """There cgroup.procs lists nothing (v1) or zeros (v2) for the node's processes: the task's
+    main process, as Docker gave it, is the way in."""
+    root = tmp_path / "cgroup"
+    cgroup_dir = v2_tree(root, f"docker/{ID}")
+    (cgroup_dir / "cgroup.procs").write_text(procs)
+    hierarchy = Hierarchy(root, proc_with(tmp_path, 4242))
+    cgroup = hierarchy.find(ID)
+    assert cgroup is not None
+    assert (hierarchy.usage(cgroup).net_rx_bytes, hierarchy.usage(cgroup).net_tx_bytes) == (0, 0)
+    usage = hierarchy.usage(cgroup, pid=4242)
+    assert (usage.net_rx_bytes, usage.net_tx_bytes) == (1234, 306)
+
+
 def test_limits_none_and_max() -> None:
     assert cgroups.cpus_v2("max 100000\n") is None
     assert cgroups.cpus_v1("-1", "100000") is None

@@ -4,17 +4,23 @@ the listing redone only after Docker's events, and a standby that reads but does
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import docker
 import pytest
 from test_metrics_cgroups import proc_with, v2_tree
 
 from orchestrator.errors import DockerUnavailable
+from orchestrator.labels import SWARM_SERVICE_NAME
 from orchestrator.metrics import collector as collector_module
 from orchestrator.metrics.cgroups import Hierarchy
 from orchestrator.metrics.collector import Collector, next_pass
 from orchestrator.metrics.samples import NodeSample
-from orchestrator.swarm.containers import Task
+from orchestrator.swarm.containers import NodeContainers, Task
+
+T = TypeVar("T")
 
 ID = "a" * 64
 
@@ -169,3 +175,42 @@ async def test_many_sites_go_in_parts(tmp_path: Path, monkeypatch: pytest.Monkey
 
 async def _ok(sample: NodeSample) -> bool:
     return True
+
+
+class Api:
+    """docker.APIClient's two calls NodeContainers makes."""
+
+    def __init__(self) -> None:
+        self.running = {"c1": 101, "c2": 102}
+        self.inspected: list[str] = []
+
+    def containers(self, filters: dict[str, str]) -> list[dict[str, object]]:
+        sites = [
+            {"Id": c, "Names": [f"/site_0042.1.{c}"], "Labels": {SWARM_SERVICE_NAME: "site_0042"}}
+            for c in ("c1", "c2", "c3")
+        ]
+        return [*sites, {"Id": "x", "Names": ["/traefik"], "Labels": {SWARM_SERVICE_NAME: "traefik"}}]
+
+    def inspect_container(self, container_id: str) -> dict[str, object]:
+        self.inspected.append(container_id)
+        if container_id not in self.running:
+            raise docker.errors.NotFound("no such container")
+        return {"State": {"Pid": self.running[container_id]}}
+
+
+class Client:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    async def run(self, call: Callable[[Api], T]) -> T:
+        return call(self.api)
+
+
+async def test_a_nodes_site_tasks_come_with_their_main_process_inspected_once() -> None:
+    """The pid a collector in a pid namespace of its own reads the network through: one
+    inspection per new container, none for one seen before; one that ended meanwhile is left out."""
+    api = Api()
+    containers = NodeContainers(Client(api))  # type: ignore[arg-type]
+    assert [(t.container_id, t.pid) for t in await containers.site_tasks()] == [("c1", 101), ("c2", 102)]
+    assert [(t.container_id, t.pid) for t in await containers.site_tasks()] == [("c1", 101), ("c2", 102)]
+    assert api.inspected == ["c1", "c2", "c3", "c3"]
