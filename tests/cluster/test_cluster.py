@@ -228,28 +228,54 @@ class Node:
 
 async def test_a_workers_collector_reports_that_nodes_sites(stack: Running, fleet: list[Site], tmp_path: Path) -> None:
     """As compose's global `collector` runs on every site node: `orchestrator collect` on each
-    worker's engine, as the `collector` broker user. The orchestrator on the manager reports every
-    worker-placed site with that worker's host name and what its task used there, read from each
-    cgroup controller (here a worker's containers sit at another path in the memory controller than
-    in the others: its engine runs in a memory cgroup of its own), and each worker's node.metrics."""
+    worker's engine, as the `collector` broker user, in a pid namespace of its own. The
+    orchestrator on the manager reports every worker-placed site, visited meanwhile, with that
+    worker's host name and what its task used there, read from each cgroup controller (here a
+    worker's containers sit at another path in the memory controller than in the others: its engine
+    runs in a memory cgroup of its own) and from its network namespace (through its main process:
+    the collector sees none of the node's processes in a cgroup), and each worker's node.metrics."""
     remote = on_a_worker(stack.api, fleet)
     assert remote, "no site runs on a worker"
     nodes = ready_nodes(stack.api)
     hosts = {s.id: nodes[node_of(stack.api, s) or ""] for s in remote}
     workers = sorted(set(hosts.values()))
     watch = MetricsWatch()
-    async with connected("observer", stack.vhost) as observer:
-        await watch.start(observer)
-        started = time.monotonic()
-        await _collect_on(workers, stack, tmp_path, watch, remote, hosts)
-        took = time.monotonic() - started
+    stop = asyncio.Event()
+    visiting = asyncio.create_task(_visit(remote, stop))
+    try:
+        async with connected("observer", stack.vhost) as observer:
+            await watch.start(observer)
+            started = time.monotonic()
+            await _collect_on(workers, stack, tmp_path, watch, remote, hosts)
+            took = time.monotonic() - started
+    finally:
+        stop.set()
+        await visiting
     example = next(m for m in watch.of(remote[0].id) if _measured_on(m, hosts[remote[0].id]))
     MEASURED.append(
         f"collectors on {', '.join(workers)}: all {len(remote)} sites there reported from their node "
-        f"{took:.1f} s after the collectors started (period 2 s), e.g. site {remote[0].id}: {example.usage}"
+        f"{took:.1f} s after the collectors started (period 2 s), e.g. site {remote[0].id}: {example.usage}; "
+        f"{_sent_from(watch.of(remote[0].id), hosts[remote[0].id])} bytes sent over its windows while visited"
     )
     for node in (n for n in watch.nodes if n.hostname in workers):
         assert node.cpus >= 1 and node.memory_total_bytes > 0 and node.sites_root is not None
+
+
+async def _visit(sites: list[Site], stop: asyncio.Event) -> None:
+    """Each site asked for its page through Traefik, round after round (what it answers is
+    another test's business)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        while not stop.is_set():
+            for site in sites:
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.get("http://127.0.0.1:8000/", headers={"Host": site.host})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+
+
+def _sent_from(windows: list[SiteMetrics], host: str) -> int:
+    """Bytes the site's task on `host` sent, over these windows."""
+    return sum(m.usage.network_tx_bytes for m in windows if m.usage and m.nodes == [host])
 
 
 def _measured_on(m: SiteMetrics, host: str) -> bool:
@@ -293,6 +319,7 @@ async def _collect_on(
         await watch.until(
             lambda: (
                 all(any(_measured_on(m, hosts[s.id]) for m in watch.of(s.id)) for s in remote)
+                and all(_sent_from(watch.of(s.id), hosts[s.id]) > 0 for s in remote)
                 and {n.hostname for n in watch.nodes} >= set(workers)
             ),
             timeout=60,
