@@ -212,8 +212,9 @@ async def serve(settings: Settings) -> None:
         ctx.sessions = (terminal_host, site_files)
         metering = _metering(connection, settings, swarm, site_files)
         stack.push_async_callback(metering.close)
+        site_events = SiteEvents(ctx, settings.results_exchange, settings.retry_budget_seconds)
         processors: dict[str, Processor[Any]] = {
-            "sites": SiteEvents(ctx, settings.results_exchange, settings.retry_budget_seconds),
+            "sites": site_events,
             "terminals": TerminalCommands(sessions, settings.terminal_events_exchange),
             "files": FileRequests(site_files, settings.files_reply_queue_prefix, settings.amqp_max_message_bytes),
             "databases": _database_requests(connection, settings, adapters, ctx, stack),
@@ -227,11 +228,7 @@ async def serve(settings: Settings) -> None:
         # Reports of our own (health, drift) on the site events' channel, as their results.
         results = await consumers["sites"].queue.channel.get_exchange(settings.results_exchange, ensure=False)
         report = functools.partial(broker.publish_report, results, settings.publish_timeout_seconds)
-        # A standby says nothing about health until it has taken over.
-        monitor = HealthMonitor(swarm, functools.partial(report, True), active=active, deployment=settings.deployment)
-        adapters.changes.listen(monitor.on_change)
-        await monitor.start(await swarm.managed())
-        stack.callback(monitor.stop)
+        site_events.health = await _health_monitor(swarm, adapters.changes, report, active, settings, stack)
         ctx.certificates = issuer = issuer_of(settings, swarm, report, active.is_set)
         await sessions.start(consumers["terminals"].active)
         stack.push_async_callback(sessions.stop)
@@ -261,6 +258,22 @@ async def serve(settings: Settings) -> None:
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
         await stop.wait()
     log.info("stopped")
+
+
+async def _health_monitor(
+    swarm: Swarm,
+    changes: DockerChanges,
+    report: Callable[..., Awaitable[bool]],
+    active: asyncio.Event,
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+) -> HealthMonitor:
+    """`site.health` from Docker's events; a standby says nothing until it has taken over."""
+    monitor = HealthMonitor(swarm, functools.partial(report, True), active=active, deployment=settings.deployment)
+    changes.listen(monitor.on_change)
+    await monitor.start(await swarm.managed())
+    stack.callback(monitor.stop)
+    return monitor
 
 
 async def finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:

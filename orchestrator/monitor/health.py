@@ -3,9 +3,10 @@
 A task event (died, started, health check failing or passing) or a service event for a site
 schedules one look at that service a moment later (so a burst of events is one look); the look
 classifies it, and only a status different from the last one published is published. A site is
-watched from the first time it is seen healthy (its deploy's own result covers the way there),
-and from start-up for every site already serving. A lost event stream means a fresh look at
-every watched site once it is back.
+watched from its deploy (`watch`, as the handler is about to say `site.deployed`) or the first
+time a look sees it healthy, whichever comes first (its deploy's own result covers the way
+there), and from start-up for every site already serving. A lost event stream means a fresh look
+at every watched site once it is back.
 
 Only this deployment's sites (`ORCHESTRATOR_DEPLOYMENT`): Docker's events are the whole swarm's,
 and a site of another deployment on it is another Director's to hear about. Its name is looked up
@@ -89,6 +90,15 @@ class HealthMonitor:
 
     def _ours(self, service: Service) -> bool:
         return self.deployment is None or service.labels.get(DEPLOYMENT) == self.deployment
+
+    def watch(self, name: str) -> None:
+        """The site's deploy saw it answer: watched from now on, even if no look saw it healthy
+        yet (Swarm calls a task running a moment after its container turned healthy, with no
+        event of its own: a look in that moment saw nothing running, and no event may follow
+        until the site exits). One look soon after finds what happened since the deploy saw it."""
+        if name not in self._published:
+            self._published[name] = "healthy"
+            self._schedule(name)
 
     def stop(self) -> None:
         for task in self._pending.values():

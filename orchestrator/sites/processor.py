@@ -15,16 +15,21 @@ from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import Completed, Failed, Outcome, Outgoing, Received
 from orchestrator.errors import OrchestratorError
 from orchestrator.sites.handlers import Context, dispatch
+from orchestrator.sites.protocols import HealthPort, NoHealth
 from orchestrator_contract import version as contract
 from orchestrator_contract.results import SiteResult, failed
 from orchestrator_contract.sites import SiteEvent
 
 
 class SiteEvents:
-    def __init__(self, ctx: Context, results_exchange: str, retry_budget_seconds: float) -> None:
+    def __init__(
+        self, ctx: Context, results_exchange: str, retry_budget_seconds: float, health: HealthPort | None = None
+    ) -> None:
         self.ctx = ctx
         self.results_exchange = results_exchange
         self.retry_budget_seconds = retry_budget_seconds
+        # Told of every site about to be said deployed: from then on, its going down is reported.
+        self.health: HealthPort = health or NoHealth()
 
     def parse(self, envelope: Envelope) -> SiteEvent:
         # A retried event comes back through the requeue exchange under its first routing key.
@@ -38,6 +43,8 @@ class SiteEvents:
         async for attempt in retry.in_process(self.retry_budget_seconds):
             with attempt:
                 result = await dispatch(message, self.ctx)
+        if result.type == "site.deployed" and result.service is not None and result.service.replicas:
+            self.health.watch(result.service.name)
         return Completed([self._result(result, received.envelope)], _facts(message), outcome=result.type)
 
     def refused(

@@ -2,7 +2,7 @@
 
 `swarm.services.Swarm`, `files.sitedirs.SiteDirs`, `traefik.routes.TraefikRoutes`,
 `swarm.cache.VerifiedRoutes`, `swarm.builds.ImageBuilder`, `terminals.host.TerminalHost`,
-`certificates.issuer.Issuer` and `files.service.SiteFiles` implement
+`certificates.issuer.Issuer`, `monitor.health.HealthMonitor` and `files.service.SiteFiles` implement
 them; the unit tests give handlers in-memory fakes (tests/unit/fakes.py), so their decisions are
 tested without I/O.
 """
@@ -179,6 +179,20 @@ class NoCertificates:
         return None
 
     def release(self, site_id: int) -> None:
+        return None
+
+
+class HealthPort(Protocol):
+    """The health monitor (`monitor.health.HealthMonitor`): what it watches after deploy."""
+
+    def watch(self, name: str) -> None:
+        """The site's deploy saw it answer: from now on, its going down is reported."""
+
+
+class NoHealth:
+    """No monitor: nothing is watched."""
+
+    def watch(self, name: str) -> None:
         return None
 
 

@@ -15,6 +15,8 @@ from typing import Any, cast
 import pytest
 from fakes import SERVER, FakeRoutes, FakeSiteDirs, FakeSwarm
 
+from orchestrator.bus.envelope import Envelope
+from orchestrator.bus.outcomes import Completed, Received
 from orchestrator.config import Settings
 from orchestrator.errors import (
     DomainConflict,
@@ -29,6 +31,7 @@ from orchestrator.labels import FINGERPRINT, STABLE_GATE, VERSION
 from orchestrator.sites.admission import Admitted
 from orchestrator.sites.handlers import Apply, Context, Stale, Unchanged, decide_upsert, dispatch
 from orchestrator.sites.memo import Fingerprints
+from orchestrator.sites.processor import SiteEvents
 from orchestrator.sites.rollout import Broken
 from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.swarm.cache import SwarmCache, VerifiedRoutes
@@ -666,3 +669,26 @@ async def test_a_site_kept_from_serving_waits_for_no_certificate(
     result = await dispatch(upsert(1, "site.created", serving=False), ctx)
     assert result.type == "site.deployed" and result.tls is None
     assert certificates.asked == []
+
+
+class FakeHealth:
+    def __init__(self) -> None:
+        self.watched: list[str] = []
+
+    def watch(self, name: str) -> None:
+        self.watched.append(name)
+
+
+async def test_a_site_said_deployed_is_watched_for_health_from_then_on(
+    ctx: Context, upsert: Callable[..., SiteEvent]
+) -> None:
+    """The monitor hears of it with the result, whatever its own looks saw meanwhile (a site that
+    exits right after `site.deployed` is `down`)."""
+    health = FakeHealth()
+    events = SiteEvents(ctx, "orchestrator.results", 1.0, health=health)
+    received = Received(Envelope(b"", "director.sites", "site.created", user_id="director"), "director")
+    outcome = await events.process(upsert(1, "site.created"), received)
+    assert isinstance(outcome, Completed) and outcome.outcome == "site.deployed"
+    assert health.watched == [NAME]
+    await events.process(upsert(2, serving=False), received)  # scaled to nothing: nothing to watch
+    assert health.watched == [NAME]

@@ -99,6 +99,44 @@ async def test_a_new_site_is_watched_only_once_it_was_healthy() -> None:
     assert m.statuses == ["down"]
 
 
+async def test_a_deployed_site_is_watched_though_no_look_saw_it_healthy() -> None:
+    """Swarm calls a task running a moment after its container turned healthy, with no event of
+    its own: the one look after the events saw nothing running. The deploy saw it answer; an exit
+    after `site.deployed` is `down`."""
+    m = Monitor()
+    await m.monitor.start([])
+    m.swarm.answering.discard(NAME)
+    await m.event("start")
+    await m.event(HEALTHY)  # looked at while the swarm still counts no task running
+    m.swarm.answering.add(NAME)  # ...which it does a moment later, silently
+    m.monitor.watch(NAME)  # the deploy saw it answer: site.deployed
+    await asyncio.sleep(0.05)
+    assert m.statuses == []
+    m.swarm.answering.discard(NAME)
+    await m.event("die")
+    assert m.statuses == ["down"]
+
+
+async def test_a_site_that_exited_before_its_deploy_was_said_is_down_at_once() -> None:
+    m = Monitor()
+    await m.monitor.start([])
+    m.swarm.answering.discard(NAME)
+    await m.event("die")  # after the deploy saw it answer, before it said so: nobody watched yet
+    m.monitor.watch(NAME)
+    await asyncio.sleep(0.05)
+    assert m.statuses == ["down"]
+
+
+async def test_watching_a_watched_site_changes_nothing() -> None:
+    m = Monitor()
+    await m.monitor.start([deployed()])
+    m.swarm.answering.discard(NAME)
+    await m.event("die")
+    m.monitor.watch(NAME)  # a redeploy's result while it is down: its own events tell
+    await asyncio.sleep(0.05)
+    assert m.statuses == ["down"]
+
+
 async def test_a_site_down_at_start_is_reported() -> None:
     m = Monitor()
     m.swarm.answering.discard(NAME)
