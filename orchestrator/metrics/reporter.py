@@ -7,8 +7,11 @@ a window carry an id derived from site and end, so two replicas around a takeove
 same events and a duplicate is one event twice, never a window counted twice.
 
 The events of a period are spread over half of it (a thousand sites at the default 60 s: about
-33 a second), so the broker never sees the fleet's events at once. The latest windows stay in
-memory for `metrics.*` requests: bounded by the sites the swarm holds and by `max_nodes`.
+33 a second), so the broker never sees the fleet's events at once. Under load no window's counts
+are dropped: late samples and those of grid points whose merge never came count in the next
+window, and a period's events still going out when the next are ready go at once. The latest
+windows stay in memory for `metrics.*` requests: bounded by the sites the swarm holds and by
+`max_nodes`.
 """
 
 from __future__ import annotations
@@ -164,6 +167,7 @@ class MetricsReporter:
         self._latest: dict[int, SiteMetrics] = {}
         self._nodes: dict[str, NodeMetrics] = {}
         self._publishing: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()  # the events being published are a period late: no more pauses
         self.merges = 0
 
     # --- samples in ------------------------------------------------------------------------------
@@ -214,7 +218,12 @@ class MetricsReporter:
         events = self.merge(at, await self._sites(), served)
         if self.active is None or self.active.is_set():
             if self._publishing is not None and not self._publishing.done():
-                self._publishing.cancel()  # a period late: its events are stale
+                # A period late: the rest goes now, unspread (its windows' counts are in no other
+                # event), then this period's. Meanwhile no new period starts: the grid points
+                # missed are merged into the next (see `merge`).
+                self._hurry.set()
+                await asyncio.gather(self._publishing, return_exceptions=True)
+            self._hurry.clear()
             self._publishing = asyncio.create_task(self._publish_spread(events, self._spread))
         return events
 
@@ -228,14 +237,18 @@ class MetricsReporter:
         return self._scrapes.window(parsed)
 
     def merge(self, at: float, sites: Iterable[Site], served: Mapping[str, Served]) -> list[SiteMetrics | NodeMetrics]:
-        """The window ending at `at`: every site's event, every reporting node's."""
+        """The window ending at `at`: every site's event, every reporting node's. Samples of grid
+        points before it that had no merge of their own (a period that ran past the next grid
+        point: a busy event loop, a slow Docker or Traefik) count here as late ones."""
         samples = list(self._samples.pop(_grid_key(at), {}).values())
         self._merged_until = _grid_key(at)
         self._merged[self._merged_until] = {(s.node_id, s.part) for s in samples}
         for end in [e for e in self._merged if e < self._merged_until - WINDOWS_KEPT * self._period]:
             del self._merged[end]
-        for end in [e for e in self._samples if e <= self._merged_until]:
-            del self._samples[end]
+        for end in sorted(e for e in self._samples if e <= self._merged_until):
+            missed = self._samples.pop(end)
+            self._merged.setdefault(end, set()).update(missed)
+            self._late.extend(missed.values())
         by_service: dict[str, list[tuple[NodeSample, TaskWindow]]] = {}
         for sample in samples:
             for entry in sample.sites:
@@ -279,8 +292,8 @@ class MetricsReporter:
                 left = len(events) - i
                 log.warning("metrics events not published: the broker did not take them", extra=fields(left=left))
                 return
-            with contextlib.suppress(ValueError):
-                await asyncio.sleep(max(0.0, started + (i + 1) * pause - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), max(0.0, started + (i + 1) * pause - time.monotonic()))
 
     # --- the current values ----------------------------------------------------------------------
 

@@ -107,6 +107,21 @@ def test_a_second_sample_counts_once_and_a_late_one_in_the_next_window() -> None
     assert later.oom_kills == 0
 
 
+def test_a_window_whose_merge_never_came_counts_its_kills_in_the_next() -> None:
+    """A period that ran past the next grid point (a busy event loop, a slow Docker or Traefik)
+    skips that point's merge: its samples' counts go into the next window, not away."""
+    board, _ = reporter()
+    board.merge(120, [Site(1, "site_0001", 1)], {})
+    assert board.on_sample(sample(180, entry(cpu=10, oom_kills=1, restarts=1)))
+    assert board.on_sample(sample(240, entry(cpu=30)))
+    [event] = [e for e in board.merge(240, [Site(1, "site_0001", 1)], {}) if isinstance(e, SiteMetrics)]
+    assert (event.oom_kills, event.restarts, event.tasks) == (1, 1, 1)
+    assert event.usage is not None and event.usage.cpu_seconds == 30
+    assert not board.on_sample(sample(180, entry(oom_kills=1)))  # that node's part counted already
+    [later] = [e for e in board.merge(300, [Site(1, "site_0001", 1)], {}) if isinstance(e, SiteMetrics)]
+    assert later.oom_kills == 0
+
+
 def test_samples_waiting_for_their_merge_are_bounded() -> None:
     board, _ = reporter()
     for end in range(120, 1200, 60):
@@ -168,3 +183,21 @@ async def test_a_standby_merges_but_does_not_publish() -> None:
     board, published = reporter(active=active)
     await board.period(60)
     assert board._publishing is None and published == [] and board.site(1) is not None
+
+
+async def test_a_period_late_publishes_the_rest_of_the_last_at_once_and_drops_none() -> None:
+    """The last period's events still going out when the next are ready (a slow broker, a busy
+    loop): each carries its window's counts, so the rest goes now, unspread, before the next."""
+    board, published = reporter(spread_fraction=0.5)  # 30 s: far past this test
+    board.on_sample(sample(120, entry(oom_kills=1)))
+    first = await board.period(120)
+    await asyncio.sleep(0.01)
+    assert len(published) == 1 < len(first)  # spread: one now, the next in 7.5 s
+    board.on_sample(sample(180, entry()))
+    async with asyncio.timeout(2):
+        second = await board.period(180)
+    assert published[: len(first)] == first
+    board._hurry.set()
+    assert board._publishing is not None
+    await board._publishing
+    assert published == first + second
