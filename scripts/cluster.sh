@@ -68,15 +68,21 @@ engine_pid() {
     echo "$pid"
 }
 
+# The worker's cgroup parent in every hierarchy. Relative, so each v1 controller puts it under the
+# engine's own cgroup there: /sys/fs/cgroup/cpu/director-wN, but under the memory cgroup of the
+# job that started the engine (/sys/fs/cgroup/memory/<that cgroup>/director-wN) when it had one.
+cgroup_dirs() {
+    find /sys/fs/cgroup -maxdepth 6 -type d -name "$(cgroup_parent "$1")" -prune -print 2>/dev/null || true
+}
+
 # Processes of the worker: in its network namespace (dockerd, containerd, shims) or in its cgroup
 # (its containers, which have network namespaces of their own).
 node_pids() {
     local node=$1 f
     ip netns pids "$(netns "$node")" 2>/dev/null || true
-    for f in /sys/fs/cgroup/"$(cgroup_parent "$node")" /sys/fs/cgroup/*/"$(cgroup_parent "$node")"; do
-        [ -d "$f" ] && find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null
+    for f in $(cgroup_dirs "$node"); do
+        find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null || true
     done
-    true
 }
 
 kill_node_processes() { # node signal
@@ -235,8 +241,8 @@ remove_node() { # node
     kill_node_processes "$node" KILL
     wait_for 10 bash -c "[ -z \"\$(ip netns pids $ns 2>/dev/null)\" ]" || true
     local f
-    for f in /sys/fs/cgroup/"$(cgroup_parent "$node")" /sys/fs/cgroup/*/"$(cgroup_parent "$node")"; do
-        [ -d "$f" ] && find "$f" -depth -type d -exec rmdir {} + 2>/dev/null
+    for f in $(cgroup_dirs "$node"); do
+        find "$f" -depth -type d -exec rmdir {} + 2>/dev/null || true
     done
     unmount_under "$(exec_root "$node")"
     unmount_under "$DATA/$node"
