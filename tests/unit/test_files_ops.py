@@ -83,7 +83,7 @@ def test_a_fifo_is_refused_without_blocking(site: Path, fd: int) -> None:
     os.mkfifo(site / "private" / "fifo")
     started = time.monotonic()
     assert code(operations.read_range, fd, ("private", "fifo"), 0, 10) is ErrorCode.NOT_REGULAR
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 10  # an open that blocked would wait for a writer forever
 
 
 def test_reads_never_follow_a_link(fd: int) -> None:
