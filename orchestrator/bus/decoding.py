@@ -75,19 +75,15 @@ MAX_COMMAND_BODY = 64 * 1024
 
 def parse_command(body: bytes, routing_key: str, contract_version: object = None) -> TerminalCommand:
     """Bytes to a typed terminal command (the routing key names it), or InvalidEvent."""
-    if unreadable := unreadable_version(contract_version):
-        raise InvalidEvent(unreadable)
-    if len(body) > MAX_COMMAND_BODY:
-        raise InvalidEvent(f"terminal command is larger than {MAX_COMMAND_BODY} bytes")
-    model = TERMINAL_COMMANDS.get(routing_key)
-    if model is None:
-        raise InvalidEvent(f"unknown routing key {routing_key!r}")
-    try:
-        return model.model_validate_json(body, strict=True)
-    except ValidationError as exc:
-        raise InvalidEvent(f"terminal command does not match the schema: {describe(exc)}") from None
-    except ValueError as exc:
-        raise InvalidEvent(f"terminal command does not match the schema: {exc!s:.200}") from None
+    return parse_request(
+        body,
+        routing_key,
+        contract_version,
+        what="terminal command",
+        limit=MAX_COMMAND_BODY,
+        models=TERMINAL_COMMANDS,
+        error=InvalidEvent,
+    )
 
 
 R = TypeVar("R", bound=BaseModel)
@@ -97,24 +93,31 @@ MAX_FILE_REQUEST_BODY = 4 * ((MAX_CHUNK_BYTES + 2) // 3) + 64 * 1024
 
 
 def parse_request(
-    body: bytes, routing_key: str, contract_version: object, *, what: str, limit: int, models: Mapping[str, type[R]]
+    body: bytes,
+    routing_key: str,
+    contract_version: object,
+    *,
+    what: str,
+    limit: int,
+    models: Mapping[str, type[R]],
+    error: type[InvalidEvent] = InvalidRequest,
 ) -> R:
-    """Bytes to the typed request `models` names by routing key, or InvalidRequest: one reading
-    of a request (files and logs, databases, metrics) whatever its kind; `what` names the kind in
-    the error, `limit` bounds the body."""
+    """Bytes to the typed request `models` names by routing key, or `error`: one reading of a
+    request (terminal commands, files and logs, databases, metrics) whatever its kind; `what`
+    names the kind in the error, `limit` bounds the body."""
     if unreadable := unreadable_version(contract_version):
-        raise InvalidRequest(unreadable)
+        raise error(unreadable)
     if len(body) > limit:
-        raise InvalidRequest(f"{what} is larger than {limit} bytes")
+        raise error(f"{what} is larger than {limit} bytes")
     model = models.get(routing_key)
     if model is None:
-        raise InvalidRequest(f"unknown routing key {routing_key!r}")
+        raise error(f"unknown routing key {routing_key!r}")
     try:
         return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
-        raise InvalidRequest(f"{routing_key} does not match the schema: {describe(exc)}") from None
+        raise error(f"{routing_key} does not match the schema: {describe(exc)}") from None
     except ValueError as exc:
-        raise InvalidRequest(f"{routing_key} does not match the schema: {exc!s:.200}") from None
+        raise error(f"{routing_key} does not match the schema: {exc!s:.200}") from None
 
 
 def parse_file_request(body: bytes, routing_key: str, contract_version: object = None) -> FileRequest:
