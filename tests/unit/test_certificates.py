@@ -246,7 +246,7 @@ def world(tmp_path: Path) -> World:
 def tls_settings() -> Settings:
     return Settings(
         acme_directory_url="https://ca.test/dir",
-        tls_wait_seconds=2,
+        tls_wait_seconds=60,
         acme_orders_per_window=3,
         acme_certificates_per_domain=50,
     )
@@ -451,7 +451,6 @@ async def test_a_takeover_answers_a_site_event_as_soon_as_the_store_is_read(
     """The event that made this replica active comes before its loop read the store: it is
     answered from the store at once, not after the wait bound (it once waited all of it)."""
     world.sites = {"a.example.org": 1}
-    tls_settings = tls_settings.model_copy(update={"tls_wait_seconds": 60})
     await secure(world.issuer(tls_settings), 1, "a.example.org")
     started = time.monotonic()
     tls = await secure(world.issuer(tls_settings), 1, "a.example.org")
