@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 from pathlib import PurePath
 
@@ -26,6 +27,10 @@ _GOOD_LABEL = st.text(alphabet="abzAZ09", min_size=1, max_size=8)
 _LABELISH = st.one_of(_GOOD_LABEL, _GOOD_LABEL, st.text(alphabet="az9-*`_ ", max_size=4))
 _NAMEISH = st.lists(_LABELISH, min_size=2, max_size=4).map(".".join)
 # Arbitrary text lists, plus lists of near-valid names so that many examples reach router_rule.
+# Generated rules per property: enough for every make test, more on demand (a search for a new
+# hole): HYPOTHESIS_EXAMPLES=20000 make unit.
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "300"))
+
 TEXT_LISTS = st.one_of(
     st.lists(st.text()),
     st.lists(st.one_of(st.text(), _HOSTISH, _NAMEISH), max_size=6),
@@ -125,7 +130,7 @@ def test_router_rule_refuses_an_empty_list() -> None:
         traefik.router_rule([])
 
 
-@settings(max_examples=1500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(TEXT_LISTS)
 def test_router_rules_hold_only_host_terms(values: list[str]) -> None:
     hosts = []
@@ -143,7 +148,7 @@ def test_router_rules_hold_only_host_terms(values: list[str]) -> None:
     assert rule.count("Host(") + rule.count("HostRegexp(") == len(hosts)
 
 
-@settings(max_examples=1500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(TEXT_LISTS)
 def test_sites_with_arbitrary_domains_yield_only_host_rules(domains: list[str]) -> None:
     try:
