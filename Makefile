@@ -64,7 +64,7 @@ ready: up $(VENV)/.installed demo-stop
 checks: lint unit-first
 
 unit-first: $(VENV)/.installed asyncapi-schema
-	$(PY) -m pytest tests/unit -q -x
+	$(PY) -m pytest tests/unit -q -x -n 2
 
 # Faults too slow for make test's budget (a real dockerd stop and start: every container restarts).
 test-slow: up $(VENV)/.installed
