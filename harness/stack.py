@@ -4,11 +4,9 @@ wipe of this process's test sites."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -49,9 +47,8 @@ DEFAULT_IMAGES_ENV = Path("/etc/director-stack/default-images.env")
 
 def make_vhost(name: str, broker: Broker = LOCAL_BROKER) -> None:
     """A fresh vhost with the local stack's users and their least-privilege permissions and topic
-    permissions, in one `import_definitions` (each rabbitmqctl start costs over a second)."""
-    with contextlib.suppress(subprocess.CalledProcessError):
-        broker.ctl("delete_vhost", name)
+    permissions, in one import of definitions."""
+    broker.delete_vhost(name, missing_ok=True)
     # The permissions the file grants on "/", granted on `name` instead; guest administers the tests.
     definitions = broker_definitions()
     grants = [{**g, "vhost": name} for g in definitions["permissions"] if g["vhost"] == "/"]
@@ -60,27 +57,22 @@ def make_vhost(name: str, broker: Broker = LOCAL_BROKER) -> None:
     # Director's exchanges and the queue policies, as the definitions give them to "/".
     exchanges = [{**e, "vhost": name} for e in definitions.get("exchanges", []) if e["vhost"] == "/"]
     policies = [{**p, "vhost": name} for p in definitions.get("policies", []) if p["vhost"] == "/"]
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
-        json.dump(
-            {
-                "vhosts": [{"name": name}],
-                "permissions": grants,
-                "topic_permissions": topic_grants,
-                "exchanges": exchanges,
-                "policies": policies,
-            },
-            file,
-        )
-        file.flush()
-        os.chmod(file.name, 0o644)  # read by the broker's own user
-        broker.ctl("import_definitions", file.name)
+    broker.import_definitions(
+        {
+            "vhosts": [{"name": name}],
+            "permissions": grants,
+            "topic_permissions": topic_grants,
+            "exchanges": exchanges,
+            "policies": policies,
+        }
+    )
 
 
 @contextlib.contextmanager
 def fresh_vhost(name: str, broker: Broker = LOCAL_BROKER) -> Iterator[str]:
     make_vhost(name, broker)
     yield name
-    broker.ctl("delete_vhost", name)
+    broker.delete_vhost(name)
 
 
 @contextlib.contextmanager

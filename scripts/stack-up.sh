@@ -47,6 +47,7 @@ TRAEFIK_ETC=/etc/director-stack/traefik   # the installed copy of deploy/traefik
 DOCKERD_LOG=/var/log/dockerd.log
 TLS_DIR=${RABBITMQ_TLS_DIR:-/etc/rabbitmq/tls}
 RABBITMQ_CONF=/etc/rabbitmq/rabbitmq.conf
+RABBITMQ_PLUGINS=/etc/rabbitmq/enabled_plugins
 BRIDGE=${CLUSTER_BRIDGE:-director0}
 PREFIX=${CLUSTER_PREFIX:-198.18.213}
 MANAGER_ADDR=$PREFIX.1
@@ -250,7 +251,21 @@ ssl_options.verify = verify_peer
 ssl_options.fail_if_no_peer_cert = false
 # No message larger than this reaches any queue (the contract's own limits are far smaller; the
 # largest, a file chunk, is under 2 MiB): one credential cannot fill memory or disk with one publish.
-max_message_size = 4194304"
+max_message_size = 4194304
+# The HTTP API on loopback, for the tests' vhosts (made and removed in a millisecond each, where a
+# rabbitmqctl call boots an Erlang VM); no statistics are collected for it.
+management.tcp.ip = 127.0.0.1
+management.tcp.port = 15672
+management_agent.disable_metrics_collector = true"
+RMQ_PLUGINS_WANT="[rabbitmq_management]."
+if [ "$(cat "$RABBITMQ_PLUGINS" 2>/dev/null)" != "$RMQ_PLUGINS_WANT" ]; then
+    log "rabbitmq: writing $RABBITMQ_PLUGINS"
+    printf '%s\n' "$RMQ_PLUGINS_WANT" >"$RABBITMQ_PLUGINS.tmp"
+    chown rabbitmq:rabbitmq "$RABBITMQ_PLUGINS.tmp" 2>/dev/null || true
+    chmod 0644 "$RABBITMQ_PLUGINS.tmp"
+    mv -f "$RABBITMQ_PLUGINS.tmp" "$RABBITMQ_PLUGINS"
+    RMQ_CONFIG_CHANGED=1
+fi
 if [ "$(cat "$RABBITMQ_CONF" 2>/dev/null)" = "$RMQ_CONF_WANT" ]; then
     log "rabbitmq: $RABBITMQ_CONF up to date"
 else
@@ -290,6 +305,8 @@ wait_for 30 amqp bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672' ||
     die "rabbitmq is not listening on 127.0.0.1:5672"
 wait_for 30 amqps bash -c 'exec 3<>/dev/tcp/127.0.0.1/5671' ||
     die "rabbitmq is not listening with TLS on 127.0.0.1:5671 (see /var/log/rabbitmq/)"
+wait_for 30 rabbitmq-api curl -sf -o /dev/null -m 2 -u guest:guest http://127.0.0.1:15672/api/overview ||
+    die "rabbitmq's HTTP API is not answering on 127.0.0.1:15672 (see /var/log/rabbitmq/)"
 
 # ---------------------------------------------------------------- 3. rabbitmq users
 # Users, permissions (and topic permissions) and Director's exchanges come from
