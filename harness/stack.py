@@ -22,18 +22,19 @@ from harness.scope import SITE_IDS
 from orchestrator.config import Settings
 from orchestrator.files import quota
 from orchestrator.swarm.registry import basic_auth
+from orchestrator_contract import exchanges
 
 ADMIN_URL = os.environ.get("TEST_ADMIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DIRECTOR_URL = os.environ.get("TEST_DIRECTOR_AMQP_URL", "amqp://director:director@127.0.0.1:5672/")
 TRAEFIK = os.environ.get("TEST_TRAEFIK_URL", "http://127.0.0.1:8000")
 TRAEFIK_API = os.environ.get("TEST_TRAEFIK_API_URL", "http://127.0.0.1:8080")
 ROOT = Path(__file__).resolve().parents[1]
-INBOUND = "director.sites"
-RESULTS = "orchestrator.results"
+INBOUND = exchanges.SITE_EVENTS
+RESULTS = exchanges.RESULTS
 DEAD_LETTERS = "orchestrator.site-events.dead"
 # A dead-letter queue per kind (bus/topology.py): site events', file requests', terminal commands'.
 ALL_DEAD_LETTERS = (DEAD_LETTERS, "orchestrator.file-requests.dead", "orchestrator.terminal-commands.dead")
-SITE_RESULTS = "orchestrator.site-results"
+SITE_RESULTS = exchanges.SITE_RESULTS
 MANAGED = {"label": "com.director.managed-by=orchestrator"}
 SITE_UID_BASE = Settings.model_fields["site_uid_base"].default  # a site's uid is this + its id
 # Site images: the local stack's registry (the settings' defaults) and the label a built image carries.

@@ -5,19 +5,20 @@ from __future__ import annotations
 from pydantic import Field
 
 from orchestrator.config.base import Group
+from orchestrator_contract import exchanges
 
 
 class TopologySettings(Group):
     # --- topology -----------------------------------------------------------------------------
     # Director's site events: its exchange, the binding, and the work queue they are consumed from.
-    inbound_exchange: str = "director.sites"
+    inbound_exchange: str = exchanges.SITE_EVENTS
     binding_key: str = "site.*"
     work_queue: str = "orchestrator.site-events"
     # Where results, `site.health` and `orchestrator.drift` are published.
-    results_exchange: str = "orchestrator.results"
+    results_exchange: str = exchanges.RESULTS
     # A durable queue of results for Director, so results survive while Director is away.
     # Empty disables it; results are still published with `mandatory`.
-    results_queue: str = "orchestrator.site-results"
+    results_queue: str = exchanges.SITE_RESULTS
     # Delayed retries: a transiently failed event waits in the retry queue for its TTL.
     retry_exchange: str = "orchestrator.retry"
     retry_queue: str = "orchestrator.site-events.retry"
@@ -33,19 +34,19 @@ class TopologySettings(Group):
     delivery_limit: int = Field(default=5, ge=1)
     # Terminal sessions: Director's commands (their own queue, so a keystroke never waits behind a
     # deploy) and the sessions' events, routing key `terminal.<session_id>`.
-    terminal_exchange: str = "director.terminals"
+    terminal_exchange: str = exchanges.TERMINAL_COMMANDS
     terminal_binding_key: str = "terminal.*"
     terminal_queue: str = "orchestrator.terminal-commands"
-    terminal_events_exchange: str = "orchestrator.terminals"
+    terminal_events_exchange: str = exchanges.TERMINAL_UPDATES
     # Site files and logs: Director's requests (routing key = the operation), consumed from their
     # own queue; replies go to the default exchange with routing key = the request's `reply_to`,
     # which must be RabbitMQ's direct reply-to or a queue named `files_reply_queue_prefix`...
-    files_exchange: str = "director.files"
+    files_exchange: str = exchanges.FILE_REQUESTS
     files_queue: str = "orchestrator.file-requests"
-    files_reply_queue_prefix: str = Field(default="director.replies.", min_length=2)
+    files_reply_queue_prefix: str = Field(default=exchanges.REPLY_QUEUE_PREFIX, min_length=2)
     # Site databases: Director's requests (routing key = the operation), answered as file
     # requests are (the same reply queues).
-    databases_exchange: str = "director.databases"
+    databases_exchange: str = exchanges.DATABASE_REQUESTS
     databases_queue: str = "orchestrator.database-requests"
 
     # The name of this deployment, on what it creates that only it may clean up (terminal

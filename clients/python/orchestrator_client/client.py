@@ -31,6 +31,7 @@ from orchestrator_client.requests import Requests
 from orchestrator_client.results import Results
 from orchestrator_client.sites import Sites
 from orchestrator_client.terminals import Terminals
+from orchestrator_contract import exchanges
 
 TIMEOUT = 30.0
 
@@ -65,7 +66,7 @@ class Options(Setup, total=False):
 def default_prefix(user: str) -> str:
     """Where a user's own queues are named: Director's `director.replies.`, anyone else's `<user>.`
     (the observer's `observer.`), as the broker's permissions have it."""
-    return "director.replies." if user == "director" else f"{user}."
+    return exchanges.REPLY_QUEUE_PREFIX if user == "director" else f"{user}."
 
 
 class Client:

@@ -5,23 +5,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orchestrator_contract import exchanges
+
 
 @dataclass(frozen=True)
 class Names:
-    sites: str = "director.sites"
-    """Director's site events (topic; routing key = the event's type)."""
-    terminals: str = "director.terminals"
-    """Director's terminal commands (topic; routing key = the command's type)."""
-    files: str = "director.files"
-    """Director's file, log and metrics requests (topic; routing key = the operation)."""
-    databases: str = "director.databases"
-    """Director's requests about site databases (topic; routing key = the operation)."""
-    results: str = "orchestrator.results"
-    """What the orchestrator reports: results, health, drift (topic; routing key = the type)."""
-    terminal_updates: str = "orchestrator.terminals"
-    """What happens in terminal sessions (topic; routing key `terminal.<session_id>`)."""
-    site_results: str = "orchestrator.site-results"
-    """Director's durable queue of every site's results (`site.*`)."""
+    """Each field's meaning: orchestrator_contract.exchanges."""
+
+    sites: str = exchanges.SITE_EVENTS
+    terminals: str = exchanges.TERMINAL_COMMANDS
+    files: str = exchanges.FILE_REQUESTS
+    databases: str = exchanges.DATABASE_REQUESTS
+    results: str = exchanges.RESULTS
+    terminal_updates: str = exchanges.TERMINAL_UPDATES
+    site_results: str = exchanges.SITE_RESULTS
 
     def exchange_of(self, operation: str) -> str:
         """Where a request goes: `database.*` to `databases`, the rest (`files.*`, `logs.*`,
