@@ -10,7 +10,15 @@ from pathlib import Path
 from support import ROOT
 
 # What an operator must choose (scripts/stack.sh documents them); the file has no default.
-REQUIRED = {"SITES_DOMAIN_SUFFIXES": "sites.school.example", "RESERVED_DOMAINS": "panel.school.example"}
+PINNED = "registry.school.example:5000/director/{}:latest@sha256:" + "0" * 64
+REQUIRED = {
+    "SITES_DOMAIN_SUFFIXES": "sites.school.example",
+    "RESERVED_DOMAINS": "panel.school.example",
+    # What scripts/stack.sh reads from DEFAULT_IMAGES_FILE (`scripts/stack.sh pin-images`).
+    "ORCHESTRATOR_DEFAULT_IMAGE": PINNED.format("base"),
+    "ORCHESTRATOR_ALLOWED_DEFAULT_IMAGES": PINNED.format("base"),
+    "ORCHESTRATOR_STATIC_IMAGE": PINNED.format("nginx"),
+}
 
 
 def stack_config(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
