@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.config import Settings
-from orchestrator.errors import NotFound, OrchestratorError, TerminalRefused
+from orchestrator.errors import DockerConflict, NotFound, OrchestratorError, TerminalRefused
 from orchestrator.logging_setup import fields
 from orchestrator.sites.protocols import SiteDirsPort
 from orchestrator.slices import Admission, SiteRuntime
@@ -178,7 +178,16 @@ class TerminalSessions:
         session.writer.write(data)
 
     async def resize(self, session_id: uuid.UUID, cols: int, rows: int) -> None:
-        await self.host.resize(self._get(session_id).container_id, cols, rows)
+        session = self._get(session_id)
+        if session.reason:  # being closed: its end is said as `closed`, with the reason
+            return
+        try:
+            await self.host.resize(session.container_id, cols, rows)
+        except DockerConflict:
+            # Its container stopped between the command and Docker (the shell exited, or an idle
+            # close, the lifetime or the site's deletion got there first): the pump says `closed`
+            # for it; a resize of a TTY that has ended is nothing to fail over.
+            log.info("a resize found its terminal ended", extra=fields(session_id=str(session_id)))
 
     async def close(self, session_id: uuid.UUID, reason: str = "closed by the user") -> None:
         session = self._get(session_id)

@@ -15,7 +15,7 @@ import pytest
 from fakes import FakeSiteDirs
 
 from orchestrator.config import Settings
-from orchestrator.errors import TerminalRefused
+from orchestrator.errors import DockerConflict, TerminalRefused
 from orchestrator.terminals.container import SessionContainer
 from orchestrator.terminals.sessions import TerminalSessions
 from orchestrator_contract.codes import ErrorCode
@@ -45,7 +45,8 @@ class FakeHost:
         return ident, ours
 
     async def resize(self, container_id: str, cols: int, rows: int) -> None:
-        return None
+        if container_id not in self.shells:  # what Docker says of a container that is not running
+            raise DockerConflict(f"Container {container_id} is not running")
 
     async def remove(self, container_id: str) -> None:
         self.removed.append(container_id)
@@ -178,4 +179,21 @@ async def test_an_answer_to_input_is_not_held_for_the_batch_interval(host: FakeH
     assert shell.recv(16) == b"x"
     shell.sendall(b"x")  # the echo
     assert await after(2) == [b"first", b"streaming x"]
+    await sessions.stop()
+
+
+async def test_a_resize_racing_the_terminals_end_is_no_failure(host: FakeHost, updates: list[TerminalUpdate]) -> None:
+    """An idle close (or the shell's exit) stopped the container just before a resize reached
+    Docker: the owner hears `closed`, not `failed` for the resize."""
+    sessions = sessions_with(host, updates)
+    session_id = uuid.uuid4()
+    await sessions.open(session_id, 1, 80, 24)
+    (container,) = list(host.shells)
+    host.shells.pop(container).close()  # the container stopped; the pump has not seen it yet
+    await sessions.resize(session_id, 120, 40)
+    for _ in range(100):
+        if updates[-1].type != "opened":
+            break
+        await asyncio.sleep(0.05)
+    assert [u.type for u in updates] == ["opened", "closed"]
     await sessions.stop()
