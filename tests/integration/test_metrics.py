@@ -172,7 +172,12 @@ async def test_a_cpu_bound_site_reports_a_share_near_its_limit(
 
     await watch.until(lambda: sum(s >= 0.7 for s in shares()) >= 2, timeout=60)
     busy = [m for m in watch.of(sites.cpu) if m.usage and (m.usage.cpu_share or 0) >= 0.7]
-    assert all(m.usage and m.usage.cpu_limit == 0.25 and m.usage.cpu_share <= 1.1 for m in busy)  # type: ignore[operator]
+    assert all(m.usage and m.usage.cpu_limit == 0.25 for m in busy)
+    # At its limit, not past it: the kernel throttles at 0.25 CPU, so a share above 1 is the edges
+    # of a 2 s window read on a loaded machine (a window's reads come a few tenths late). A share
+    # against a wrong limit would be 4x off.
+    shares_busy = sorted(m.usage.cpu_share for m in busy if m.usage and m.usage.cpu_share is not None)
+    assert shares_busy[len(shares_busy) // 2] <= 1.1 and shares_busy[-1] <= 1.35, shares_busy
     assert any(m.usage and m.usage.cpu_throttled_seconds > 0 for m in busy)
 
 
