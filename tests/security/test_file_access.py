@@ -176,16 +176,19 @@ async def test_the_skeleton_cannot_be_deleted_moved_or_replaced(client: Client, 
     assert (await client.files.stat(site, "public")).entry.type == "dir"
 
 
+# Flips until the test has seen enough requests (it writes `stop`), so a loaded machine, where
+# the requests are slow beside a shell loop, still has them all inside the race.
 FLIPPER = """
 cd /site/private/race
 i=0
-while [ $i -lt {flips} ]; do
+while [ ! -e stop ]; do
   mv d real && ln -s /etc d && rm d && mv real d
   mv d real && ln -s / d && rm d && mv real d
   i=$((i+1))
 done
 echo $i > /site/private/race/flips
 """
+RACED_REQUESTS = 100
 
 
 async def test_a_site_swapping_a_directory_for_a_link_in_a_loop_reaches_nothing_outside(
@@ -204,10 +207,9 @@ async def test_a_site_swapping_a_directory_for_a_link_in_a_loop_reaches_nothing_
     host_passwd = host_file()
 
     api = docker.APIClient(version="auto")
-    flips = 1000  # each: d swapped for a link twice (4 renames)
     container = api.create_container(
         SETTINGS.default_image,
-        ["sh", "-c", FLIPPER.format(flips=flips)],
+        ["sh", "-c", FLIPPER],
         user=f"{uid_of(site)}:{uid_of(site)}",
         network_disabled=True,
         labels={"com.director.managed-by": "orchestrator", "com.director.site-id": str(site)},
@@ -216,6 +218,7 @@ async def test_a_site_swapping_a_directory_for_a_link_in_a_loop_reaches_nothing_
     api.start(container)
     outcomes: dict[str, int] = {}
     leaks: list[str] = []
+    counted = asyncio.Event()  # RACED_REQUESTS answered
 
     async def loop(op: str) -> None:
         d = "private/race/d"
@@ -248,19 +251,25 @@ async def test_a_site_swapping_a_directory_for_a_link_in_a_loop_reaches_nothing_
                 outcomes[f"{op}: ok"] = outcomes.get(f"{op}: ok", 0) + 1
             except OrchestratorError as exc:
                 outcomes[f"{op}: {exc.code}"] = outcomes.get(f"{op}: {exc.code}", 0) + 1
+            if sum(outcomes.values()) >= RACED_REQUESTS:
+                counted.set()
+
+    async def enough() -> None:
+        await asyncio.sleep(3)
+        await counted.wait()
+        (race / "stop").touch()
 
     ops = ["read", "list", "write", "mkdir", "chmod", "rename", "delete", "usage"]
     try:
-        await asyncio.wait_for(asyncio.gather(*(loop(op) for op in ops)), 120)
+        await asyncio.wait_for(asyncio.gather(enough(), *(loop(op) for op in ops)), 120)
         assert api.wait(container, timeout=10)["StatusCode"] == 0
     finally:
         api.remove_container(container, force=True)
 
-    assert (race / "flips").read_text().strip() == str(flips)
+    flips = int((race / "flips").read_text())  # each: d swapped for a link twice (4 renames)
+    assert flips >= 10, flips  # the race ran through the requests
     assert leaks == []
     assert host_state() == before
-    requests = sum(outcomes.values())
-    assert requests > 50, outcomes  # how many depends on the machine's load; the race ran through them
     # Both sides of the race were seen: requests that worked inside d, and requests refused
     # because d was a link at that moment.
     assert any(k.endswith(": ok") for k in outcomes) and any(k.endswith("unsafe_path") for k in outcomes), outcomes
