@@ -244,9 +244,12 @@ class Stream:
                 "site.created" if version == 1 else "site.updated", site_id, version, serving=False,
                 domains=[f"s{site_id}-{version % 2}.stack.example.com"],
             )  # fmt: skip
+            # When it was sent, not when the broker confirmed it: under load a confirm comes a
+            # second late, and an event sent before a kill must not count as one sent after.
+            sent = time.time()
             await publish_reliably(self.director, event)
             self.events.append(event)
-            self.published_at[event["event_id"]] = time.time()
+            self.published_at[event["event_id"]] = sent
             await asyncio.sleep(self.interval)
 
     def ids(self) -> list[str]:
