@@ -53,13 +53,7 @@ class RequestReplies(Generic[R]):
     # --- the processor ---------------------------------------------------------------------------
 
     def parse(self, envelope: Envelope) -> R:
-        if not reply_queue_allowed(envelope.reply_to, self.reply_queue_prefix):
-            raise InvalidRequest(
-                f"reply_to {str(envelope.reply_to)[:100]!r} is not a reply queue (amq.rabbitmq.reply-to, or "
-                f"{self.reply_queue_prefix}<name>): nobody can be answered"
-            )
-        if not envelope.correlation_id:
-            raise InvalidRequest("the request has no correlation_id")
+        require_answerable(envelope, self.reply_queue_prefix)
         return self.decode(envelope.body, envelope.routing_key, envelope.headers.get(contract.HEADER))
 
     def lane(self, message: R | None, error: OrchestratorError | None) -> Hashable | None:
@@ -103,3 +97,15 @@ def reply(requester: Requester, body: bytes) -> Outgoing:
         mandatory=False,
         confirmed=False,
     )
+
+
+def require_answerable(envelope: Envelope, reply_queue_prefix: str) -> None:
+    """InvalidRequest unless the request names a reply queue it may be answered on and a
+    correlation id to answer it with."""
+    if not reply_queue_allowed(envelope.reply_to, reply_queue_prefix):
+        raise InvalidRequest(
+            f"reply_to {str(envelope.reply_to)[:100]!r} is not a reply queue (amq.rabbitmq.reply-to, or "
+            f"{reply_queue_prefix}<name>): nobody can be answered"
+        )
+    if not envelope.correlation_id:
+        raise InvalidRequest("the request has no correlation_id")

@@ -17,6 +17,7 @@ from orchestrator.bus.decoding import describe
 from orchestrator.bus.envelope import Envelope
 from orchestrator.bus.outcomes import DEFAULT_EXCHANGE, Completed, Failed, Outcome, Outgoing, Received
 from orchestrator.bus.replies import error_reply, reply_queue_allowed
+from orchestrator.bus.requests import require_answerable
 from orchestrator.errors import FileRefused, InvalidRequest, OrchestratorError
 from orchestrator.metrics.reporter import MetricsReporter
 from orchestrator.metrics.samples import MAX_SAMPLE_BYTES, NodeSample
@@ -62,13 +63,7 @@ class MetricsRequests:
         self.reply_queue_prefix = reply_queue_prefix
 
     def parse(self, envelope: Envelope) -> MetricsRequest:
-        if not reply_queue_allowed(envelope.reply_to, self.reply_queue_prefix):
-            raise InvalidRequest(
-                f"reply_to {str(envelope.reply_to)[:100]!r} is not a reply queue (amq.rabbitmq.reply-to, or "
-                f"{self.reply_queue_prefix}<name>): nobody can be answered"
-            )
-        if not envelope.correlation_id:
-            raise InvalidRequest("the request has no correlation_id")
+        require_answerable(envelope, self.reply_queue_prefix)
         return parse_request(envelope.body, envelope.routing_key, envelope.headers.get(contract.HEADER))
 
     def lane(self, message: MetricsRequest | None, error: OrchestratorError | None) -> Hashable | None:
