@@ -97,7 +97,8 @@ def orchestrator_env(vhost: str, sites_root: Path, broker: Broker = LOCAL_BROKER
         "ORCHESTRATOR_HEALTH_TIMEOUT_SECONDS": "1",
         "ORCHESTRATOR_HEALTH_RETRIES": "2",
         "ORCHESTRATOR_STABLE_SECONDS": "2",
-        "ORCHESTRATOR_DRAIN_SECONDS": "1",
+        # The local Traefik refreshes every second; a poll on a loaded machine takes up to a second more.
+        "ORCHESTRATOR_DRAIN_SECONDS": "3",
         "ORCHESTRATOR_DOMAIN_WAIT_SECONDS": "1.5",
         "ORCHESTRATOR_TRAEFIK_URL": TRAEFIK,
         "ORCHESTRATOR_TRAEFIK_API_URL": TRAEFIK_API,

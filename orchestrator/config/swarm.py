@@ -46,8 +46,9 @@ class SwarmSettings(Group):
     # How long a stopping task has after SIGTERM before it is killed (drain_seconds is added).
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     # A stopping task keeps serving this long after SIGTERM, so Traefik (which drops a task once
-    # its desired state is shutdown, at its next refresh) stops sending it requests first.
-    drain_seconds: float = Field(default=3.0, ge=0)
+    # its desired state is shutdown, at its next refresh) stops sending it requests first: longer
+    # than Traefik's refreshSeconds (5 in deploy/traefik/traefik.yml) and one poll of the fleet.
+    drain_seconds: float = Field(default=8.0, ge=0)
     # Every site task is probed from inside ($PORT answers HTTP). Swarm counts a task as running
     # only once healthy, so a start-first update switches over only to a task that answers.
     # The interval is how often a new or failing task is looked at (a rollout waits on it); a

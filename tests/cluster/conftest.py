@@ -39,9 +39,5 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runni
     # workers, as compose runs one on every node (it collects nothing itself: no collector runs
     # for the manager's sites, which are reported `unmeasured`).
     metrics = {"metrics_seconds": "2", "metrics_collector": "false"}
-    # A stopping task keeps serving production's 3 s (the tests' default is 1 s): the drain test
-    # holds the promise that moving sites fails no request, and under CI's load Traefik dropped
-    # an old task later than 1 s after its stop (ReadTimeouts through the overlay).
-    settings = {**metrics, "drain_seconds": "3"}
-    async with stack_running("cluster", tmp_path_factory.mktemp("logs"), site_node_label=LABEL, **settings) as running:
+    async with stack_running("cluster", tmp_path_factory.mktemp("logs"), site_node_label=LABEL, **metrics) as running:
         yield running

@@ -185,6 +185,18 @@ def test_traefik_serves_what_the_orchestrator_expects() -> None:
     assert "service: api@internal" in (DEPLOY / "traefik" / "dynamic.yml").read_text()
 
 
+def test_a_stopping_task_serves_until_traefik_has_dropped_it() -> None:
+    """With a throttle no longer than its refresh, Traefik applies a stopped task's removal within one
+    refresh and one poll (the poll: up to ~3 s on a large fleet); the drain outlasts both."""
+    static = (DEPLOY / "traefik" / "traefik.yml").read_text()
+    (throttle,) = re.findall(r"^  providersThrottleDuration: (\d+)s$", static, re.MULTILINE)
+    (production, local) = re.findall(
+        r"^    refreshSeconds: (\d+) # local: \$TRAEFIK_REFRESH_SECONDS \((\d+)\)$", static, re.MULTILINE
+    )[0]
+    assert int(throttle) <= int(local) <= int(production)
+    assert Settings().drain_seconds >= int(production) + 3
+
+
 def test_every_queue_of_ours_is_bounded_by_a_policy(definitions: dict[str, Any]) -> None:
     settings = Settings()
     bounded = [settings.work_queue, settings.retry_queue, settings.dead_letter_queue, settings.terminal_queue,
