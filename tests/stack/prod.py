@@ -181,6 +181,22 @@ class Prod:
             )
         return lines
 
+    def why_gone(self, containers: set[str], name: str) -> dict[str, Any]:
+        """What a failed test needs to know of containers that are no longer running: how each
+        ended, its last health checks and log lines, and the service's task history."""
+        ends: dict[str, Any] = {}
+        for container in containers:
+            try:
+                state = self.api.inspect_container(container)["State"]
+                tail = self.api.logs(container, tail=15).decode(errors="replace").splitlines()
+            except docker.errors.NotFound:
+                ends[container[:12]] = "(removed)"
+                continue
+            keep = ("Status", "ExitCode", "OOMKilled", "Error", "StartedAt", "FinishedAt")
+            ends[container[:12]] = {k: state.get(k) for k in keep}
+            ends[container[:12]].update(health=self.health_log(container), log=tail)
+        return {"ended": ends, "tasks": self.task_history(name)}
+
     def health_log(self, container: str) -> list[str]:
         """Docker's last runs of the container's HEALTHCHECK: start, exit code, output."""
         try:

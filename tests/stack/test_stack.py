@@ -304,7 +304,8 @@ async def test_a_broker_outage_restarts_no_replica(prod: Prod, rabbitmq_scaled: 
     await asyncio.to_thread(docker_cli, "service", "scale", "-d", f"{prod.name}_rabbitmq=1")
     with timed("broker back -> every service healthy"):
         await asyncio.to_thread(run_stack, "wait")
-    assert {c["Id"] for c in prod.containers("orchestrator")} == set(replicas)
+    after = {c["Id"] for c in prod.containers("orchestrator")}
+    assert after == set(replicas), prod.why_gone(set(replicas) - after, "orchestrator")
     for container in replicas:  # Docker keeps its last five runs: none failed meanwhile either
         assert all(run["ExitCode"] == 0 for run in runs_during_outage(container))
     probe = site_event("site.created", fresh_site_id(), 1, serving=False)
