@@ -139,6 +139,9 @@ class HealthMonitor:
         self._pending.pop(name, None)  # events from now on schedule another look
         try:
             service = await self.swarm.get(name)
+            # The listing's count includes a task draining after its replacement started: a
+            # replacement that dies meanwhile would go unseen.
+            answering = await self.swarm.answering_tasks(service) if service and service.running else 0
         except OrchestratorError as exc:
             log.warning("could not look at a site's health", extra=fields(service=name, error=exc.message))
             return  # the stream reconnecting brings a fresh look
@@ -148,7 +151,7 @@ class HealthMonitor:
             self._published.pop(name, None)  # removed, not serving or not ours: not watched
             self._failing.pop(name, None)
             return
-        health = classify(service.running or 0, service.replicas, len(self._failing.get(name, ())))
+        health = classify(answering, service.replicas, len(self._failing.get(name, ())))
         last = self._published.get(name)
         if last is None and health.status != "healthy":
             return  # not yet watched: on its way up, its deploy result tells

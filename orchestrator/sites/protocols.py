@@ -27,6 +27,10 @@ class SwarmPort(Protocol):
     async def get(self, name: str) -> Service | None:
         """The service with its status (one call), or None."""
 
+    async def answering_tasks(self, service: Service) -> int:
+        """Its tasks that answer now (running, meant to run, on a node that is up): fewer than
+        `Service.running` while a replaced task drains or a node is lost."""
+
     async def claims(self, label_keys: Sequence[str]) -> dict[str, frozenset[str]]:
         """Services holding any of these claim labels (see `domains.lookup_labels`), each with
         all its claim labels."""

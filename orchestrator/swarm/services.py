@@ -106,6 +106,18 @@ class Swarm:
             self.cache.remember_service(service, since)
         return service
 
+    async def answering_tasks(self, service: Service) -> int:
+        """The service's tasks that answer now: running (a health-checked task runs only once
+        healthy), meant to run, on a node that is up. Docker's `RunningTasks` counts more: a task
+        draining after its replacement started, and what a lost node last said of its tasks."""
+        down = self._down_nodes()
+
+        def count(api: docker.APIClient) -> int:
+            tasks = api.tasks(filters={"service": service.id, "desired-state": "running"})
+            return sum(t["Status"]["State"] == "running" and t.get("NodeID") not in down for t in tasks)
+
+        return await self._run(count)
+
     async def spec_of(self, name: str) -> tuple[Service, ServiceSpec] | None:
         """The service and its live spec (mapped back from Docker's), or None."""
 

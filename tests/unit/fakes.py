@@ -40,6 +40,8 @@ class FakeSwarm:
     rollouts: list[Rollout] = field(default_factory=list)
     # Names whose tasks answer (a converge succeeded since the last change).
     answering: set[str] = field(default_factory=set)
+    # Names with one more running task than answer (a replaced task draining).
+    draining: set[str] = field(default_factory=set)
     # What the next converge reports instead of Ready (a broken site), once.
     broken: Broken | None = None
     converge_error: OrchestratorError | None = None
@@ -53,8 +55,12 @@ class FakeSwarm:
         found = self.services.get(name)
         if found is None:
             return None
-        running = found.replicas if name in self.answering else 0
+        running = (found.replicas if name in self.answering else 0) + (name in self.draining)
         return replace(found, running=running, update_state="completed")
+
+    async def answering_tasks(self, service: Service) -> int:
+        self.calls.append(f"answering {service.name}")
+        return service.replicas if service.name in self.answering else 0
 
     async def claims(self, label_keys: Sequence[str]) -> dict[str, frozenset[str]]:
         self.calls.append("claims")

@@ -77,6 +77,18 @@ async def test_a_crash_loop_is_one_down_then_one_healthy() -> None:
     assert m.published[0].site_id == 7 and "0 of 1" in m.published[0].detail
 
 
+async def test_a_replacement_that_dies_while_its_predecessor_drains_is_down() -> None:
+    """Docker's running count includes the replaced task still serving its drain; Traefik has
+    dropped it, so only the tasks meant to run count."""
+    m = Monitor()
+    await m.monitor.start([deployed()])
+    m.swarm.draining.add(NAME)  # a restart: the old task drains, the new one answers...
+    m.swarm.answering.discard(NAME)
+    await m.event("die", "site_0007.1.new")  # ...then exits
+    assert m.statuses == ["down"]
+    assert "0 of 1" in m.published[0].detail
+
+
 async def test_a_failing_health_check_is_unhealthy_until_it_passes() -> None:
     m = Monitor()
     await m.monitor.start([deployed()])
