@@ -3,7 +3,8 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: lock up down demo demo-stop test test-slow ready checks unit unit-first integration-tests stack-tests fault-tests stack-then-fault-tests lint docs schema \
+.PHONY: lock up down demo demo-stop test test-slow ready checks unit unit-first integration-tests lane-integration-tests lane-stack-then-fault-tests lane-cluster-tests \
+        stack-tests fault-tests stack-then-fault-tests lint docs schema \
         asyncapi-schema bench bench-cluster clean images stack-demo stack-down test-stack cluster-up cluster-down test-cluster cluster-tests
 
 # The virtualenv is exactly requirements/dev.txt (the lock: `make lock`), then this repository's
@@ -56,8 +57,16 @@ test-stack: up $(VENV)/.installed stack-tests
 TEST_WORKERS ?= 4
 TEST_LANES := integration-tests stack-then-fault-tests $(if $(WITH_CLUSTER),cluster-tests)
 test:
-	$(MAKE) --no-print-directory -j4 --output-sync=target ready lint unit-first
-	$(MAKE) --no-print-directory -j$(words $(TEST_LANES)) --output-sync=target $(TEST_LANES)
+	$(MAKE) --no-print-directory -j$(words lint unit $(TEST_LANES)) --output-sync=target lint $(TEST_LANES:%=lane-%)
+
+# Each lane starts once the stack is up; the integration tests wait for the unit tests too (a
+# failing unit test stops them before they start).
+lane-integration-tests: ready unit-first
+	$(MAKE) --no-print-directory integration-tests
+lane-stack-then-fault-tests: ready
+	$(MAKE) --no-print-directory stack-then-fault-tests
+lane-cluster-tests: ready
+	$(MAKE) --no-print-directory cluster-tests
 
 ready: up $(VENV)/.installed demo-stop
 
