@@ -258,24 +258,20 @@ management.tcp.ip = 127.0.0.1
 management.tcp.port = 15672
 management_agent.disable_metrics_collector = true"
 RMQ_PLUGINS_WANT="[rabbitmq_management]."
-if [ "$(cat "$RABBITMQ_PLUGINS" 2>/dev/null)" != "$RMQ_PLUGINS_WANT" ]; then
-    log "rabbitmq: writing $RABBITMQ_PLUGINS"
-    printf '%s\n' "$RMQ_PLUGINS_WANT" >"$RABBITMQ_PLUGINS.tmp"
-    chown rabbitmq:rabbitmq "$RABBITMQ_PLUGINS.tmp" 2>/dev/null || true
-    chmod 0644 "$RABBITMQ_PLUGINS.tmp"
-    mv -f "$RABBITMQ_PLUGINS.tmp" "$RABBITMQ_PLUGINS"
+rmq_file() { # content dest: written whole (then renamed) only when it differs; RMQ_CONFIG_CHANGED=1 if so
+    if [ "$(cat "$2" 2>/dev/null)" = "$1" ]; then
+        log "rabbitmq: $2 up to date"
+        return
+    fi
+    log "rabbitmq: writing $2"
+    printf '%s\n' "$1" >"$2.tmp"
+    chown rabbitmq:rabbitmq "$2.tmp" 2>/dev/null || true
+    chmod 0644 "$2.tmp"
+    mv -f "$2.tmp" "$2"
     RMQ_CONFIG_CHANGED=1
-fi
-if [ "$(cat "$RABBITMQ_CONF" 2>/dev/null)" = "$RMQ_CONF_WANT" ]; then
-    log "rabbitmq: $RABBITMQ_CONF up to date"
-else
-    log "rabbitmq: writing $RABBITMQ_CONF"
-    printf '%s\n' "$RMQ_CONF_WANT" >"$RABBITMQ_CONF.tmp"
-    chown rabbitmq:rabbitmq "$RABBITMQ_CONF.tmp" 2>/dev/null || true
-    chmod 0644 "$RABBITMQ_CONF.tmp"
-    mv -f "$RABBITMQ_CONF.tmp" "$RABBITMQ_CONF"
-    RMQ_CONFIG_CHANGED=1
-fi
+}
+rmq_file "$RMQ_PLUGINS_WANT" "$RABBITMQ_PLUGINS"
+rmq_file "$RMQ_CONF_WANT" "$RABBITMQ_CONF"
 
 # ---------------------------------------------------------------- 2c. rabbitmq
 rmq() { rabbitmqctl -q "$@"; }
