@@ -59,13 +59,13 @@ TEST_LANES := integration-tests stack-then-fault-tests $(if $(WITH_CLUSTER),clus
 test:
 	$(MAKE) --no-print-directory -j$(words lint unit $(TEST_LANES)) --output-sync=target lint $(TEST_LANES:%=lane-%)
 
-# Each lane starts once the stack is up; the integration tests wait for the unit tests too (a
-# failing unit test stops them before they start).
-lane-integration-tests: ready unit-first
-	$(MAKE) --no-print-directory integration-tests
+# The production stack's lane starts once the stack is up, beside the unit tests; the others wait
+# for the unit tests too (a failing unit test stops them before they start).
 lane-stack-then-fault-tests: ready
 	$(MAKE) --no-print-directory stack-then-fault-tests
-lane-cluster-tests: ready
+lane-integration-tests: ready unit-first
+	$(MAKE) --no-print-directory integration-tests
+lane-cluster-tests: ready unit-first
 	$(MAKE) --no-print-directory cluster-tests
 
 ready: up $(VENV)/.installed demo-stop
