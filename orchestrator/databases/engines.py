@@ -80,11 +80,14 @@ class Held:
     deployment: str | None = None  # None: logins without a database, or a database not marked
 
 
-def holdings(databases: Iterable[tuple[str, str | None, int]], logins: Iterable[str]) -> list[Held]:
+def holdings(databases: Iterable[tuple[str, str | None, int | None]], logins: Iterable[str]) -> list[Held]:
     """What a server holds, by site id: from its site databases (name, comment, bytes) and the
-    names of its site logins (and roles), a login without its database as such."""
+    names of its site logins (and roles), a login without its database as such. A database with
+    no size was dropped while it was listed (PostgreSQL's size of a gone database is NULL)."""
     found = {}
     for name, comment, size in databases:
+        if size is None:
+            continue
         site_id, marker = int(name[5:]), Marker.of(comment)
         found[site_id] = Held(site_id, True, int(size), marker.retired_at, marker.deployment)
     for login in logins:

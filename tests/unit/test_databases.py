@@ -372,6 +372,12 @@ def test_what_a_server_holds_is_read_per_site_from_its_databases_and_logins() ->
     ]
 
 
+def test_a_database_dropped_while_it_was_listed_is_not_held() -> None:
+    """PostgreSQL lists it, then gives its size as NULL: it is gone, its logins may not be yet."""
+    found = holdings([("site_0004", "director:here:retired:1700000000", None)], ["site_0004_a"])
+    assert found == [Held(4, False)]
+
+
 def test_cells_are_json() -> None:
     import datetime as dt
     import decimal
