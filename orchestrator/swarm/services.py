@@ -29,7 +29,7 @@ from orchestrator.sites.protocols import Rollout
 from orchestrator.sites.rollout import Broken, Ready
 from orchestrator.sites.service import Service, ServiceSpec
 from orchestrator.swarm.cache import SwarmCache
-from orchestrator.swarm.changes import HEALTHY, DockerChange, DockerChanges, lost_tasks
+from orchestrator.swarm.changes import HEALTHY, DockerChange, DockerChanges, lost_tasks, task_counts
 from orchestrator.swarm.client import DockerClient
 from orchestrator.swarm.fleet import ManagedServices, managed_services, network_names
 from orchestrator.swarm.mapping import from_docker, service_of, to_docker
@@ -114,7 +114,8 @@ class Swarm:
 
         def count(api: docker.APIClient) -> int:
             tasks = api.tasks(filters={"service": service.id, "desired-state": "running"})
-            return sum(t["Status"]["State"] == "running" and t.get("NodeID") not in down for t in tasks)
+            counted = task_counts(tasks, {}, down)  # the survey's count of one service
+            return counted[service.id][1] if service.id in counted else 0
 
         return await self._run(count)
 
