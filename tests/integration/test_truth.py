@@ -15,9 +15,11 @@ import docker
 import httpx
 from support import (
     TRAEFIK,
+    TRAEFIK_API,
     Director,
     Results,
     deploy,
+    eventually,
     fetch,
     fresh_site_id,
     served,
@@ -26,6 +28,9 @@ from support import (
     write_site,
 )
 
+from orchestrator.config import Settings
+from orchestrator.traefik.labels import labels as traefik_labels
+from orchestrator_contract.hostnames import parse_hostname
 from orchestrator_contract.results import SiteResult
 
 
@@ -242,6 +247,47 @@ async def test_a_restart_of_a_serving_site_replaces_its_task_and_fails_no_reques
     assert after and not after & before, "a new task serves"
     assert set(outcomes) == {"ok"} and outcomes["ok"] > 20, outcomes
     assert service(api, name)["Spec"]["Labels"]["com.director.version"] == "3"  # type: ignore[index]
+
+
+async def test_a_task_that_vanishes_while_traefik_routes_to_it_fails_no_request(
+    api: docker.APIClient, site_id: int
+) -> None:
+    """A task can be gone before Traefik's next refresh drops it (its node lost, or a refresh later
+    than a stopped task's drain), and a dial to its address is never answered. Two tasks behind a
+    site's labels; one container is killed while a visitor asks: each dial to it fails within
+    Traefik's dial timeout and the retry takes the request to the other task."""
+    settings = Settings()
+    host = f"vanish{site_id}.example.com"
+    name = f"vanish_{site_id}"
+    routing = traefik_labels(
+        router=name, hosts=[parse_hostname(host)], network=settings.network, port=8080,
+        entrypoint=settings.traefik_entrypoint, priority=10, tls_entrypoint=settings.tls_entrypoint,
+    )  # fmt: skip
+    serve = f"mkdir -p /w && echo 'vanish {site_id}' > /w/index.html && exec httpd -f -p 8080 -h /w"
+    here = api.info()["Swarm"]["NodeID"]  # where the test can kill a container (the cluster tests add nodes)
+    template = docker.types.TaskTemplate(
+        container_spec=docker.types.ContainerSpec("director/base:latest", ["sh", "-c", serve]),
+        networks=[docker.types.NetworkAttachmentConfig(settings.network)],
+        placement=docker.types.Placement(constraints=[f"node.id=={here}"]),
+    )
+    api.create_service(template, name=name, labels=routing, mode=docker.types.ServiceMode("replicated", replicas=2))
+    try:
+
+        async def both_routed() -> bool:
+            async with httpx.AsyncClient(base_url=TRAEFIK_API, timeout=2) as client:
+                found = (await client.get(f"/api/http/services/{name}@swarm")).json()
+            return len(found.get("loadBalancer", {}).get("servers", [])) == 2
+
+        await eventually(both_routed, 60)
+        async with request_loop(host, f"vanish {site_id}") as outcomes:
+            await asyncio.sleep(1)
+            (victim, *_) = api.containers(filters={"label": f"com.docker.swarm.service.name={name}"})
+            api.kill(victim["Id"])
+            await asyncio.sleep(8)  # past Traefik's drop of the dead task
+
+        assert set(outcomes) == {"ok"} and outcomes["ok"] > 20, outcomes
+    finally:
+        api.remove_service(name)
 
 
 async def test_a_restart_of_a_site_that_does_not_exist_is_not_found(director: Director, results: Results) -> None:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from orchestrator.config import Settings
+from orchestrator.traefik.labels import RETRY_ATTEMPTS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 # Names of the objects each side uses (orchestrator.* is every queue and exchange of ours).
@@ -195,6 +196,14 @@ def test_a_stopping_task_serves_until_traefik_has_dropped_it() -> None:
     )[0]
     assert int(throttle) <= int(local) <= int(production)
     assert Settings().drain_seconds >= int(production) + 3
+
+
+def test_a_request_to_a_vanished_task_is_retried_elsewhere_within_seconds() -> None:
+    """A dial that nothing answers (a task gone before Traefik dropped it) fails fast enough that
+    every attempt of the sites' retry middleware fits in a client's patience."""
+    static = (DEPLOY / "traefik" / "traefik.yml").read_text()
+    (dial,) = re.findall(r"^    dialTimeout: (\d+)s$", static, re.MULTILINE)
+    assert 0 < int(dial) * RETRY_ATTEMPTS <= 5
 
 
 def test_every_queue_of_ours_is_bounded_by_a_policy(definitions: dict[str, Any]) -> None:
