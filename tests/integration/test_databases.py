@@ -37,7 +37,7 @@ from orchestrator.sites.databases import Grant
 from orchestrator_client import Client
 from orchestrator_client.errors import MultipleStatements, QueryTimeout
 
-RETENTION_SECONDS = 10.0  # past a delete (retire, then the service removed): kept, then dropped
+RETENTION_SECONDS = 20.0  # past a delete (retire, then the service removed after its drain): kept, then dropped
 MAKE_NOTES = "CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(100))"
 
 
