@@ -1,12 +1,17 @@
-"""A log follow's thread: Docker's log stream (one connection, no read timeout) handed line by
-line to the follow's task on the event loop through a small queue, so a slow requester slows the
-read, not our memory; reconnecting from the last line seen while the service is there."""
+"""A log follow's thread: Docker's log stream (one connection) handed line by line to the follow's
+task on the event loop through a small queue, so a slow requester slows the read, not our memory;
+reconnecting while the service is there when Docker ends the stream or it falls silent.
+
+Lines of different tasks arrive out of time order (an old task draining while its replacement
+starts, tasks on other nodes), so a reconnect resumes `OVERLAP_SECONDS` before the newest line
+passed on and skips the lines passed on already, by task and time."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orchestrator.files")
 RECONNECT_SECONDS = 1.0
+OVERLAP_SECONDS = 5.0
+# (task, time) of the lines passed on lately; past it a reconnect may pass a line on twice, never lose it.
+RECENT_LINES = 4096
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,9 @@ def pump(logs: ServiceLogs, follow: Follow, service: str, version: str, backlog:
     """The follow's thread: Docker's stream into the queue, reconnecting (from the last line
     seen) when Docker ends it while the service is still there."""
     put, tell_opened = handoff.put, handoff.tell_opened
-    since: int | None = None
+    since: int | None = None  # where a reconnect resumes (ns)
+    newest: int | None = None
+    recent: OrderedDict[tuple[str, int], None] = OrderedDict()
     first = True
     try:
         while not follow.stopped.is_set():
@@ -61,15 +71,19 @@ def pump(logs: ServiceLogs, follow: Follow, service: str, version: str, backlog:
                 stream.close()
                 return
             for record in stream:
-                if since is not None and record.ns <= since:
-                    continue  # seen before the reconnect
-                since = record.ns
+                key = (record.task, record.ns)
+                if key in recent:
+                    continue  # passed on before the reconnect
+                recent[key] = None
+                if len(recent) > RECENT_LINES:
+                    recent.popitem(last=False)
+                newest = record.ns if newest is None else max(newest, record.ns)
                 if not put(record):
                     return
             stream.close()
             if follow.stopped.is_set():
                 return
-            since = since if since is not None else began
+            since = began if newest is None else newest - int(OVERLAP_SECONDS * 1e9)
             if not logs.exists(service, version):
                 put(End("the site's service is gone"))
                 return

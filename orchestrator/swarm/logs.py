@@ -2,13 +2,16 @@
 node runs it), with the site's env values masked as in `run_script_failed`.
 
 `tail` runs on the Docker pool; a follow is a long-lived stream read by its own thread (see
-`files.logs`) on its own connection without a read timeout, and `LogStream.close` ends it from
-any thread.
+`files.follows`) on its own connection, and `LogStream.close` ends it from any thread. A stream
+silent for `FOLLOW_SILENCE_SECONDS` ends too: Docker's follow of a service can miss a task that
+starts while it runs (seen across a restart: the new task's lines never came), and the follow's
+reconnect asks again for every task there is.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +19,8 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests
+import urllib3.exceptions
 from docker.types.daemon import CancellableStream
 
 from orchestrator.errors import OrchestratorError
@@ -30,6 +35,7 @@ log = logging.getLogger("orchestrator.logs")
 # up to MAX_LOG_LINE_CHARS, once the site's env values in it are masked.
 MAX_LINE = 16 * 1024
 TASK_DETAIL = f"{SWARM_TASK_ID}=".encode()
+FOLLOW_SILENCE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -86,14 +92,17 @@ class LogStream:
 
     def __iter__(self) -> Iterator[LogRecord]:
         pending = b""
-        for chunk in self._stream:
-            pending += chunk
-            while (end := pending.find(b"\n")) >= 0:
-                line, pending = pending[: end + 1], pending[end + 1 :]
-                if (record := parse_line(line, self._secrets)) is not None:
-                    yield record
-            if len(pending) > MAX_LINE * 4:
-                pending = b""  # a line without end: dropped rather than held
+        try:
+            for chunk in self._stream:
+                pending += chunk
+                while (end := pending.find(b"\n")) >= 0:
+                    line, pending = pending[: end + 1], pending[end + 1 :]
+                    if (record := parse_line(line, self._secrets)) is not None:
+                        yield record
+                if len(pending) > MAX_LINE * 4:
+                    pending = b""  # a line without end: dropped rather than held
+        except (urllib3.exceptions.ReadTimeoutError, requests.exceptions.ConnectionError):
+            return  # silent past FOLLOW_SILENCE_SECONDS: the stream ends
 
     def close(self) -> None:
         if self._closed:
@@ -151,9 +160,10 @@ class ServiceLogs:
             }
             if since_ns is not None:
                 params["since"] = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
-            response = api._get(api._url("/services/{0}/logs", name), params=params, stream=True)
+            url = api._url("/services/{0}/logs", name)
+            response = api._get(url, params=params, stream=True, timeout=FOLLOW_SILENCE_SECONDS)
             api._raise_for_status(response)
-            stream = CancellableStream(api._multiplexed_response_stream_helper(response), response)
+            stream = CancellableStream(_frames(response), response)
         except docker.errors.APIError as exc:
             api.close()
             raise map_api_error(exc) from exc
@@ -179,6 +189,17 @@ def site_secrets(api: docker.APIClient, name: str) -> list[str] | None:
         return None
     env = spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Env") or []
     return [value for key, _, value in (v.partition("=") for v in env) if key not in OWN_ENV_KEYS]
+
+
+def _frames(response: requests.Response) -> Iterator[bytes]:
+    """The payloads of Docker's multiplexed stream (an 8-byte header: stream, 3 bytes of 0, the
+    length), read with the request's timeout kept on the socket (docker's own reader drops it)."""
+    while len(header := response.raw.read(8)) == 8:
+        (length,) = struct.unpack(">xxxxL", header)
+        if length and not (payload := response.raw.read(length)):
+            return
+        if length:
+            yield payload
 
 
 def _lines(raw: Any) -> Iterator[bytes]:

@@ -1,0 +1,91 @@
+"""A log follow's thread (`files.follows.pump`) over a fake of Docker's service log streams: every
+task's lines are passed on whatever their order, and a reconnect loses none and repeats none."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from orchestrator.files.follows import OVERLAP_SECONDS, End, pump
+from orchestrator.swarm.logs import LogRecord
+
+S = 1_000_000_000
+
+
+def line(task: str, second: float) -> LogRecord:
+    return LogRecord(ns=int(second * S), task=task, text=f"{task} at {second}")
+
+
+@dataclass
+class FakeFollow:
+    stopped: threading.Event = field(default_factory=threading.Event)
+    docker: object = None
+    stream_id: str = "a-follow"
+
+
+class Stream:
+    """Lines, then the end of the stream; the last connection's end is the requester's stop."""
+
+    def __init__(self, records: Iterable[LogRecord], stop: threading.Event | None) -> None:
+        self.records, self.stop = list(records), stop
+
+    def __iter__(self) -> Iterator[LogRecord]:
+        yield from self.records
+        if self.stop is not None:
+            self.stop.set()
+
+    def close(self) -> None:
+        pass
+
+
+class FakeLogs:
+    """Each connection answers the next list of lines, then ends; after the last, the follow stops."""
+
+    def __init__(self, requester: FakeFollow, connections: list[list[LogRecord]]) -> None:
+        self.requester, self.connections = requester, connections
+        self.since_asked: list[int | None] = []
+
+    def follow(self, name: str, version: str, backlog: int, since_ns: int | None) -> Stream:
+        self.since_asked.append(since_ns)
+        records = self.connections.pop(0)
+        return Stream(records, None if self.connections else self.requester.stopped)
+
+    def exists(self, name: str, version: str) -> bool:
+        return True
+
+
+class Handoff:
+    def __init__(self) -> None:
+        self.passed: list[LogRecord | End] = []
+
+    def put(self, item: LogRecord | End) -> bool:
+        self.passed.append(item)
+        return True
+
+    def tell_opened(self, error: BaseException | None) -> None:
+        assert error is None
+
+
+def run(connections: list[list[LogRecord]]) -> tuple[list[LogRecord | End], list[int | None]]:
+    follow = FakeFollow()
+    logs, handoff = FakeLogs(follow, connections), Handoff()
+    pump(logs, follow, "site_0001", "1.41", 3, handoff)  # type: ignore[arg-type]
+    return handoff.passed, logs.since_asked
+
+
+def test_a_replacement_tasks_lines_that_arrive_older_than_the_old_tasks_are_passed_on() -> None:
+    # The old task drains (its lines at 10.0-10.9) while the new one starts; the new one's first
+    # lines (10.2, 10.5) arrive after the old task's later ones.
+    stream = [line("old", 10.0), line("old", 10.9), line("new", 10.2), line("new", 10.5), line("new", 11.0)]
+    passed, _ = run([stream])
+    assert passed == stream
+
+
+def test_a_reconnect_resumes_before_the_newest_line_and_passes_each_line_once() -> None:
+    first = [line("old", 100.0), line("old", 101.0)]
+    # Docker answers from `since`: lines passed on already, and a new task's it had missed.
+    second = [line("old", 100.0), line("old", 101.0), line("new", 99.5), line("new", 102.0)]
+    passed, since = run([first, second])
+    assert passed == [*first, line("new", 99.5), line("new", 102.0)]
+    assert since == [None, int((101.0 - OVERLAP_SECONDS) * S)]
