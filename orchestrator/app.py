@@ -244,16 +244,17 @@ async def serve(settings: Settings) -> None:
         network_guard = _network_guard(settings, adapters.docker, stack)
         stack.callback(settings.heartbeat_file.unlink, missing_ok=True)
         beat = beating.keep_beating(settings, connection, running, adapters.ping_docker, network_guard)
-        _background(stack, beat)
-        _background(stack, housekeeping.keep_house(swarm.tombstones, settings, active))
-        _background(stack, housekeeping.drop_retired(adapters.databases, sitedirs, settings, active), issuer.run())
+        _background(stack, stop, beat)
+        _background(stack, stop, housekeeping.keep_house(swarm.tombstones, settings, active))
+        _background(stack, stop, housekeeping.drop_retired(adapters.databases, sitedirs, settings, active))
+        _background(stack, stop, issuer.run())
         if settings.drift_report_seconds:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
             drift = reports.report_drift(
                 swarm, sitedirs, adapters.databases, settings, functools.partial(report, False), active
             )
-            _background(stack, drift)
-        _background(stack, *metering.start(active, adapters.docker, adapters.changes))
+            _background(stack, stop, drift)
+        _background(stack, stop, *metering.start(active, adapters.docker, adapters.changes))
 
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
         await stop.wait()
@@ -289,10 +290,25 @@ async def finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:
         log.warning("grace period over; unfinished messages go back to the queue", extra=fields(inflight=left))
 
 
-def _background(stack: contextlib.AsyncExitStack, *work: Coroutine[Any, Any, None]) -> None:
-    """Loops that run until the process stops: cancelled, and waited for, on the way down."""
+def _background(stack: contextlib.AsyncExitStack, stop: asyncio.Event, *work: Coroutine[Any, Any, None]) -> None:
+    """Loops that run until the process stops (or return at once, with nothing to do): cancelled,
+    and waited for, on the way down. A loop that fails is logged at once and the process stops
+    (exit 1, its error raised on the way down), so the replica is restarted rather than left
+    running without it."""
     for task in map(asyncio.create_task, work):
+        task.add_done_callback(functools.partial(_ended, stop))
         stack.push_async_callback(_cancelled, task)
+
+
+def _ended(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    if task.cancelled() or stop.is_set() or (error := task.exception()) is None:
+        return
+    log.error(
+        "a background loop ended: stopping",
+        extra=fields(loop=getattr(task.get_coro(), "__qualname__", task.get_name()), error=repr(error)),
+        exc_info=error,
+    )
+    stop.set()
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:
