@@ -11,13 +11,14 @@ import ctypes
 import functools
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from orchestrator import retry
+from orchestrator.background import background
 from orchestrator.bus import broker, decoding, topology
 from orchestrator.bus.consumer import QueueConsumer
 from orchestrator.bus.receiver import Processor, Receiver, Trust
@@ -244,17 +245,17 @@ async def serve(settings: Settings) -> None:
         network_guard = _network_guard(settings, adapters.docker, stack)
         stack.callback(settings.heartbeat_file.unlink, missing_ok=True)
         beat = beating.keep_beating(settings, connection, running, adapters.ping_docker, network_guard)
-        _background(stack, stop, beat)
-        _background(stack, stop, housekeeping.keep_house(swarm.tombstones, settings, active))
-        _background(stack, stop, housekeeping.drop_retired(adapters.databases, sitedirs, settings, active))
-        _background(stack, stop, issuer.run())
+        background(stack, stop, beat)
+        background(stack, stop, housekeeping.keep_house(swarm.tombstones, settings, active))
+        background(stack, stop, housekeeping.drop_retired(adapters.databases, sitedirs, settings, active))
+        background(stack, stop, issuer.run())
         if settings.drift_report_seconds:
             # For operators' own queues: nothing of Director's is bound to it, so not mandatory.
             drift = reports.report_drift(
                 swarm, sitedirs, adapters.databases, settings, functools.partial(report, False), active
             )
-            _background(stack, stop, drift)
-        _background(stack, stop, *metering.start(active, adapters.docker, adapters.changes))
+            background(stack, stop, drift)
+        background(stack, stop, *metering.start(active, adapters.docker, adapters.changes))
 
         log.info("consuming", extra=fields(queue=settings.work_queue, concurrency=settings.concurrency))
         await stop.wait()
@@ -288,33 +289,6 @@ async def finish(consumers: tuple[QueueConsumer, ...], grace: float) -> None:
     if not all(drained):
         left = sum(c.inflight for c in consumers)
         log.warning("grace period over; unfinished messages go back to the queue", extra=fields(inflight=left))
-
-
-def _background(stack: contextlib.AsyncExitStack, stop: asyncio.Event, *work: Coroutine[Any, Any, None]) -> None:
-    """Loops that run until the process stops (or return at once, with nothing to do): cancelled,
-    and waited for, on the way down. A loop that fails is logged at once and the process stops
-    (exit 1, its error raised on the way down), so the replica is restarted rather than left
-    running without it."""
-    for task in map(asyncio.create_task, work):
-        task.add_done_callback(functools.partial(_ended, stop))
-        stack.push_async_callback(_cancelled, task)
-
-
-def _ended(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
-    if task.cancelled() or stop.is_set() or (error := task.exception()) is None:
-        return
-    log.error(
-        "a background loop ended: stopping",
-        extra=fields(loop=getattr(task.get_coro(), "__qualname__", task.get_name()), error=repr(error)),
-        exc_info=error,
-    )
-    stop.set()
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def _terminal_output(

@@ -1,4 +1,4 @@
-"""The app's background loops (`app._background`): one that fails stops the process at once and is
+"""The app's background loops (`orchestrator.background`): one that fails stops the process at once and is
 logged, its error raised on the way down; one with nothing to do may return."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from orchestrator.app import _background
+from orchestrator.background import background
 
 
 async def test_a_failing_loop_is_logged_and_stops_the_process(caplog: pytest.LogCaptureFixture) -> None:
@@ -21,7 +21,7 @@ async def test_a_failing_loop_is_logged_and_stops_the_process(caplog: pytest.Log
 
     with pytest.raises(TypeError, match="NoneType"):
         async with contextlib.AsyncExitStack() as stack:
-            _background(stack, stop, drop_retired())
+            background(stack, stop, drop_retired())
             await asyncio.wait_for(stop.wait(), 2)
 
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -36,6 +36,6 @@ async def test_a_loop_with_nothing_to_do_returns_and_stops_nothing() -> None:
         return
 
     async with contextlib.AsyncExitStack() as stack:
-        _background(stack, stop, nothing_to_do())
+        background(stack, stop, nothing_to_do())
         await asyncio.sleep(0.05)
         assert not stop.is_set()
