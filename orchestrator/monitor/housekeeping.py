@@ -28,6 +28,8 @@ async def keep_house(tombstones: Tombstones, settings: Settings, active: asyncio
                 gone = await tombstones.expire(settings.tombstone_days * DAY)
             except OrchestratorError as exc:
                 log.warning("could not expire tombstones", extra=fields(error=exc.message))
+            except Exception:  # keep tidying next time: a fault here must not stop the replica
+                log.exception("expiring tombstones failed")
             else:
                 if gone:
                     log.info("expired tombstones", extra=fields(count=gone))
@@ -41,6 +43,8 @@ async def drop_retired(databases: Databases, sitedirs: SiteDirs, settings: Setti
                 await drop_retired_once(databases, sitedirs, settings)
             except OrchestratorError as exc:
                 log.warning("could not drop retired databases", extra=fields(error=exc.message))
+            except Exception:  # a full disk under the trash, a bug: logged, and tried again next time
+                log.exception("dropping retired databases failed")
         await asyncio.sleep(settings.housekeeping_seconds)
 
 
