@@ -4,7 +4,8 @@ reconnecting while the service is there when Docker ends the stream or it falls 
 
 Lines of different tasks arrive out of time order (an old task draining while its replacement
 starts, tasks on other nodes), so a reconnect resumes `OVERLAP_SECONDS` before the newest line
-passed on and skips the lines passed on already, by task and time."""
+passed on (or at the creation of a new task whose lines never came) and skips the lines passed on
+already, by task, time and text."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("orchestrator.files")
 RECONNECT_SECONDS = 1.0
 OVERLAP_SECONDS = 5.0
-# (task, time) of the lines passed on lately; past it a reconnect may pass a line on twice, never lose it.
+# The lines passed on lately; past it a reconnect may pass a line on twice, never lose it.
 RECENT_LINES = 4096
+RECENT_TASKS = 64  # the tasks whose lines came lately
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,12 @@ class End:
 
 
 def pump(logs: ServiceLogs, follow: Follow, service: str, version: str, backlog: int, handoff: Handoff) -> None:
-    """The follow's thread: Docker's stream into the queue, reconnecting (from the last line
-    seen) when Docker ends it while the service is still there."""
+    """The follow's thread: Docker's stream into the queue, reconnecting when Docker ends it (or it
+    falls silent) while the service is still there."""
     put, tell_opened = handoff.put, handoff.tell_opened
     since: int | None = None  # where a reconnect resumes (ns)
-    newest: int | None = None
-    recent: OrderedDict[tuple[str, int], None] = OrderedDict()
+    passed = Passed()
+    opened_at = time.time_ns()
     first = True
     try:
         while not follow.stopped.is_set():
@@ -71,22 +73,15 @@ def pump(logs: ServiceLogs, follow: Follow, service: str, version: str, backlog:
                 stream.close()
                 return
             for record in stream:
-                key = (record.task, record.ns)
-                if key in recent:
-                    continue  # passed on before the reconnect
-                recent[key] = None
-                if len(recent) > RECENT_LINES:
-                    recent.popitem(last=False)
-                newest = record.ns if newest is None else max(newest, record.ns)
-                if not put(record):
+                if passed.first_time(record) and not put(record):
                     return
             stream.close()
             if follow.stopped.is_set():
                 return
-            since = began if newest is None else newest - int(OVERLAP_SECONDS * 1e9)
-            if not logs.exists(service, version):
+            if (starts := logs.task_starts(service, version)) is None:
                 put(End("the site's service is gone"))
                 return
+            since = passed.resume_at(began, opened_at, starts)
             follow.stopped.wait(RECONNECT_SECONDS)
     except Exception as exc:  # a bug or Docker gone: the follow ends, saying why
         log.warning("log follow failed", extra=fields(stream_id=str(follow.stream_id), error=repr(exc)))
@@ -94,6 +89,39 @@ def pump(logs: ServiceLogs, follow: Follow, service: str, version: str, backlog:
             tell_opened(exc)
         else:
             put(End(f"reading the logs failed: {exc!r}"))
+
+
+class Passed:
+    """What a follow passed on lately: its lines by (task, time, text), the tasks they came from,
+    and the newest line's time."""
+
+    def __init__(self) -> None:
+        self.lines: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+        self.tasks: OrderedDict[str, None] = OrderedDict()
+        self.newest: int | None = None
+
+    def first_time(self, record: LogRecord) -> bool:
+        """Whether the line is new (then it is remembered); False for one passed on already."""
+        key = (record.task, record.ns, hash(record.text))
+        if key in self.lines:
+            return False
+        self.lines[key] = None
+        if len(self.lines) > RECENT_LINES:
+            self.lines.popitem(last=False)
+        self.tasks[record.task] = None
+        self.tasks.move_to_end(record.task)
+        if len(self.tasks) > RECENT_TASKS:
+            self.tasks.popitem(last=False)
+        self.newest = record.ns if self.newest is None else max(self.newest, record.ns)
+        return True
+
+    def resume_at(self, began: int, opened_at: int, starts: dict[str, int]) -> int:
+        """Where a reconnect resumes: `OVERLAP_SECONDS` before the newest line passed on (or where
+        the last stream began), and no later than the creation of a task that started after the
+        follow opened and whose lines never came (Docker's follow missed it)."""
+        since = began if self.newest is None else self.newest - int(OVERLAP_SECONDS * 1e9)
+        missed = [start for task, start in starts.items() if start > opened_at and task not in self.tasks]
+        return min([since, *missed])
 
 
 class Handoff:

@@ -7,9 +7,9 @@ its slot (and a follow's stream id) is taken before the first await, so requests
 together cannot all pass the count. Each stream publishes on a channel of its own (`Replies`),
 through a `Send` that says whether the requester still listens (a follow whose reply queue is
 gone ends): whatever closes one stream's channel ends that stream only. A follow reads Docker's
-log stream in a thread of its own (one connection, no read timeout) and hands lines to its task
-through a small queue, so a slow requester slows the read, not our memory; a batch is bounded in
-lines and in bytes (`reply_bytes`).
+log stream in a thread of its own (one connection at a time, asked again when it ends or falls
+silent) and hands lines to its task through a small queue, so a slow requester slows the read,
+not our memory; a batch is bounded in lines and in bytes (`reply_bytes`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ log = logging.getLogger("orchestrator.logs")
 MAX_LINE = 16 * 1024
 TASK_DETAIL = f"{SWARM_TASK_ID}=".encode()
 FOLLOW_SILENCE_SECONDS = 10.0
+MAX_FRAME = 1024 * 1024  # bytes of one frame of Docker's multiplexed stream (a log line's is < 17 KiB)
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def parse_line(raw: bytes, secrets: list[str]) -> LogRecord | None:
     details, _, text = rest.partition(b" ") if rest.startswith(b"com.docker.") else (b"", b"", rest)
     task = ""
     if (start := details.find(TASK_DETAIL)) >= 0:
-        task = details[start + len(TASK_DETAIL) :].split(b",", 1)[0].decode("ascii", "replace")
+        task = sys.intern(details[start + len(TASK_DETAIL) :].split(b",", 1)[0].decode("ascii", "replace"))
     masked = mask(text[:MAX_LINE].decode(errors="replace"), secrets)
     return LogRecord(ns, task, masked[:MAX_LOG_LINE_CHARS], len(text) > MAX_LINE or len(masked) > MAX_LOG_LINE_CHARS)
 
@@ -101,8 +103,8 @@ class LogStream:
                         yield record
                 if len(pending) > MAX_LINE * 4:
                     pending = b""  # a line without end: dropped rather than held
-        except (urllib3.exceptions.ReadTimeoutError, requests.exceptions.ConnectionError):
-            return  # silent past FOLLOW_SILENCE_SECONDS: the stream ends
+        except urllib3.exceptions.HTTPError:
+            return  # silent past FOLLOW_SILENCE_SECONDS (a read timeout), or broken: the stream ends
 
     def close(self) -> None:
         if self._closed:
@@ -172,13 +174,21 @@ class ServiceLogs:
             raise OrchestratorError(f"docker is unreachable: {exc}") from exc
         return LogStream(api, stream, secrets)
 
-    def exists(self, name: str, version: str) -> bool:
-        """Blocking: whether the service is still there (a follow whose stream ended asks)."""
+    def task_starts(self, name: str, version: str) -> dict[str, int] | None:
+        """Blocking (a follow whose stream ended asks): when each task meant to run was created
+        (ns); None when the service is gone."""
         api = docker.APIClient(base_url=self._base_url, version=version, timeout=30)
         try:
-            return site_secrets(api, name) is not None
+            tasks = api.tasks(filters={"service": name, "desired-state": "running"})
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 404 or "not found" in str(exc.explanation or ""):
+                return None
+            raise map_api_error(exc) from exc
         finally:
             api.close()
+        return {task["ID"]: parse_ns(task.get("CreatedAt", "")) or 0 for task in tasks}
 
 
 def site_secrets(api: docker.APIClient, name: str) -> list[str] | None:
@@ -196,6 +206,8 @@ def _frames(response: requests.Response) -> Iterator[bytes]:
     length), read with the request's timeout kept on the socket (docker's own reader drops it)."""
     while len(header := response.raw.read(8)) == 8:
         (length,) = struct.unpack(">xxxxL", header)
+        if length > MAX_FRAME:
+            return  # no frame of a log is that long: not this protocol (a TTY service), or corrupt
         if length and not (payload := response.raw.read(length)):
             return
         if length:

@@ -4,6 +4,7 @@ task's lines are passed on whatever their order, and a reconnect loses none and 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -42,8 +43,10 @@ class Stream:
 class FakeLogs:
     """Each connection answers the next list of lines, then ends; after the last, the follow stops."""
 
-    def __init__(self, requester: FakeFollow, connections: list[list[LogRecord]]) -> None:
-        self.requester, self.connections = requester, connections
+    def __init__(
+        self, requester: FakeFollow, connections: list[list[LogRecord]], starts: dict[str, int] | None = None
+    ) -> None:
+        self.requester, self.connections, self.starts = requester, connections, starts or {}
         self.since_asked: list[int | None] = []
 
     def follow(self, name: str, version: str, backlog: int, since_ns: int | None) -> Stream:
@@ -51,8 +54,8 @@ class FakeLogs:
         records = self.connections.pop(0)
         return Stream(records, None if self.connections else self.requester.stopped)
 
-    def exists(self, name: str, version: str) -> bool:
-        return True
+    def task_starts(self, name: str, version: str) -> dict[str, int]:
+        return self.starts
 
 
 class Handoff:
@@ -67,9 +70,11 @@ class Handoff:
         assert error is None
 
 
-def run(connections: list[list[LogRecord]]) -> tuple[list[LogRecord | End], list[int | None]]:
+def run(
+    connections: list[list[LogRecord]], starts: dict[str, int] | None = None
+) -> tuple[list[LogRecord | End], list[int | None]]:
     follow = FakeFollow()
-    logs, handoff = FakeLogs(follow, connections), Handoff()
+    logs, handoff = FakeLogs(follow, connections, starts), Handoff()
     pump(logs, follow, "site_0001", "1.41", 3, handoff)  # type: ignore[arg-type]
     return handoff.passed, logs.since_asked
 
@@ -89,3 +94,23 @@ def test_a_reconnect_resumes_before_the_newest_line_and_passes_each_line_once() 
     passed, since = run([first, second])
     assert passed == [*first, line("new", 99.5), line("new", 102.0)]
     assert since == [None, int((101.0 - OVERLAP_SECONDS) * S)]
+
+
+def test_a_reconnect_goes_back_to_the_start_of_a_task_whose_lines_never_came() -> None:
+    """Docker's follow missed a task created after the follow opened; the old task's lines went on
+    through its drain. The reconnect asks from the new task's creation, not 5 s before the newest
+    line, so none of its first lines is lost."""
+    now = time.time_ns() / S
+    created = now + 1.0
+    first = [line("old", created + t) for t in (0.0, 3.0, 6.0, 9.0)]
+    second = [line("new", created + 0.5), *first, line("new", created + 12.0)]
+    passed, since = run([first, second], starts={"new": int(created * S)})
+    assert passed == [*first, line("new", created + 0.5), line("new", created + 12.0)]
+    assert since == [None, int(created * S)]
+
+
+def test_two_parts_of_one_long_line_are_both_passed_on() -> None:
+    """Docker gives every part of a line it split the same time."""
+    parts = [LogRecord(ns=5 * S, task="t", text="a" * 100), LogRecord(ns=5 * S, task="t", text="b" * 100)]
+    passed, _ = run([parts])
+    assert passed == parts
