@@ -158,7 +158,14 @@ async def test_a_site_past_its_memory_limit_reports_the_kill_and_the_restart(
     def counted(field: str) -> int:
         return sum(getattr(m, field) for m in watch.of(sites.oom))
 
-    await watch.until(lambda: counted("oom_kills") >= 1 and counted("restarts") >= 1, timeout=60)
+    def seen() -> str:
+        """What a failure says: the site's reports since the kill, and its tasks' ends."""
+        reports = [(m.state, m.tasks, m.oom_kills, m.restarts) for m in watch.of(sites.oom)][-12:]
+        tasks = running.api.tasks(filters={"service": f"site_{sites.oom:04d}"})
+        ends = [(t["Status"]["State"], t["Status"].get("Err"), t["DesiredState"]) for t in tasks]
+        return f"reports (state, tasks, oom_kills, restarts): {reports}; tasks: {ends}"
+
+    await watch.until(lambda: counted("oom_kills") >= 1 and counted("restarts") >= 1, timeout=60, why=seen)
     await served(host(sites.oom), f"metered {sites.oom}", timeout=60)  # swarm started it again
 
 
