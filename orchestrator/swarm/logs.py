@@ -183,7 +183,7 @@ class ServiceLogs:
         except docker.errors.NotFound:
             return None
         except docker.errors.APIError as exc:
-            if exc.status_code == 404 or "not found" in str(exc.explanation or ""):
+            if "not found" in str(exc.explanation or ""):  # a service removed between our calls
                 return None
             raise map_api_error(exc) from exc
         finally:
