@@ -188,9 +188,8 @@ async def declare_metrics(channel: AbstractChannel, settings: Settings) -> Decla
 def sample_queue_arguments(settings: Settings) -> FieldTable:
     return {
         "x-queue-type": "classic",
-        # A sample is worth its period: an older one is dropped, and a replica that stops taking
-        # them never holds more than a few periods' worth.
-        "x-message-ttl": int(max(1.0, settings.metrics_seconds) * 2000),
+        # A replica that stops taking them holds a minute's worth at most.
+        "x-message-ttl": int(settings.sample_lifetime_seconds * 1000),
         "x-max-length": 1000,
         "x-overflow": "drop-head",
     }

@@ -42,7 +42,7 @@ async def collect(settings: Settings) -> None:
             connection,
             settings.collector_exchange,
             user_id=broker.user_of(settings.amqp_url),
-            expiration=2 * settings.metrics_seconds,
+            expiration=settings.sample_lifetime_seconds,
         )
 
         async def send_sample(sample: NodeSample) -> bool:

@@ -26,3 +26,10 @@ class MetricsSettings(Group):
     metrics_queue: str = "orchestrator.metrics-requests"
     # The orchestrator's own figures as a Prometheus textfile for node-exporter; unset: none.
     metrics_textfile: Path | None = None
+
+    @property
+    def sample_lifetime_seconds(self) -> float:
+        """How long a collector's sample may wait unread before the broker drops it. Its kills
+        and restarts are in no other sample, and a late one still counts (in the next window),
+        so a busy replica gets a minute whatever the period; the queue's length bounds the rest."""
+        return max(2 * self.metrics_seconds, 60.0)

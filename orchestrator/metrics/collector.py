@@ -139,6 +139,12 @@ class Collector:
         self.passes += 1
         if windows is None or previous is None:
             return []
+        if ended := [w for w in windows if w.oom_kills or w.restarts]:
+            first = ended[0]
+            log.info(
+                "site tasks ended unasked",
+                extra=fields(sites=len(ended), first=first.service, oom_kills=first.oom_kills, restarts=first.restarts),
+            )
         node = done.node.model_copy(update={"cpu_seconds": max(0.0, done.node_busy - (busy_before or 0.0))})
         samples = list(self._samples(previous, at, windows, node))
         if self._active is None or self._active.is_set():

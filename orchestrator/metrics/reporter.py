@@ -178,20 +178,32 @@ class MetricsReporter:
         (two collectors on a node count once)."""
         end = _grid_key(sample.end.timestamp())
         key = (sample.node_id, sample.part)
-        if end <= self._merged_until:
-            if key not in self._merged.get(end, ()) and len(self._late) < self._max_nodes:
-                self._merged.setdefault(end, set()).add(key)
-                self._late.append(sample)
-            return False
         if end not in self._samples and len(self._samples) >= WINDOWS_KEPT:
-            if end < min(self._samples):
-                return False
-            del self._samples[min(self._samples)]
+            # Merges stopped coming (a stalled period): the oldest window counts in the next one.
+            oldest = min(self._samples)
+            if end > oldest:
+                self._count_late(oldest, self._samples.pop(oldest))
+        if end <= self._merged_until or (end not in self._samples and len(self._samples) >= WINDOWS_KEPT):
+            self._count_late(end, {key: sample})
+            return False
         parts = self._samples.setdefault(end, {})
         if key in parts or len(parts) >= self._max_nodes * 4:
             return False
         parts[key] = sample
         return True
+
+    def _count_late(self, end: float, samples: Mapping[tuple[str, int], NodeSample]) -> None:
+        """Samples whose window will have no merge of its own: their kills and restarts count in
+        the next merge (once per node's part and window)."""
+        merged = self._merged.setdefault(end, set())
+        for key, sample in samples.items():
+            if key in merged:
+                continue
+            if len(self._late) >= self._max_nodes * 4:
+                log.warning("late metrics samples dropped: too many", extra=fields(end=sample.end.isoformat()))
+                return
+            merged.add(key)
+            self._late.append(sample)
 
     # --- the period ------------------------------------------------------------------------------
 
@@ -242,13 +254,11 @@ class MetricsReporter:
         point: a busy event loop, a slow Docker or Traefik) count here as late ones."""
         samples = list(self._samples.pop(_grid_key(at), {}).values())
         self._merged_until = _grid_key(at)
-        self._merged[self._merged_until] = {(s.node_id, s.part) for s in samples}
+        self._merged.setdefault(self._merged_until, set()).update((s.node_id, s.part) for s in samples)
         for end in [e for e in self._merged if e < self._merged_until - WINDOWS_KEPT * self._period]:
             del self._merged[end]
         for end in sorted(e for e in self._samples if e <= self._merged_until):
-            missed = self._samples.pop(end)
-            self._merged.setdefault(end, set()).update(missed)
-            self._late.extend(missed.values())
+            self._count_late(end, self._samples.pop(end))
         by_service: dict[str, list[tuple[NodeSample, TaskWindow]]] = {}
         for sample in samples:
             for entry in sample.sites:

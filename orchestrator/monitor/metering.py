@@ -50,13 +50,15 @@ class Metering:
     ) -> None:
         """`depths`: queue name -> messages waiting. Events go without confirms, not persistent,
         gone from any queue after two periods unread (a consumer that was away gets the latest,
-        not a backlog); samples as this process's broker user."""
+        not a backlog); samples as this process's broker user, kept longer (their counts are in
+        no other sample)."""
         self.settings = settings
         self.figures = Figures(file_totals=file_totals)
-        expiration = 2 * settings.metrics_seconds
-        self._events = publisher(settings.results_exchange, expiration=expiration)
+        self._events = publisher(settings.results_exchange, expiration=2 * settings.metrics_seconds)
         user = user_of(settings.amqp_url)
-        self._samples = publisher(settings.collector_exchange, user_id=user, expiration=expiration)
+        self._samples = publisher(
+            settings.collector_exchange, user_id=user, expiration=settings.sample_lifetime_seconds
+        )
         self._depths = depths
         metrics = settings.traefik_api_url.rstrip("/") + "/metrics" if settings.traefik_api_url else ""
         self._traefik = TraefikMetrics(metrics) if metrics and settings.metrics_seconds else None

@@ -163,7 +163,14 @@ async def test_a_site_past_its_memory_limit_reports_the_kill_and_the_restart(
         reports = [(m.state, m.tasks, m.oom_kills, m.restarts) for m in watch.of(sites.oom)][-12:]
         tasks = running.api.tasks(filters={"service": f"site_{sites.oom:04d}"})
         ends = [(t["Status"]["State"], t["Status"].get("Err"), t["DesiredState"]) for t in tasks]
-        return f"reports (state, tasks, oom_kills, restarts): {reports}; tasks: {ends}"
+        logs = running.orchestrator.log_path.parent
+        said = [
+            line
+            for path in (logs / "collector.log", running.orchestrator.log_path)
+            for line in path.read_text(errors="replace").splitlines()
+            if '"orchestrator.metrics"' in line or '"warning"' in line or "Traceback" in line
+        ]
+        return f"reports (state, tasks, oom_kills, restarts): {reports}; tasks: {ends}; logged: {said[-20:]}"
 
     await watch.until(lambda: counted("oom_kills") >= 1 and counted("restarts") >= 1, timeout=60, why=seen)
     await served(host(sites.oom), f"metered {sites.oom}", timeout=60)  # swarm started it again

@@ -122,6 +122,22 @@ def test_a_window_whose_merge_never_came_counts_its_kills_in_the_next() -> None:
     assert later.oom_kills == 0
 
 
+def test_a_window_pushed_out_by_later_ones_counts_its_kills_in_the_next_merge() -> None:
+    """Merges that stall for several periods (a slow Docker listing) while the samples keep
+    coming: the oldest windows make room, and their kills and restarts are not lost."""
+    board, _ = reporter()
+    board.merge(120, [Site(1, "site_0001", 1)], {})
+    assert board.on_sample(sample(180, entry(oom_kills=1, restarts=1)))
+    for end in (240, 300, 360):
+        assert board.on_sample(sample(end, entry()))
+    assert not board.on_sample(sample(180, entry(oom_kills=1), node_id="slow"))  # pushed out already
+    [event] = [e for e in board.merge(360, [Site(1, "site_0001", 1)], {}) if isinstance(e, SiteMetrics)]
+    assert (event.oom_kills, event.restarts, event.tasks) == (2, 1, 1)
+    assert not board.on_sample(sample(180, entry(oom_kills=1)))  # that node's part counted already
+    [later] = [e for e in board.merge(420, [Site(1, "site_0001", 1)], {}) if isinstance(e, SiteMetrics)]
+    assert later.oom_kills == 0
+
+
 def test_samples_waiting_for_their_merge_are_bounded() -> None:
     board, _ = reporter()
     for end in range(120, 1200, 60):
