@@ -188,7 +188,7 @@ async def declare_metrics(channel: AbstractChannel, settings: Settings) -> Decla
 def sample_queue_arguments(settings: Settings) -> FieldTable:
     return {
         "x-queue-type": "classic",
-        # A replica that stops taking them holds a minute's worth at most.
+        # A replica that stops taking them holds 1,000 at most (the oldest go first).
         "x-message-ttl": int(settings.sample_lifetime_seconds * 1000),
         "x-max-length": 1000,
         "x-overflow": "drop-head",

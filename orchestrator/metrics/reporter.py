@@ -146,7 +146,11 @@ class MetricsReporter:
         settle_seconds: float | None = None,
         spread_fraction: float = SPREAD_FRACTION,
         max_nodes: int = 1000,
+        sample_lifetime: float = 0.0,
     ) -> None:
+        """`sample_lifetime`: how long a sample may wait in the broker (`Settings.
+        sample_lifetime_seconds`); which node's parts a window merged is remembered that long, so
+        a copy that comes later than the rest of its window still counts once."""
         self._sites = sites
         self._scrape = scrape
         self.publish = publish
@@ -161,6 +165,7 @@ class MetricsReporter:
         self._scrapes = Scrapes()
         self._samples: dict[float, dict[tuple[str, int], NodeSample]] = {}  # window end -> (node, part) -> sample
         self._merged_until = 0.0
+        self._memory = max(WINDOWS_KEPT * period, sample_lifetime + period)
         self._merged: dict[float, set[tuple[str, int]]] = {}  # window end -> (node, part) merged
         self._late: list[NodeSample] = []
         self._site_ids: list[int] = []  # sorted, for pages
@@ -178,6 +183,8 @@ class MetricsReporter:
         (two collectors on a node count once)."""
         end = _grid_key(sample.end.timestamp())
         key = (sample.node_id, sample.part)
+        if end < self._merged_until - self._memory:
+            return False  # older than the broker keeps a sample: counted already
         if end not in self._samples and len(self._samples) >= WINDOWS_KEPT:
             # Merges stopped coming (a stalled period): the oldest window counts in the next one.
             oldest = min(self._samples)
@@ -195,13 +202,15 @@ class MetricsReporter:
     def _count_late(self, end: float, samples: Mapping[tuple[str, int], NodeSample]) -> None:
         """Samples whose window will have no merge of its own: their kills and restarts count in
         the next merge (once per node's part and window)."""
-        merged = self._merged.setdefault(end, set())
+        merged = self._merged.get(end)
         for key, sample in samples.items():
-            if key in merged:
+            if merged is not None and key in merged:
                 continue
             if len(self._late) >= self._max_nodes * 4:
                 log.warning("late metrics samples dropped: too many", extra=fields(end=sample.end.isoformat()))
                 return
+            if merged is None:
+                merged = self._merged[end] = set()
             merged.add(key)
             self._late.append(sample)
 
@@ -251,14 +260,19 @@ class MetricsReporter:
     def merge(self, at: float, sites: Iterable[Site], served: Mapping[str, Served]) -> list[SiteMetrics | NodeMetrics]:
         """The window ending at `at`: every site's event, every reporting node's. Samples of grid
         points before it that had no merge of their own (a period that ran past the next grid
-        point: a busy event loop, a slow Docker or Traefik) count here as late ones."""
-        samples = list(self._samples.pop(_grid_key(at), {}).values())
-        self._merged_until = _grid_key(at)
-        self._merged.setdefault(self._merged_until, set()).update((s.node_id, s.part) for s in samples)
-        for end in [e for e in self._merged if e < self._merged_until - WINDOWS_KEPT * self._period]:
-            del self._merged[end]
-        for end in sorted(e for e in self._samples if e <= self._merged_until):
-            self._count_late(end, self._samples.pop(end))
+        point: a busy event loop, a slow Docker or Traefik) count here as late ones; the samples of
+        this window that later ones pushed out while its merge stalled count here as its own."""
+        self._merged_until = end = _grid_key(at)
+        samples = list(self._samples.pop(end, {}).values())
+        # A window pushed out by later ones while its merge stalled is merged now after all.
+        if any(_grid_key(s.end.timestamp()) == end for s in self._late):
+            samples += [s for s in self._late if _grid_key(s.end.timestamp()) == end]
+            self._late = [s for s in self._late if _grid_key(s.end.timestamp()) != end]
+        self._merged.setdefault(end, set()).update((s.node_id, s.part) for s in samples)
+        for old in [e for e in self._merged if e < end - self._memory]:
+            del self._merged[old]
+        for missed in sorted(e for e in self._samples if e <= end):
+            self._count_late(missed, self._samples.pop(missed))
         by_service: dict[str, list[tuple[NodeSample, TaskWindow]]] = {}
         for sample in samples:
             for entry in sample.sites:

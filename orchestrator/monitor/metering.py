@@ -66,6 +66,7 @@ class Metering:
             MetricsReporter(
                 self._sites(swarm), self._scrape, self.publish, deployment=settings.deployment,
                 period=settings.metrics_seconds, active=asyncio.Event(),
+                sample_lifetime=settings.sample_lifetime_seconds,
             )
             if settings.metrics_seconds
             else None

@@ -138,6 +138,43 @@ def test_a_window_pushed_out_by_later_ones_counts_its_kills_in_the_next_merge() 
     assert later.oom_kills == 0
 
 
+def test_a_stalled_merge_that_comes_after_all_merges_its_pushed_out_window_as_its_own() -> None:
+    board, _ = reporter()
+    board.merge(120, [Site(1, "site_0001", 1)], {})
+    assert board.on_sample(sample(180, entry(cpu=30, oom_kills=1)))
+    for end in (240, 300, 360):
+        assert board.on_sample(sample(end, entry()))
+    [event] = [e for e in board.merge(180, [Site(1, "site_0001", 1)], {}) if isinstance(e, SiteMetrics)]
+    assert (event.state, event.tasks, event.oom_kills, event.nodes) == ("running", 1, 1, ["host-n1"])
+    assert event.usage is not None and event.usage.cpu_seconds == 30
+    [later] = [e for e in board.merge(240, [Site(1, "site_0001", 1)], {}) if isinstance(e, SiteMetrics)]
+    assert (later.oom_kills, later.tasks) == (0, 1)
+
+
+def test_a_copy_later_than_three_periods_still_counts_once() -> None:
+    """Samples wait in the broker up to their lifetime (a minute at least): two collectors on a
+    node, one of them held up, send the same window's kill twice."""
+    board, _ = reporter(period=2.0, sample_lifetime=60.0)
+    assert board.on_sample(sample(120, entry(oom_kills=1), start=118))
+    board.merge(120, [Site(1, "site_0001", 1)], {})
+    for end in range(122, 142, 2):
+        board.merge(end, [Site(1, "site_0001", 1)], {})
+    assert not board.on_sample(sample(120, entry(oom_kills=1), start=118))
+    [event] = [e for e in board.merge(142, [Site(1, "site_0001", 1)], {}) if isinstance(e, SiteMetrics)]
+    assert event.oom_kills == 0
+    assert not board.on_sample(sample(60, entry(oom_kills=1), start=58))  # older than any kept: dropped
+    assert len(board._merged) <= 32
+
+
+def test_late_samples_past_their_bound_leave_no_memory_behind() -> None:
+    """Merges that never come (Docker away): windows pushed out go late until the late list is
+    full, and nothing else grows."""
+    board, _ = reporter(max_nodes=2)
+    for end in range(120, 120 + 60 * 500, 60):
+        board.on_sample(sample(end, entry()))
+    assert len(board._late) == 8 and len(board._merged) == 8 and len(board._samples) == 3
+
+
 def test_samples_waiting_for_their_merge_are_bounded() -> None:
     board, _ = reporter()
     for end in range(120, 1200, 60):
