@@ -129,13 +129,15 @@ async def terminal_rtt(site_id: int, count: int = 300) -> dict[str, Any]:
         async def quiet() -> None:  # the prompt and anything else pending
             with contextlib.suppress(TimeoutError):
                 while True:
-                    await asyncio.wait_for(received.get(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await received.get()
 
         async def keystroke() -> float:
             started = time.perf_counter()
             await send("input", data=base64.b64encode(b"x").decode())
-            while b"x" not in base64.b64decode((await asyncio.wait_for(received.get(), 10)).data or ""):
-                pass
+            async with asyncio.timeout(10):
+                while b"x" not in base64.b64decode((await received.get()).data or ""):
+                    pass
             return time.perf_counter() - started
 
         await send("open", site_id=site_id, cols=200, rows=50)

@@ -145,7 +145,8 @@ async def _bare_push(echo: EchoClient, data: bytes, chunk: int) -> dict[str, flo
             if len(inflight) >= 8:
                 await inflight.pop(0)
         await asyncio.gather(*inflight)
-        await asyncio.wait_for(done, 120)
+        async with asyncio.timeout(120):
+            await done
         bare_push[encoding] = time.perf_counter() - started
     return bare_push
 
@@ -163,7 +164,8 @@ async def _bare_pull(echo: EchoClient, total: int, chunk: int) -> float:
         ECHO_QUEUE,
     )
     for _ in range(total // chunk):
-        base64.b64decode(json.loads(await asyncio.wait_for(replies.get(), 60))["result"]["data"])
+        async with asyncio.timeout(60):
+            base64.b64decode(json.loads(await replies.get())["result"]["data"])
     return time.perf_counter() - started
 
 

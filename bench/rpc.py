@@ -44,7 +44,8 @@ class EchoClient:
         message = aio_pika.Message(body, correlation_id=correlation_id, reply_to=DIRECT, headers={"op": op, **headers})
         await self.channel.default_exchange.publish(message, ECHO_QUEUE, mandatory=False)
         try:
-            return await asyncio.wait_for(future, 60)  # type: ignore[no-any-return]
+            async with asyncio.timeout(60):
+                return await future  # type: ignore[no-any-return]
         finally:
             self.pending.pop(correlation_id, None)
 

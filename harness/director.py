@@ -211,7 +211,8 @@ async def publish_reliably(director: Director, event: dict[str, Any] | None = No
     deadline = time.monotonic() + 180
     while True:
         try:
-            await asyncio.wait_for(director.publish(event, **kwargs), 10)
+            async with asyncio.timeout(10):
+                await director.publish(event, **kwargs)
             return
         except Exception:
             if time.monotonic() > deadline:

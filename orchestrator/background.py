@@ -39,5 +39,6 @@ def _ended(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
 
 async def _cancelled(task: asyncio.Task[None]) -> None:
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await asyncio.wait([task])  # its end, not its CancelledError: a cancellation of ours still reaches us
+    if not task.cancelled() and (error := task.exception()) is not None:
+        raise error

@@ -123,7 +123,8 @@ def until_ready(what: str, errors: tuple[type[BaseException], ...], stop: asynci
             await asyncio.sleep(seconds)
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await stop.wait()
 
     def waiting(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

@@ -69,7 +69,8 @@ class QueueConsumer:
     async def drain(self, grace: float) -> bool:
         """Wait for in-flight deliveries; False when the grace period ran out first."""
         try:
-            await asyncio.wait_for(self._idle.wait(), grace)
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
         except TimeoutError:
             return False
         return True

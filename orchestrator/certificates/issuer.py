@@ -107,7 +107,8 @@ class Issuer:
         async with self._changed:
             while (waiting := self._undecided(names)) and (left := deadline - time.monotonic()) > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), left)
+                    async with asyncio.timeout(left):
+                        await self._changed.wait()
         if waiting:
             log.info(
                 "certificates still under way after the site event's wait",
@@ -374,7 +375,8 @@ class Issuer:
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         if time.monotonic() >= self._survey_at:
             self._survey_due = True
 

@@ -83,4 +83,5 @@ async def _beat(
         except OSError as exc:
             log.warning("could not write the heartbeat", extra=fields(error=repr(exc)))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.heartbeat_interval_seconds)
+            async with asyncio.timeout(settings.heartbeat_interval_seconds):
+                await stop.wait()

@@ -40,7 +40,8 @@ async def guard(settings: Settings) -> None:
             except OSError as exc:
                 log.warning("could not write the heartbeat", extra=fields(error=repr(exc)))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), settings.heartbeat_interval_seconds)
+                async with asyncio.timeout(settings.heartbeat_interval_seconds):
+                    await stop.wait()
     finally:
         await network_guard.close()  # the filter stays: fail closed
         docker_client.close()

@@ -116,9 +116,8 @@ class Dumps:
     async def stop(self) -> None:
         for task in list(self._running):
             task.cancel()
-        for task in list(self._running):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._running:
+            await asyncio.wait(list(self._running))
 
 
 async def write_dump(command: DumpCommand, path: Path, *, chunk_bytes: int, max_bytes: int) -> int:

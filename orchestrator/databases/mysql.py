@@ -134,7 +134,8 @@ class MySQL(PooledEngine[aiomysql.Pool]):
         if self._pool is not None:
             self._pool.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._pool.wait_closed(), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await self._pool.wait_closed()
             self._pool = None
 
     # --- provisioning -----------------------------------------------------------------------

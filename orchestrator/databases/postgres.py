@@ -124,7 +124,8 @@ class Postgres(PooledEngine[asyncpg.Pool]):
     async def close(self) -> None:
         if self._pool is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._pool.close(), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await self._pool.close()
             self._pool = None
 
     # --- provisioning -----------------------------------------------------------------------

@@ -114,9 +114,8 @@ class SiteFiles:
         ended = await self.streams.close_site(site_id)
         try:
             async with self._settled:
-                await asyncio.wait_for(
-                    self._settled.wait_for(lambda: not self._inflight.get(site_id)), CLOSE_WAIT_SECONDS
-                )
+                async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                    await self._settled.wait_for(lambda: not self._inflight.get(site_id))
         except TimeoutError:
             log.warning("file requests of a deleted site still running", extra=fields(site_id=site_id))
         ended += await self.uploads.abort_site(site_id)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import logging
 import threading
@@ -158,10 +157,8 @@ class Streams:
                 stream.stopped.set()
             if stream.task is not None:
                 stream.task.cancel()
-        for stream in streams:
-            if stream.task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stream.task
+        if ending := [stream.task for stream in streams if stream.task is not None]:
+            await asyncio.wait(ending)  # their ends, not their CancelledErrors: ours still reach us
 
     async def close_site(self, site_id: int) -> int:
         """End the site's streams (it is being deleted); their requesters hear why."""
@@ -285,7 +282,8 @@ class Streams:
                     if timeout <= 0:
                         break
                     try:
-                        item = await asyncio.wait_for(lines.get(), timeout)
+                        async with asyncio.timeout(timeout):
+                            item = await lines.get()
                     except TimeoutError:
                         break
                     if isinstance(item, End):

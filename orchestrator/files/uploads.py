@@ -160,7 +160,8 @@ class Uploads:
             wait = ORDER_WAIT_SECONDS if key in self._uploads else UNKNOWN_WAIT_SECONDS
             try:
                 async with self._changed:
-                    await asyncio.wait_for(self._changed.wait_for(ready), wait)
+                    async with asyncio.timeout(wait):
+                        await self._changed.wait_for(ready)
             except TimeoutError:
                 upload = self._uploads.get(key)
                 have = f"has {upload.received} bytes" if upload else "is unknown (expired, aborted or never started)"

@@ -317,7 +317,8 @@ class MetricsReporter:
                 log.warning("metrics events not published: the broker did not take them", extra=fields(left=left))
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hurry.wait(), max(0.0, started + (i + 1) * pause - time.monotonic()))
+                async with asyncio.timeout(max(0.0, started + (i + 1) * pause - time.monotonic())):
+                    await self._hurry.wait()
 
     # --- the current values ----------------------------------------------------------------------
 

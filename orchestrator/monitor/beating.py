@@ -48,7 +48,8 @@ async def keep_beating(
     said: list[str] = []  # the problems last logged: a change is logged once, not every beat
     while True:
         try:
-            await asyncio.wait_for(docker.run(lambda api: api.ping()), interval)
+            async with asyncio.timeout(interval):
+                await docker.run(lambda api: api.ping())
             docker_ok = True
         except (OrchestratorError, TimeoutError):
             docker_ok = False

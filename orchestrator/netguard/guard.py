@@ -10,7 +10,6 @@ made again, after the last container left and a new one came, is a difference)."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import threading
@@ -114,8 +113,7 @@ class NetworkGuard:
         stopped, so no pass of it writes the filter again behind us."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])
         if self._lasts_with_process:
             await self._take_away()
 

@@ -83,7 +83,8 @@ class Changes:
         async with self._changed:
             seen = self._count
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self._count != seen), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait_for(lambda: self._count != seen)
             except TimeoutError:
                 return False
         return True

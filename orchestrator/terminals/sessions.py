@@ -195,7 +195,8 @@ class TerminalSessions:
         await self.host.remove(session.container_id)  # the pump then sees the end and says `closed`
         if session.pump is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(session.pump), 10)
+                async with asyncio.timeout(10):
+                    await asyncio.shield(session.pump)
 
     def next_seq(self, session_id: uuid.UUID) -> int:
         """The `seq` of an event about the session said outside its pump (a refused command); 0
@@ -253,7 +254,8 @@ class TerminalSessions:
                 ended = False
                 while len(batch) < limit and not session.answer_due and (left := deadline - loop.time()) > 0:
                     try:
-                        more = await asyncio.wait_for(session.reader.read(limit - len(batch)), left)
+                        async with asyncio.timeout(left):
+                            more = await session.reader.read(limit - len(batch))
                     except TimeoutError:
                         break
                     if not more:

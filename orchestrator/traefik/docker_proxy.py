@@ -201,7 +201,8 @@ class DockerProxy:
                 await writer.wait_closed()
 
     async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+        async with asyncio.timeout(HEAD_TIMEOUT):
+            head = await reader.readuntil(b"\r\n\r\n")
         request = parse_head(head)
         if request is None:
             writer.write(refusal("400 Bad Request", "not a plain read request\n"))

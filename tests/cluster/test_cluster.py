@@ -270,7 +270,8 @@ async def _visit(sites: list[Site], stop: asyncio.Event) -> None:
                 with contextlib.suppress(httpx.HTTPError):
                     await client.get("http://127.0.0.1:8000/", headers={"Host": site.host})
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.2)
+                async with asyncio.timeout(0.2):
+                    await stop.wait()
 
 
 def _sent_from(windows: list[SiteMetrics], host: str) -> int:

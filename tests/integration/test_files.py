@@ -296,7 +296,8 @@ async def test_requests_nobody_may_be_answered_for_are_dead_lettered_without_a_r
     }
     # Director hears about its own malformed request; a stranger hears nothing, and nothing is
     # ever published into a queue that is not a reply queue.
-    assert (await asyncio.wait_for(garbage_reply, 10))["error"]["code"] == "invalid_request"  # type: ignore[index]
+    async with asyncio.timeout(10):
+        assert (await garbage_reply)["error"]["code"] == "invalid_request"  # type: ignore[index]
     assert not stranger_reply.done()
     assert await trapped.get(fail=False) is None
     await observer.close()

@@ -26,7 +26,8 @@ async def test_a_message_over_the_brokers_limit_is_refused_by_the_broker(vhost: 
         exchange = await channel.get_exchange("director.sites", ensure=False)
         huge = aio_pika.Message(b"x" * (100 * 1024 * 1024), user_id="director")
         with pytest.raises((aio_pika.exceptions.AMQPError, ConnectionError)):
-            await asyncio.wait_for(exchange.publish(huge, "site.created"), 30)
+            async with asyncio.timeout(30):
+                await exchange.publish(huge, "site.created")
 
 
 async def test_a_poison_flood_stays_within_the_dead_letter_bound_and_the_service_answers(

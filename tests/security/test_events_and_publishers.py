@@ -753,7 +753,8 @@ def rogue_ca(directory: Path) -> tuple[Path, Path]:
 async def _connect_once(url: str, settings: Settings) -> AbstractRobustConnection:
     stop = asyncio.Event()
     stop.set()  # connect() gives up after the first failure instead of waiting for the broker
-    return await asyncio.wait_for(broker.connect(url, settings, stop), 30)
+    async with asyncio.timeout(30):
+        return await broker.connect(url, settings, stop)
 
 
 @pytest.mark.parametrize("url", [AMQPS_URL, AMQPS_URL.replace("localhost", "127.0.0.1")], ids=["localhost", "ip"])

@@ -77,7 +77,8 @@ def host_state() -> dict[str, object]:
 
 async def code_of(request: object) -> str:
     with pytest.raises(OrchestratorError) as caught:
-        await asyncio.wait_for(request, 10)  # type: ignore[arg-type]
+        async with asyncio.timeout(10):
+            await request  # type: ignore[arg-type]
     return caught.value.code
 
 
@@ -261,7 +262,8 @@ async def test_a_site_swapping_a_directory_for_a_link_in_a_loop_reaches_nothing_
 
     ops = ["read", "list", "write", "mkdir", "chmod", "rename", "delete", "usage"]
     try:
-        await asyncio.wait_for(asyncio.gather(enough(), *(loop(op) for op in ops)), 120)
+        async with asyncio.timeout(120):
+            await asyncio.gather(enough(), *(loop(op) for op in ops))
         assert api.wait(container, timeout=10)["StatusCode"] == 0
     finally:
         api.remove_container(container, force=True)

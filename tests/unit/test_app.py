@@ -35,7 +35,8 @@ async def test_shutdown_waits_for_the_inflight_messages_of_every_queue() -> None
     await asyncio.sleep(0.05)
     assert finished == ["sites"] and not stopping.done()  # the file request is still in flight
     second.set()
-    await asyncio.wait_for(stopping, 10)
+    async with asyncio.timeout(10):
+        await stopping
     assert finished == ["sites", "files"]
     await asyncio.gather(*handling)
 
@@ -46,7 +47,8 @@ async def test_shutdown_takes_no_new_message_and_gives_up_after_the_grace_period
     consumers = (_consumer("sites", never, finished), _consumer("terminals", never, finished))
     stuck = asyncio.create_task(consumers[1]._on_message(SimpleNamespace()))  # type: ignore[arg-type]
     await asyncio.sleep(0)
-    await asyncio.wait_for(finish(consumers, grace=0.05), 10)
+    async with asyncio.timeout(10):
+        await finish(consumers, grace=0.05)
     await consumers[0]._on_message(SimpleNamespace())  # type: ignore[arg-type]
     assert consumers[0].inflight == 0 and consumers[1].inflight == 1 and finished == []
     stuck.cancel()

@@ -24,7 +24,8 @@ async def test_a_failing_loop_is_logged_and_stops_the_process(caplog: pytest.Log
     with pytest.raises(TypeError, match="NoneType"):
         async with contextlib.AsyncExitStack() as stack:
             background(stack, stop, drop_retired())
-            await asyncio.wait_for(stop.wait(), 2)
+            async with asyncio.timeout(2):
+                await stop.wait()
 
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert record.getMessage() == "a background loop ended: stopping"

@@ -31,7 +31,8 @@ async def test_a_sites_slow_jobs_hold_their_share_of_threads_and_another_site_is
         jobs = [asyncio.create_task(worker.as_site(SLOW, slow)) for _ in range(12)]
         await asyncio.sleep(0.2)
         # Two threads of four are the slow site's; the other site's job runs at once beside them.
-        assert await asyncio.wait_for(worker.as_site(OTHER, lambda: "served"), 10) == "served"
+        async with asyncio.timeout(10):
+            assert await worker.as_site(OTHER, lambda: "served") == "served"
         assert most == 2 and not any(job.done() for job in jobs)
         release.set()
         await asyncio.gather(*jobs)

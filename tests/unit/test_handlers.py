@@ -321,7 +321,8 @@ async def test_a_waiting_claim_does_not_hold_up_other_sites(
     claim = asyncio.create_task(dispatch(upsert(1, "site.created", domains=["taken.example.com"]), ctx))
     await asyncio.sleep(0.05)
 
-    other = await asyncio.wait_for(dispatch(upsert(1, "site.created", id=3, domains=["free.example.com"]), ctx), 20)
+    async with asyncio.timeout(20):
+        other = await dispatch(upsert(1, "site.created", id=3, domains=["free.example.com"]), ctx)
 
     assert other.type == "site.deployed" and not claim.done()
     claim.cancel()

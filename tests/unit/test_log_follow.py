@@ -3,12 +3,18 @@ task's lines are passed on whatever their order, and a reconnect loses none and 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from orchestrator.bus.outcomes import Requester
 from orchestrator.files.follows import OVERLAP_SECONDS, End, pump
+from orchestrator.files.streams import Streams
+from orchestrator.files.worker import SiteRef
 from orchestrator.swarm.logs import LogRecord
 
 S = 1_000_000_000
@@ -114,3 +120,57 @@ def test_two_parts_of_one_long_line_are_both_passed_on() -> None:
     parts = [LogRecord(ns=5 * S, task="t", text="a" * 100), LogRecord(ns=5 * S, task="t", text="b" * 100)]
     passed, _ = run([parts])
     assert passed == parts
+
+
+class Flood:
+    """A task that logs without pause (a restart's new task, say)."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def __iter__(self) -> Iterator[LogRecord]:
+        n = 0
+        while not self.closed.is_set():
+            n += 1
+            yield LogRecord(ns=n, task="t", text=f"line {n}")
+            time.sleep(0.0002)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class FloodLogs:
+    async def api_version(self) -> str:
+        return "1.41"
+
+    def follow(self, name: str, version: str, backlog: int, since_ns: int | None) -> Flood:
+        return Flood()
+
+    def task_starts(self, name: str, version: str) -> dict[str, int]:
+        return {}
+
+
+async def test_a_stop_ends_a_follow_whatever_its_lines_are_doing() -> None:
+    """A stop's cancellation met a line arriving at the same moment: Python 3.11's
+    `asyncio.wait_for` returned the line and dropped the cancellation, and the follow went on
+    (`logs.stop` answered only when a second stop came, 30 s later)."""
+
+    @contextlib.asynccontextmanager
+    async def replies() -> AsyncIterator[Callable[[str, str, bytes], Awaitable[bool]]]:
+        async def send(reply_to: str, correlation_id: str, body: bytes) -> bool:
+            return True
+
+        yield send
+
+    streams = Streams(
+        None,  # type: ignore[arg-type]  # a follow touches no site file
+        FloodLogs(),  # type: ignore[arg-type]
+        replies,
+        max_streams=4, max_per_site=4, follow_seconds=3600, reply_bytes=1 << 20,
+    )  # fmt: skip
+    for _ in range(60):
+        stream_id = uuid.uuid4()
+        await streams.follow(SiteRef(1, "site_0001", 1001), "site_0001", stream_id, 0, Requester("r", "c"))
+        await asyncio.sleep(0.02)
+        async with asyncio.timeout(5):
+            assert await streams.stop_follow(stream_id, None)

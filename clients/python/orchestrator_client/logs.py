@@ -75,7 +75,8 @@ class LogFollow:
             return None
         if self._replies is None:
             raise RuntimeError("enter the follow first: `async with client.logs.follow(...) as follow:`")
-        update = result_of(await asyncio.wait_for(self._replies.get(), timeout), LogsUpdate)
+        async with asyncio.timeout(timeout):
+            update = result_of(await self._replies.get(), LogsUpdate)
         if update.last:
             self.ended = update
         return update

@@ -134,7 +134,8 @@ class Requests:
         self._pending[correlation_id] = future
         try:
             await self._publish(request, correlation_id)
-            reply = await asyncio.wait_for(future, timeout or self.timeout)
+            async with asyncio.timeout(timeout or self.timeout):
+                reply = await future
         finally:
             self._pending.pop(correlation_id, None)
         return result_of(reply, result)
@@ -148,7 +149,8 @@ class Requests:
         self._pending[correlation_id] = future
         try:
             await self._send(operation, json.dumps(body).encode(), correlation_id)
-            reply = await asyncio.wait_for(future, timeout or self.timeout)
+            async with asyncio.timeout(timeout or self.timeout):
+                reply = await future
         finally:
             self._pending.pop(correlation_id, None)
         return result_of(reply, _Raw).root
@@ -177,7 +179,8 @@ class Requests:
         async with self.stream(request) as replies:
             digest, seq, size = hashlib.sha256(), 0, 0
             while True:
-                piece = result_of(await asyncio.wait_for(replies.get(), self.timeout), chunk)
+                async with asyncio.timeout(self.timeout):
+                    piece = result_of(await replies.get(), chunk)
                 if piece.seq != seq:
                     raise IoError(f"{what} chunk {piece.seq} arrived, {seq} expected")
                 data = base64.b64decode(piece.data)

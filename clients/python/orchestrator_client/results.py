@@ -146,7 +146,8 @@ class Subscription:
     async def next(self, timeout: float | None = None) -> Delivery:
         """The next delivery; TimeoutError if none came within `timeout` seconds."""
         while True:
-            incoming = await asyncio.wait_for(self._inbox.get(), timeout)
+            async with asyncio.timeout(timeout):
+                incoming = await self._inbox.get()
             report = parse(incoming)
             if report is None:
                 log.debug("skipped a %s: a type this client does not know", incoming.routing_key)

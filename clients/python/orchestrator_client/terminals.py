@@ -92,7 +92,8 @@ class Terminal:
             self._commands = await self._channel.get_exchange(t._commands, ensure=False)
             cols, rows = self._size
             await self._send(TerminalOpen(session_id=self.session_id, site_id=self.site_id, cols=cols, rows=rows))
-            first = await asyncio.wait_for(self._inbox.get(), t._timeout)
+            async with asyncio.timeout(t._timeout):
+                first = await self._inbox.get()
             if first.type != "opened":
                 raise self._failure(first)
         except BaseException:
@@ -134,7 +135,8 @@ class Terminal:
         """The next output (None once the session is closed); the session's error if it failed;
         TimeoutError if nothing came within `timeout` seconds (None: wait)."""
         while self.ended is None:
-            update = await asyncio.wait_for(self._inbox.get(), timeout)
+            async with asyncio.timeout(timeout):
+                update = await self._inbox.get()
             if update.type == "output":
                 return base64.b64decode(update.data or "")
             if update.type in ("closed", "failed"):
