@@ -22,7 +22,7 @@ import httpx
 from harness.broker import connected
 from harness.director import Director, Results
 from harness.process import OrchestratorProcess
-from harness.stack import ROOT, TRAEFIK, fresh_vhost, scratch_sites_root
+from harness.stack import ROOT, TRAEFIK, default_images, fresh_vhost, scratch_sites_root
 
 VHOST = "orchestrator-bench"
 FIRST_SITE = 8000  # 8000-8999: the benchmark's sites; 200000 on: the thousand-site fleet
@@ -82,8 +82,10 @@ def _quietly(remove: Any, ident: str) -> None:
 
 
 def bench_env(root: Path, **overrides: str) -> dict[str, str]:
-    """Production defaults, except where the benchmark's own broker and sites root live."""
+    """Production defaults, except where the benchmark's own broker and sites root live, and the
+    default images pinned as `make up` pushed them."""
     env = {
+        **default_images(),
         "ORCHESTRATOR_AMQP_URL": f"amqp://orchestrator:orchestrator@127.0.0.1:5672/{VHOST}",
         "ORCHESTRATOR_REPLAY_AMQP_URL": f"amqp://director:director@127.0.0.1:5672/{VHOST}",
         "ORCHESTRATOR_SITES_ROOT": str(root),
