@@ -186,7 +186,8 @@ class MetricsReporter:
         if end < self._merged_until - self._memory:
             return False  # older than the broker keeps a sample: counted already
         if end not in self._samples and len(self._samples) >= WINDOWS_KEPT:
-            # Merges stopped coming (a stalled period): the oldest window counts in the next one.
+            # Merges stopped coming (a stalled period): the oldest window makes room, and counts
+            # as its own if its merge still comes, else in the next one.
             oldest = min(self._samples)
             if end > oldest:
                 self._count_late(oldest, self._samples.pop(oldest))
@@ -200,8 +201,8 @@ class MetricsReporter:
         return True
 
     def _count_late(self, end: float, samples: Mapping[tuple[str, int], NodeSample]) -> None:
-        """Samples whose window will have no merge of its own: their kills and restarts count in
-        the next merge (once per node's part and window)."""
+        """Samples that missed their window's merge or were pushed out before it: their kills and
+        restarts count in the next merge (once per node's part and window)."""
         merged = self._merged.get(end)
         for key, sample in samples.items():
             if merged is not None and key in merged:
@@ -265,9 +266,10 @@ class MetricsReporter:
         self._merged_until = end = _grid_key(at)
         samples = list(self._samples.pop(end, {}).values())
         # A window pushed out by later ones while its merge stalled is merged now after all.
-        if any(_grid_key(s.end.timestamp()) == end for s in self._late):
-            samples += [s for s in self._late if _grid_key(s.end.timestamp()) == end]
-            self._late = [s for s in self._late if _grid_key(s.end.timestamp()) != end]
+        others: list[NodeSample] = []
+        for sample in self._late:
+            (samples if _grid_key(sample.end.timestamp()) == end else others).append(sample)
+        self._late = others
         self._merged.setdefault(end, set()).update((s.node_id, s.part) for s in samples)
         for old in [e for e in self._merged if e < end - self._memory]:
             del self._merged[old]
